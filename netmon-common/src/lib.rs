@@ -1,0 +1,170 @@
+//! Types shared by netmon's eBPF programs and its userspace agent.
+//!
+//! Every map key and value here is `#[repr(C)]` with explicit padding fields, so
+//! the kernel and the agent agree on the layout byte for byte; a `const`
+//! assertion beside each type pins its size. Padding must be zeroed by the
+//! writer: the kernel hashes every byte of a key.
+//!
+//! What a count means (the same at every hook):
+//! - `bytes` is the L2 frame length without FCS: Ethernet header, VLAN tags,
+//!   payload. A VLAN tag the NIC moved into packet metadata is counted as the
+//!   4 bytes it occupies on the wire.
+//! - A GSO/GRO aggregate seen at TC counts as the segments it stands for:
+//!   `packets` is the segment count and `bytes` adds the replicated headers of
+//!   every segment after the first.
+#![no_std]
+
+/// Name of the per-CPU LRU hash of [`MacKey`] -> [`Counter`].
+pub const MAC_MAP: &str = "MAC_COUNTERS";
+/// Name of the per-CPU LRU hash of [`FlowKey`] -> [`Counter`].
+pub const FLOW_MAP: &str = "FLOW_COUNTERS";
+/// Name of the one-entry per-CPU array of [`Globals`].
+pub const GLOBALS_MAP: &str = "GLOBALS";
+
+/// XDP ingress program.
+pub const PROG_XDP: &str = "netmon_xdp";
+/// TC ingress classifier (used where native XDP is not available, or forced).
+pub const PROG_TC_INGRESS: &str = "netmon_tc_in";
+/// TC egress classifier.
+pub const PROG_TC_EGRESS: &str = "netmon_tc_eg";
+/// Pass-only XDP program: the benchmark's floor.
+pub const PROG_XDP_PASS: &str = "bench_xdp_pass";
+/// Pass-only TC program: the benchmark's floor.
+pub const PROG_TC_PASS: &str = "bench_tc_pass";
+
+/// Default number of entries in [`MAC_MAP`].
+pub const DEFAULT_MAC_ENTRIES: u32 = 16_384;
+/// Default number of entries in [`FLOW_MAP`].
+pub const DEFAULT_FLOW_ENTRIES: u32 = 65_536;
+
+/// Which way a frame crossed the watched interface.
+pub mod direction {
+    /// Received by the interface (XDP or TC ingress).
+    pub const INGRESS: u8 = 0;
+    /// Sent by the interface (TC egress).
+    pub const EGRESS: u8 = 1;
+}
+
+/// IP protocol numbers the programs classify; any other number is stored as is.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// Bytes and packets. The value of both counting maps, one per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub bytes: u64,
+    pub packets: u64,
+}
+const _: () = assert!(size_of::<Counter>() == 16);
+
+/// One L2 conversation on one interface and direction: frames from `src` to
+/// `dst`. A device's `tx` is the sum over keys with its MAC as `src`, its `rx`
+/// the sum over keys with its MAC as `dst`; one map update per frame serves both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacKey {
+    pub ifindex: u32,
+    /// [`direction::INGRESS`] or [`direction::EGRESS`].
+    pub direction: u8,
+    pub _pad0: u8,
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+    pub _pad1: [u8; 2],
+}
+const _: () = assert!(size_of::<MacKey>() == 20);
+
+/// One IP conversation on one interface and direction. IPv4 addresses are
+/// stored IPv4-mapped (`::ffff:a.b.c.d`), so both families share one key.
+/// The frame's MACs are part of the key: they tie each IP to the device that
+/// used it, with no second map update per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub ifindex: u32,
+    /// [`direction::INGRESS`] or [`direction::EGRESS`].
+    pub direction: u8,
+    /// IP protocol number of the L4 header (after IPv6 extension headers).
+    pub proto: u8,
+    pub _pad: [u8; 2],
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+const _: () = assert!(size_of::<FlowKey>() == 52);
+
+/// Frame-level counters kept by every program, one copy per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Globals {
+    /// Frames seen (GSO aggregates count as their segments).
+    pub packets: u64,
+    /// Bytes seen, as defined in the crate docs.
+    pub bytes: u64,
+    /// Frames whose EtherType is neither IPv4 nor IPv6 (ARP included).
+    pub non_ip: u64,
+    /// ARP frames.
+    pub arp: u64,
+    /// Frames with one or two VLAN tags.
+    pub vlan: u64,
+    /// Frames too short for a header they announce, or with an impossible
+    /// header field; passed untouched. Frames shorter than an Ethernet header
+    /// are counted here and nowhere else.
+    pub malformed: u64,
+    /// IPv6 packets whose extension-header chain was longer than the programs
+    /// walk; counted under the last header type reached.
+    pub ipv6_ext_limit: u64,
+    /// Map updates that failed (map full of entries pinned by other CPUs,
+    /// out of memory); the frame is still counted in `packets`/`bytes`.
+    pub map_update_failed: u64,
+    /// Entries created in [`MAC_MAP`]; with the agent's own deletions this
+    /// yields the number of LRU evictions.
+    pub mac_inserts: u64,
+    /// Entries created in [`FLOW_MAP`].
+    pub flow_inserts: u64,
+}
+const _: () = assert!(size_of::<Globals>() == 80);
+
+impl Globals {
+    /// Field-wise sum, used to fold the per-CPU copies.
+    pub fn add(&mut self, o: &Globals) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.non_ip += o.non_ip;
+        self.arp += o.arp;
+        self.vlan += o.vlan;
+        self.malformed += o.malformed;
+        self.ipv6_ext_limit += o.ipv6_ext_limit;
+        self.map_update_failed += o.map_update_failed;
+        self.mac_inserts += o.mac_inserts;
+        self.flow_inserts += o.flow_inserts;
+    }
+}
+
+/// Stores an IPv4 address as an IPv4-mapped IPv6 address.
+#[inline(always)]
+pub const fn v4_mapped(octets: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
+    ]
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::{Counter, FlowKey, Globals, MacKey};
+
+    // SAFETY: plain #[repr(C)] integers and byte arrays with explicit padding;
+    // every bit pattern is valid.
+    unsafe impl aya::Pod for Counter {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for MacKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Globals {}
+}
