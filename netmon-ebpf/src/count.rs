@@ -1,0 +1,93 @@
+//! Adds one observed frame to the maps. Shared by every program.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
+use netmon_common::{Counter, Globals};
+
+use crate::{
+    maps::{FLOW_COUNTERS, GLOBALS, MAC_COUNTERS},
+    parse::Frame,
+};
+
+const EEXIST: i64 = 17;
+
+/// Counts `packets` frames totalling `bytes` seen on `ifindex` in `direction`.
+/// `frame` is `None` for a frame too short to carry an Ethernet header.
+#[inline(always)]
+pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64, packets: u64) {
+    let Some(g) = GLOBALS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the pointer is this CPU's slot of a per-CPU array; programs
+    // run with migration disabled and with softirqs off (TC egress) or in
+    // softirq (XDP, TC ingress), so nothing else writes it concurrently.
+    let g = unsafe { &mut *g };
+    g.packets += packets;
+    g.bytes += bytes;
+    let Some(f) = frame else {
+        g.malformed += packets;
+        return;
+    };
+    if f.malformed {
+        g.malformed += packets;
+    }
+    if f.vlan {
+        g.vlan += packets;
+    }
+    if f.non_ip {
+        g.non_ip += packets;
+    }
+    if f.arp {
+        g.arp += packets;
+    }
+    if f.ext_limit {
+        g.ipv6_ext_limit += packets;
+    }
+    f.mac.ifindex = ifindex;
+    f.mac.direction = direction;
+    add(&MAC_COUNTERS, &f.mac, bytes, packets, g, |g| {
+        g.mac_inserts += 1
+    });
+    if f.has_ip {
+        f.flow.ifindex = ifindex;
+        f.flow.direction = direction;
+        f.flow.src_mac = f.mac.src;
+        f.flow.dst_mac = f.mac.dst;
+        add(&FLOW_COUNTERS, &f.flow, bytes, packets, g, |g| {
+            g.flow_inserts += 1
+        });
+    }
+}
+
+/// Adds to this CPU's value for `key`, creating the entry when absent.
+#[inline(always)]
+fn add<K>(
+    map: &LruPerCpuHashMap<K, Counter>,
+    key: &K,
+    bytes: u64,
+    packets: u64,
+    g: &mut Globals,
+    inserted: impl FnOnce(&mut Globals),
+) {
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: this CPU's slot of a per-CPU value; see `count`.
+        let v = unsafe { &mut *v };
+        v.bytes += bytes;
+        v.packets += packets;
+        return;
+    }
+    let first = Counter { bytes, packets };
+    match map.insert(key, &first, u64::from(BPF_NOEXIST)) {
+        Ok(()) => inserted(g),
+        // Another CPU created the entry since the lookup: add to our slot.
+        Err(e) if i64::from(e) == -EEXIST => match map.get_ptr_mut(key) {
+            Some(v) => {
+                // SAFETY: as above.
+                let v = unsafe { &mut *v };
+                v.bytes += bytes;
+                v.packets += packets;
+            }
+            None => g.map_update_failed += 1,
+        },
+        Err(_) => g.map_update_failed += 1,
+    }
+}

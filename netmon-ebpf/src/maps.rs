@@ -1,0 +1,22 @@
+//! Every map the programs use. Sizes here are defaults: the agent sets
+//! `max_entries` from its configuration before loading.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LruPerCpuHashMap, PerCpuArray},
+};
+use netmon_common::{Counter, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES, FlowKey, Globals, MacKey};
+
+/// Frames per (interface, direction, source MAC, destination MAC).
+#[map]
+pub static MAC_COUNTERS: LruPerCpuHashMap<MacKey, Counter> =
+    LruPerCpuHashMap::with_max_entries(DEFAULT_MAC_ENTRIES, 0);
+
+/// IP packets per (interface, direction, protocol, source IP, destination IP).
+#[map]
+pub static FLOW_COUNTERS: LruPerCpuHashMap<FlowKey, Counter> =
+    LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+
+/// One [`Globals`] per CPU at index 0.
+#[map]
+pub static GLOBALS: PerCpuArray<Globals> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,285 @@
+//! Header parsing over a packet's linear bytes (`start..end`), shared by the
+//! XDP and TC programs.
+//!
+//! The parser never fails: it reports what it could read. A frame shorter
+//! than an Ethernet header yields `None`; anything else yields a [`Frame`]
+//! whose `malformed` flag says whether a header it announces was cut short or
+//! impossible. Offsets are capped at [`MAX_HDR_OFF`] so the verifier can bound
+//! every packet access.
+
+use netmon_common::{FlowKey, MacKey, proto, v4_mapped};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// Pre-standard QinQ outer tag, still sent by some switches.
+const ETH_P_QINQ1: u16 = 0x9100;
+/// ARP for Ethernet and IPv4: 8-byte fixed part plus two (MAC, IPv4) pairs.
+const ARP_ETH_IPV4_LEN: usize = 28;
+
+/// IPv6 extension headers walked before giving up (`Globals::ipv6_ext_limit`).
+const MAX_IPV6_EXT: usize = 8;
+/// No header is looked for past this offset; real header stacks end far
+/// sooner, and the bound lets the verifier prove every access in range.
+pub const MAX_HDR_OFF: usize = 512;
+
+/// What the parser learned about one frame. The map keys are filled in
+/// place (the BPF stack is 512 bytes: nothing here is copied around).
+#[derive(Default)]
+pub struct Frame {
+    /// Source and destination MAC; the caller sets interface and direction.
+    pub mac: MacKey,
+    /// Addresses and L4 protocol, valid when `has_ip`.
+    pub flow: FlowKey,
+    /// The IP header could be read: `flow` holds its addresses.
+    pub has_ip: bool,
+    /// One or two VLAN tags were present in the frame's bytes.
+    pub vlan: bool,
+    /// EtherType is neither IPv4 nor IPv6.
+    pub non_ip: bool,
+    /// EtherType is ARP.
+    pub arp: bool,
+    /// A header was truncated or impossible.
+    pub malformed: bool,
+    /// The IPv6 extension-header chain was longer than the parser walks.
+    pub ext_limit: bool,
+    /// Offset just past the L4 header (or the last header read); the header
+    /// bytes each GSO segment repeats.
+    pub hdr_end: usize,
+}
+
+/// Bounds-checked access to the packet bytes `start..end`. Each header is
+/// checked once ([`Bytes::at`]) and its fields read through the returned
+/// pointer, the shape the verifier proves best.
+#[derive(Clone, Copy)]
+struct Bytes {
+    start: usize,
+    end: usize,
+}
+
+/// A checked pointer to `N` packet bytes.
+#[derive(Clone, Copy)]
+struct Hdr<const N: usize>(*const u8);
+
+impl<const N: usize> Hdr<N> {
+    #[inline(always)]
+    fn u8(self, i: usize) -> u8 {
+        const { assert!(N > 0) };
+        debug_assert!(i < N);
+        // SAFETY: `Bytes::at` checked that N bytes from `self.0` lie in the
+        // packet, and every caller passes a constant `i < N`.
+        unsafe { *self.0.add(i) }
+    }
+
+    #[inline(always)]
+    fn be16(self, i: usize) -> u16 {
+        u16::from_be_bytes([self.u8(i), self.u8(i + 1)])
+    }
+
+    #[inline(always)]
+    fn copy<const M: usize>(self, i: usize, dst: &mut [u8; M]) {
+        debug_assert!(i + M <= N);
+        // SAFETY: as in `u8`; `dst` is a distinct M-byte buffer.
+        unsafe { core::ptr::copy_nonoverlapping(self.0.add(i), dst.as_mut_ptr(), M) }
+    }
+}
+
+impl Bytes {
+    #[inline(always)]
+    fn has(&self, off: usize, len: usize) -> bool {
+        off <= MAX_HDR_OFF && self.start + off + len <= self.end
+    }
+
+    #[inline(always)]
+    fn at<const N: usize>(&self, off: usize) -> Option<Hdr<N>> {
+        if !self.has(off, N) {
+            return None;
+        }
+        Some(Hdr((self.start + off) as *const u8))
+    }
+}
+
+/// Parses the frame in `start..end` (the linear packet bytes) into `f`,
+/// which must be `Frame::default()`. Returns false, leaving `f` untouched,
+/// when the frame is shorter than an Ethernet header. `frame_len` is the
+/// whole frame's length, used to spot truncated IP packets; `gso` says the
+/// frame is a GSO/GRO aggregate, whose IP length fields may be zero.
+#[inline(always)]
+pub fn parse(start: usize, end: usize, frame_len: usize, gso: bool, f: &mut Frame) -> bool {
+    let b = Bytes { start, end };
+    let Some(eth) = b.at::<ETH_HLEN>(0) else {
+        return false;
+    };
+    eth.copy(0, &mut f.mac.dst);
+    eth.copy(6, &mut f.mac.src);
+    let mut ethertype = eth.be16(12);
+    f.hdr_end = ETH_HLEN;
+    let mut off = ETH_HLEN;
+    for _ in 0..2 {
+        if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
+            break;
+        }
+        f.vlan = true;
+        // A tag is TCI (2 bytes) then the inner EtherType (2 bytes).
+        let Some(tag) = b.at::<4>(off) else {
+            f.malformed = true;
+            return true;
+        };
+        ethertype = tag.be16(2);
+        off += 4;
+    }
+    f.hdr_end = off;
+    match ethertype {
+        ETH_P_IPV4 => ipv4(&b, off, frame_len, gso, f),
+        ETH_P_IPV6 => ipv6(&b, off, frame_len, gso, f),
+        ETH_P_ARP => {
+            f.non_ip = true;
+            f.arp = true;
+            f.malformed = !b.has(off, ARP_ETH_IPV4_LEN);
+        }
+        _ => f.non_ip = true,
+    }
+    true
+}
+
+#[inline(always)]
+fn ipv4(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
+    let Some(h) = b.at::<20>(off) else {
+        f.malformed = true;
+        return;
+    };
+    let vihl = h.u8(0);
+    let ihl = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        f.malformed = true;
+        return;
+    }
+    let total_len = usize::from(h.be16(2));
+    // GSO aggregates of more than 64 KiB (BIG TCP) carry a total length of 0.
+    if !(gso && total_len == 0) && (total_len < ihl || off + total_len > frame_len) {
+        f.malformed = true;
+    }
+    f.has_ip = true;
+    let mut addr = [0u8; 4];
+    h.copy(12, &mut addr);
+    f.flow.src = v4_mapped(addr);
+    h.copy(16, &mut addr);
+    f.flow.dst = v4_mapped(addr);
+    let protocol = h.u8(9);
+    f.flow.proto = protocol;
+    if !b.has(off, ihl) {
+        f.malformed = true;
+        f.hdr_end = off + 20;
+        return;
+    }
+    // Only the first fragment carries the L4 header.
+    l4(b, off + ihl, protocol, h.be16(6) & 0x1fff == 0, f);
+}
+
+#[inline(always)]
+fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
+    let Some(h) = b.at::<40>(off) else {
+        f.malformed = true;
+        return;
+    };
+    if h.u8(0) >> 4 != 6 {
+        f.malformed = true;
+        return;
+    }
+    let payload_len = usize::from(h.be16(4));
+    // Jumbograms and BIG TCP aggregates carry a payload length of 0.
+    if payload_len != 0 && off + 40 + payload_len > frame_len && !gso {
+        f.malformed = true;
+    }
+    h.copy(8, &mut f.flow.src);
+    h.copy(24, &mut f.flow.dst);
+    f.has_ip = true;
+
+    let mut next = h.u8(6);
+    let mut pos = off + 40;
+    let mut first_fragment = true;
+    let mut done = false;
+    for _ in 0..MAX_IPV6_EXT {
+        let step = match next {
+            // Hop-by-hop, routing, destination options, mobility, HIP, shim6:
+            // length in 8-octet units, not counting the first 8.
+            0 | 43 | 60 | 135 | 139 | 140 => match b.at::<2>(pos) {
+                Some(e) => {
+                    next = e.u8(0);
+                    (usize::from(e.u8(1)) + 1) * 8
+                }
+                None => {
+                    f.malformed = true;
+                    break;
+                }
+            },
+            // Fragment: fixed 8 bytes; a non-zero offset means no L4 header.
+            44 => match b.at::<4>(pos) {
+                Some(e) => {
+                    next = e.u8(0);
+                    first_fragment = e.be16(2) >> 3 == 0;
+                    8
+                }
+                None => {
+                    f.malformed = true;
+                    break;
+                }
+            },
+            // Authentication header: length in 4-octet units, minus 2.
+            51 => match b.at::<2>(pos) {
+                Some(e) => {
+                    next = e.u8(0);
+                    (usize::from(e.u8(1)) + 2) * 4
+                }
+                None => {
+                    f.malformed = true;
+                    break;
+                }
+            },
+            _ => {
+                done = true;
+                break;
+            }
+        };
+        pos += step;
+        if pos > MAX_HDR_OFF {
+            break;
+        }
+    }
+    f.flow.proto = next;
+    if !done {
+        if !f.malformed {
+            f.ext_limit = true;
+        }
+        f.hdr_end = pos.min(MAX_HDR_OFF);
+        return;
+    }
+    l4(b, pos, next, first_fragment, f);
+}
+
+/// Checks the L4 header is whole and records where it ends.
+#[inline(always)]
+fn l4(b: &Bytes, off: usize, protocol: u8, first_fragment: bool, f: &mut Frame) {
+    f.hdr_end = off;
+    if !first_fragment {
+        return;
+    }
+    let len = match protocol {
+        proto::TCP => match b.at::<13>(off) {
+            // Data offset: the TCP header length in 32-bit words.
+            Some(t) => usize::from(t.u8(12) >> 4) * 4,
+            None => 20,
+        },
+        proto::UDP => 8,
+        proto::ICMP | proto::ICMPV6 => 4,
+        _ => 0,
+    };
+    if (protocol == proto::TCP && len < 20) || !b.has(off, len) {
+        f.malformed = true;
+        return;
+    }
+    f.hdr_end = off + len;
+}

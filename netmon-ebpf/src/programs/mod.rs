@@ -1,0 +1,5 @@
+//! Program entry points, one file per hook.
+
+mod bench;
+mod tc;
+mod xdp;

@@ -1,0 +1,69 @@
+//! TC classifiers for ingress (where native XDP is unavailable or not wanted)
+//! and egress.
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{__sk_buff, TC_ACT_UNSPEC},
+    helpers::bpf_skb_pull_data,
+    macros::classifier,
+    programs::TcContext,
+};
+use netmon_common::direction;
+
+use crate::{
+    count::count,
+    parse::{Frame, MAX_HDR_OFF, parse},
+};
+
+/// Bytes of a VLAN tag the kernel moved out of the packet into metadata.
+const VLAN_TAG_LEN: u64 = 4;
+
+/// Counts every received frame and continues (TC_ACT_UNSPEC: the next
+/// program or the default action decides, so netmon never overrides others).
+///
+/// Minimum kernel: 6.6 for TCX links (older kernels use a clsact qdisc).
+#[classifier]
+pub fn netmon_tc_in(ctx: TcContext) -> i32 {
+    observe(&ctx, direction::INGRESS);
+    TC_ACT_UNSPEC
+}
+
+/// Counts every sent frame and continues. Minimum kernel: as [`netmon_tc_in`].
+#[classifier]
+pub fn netmon_tc_eg(ctx: TcContext) -> i32 {
+    observe(&ctx, direction::EGRESS);
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn observe(ctx: &TcContext, dir: u8) {
+    let skb = ctx.as_ptr().cast::<__sk_buff>();
+    // SAFETY: `skb` is the context the kernel passed to this program; these
+    // fields are readable by classifiers.
+    let (len, vlan_present, gso_segs, ifindex) = unsafe {
+        (
+            (*skb).len,
+            (*skb).vlan_present,
+            (*skb).gso_segs,
+            (*skb).ifindex,
+        )
+    };
+    // Headers may sit in paged data (some drivers, GRO); pulling them into
+    // the linear area moves bytes but never changes them.
+    let want = len.min(MAX_HDR_OFF as u32);
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        // SAFETY: as above. On failure we parse what is linear.
+        let _ = unsafe { bpf_skb_pull_data(skb, want) };
+    }
+    let segs = u64::from(gso_segs.max(1));
+    let mut f = Frame::default();
+    let ok = parse(ctx.data(), ctx.data_end(), len as usize, segs > 1, &mut f);
+    let tag = if vlan_present != 0 { VLAN_TAG_LEN } else { 0 };
+    f.vlan |= vlan_present != 0;
+    let mut bytes = u64::from(len) + tag;
+    if segs > 1 {
+        // Every segment after the first repeats the headers (and the tag).
+        bytes += (segs - 1) * (f.hdr_end as u64 + tag);
+    }
+    count(ifindex, dir, ok.then_some(&mut f), bytes, segs);
+}
