@@ -1,0 +1,388 @@
+//! The API's one error type and the JSON body every failed request gets.
+//!
+//! Handlers return `Result<_, ApiError>`; [`ApiError`]'s `IntoResponse` writes
+//!
+//! ```json
+//! {"error": {"code": "bad_request", "message": "...", "param": "window"}}
+//! ```
+//!
+//! with the matching status. `param` is present only for `bad_request`. Server
+//! errors are logged in full and answered with a generic message, so internals
+//! never reach the client.
+
+use std::borrow::Cow;
+
+use axum::{
+    Json,
+    extract::{
+        FromRequestParts, Query,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// `WWW-Authenticate` value sent with every 401 (RFC 6750, section 3).
+const BEARER_CHALLENGE: &str = r#"Bearer realm="netmon""#;
+
+/// The message a client sees for any 5xx; the detail goes to the log only.
+const INTERNAL_MESSAGE: &str = "internal server error";
+
+/// Everything an API request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request carried no API key, or the wrong one (401).
+    #[error("missing or invalid API key")]
+    Unauthorized,
+
+    /// A request parameter is malformed or out of range (400).
+    #[error("invalid parameter `{param}`: {reason}")]
+    BadRequest {
+        /// The parameter at fault, or `query`/`body` when the whole query
+        /// string or body failed to parse.
+        param: String,
+        /// What is wrong with it, for a person to read.
+        reason: String,
+    },
+
+    /// The path or the resource it names does not exist (404); the message
+    /// is sent as is.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// Something failed inside the agent (500). Logged in full, never sent.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 for `param` with a reason a person can act on.
+    pub fn bad_request(param: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::BadRequest {
+            param: param.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A 500 from any error; `?` already converts `anyhow::Error`.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable `error.code` of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::BadRequest { .. } => "bad_request",
+            Self::NotFound(_) => "not_found",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, param) = match &self {
+            Self::Internal(_) => {
+                tracing::error!(error = %self, "API request failed.");
+                (Cow::Borrowed(INTERNAL_MESSAGE), None)
+            }
+            Self::BadRequest { param, .. } => (Cow::Owned(self.to_string()), Some(param.as_str())),
+            Self::NotFound(message) => (Cow::Borrowed(message.as_str()), None),
+            Self::Unauthorized => (Cow::Owned(self.to_string()), None),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message,
+                param,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BEARER_CHALLENGE),
+            );
+        }
+        response
+    }
+}
+
+/// A query string that failed to parse. axum's text is passed on as the
+/// reason; `param` is the field it names, or `query` when it names none.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let param = query_param_name(&text).unwrap_or("query").to_owned();
+        Self::BadRequest {
+            param,
+            reason: text,
+        }
+    }
+}
+
+/// The field named in axum's query rejection text, which reads
+/// "Failed to deserialize query string: seconds: invalid digit found in string"
+/// or "...: missing field `seconds`". Anything else names no field.
+fn query_param_name(text: &str) -> Option<&str> {
+    let detail = text.strip_prefix("Failed to deserialize query string: ")?;
+    let name = match detail.strip_prefix("missing field `") {
+        Some(rest) => rest.split_once('`')?.0,
+        None => detail.split_once(": ")?.0,
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    (!name.is_empty() && name.chars().all(plain)).then_some(name)
+}
+
+/// A JSON body that is missing, too large, or does not fit the expected type.
+/// All of these become 400 so clients see one error shape.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::bad_request("body", rejection.body_text())
+    }
+}
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`], so a bad query
+/// string gets the same JSON error body as every other failure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Fallback handler: unknown paths get a 404 with the JSON error body.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        Router,
+        body::Body,
+        http::{HeaderMap, Request},
+        routing::get,
+    };
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn body_json(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .expect("response body should be readable");
+        serde_json::from_slice(&bytes).expect("response body should be JSON")
+    }
+
+    /// Checks status, content type and body; returns the headers for more checks.
+    async fn check(err: ApiError, status: StatusCode, expected: Value) -> HeaderMap {
+        let response = err.into_response();
+        assert_eq!(response.status(), status);
+        let headers = response.headers().clone();
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body_json(response).await, expected);
+        headers
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_401_with_bearer_challenge() {
+        let headers = check(
+            ApiError::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"code": "unauthorized", "message": "missing or invalid API key"}}),
+        )
+        .await;
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="netmon""#
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_request_names_the_param() {
+        check(
+            ApiError::bad_request("window", "must be between 1 and 3600 seconds"),
+            StatusCode::BAD_REQUEST,
+            json!({"error": {
+                "code": "bad_request",
+                "message": "invalid parameter `window`: must be between 1 and 3600 seconds",
+                "param": "window",
+            }}),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn not_found_is_404_without_param() {
+        let headers = check(
+            ApiError::NotFound("no interface named eth9".to_owned()),
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "not_found", "message": "no interface named eth9"}}),
+        )
+        .await;
+        assert!(!headers.contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[tokio::test]
+    async fn internal_error_hides_the_detail() {
+        let err = anyhow::anyhow!("redb: table `rates` is corrupt").context("reading rates");
+        check(
+            ApiError::from(err),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"code": "internal", "message": "internal server error"}}),
+        )
+        .await;
+    }
+
+    #[test]
+    fn internal_display_keeps_the_chain_for_the_log() {
+        let err = ApiError::internal(anyhow::anyhow!("disk full").context("writing rates"));
+        assert_eq!(err.to_string(), "internal error: writing rates: disk full");
+    }
+
+    #[derive(Deserialize)]
+    struct Window {
+        seconds: u32,
+    }
+
+    async fn window(ApiQuery(window): ApiQuery<Window>) -> String {
+        window.seconds.to_string()
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route("/window", get(window))
+            .fallback(not_found)
+    }
+
+    async fn get_path(uri: &str) -> Response {
+        app()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn api_query_passes_a_good_query_through() {
+        let response = get_path("/window?seconds=60").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"60");
+    }
+
+    #[tokio::test]
+    async fn api_query_turns_a_bad_value_into_bad_request() {
+        let response = get_path("/window?seconds=soon").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = body_json(response).await;
+        assert_eq!(
+            body,
+            json!({"error": {
+                "code": "bad_request",
+                "message": "invalid parameter `seconds`: Failed to deserialize query string: \
+                            seconds: invalid digit found in string",
+                "param": "seconds",
+            }})
+        );
+    }
+
+    #[tokio::test]
+    async fn api_query_reports_a_missing_field_by_name() {
+        let response = get_path("/window").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["param"], "seconds");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("missing field `seconds`"),
+            "unexpected message: {message}"
+        );
+    }
+
+    #[test]
+    fn query_param_name_falls_back_when_no_field_is_named() {
+        let prefix = "Failed to deserialize query string: ";
+        assert_eq!(
+            query_param_name(&format!("{prefix}unknown variant `x`")),
+            None
+        );
+        assert_eq!(
+            query_param_name(&format!("{prefix}bad: thing: here")),
+            Some("bad")
+        );
+        assert_eq!(query_param_name(&format!("{prefix}a b: c")), None);
+        assert_eq!(query_param_name("something else: entirely"), None);
+    }
+
+    #[tokio::test]
+    async fn json_rejection_becomes_bad_request_on_body() {
+        async fn echo(payload: Result<Json<Window>, JsonRejection>) -> Result<String, ApiError> {
+            let Json(window) = payload?;
+            Ok(window.seconds.to_string())
+        }
+        let response = Router::new()
+            .route("/echo", axum::routing::post(echo))
+            .oneshot(
+                Request::post("/echo")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(r#"{"seconds": "x"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert_eq!(body["error"]["param"], "body");
+    }
+
+    #[tokio::test]
+    async fn fallback_answers_unknown_paths_with_json_404() {
+        let response = get_path("/no/such/thing").await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            body_json(response).await,
+            json!({"error": {"code": "not_found", "message": "no such endpoint"}})
+        );
+    }
+}
