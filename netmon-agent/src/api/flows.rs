@@ -1,0 +1,91 @@
+//! `GET /api/v1/flows?limit=N&sort=rate|bytes|packets`: the top IP flows.
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::{Deserialize, Serialize};
+
+use super::{AppState, error::ApiError, error::ApiQuery, views::FlowView};
+use crate::traffic::Flow;
+
+/// Flows returned when no limit is given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest limit accepted.
+pub const MAX_LIMIT: usize = 10_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/flows", get(list))
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Sort {
+    /// Bits per second over the last interval.
+    #[default]
+    Rate,
+    /// Total bytes.
+    Bytes,
+    /// Total packets.
+    Packets,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    limit: Option<usize>,
+    #[serde(default)]
+    sort: Sort,
+}
+
+#[derive(Serialize)]
+struct Flows {
+    updated: Option<String>,
+    interval_seconds: f64,
+    /// Flows known in all; `flows` holds the top `limit` of them.
+    total: usize,
+    flows: Vec<FlowView>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<Params>,
+) -> Result<Json<Flows>, ApiError> {
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}, got {limit}"),
+        ));
+    }
+    let s = state.snapshot.get();
+    let top = top_n(&s.flows, limit, p.sort);
+    Ok(Json(Flows {
+        updated: s.updated.map(super::views::time),
+        interval_seconds: s.interval.as_secs_f64(),
+        total: s.flows.len(),
+        flows: top.into_iter().map(|f| FlowView::new(&s, f)).collect(),
+    }))
+}
+
+/// The `limit` largest flows by `sort`, largest first; ties broken by key
+/// so the order is stable between requests.
+fn top_n(flows: &[Flow], limit: usize, sort: Sort) -> Vec<&Flow> {
+    let metric = |f: &Flow| -> (f64, u64) {
+        match sort {
+            Sort::Rate => (f.meter.rate.bits_per_second, f.meter.total.bytes),
+            Sort::Bytes => (f.meter.total.bytes as f64, f.meter.total.packets),
+            Sort::Packets => (f.meter.total.packets as f64, f.meter.total.bytes),
+        }
+    };
+    let cmp = |a: &&Flow, b: &&Flow| {
+        let (ma, mb) = (metric(a), metric(b));
+        mb.0.total_cmp(&ma.0).then(mb.1.cmp(&ma.1)).then_with(|| {
+            (a.key.ifindex, a.key.src, a.key.dst).cmp(&(b.key.ifindex, b.key.src, b.key.dst))
+        })
+    };
+    let mut all: Vec<&Flow> = flows.iter().collect();
+    if all.len() > limit {
+        all.select_nth_unstable_by(limit - 1, cmp);
+        all.truncate(limit);
+    }
+    all.sort_by(cmp);
+    all
+}

@@ -1,0 +1,126 @@
+//! `GET /api/v1/interfaces`: each watched interface's hook and totals, the
+//! programs' global counters and the maps' fill levels.
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AppState,
+    error::ApiQuery,
+    views::{Traffic, time},
+};
+use crate::{ebpf::HookMode, traffic::MapStats};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/interfaces", get(list))
+}
+
+/// No parameters; unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+#[derive(Serialize)]
+struct InterfaceView {
+    name: String,
+    ifindex: u32,
+    ingress_hook: HookMode,
+    egress_hook: HookMode,
+    /// Frames received (ingress hook).
+    rx: Traffic,
+    /// Frames sent (egress hook).
+    tx: Traffic,
+}
+
+#[derive(Serialize)]
+struct GlobalsView {
+    packets: u64,
+    bytes: u64,
+    non_ip: u64,
+    arp: u64,
+    vlan: u64,
+    malformed: u64,
+    ipv6_ext_limit: u64,
+    map_update_failed: u64,
+}
+
+#[derive(Serialize)]
+struct MapView {
+    entries: u64,
+    capacity: u64,
+    fill_ratio: f64,
+    inserts: u64,
+    deleted_idle: u64,
+    evictions: u64,
+}
+
+impl From<MapStats> for MapView {
+    fn from(m: MapStats) -> Self {
+        MapView {
+            entries: m.entries,
+            capacity: m.capacity,
+            fill_ratio: if m.capacity == 0 {
+                0.0
+            } else {
+                m.entries as f64 / m.capacity as f64
+            },
+            inserts: m.inserts,
+            deleted_idle: m.deleted,
+            evictions: m.evictions,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Maps {
+    mac: MapView,
+    flow: MapView,
+}
+
+#[derive(Serialize)]
+struct Interfaces {
+    updated: Option<String>,
+    interval_seconds: f64,
+    interfaces: Vec<InterfaceView>,
+    /// Frame counters summed over every watched interface and hook.
+    globals: GlobalsView,
+    maps: Maps,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(Params {}): ApiQuery<Params>,
+) -> Json<Interfaces> {
+    let s = state.snapshot.get();
+    let g = s.globals;
+    Json(Interfaces {
+        updated: s.updated.map(time),
+        interval_seconds: s.interval.as_secs_f64(),
+        interfaces: s
+            .interfaces
+            .iter()
+            .map(|i| InterfaceView {
+                name: i.name.clone(),
+                ifindex: i.ifindex,
+                ingress_hook: i.ingress,
+                egress_hook: HookMode::Tc,
+                rx: (&i.totals.rx).into(),
+                tx: (&i.totals.tx).into(),
+            })
+            .collect(),
+        globals: GlobalsView {
+            packets: g.packets,
+            bytes: g.bytes,
+            non_ip: g.non_ip,
+            arp: g.arp,
+            vlan: g.vlan,
+            malformed: g.malformed,
+            ipv6_ext_limit: g.ipv6_ext_limit,
+            map_update_failed: g.map_update_failed,
+        },
+        maps: Maps {
+            mac: s.mac_map.into(),
+            flow: s.flow_map.into(),
+        },
+    })
+}

@@ -1,0 +1,38 @@
+//! The HTTP API: one small file per resource, merged by [`router`].
+//!
+//! `/health` is open; everything under `/api/v1` needs the API key (see
+//! [`auth`]). Unknown paths get a JSON 404, bad parameters a JSON 400.
+
+pub mod auth;
+mod devices;
+pub mod error;
+mod flows;
+mod health;
+mod interfaces;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::{Router, middleware};
+
+use crate::snapshot::Shared;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshot: Shared,
+}
+
+/// The whole API.
+pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
+    let protected = Router::new()
+        .merge(devices::routes())
+        .merge(flows::routes())
+        .merge(interfaces::routes())
+        .route_layer(middleware::from_fn_with_state(key, auth::require_key));
+    Router::new()
+        .merge(health::routes())
+        .merge(protected)
+        .fallback(error::not_found)
+        .with_state(state)
+}

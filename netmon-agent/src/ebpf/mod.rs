@@ -1,0 +1,392 @@
+//! Loading the eBPF object, attaching it to interfaces and reading its maps.
+//!
+//! Every attachment is a BPF link owned by this process (XDP link, TCX link),
+//! so the kernel detaches everything when the process exits, however it
+//! exits: nothing is pinned and no qdisc is created on kernels >= 6.6.
+
+mod batch;
+pub mod preflight;
+
+use std::{collections::HashMap, io, os::fd::AsFd as _};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
+};
+use netmon_common::{
+    Counter, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, MAC_MAP, MacKey, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, PROG_XDP,
+};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::IngressHook,
+    rates::sum,
+    traffic::{Expired, Reading},
+};
+
+/// The eBPF object, built by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netmon"));
+
+/// Why the programs could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A capability the agent needs is not in its effective set.
+    #[error("missing capability {}: needed to {}{}", .0[0].name, .0[0].why, others(.0))]
+    MissingCapability(Vec<preflight::Capability>),
+    /// The kernel publishes no BTF.
+    #[error(
+        "the kernel has no BTF ({}): netmon needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.18 or newer)",
+        preflight::KERNEL_BTF
+    )]
+    NoBtf,
+    /// The capability set could not be read.
+    #[error("cannot read the process's capabilities")]
+    Capabilities(#[source] io::Error),
+    /// The object could not be loaded (maps created, relocations applied).
+    #[error("loading the eBPF object failed")]
+    Object(#[source] aya::EbpfError),
+    /// The verifier rejected a program, or the kernel refused to load it.
+    #[error("loading program {name} failed")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// Finding the possible-CPU count failed.
+    #[error("cannot read the possible CPUs from {0}")]
+    Cpus(&'static str, #[source] io::Error),
+}
+
+fn others(missing: &[preflight::Capability]) -> String {
+    missing[1..]
+        .iter()
+        .map(|c| format!("; missing capability {}: needed to {}", c.name, c.why))
+        .collect()
+}
+
+/// Why an interface could not be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No interface has this name.
+    #[error("unknown interface {0}")]
+    UnknownInterface(String),
+    /// The kernel refused the attachment.
+    #[error("attaching {program} to {iface} in {mode} mode failed")]
+    Attach {
+        iface: String,
+        program: &'static str,
+        mode: HookMode,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+/// Why a read of the maps failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The batch read failed.
+    #[error("reading map {0} failed")]
+    Batch(&'static str, #[source] batch::BatchError),
+    /// An aya map operation failed.
+    #[error("reading map {0} failed")]
+    Map(&'static str, #[source] aya::maps::MapError),
+}
+
+/// How a program is attached at one hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookMode {
+    /// XDP run by the driver.
+    XdpNative,
+    /// XDP run by the kernel on an skb (no driver support needed; slower).
+    XdpGeneric,
+    /// A TC classifier (TCX link on kernels >= 6.6).
+    Tc,
+}
+
+impl std::fmt::Display for HookMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HookMode::XdpNative => "native XDP",
+            HookMode::XdpGeneric => "generic XDP",
+            HookMode::Tc => "TC",
+        })
+    }
+}
+
+enum IngressLink {
+    Xdp(XdpLinkId),
+    Tc(SchedClassifierLinkId),
+}
+
+/// The programs attached to one interface.
+pub struct Attachment {
+    pub name: String,
+    pub ifindex: u32,
+    pub ingress: HookMode,
+    ingress_link: IngressLink,
+    egress_link: SchedClassifierLinkId,
+}
+
+/// The loaded object: maps and programs, and the interfaces they watch.
+pub struct Kernel {
+    ebpf: Ebpf,
+    ncpus: usize,
+    ingress: IngressHook,
+    mac_capacity: u32,
+    flow_capacity: u32,
+    batch_ok: bool,
+}
+
+impl Kernel {
+    /// Checks privileges and kernel support, then loads the maps (sized as
+    /// given) and the three programs.
+    pub fn load(
+        ingress: IngressHook,
+        mac_entries: u32,
+        flow_entries: u32,
+    ) -> Result<Kernel, LoadError> {
+        let caps = preflight::effective_caps().map_err(LoadError::Capabilities)?;
+        let missing = preflight::missing(caps);
+        if !missing.is_empty() {
+            return Err(LoadError::MissingCapability(missing));
+        }
+        if !preflight::kernel_has_btf() {
+            return Err(LoadError::NoBtf);
+        }
+        raise_memlock();
+        let ncpus = aya::util::nr_cpus()
+            .map_err(|(path, e)| LoadError::Cpus(path, e))?
+            .get() as usize;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAC_MAP, mac_entries)
+            .map_max_entries(FLOW_MAP, flow_entries)
+            .load(OBJECT)
+            .map_err(LoadError::Object)?;
+        let program = |name| move |source| LoadError::Program { name, source };
+        xdp(&mut ebpf).load().map_err(program(PROG_XDP))?;
+        for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
+            classifier(&mut ebpf, name).load().map_err(program(name))?;
+        }
+        info!(ncpus, mac_entries, flow_entries, "Loaded eBPF programs.");
+        Ok(Kernel {
+            ebpf,
+            ncpus,
+            ingress,
+            mac_capacity: mac_entries,
+            flow_capacity: flow_entries,
+            batch_ok: true,
+        })
+    }
+
+    /// Attaches the ingress program (per the configured hook) and the egress
+    /// classifier to `name`.
+    pub fn attach(&mut self, name: &str, ifindex: u32) -> Result<Attachment, AttachError> {
+        let attach_err = |program, mode| {
+            let iface = name.to_owned();
+            move |source| AttachError::Attach {
+                iface,
+                program,
+                mode,
+                source,
+            }
+        };
+        let (ingress, ingress_link) = match self.ingress {
+            IngressHook::Auto => match xdp(&mut self.ebpf).attach(ifindex, XdpMode::Driver) {
+                Ok(id) => (HookMode::XdpNative, IngressLink::Xdp(id)),
+                Err(e) => {
+                    info!(iface = name, error = %e, "No native XDP; counting ingress with TC.");
+                    let id = classifier(&mut self.ebpf, PROG_TC_INGRESS)
+                        .attach(ifindex, TcAttachType::Ingress)
+                        .map_err(attach_err(PROG_TC_INGRESS, HookMode::Tc))?;
+                    (HookMode::Tc, IngressLink::Tc(id))
+                }
+            },
+            IngressHook::Xdp => {
+                let id = xdp(&mut self.ebpf)
+                    .attach(ifindex, XdpMode::Driver)
+                    .map_err(attach_err(PROG_XDP, HookMode::XdpNative))?;
+                (HookMode::XdpNative, IngressLink::Xdp(id))
+            }
+            IngressHook::XdpGeneric => {
+                let id = xdp(&mut self.ebpf)
+                    .attach(ifindex, XdpMode::Skb)
+                    .map_err(attach_err(PROG_XDP, HookMode::XdpGeneric))?;
+                (HookMode::XdpGeneric, IngressLink::Xdp(id))
+            }
+            IngressHook::Tc => {
+                let id = classifier(&mut self.ebpf, PROG_TC_INGRESS)
+                    .attach(ifindex, TcAttachType::Ingress)
+                    .map_err(attach_err(PROG_TC_INGRESS, HookMode::Tc))?;
+                (HookMode::Tc, IngressLink::Tc(id))
+            }
+        };
+        let egress_link = match classifier(&mut self.ebpf, PROG_TC_EGRESS)
+            .attach(ifindex, TcAttachType::Egress)
+        {
+            Ok(id) => id,
+            Err(source) => {
+                self.detach_ingress(ingress_link);
+                return Err(AttachError::Attach {
+                    iface: name.to_owned(),
+                    program: PROG_TC_EGRESS,
+                    mode: HookMode::Tc,
+                    source,
+                });
+            }
+        };
+        info!(iface = name, ifindex, ingress = %ingress, "Attached.");
+        Ok(Attachment {
+            name: name.to_owned(),
+            ifindex,
+            ingress,
+            ingress_link,
+            egress_link,
+        })
+    }
+
+    /// Detaches both programs from the interface. Detaching from an
+    /// interface that no longer exists is not an error (the kernel already
+    /// released the links).
+    pub fn detach(&mut self, a: Attachment) {
+        self.detach_ingress(a.ingress_link);
+        if let Err(e) = classifier(&mut self.ebpf, PROG_TC_EGRESS).detach(a.egress_link) {
+            debug!(iface = a.name, error = %e, "Detaching the egress program failed.");
+        }
+        info!(iface = a.name, ifindex = a.ifindex, "Detached.");
+    }
+
+    fn detach_ingress(&mut self, link: IngressLink) {
+        let result = match link {
+            IngressLink::Xdp(id) => xdp(&mut self.ebpf).detach(id),
+            IngressLink::Tc(id) => classifier(&mut self.ebpf, PROG_TC_INGRESS).detach(id),
+        };
+        if let Err(e) = result {
+            debug!(error = %e, "Detaching the ingress program failed.");
+        }
+    }
+
+    /// Reads both counting maps and the globals into `r`, summing per-CPU
+    /// values. Buffers in `r` are reused.
+    pub fn read(&mut self, r: &mut Reading) -> Result<(), ReadError> {
+        r.macs.clear();
+        r.flows.clear();
+        let (ncpus, batch_ok) = (self.ncpus, self.batch_ok);
+        let mac = percpu_map::<MacKey>(&self.ebpf, MAC_MAP)?;
+        let batched = read_map(&mac, MAC_MAP, ncpus, batch_ok, &mut r.macs)?;
+        let flow = percpu_map::<FlowKey>(&self.ebpf, FLOW_MAP)?;
+        let batched = batched && read_map(&flow, FLOW_MAP, ncpus, batched, &mut r.flows)?;
+        if !batched && self.batch_ok {
+            warn!("The kernel cannot batch-read these maps; reading entry by entry (slower).");
+            self.batch_ok = false;
+        }
+        let globals: PerCpuArray<&MapData, Globals> = PerCpuArray::try_from(
+            self.ebpf
+                .map(GLOBALS_MAP)
+                .expect("GLOBALS is in the object"),
+        )
+        .map_err(|e| ReadError::Map(GLOBALS_MAP, e))?;
+        let per_cpu = globals
+            .get(&0, 0)
+            .map_err(|e| ReadError::Map(GLOBALS_MAP, e))?;
+        r.globals = Globals::default();
+        for g in per_cpu.iter() {
+            r.globals.add(g);
+        }
+        r.mac_capacity = u64::from(self.mac_capacity);
+        r.flow_capacity = u64::from(self.flow_capacity);
+        Ok(())
+    }
+
+    /// Deletes expired entries from the kernel maps; returns how many of
+    /// each were deleted (entries already gone are not counted).
+    pub fn delete(&mut self, expired: &Expired) -> (u64, u64) {
+        let macs = delete_all::<MacKey>(&mut self.ebpf, MAC_MAP, &expired.macs);
+        let flows = delete_all::<FlowKey>(&mut self.ebpf, FLOW_MAP, &expired.flows);
+        (macs, flows)
+    }
+}
+
+fn xdp(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROG_XDP)
+        .and_then(|p| p.try_into().ok())
+        .expect("the object has the XDP program")
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut SchedClassifier {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .expect("the object has the TC programs")
+}
+
+fn percpu_map<'a, K: aya::Pod>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<PerCpuHashMap<&'a MapData, K, Counter>, ReadError> {
+    PerCpuHashMap::try_from(ebpf.map(name).expect("the object has the counting maps"))
+        .map_err(|e| ReadError::Map(name, e))
+}
+
+/// Reads one map into `out`; returns whether the batch read worked.
+fn read_map<K: aya::Pod>(
+    map: &PerCpuHashMap<&MapData, K, Counter>,
+    name: &'static str,
+    ncpus: usize,
+    try_batch: bool,
+    out: &mut Vec<(K, Counter)>,
+) -> Result<bool, ReadError> {
+    if try_batch {
+        let fd = map.map().fd().as_fd();
+        match batch::for_each_percpu::<K, Counter>(fd, ncpus, |k, v| out.push((*k, sum(v)))) {
+            Ok(()) => return Ok(true),
+            Err(batch::BatchError::Unsupported) => out.clear(),
+            Err(e) => return Err(ReadError::Batch(name, e)),
+        }
+    }
+    for entry in map.iter() {
+        match entry {
+            Ok((k, v)) => out.push((k, sum(&v))),
+            // The entry was deleted or evicted during the walk.
+            Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(ReadError::Map(name, e)),
+        }
+    }
+    Ok(false)
+}
+
+fn delete_all<K: aya::Pod>(ebpf: &mut Ebpf, name: &str, keys: &[K]) -> u64 {
+    if keys.is_empty() {
+        return 0;
+    }
+    let Ok(mut map) = PerCpuHashMap::<&mut MapData, K, Counter>::try_from(
+        ebpf.map_mut(name)
+            .expect("the object has the counting maps"),
+    ) else {
+        return 0;
+    };
+    keys.iter().filter(|k| map.remove(k).is_ok()).count() as u64
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones to
+/// the memory cgroup, where failing to raise the limit does not matter.
+fn raise_memlock() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid, initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        warn!(
+            error = %io::Error::last_os_error(),
+            "Cannot raise RLIMIT_MEMLOCK; fine on kernels >= 5.11, which charge BPF memory to the memory cgroup."
+        );
+    }
+}
+
+/// Interfaces by index, as attached.
+pub type Attachments = HashMap<u32, Attachment>;

@@ -1,0 +1,166 @@
+//! The system's network interfaces, from `/sys/class/net`, and their
+//! addresses (for tying IPs to devices).
+
+use std::{fs, io, net::IpAddr, path::Path};
+
+use network_interface::{Addr, NetworkInterface, NetworkInterfaceConfig as _};
+use tracing::debug;
+
+use crate::traffic::Subnets;
+
+/// Where the kernel lists interfaces (of the process's network namespace).
+pub const SYS_CLASS_NET: &str = "/sys/class/net";
+
+const IFF_UP: u32 = 0x1;
+const IFF_LOOPBACK: u32 = 0x8;
+
+/// One network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    pub name: String,
+    pub ifindex: u32,
+    pub up: bool,
+    pub loopback: bool,
+    /// None for interfaces without an Ethernet-style address (tun, wireguard).
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Iface {
+    /// Watched when no interface is named: up, not loopback, with a MAC.
+    pub fn watched_by_default(&self) -> bool {
+        self.up && !self.loopback && self.mac.is_some_and(|m| m != [0; 6])
+    }
+}
+
+/// Lists the interfaces under `root` (normally [`SYS_CLASS_NET`]). An
+/// interface that vanishes while being read is skipped.
+pub fn list(root: &Path) -> io::Result<Vec<Iface>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let dir = entry.path();
+        let read = |file: &str| fs::read_to_string(dir.join(file));
+        let (Ok(ifindex), Ok(flags)) = (read("ifindex"), read("flags")) else {
+            debug!(iface = name, "Interface vanished while listing.");
+            continue;
+        };
+        let (Some(ifindex), Some(flags)) = (ifindex.trim().parse().ok(), parse_hex(&flags)) else {
+            debug!(iface = name, "Unreadable ifindex or flags; skipped.");
+            continue;
+        };
+        let mac = read("address").ok().and_then(|a| parse_mac(a.trim()));
+        out.push(Iface {
+            name,
+            ifindex,
+            up: flags & IFF_UP != 0,
+            loopback: flags & IFF_LOOPBACK != 0,
+            mac,
+        });
+    }
+    out.sort_by_key(|i| i.ifindex);
+    Ok(out)
+}
+
+fn parse_hex(s: &str) -> Option<u32> {
+    u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`; anything else (longer hardware addresses,
+/// empty files) is not a MAC.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// The connected networks of every interface.
+pub fn subnets() -> Subnets {
+    let mut subnets = Subnets::default();
+    match NetworkInterface::show() {
+        Ok(ifaces) => {
+            for iface in ifaces {
+                for addr in &iface.addr {
+                    let (ip, mask) = match addr {
+                        Addr::V4(a) => (IpAddr::V4(a.ip), a.netmask.map(IpAddr::V4)),
+                        Addr::V6(a) => (IpAddr::V6(a.ip), a.netmask.map(IpAddr::V6)),
+                    };
+                    let prefix = mask.map_or(if ip.is_ipv4() { 32 } else { 128 }, prefix_len);
+                    subnets.add(iface.index, ip, prefix);
+                }
+            }
+        }
+        Err(e) => debug!(error = %e, "Cannot list interface addresses."),
+    }
+    subnets
+}
+
+fn prefix_len(mask: IpAddr) -> u8 {
+    match mask {
+        IpAddr::V4(m) => m.to_bits().count_ones() as u8,
+        IpAddr::V6(m) => m.to_bits().count_ones() as u8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(parse_mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 0xa]));
+        assert_eq!(parse_mac("02:00:00:00:00"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:0a:ff"), None);
+        assert_eq!(parse_mac("zz:00:00:00:00:0a"), None);
+        assert_eq!(parse_mac(""), None);
+        assert_eq!(format_mac([2, 0, 0, 0, 0, 0xa]), "02:00:00:00:00:0a");
+    }
+
+    #[test]
+    fn lists_a_fake_sysfs() {
+        let root = std::env::temp_dir().join(format!("netmon-sysfs-{}", std::process::id()));
+        let mk = |name: &str, ifindex: &str, flags: &str, addr: &str| {
+            let d = root.join(name);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("ifindex"), ifindex).unwrap();
+            fs::write(d.join("flags"), flags).unwrap();
+            fs::write(d.join("address"), addr).unwrap();
+        };
+        mk("lo", "1\n", "0x9\n", "00:00:00:00:00:00\n");
+        mk("eth0", "2\n", "0x1003\n", "02:00:00:00:00:0a\n");
+        mk("eth1", "3\n", "0x1002\n", "02:00:00:00:00:0b\n");
+        mk("wg0", "4\n", "0x91\n", "\n");
+        fs::create_dir_all(root.join("broken")).unwrap();
+        let ifaces = list(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        let names: Vec<_> = ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["lo", "eth0", "eth1", "wg0"]);
+        let watched: Vec<_> = ifaces
+            .iter()
+            .filter(|i| i.watched_by_default())
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(watched, ["eth0"], "up, not loopback, with a MAC");
+    }
+
+    #[test]
+    fn prefix_lengths() {
+        assert_eq!(prefix_len("255.255.255.0".parse().unwrap()), 24);
+        assert_eq!(prefix_len("ffff:ffff:ffff:ffff::".parse().unwrap()), 64);
+    }
+}

@@ -1,0 +1,338 @@
+//! netmon's userspace agent.
+//!
+//! Start-up order: find the API key, load the eBPF object, attach to the
+//! interfaces, bind the API; any failure there ends the process with an
+//! [`Error`] whose [`Error::exit_code`] says which step failed. Then two
+//! things run until SIGINT or SIGTERM:
+//! - the drain thread, which owns the kernel object: every interval it
+//!   re-checks the interfaces, reads the maps, folds them into
+//!   [`traffic::Traffic`] and publishes a [`snapshot::Snapshot`];
+//! - the HTTP API on tokio, which serves the latest snapshot.
+//!
+//! On shutdown the drain thread detaches every program before the process
+//! exits; since every attachment is a BPF link, even SIGKILL leaves nothing
+//! attached.
+
+pub mod api;
+pub mod config;
+pub mod ebpf;
+pub mod ifaces;
+pub mod rates;
+pub mod snapshot;
+pub mod traffic;
+
+use std::{
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, mpsc},
+    thread,
+    time::{Instant, SystemTime},
+};
+
+use tracing::{error, info, warn};
+
+use crate::{
+    api::auth,
+    config::Config,
+    ebpf::{AttachError, Attachments, Kernel, LoadError},
+    snapshot::{InterfaceRow, Shared, Snapshot},
+    traffic::{Reading, Traffic},
+};
+
+/// Why the agent could not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable API key.
+    #[error(transparent)]
+    Key(#[from] auth::AuthError),
+    /// Loading the eBPF object failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Attaching to a requested interface failed.
+    #[error(transparent)]
+    Attach(#[from] Box<AttachError>),
+    /// The interface list could not be read.
+    #[error("cannot list network interfaces in {}", ifaces::SYS_CLASS_NET)]
+    Interfaces(#[source] io::Error),
+    /// No interface matched the default selection.
+    #[error(
+        "no interface to watch: none is up, non-loopback and with a MAC address; name one with --iface"
+    )]
+    NoInterfaces,
+    /// The API could not listen.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The API server failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error (documented in the README).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Key(_) => 2,
+            Error::Load(LoadError::MissingCapability(_)) => 3,
+            Error::Load(LoadError::NoBtf) => 4,
+            Error::Load(_) => 7,
+            Error::NoInterfaces => 5,
+            Error::Attach(e) if matches!(**e, AttachError::UnknownInterface(_)) => 5,
+            Error::Attach(_) => 6,
+            Error::Listen { .. } => 8,
+            Error::Interfaces(_) | Error::Serve(_) => 1,
+        }
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(cfg: Config) -> Result<(), Error> {
+    let (key, source) = auth::load_or_generate(
+        std::env::var(auth::KEY_ENV_VAR).ok(),
+        cfg.api_key_file.as_deref(),
+        &cfg.state_dir,
+    )?;
+    match &source {
+        auth::KeySource::Generated(path) => info!(
+            path = %path.display(),
+            "Generated an API key (readable only by this user). Send it as `X-API-KEY: <key>` or `Authorization: Bearer <key>`."
+        ),
+        other => info!(source = %other, "Using the API key."),
+    }
+
+    let mut kernel = Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries)?;
+    let mut watcher = Watcher::new(cfg.ifaces.clone());
+    let mut attachments = Attachments::new();
+    watcher.reconcile(&mut kernel, &mut attachments, true)?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    info!(addr = %cfg.listen, "API listening.");
+
+    let shared = Shared::default();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let drain = {
+        let shared = shared.clone();
+        let cfg = cfg.clone();
+        thread::Builder::new()
+            .name("netmon-drain".into())
+            .spawn(move || drain_loop(&cfg, kernel, attachments, watcher, &shared, &stop_rx))
+            .expect("spawning the drain thread")
+    };
+
+    let app = api::router(api::AppState { snapshot: shared }, Arc::new(key));
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
+
+    // Stop the drain thread; it detaches the programs.
+    let _ = stop_tx.send(());
+    if drain.join().is_err() {
+        error!("The drain thread panicked.");
+    }
+    served.map_err(Error::Serve)?;
+    info!("Stopped.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down."),
+        _ = term.recv() => info!("SIGTERM: shutting down."),
+    }
+}
+
+fn drain_loop(
+    cfg: &Config,
+    mut kernel: Kernel,
+    mut attachments: Attachments,
+    mut watcher: Watcher,
+    shared: &Shared,
+    stop: &mpsc::Receiver<()>,
+) {
+    let mut traffic = Traffic::new(cfg.idle_expiry);
+    let mut reading = Reading::default();
+    let mut names: HashMap<u32, String> = HashMap::new();
+    let mut next = Instant::now();
+    loop {
+        if let Err(e) = watcher.reconcile(&mut kernel, &mut attachments, false) {
+            warn!(error = %e, "Re-checking interfaces failed.");
+        }
+        for a in attachments.values() {
+            names.insert(a.ifindex, a.name.clone());
+        }
+        for gone in watcher.removed.drain(..) {
+            traffic.forget_interface(gone);
+        }
+        match kernel.read(&mut reading) {
+            Ok(()) => {
+                let subnets = ifaces::subnets();
+                let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
+                let (macs, flows) = kernel.delete(&expired);
+                traffic.deleted(macs, flows);
+                names.retain(|ifindex, _| {
+                    attachments.contains_key(ifindex)
+                        || traffic.devices.values().any(|d| d.ifindex == *ifindex)
+                        || traffic.flows.keys().any(|k| k.ifindex == *ifindex)
+                });
+                shared.set(snapshot(&traffic, &attachments, &names));
+            }
+            Err(e) => {
+                warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Reading the maps failed.")
+            }
+        }
+        next += cfg.interval;
+        let now = Instant::now();
+        if next < now {
+            // A slow read: skip the missed ticks rather than burst.
+            next = now + cfg.interval;
+        }
+        match stop.recv_timeout(next - now) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for (_, a) in attachments.drain() {
+        kernel.detach(a);
+    }
+}
+
+fn snapshot(
+    traffic: &Traffic,
+    attachments: &Attachments,
+    names: &HashMap<u32, String>,
+) -> Snapshot {
+    let mut interfaces: Vec<_> = attachments
+        .values()
+        .map(|a| InterfaceRow {
+            name: a.name.clone(),
+            ifindex: a.ifindex,
+            ingress: a.ingress,
+            totals: traffic
+                .interfaces
+                .get(&a.ifindex)
+                .copied()
+                .unwrap_or_default(),
+        })
+        .collect();
+    interfaces.sort_by_key(|i| i.ifindex);
+    Snapshot {
+        updated: Some(SystemTime::now()),
+        interval: traffic.interval,
+        interfaces,
+        devices: traffic.devices.values().cloned().collect(),
+        flows: traffic.flows.values().cloned().collect(),
+        globals: traffic.globals,
+        mac_map: traffic.mac_map,
+        flow_map: traffic.flow_map,
+        names: names.clone(),
+    }
+}
+
+/// Keeps the attachments in step with the system's interfaces: attaches to
+/// interfaces that appear (or are re-created with a new index) and forgets
+/// those that disappear.
+struct Watcher {
+    /// Interfaces named with --iface; empty means the default selection.
+    named: Vec<String>,
+    /// Interfaces whose attach failed, so the failure is logged once.
+    failed: HashMap<u32, String>,
+    /// Interfaces removed since the last call.
+    removed: Vec<u32>,
+}
+
+impl Watcher {
+    fn new(named: Vec<String>) -> Self {
+        Watcher {
+            named,
+            failed: HashMap::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// At start-up (`first`) any failure is an error; later, failures are
+    /// logged and retried on the next call.
+    fn reconcile(
+        &mut self,
+        kernel: &mut Kernel,
+        attached: &mut Attachments,
+        first: bool,
+    ) -> Result<(), Error> {
+        let present = ifaces::list(Path::new(ifaces::SYS_CLASS_NET)).map_err(Error::Interfaces)?;
+        let gone: Vec<u32> = attached
+            .iter()
+            .filter(|(ifindex, a)| {
+                !present
+                    .iter()
+                    .any(|i| i.ifindex == **ifindex && i.name == a.name)
+            })
+            .map(|(ifindex, _)| *ifindex)
+            .collect();
+        for ifindex in gone {
+            if let Some(a) = attached.remove(&ifindex) {
+                warn!(
+                    iface = a.name,
+                    ifindex, "Interface went away; will re-attach if it returns."
+                );
+                kernel.detach(a);
+                self.removed.push(ifindex);
+            }
+        }
+        if first
+            && let Some(name) = self
+                .named
+                .iter()
+                .find(|n| !present.iter().any(|i| &i.name == *n))
+        {
+            return Err(Box::new(AttachError::UnknownInterface(name.clone())).into());
+        }
+        let wanted = present.iter().filter(|i| {
+            if self.named.is_empty() {
+                i.watched_by_default()
+            } else {
+                self.named.contains(&i.name)
+            }
+        });
+        let mut any = !attached.is_empty();
+        for iface in wanted {
+            if attached.contains_key(&iface.ifindex) {
+                continue;
+            }
+            match kernel.attach(&iface.name, iface.ifindex) {
+                Ok(a) => {
+                    self.failed.remove(&iface.ifindex);
+                    attached.insert(iface.ifindex, a);
+                    any = true;
+                }
+                Err(e) if first => return Err(Box::new(e).into()),
+                Err(e) => {
+                    if self
+                        .failed
+                        .insert(iface.ifindex, iface.name.clone())
+                        .is_none()
+                    {
+                        warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Cannot attach; will retry.");
+                    }
+                }
+            }
+        }
+        if first && !any {
+            return Err(Error::NoInterfaces);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! What the drain loop publishes after each read, and the API serves.
+//!
+//! The drain thread builds a new [`Snapshot`] each interval and swaps it in;
+//! readers clone the `Arc` and never block the drain for longer than that.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use netmon_common::Globals;
+
+use crate::{
+    ebpf::HookMode,
+    traffic::{Device, Flow, InterfaceTotals, MapStats},
+};
+
+/// A watched interface and its totals.
+#[derive(Clone, Debug)]
+pub struct InterfaceRow {
+    pub name: String,
+    pub ifindex: u32,
+    pub ingress: HookMode,
+    pub totals: InterfaceTotals,
+}
+
+/// Everything known after one drain.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// When the maps were read; `None` before the first read.
+    pub updated: Option<SystemTime>,
+    /// The interval the rates were measured over.
+    pub interval: Duration,
+    pub interfaces: Vec<InterfaceRow>,
+    pub devices: Vec<Device>,
+    pub flows: Vec<Flow>,
+    pub globals: Globals,
+    pub mac_map: MapStats,
+    pub flow_map: MapStats,
+    /// Interface names by index, for devices and flows (including interfaces
+    /// no longer attached whose entries have not expired yet).
+    pub names: HashMap<u32, String>,
+}
+
+impl Snapshot {
+    /// The name of interface `ifindex`, or its number when unknown.
+    pub fn iface_name(&self, ifindex: u32) -> String {
+        self.names
+            .get(&ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("if{ifindex}"))
+    }
+}
+
+/// The latest snapshot, shared between the drain thread and the API.
+#[derive(Clone, Debug, Default)]
+pub struct Shared(Arc<RwLock<Arc<Snapshot>>>);
+
+impl Shared {
+    /// The latest snapshot.
+    pub fn get(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the latest snapshot.
+    pub fn set(&self, s: Snapshot) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+    }
+}

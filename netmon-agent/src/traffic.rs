@@ -1,0 +1,674 @@
+//! The agent's view of the traffic: per-device, per-flow and per-interface
+//! totals and rates, built from successive reads of the kernel maps.
+//!
+//! [`Traffic::update`] takes one full read of both maps and returns the
+//! entries that have been idle long enough to delete from the kernel. Device
+//! and interface totals come from the MAC-pair map alone, so they stay exact
+//! when the (much larger) flow map evicts entries. Deleting an idle entry
+//! loses nothing: its bytes are already in the totals, and if the
+//! conversation resumes the new kernel entry is counted from zero.
+
+use std::{
+    collections::{HashMap, VecDeque, hash_map::Entry},
+    net::{IpAddr, Ipv6Addr},
+    time::{Duration, Instant, SystemTime},
+};
+
+use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
+
+use crate::rates::{Meter, delta};
+
+/// How many addresses a device remembers, most recently seen first.
+pub const MAX_IPS_PER_DEVICE: usize = 16;
+
+/// A cumulative kernel entry and what the agent knows of it.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    /// The entry's cumulative value at the last read.
+    last: Counter,
+    /// The read that last saw the entry.
+    generation: u64,
+    /// When its value last changed.
+    active_at: Instant,
+}
+
+/// One MAC address on one interface.
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// Frames with this MAC as source.
+    pub tx: Meter,
+    /// Frames with this MAC as destination.
+    pub rx: Meter,
+    /// Addresses seen with this MAC, most recent first.
+    pub ips: VecDeque<IpAddr>,
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+    active_at: Instant,
+}
+
+/// One IP conversation on one interface and direction.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    pub meter: Meter,
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+    track: Tracked,
+}
+
+/// Totals of one watched interface, from the frames the programs saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InterfaceTotals {
+    /// Frames received (ingress hook).
+    pub rx: Meter,
+    /// Frames sent (egress hook).
+    pub tx: Meter,
+}
+
+/// Fill level and churn of one kernel map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapStats {
+    /// Entries in the map at the last read.
+    pub entries: u64,
+    /// The map's `max_entries`.
+    pub capacity: u64,
+    /// Entries the programs created, since load.
+    pub inserts: u64,
+    /// Entries the agent deleted because they were idle, since load.
+    pub deleted: u64,
+    /// Entries the kernel evicted to make room (LRU), since load: inserts
+    /// that are neither in the map nor deleted by the agent.
+    pub evictions: u64,
+}
+
+impl MapStats {
+    fn update(&mut self, entries: u64, inserts: u64) {
+        self.entries = entries;
+        self.inserts = inserts;
+        self.evictions = inserts.saturating_sub(entries + self.deleted);
+    }
+}
+
+/// Addresses of each watched interface's connected networks, used to decide
+/// which IPs belong to a device (on a gateway, the router's MAC carries every
+/// remote address; only addresses on the link describe the device).
+#[derive(Clone, Debug, Default)]
+pub struct Subnets {
+    by_ifindex: HashMap<u32, Vec<(IpAddr, u8)>>,
+}
+
+impl Subnets {
+    /// Records that `ifindex` has address `addr` with prefix length `prefix`.
+    pub fn add(&mut self, ifindex: u32, addr: IpAddr, prefix: u8) {
+        self.by_ifindex
+            .entry(ifindex)
+            .or_default()
+            .push((addr, prefix));
+    }
+
+    /// Whether `ip` is on one of `ifindex`'s networks. Link-local addresses
+    /// always are; on an interface with no addresses (a bridge port, an L2
+    /// tap) every address is.
+    pub fn is_local(&self, ifindex: u32, ip: IpAddr) -> bool {
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+        if link_local {
+            return true;
+        }
+        match self.by_ifindex.get(&ifindex) {
+            None => true,
+            Some(nets) if nets.is_empty() => true,
+            Some(nets) => nets.iter().any(|&(net, prefix)| in_prefix(ip, net, prefix)),
+        }
+    }
+}
+
+fn in_prefix(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    let (a, b, bits) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (
+            u128::from(a.to_bits()) << 96,
+            u128::from(b.to_bits()) << 96,
+            32,
+        ),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
+        _ => return false,
+    };
+    let prefix = u32::from(prefix).min(bits);
+    if prefix == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - prefix);
+    a & mask == b & mask
+}
+
+/// Converts a key's 16-byte address (IPv4 stored IPv4-mapped) to an IpAddr.
+pub fn key_ip(bytes: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// One full read of the kernel maps.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// Every MAC-pair entry, per-CPU values summed.
+    pub macs: Vec<(MacKey, Counter)>,
+    /// Every flow entry, per-CPU values summed.
+    pub flows: Vec<(FlowKey, Counter)>,
+    /// The per-CPU globals, summed.
+    pub globals: Globals,
+    pub mac_capacity: u64,
+    pub flow_capacity: u64,
+}
+
+/// Entries idle for the expiry time: delete them from the kernel maps and
+/// report them with [`Traffic::deleted`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub macs: Vec<MacKey>,
+    pub flows: Vec<FlowKey>,
+}
+
+/// Everything the agent derives from the maps.
+#[derive(Debug)]
+pub struct Traffic {
+    idle_expiry: Duration,
+    generation: u64,
+    last_update: Option<Instant>,
+    macs: HashMap<MacKey, Tracked>,
+    pub devices: HashMap<(u32, [u8; 6]), Device>,
+    pub flows: HashMap<FlowKey, Flow>,
+    pub interfaces: HashMap<u32, InterfaceTotals>,
+    pub globals: Globals,
+    pub mac_map: MapStats,
+    pub flow_map: MapStats,
+    /// Length of the last interval, used for the rates.
+    pub interval: Duration,
+}
+
+impl Traffic {
+    /// Devices, flows and map entries idle for `idle_expiry` are forgotten.
+    pub fn new(idle_expiry: Duration) -> Self {
+        Traffic {
+            idle_expiry,
+            generation: 0,
+            last_update: None,
+            macs: HashMap::new(),
+            devices: HashMap::new(),
+            flows: HashMap::new(),
+            interfaces: HashMap::new(),
+            globals: Globals::default(),
+            mac_map: MapStats::default(),
+            flow_map: MapStats::default(),
+            interval: Duration::ZERO,
+        }
+    }
+
+    /// Folds one full read of the maps, taken at `now` (`wall` on the
+    /// system clock), into the totals and rates. Returns the entries idle
+    /// for the expiry time, which the caller deletes from the kernel.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        reading: &Reading,
+        subnets: &Subnets,
+    ) -> Expired {
+        self.generation += 1;
+        let generation = self.generation;
+        let elapsed = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.interval = elapsed;
+        self.last_update = Some(now);
+
+        for &(key, value) in &reading.macs {
+            let d = match self.macs.entry(key) {
+                Entry::Occupied(mut e) => {
+                    let t = e.get_mut();
+                    let d = delta(t.last, value);
+                    t.last = value;
+                    t.generation = generation;
+                    if d.packets != 0 {
+                        t.active_at = now;
+                    }
+                    d
+                }
+                Entry::Vacant(e) => {
+                    e.insert(Tracked {
+                        last: value,
+                        generation,
+                        active_at: now,
+                    });
+                    value
+                }
+            };
+            if d.packets == 0 && d.bytes == 0 {
+                continue;
+            }
+            self.device(key.ifindex, key.src, now, wall).tx += d;
+            self.device(key.ifindex, key.dst, now, wall).rx += d;
+            let iface = self.interfaces.entry(key.ifindex).or_default();
+            if key.direction == direction::EGRESS {
+                iface.tx += d;
+            } else {
+                iface.rx += d;
+            }
+        }
+
+        for &(key, value) in &reading.flows {
+            let d = match self.flows.entry(key) {
+                Entry::Occupied(mut e) => {
+                    let f = e.get_mut();
+                    let d = delta(f.track.last, value);
+                    f.track.last = value;
+                    f.track.generation = generation;
+                    if d.packets != 0 {
+                        f.track.active_at = now;
+                        f.last_seen = wall;
+                    }
+                    f.meter += d;
+                    d
+                }
+                Entry::Vacant(e) => {
+                    let mut meter = Meter::default();
+                    meter += value;
+                    e.insert(Flow {
+                        key,
+                        meter,
+                        first_seen: wall,
+                        last_seen: wall,
+                        track: Tracked {
+                            last: value,
+                            generation,
+                            active_at: now,
+                        },
+                    });
+                    value
+                }
+            };
+            if d.packets == 0 {
+                continue;
+            }
+            for (mac, ip) in [(key.src_mac, key.src), (key.dst_mac, key.dst)] {
+                let ip = key_ip(ip);
+                if !subnets.is_local(key.ifindex, ip) || ip.is_multicast() {
+                    continue;
+                }
+                if let Some(dev) = self.devices.get_mut(&(key.ifindex, mac)) {
+                    remember_ip(&mut dev.ips, ip);
+                }
+            }
+        }
+
+        let expiry = self.idle_expiry;
+        let idle = |active_at: Instant| now.saturating_duration_since(active_at) >= expiry;
+        let mut expired = Expired::default();
+        // Entries not in this reading were evicted (or deleted) from the
+        // kernel: forget them. Idle ones are returned for deletion.
+        self.macs.retain(|key, t| {
+            if t.generation != generation {
+                return false;
+            }
+            if idle(t.active_at) {
+                expired.macs.push(*key);
+                return false;
+            }
+            true
+        });
+        self.flows.retain(|key, f| {
+            f.meter.close(elapsed);
+            if f.track.generation != generation {
+                return false;
+            }
+            if idle(f.track.active_at) {
+                expired.flows.push(*key);
+                return false;
+            }
+            true
+        });
+        self.devices.retain(|_, d| {
+            d.tx.close(elapsed);
+            d.rx.close(elapsed);
+            !idle(d.active_at)
+        });
+        for iface in self.interfaces.values_mut() {
+            iface.rx.close(elapsed);
+            iface.tx.close(elapsed);
+        }
+
+        self.globals = reading.globals;
+        self.mac_map.capacity = reading.mac_capacity;
+        self.flow_map.capacity = reading.flow_capacity;
+        self.mac_map
+            .update(reading.macs.len() as u64, reading.globals.mac_inserts);
+        self.flow_map
+            .update(reading.flows.len() as u64, reading.globals.flow_inserts);
+        expired
+    }
+
+    /// Records that the caller deleted these many expired entries (which
+    /// leaves the eviction count unchanged).
+    pub fn deleted(&mut self, macs: u64, flows: u64) {
+        for (m, n) in [(&mut self.mac_map, macs), (&mut self.flow_map, flows)] {
+            m.entries = m.entries.saturating_sub(n);
+            m.deleted += n;
+        }
+    }
+
+    /// Forgets an interface's totals (it was removed from the system).
+    pub fn forget_interface(&mut self, ifindex: u32) {
+        self.interfaces.remove(&ifindex);
+    }
+
+    fn device(
+        &mut self,
+        ifindex: u32,
+        mac: [u8; 6],
+        now: Instant,
+        wall: SystemTime,
+    ) -> &mut Device {
+        let dev = self
+            .devices
+            .entry((ifindex, mac))
+            .or_insert_with(|| Device {
+                ifindex,
+                mac,
+                tx: Meter::default(),
+                rx: Meter::default(),
+                ips: VecDeque::new(),
+                first_seen: wall,
+                last_seen: wall,
+                active_at: now,
+            });
+        dev.last_seen = wall;
+        dev.active_at = now;
+        dev
+    }
+}
+
+fn remember_ip(ips: &mut VecDeque<IpAddr>, ip: IpAddr) {
+    if ips.front() == Some(&ip) {
+        return;
+    }
+    if let Some(pos) = ips.iter().position(|&x| x == ip) {
+        ips.remove(pos);
+    }
+    ips.push_front(ip);
+    ips.truncate(MAX_IPS_PER_DEVICE);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use netmon_common::{proto, v4_mapped};
+
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+    fn mac(dir: u8, src: [u8; 6], dst: [u8; 6]) -> MacKey {
+        MacKey {
+            ifindex: 2,
+            direction: dir,
+            src,
+            dst,
+            ..Default::default()
+        }
+    }
+
+    fn flow(src: [u8; 4], dst: [u8; 4]) -> FlowKey {
+        FlowKey {
+            ifindex: 2,
+            direction: direction::INGRESS,
+            proto: proto::UDP,
+            src_mac: A,
+            dst_mac: B,
+            src: v4_mapped(src),
+            dst: v4_mapped(dst),
+            ..Default::default()
+        }
+    }
+
+    fn c(bytes: u64, packets: u64) -> Counter {
+        Counter { bytes, packets }
+    }
+
+    fn reading(macs: &[(MacKey, Counter)], flows: &[(FlowKey, Counter)]) -> Reading {
+        Reading {
+            macs: macs.to_vec(),
+            flows: flows.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    struct Clock {
+        t0: Instant,
+        w0: SystemTime,
+    }
+
+    impl Clock {
+        fn at(&self, secs: u64) -> (Instant, SystemTime) {
+            let d = Duration::from_secs(secs);
+            (self.t0 + d, self.w0 + d)
+        }
+    }
+
+    fn clock() -> Clock {
+        Clock {
+            t0: Instant::now(),
+            w0: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+
+    #[test]
+    fn device_tx_and_rx_come_from_the_mac_pair_map() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let subnets = Subnets::default();
+        let k = mac(direction::INGRESS, A, B);
+        let (now, wall) = clk.at(0);
+        t.update(now, wall, &reading(&[(k, c(1000, 10))], &[]), &subnets);
+        let (now, wall) = clk.at(1);
+        t.update(now, wall, &reading(&[(k, c(3000, 30))], &[]), &subnets);
+        let a = &t.devices[&(2, A)];
+        let b = &t.devices[&(2, B)];
+        assert_eq!(a.tx.total, c(3000, 30));
+        assert_eq!(a.rx.total, c(0, 0));
+        assert_eq!(b.rx.total, c(3000, 30));
+        assert_eq!(a.tx.rate.bits_per_second, 16_000.0);
+        assert_eq!(a.tx.rate.packets_per_second, 20.0);
+        assert_eq!(t.interfaces[&2].rx.total, c(3000, 30));
+        assert_eq!(t.interfaces[&2].tx.total, c(0, 0));
+    }
+
+    #[test]
+    fn device_totals_survive_flow_evictions() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let s = Subnets::default();
+        let k = mac(direction::INGRESS, A, B);
+        let f1 = flow([10, 0, 0, 1], [10, 0, 0, 2]);
+        let f2 = flow([10, 0, 0, 1], [10, 0, 0, 3]);
+        let (now, wall) = clk.at(0);
+        t.update(
+            now,
+            wall,
+            &reading(&[(k, c(100, 1))], &[(f1, c(100, 1))]),
+            &s,
+        );
+        // f1 was evicted by the kernel to make room for f2.
+        let (now, wall) = clk.at(1);
+        t.update(
+            now,
+            wall,
+            &reading(&[(k, c(300, 2))], &[(f2, c(200, 1))]),
+            &s,
+        );
+        assert_eq!(t.devices[&(2, A)].tx.total, c(300, 2));
+        assert!(!t.flows.contains_key(&f1));
+        assert_eq!(t.flows[&f2].meter.total, c(200, 1));
+    }
+
+    #[test]
+    fn recreated_entry_never_gives_a_negative_or_huge_delta() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let s = Subnets::default();
+        let k = mac(direction::EGRESS, A, B);
+        let (now, wall) = clk.at(0);
+        t.update(now, wall, &reading(&[(k, c(1_000_000, 1000))], &[]), &s);
+        let (now, wall) = clk.at(1);
+        t.update(now, wall, &reading(&[(k, c(60, 1))], &[]), &s);
+        assert_eq!(t.devices[&(2, A)].tx.total, c(1_000_060, 1001));
+        assert_eq!(t.interfaces[&2].tx.total, c(1_000_060, 1001));
+    }
+
+    #[test]
+    fn idle_entries_expire_and_resume_from_zero_without_loss() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(10));
+        let s = Subnets::default();
+        let k = mac(direction::INGRESS, A, B);
+        let f = flow([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (now, wall) = clk.at(0);
+        t.update(
+            now,
+            wall,
+            &reading(&[(k, c(100, 1))], &[(f, c(100, 1))]),
+            &s,
+        );
+        let (now, wall) = clk.at(5);
+        let exp = t.update(
+            now,
+            wall,
+            &reading(&[(k, c(100, 1))], &[(f, c(100, 1))]),
+            &s,
+        );
+        assert_eq!(exp, Expired::default());
+        let (now, wall) = clk.at(10);
+        let exp = t.update(
+            now,
+            wall,
+            &reading(&[(k, c(100, 1))], &[(f, c(100, 1))]),
+            &s,
+        );
+        assert_eq!(exp.macs, vec![k]);
+        assert_eq!(exp.flows, vec![f]);
+        assert!(t.devices.is_empty(), "idle devices are forgotten");
+        t.deleted(1, 1);
+        // The conversation resumes: a new kernel entry counts from zero.
+        let (now, wall) = clk.at(11);
+        t.update(now, wall, &reading(&[(k, c(50, 1))], &[(f, c(50, 1))]), &s);
+        assert_eq!(t.devices[&(2, A)].tx.total, c(50, 1));
+        assert_eq!(
+            t.interfaces[&2].rx.total,
+            c(150, 2),
+            "interface totals never expire"
+        );
+    }
+
+    #[test]
+    fn map_stats_count_evictions() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let s = Subnets::default();
+        // Five flows created in a map of four: one is in the map, four were
+        // evicted.
+        let mut r = reading(&[], &[(flow([10, 0, 0, 1], [10, 0, 0, 2]), c(1, 1))]);
+        r.globals.flow_inserts = 5;
+        r.flow_capacity = 4;
+        let (now, wall) = clk.at(0);
+        t.update(now, wall, &r, &s);
+        let stats = |entries, deleted, evictions| MapStats {
+            entries,
+            capacity: 4,
+            inserts: 5,
+            deleted,
+            evictions,
+        };
+        assert_eq!(t.flow_map, stats(1, 0, 4));
+        // The agent deletes the idle one: not an eviction.
+        t.deleted(0, 1);
+        assert_eq!(t.flow_map, stats(0, 1, 4));
+        r.flows.clear();
+        let (now, wall) = clk.at(1);
+        t.update(now, wall, &r, &s);
+        assert_eq!(t.flow_map, stats(0, 1, 4));
+    }
+
+    #[test]
+    fn ips_are_tied_to_the_mac_that_used_them_when_on_link() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let mut s = Subnets::default();
+        s.add(2, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 24);
+        let k = mac(direction::INGRESS, A, B);
+        let local = flow([10, 0, 0, 1], [10, 0, 0, 2]);
+        let remote = flow([10, 0, 0, 1], [10, 9, 9, 9]);
+        let (now, wall) = clk.at(0);
+        t.update(
+            now,
+            wall,
+            &reading(
+                &[(k, c(200, 2))],
+                &[(local, c(100, 1)), (remote, c(100, 1))],
+            ),
+            &s,
+        );
+        let a: Vec<_> = t.devices[&(2, A)].ips.iter().copied().collect();
+        let b: Vec<_> = t.devices[&(2, B)].ips.iter().copied().collect();
+        assert_eq!(a, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]);
+        assert_eq!(b, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))]);
+    }
+
+    #[test]
+    fn prefix_matching() {
+        let net = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 0));
+        assert!(in_prefix(
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 77)),
+            net,
+            24
+        ));
+        assert!(!in_prefix(
+            IpAddr::V4(Ipv4Addr::new(192, 168, 2, 1)),
+            net,
+            24
+        ));
+        assert!(in_prefix(IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)), net, 0));
+        let v6: IpAddr = "fd00::".parse().unwrap();
+        assert!(in_prefix("fd00::5".parse().unwrap(), v6, 64));
+        assert!(!in_prefix("fd01::5".parse().unwrap(), v6, 64));
+        assert!(!in_prefix(IpAddr::V4(Ipv4Addr::new(253, 0, 0, 5)), v6, 8));
+    }
+
+    #[test]
+    fn key_ip_unmaps_ipv4() {
+        assert_eq!(
+            key_ip(v4_mapped([10, 1, 2, 3])),
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
+        );
+        let v6: Ipv6Addr = "fd00::1".parse().unwrap();
+        assert_eq!(key_ip(v6.octets()), IpAddr::V6(v6));
+    }
+
+    #[test]
+    fn a_device_remembers_at_most_sixteen_ips_most_recent_first() {
+        let mut ips = VecDeque::new();
+        for i in 0..20u8 {
+            remember_ip(&mut ips, IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)));
+        }
+        remember_ip(&mut ips, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10)));
+        assert_eq!(ips.len(), MAX_IPS_PER_DEVICE);
+        assert_eq!(ips[0], IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10)));
+        assert_eq!(ips[1], IpAddr::V4(Ipv4Addr::new(10, 0, 0, 19)));
+    }
+}
