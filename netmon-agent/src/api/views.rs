@@ -126,4 +126,3 @@ pub fn protocol_name(p: u8) -> &'static str {
         _ => "other",
     }
 }
-

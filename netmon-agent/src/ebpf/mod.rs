@@ -13,7 +13,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap},
     programs::{
-        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+        SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
+        tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
 use netmon_common::{
@@ -29,8 +30,9 @@ use crate::{
     traffic::{Expired, Reading},
 };
 
-/// The eBPF object, built by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netmon"));
+/// The eBPF object, built by build.rs. Public for the benchmark, which
+/// loads the pass-only programs from it.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netmon"));
 
 /// Why the programs could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +311,52 @@ impl Kernel {
         let macs = delete_all::<MacKey>(&mut self.ebpf, MAC_MAP, &expired.macs);
         let flows = delete_all::<FlowKey>(&mut self.ebpf, FLOW_MAP, &expired.flows);
         (macs, flows)
+    }
+}
+
+/// Offset of `gso_segs` in `struct __sk_buff` (stable UAPI).
+const SKB_GSO_SEGS_OFFSET: usize = 164;
+/// Size of `struct __sk_buff` on kernels >= 5.16.
+const SKB_CTX_SIZE: usize = 192;
+
+impl Kernel {
+    /// Runs one of the counting programs on `frame` with BPF_PROG_TEST_RUN,
+    /// `repeat` times, as if `frame` arrived on the loopback interface; for
+    /// the TC programs `gso_segs` makes the frame a GSO aggregate. Returns
+    /// the verdict and the kernel's mean run time. For the parser tests and
+    /// the benchmark: the maps count these frames like any other.
+    pub fn test_run(
+        &mut self,
+        program: &str,
+        frame: &[u8],
+        gso_segs: u32,
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), aya::programs::ProgramError> {
+        let mut ctx = [0u8; SKB_CTX_SIZE];
+        ctx[SKB_GSO_SEGS_OFFSET..SKB_GSO_SEGS_OFFSET + 4].copy_from_slice(&gso_segs.to_ne_bytes());
+        let opts = |with_ctx: bool| {
+            let mut o = TestRunOptions::new();
+            o.data_in = Some(frame);
+            o.repeat = repeat;
+            if with_ctx {
+                o.ctx_in = Some(&ctx);
+            }
+            o
+        };
+        let result = if program == PROG_XDP || program == netmon_common::PROG_XDP_PASS {
+            self.ebpf
+                .program(program)
+                .and_then(|p| <&Xdp>::try_from(p).ok())
+                .expect("an XDP program of the object")
+                .test_run(opts(false))?
+        } else {
+            self.ebpf
+                .program(program)
+                .and_then(|p| <&SchedClassifier>::try_from(p).ok())
+                .expect("a TC program of the object")
+                .test_run(opts(gso_segs > 1))?
+        };
+        Ok((result.return_value, result.duration))
     }
 }
 
