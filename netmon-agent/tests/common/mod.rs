@@ -1,0 +1,20 @@
+//! Shared harness for netmon-agent's privileged integration tests.
+//!
+//! Each test file that needs namespaces starts with `mod common;` and
+//! `use common::*;` (both submodules are re-exported whole). [`netns`] builds and tears down network namespaces and
+//! topologies ([`netns::Pair`], [`netns::Lan`]) and runs code or processes
+//! inside them; [`traffic`] makes traffic from inside them and builds raw
+//! frames. Everything is blocking std code and needs root
+//! ([`netns::require_root`]); `cargo xtask test` runs the tests as root.
+
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "every test binary compiles this module and uses a different part of it"
+)]
+
+pub mod netns;
+pub mod traffic;
+
+pub use netns::*;
+pub use traffic::*;
