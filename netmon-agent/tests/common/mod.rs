@@ -13,8 +13,10 @@
     reason = "every test binary compiles this module and uses a different part of it"
 )]
 
+pub mod agent;
 pub mod netns;
 pub mod traffic;
 
+pub use agent::*;
 pub use netns::*;
 pub use traffic::*;

@@ -1,0 +1,176 @@
+//! Runs the real `netmon-agent` binary inside a test namespace and talks to
+//! its API over real HTTP (from a thread inside that namespace, where the
+//! agent listens on 127.0.0.1).
+
+use std::{
+    path::PathBuf,
+    process::{Command, ExitStatus},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use super::netns::{NetNs, NsChild};
+
+/// The API key every test agent is started with (via NETMON_API_KEY).
+pub const TEST_KEY: &str = "netmon-test-key-0123456789";
+/// Where the agent listens, inside its namespace.
+pub const LISTEN: &str = "127.0.0.1:9713";
+/// How long a start may take (loading and verifying the programs included).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The agent binary cargo built for these tests.
+pub fn agent_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_netmon-agent")
+}
+
+/// A command line for the agent with the test defaults (key, a private
+/// state directory, a 200 ms interval) followed by `args`.
+pub fn agent_command(state_dir: &PathBuf, args: &[&str]) -> Command {
+    let mut cmd = Command::new(agent_bin());
+    cmd.env("NETMON_API_KEY", TEST_KEY)
+        .env("NETMON_LOG", "info,netmon_agent=debug")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--interval", "200ms", "--listen", LISTEN])
+        .args(args);
+    cmd
+}
+
+/// A running agent; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Agent<'ns> {
+    ns: &'ns NetNs,
+    child: Option<NsChild>,
+    state_dir: PathBuf,
+}
+
+impl<'ns> Agent<'ns> {
+    /// Starts the agent in `ns` with `args` and waits until it has read its
+    /// maps once (`/health` says `ok`). Panics with the agent's stderr if it
+    /// exits or does not get there in time.
+    pub fn start(ns: &'ns NetNs, args: &[&str]) -> Agent<'ns> {
+        let state_dir = std::env::temp_dir().join(format!("{}-agent-state", ns.name()));
+        let child = ns.spawn(&agent_command(&state_dir, args));
+        let mut agent = Agent {
+            ns,
+            child: Some(child),
+            state_dir,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = agent.child().try_status() {
+                panic!(
+                    "netmon-agent {args:?} in {} exited during start-up ({status}):\n{}",
+                    ns.name(),
+                    agent.child().stderr_text()
+                );
+            }
+            if let Ok((200, body)) = agent.try_request("/health", &[])
+                && body["status"] == "ok"
+            {
+                return agent;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "netmon-agent {args:?} in {} not ready after {START_TIMEOUT:?}:\n{}",
+                    ns.name(),
+                    agent.child().stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn child(&mut self) -> &mut NsChild {
+        self.child.as_mut().expect("the agent is running")
+    }
+
+    /// The agent's stderr so far.
+    pub fn stderr(&self) -> String {
+        self.child
+            .as_ref()
+            .map(NsChild::stderr_text)
+            .unwrap_or_default()
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the agent is running").id()
+    }
+
+    /// `GET path` with `headers`; the status and the body parsed as JSON
+    /// (`Value::Null` for an empty or non-JSON body).
+    pub fn try_request(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        let url = format!("http://{LISTEN}{path}");
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.ns.run(move || {
+            let config = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build();
+            let client = ureq::Agent::new_with_config(config);
+            let mut req = client.get(&url);
+            for (k, v) in &headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
+            let status = resp.status().as_u16();
+            let text = resp
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+            Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        })
+    }
+
+    /// `GET path` with the key in `X-API-KEY`, expecting 200.
+    pub fn get(&self, path: &str) -> Value {
+        match self.try_request(path, &[("X-API-KEY", TEST_KEY)]) {
+            Ok((200, body)) => body,
+            Ok((status, body)) => panic!("GET {path}: status {status}: {body}"),
+            Err(e) => panic!("{e}\nagent stderr:\n{}", self.stderr()),
+        }
+    }
+
+    /// Polls `GET path` until `done(body)` holds; panics with the last body
+    /// after `timeout`.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let body = self.get(path);
+            if done(&body) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                panic!("GET {path}: condition not met after {timeout:?}; last answer:\n{body:#}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the agent with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.child.take().expect("the agent is running").terminate()
+    }
+}
+
+impl Drop for Agent<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.terminate();
+        }
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
