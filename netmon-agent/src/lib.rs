@@ -22,7 +22,7 @@ pub mod snapshot;
 pub mod traffic;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     net::SocketAddr,
     path::Path,
@@ -175,6 +175,7 @@ fn drain_loop(
         for a in attachments.values() {
             names.insert(a.ifindex, a.name.clone());
         }
+        let removed = !watcher.removed.is_empty();
         for gone in watcher.removed.drain(..) {
             traffic.forget_interface(gone);
         }
@@ -184,11 +185,17 @@ fn drain_loop(
                 let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);
-                names.retain(|ifindex, _| {
-                    attachments.contains_key(ifindex)
-                        || traffic.devices.values().any(|d| d.ifindex == *ifindex)
-                        || traffic.flows.keys().any(|k| k.ifindex == *ifindex)
-                });
+                if removed || !expired.macs.is_empty() || !expired.flows.is_empty() {
+                    // Keep the names of removed interfaces while devices or
+                    // flows on them are still listed.
+                    let in_use: HashSet<u32> = traffic
+                        .devices
+                        .values()
+                        .map(|d| d.ifindex)
+                        .chain(traffic.flows.keys().map(|k| k.ifindex))
+                        .collect();
+                    names.retain(|i, _| attachments.contains_key(i) || in_use.contains(i));
+                }
                 shared.set(snapshot(&traffic, &attachments, &names));
             }
             Err(e) => {
