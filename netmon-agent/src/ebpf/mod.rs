@@ -429,10 +429,14 @@ fn raise_memlock() {
     };
     // SAFETY: setrlimit with a valid, initialised struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        warn!(
-            error = %io::Error::last_os_error(),
-            "Cannot raise RLIMIT_MEMLOCK; fine on kernels >= 5.11, which charge BPF memory to the memory cgroup."
-        );
+        let error = io::Error::last_os_error();
+        let memcg = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 11, 0));
+        if memcg {
+            debug!(%error, "Cannot raise RLIMIT_MEMLOCK; not needed on this kernel.");
+        } else {
+            warn!(%error, "Cannot raise RLIMIT_MEMLOCK: loading may fail with EPERM on kernels before 5.11.");
+        }
     }
 }
 
