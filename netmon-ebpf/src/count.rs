@@ -5,7 +5,7 @@ use netmon_common::{Counter, Globals};
 
 use crate::{
     maps::{FLOW_COUNTERS, GLOBALS, MAC_COUNTERS},
-    parse::Frame,
+    parse::{ARP, EXT_LIMIT, Frame, HAS_IP, MALFORMED, NON_IP, VLAN},
 };
 
 const EEXIST: i64 = 17;
@@ -27,19 +27,20 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
         g.malformed += packets;
         return;
     };
-    if f.malformed {
+    let flags = f.flags;
+    if flags & MALFORMED != 0 {
         g.malformed += packets;
     }
-    if f.vlan {
+    if flags & VLAN != 0 {
         g.vlan += packets;
     }
-    if f.non_ip {
+    if flags & NON_IP != 0 {
         g.non_ip += packets;
     }
-    if f.arp {
+    if flags & ARP != 0 {
         g.arp += packets;
     }
-    if f.ext_limit {
+    if flags & EXT_LIMIT != 0 {
         g.ipv6_ext_limit += packets;
     }
     f.mac.ifindex = ifindex;
@@ -47,9 +48,10 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
     add(&MAC_COUNTERS, &f.mac, bytes, packets, g, |g| {
         g.mac_inserts += 1
     });
-    if f.has_ip {
+    if flags & HAS_IP != 0 {
         f.flow.ifindex = ifindex;
         f.flow.direction = direction;
+        // Plain array assignments: 6-byte copies, no memcpy call.
         f.flow.src_mac = f.mac.src;
         f.flow.dst_mac = f.mac.dst;
         add(&FLOW_COUNTERS, &f.flow, bytes, packets, g, |g| {

@@ -7,6 +7,8 @@ use aya_ebpf::{
 };
 use netmon_common::{Counter, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES, FlowKey, Globals, MacKey};
 
+use crate::parse::Frame;
+
 /// Frames per (interface, direction, source MAC, destination MAC).
 #[map]
 pub static MAC_COUNTERS: LruPerCpuHashMap<MacKey, Counter> =
@@ -20,3 +22,8 @@ pub static FLOW_COUNTERS: LruPerCpuHashMap<FlowKey, Counter> =
 /// One [`Globals`] per CPU at index 0.
 #[map]
 pub static GLOBALS: PerCpuArray<Globals> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU room for the frame being parsed (see [`Frame`] for why it is not
+/// on the stack). Never read by the agent.
+#[map]
+pub static SCRATCH: PerCpuArray<Frame> = PerCpuArray::with_max_entries(1, 0);

@@ -7,7 +7,7 @@
 //! impossible. Offsets are capped at [`MAX_HDR_OFF`] so the verifier can bound
 //! every packet access.
 
-use netmon_common::{FlowKey, MacKey, proto, v4_mapped};
+use netmon_common::{FlowKey, MacKey, proto};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IPV4: u16 = 0x0800;
@@ -26,29 +26,53 @@ const MAX_IPV6_EXT: usize = 8;
 /// sooner, and the bound lets the verifier prove every access in range.
 pub const MAX_HDR_OFF: usize = 512;
 
-/// What the parser learned about one frame. The map keys are filled in
-/// place (the BPF stack is 512 bytes: nothing here is copied around).
-#[derive(Default)]
+/// What the parser learned about one frame.
+///
+/// Lives in a per-CPU scratch map ([`crate::maps::SCRATCH`]), not on the
+/// stack: zero-initialising or moving a struct this size makes LLVM emit
+/// calls to compiler-builtins' byte-at-a-time `memset`/`memcpy`, which cost
+/// more than all the parsing. Map memory starts zeroed and the programs
+/// never write the keys' padding, so it stays zero; [`Frame::reset`] clears
+/// the rest that must start at zero. For the same reason addresses are
+/// copied with 4- and 2-byte loads and stores, never `copy_nonoverlapping`.
+#[repr(C)]
 pub struct Frame {
     /// Source and destination MAC; the caller sets interface and direction.
     pub mac: MacKey,
-    /// Addresses and L4 protocol, valid when `has_ip`.
+    /// Addresses and L4 protocol, valid when `flags` has [`HAS_IP`].
     pub flow: FlowKey,
-    /// The IP header could be read: `flow` holds its addresses.
-    pub has_ip: bool,
-    /// One or two VLAN tags were present in the frame's bytes.
-    pub vlan: bool,
-    /// EtherType is neither IPv4 nor IPv6.
-    pub non_ip: bool,
-    /// EtherType is ARP.
-    pub arp: bool,
-    /// A header was truncated or impossible.
-    pub malformed: bool,
-    /// The IPv6 extension-header chain was longer than the parser walks.
-    pub ext_limit: bool,
+    /// [`HAS_IP`], [`VLAN`], [`NON_IP`], [`ARP`], [`MALFORMED`], [`EXT_LIMIT`].
+    pub flags: u32,
     /// Offset just past the L4 header (or the last header read); the header
     /// bytes each GSO segment repeats.
-    pub hdr_end: usize,
+    pub hdr_end: u32,
+}
+
+/// The IP header could be read: `flow` holds its addresses.
+pub const HAS_IP: u32 = 1;
+/// One or two VLAN tags were present in the frame's bytes.
+pub const VLAN: u32 = 2;
+/// EtherType is neither IPv4 nor IPv6.
+pub const NON_IP: u32 = 4;
+/// EtherType is ARP.
+pub const ARP: u32 = 8;
+/// A header was truncated or impossible.
+pub const MALFORMED: u32 = 16;
+/// The IPv6 extension-header chain was longer than the parser walks.
+pub const EXT_LIMIT: u32 = 32;
+
+impl Frame {
+    /// Prepares the scratch frame for the next packet.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.flags = 0;
+        self.hdr_end = ETH_HLEN as u32;
+    }
+
+    #[inline(always)]
+    fn set(&mut self, flag: u32) {
+        self.flags |= flag;
+    }
 }
 
 /// Bounds-checked access to the packet bytes `start..end`. Each header is
@@ -67,7 +91,6 @@ struct Hdr<const N: usize>(*const u8);
 impl<const N: usize> Hdr<N> {
     #[inline(always)]
     fn u8(self, i: usize) -> u8 {
-        const { assert!(N > 0) };
         debug_assert!(i < N);
         // SAFETY: `Bytes::at` checked that N bytes from `self.0` lie in the
         // packet, and every caller passes a constant `i < N`.
@@ -79,11 +102,59 @@ impl<const N: usize> Hdr<N> {
         u16::from_be_bytes([self.u8(i), self.u8(i + 1)])
     }
 
+    /// Four raw bytes at `i`, to copy as they are.
     #[inline(always)]
-    fn copy<const M: usize>(self, i: usize, dst: &mut [u8; M]) {
-        debug_assert!(i + M <= N);
-        // SAFETY: as in `u8`; `dst` is a distinct M-byte buffer.
-        unsafe { core::ptr::copy_nonoverlapping(self.0.add(i), dst.as_mut_ptr(), M) }
+    fn raw32(self, i: usize) -> u32 {
+        debug_assert!(i + 4 <= N);
+        // SAFETY: as in `u8`, for bytes i..i + 4.
+        unsafe { core::ptr::read_unaligned(self.0.add(i).cast::<u32>()) }
+    }
+
+    /// Two raw bytes at `i`, to copy as they are.
+    #[inline(always)]
+    fn raw16(self, i: usize) -> u16 {
+        debug_assert!(i + 2 <= N);
+        // SAFETY: as in `u8`, for bytes i..i + 2.
+        unsafe { core::ptr::read_unaligned(self.0.add(i).cast::<u16>()) }
+    }
+
+    /// Copies the MAC at `i` into `dst`.
+    #[inline(always)]
+    fn mac(self, i: usize, dst: &mut [u8; 6]) {
+        let p = dst.as_mut_ptr();
+        // SAFETY: `dst` is 6 bytes: 4 at 0 and 2 at 4.
+        unsafe {
+            core::ptr::write_unaligned(p.cast::<u32>(), self.raw32(i));
+            core::ptr::write_unaligned(p.add(4).cast::<u16>(), self.raw16(i + 4));
+        }
+    }
+
+    /// Copies the IPv6 address at `i` into `dst`.
+    #[inline(always)]
+    fn ipv6_addr(self, i: usize, dst: &mut [u8; 16]) {
+        let p = dst.as_mut_ptr().cast::<u32>();
+        // SAFETY: `dst` is 16 bytes: four 4-byte words.
+        unsafe {
+            for w in 0..4 {
+                core::ptr::write_unaligned(p.add(w), self.raw32(i + 4 * w));
+            }
+        }
+    }
+
+    /// Stores the IPv4 address at `i` into `dst` IPv4-mapped (`::ffff:a.b.c.d`).
+    #[inline(always)]
+    fn ipv4_mapped(self, i: usize, dst: &mut [u8; 16]) {
+        let p = dst.as_mut_ptr();
+        // SAFETY: `dst` is 16 bytes: 8 zero bytes, then two 4-byte words.
+        // Volatile, or LLVM merges the zeros into a `memset` call.
+        unsafe {
+            core::ptr::write_volatile(p.cast::<[u8; 8]>(), [0; 8]);
+            core::ptr::write_unaligned(
+                p.add(8).cast::<u32>(),
+                u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+            );
+            core::ptr::write_unaligned(p.add(12).cast::<u32>(), self.raw32(i));
+        }
     }
 }
 
@@ -103,8 +174,8 @@ impl Bytes {
 }
 
 /// Parses the frame in `start..end` (the linear packet bytes) into `f`,
-/// which must be `Frame::default()`. Returns false, leaving `f` untouched,
-/// when the frame is shorter than an Ethernet header. `frame_len` is the
+/// which must have been [`Frame::reset`]. Returns false when the frame is
+/// shorter than an Ethernet header (then `f` holds nothing of it). `frame_len` is the
 /// whole frame's length, used to spot truncated IP packets; `gso` says the
 /// frame is a GSO/GRO aggregate, whose IP length fields may be zero.
 #[inline(always)]
@@ -113,34 +184,34 @@ pub fn parse(start: usize, end: usize, frame_len: usize, gso: bool, f: &mut Fram
     let Some(eth) = b.at::<ETH_HLEN>(0) else {
         return false;
     };
-    eth.copy(0, &mut f.mac.dst);
-    eth.copy(6, &mut f.mac.src);
+    eth.mac(0, &mut f.mac.dst);
+    eth.mac(6, &mut f.mac.src);
     let mut ethertype = eth.be16(12);
-    f.hdr_end = ETH_HLEN;
     let mut off = ETH_HLEN;
     for _ in 0..2 {
         if !matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1) {
             break;
         }
-        f.vlan = true;
+        f.set(VLAN);
         // A tag is TCI (2 bytes) then the inner EtherType (2 bytes).
         let Some(tag) = b.at::<4>(off) else {
-            f.malformed = true;
+            f.set(MALFORMED);
             return true;
         };
         ethertype = tag.be16(2);
         off += 4;
     }
-    f.hdr_end = off;
+    f.hdr_end = off as u32;
     match ethertype {
         ETH_P_IPV4 => ipv4(&b, off, frame_len, gso, f),
         ETH_P_IPV6 => ipv6(&b, off, frame_len, gso, f),
         ETH_P_ARP => {
-            f.non_ip = true;
-            f.arp = true;
-            f.malformed = !b.has(off, ARP_ETH_IPV4_LEN);
+            f.set(NON_IP | ARP);
+            if !b.has(off, ARP_ETH_IPV4_LEN) {
+                f.set(MALFORMED);
+            }
         }
-        _ => f.non_ip = true,
+        _ => f.set(NON_IP),
     }
     true
 }
@@ -148,31 +219,28 @@ pub fn parse(start: usize, end: usize, frame_len: usize, gso: bool, f: &mut Fram
 #[inline(always)]
 fn ipv4(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
     let Some(h) = b.at::<20>(off) else {
-        f.malformed = true;
+        f.set(MALFORMED);
         return;
     };
     let vihl = h.u8(0);
     let ihl = usize::from(vihl & 0x0f) * 4;
     if vihl >> 4 != 4 || ihl < 20 {
-        f.malformed = true;
+        f.set(MALFORMED);
         return;
     }
     let total_len = usize::from(h.be16(2));
     // GSO aggregates of more than 64 KiB (BIG TCP) carry a total length of 0.
     if !(gso && total_len == 0) && (total_len < ihl || off + total_len > frame_len) {
-        f.malformed = true;
+        f.set(MALFORMED);
     }
-    f.has_ip = true;
-    let mut addr = [0u8; 4];
-    h.copy(12, &mut addr);
-    f.flow.src = v4_mapped(addr);
-    h.copy(16, &mut addr);
-    f.flow.dst = v4_mapped(addr);
+    f.set(HAS_IP);
+    h.ipv4_mapped(12, &mut f.flow.src);
+    h.ipv4_mapped(16, &mut f.flow.dst);
     let protocol = h.u8(9);
     f.flow.proto = protocol;
     if !b.has(off, ihl) {
-        f.malformed = true;
-        f.hdr_end = off + 20;
+        f.set(MALFORMED);
+        f.hdr_end = (off + 20) as u32;
         return;
     }
     // Only the first fragment carries the L4 header.
@@ -182,21 +250,21 @@ fn ipv4(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
 #[inline(always)]
 fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
     let Some(h) = b.at::<40>(off) else {
-        f.malformed = true;
+        f.set(MALFORMED);
         return;
     };
     if h.u8(0) >> 4 != 6 {
-        f.malformed = true;
+        f.set(MALFORMED);
         return;
     }
     let payload_len = usize::from(h.be16(4));
     // Jumbograms and BIG TCP aggregates carry a payload length of 0.
     if payload_len != 0 && off + 40 + payload_len > frame_len && !gso {
-        f.malformed = true;
+        f.set(MALFORMED);
     }
-    h.copy(8, &mut f.flow.src);
-    h.copy(24, &mut f.flow.dst);
-    f.has_ip = true;
+    h.ipv6_addr(8, &mut f.flow.src);
+    h.ipv6_addr(24, &mut f.flow.dst);
+    f.set(HAS_IP);
 
     let mut next = h.u8(6);
     let mut pos = off + 40;
@@ -212,7 +280,7 @@ fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
                     (usize::from(e.u8(1)) + 1) * 8
                 }
                 None => {
-                    f.malformed = true;
+                    f.set(MALFORMED);
                     break;
                 }
             },
@@ -224,7 +292,7 @@ fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
                     8
                 }
                 None => {
-                    f.malformed = true;
+                    f.set(MALFORMED);
                     break;
                 }
             },
@@ -235,7 +303,7 @@ fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
                     (usize::from(e.u8(1)) + 2) * 4
                 }
                 None => {
-                    f.malformed = true;
+                    f.set(MALFORMED);
                     break;
                 }
             },
@@ -251,10 +319,10 @@ fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
     }
     f.flow.proto = next;
     if !done {
-        if !f.malformed {
-            f.ext_limit = true;
+        if f.flags & MALFORMED == 0 {
+            f.set(EXT_LIMIT);
         }
-        f.hdr_end = pos.min(MAX_HDR_OFF);
+        f.hdr_end = pos.min(MAX_HDR_OFF) as u32;
         return;
     }
     l4(b, pos, next, first_fragment, f);
@@ -263,7 +331,7 @@ fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
 /// Checks the L4 header is whole and records where it ends.
 #[inline(always)]
 fn l4(b: &Bytes, off: usize, protocol: u8, first_fragment: bool, f: &mut Frame) {
-    f.hdr_end = off;
+    f.hdr_end = off as u32;
     if !first_fragment {
         return;
     }
@@ -278,8 +346,8 @@ fn l4(b: &Bytes, off: usize, protocol: u8, first_fragment: bool, f: &mut Frame) 
         _ => 0,
     };
     if (protocol == proto::TCP && len < 20) || !b.has(off, len) {
-        f.malformed = true;
+        f.set(MALFORMED);
         return;
     }
-    f.hdr_end = off + len;
+    f.hdr_end = (off + len) as u32;
 }

@@ -12,7 +12,8 @@ use netmon_common::direction;
 
 use crate::{
     count::count,
-    parse::{Frame, MAX_HDR_OFF, parse},
+    maps::SCRATCH,
+    parse::{MAX_HDR_OFF, VLAN, parse},
 };
 
 /// Bytes of a VLAN tag the kernel moved out of the packet into metadata.
@@ -56,14 +57,23 @@ fn observe(ctx: &TcContext, dir: u8) {
         let _ = unsafe { bpf_skb_pull_data(skb, want) };
     }
     let segs = u64::from(gso_segs.max(1));
-    let mut f = Frame::default();
-    let ok = parse(ctx.data(), ctx.data_end(), len as usize, segs > 1, &mut f);
-    let tag = if vlan_present != 0 { VLAN_TAG_LEN } else { 0 };
-    f.vlan |= vlan_present != 0;
+    let Some(f) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; see count.rs.
+    let f = unsafe { &mut *f };
+    f.reset();
+    let ok = parse(ctx.data(), ctx.data_end(), len as usize, segs > 1, f);
+    let tag = if vlan_present != 0 {
+        f.flags |= VLAN;
+        VLAN_TAG_LEN
+    } else {
+        0
+    };
     let mut bytes = u64::from(len) + tag;
     if segs > 1 {
         // Every segment after the first repeats the headers (and the tag).
-        bytes += (segs - 1) * (f.hdr_end as u64 + tag);
+        bytes += (segs - 1) * (u64::from(f.hdr_end) + tag);
     }
-    count(ifindex, dir, ok.then_some(&mut f), bytes, segs);
+    count(ifindex, dir, ok.then_some(f), bytes, segs);
 }

@@ -5,10 +5,7 @@ use aya_ebpf::{
 };
 use netmon_common::direction;
 
-use crate::{
-    count::count,
-    parse::{Frame, parse},
-};
+use crate::{count::count, maps::SCRATCH, parse::parse};
 
 /// Counts every received frame and passes it. Loaded with multi-buffer
 /// support (`xdp.frags`) so jumbo frames are seen whole.
@@ -24,8 +21,14 @@ pub fn netmon_xdp(ctx: XdpContext) -> u32 {
 fn observe(ctx: &XdpContext) {
     // SAFETY: `ctx.ctx` is the xdp_md the kernel passed to this program.
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
-    let mut f = Frame::default();
-    let ok = parse(ctx.data(), ctx.data_end(), len as usize, false, &mut f);
+    let Some(f) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch slot; nothing else runs on this CPU while
+    // the program does (see count.rs).
+    let f = unsafe { &mut *f };
+    f.reset();
+    let ok = parse(ctx.data(), ctx.data_end(), len as usize, false, f);
     let ifindex = ctx.ingress_ifindex() as u32;
-    count(ifindex, direction::INGRESS, ok.then_some(&mut f), len, 1);
+    count(ifindex, direction::INGRESS, ok.then_some(f), len, 1);
 }
