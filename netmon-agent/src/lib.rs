@@ -41,6 +41,9 @@ use crate::{
     traffic::{Reading, Traffic},
 };
 
+/// How long shutdown waits for HTTP requests in progress.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the agent could not start (or stopped).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -105,17 +108,18 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         other => info!(source = %other, "Using the API key."),
     }
 
-    let mut kernel = Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries)?;
-    let mut watcher = Watcher::new(cfg.ifaces.clone());
-    let mut attachments = Attachments::new();
-    watcher.reconcile(&mut kernel, &mut attachments, true)?;
-
+    // Bind first: a taken address fails before anything is attached.
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| Error::Listen {
             addr: cfg.listen,
             source,
         })?;
+
+    let mut kernel = Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries)?;
+    let mut watcher = Watcher::new(cfg.ifaces.clone());
+    let mut attachments = Attachments::new();
+    watcher.reconcile(&mut kernel, &mut attachments, true)?;
     info!(addr = %cfg.listen, "API listening.");
 
     let shared = Shared::default();
@@ -130,12 +134,29 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
     };
 
     let app = api::router(api::AppState { snapshot: shared }, Arc::new(key));
-    let served = axum::serve(
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    .with_graceful_shutdown({
+        let stopping = Arc::clone(&stopping);
+        async move { stopping.notified().await }
+    });
+    // Graceful shutdown waits for requests in progress; a client that never
+    // finishes its request must not keep the programs attached, so the wait
+    // is bounded.
+    let served = tokio::select! {
+        served = server => served,
+        () = async {
+            shutdown_signal().await;
+            stopping.notify_one();
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            warn!(grace = ?SHUTDOWN_GRACE, "Requests still open at shutdown; dropping them.");
+            Ok(())
+        }
+    };
 
     // Stop the drain thread; it detaches the programs.
     let _ = stop_tx.send(());

@@ -202,7 +202,11 @@ impl Kernel {
             IngressHook::Auto => match xdp(&mut self.ebpf).attach(ifindex, XdpMode::Driver) {
                 Ok(id) => (HookMode::XdpNative, IngressLink::Xdp(id)),
                 Err(e) => {
-                    info!(iface = name, error = %e, "No native XDP; counting ingress with TC.");
+                    let error = format!("{:#}", anyhow::Error::from(e));
+                    info!(
+                        iface = name,
+                        error, "Native XDP attach failed; counting ingress with TC."
+                    );
                     let id = classifier(&mut self.ebpf, PROG_TC_INGRESS)
                         .attach(ifindex, TcAttachType::Ingress)
                         .map_err(attach_err(PROG_TC_INGRESS, HookMode::Tc))?;
