@@ -35,73 +35,6 @@ const UDP4_OVERHEAD: u64 = 14 + 20 + 8;
 // ---------------------------------------------------------------------------
 // HTTP
 
-/// One answer of the API, headers included.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    text: String,
-    /// The body parsed as JSON, `Value::Null` if it is not JSON.
-    json: Value,
-}
-
-impl Reply {
-    /// The first value of header `name` (case-insensitive).
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `GET path` with `headers` on the agent listening at [`LISTEN`] in `ns`,
-/// from a thread inside `ns`.
-fn try_get(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
-    let url = format!("http://{LISTEN}{path}");
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    ns.run(move || {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build();
-        let client = ureq::Agent::new_with_config(config);
-        let mut req = client.get(&url);
-        for (k, v) in &headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (k.as_str().to_owned(), v)
-            })
-            .collect();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Reply {
-            status,
-            headers,
-            text,
-            json,
-        })
-    })
-}
-
-/// [`try_get`] that panics if no answer comes.
-fn get(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Reply {
-    try_get(ns, path, headers).unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Checks that `reply` is a JSON error with `status` and `code`.
 fn assert_json_error(reply: &Reply, status: u16, code: &str, what: &str) {
     assert_eq!(reply.status, status, "{what}: {reply:#?}");
@@ -157,7 +90,7 @@ impl<'ns> Running<'ns> {
                     child.stderr_text()
                 );
             }
-            if let Ok(reply) = try_get(ns, "/health", &[])
+            if let Ok(reply) = http_get(ns, "/health", &[])
                 && reply.status == 200
                 && reply.json["status"] == "ok"
             {
@@ -188,7 +121,7 @@ impl<'ns> Running<'ns> {
 
     /// `GET path` with the key, expecting 200.
     fn get(&self, path: &str) -> Value {
-        let reply = get(self.ns, path, &[("X-API-KEY", &self.key)]);
+        let reply = http_get_ok(self.ns, path, &[("X-API-KEY", &self.key)]);
         assert_eq!(reply.status, 200, "GET {path}: {reply:#?}");
         reply.json
     }
@@ -533,7 +466,7 @@ fn api_needs_the_key_except_for_health() {
     let ns = pair.b().ns();
     let _agent = Agent::start(ns, &[]);
 
-    let health = get(ns, "/health", &[]);
+    let health = http_get_ok(ns, "/health", &[]);
     assert_eq!(health.status, 200, "{health:#?}");
     assert_eq!(health.json["status"], "ok", "{health:#?}");
 
@@ -561,7 +494,10 @@ fn api_needs_the_key_except_for_health() {
     ];
     for path in protected {
         for (what, headers) in rejected {
-            assert_unauthorized(&get(ns, path, headers), &format!("GET {path}, {what}"));
+            assert_unauthorized(
+                &http_get_ok(ns, path, headers),
+                &format!("GET {path}, {what}"),
+            );
         }
     }
 
@@ -581,7 +517,7 @@ fn api_needs_the_key_except_for_health() {
             ("/api/v1/flows", "flows"),
             ("/api/v1/interfaces", "interfaces"),
         ] {
-            let reply = get(ns, path, &[header]);
+            let reply = http_get_ok(ns, path, &[header]);
             assert_eq!(reply.status, 200, "GET {path} with {header:?}: {reply:#?}");
             assert!(
                 reply.json[field].is_array(),
@@ -617,7 +553,7 @@ fn bad_parameters_are_400_naming_them_and_unknown_paths_404() {
     ];
     let mut unnamed = Vec::new();
     for (path, param) in cases {
-        let reply = get(ns, path, &key);
+        let reply = http_get_ok(ns, path, &key);
         let what = format!("GET {path}");
         assert_json_error(&reply, 400, "bad_request", &what);
         let message = reply.json["error"]["message"].as_str().unwrap_or_default();
@@ -637,14 +573,14 @@ fn bad_parameters_are_400_naming_them_and_unknown_paths_404() {
 
     // The edges of the range are fine.
     for path in ["/api/v1/flows?limit=1", "/api/v1/flows?limit=10000"] {
-        let reply = get(ns, path, &key);
+        let reply = http_get_ok(ns, path, &key);
         assert_eq!(reply.status, 200, "GET {path}: {reply:#?}");
     }
 
     for path in ["/api/v1/nope", "/nope", "/api/v2/flows", "/api/v1/flows/x"] {
         for headers in [&key[..], &[]] {
             let what = format!("GET {path} with {} key", headers.len());
-            assert_json_error(&get(ns, path, headers), 404, "not_found", &what);
+            assert_json_error(&http_get_ok(ns, path, headers), 404, "not_found", &what);
         }
     }
 }
@@ -754,10 +690,10 @@ fn generated_key_is_private_logged_works_and_is_reused() {
     let check_key = |key: &str| {
         let bearer = format!("Bearer {key}");
         for header in [("X-API-KEY", key), ("Authorization", bearer.as_str())] {
-            let reply = get(ns, "/api/v1/interfaces", &[header]);
+            let reply = http_get_ok(ns, "/api/v1/interfaces", &[header]);
             assert_eq!(reply.status, 200, "with {header:?}: {reply:#?}");
         }
-        let reply = get(ns, "/api/v1/interfaces", &[("X-API-KEY", TEST_KEY)]);
+        let reply = http_get_ok(ns, "/api/v1/interfaces", &[("X-API-KEY", TEST_KEY)]);
         assert_unauthorized(&reply, "the test key, with a generated key in use");
     };
     check_key(&key);

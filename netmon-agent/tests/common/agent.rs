@@ -37,6 +37,73 @@ pub fn agent_command(state_dir: &PathBuf, args: &[&str]) -> Command {
     cmd
 }
 
+/// One answer of the API, headers included.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+    /// The body parsed as JSON, `Value::Null` if it is not JSON.
+    pub json: Value,
+}
+
+impl Reply {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` with `headers` on the agent listening at [`LISTEN`] in `ns`,
+/// from a thread inside `ns`.
+pub fn http_get(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    let url = format!("http://{LISTEN}{path}");
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ns.run(move || {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        let client = ureq::Agent::new_with_config(config);
+        let mut req = client.get(&url);
+        for (k, v) in &headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_owned(), v)
+            })
+            .collect();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            text,
+            json,
+        })
+    })
+}
+
+/// [`http_get`] that panics if no answer comes.
+pub fn http_get_ok(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Reply {
+    http_get(ns, path, headers).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A running agent; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Agent<'ns> {
     ns: &'ns NetNs,
@@ -105,29 +172,7 @@ impl<'ns> Agent<'ns> {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<(u16, Value), String> {
-        let url = format!("http://{LISTEN}{path}");
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.ns.run(move || {
-            let config = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(5)))
-                .build();
-            let client = ureq::Agent::new_with_config(config);
-            let mut req = client.get(&url);
-            for (k, v) in &headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
-            let status = resp.status().as_u16();
-            let text = resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
-            Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-        })
+        http_get(self.ns, path, headers).map(|r| (r.status, r.json))
     }
 
     /// `GET path` with the key in `X-API-KEY`, expecting 200.
