@@ -100,14 +100,27 @@ pub fn subnets() -> Subnets {
                         Addr::V4(a) => (IpAddr::V4(a.ip), a.netmask.map(IpAddr::V4)),
                         Addr::V6(a) => (IpAddr::V6(a.ip), a.netmask.map(IpAddr::V6)),
                     };
-                    let prefix = mask.map_or(if ip.is_ipv4() { 32 } else { 128 }, prefix_len);
-                    subnets.add(iface.index, ip, prefix);
+                    if defines_network(ip) {
+                        let prefix = mask.map_or(if ip.is_ipv4() { 32 } else { 128 }, prefix_len);
+                        subnets.add(iface.index, ip, prefix);
+                    }
                 }
             }
         }
         Err(e) => debug!(error = %e, "Cannot list interface addresses."),
     }
     subnets
+}
+
+/// Whether an interface address says which networks are on its link.
+/// Link-local addresses do not: the kernel gives one to nearly every
+/// interface, bridge ports included, and link-local IPs count as on-link
+/// anyway (`Subnets::is_local`).
+fn defines_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_link_local(),
+        IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+    }
 }
 
 fn prefix_len(mask: IpAddr) -> u8 {
@@ -156,6 +169,14 @@ mod tests {
             .map(|i| i.name.as_str())
             .collect();
         assert_eq!(watched, ["eth0"], "up, not loopback, with a MAC");
+    }
+
+    #[test]
+    fn link_local_addresses_do_not_define_networks() {
+        assert!(!defines_network("fe80::1".parse().unwrap()));
+        assert!(!defines_network("169.254.3.4".parse().unwrap()));
+        assert!(defines_network("10.0.0.1".parse().unwrap()));
+        assert!(defines_network("fd00::1".parse().unwrap()));
     }
 
     #[test]
