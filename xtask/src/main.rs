@@ -9,6 +9,8 @@
 //! - `run` builds the agent and runs it as root, keeping its state under `target/`.
 //! - `test` is what CI runs (`.ci/run`): rustfmt, clippy on the host crates and
 //!   on the eBPF crate, then `cargo test`.
+//! - `bench` runs `netmon-agent/benches/datapath.rs` as root and prints its
+//!   tables (the README's benchmark section comes from it).
 //!
 //! One module a command. Each has a `clap::Args` struct and
 //! `pub fn run(root: &Path, args) -> anyhow::Result<ExitCode>`; adding a
@@ -52,6 +54,8 @@ commands! {
     run::Run(RunArgs),
     /// Check formatting, run clippy (host and eBPF) and the test suite, as CI does.
     test::Test(TestArgs),
+    /// Benchmark the datapath and the agent as root (per-packet cost, packet rate, CPU, memory).
+    bench::Bench(BenchArgs),
 }
 
 /// netmon developer tasks. Each installs missing toolchains and bpf-linker first.

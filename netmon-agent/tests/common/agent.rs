@@ -25,14 +25,15 @@ pub fn agent_bin() -> &'static str {
 }
 
 /// A command line for the agent with the test defaults (key, a private
-/// state directory, a 200 ms interval) followed by `args`.
+/// state directory, a 200 ms interval, [`LISTEN`]) followed by `args`. The
+/// defaults are environment variables, so `args` can override them.
 pub fn agent_command(state_dir: &PathBuf, args: &[&str]) -> Command {
     let mut cmd = Command::new(agent_bin());
     cmd.env("NETMON_API_KEY", TEST_KEY)
         .env("NETMON_LOG", "info,netmon_agent=debug")
-        .arg("--state-dir")
-        .arg(state_dir)
-        .args(["--interval", "200ms", "--listen", LISTEN])
+        .env("NETMON_STATE_DIR", state_dir)
+        .env("NETMON_INTERVAL", "200ms")
+        .env("NETMON_LISTEN", LISTEN)
         .args(args);
     cmd
 }
