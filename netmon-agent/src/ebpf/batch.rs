@@ -41,6 +41,26 @@ pub enum BatchError {
     Syscall(#[source] io::Error),
 }
 
+/// Buffers for [`for_each_percpu`], kept between reads: allocating them
+/// afresh (hundreds of KiB, past malloc's mmap threshold) cost more page
+/// faults than the read itself.
+pub struct Buffers<K, V> {
+    keys: Vec<MaybeUninit<K>>,
+    values: Vec<MaybeUninit<V>>,
+    /// Entries per syscall; grows when a hash bucket does not fit.
+    chunk: usize,
+}
+
+impl<K, V> Default for Buffers<K, V> {
+    fn default() -> Self {
+        Buffers {
+            keys: Vec::new(),
+            values: Vec::new(),
+            chunk: 4096,
+        }
+    }
+}
+
 /// Reads every entry of the per-CPU hash map `fd` whose values are `V` on
 /// each of `ncpus` possible CPUs, and calls `f(key, per_cpu_values)` for each.
 ///
@@ -49,6 +69,7 @@ pub enum BatchError {
 pub fn for_each_percpu<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     ncpus: usize,
+    bufs: &mut Buffers<K, V>,
     mut f: impl FnMut(&K, &[V]),
 ) -> Result<(), BatchError> {
     // The kernel stores each CPU's value rounded up to 8 bytes.
@@ -56,16 +77,19 @@ pub fn for_each_percpu<K: Pod, V: Pod>(
         mem::size_of::<V>().is_multiple_of(8),
         "per-CPU value size must be a multiple of 8"
     );
-    let mut chunk: usize = 4096;
-    let mut keys: Vec<MaybeUninit<K>> = Vec::new();
-    let mut values: Vec<MaybeUninit<V>> = Vec::new();
+    let Buffers {
+        keys,
+        values,
+        chunk,
+    } = bufs;
     // The batch token is opaque (a bucket index for hash maps); 8 bytes hold it.
     let mut in_token: u64 = 0;
     let mut out_token: u64 = 0;
     let mut first = true;
     loop {
-        keys.resize_with(chunk, MaybeUninit::uninit);
-        values.resize_with(chunk * ncpus, MaybeUninit::uninit);
+        let chunk_len = *chunk;
+        keys.resize_with(chunk_len, MaybeUninit::uninit);
+        values.resize_with(chunk_len * ncpus, MaybeUninit::uninit);
         let mut attr = BatchAttr {
             in_batch: if first {
                 0
@@ -75,13 +99,13 @@ pub fn for_each_percpu<K: Pod, V: Pod>(
             out_batch: (&raw mut out_token) as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
-            count: chunk as u32,
+            count: chunk_len as u32,
             map_fd: fd.as_raw_fd() as u32,
             elem_flags: 0,
             flags: 0,
         };
         // SAFETY: `attr` is a valid bpf_attr prefix; the key and value buffers
-        // hold `chunk` keys and `chunk * ncpus` values, as `count` tells the
+        // hold `chunk_len` keys and `chunk_len * ncpus` values, as `count` tells the
         // kernel; the tokens are 8-byte buffers that outlive the call.
         let ret = unsafe {
             libc::syscall(
@@ -93,12 +117,12 @@ pub fn for_each_percpu<K: Pod, V: Pod>(
         };
         let err = (ret < 0).then(io::Error::last_os_error);
         // The kernel writes back how many entries it copied, also on ENOENT.
-        let n = (attr.count as usize).min(chunk);
+        let n = (attr.count as usize).min(chunk_len);
         match err.as_ref().and_then(io::Error::raw_os_error) {
             // ENOSPC: a hash bucket holds more entries than `chunk`; retry
             // the same position with room for it.
             Some(libc::ENOSPC) if n == 0 => {
-                chunk *= 2;
+                *chunk *= 2;
                 continue;
             }
             Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP) if first && n == 0 => {

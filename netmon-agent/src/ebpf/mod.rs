@@ -139,6 +139,8 @@ pub struct Attachment {
 pub struct Kernel {
     ebpf: Ebpf,
     ncpus: usize,
+    mac_bufs: batch::Buffers<MacKey, Counter>,
+    flow_bufs: batch::Buffers<FlowKey, Counter>,
     ingress: IngressHook,
     mac_capacity: u32,
     flow_capacity: u32,
@@ -179,6 +181,8 @@ impl Kernel {
         Ok(Kernel {
             ebpf,
             ncpus,
+            mac_bufs: batch::Buffers::default(),
+            flow_bufs: batch::Buffers::default(),
             ingress,
             mac_capacity: mac_entries,
             flow_capacity: flow_entries,
@@ -284,9 +288,24 @@ impl Kernel {
         r.flows.clear();
         let (ncpus, batch_ok) = (self.ncpus, self.batch_ok);
         let mac = percpu_map::<MacKey>(&self.ebpf, MAC_MAP)?;
-        let batched = read_map(&mac, MAC_MAP, ncpus, batch_ok, &mut r.macs)?;
+        let batched = read_map(
+            &mac,
+            MAC_MAP,
+            ncpus,
+            batch_ok,
+            &mut self.mac_bufs,
+            &mut r.macs,
+        )?;
         let flow = percpu_map::<FlowKey>(&self.ebpf, FLOW_MAP)?;
-        let batched = batched && read_map(&flow, FLOW_MAP, ncpus, batched, &mut r.flows)?;
+        let batched = batched
+            && read_map(
+                &flow,
+                FLOW_MAP,
+                ncpus,
+                batched,
+                &mut self.flow_bufs,
+                &mut r.flows,
+            )?;
         if !batched && self.batch_ok {
             warn!("The kernel cannot batch-read these maps; reading entry by entry (slower).");
             self.batch_ok = false;
@@ -390,11 +409,12 @@ fn read_map<K: aya::Pod>(
     name: &'static str,
     ncpus: usize,
     try_batch: bool,
+    bufs: &mut batch::Buffers<K, Counter>,
     out: &mut Vec<(K, Counter)>,
 ) -> Result<bool, ReadError> {
     if try_batch {
         let fd = map.map().fd().as_fd();
-        match batch::for_each_percpu::<K, Counter>(fd, ncpus, |k, v| out.push((*k, sum(v)))) {
+        match batch::for_each_percpu::<K, Counter>(fd, ncpus, bufs, |k, v| out.push((*k, sum(v)))) {
             Ok(()) => return Ok(true),
             Err(batch::BatchError::Unsupported) => out.clear(),
             Err(e) => return Err(ReadError::Batch(name, e)),
