@@ -7,7 +7,7 @@ use std::{ffi::OsString, path::Path, process::ExitCode};
 
 use anyhow::{Context as _, Result};
 
-use crate::{cargo, display, is_root, status, toolchain};
+use crate::{cargo, display, run_binaries_as_root, status, toolchain};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -24,18 +24,7 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<ExitCode> {
     let mut cmd = cargo(root);
     cmd.args(["bench", "--package", "netmon-agent", "--bench", "datapath"])
         .args(args.cargo_bench_args);
-    // The benchmark creates namespaces and loads programs: as for the
-    // privileged tests, the binary runs through `sudo -E` when xtask is not
-    // root (cargo builds it as the user).
-    if !is_root() {
-        let host = toolchain::host_triple(root)?;
-        let runner = format!(
-            "CARGO_TARGET_{}_RUNNER",
-            host.to_uppercase().replace(['-', '.'], "_")
-        );
-        eprintln!("xtask bench: not root; the benchmark runs through `sudo -E`");
-        cmd.env(runner, "sudo -E");
-    }
+    run_binaries_as_root(root, &mut cmd, "bench")?;
     eprintln!("xtask bench: running {}", display(&cmd));
     status(&mut cmd).context("xtask bench: the benchmark failed")?;
     Ok(ExitCode::SUCCESS)

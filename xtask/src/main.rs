@@ -159,6 +159,23 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Makes the binaries `cmd` (a `cargo test` or `cargo bench`) runs go
+/// through `sudo -E` when xtask is not root: they create namespaces and load
+/// programs, while cargo builds them as the user. `what` names the caller in
+/// the message.
+fn run_binaries_as_root(root: &Path, cmd: &mut process::Command, what: &str) -> Result<()> {
+    if !is_root() {
+        let host = toolchain::host_triple(root)?;
+        let runner = format!(
+            "CARGO_TARGET_{}_RUNNER",
+            host.to_uppercase().replace(['-', '.'], "_")
+        );
+        eprintln!("xtask {what}: not root; the binaries run through `sudo -E`");
+        cmd.env(runner, "sudo -E");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsString;

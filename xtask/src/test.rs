@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{cargo, is_root, status, target_dir, toolchain};
+use crate::{cargo, run_binaries_as_root, status, target_dir, toolchain};
 
 /// The eBPF crate: it builds only for the bpf target, so the host steps leave
 /// it out and step 3 lints it on its own.
@@ -93,14 +93,6 @@ fn cargo_test(root: &Path, extra: Vec<OsString>) -> Result<Command> {
     let mut cmd = cargo(root);
     cmd.args(["test", "--workspace", "--exclude", EBPF_CRATE])
         .args(extra);
-    if !is_root() {
-        let host = toolchain::host_triple(root)?;
-        let runner = format!(
-            "CARGO_TARGET_{}_RUNNER",
-            host.to_uppercase().replace(['-', '.'], "_")
-        );
-        eprintln!("xtask test: not root; the test binaries run through `sudo -E`");
-        cmd.env(runner, "sudo -E");
-    }
+    run_binaries_as_root(root, &mut cmd, "test")?;
     Ok(cmd)
 }
