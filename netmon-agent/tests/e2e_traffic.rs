@@ -510,6 +510,13 @@ fn udp_v4_exact_at_tc_ingress() {
     udp_exact(&["--ingress", "tc"], "tc", false);
 }
 
+/// Generic (SKB-mode) XDP, used only when asked for. It runs after veth
+/// has counted the frame, so the kernel's counters are the plain ones.
+#[test]
+fn udp_v4_exact_at_generic_xdp() {
+    udp_exact(&["--ingress", "xdp-generic"], "xdp-generic", false);
+}
+
 #[test]
 fn udp_v6_exact_at_native_xdp() {
     udp_exact(&[], "xdp-native", true);
