@@ -168,3 +168,67 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for Globals {}
 }
+
+#[cfg(test)]
+mod tests {
+    use core::mem::offset_of;
+
+    use super::*;
+
+    #[test]
+    fn key_layouts_are_the_kernel_abi() {
+        // The eBPF programs and the agent must agree byte for byte, and the
+        // padding must sit where the programs leave zeros.
+        assert_eq!(offset_of!(MacKey, direction), 4);
+        assert_eq!(offset_of!(MacKey, src), 6);
+        assert_eq!(offset_of!(MacKey, dst), 12);
+        assert_eq!(offset_of!(MacKey, _pad1), 18);
+        assert_eq!(offset_of!(FlowKey, proto), 5);
+        assert_eq!(offset_of!(FlowKey, src_mac), 8);
+        assert_eq!(offset_of!(FlowKey, dst_mac), 14);
+        assert_eq!(offset_of!(FlowKey, src), 20);
+        assert_eq!(offset_of!(FlowKey, dst), 36);
+        assert_eq!(offset_of!(Counter, packets), 8);
+    }
+
+    #[test]
+    fn ipv4_is_stored_v4_mapped() {
+        assert_eq!(
+            v4_mapped([10, 1, 2, 3]),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn globals_fold_field_by_field() {
+        let a = Globals {
+            packets: 1,
+            bytes: 2,
+            non_ip: 3,
+            arp: 4,
+            vlan: 5,
+            malformed: 6,
+            ipv6_ext_limit: 7,
+            map_update_failed: 8,
+            mac_inserts: 9,
+            flow_inserts: 10,
+        };
+        let mut sum = a;
+        sum.add(&a);
+        assert_eq!(
+            sum,
+            Globals {
+                packets: 2,
+                bytes: 4,
+                non_ip: 6,
+                arp: 8,
+                vlan: 10,
+                malformed: 12,
+                ipv6_ext_limit: 14,
+                map_update_failed: 16,
+                mac_inserts: 18,
+                flow_inserts: 20,
+            }
+        );
+    }
+}

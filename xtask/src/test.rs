@@ -91,7 +91,10 @@ fn ebpf_clippy(root: &Path) -> Command {
 /// xtask is not root the test binaries run through `sudo -E`.
 fn cargo_test(root: &Path, extra: Vec<OsString>) -> Result<Command> {
     let mut cmd = cargo(root);
+    // Library, binary and integration tests; no doc-tests (there are none to
+    // run), so the last summary line cargo prints is a suite that has tests.
     cmd.args(["test", "--workspace", "--exclude", EBPF_CRATE])
+        .args(["--lib", "--bins", "--tests"])
         .args(extra);
     run_binaries_as_root(root, &mut cmd, "test")?;
     Ok(cmd)
