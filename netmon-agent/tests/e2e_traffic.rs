@@ -644,6 +644,32 @@ fn same_flow_both_ends(agent_a: &Agent, agent_b: &Agent, a: &Host, b: &Host) -> 
     last.0.expect("checked above")
 }
 
+/// Sends [`BULK`] bytes of TCP from a to `server` on b, then checks both
+/// agents count the data flow alike and that every segment carries its own
+/// 66-byte header: bytes = data sent (retransmissions included) + headers.
+/// Returns that flow's count.
+fn bulk_transfer_counted_alike(
+    agent_a: &Agent,
+    agent_b: &Agent,
+    a: &Host,
+    b: &Host,
+    server: TcpBulkServer,
+) -> Count {
+    let sent = a.ns().run(|| tcp_bulk_send_counted(server.local_addr()));
+    assert_eq!(server.finish(), BULK);
+    assert!(sent >= BULK, "tcpi_bytes_sent {sent} < {BULK}");
+
+    let data = same_flow_both_ends(agent_a, agent_b, a, b);
+    assert_eq!(
+        data.bytes,
+        bulk_bytes(sent, data.packets),
+        "every segment of {data:?} must carry its own 66-byte header \
+         ({sent} data bytes sent, {} retransmitted)",
+        sent - BULK
+    );
+    data
+}
+
 /// Native XDP on both ends: veth turns software GSO off on the peer of an
 /// XDP end, so a segments after its TC egress hook, which sees aggregates;
 /// netmon must count them as the segments veth then carries.
@@ -665,18 +691,7 @@ fn tcp_bulk_with_gso_to_an_xdp_receiver() {
     let base_a = quiet_baseline(&agent_a, a.ns(), &port);
     let base_b = quiet_baseline(&agent_b, b.ns(), &port);
 
-    let sent = a.ns().run(|| tcp_bulk_send_counted(server.local_addr()));
-    assert_eq!(server.finish(), BULK);
-    assert!(sent >= BULK, "tcpi_bytes_sent {sent} < {BULK}");
-
-    let data = same_flow_both_ends(&agent_a, &agent_b, a, b);
-    assert_eq!(
-        data.bytes,
-        bulk_bytes(sent, data.packets),
-        "every segment of {data:?} must carry its own 66-byte header \
-         ({sent} data bytes sent, {} retransmitted)",
-        sent - BULK
-    );
+    let data = bulk_transfer_counted_alike(&agent_a, &agent_b, a, b, server);
     assert!(
         data.packets >= BULK / 1448,
         "{data:?}: fewer packets than MSS-sized segments need"
@@ -707,18 +722,7 @@ fn tcp_bulk_aggregates_to_a_tc_receiver() {
     let base_a = quiet_baseline(&agent_a, a.ns(), &port_a);
     let base_b = quiet_baseline(&agent_b, b.ns(), &port_b);
 
-    let sent = a.ns().run(|| tcp_bulk_send_counted(server.local_addr()));
-    assert_eq!(server.finish(), BULK);
-    assert!(sent >= BULK, "tcpi_bytes_sent {sent} < {BULK}");
-
-    let data = same_flow_both_ends(&agent_a, &agent_b, a, b);
-    assert_eq!(
-        data.bytes,
-        bulk_bytes(sent, data.packets),
-        "every segment of {data:?} must carry its own 66-byte header \
-         ({sent} data bytes sent, {} retransmitted)",
-        sent - BULK
-    );
+    bulk_transfer_counted_alike(&agent_a, &agent_b, a, b, server);
 
     // The data direction (a's tx, b's rx): netmon counts segments, veth
     // aggregates; everything else (ACKs, background) is counted alike.
