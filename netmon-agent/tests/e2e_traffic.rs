@@ -25,9 +25,8 @@
 mod common;
 
 use std::{
-    io::{self, Read as _, Write as _},
-    mem,
-    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream},
+    io, mem,
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     os::fd::AsRawFd as _,
     sync::{Mutex, MutexGuard, PoisonError},
     thread,
@@ -567,53 +566,8 @@ fn icmp_echo_v4_and_v6_exact_both_directions() {
 
 const BULK: u64 = 20 << 20;
 
-/// Sends [`BULK`] bytes to `dst` like `tcp_bulk_send` (write all, shut
-/// down, wait for the server to close) and returns the sender's
-/// `tcpi_bytes_sent`: every data byte it handed to the device,
-/// retransmissions included (a loaded machine may retransmit spuriously).
-fn tcp_bulk_send_counted(dst: SocketAddr) -> u64 {
-    let mut stream = TcpStream::connect_timeout(&dst, IO_TIMEOUT)
-        .unwrap_or_else(|err| panic!("connect {dst}: {err}"));
-    stream
-        .set_write_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| stream.set_read_timeout(Some(IO_TIMEOUT)))
-        .unwrap_or_else(|err| panic!("{dst}: set timeouts: {err}"));
-    let chunk = pattern(256 << 10);
-    let mut left = BULK;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        stream
-            .write_all(&chunk[..n])
-            .unwrap_or_else(|err| panic!("{dst}: write after {} bytes: {err}", BULK - left));
-        left -= n as u64;
-    }
-    stream
-        .shutdown(Shutdown::Write)
-        .unwrap_or_else(|err| panic!("{dst}: shutdown: {err}"));
-    let mut rest = Vec::new();
-    stream
-        .read_to_end(&mut rest)
-        .unwrap_or_else(|err| panic!("{dst}: waiting for the server to close: {err}"));
-    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
-    let mut info: libc::tcp_info = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the buffer and its length describe a live tcp_info; the kernel
-    // writes at most `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &raw mut len,
-        )
-    };
-    assert_eq!(rc, 0, "{dst}: TCP_INFO: {}", io::Error::last_os_error());
-    info.tcpi_bytes_sent
-}
-
 /// What a bulk transfer from a to b that sent `data_bytes` (see
-/// [`tcp_bulk_send_counted`]) puts on the wire in the data direction,
+/// [`tcp_bulk_send`]) puts on the wire in the data direction,
 /// `packets` frames in all: every frame repeats the 66-byte header (pure
 /// ACKs and the FIN carry no data), and the SYN's options take 8 bytes more
 /// than the timestamp option of the others.
@@ -659,7 +613,7 @@ fn bulk_transfer_counted_alike(
     server: TcpBulkServer,
 ) -> Option<Count> {
     let (a_before, b_before) = (a.if_stats(), b.if_stats());
-    let sent = a.ns().run(|| tcp_bulk_send_counted(server.local_addr()));
+    let sent = a.ns().run(|| tcp_bulk_send(server.local_addr(), BULK));
     assert_eq!(server.finish(), BULK);
     assert!(sent >= BULK, "tcpi_bytes_sent {sent} < {BULK}");
     let (a_after, b_after) = (a.if_stats(), b.if_stats());

@@ -422,8 +422,10 @@ fn serve_one(listener: &TcpListener, addr: SocketAddr) -> u64 {
 
 /// Connects to `dst`, writes exactly `len` bytes, shuts down its sending
 /// side and waits for the server to close, so when this returns the server
-/// has read everything.
-pub fn tcp_bulk_send(dst: SocketAddr, len: u64) {
+/// has read everything. Returns the sender's `tcpi_bytes_sent`: every data
+/// byte handed to the device, retransmissions included (a loaded machine
+/// may retransmit spuriously).
+pub fn tcp_bulk_send(dst: SocketAddr, len: u64) -> u64 {
     let mut stream = TcpStream::connect_timeout(&dst, IO_TIMEOUT)
         .unwrap_or_else(|err| panic!("tcp_bulk_send: connect {dst}: {err}"));
     stream
@@ -449,6 +451,27 @@ pub fn tcp_bulk_send(dst: SocketAddr, len: u64) {
     stream.read_to_end(&mut rest).unwrap_or_else(|err| {
         panic!("tcp_bulk_send {dst}: waiting for the server to close: {err}")
     });
+    // SAFETY: tcp_info is plain old data; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut info_len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the buffer and its length describe a live tcp_info; the kernel
+    // writes at most `info_len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &raw mut info_len,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "tcp_bulk_send {dst}: TCP_INFO: {}",
+        std::io::Error::last_os_error()
+    );
+    info.tcpi_bytes_sent
 }
 
 /// Sends one Ethernet frame, as is, out of `ifname` (in the calling thread's
