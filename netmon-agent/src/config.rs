@@ -75,13 +75,16 @@ pub struct Config {
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `netmon_agent=debug`).
     #[arg(long, default_value = "info", env = "NETMON_LOG")]
     pub log: String,
+
+    #[command(flatten)]
+    pub collect: crate::collect::Options,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 1s, 5m)"))
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
         return Err(format!("{s} is outside 100ms..=1h"));

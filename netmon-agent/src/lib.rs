@@ -14,6 +14,7 @@
 //! attached.
 
 pub mod api;
+pub mod collect;
 pub mod config;
 pub mod ebpf;
 pub mod ifaces;
@@ -123,6 +124,15 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
     info!(addr = %cfg.listen, "API listening.");
 
     let shared = Shared::default();
+    let telemetry = collect::Telemetry::default();
+    let stop_collectors = collect::Stop::default();
+    let collectors = telemetry.spawn(
+        &cfg.collect,
+        &collect::Context {
+            traffic: shared.clone(),
+        },
+        &stop_collectors,
+    );
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let drain = {
         let shared = shared.clone();
@@ -133,7 +143,13 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
             .expect("spawning the drain thread")
     };
 
-    let app = api::router(api::AppState { snapshot: shared }, Arc::new(key));
+    let app = api::router(
+        api::AppState {
+            snapshot: shared,
+            telemetry,
+        },
+        Arc::new(key),
+    );
     let stopping = Arc::new(tokio::sync::Notify::new());
     let server = axum::serve(
         listener,
@@ -160,8 +176,14 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
 
     // Stop the drain thread; it detaches the programs.
     let _ = stop_tx.send(());
+    stop_collectors.stop();
     if drain.join().is_err() {
         error!("The drain thread panicked.");
+    }
+    for c in collectors {
+        if c.join().is_err() {
+            error!("A collector thread panicked.");
+        }
     }
     served.map_err(Error::Serve)?;
     info!("Stopped.");

@@ -51,6 +51,11 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
 
+    /// The data asked for is not available (503): its collector is turned
+    /// off or has not finished its first cycle. The message says which.
+    #[error("{0}")]
+    Unavailable(String),
+
     /// Something failed inside the agent (500). Logged in full, never sent.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -76,6 +81,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +92,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::BadRequest { .. } => "bad_request",
             Self::NotFound(_) => "not_found",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -113,7 +120,9 @@ impl IntoResponse for ApiError {
                 (Cow::Borrowed(INTERNAL_MESSAGE), None)
             }
             Self::BadRequest { param, .. } => (Cow::Owned(self.to_string()), Some(param.as_str())),
-            Self::NotFound(message) => (Cow::Borrowed(message.as_str()), None),
+            Self::NotFound(message) | Self::Unavailable(message) => {
+                (Cow::Borrowed(message.as_str()), None)
+            }
             Self::Unauthorized => (Cow::Owned(self.to_string()), None),
         };
         let body = ErrorBody {
@@ -124,6 +133,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

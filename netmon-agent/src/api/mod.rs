@@ -9,18 +9,24 @@ pub mod error;
 mod flows;
 mod health;
 mod interfaces;
+mod latency;
+mod system;
+pub mod telemetry;
 pub mod views;
 
 use std::sync::Arc;
 
 use axum::{Router, middleware};
 
-use crate::snapshot::Shared;
+use crate::{collect::Telemetry, snapshot::Shared};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The traffic core's latest drain.
     pub snapshot: Shared,
+    /// The collectors' latest readings.
+    pub telemetry: Telemetry,
 }
 
 /// The whole API.
@@ -29,6 +35,8 @@ pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
         .merge(devices::routes())
         .merge(flows::routes())
         .merge(interfaces::routes())
+        .merge(latency::routes())
+        .merge(system::routes())
         .route_layer(middleware::from_fn_with_state(key, auth::require_key));
     Router::new()
         .merge(health::routes())

@@ -1,0 +1,23 @@
+//! `GET /api/v1/system`: the system collector's latest reading: CPU, memory, filesystems, temperatures, uptime and host information.
+
+use axum::{Router, extract::State, response::Response, routing::get};
+use serde::Deserialize;
+
+use super::{AppState, error::ApiError, error::ApiQuery, telemetry};
+use crate::collect::CollectorName;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/system", get(show))
+}
+
+/// No parameters; unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+async fn show(
+    State(state): State<AppState>,
+    ApiQuery(Params {}): ApiQuery<Params>,
+) -> Result<Response, ApiError> {
+    telemetry::reading_response(CollectorName::System, &state.telemetry.system)
+}

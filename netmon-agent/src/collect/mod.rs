@@ -1,0 +1,437 @@
+//! Host telemetry: one collector a file, each behind the [`Collector`] trait.
+//!
+//! Every collector runs on its own thread at its own interval (set per
+//! collector on the command line), so a slow one (a sweep, a probe waiting
+//! for replies, a filesystem that hangs) never delays the others or the
+//! traffic drain. After each cycle the runner publishes the collector's
+//! report as a [`Reading`] in a [`Latest`] slot, which the API reads.
+//!
+//! A collector reports what the machine lacks as [`Avail::Unavailable`]
+//! inside its report, never as zero and never as an error. A collector that
+//! panics is logged and kept running; its previous reading stays published.
+//!
+//! Adding a collector touches this file (its module, its [`Options`] field,
+//! its [`Telemetry`] slot and its line in [`Telemetry::spawn`]), its own file
+//! and its README row.
+
+pub mod discovery;
+pub mod latency;
+pub mod names;
+pub mod netstats;
+pub mod system;
+
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{Arc, Condvar, Mutex, RwLock},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant, SystemTime},
+};
+
+use clap::ValueEnum;
+use serde::Serialize;
+use tracing::{debug, error};
+
+use crate::snapshot::Shared;
+
+/// One source of telemetry.
+pub trait Collector: Send + 'static {
+    /// Name in logs, options and the API.
+    const NAME: CollectorName;
+    /// What one cycle produces.
+    type Report: Serialize + Send + Sync + 'static;
+
+    /// Takes one reading. Runs on the collector's own thread, so it may
+    /// block (within reason: the next cycle starts only when it returns).
+    fn collect(&mut self, ctx: &Context) -> Self::Report;
+}
+
+/// The collectors, as named on the command line and in the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectorName {
+    /// CPU, load, memory, filesystems, temperatures, uptime, host info.
+    System,
+    /// Per-interface kernel statistics, link state and speed.
+    Interfaces,
+    /// Devices on the watched networks: neighbour tables, ARP/NDP probes.
+    Discovery,
+    /// ICMP echo round-trip times and loss.
+    Latency,
+}
+
+impl CollectorName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectorName::System => "system",
+            CollectorName::Interfaces => "interfaces",
+            CollectorName::Discovery => "discovery",
+            CollectorName::Latency => "latency",
+        }
+    }
+}
+
+impl std::fmt::Display for CollectorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a collector may read besides its own sources.
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    /// The traffic core's latest snapshot: watched interfaces, and the
+    /// devices (MACs) and flows the eBPF counters saw.
+    pub traffic: Shared,
+}
+
+/// A value, or why the machine cannot provide it. Serialized as the value
+/// itself, or as `{"unavailable": "<reason>"}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Avail<T> {
+    Value(T),
+    Unavailable { unavailable: String },
+}
+
+impl<T> Avail<T> {
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Avail::Unavailable {
+            unavailable: reason.into(),
+        }
+    }
+
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Avail::Value(v) => Some(v),
+            Avail::Unavailable { .. } => None,
+        }
+    }
+}
+
+/// One published cycle of a collector: the report, with the cycle's timing
+/// under `collection`.
+#[derive(Debug, Serialize)]
+pub struct Reading<R> {
+    pub collection: Cycle,
+    #[serde(flatten)]
+    pub report: R,
+}
+
+/// When and at what cost a cycle ran.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Cycle {
+    /// When the cycle started and ended.
+    #[serde(serialize_with = "ser_time")]
+    pub started: SystemTime,
+    #[serde(serialize_with = "ser_time")]
+    pub finished: SystemTime,
+    /// Wall time and this thread's CPU time for the cycle, in seconds.
+    #[serde(rename = "wall_seconds", serialize_with = "ser_secs")]
+    pub wall: Duration,
+    #[serde(rename = "cpu_seconds", serialize_with = "ser_secs")]
+    pub cpu: Duration,
+    /// Cycles completed so far (this one included), and their CPU time.
+    pub cycles: u64,
+    #[serde(rename = "cpu_seconds_total", serialize_with = "ser_secs")]
+    pub cpu_total: Duration,
+    /// Cycles that panicked (their report was dropped).
+    pub failures: u64,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::api::views::time(*t))
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The state of a collector's slot.
+#[derive(Debug)]
+pub enum Slot<R> {
+    /// Turned off with `--disable`.
+    Disabled,
+    /// Enabled, first cycle not finished yet.
+    Pending,
+    Ready(Arc<Reading<R>>),
+}
+
+/// The latest reading of one collector, shared with the API.
+#[derive(Debug)]
+pub struct Latest<R>(Arc<RwLock<Slot<R>>>);
+
+impl<R> Clone for Latest<R> {
+    fn clone(&self) -> Self {
+        Latest(Arc::clone(&self.0))
+    }
+}
+
+impl<R> Default for Latest<R> {
+    fn default() -> Self {
+        Latest(Arc::new(RwLock::new(Slot::Disabled)))
+    }
+}
+
+impl<R> Latest<R> {
+    /// The latest reading, if any.
+    pub fn get(&self) -> Option<Arc<Reading<R>>> {
+        match &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Ready(r) => Some(Arc::clone(r)),
+            Slot::Disabled | Slot::Pending => None,
+        }
+    }
+
+    /// Whether the collector is turned off.
+    pub fn disabled(&self) -> bool {
+        matches!(
+            *self.0.read().unwrap_or_else(|e| e.into_inner()),
+            Slot::Disabled
+        )
+    }
+
+    fn set(&self, slot: Slot<R>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = slot;
+    }
+}
+
+/// Tells collector threads to stop, waking them from their sleep.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<(Mutex<bool>, Condvar)>);
+
+impl Stop {
+    pub fn stop(&self) {
+        let (flag, cond) = &*self.0;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cond.notify_all();
+    }
+
+    pub fn stopped(&self) -> bool {
+        *self.0.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleeps until `deadline` or until stopped; true when stopped.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        let (flag, cond) = &*self.0;
+        let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if *stopped {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stopped = cond
+                .wait_timeout(stopped, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// This thread's CPU time (user + system).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `collector` every `interval` on a thread of its own until `stop`,
+/// publishing each report in `latest`.
+pub fn spawn<C: Collector>(
+    mut collector: C,
+    interval: Duration,
+    ctx: Context,
+    latest: Latest<C::Report>,
+    stop: Stop,
+) -> JoinHandle<()> {
+    latest.set(Slot::Pending);
+    thread::Builder::new()
+        .name(format!("netmon-{}", C::NAME))
+        .spawn(move || {
+            let mut cycles = 0u64;
+            let mut failures = 0u64;
+            let mut cpu_total = Duration::ZERO;
+            let mut next = Instant::now();
+            loop {
+                let started = SystemTime::now();
+                let t0 = Instant::now();
+                let cpu0 = thread_cpu_time();
+                let report = catch_unwind(AssertUnwindSafe(|| collector.collect(&ctx)));
+                let cpu = thread_cpu_time().saturating_sub(cpu0);
+                let wall = t0.elapsed();
+                cycles += 1;
+                cpu_total += cpu;
+                match report {
+                    Ok(report) => {
+                        debug!(collector = %C::NAME, ?wall, ?cpu, "Collected.");
+                        latest.set(Slot::Ready(Arc::new(Reading {
+                            collection: Cycle {
+                                started,
+                                finished: SystemTime::now(),
+                                wall,
+                                cpu,
+                                cycles,
+                                cpu_total,
+                                failures,
+                            },
+                            report,
+                        })));
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        error!(collector = %C::NAME, "The collector panicked; keeping its previous reading and retrying next interval.");
+                    }
+                }
+                next += interval;
+                let now = Instant::now();
+                if next < now {
+                    next = now + interval;
+                }
+                if stop.wait_until(next) {
+                    break;
+                }
+            }
+        })
+        .expect("spawning a collector thread")
+}
+
+/// Collector options, grouped on the command line.
+#[derive(Clone, Debug, clap::Args)]
+#[group(id = "collector-options")]
+pub struct Options {
+    /// Turn a collector off (repeatable, or comma-separated).
+    #[arg(
+        long = "disable",
+        value_name = "COLLECTOR",
+        value_enum,
+        value_delimiter = ',',
+        env = "NETMON_DISABLE"
+    )]
+    pub disabled: Vec<CollectorName>,
+
+    #[command(flatten, next_help_heading = "System collector")]
+    pub system: system::Options,
+    #[command(flatten, next_help_heading = "Interfaces collector")]
+    pub interfaces: netstats::Options,
+    #[command(flatten, next_help_heading = "Discovery collector")]
+    pub discovery: discovery::Options,
+    #[command(flatten, next_help_heading = "Latency collector")]
+    pub latency: latency::Options,
+}
+
+impl Options {
+    pub fn enabled(&self, name: CollectorName) -> bool {
+        !self.disabled.contains(&name)
+    }
+}
+
+/// Every collector's latest reading.
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
+    pub system: Latest<system::Report>,
+    pub interfaces: Latest<netstats::Report>,
+    pub discovery: Latest<discovery::Report>,
+    pub latency: Latest<latency::Report>,
+}
+
+impl Telemetry {
+    /// Starts every enabled collector.
+    pub fn spawn(&self, opts: &Options, ctx: &Context, stop: &Stop) -> Vec<JoinHandle<()>> {
+        let mut threads = Vec::new();
+        if opts.enabled(CollectorName::System) {
+            threads.push(spawn(
+                system::System::new(&opts.system),
+                opts.system.system_interval,
+                ctx.clone(),
+                self.system.clone(),
+                stop.clone(),
+            ));
+        }
+        if opts.enabled(CollectorName::Interfaces) {
+            threads.push(spawn(
+                netstats::NetStats::new(&opts.interfaces),
+                opts.interfaces.interfaces_interval,
+                ctx.clone(),
+                self.interfaces.clone(),
+                stop.clone(),
+            ));
+        }
+        if opts.enabled(CollectorName::Discovery) {
+            threads.push(spawn(
+                discovery::Discovery::new(&opts.discovery),
+                opts.discovery.discovery_interval,
+                ctx.clone(),
+                self.discovery.clone(),
+                stop.clone(),
+            ));
+        }
+        if opts.enabled(CollectorName::Latency) {
+            threads.push(spawn(
+                latency::Latency::new(&opts.latency),
+                opts.latency.latency_interval,
+                ctx.clone(),
+                self.latency.clone(),
+                stop.clone(),
+            ));
+        }
+        threads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counting(u32);
+
+    impl Collector for Counting {
+        const NAME: CollectorName = CollectorName::System;
+        type Report = u32;
+        fn collect(&mut self, _: &Context) -> u32 {
+            self.0 += 1;
+            assert!(self.0 != 2, "the second cycle panics");
+            self.0
+        }
+    }
+
+    #[test]
+    fn runner_publishes_survives_a_panic_and_stops() {
+        let latest = Latest::default();
+        let stop = Stop::default();
+        let t = spawn(
+            Counting(0),
+            Duration::from_millis(10),
+            Context::default(),
+            latest.clone(),
+            stop.clone(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while latest.get().is_none_or(|r| r.report < 3) {
+            assert!(Instant::now() < deadline, "no third reading");
+            thread::sleep(Duration::from_millis(5));
+        }
+        let r = latest.get().unwrap();
+        assert_eq!(r.collection.failures, 1);
+        assert!(r.collection.cycles >= 3);
+        stop.stop();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn unavailable_serializes_with_its_reason() {
+        let a: Avail<u32> = Avail::unavailable("no sensors");
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"unavailable":"no sensors"}"#
+        );
+        assert_eq!(serde_json::to_string(&Avail::Value(3)).unwrap(), "3");
+    }
+}
