@@ -19,6 +19,7 @@ pub mod latency;
 pub mod names;
 pub mod netstats;
 pub mod system;
+pub mod vendor;
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},

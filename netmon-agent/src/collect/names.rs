@@ -1,14 +1,9 @@
-//! Names for devices: the vendor of a MAC from the IEEE registries (bundled,
-//! no network lookup) and a hostname from DHCP lease files or reverse DNS.
+//! Hostnames for devices: from DHCP lease files when present, else reverse
+//! DNS, cached.
 //!
 //! Skeleton: filled in by its own change.
 
 use std::net::IpAddr;
-
-/// The organization the IEEE assigned `mac`'s prefix to, if any.
-pub fn vendor(_mac: [u8; 6]) -> Option<&'static str> {
-    None
-}
 
 /// Hostnames of devices, cached.
 #[derive(Debug, Default)]
