@@ -76,6 +76,10 @@ pub struct Config {
     #[arg(long, default_value = "info", env = "NETMON_LOG")]
     pub log: String,
 
+    /// Log line format: `auto` is `journal` under journald, else `human`.
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Auto, env = "NETMON_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
+
     #[command(flatten)]
     pub collect: crate::collect::Options,
 }

@@ -18,6 +18,7 @@ pub mod collect;
 pub mod config;
 pub mod ebpf;
 pub mod ifaces;
+pub mod logging;
 pub mod rates;
 pub mod snapshot;
 pub mod traffic;
@@ -29,7 +30,7 @@ use std::{
     path::Path,
     sync::{Arc, mpsc},
     thread,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tracing::{error, info, warn};
@@ -43,7 +44,7 @@ use crate::{
 };
 
 /// How long shutdown waits for HTTP requests in progress.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the agent could not start (or stopped).
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,7 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         },
         &stop_collectors,
     );
+    let watched = attachments.len();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let drain = {
         let shared = shared.clone();
@@ -142,6 +144,14 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
             .spawn(move || drain_loop(&cfg, kernel, attachments, watcher, &shared, &stop_rx))
             .expect("spawning the drain thread")
     };
+
+    let status = format!("Watching {watched} interface(s); API on {}.", cfg.listen);
+    // Ready: the programs are attached and the API socket is bound (requests
+    // queue until the server below accepts them).
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 
     let app = api::router(
         api::AppState {
@@ -166,6 +176,7 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
         served = server => served,
         () = async {
             shutdown_signal().await;
+            notify(&[sd_notify::NotifyState::Stopping]);
             stopping.notify_one();
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
@@ -211,6 +222,12 @@ fn drain_loop(
     let mut reading = Reading::default();
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut next = Instant::now();
+    // systemd's watchdog is answered from this thread, so a drain that hangs
+    // (in a map read, say) stops the answers and gets the service restarted.
+    let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
+    if let Some(every) = watchdog {
+        info!(?every, "Answering systemd's watchdog.");
+    }
     loop {
         if let Err(e) = watcher.reconcile(&mut kernel, &mut attachments, false) {
             warn!(error = %e, "Re-checking interfaces failed.");
@@ -251,13 +268,38 @@ fn drain_loop(
             // A slow read: skip the missed ticks rather than burst.
             next = now + cfg.interval;
         }
-        match stop.recv_timeout(next - now) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        if !wait_for_tick(next, watchdog, stop) {
+            break;
         }
     }
     for (_, a) in attachments.drain() {
         kernel.detach(a);
+    }
+}
+
+/// Sleeps until `next`, answering the watchdog every `watchdog` meanwhile.
+/// False when the agent is stopping.
+fn wait_for_tick(next: Instant, watchdog: Option<Duration>, stop: &mpsc::Receiver<()>) -> bool {
+    loop {
+        if watchdog.is_some() {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+        let left = next.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match stop.recv_timeout(watchdog.map_or(left, |w| w.min(left))) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+}
+
+/// Tells systemd (when it started us with `Type=notify`) about a state
+/// change; without `$NOTIFY_SOCKET` it does nothing.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "Cannot notify systemd.");
     }
 }
 
