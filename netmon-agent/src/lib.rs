@@ -97,9 +97,11 @@ impl Error {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> Result<(), Error> {
-    let (key, source) = auth::load_or_generate(
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let (key, source) = auth::load_or_generate_with_credentials(
         std::env::var(auth::KEY_ENV_VAR).ok(),
         cfg.api_key_file.as_deref(),
+        credentials.as_deref(),
         &cfg.state_dir,
     )?;
     match &source {

@@ -44,6 +44,8 @@ use super::error::ApiError;
 pub const KEY_ENV_VAR: &str = "NETMON_API_KEY";
 /// Name of the key file inside the state directory.
 pub const KEY_FILE_NAME: &str = "api-key";
+/// The credential name the units' `LoadCredential=` uses for the key.
+pub const CREDENTIAL_NAME: &str = "api-key";
 /// Shortest key accepted from the environment or a file.
 pub const MIN_KEY_LEN: usize = 16;
 /// Random bytes in a generated key; hex-encoded it is twice as long.
@@ -104,6 +106,8 @@ pub enum KeySource {
     File(PathBuf),
     /// A key generated on this start and written to this file.
     Generated(PathBuf),
+    /// A systemd credential (`LoadCredential=api-key:...`).
+    Credential(PathBuf),
 }
 
 impl fmt::Display for KeySource {
@@ -112,6 +116,7 @@ impl fmt::Display for KeySource {
             Self::Env => f.write_str(KEY_ENV_VAR),
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Generated(path) => write!(f, "{} (newly generated)", path.display()),
+            Self::Credential(path) => write!(f, "systemd credential {}", path.display()),
         }
     }
 }
@@ -187,6 +192,19 @@ pub fn load_or_generate(
     key_file: Option<&Path>,
     state_dir: &Path,
 ) -> Result<(ApiKey, KeySource), AuthError> {
+    load_or_generate_with_credentials(env_value, key_file, None, state_dir)
+}
+
+/// [`load_or_generate`], with systemd's credentials directory
+/// (`$CREDENTIALS_DIRECTORY`, from `LoadCredential=api-key:...`) tried
+/// after `key_file` and before the state directory: its file
+/// [`CREDENTIAL_NAME`] is used when present.
+pub fn load_or_generate_with_credentials(
+    env_value: Option<String>,
+    key_file: Option<&Path>,
+    credentials_dir: Option<&Path>,
+    state_dir: &Path,
+) -> Result<(ApiKey, KeySource), AuthError> {
     if let Some(value) = env_value.as_deref().map(str::trim)
         && !value.is_empty()
     {
@@ -196,6 +214,13 @@ pub fn load_or_generate(
     if let Some(path) = key_file {
         let key = read_key_file(path)?;
         return Ok((key, KeySource::File(path.to_owned())));
+    }
+    if let Some(dir) = credentials_dir {
+        let path = dir.join(CREDENTIAL_NAME);
+        if path.exists() {
+            let key = read_key_file(&path)?;
+            return Ok((key, KeySource::Credential(path)));
+        }
     }
     let path = state_dir.join(KEY_FILE_NAME);
     match read_key_file(&path) {
@@ -605,5 +630,30 @@ mod tests {
             body_json(response).await,
             json!({"error": {"code": "not_found", "message": "no such endpoint"}})
         );
+    }
+
+    #[test]
+    fn systemd_credential_comes_after_the_key_file_and_before_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds");
+        fs::create_dir(&creds).unwrap();
+        let cred = creds.join(CREDENTIAL_NAME);
+        fs::write(&cred, format!("{KEY}\n")).unwrap();
+        fs::set_permissions(&cred, fs::Permissions::from_mode(0o400)).unwrap();
+        let state = dir.path().join("state");
+        let (key, source) =
+            load_or_generate_with_credentials(None, None, Some(&creds), &state).unwrap();
+        assert!(key.matches(KEY.as_bytes()));
+        assert_eq!(source, KeySource::Credential(cred));
+        assert!(
+            !state.exists(),
+            "a key was generated despite the credential"
+        );
+        // No credential file: the state directory's key is generated.
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        let (_, source) =
+            load_or_generate_with_credentials(None, None, Some(&empty), &state).unwrap();
+        assert!(matches!(source, KeySource::Generated(_)), "{source:?}");
     }
 }
