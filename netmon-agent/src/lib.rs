@@ -14,6 +14,7 @@
 //! attached.
 
 pub mod api;
+pub mod check;
 pub mod collect;
 pub mod config;
 pub mod ebpf;
