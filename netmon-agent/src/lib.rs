@@ -20,6 +20,7 @@ pub mod config;
 pub mod ebpf;
 pub mod ifaces;
 pub mod logging;
+pub mod privileges;
 pub mod rates;
 pub mod snapshot;
 pub mod traffic;
@@ -96,8 +97,25 @@ impl Error {
     }
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// What start-up produced: everything that needs privilege is done.
+pub struct Started {
+    cfg: Config,
+    key: auth::ApiKey,
+    listener: std::net::TcpListener,
+    kernel: Kernel,
+    watcher: Watcher,
+    attachments: Attachments,
+}
+
+/// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
 pub async fn run(cfg: Config) -> Result<(), Error> {
+    serve(start(cfg)?).await
+}
+
+/// The privileged part of start-up, on the calling thread: find the API
+/// key, bind the API address, load the programs, attach them. Call it
+/// before any other thread exists, then [`privileges::drop_unneeded`].
+pub fn start(cfg: Config) -> Result<Started, Error> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let (key, source) = auth::load_or_generate_with_credentials(
         std::env::var(auth::KEY_ENV_VAR).ok(),
@@ -114,17 +132,41 @@ pub async fn run(cfg: Config) -> Result<(), Error> {
     }
 
     // Bind first: a taken address fails before anything is attached.
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
+    let listen_err = |source| Error::Listen {
+        addr: cfg.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(cfg.listen).map_err(listen_err)?;
+    listener.set_nonblocking(true).map_err(listen_err)?;
 
     let mut kernel = Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries)?;
     let mut watcher = Watcher::new(cfg.ifaces.clone());
     let mut attachments = Attachments::new();
     watcher.reconcile(&mut kernel, &mut attachments, true)?;
+    Ok(Started {
+        cfg,
+        key,
+        listener,
+        kernel,
+        watcher,
+        attachments,
+    })
+}
+
+/// Runs a [`start`]ed agent until SIGINT or SIGTERM.
+pub async fn serve(started: Started) -> Result<(), Error> {
+    let Started {
+        cfg,
+        key,
+        listener,
+        kernel,
+        watcher,
+        attachments,
+    } = started;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
     info!(addr = %cfg.listen, "API listening.");
 
     let shared = Shared::default();

@@ -107,19 +107,27 @@ fn run(loaded: Loaded) -> ExitCode {
     if let Some(file) = &loaded.file {
         tracing::info!(file = %file.display(), "Read the config file.");
     }
+    let fail = |e: netmon_agent::Error| {
+        let code = e.exit_code();
+        // `{:#}` prints the whole cause chain on one line.
+        tracing::error!("{:#}", anyhow::Error::from(e));
+        ExitCode::from(code)
+    };
+    // The privileged steps run here, single-threaded, so that dropping the
+    // capabilities afterwards covers every thread the agent will have.
+    let started = match netmon_agent::start(loaded.config.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    netmon_agent::privileges::drop_unneeded(&loaded.config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("building the tokio runtime");
-    match runtime.block_on(netmon_agent::run(loaded.config)) {
+    match runtime.block_on(netmon_agent::serve(started)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = e.exit_code();
-            // `{:#}` prints the whole cause chain on one line.
-            tracing::error!("{:#}", anyhow::Error::from(e));
-            ExitCode::from(code)
-        }
+        Err(e) => fail(e),
     }
 }
 

@@ -51,7 +51,19 @@ pub fn run(root: &Path, args: TestArgs) -> Result<ExitCode> {
 
         steps.push(("clippy -D warnings (eBPF)", ebpf_clippy(root)));
     }
-    steps.push(("cargo test", cargo_test(root, args.cargo_test_args)?));
+    if args.cargo_test_args.is_empty() {
+        // The capability-restricted deployment: the traffic tests again with
+        // the agent as `nobody` holding only the four capabilities. Before the
+        // full run, so that run's summary stays the last thing printed.
+        let mut unprivileged = cargo_test(
+            root,
+            vec!["-p".into(), "netmon-agent".into(), "--test".into(), "e2e_traffic".into()],
+            false,
+        )?;
+        unprivileged.env("NETMON_TEST_AGENT_USER", "unprivileged");
+        steps.push(("traffic e2e, agent unprivileged", unprivileged));
+    }
+    steps.push(("cargo test", cargo_test(root, args.cargo_test_args, true)?));
 
     let total = steps.len();
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
@@ -89,13 +101,17 @@ fn ebpf_clippy(root: &Path) -> Command {
 
 /// `cargo test` on the host crates. The privileged tests need root, so when
 /// xtask is not root the test binaries run through `sudo -E`.
-fn cargo_test(root: &Path, extra: Vec<OsString>) -> Result<Command> {
+fn cargo_test(root: &Path, extra: Vec<OsString>, workspace: bool) -> Result<Command> {
     let mut cmd = cargo(root);
-    // Library, binary and integration tests; no doc-tests (there are none to
-    // run), so the last summary line cargo prints is a suite that has tests.
-    cmd.args(["test", "--workspace", "--exclude", EBPF_CRATE])
-        .args(["--lib", "--bins", "--tests"])
-        .args(extra);
+    cmd.arg("test");
+    if workspace {
+        // Library, binary and integration tests; no doc-tests (there are none
+        // to run), so the last summary line cargo prints is a suite that has
+        // tests.
+        cmd.args(["--workspace", "--exclude", EBPF_CRATE])
+            .args(["--lib", "--bins", "--tests"]);
+    }
+    cmd.args(extra);
     run_binaries_as_root(root, &mut cmd, "test")?;
     Ok(cmd)
 }

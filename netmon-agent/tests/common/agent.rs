@@ -27,8 +27,20 @@ pub fn agent_bin() -> &'static str {
 /// A command line for the agent with the test defaults (key, a private
 /// state directory, a 200 ms interval, [`LISTEN`]) followed by `args`. The
 /// defaults are environment variables, so `args` can override them.
+///
+/// With `NETMON_TEST_AGENT_USER=unprivileged` in the test's environment the
+/// agent runs as `nobody` holding only [`UNPRIVILEGED_CAPS`] (through
+/// setpriv), as the capability-restricted unit runs it; `cargo xtask test`
+/// runs the traffic tests that way too.
 pub fn agent_command(state_dir: &PathBuf, args: &[&str]) -> Command {
-    let mut cmd = Command::new(agent_bin());
+    let mut cmd = if std::env::var("NETMON_TEST_AGENT_USER").as_deref() == Ok("unprivileged") {
+        let mut c = Command::new("setpriv");
+        c.args(unprivileged_setpriv_args(UNPRIVILEGED_CAPS))
+            .arg(agent_bin());
+        c
+    } else {
+        Command::new(agent_bin())
+    };
     cmd.env("NETMON_API_KEY", TEST_KEY)
         .env("NETMON_LOG", "info,netmon_agent=debug")
         .env("NETMON_STATE_DIR", state_dir)
@@ -36,6 +48,28 @@ pub fn agent_command(state_dir: &PathBuf, args: &[&str]) -> Command {
         .env("NETMON_LISTEN", LISTEN)
         .args(args);
     cmd
+}
+
+/// The capabilities the capability-restricted deployment grants.
+pub const UNPRIVILEGED_CAPS: &[&str] = &["bpf", "net_admin", "perfmon", "net_raw"];
+
+/// setpriv arguments (up to and including `--`) that run a program as
+/// `nobody` with exactly `caps` (setpriv names, e.g. `net_admin`) as its
+/// inheritable, ambient and bounding capabilities.
+pub fn unprivileged_setpriv_args(caps: &[&str]) -> Vec<String> {
+    let list: String = std::iter::once("-all".to_owned())
+        .chain(caps.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        format!("--inh-caps={list}"),
+        format!("--ambient-caps={list}"),
+        format!("--bounding-set={list}"),
+        "--".into(),
+    ]
 }
 
 /// One answer of the API, headers included.
