@@ -56,6 +56,10 @@ commands! {
     test::Test(TestArgs),
     /// Benchmark the datapath and the agent as root (per-packet cost, packet rate, CPU, memory).
     bench::Bench(BenchArgs),
+    /// Install the agent, its systemd units, the example config and the netmon user.
+    install::Install(InstallArgs),
+    /// Remove exactly what `install` added (its manifest says what).
+    uninstall::Uninstall(UninstallArgs),
 }
 
 /// netmon developer tasks. Each installs missing toolchains and bpf-linker first.
