@@ -46,8 +46,6 @@ use std::{
     fs, io, mem,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    path::PathBuf,
-    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
@@ -65,10 +63,7 @@ use aya::{
     },
     sys::{Stats, enable_stats},
 };
-use common::{
-    ETHERTYPE_IPV4, LISTEN, NetNs, NsChild, Pair, START_TIMEOUT, TEST_KEY, agent_bin, eth,
-    ipv4_udp, require_root,
-};
+use common::{Agent, ETHERTYPE_IPV4, NetNs, Pair, eth, ipv4_udp, require_root};
 use netmon_agent::{
     config::IngressHook,
     ebpf::{Kernel, OBJECT},
@@ -80,7 +75,6 @@ use netmon_common::{
     Counter, FLOW_MAP, FlowKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_PASS, PROG_XDP,
     PROG_XDP_PASS, direction, proto,
 };
-use serde_json::Value;
 
 /// Targets (see the module docs).
 const MAX_COST_RATIO: f64 = 2.0;
@@ -115,6 +109,10 @@ const PART3_FLOW_CAPACITY: u32 = 131_072;
 const AGENT_INTERVAL: &str = "1s";
 const AGENT_RATE: u64 = 200_000;
 const AGENT_FLOOD: Duration = Duration::from_secs(5);
+
+/// Parts 4 and 5 measure the traffic core alone: the host telemetry
+/// collectors (whose cost part 6 measures) are off.
+const COLLECTORS: &str = "system,interfaces,discovery,latency";
 
 /// Part 5: distinct flows sent to the agent, and its flow map size.
 const RSS_FLOWS: usize = 100_000;
@@ -1293,92 +1291,7 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in {path}"))
 }
 
-/// The agent binary running in a namespace, stopped on drop. The harness's
-/// `Agent` always passes `--interval 200ms`, and the agent refuses a second
-/// `--interval`; this one passes only what it is given, so the interval is
-/// the production one unless set.
-struct BenchAgent<'ns> {
-    ns: &'ns NetNs,
-    child: NsChild,
-    state_dir: PathBuf,
-}
-
-impl<'ns> BenchAgent<'ns> {
-    /// Starts the agent in `ns` and waits until `/health` says `ok`.
-    fn start(ns: &'ns NetNs, args: &[&str]) -> BenchAgent<'ns> {
-        let state_dir = std::env::temp_dir().join(format!("{}-bench-agent", ns.name()));
-        let mut cmd = Command::new(agent_bin());
-        cmd.env("NETMON_API_KEY", TEST_KEY)
-            .env("NETMON_LOG", "info")
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["--listen", LISTEN])
-            .args(args);
-        let mut agent = BenchAgent {
-            ns,
-            child: ns.spawn(&cmd),
-            state_dir,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = agent.child.try_status() {
-                panic!(
-                    "netmon-agent {args:?} exited during start-up ({status}):\n{}",
-                    agent.child.stderr_text()
-                );
-            }
-            if let Ok(body) = agent.request("/health")
-                && body["status"] == "ok"
-            {
-                return agent;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "netmon-agent {args:?} not ready after {START_TIMEOUT:?}:\n{}",
-                agent.child.stderr_text()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `GET path` with the API key, from inside the namespace.
-    fn request(&self, path: &str) -> Result<Value, String> {
-        let url = format!("http://{LISTEN}{path}");
-        self.ns.run(|| {
-            let config = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(5)))
-                .build();
-            let mut resp = ureq::Agent::new_with_config(config)
-                .get(&url)
-                .header("X-API-KEY", TEST_KEY)
-                .call()
-                .map_err(|e| format!("GET {url}: {e}"))?;
-            let text = resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| format!("GET {url}: {e}"))?;
-            serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}: {text}"))
-        })
-    }
-
-    fn get(&self, path: &str) -> Value {
-        self.request(path)
-            .unwrap_or_else(|e| panic!("{e}\nagent stderr:\n{}", self.child.stderr_text()))
-    }
-}
-
-impl Drop for BenchAgent<'_> {
-    fn drop(&mut self) {
-        self.child.terminate();
-        let _ = fs::remove_dir_all(&self.state_dir);
-    }
-}
-
-fn eth0_rx_packets(agent: &BenchAgent) -> u64 {
+fn eth0_rx_packets(agent: &Agent) -> u64 {
     let body = agent.get("/api/v1/interfaces");
     body["interfaces"]
         .as_array()
@@ -1409,7 +1322,17 @@ fn part4() -> AgentCpu {
         "\n## Part 4: agent CPU per packet (netmon-agent in b, --interval {AGENT_INTERVAL}, paced flood a -> b)\n"
     );
     let pair = Pair::new();
-    let agent = BenchAgent::start(pair.b().ns(), &["--interval", AGENT_INTERVAL]);
+    let agent = Agent::start(
+        pair.b().ns(),
+        &[
+            "--interval",
+            AGENT_INTERVAL,
+            "--disable",
+            COLLECTORS,
+            "--log",
+            "info",
+        ],
+    );
     let pid = agent.pid();
     let sock = pair.a().ns().run(|| RawSocket::open(Pair::IFNAME));
     let frame = flood_frame(Pair::IP4_A);
@@ -1478,13 +1401,17 @@ fn part5() -> AgentRss {
         "\n## Part 5: agent peak RSS with {RSS_FLOWS} flows (--flow-entries {RSS_FLOW_CAPACITY})\n"
     );
     let pair = Pair::new();
-    let agent = BenchAgent::start(
+    let agent = Agent::start(
         pair.b().ns(),
         &[
             "--interval",
             AGENT_INTERVAL,
             "--flow-entries",
             RSS_FLOW_CAPACITY,
+            "--disable",
+            COLLECTORS,
+            "--log",
+            "info",
         ],
     );
     let pid = agent.pid();
@@ -1505,7 +1432,7 @@ fn part5() -> AgentRss {
         }
         sent
     });
-    let entries = |agent: &BenchAgent| {
+    let entries = |agent: &Agent| {
         agent.get("/api/v1/interfaces")["maps"]["flow"]["entries"]
             .as_u64()
             .unwrap_or(0)
