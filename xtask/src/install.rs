@@ -160,7 +160,7 @@ pub fn install_files(
             "--user-group",
             "--no-create-home",
             "--home-dir",
-            "/var/lib/netmon",
+            "/nonexistent",
             "--shell",
             "/usr/sbin/nologin",
             "--comment",

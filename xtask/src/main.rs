@@ -60,6 +60,8 @@ commands! {
     install::Install(InstallArgs),
     /// Remove exactly what `install` added (its manifest says what).
     uninstall::Uninstall(UninstallArgs),
+    /// Build the Debian package (cargo-deb); --install-test installs, checks and purges it.
+    deb::Deb(DebArgs),
 }
 
 /// netmon developer tasks. Each installs missing toolchains and bpf-linker first.

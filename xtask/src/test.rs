@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{cargo, run_binaries_as_root, status, target_dir, toolchain};
+use crate::{cargo, is_root, run_binaries_as_root, status, target_dir, toolchain};
 
 /// The eBPF crate: it builds only for the bpf target, so the host steps leave
 /// it out and step 3 lints it on its own.
@@ -50,6 +50,12 @@ pub fn run(root: &Path, args: TestArgs) -> Result<ExitCode> {
         steps.push(("clippy -D warnings", clippy));
 
         steps.push(("clippy -D warnings (eBPF)", ebpf_clippy(root)));
+    }
+    if args.cargo_test_args.is_empty() && is_root() {
+        // The Debian package: built, installed with dpkg, checked, purged.
+        let mut deb = Command::new(std::env::current_exe()?);
+        deb.args(["deb", "--install-test"]).current_dir(root);
+        steps.push(("Debian package (dpkg -i, then purge)", deb));
     }
     if args.cargo_test_args.is_empty() {
         // The capability-restricted deployment: the traffic tests again with
