@@ -164,13 +164,17 @@ pub(crate) struct Problems {
 }
 
 impl Problems {
-    /// Logs the problems not present last cycle; forgets those gone now.
-    pub(crate) fn report(&mut self, collector: CollectorName, now: Vec<String>) {
+    /// Logs the problems not present last cycle, forgets those gone now,
+    /// and returns the ones it logged.
+    pub(crate) fn report(&mut self, collector: CollectorName, now: Vec<String>) -> Vec<String> {
         let now: HashSet<String> = now.into_iter().collect();
-        for p in now.difference(&self.seen) {
+        let mut new: Vec<String> = now.difference(&self.seen).cloned().collect();
+        new.sort();
+        for p in &new {
             warn!(%collector, problem = %p, "Collector input problem (logged once until it changes).");
         }
         self.seen = now;
+        new
     }
 }
 
@@ -788,6 +792,18 @@ fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         assert_eq!(problems.len(), 4, "NaN, 1000, inf, -273: {problems:?}");
         // The report is valid JSON despite NaN and infinity in the input.
         serde_json::to_string(t).expect("serializable");
+    }
+
+    #[test]
+    fn a_problem_is_logged_once_until_it_goes_away_and_comes_back() {
+        let mut p = Problems::default();
+        let s = CollectorName::System;
+        let v = |items: &[&str]| items.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(p.report(s, v(&["a", "b"])), v(&["a", "b"]));
+        assert!(p.report(s, v(&["a", "b"])).is_empty(), "repeats are quiet");
+        assert_eq!(p.report(s, v(&["b", "c"])), v(&["c"]));
+        assert!(p.report(s, v(&[])).is_empty());
+        assert_eq!(p.report(s, v(&["a"])), v(&["a"]), "came back");
     }
 
     #[test]
