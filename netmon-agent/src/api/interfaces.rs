@@ -1,15 +1,29 @@
 //! `GET /api/v1/interfaces`: each watched interface's hook and totals, the
-//! programs' global counters and the maps' fill levels.
+//! programs' global counters and the maps' fill levels (the traffic core's
+//! view), and under `stats` the interfaces collector's latest reading: every
+//! interface of the system with its kernel counters, rates, state and speed.
+//! When that collector is off or has not finished a cycle, `stats` is
+//! `{"unavailable": "<why>"}` and the rest of the answer is unchanged.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
     AppState,
-    error::ApiQuery,
+    error::{ApiError, ApiQuery},
+    telemetry,
     views::{Traffic, time},
 };
-use crate::{ebpf::HookMode, traffic::MapStats};
+use crate::{
+    collect::{Avail, CollectorName, Reading, netstats},
+    ebpf::HookMode,
+    traffic::MapStats,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/interfaces", get(list))
@@ -78,21 +92,26 @@ struct Maps {
 }
 
 #[derive(Serialize)]
-struct Interfaces {
+struct Interfaces<'a> {
     updated: Option<String>,
     interval_seconds: f64,
     interfaces: Vec<InterfaceView>,
     /// Frame counters summed over every watched interface and hook.
     globals: GlobalsView,
     maps: Maps,
+    /// Every interface as the kernel counts it (the interfaces collector).
+    stats: Avail<&'a Reading<netstats::Report>>,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    ApiQuery(Params {}): ApiQuery<Params>,
-) -> Json<Interfaces> {
+async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let s = state.snapshot.get();
     let g = s.globals;
+    let stats = telemetry::latest(CollectorName::Interfaces, &state.telemetry.interfaces);
+    let stats = match &stats {
+        Ok(reading) => Avail::Value(&**reading),
+        Err(ApiError::Unavailable(why)) => Avail::unavailable(why.as_str()),
+        Err(e) => Avail::unavailable(e.to_string()),
+    };
     Json(Interfaces {
         updated: s.updated.map(time),
         interval_seconds: s.interval.as_secs_f64(),
@@ -122,5 +141,7 @@ async fn list(
             mac: s.mac_map.into(),
             flow: s.flow_map.into(),
         },
+        stats,
     })
+    .into_response()
 }

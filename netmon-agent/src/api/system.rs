@@ -1,4 +1,11 @@
 //! `GET /api/v1/system`: the system collector's latest reading: CPU, memory, filesystems, temperatures, uptime and host information.
+//!
+//! The body is the [`crate::collect::system::Report`] with the cycle's timing
+//! under `collection`: `cpu`, `load_average`, `memory`, `swap`,
+//! `filesystems`, `temperatures`, `uptime_seconds` and `host`. Any part the
+//! machine lacks is `{"unavailable": "<why>"}` (e.g. `temperatures` on a VM
+//! without sensors). 503 with the JSON error when the collector is turned
+//! off or its first cycle is still running; 400 for any query parameter.
 
 use axum::{Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
