@@ -50,7 +50,7 @@ fn devices(body: &Value) -> &[Value] {
     body["devices"].as_array().map_or(&[], Vec::as_slice)
 }
 
-fn device<'a>(body: &'a Value, mac: [u8; 6]) -> Option<&'a Value> {
+fn device(body: &Value, mac: [u8; 6]) -> Option<&Value> {
     let mac = format_mac(mac);
     devices(body).iter().find(|d| d["mac"] == mac.as_str())
 }

@@ -253,7 +253,7 @@ fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
         if n < 0 {
             return None;
         }
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         return usize::try_from(n).ok();

@@ -123,7 +123,8 @@ impl Device {
             }),
         }
         // Stable: equal times keep their order.
-        self.addresses.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        self.addresses
+            .sort_by_key(|a| std::cmp::Reverse(a.last_seen));
         self.addresses.truncate(MAX_ADDRESSES);
     }
 }
