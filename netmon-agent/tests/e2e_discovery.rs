@@ -114,6 +114,7 @@ fn sweep_finds_every_host_with_mac_ip_vendor_and_ipv6() {
     let subnets = sweep["subnets"].as_array().expect("sweep statistics");
     assert_eq!(subnets.len(), 1, "{sweep:#}");
     let s = &subnets[0];
+    eprintln!("sweep of a /24 with {} hosts: {s}", macs.len());
     assert_eq!(s["interface"], "br0");
     assert_eq!(s["subnet"], "10.0.0.0/24");
     assert_eq!(s["requests"], 253, "{s:#}");
