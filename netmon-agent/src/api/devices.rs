@@ -1,13 +1,39 @@
-//! `GET /api/v1/devices`: every MAC seen on the watched interfaces, with the
-//! IPs seen with it, what it sent and received, and when.
+//! `GET /api/v1/devices`: every device on the watched interfaces: the union
+//! of the discovery inventory and the MACs the traffic core counted, merged
+//! by (interface, MAC), with vendor, hostname, status and addresses from
+//! discovery and the traffic totals from the core; plus discovery's own
+//! figures (sweeps, neighbour reads, inventory size) under `discovery`.
+//!
+//! `GET /api/v1/devices/{mac}`: the entries of one MAC (case-insensitive
+//! `aa:bb:cc:dd:ee:ff`), one per interface it was seen on.
 
-use axum::{Json, Router, extract::State, routing::get};
+use std::collections::BTreeMap;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, error::ApiQuery, views::DeviceView};
+use super::{AppState, error::ApiError, error::ApiQuery, telemetry, views::DeviceView};
+use crate::{
+    collect::{
+        Avail, CollectorName, Cycle, Reading,
+        discovery::{
+            DeviceReport, InventoryStats, NeighbourStats, Report, SweepReport, inventory::Status,
+            ndp::ProbeStats,
+        },
+    },
+    ifaces::{format_mac, parse_mac},
+    snapshot::Snapshot,
+    traffic::Device,
+};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/devices", get(list))
+    Router::new()
+        .route("/api/v1/devices", get(list))
+        .route("/api/v1/devices/{mac}", get(one))
 }
 
 #[derive(Deserialize)]
@@ -15,33 +41,133 @@ pub fn routes() -> Router<AppState> {
 struct Params {
     /// Only devices on this interface.
     interface: Option<String>,
+    /// Only devices with this status (active, idle, gone).
+    status: Option<String>,
+}
+
+/// Discovery's figures beside the devices.
+#[derive(Serialize)]
+struct DiscoverySummary<'a> {
+    collection: &'a Cycle,
+    inventory: &'a InventoryStats,
+    neighbours: &'a Avail<NeighbourStats>,
+    sweep: &'a Avail<SweepReport>,
+    ipv6_probe: &'a Avail<Vec<ProbeStats>>,
 }
 
 #[derive(Serialize)]
-struct Devices {
+struct Devices<'a> {
     updated: Option<String>,
     interval_seconds: f64,
     devices: Vec<DeviceView>,
+    discovery: Avail<DiscoverySummary<'a>>,
 }
 
-async fn list(State(state): State<AppState>, ApiQuery(p): ApiQuery<Params>) -> Json<Devices> {
-    let s = state.snapshot.get();
-    let mut devices: Vec<_> = s
-        .devices
+#[derive(Serialize)]
+struct OneMac {
+    mac: String,
+    devices: Vec<DeviceView>,
+}
+
+/// Both sources' entries, merged by (ifindex, MAC), in that order.
+fn merge(s: &Snapshot, reading: Option<&Reading<Report>>) -> Vec<DeviceView> {
+    type Pair<'a> = (Option<&'a Device>, Option<&'a DeviceReport>);
+    let mut by_key: BTreeMap<(u32, [u8; 6]), Pair> = BTreeMap::new();
+    for d in &s.devices {
+        by_key.entry((d.ifindex, d.mac)).or_default().0 = Some(d);
+    }
+    let report = reading.map(|r| &r.report);
+    for f in report.iter().flat_map(|r| &r.devices) {
+        by_key.entry((f.ifindex, f.mac_bytes)).or_default().1 = Some(f);
+    }
+    let own: Vec<(u32, String)> = report
         .iter()
-        .filter(|d| {
-            p.interface
-                .as_ref()
-                .is_none_or(|i| *i == s.iface_name(d.ifindex))
-        })
+        .flat_map(|r| &r.own_macs)
+        .map(|o| (o.ifindex, o.mac.clone()))
         .collect();
-    devices.sort_by_key(|d| (d.ifindex, d.mac));
-    Json(Devices {
+    by_key
+        .into_iter()
+        .map(|((ifindex, mac), (t, f))| {
+            let own = own
+                .iter()
+                .any(|(i, m)| *i == ifindex && *m == format_mac(mac));
+            DeviceView::merged(s, t, f, own)
+        })
+        .collect()
+}
+
+fn parse_status(s: &str) -> Result<Status, ApiError> {
+    match s {
+        "active" => Ok(Status::Active),
+        "idle" => Ok(Status::Idle),
+        "gone" => Ok(Status::Gone),
+        _ => Err(ApiError::bad_request(
+            "status",
+            format!("{s:?} is not a status (active, idle or gone)"),
+        )),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<Params>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = p.status.as_deref().map(parse_status).transpose()?;
+    let s = state.snapshot.get();
+    let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery);
+    let devices = merge(&s, reading.as_deref().ok())
+        .into_iter()
+        .filter(|d| p.interface.as_ref().is_none_or(|i| *i == d.interface))
+        .filter(|d| status.is_none_or(|st| d.status == Some(st)))
+        .collect();
+    let discovery = match &reading {
+        Ok(r) => Avail::Value(DiscoverySummary {
+            collection: &r.collection,
+            inventory: &r.report.inventory,
+            neighbours: &r.report.neighbours,
+            sweep: &r.report.sweep,
+            ipv6_probe: &r.report.ipv6_probe,
+        }),
+        Err(e) => Avail::unavailable(e.to_string()),
+    };
+    let body = Devices {
         updated: s.updated.map(super::views::time),
         interval_seconds: s.interval.as_secs_f64(),
-        devices: devices
-            .into_iter()
-            .map(|d| DeviceView::new(&s, d))
-            .collect(),
-    })
+        devices,
+        discovery,
+    };
+    serde_json::to_value(&body)
+        .map(Json)
+        .map_err(ApiError::internal)
 }
+
+async fn one(
+    State(state): State<AppState>,
+    Path(mac): Path<String>,
+    ApiQuery(Empty {}): ApiQuery<Empty>,
+) -> Result<Json<OneMac>, ApiError> {
+    // parse_mac alone would take a sign ("+a") as a hex digit.
+    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    let Some(wanted) = parse_mac(&mac).filter(|_| plain) else {
+        return Err(ApiError::bad_request(
+            "mac",
+            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+        ));
+    };
+    let s = state.snapshot.get();
+    let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery).ok();
+    let text = format_mac(wanted);
+    let devices: Vec<DeviceView> = merge(&s, reading.as_deref())
+        .into_iter()
+        .filter(|d| d.mac == text)
+        .collect();
+    if devices.is_empty() {
+        return Err(ApiError::NotFound(format!("no device with MAC {text}")));
+    }
+    Ok(Json(OneMac { mac: text, devices }))
+}
+
+/// No parameters; unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}

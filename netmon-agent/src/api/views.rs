@@ -7,6 +7,13 @@ use netmon_common::{direction, proto};
 use serde::Serialize;
 
 use crate::{
+    collect::{
+        discovery::{
+            DeviceReport,
+            inventory::{Address, Source, Status},
+        },
+        vendor,
+    },
     ifaces::format_mac,
     rates::Meter,
     snapshot::Snapshot,
@@ -38,6 +45,9 @@ impl From<&Meter> for Traffic {
     }
 }
 
+/// One device: what the traffic core counted for it (zero when it sent and
+/// received nothing the programs saw) merged with what discovery knows of
+/// it (null or empty when discovery has no entry for it).
 #[derive(Serialize)]
 pub struct DeviceView {
     pub interface: String,
@@ -45,7 +55,23 @@ pub struct DeviceView {
     pub mac: String,
     /// The group bit is set: broadcast or multicast, not one device.
     pub group: bool,
+    /// The MAC is one of this host's own interfaces.
+    #[serde(rename = "self")]
+    pub own: bool,
+    /// The IEEE registrant of the MAC's prefix; null when unregistered or
+    /// locally administered.
+    pub vendor: Option<&'static str>,
+    pub locally_administered: bool,
+    pub hostname: Option<String>,
+    /// active, idle or gone; null when discovery has no entry for it.
+    pub status: Option<Status>,
+    /// Every address known for it: the traffic core's first (most recent
+    /// first), then discovery's.
     pub ips: Vec<IpAddr>,
+    /// Discovery's addresses, each with when it was last seen.
+    pub addresses: Vec<Address>,
+    /// Where it was seen: neighbour, arp, ndp, traffic.
+    pub sources: Vec<Source>,
     /// Frames this MAC sent.
     pub tx: Traffic,
     /// Frames sent to this MAC.
@@ -55,17 +81,61 @@ pub struct DeviceView {
 }
 
 impl DeviceView {
-    pub fn new(s: &Snapshot, d: &Device) -> Self {
+    /// Merges the traffic core's and discovery's view of one (interface,
+    /// MAC); at least one of them is present.
+    pub fn merged(
+        s: &Snapshot,
+        traffic: Option<&Device>,
+        found: Option<&DeviceReport>,
+        own: bool,
+    ) -> Self {
+        let (ifindex, mac) = match (traffic, found) {
+            (Some(d), _) => (d.ifindex, d.mac),
+            (None, Some(f)) => (f.ifindex, f.mac_bytes),
+            (None, None) => (0, [0; 6]),
+        };
+        let mut ips: Vec<IpAddr> = traffic
+            .map(|d| d.ips.iter().copied().collect())
+            .unwrap_or_default();
+        let mut sources: Vec<Source> = found.map(|f| f.sources.clone()).unwrap_or_default();
+        if traffic.is_some() && !sources.contains(&Source::Traffic) {
+            sources.push(Source::Traffic);
+            sources.sort();
+        }
+        let addresses = found.map(|f| f.addresses.clone()).unwrap_or_default();
+        for a in &addresses {
+            if !ips.contains(&a.ip) {
+                ips.push(a.ip);
+            }
+        }
+        let times = traffic
+            .map(|d| (d.first_seen, d.last_seen))
+            .into_iter()
+            .chain(found.map(|f| (f.first_seen, f.last_seen)));
+        let first_seen = times
+            .clone()
+            .map(|t| t.0)
+            .min()
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let last_seen = times.map(|t| t.1).max().unwrap_or(SystemTime::UNIX_EPOCH);
+        let zero = Meter::default();
         DeviceView {
-            interface: s.iface_name(d.ifindex),
-            ifindex: d.ifindex,
-            mac: format_mac(d.mac),
-            group: d.mac[0] & 1 != 0,
-            ips: d.ips.iter().copied().collect(),
-            tx: (&d.tx).into(),
-            rx: (&d.rx).into(),
-            first_seen: time(d.first_seen),
-            last_seen: time(d.last_seen),
+            interface: s.iface_name(ifindex),
+            ifindex,
+            mac: format_mac(mac),
+            group: mac[0] & 1 != 0,
+            own,
+            vendor: found.map_or_else(|| vendor::vendor(mac), |f| f.vendor),
+            locally_administered: vendor::locally_administered(mac),
+            hostname: found.and_then(|f| f.hostname.clone()),
+            status: found.map(|f| f.status),
+            ips,
+            addresses,
+            sources,
+            tx: traffic.map_or(&zero, |d| &d.tx).into(),
+            rx: traffic.map_or(&zero, |d| &d.rx).into(),
+            first_seen: time(first_seen),
+            last_seen: time(last_seen),
         }
     }
 }
