@@ -35,7 +35,7 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use self::icmp::{EchoSocket, Family, SocketKind};
-use super::{Avail, CollectorName, Context};
+use super::{Avail, CollectorName, Context, Stop};
 
 /// Which socket kind to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -248,6 +248,10 @@ pub struct Latency {
     /// The last message logged per problem, so a repeated problem is
     /// logged once until it changes.
     logged: HashMap<String, String>,
+    /// The runner's stop signal, when it was handed one: a cycle waiting for
+    /// replies ends early once it is set, so shutdown does not wait out the
+    /// probe timeout.
+    stop: Option<Stop>,
 }
 
 impl Latency {
@@ -257,7 +261,15 @@ impl Latency {
             proc_net: PathBuf::from("/proc/net"),
             last_reply: HashMap::new(),
             logged: HashMap::new(),
+            stop: None,
         }
+    }
+
+    /// Makes cycles end early (unanswered probes not counted) once `stop`
+    /// is set.
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Logs `message` under `key` when it differs from the last one; `None`
@@ -408,14 +420,23 @@ impl Tag {
     }
 }
 
+/// The longest a cycle waits without checking whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// Sends `count` rounds of requests to every target over `sockets` (one per
-/// family, `None` when the family has none) and collects the replies.
+/// family, `None` when the family has none) and collects the replies. Ends
+/// early, with what it has, once `stopped()` holds.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one cycle's parameters, used once"
+)]
 fn run_probes(
     sockets: &[(Family, Option<&EchoSocket>)],
     targets: &[Target],
     count: u16,
     spacing: Duration,
     timeout: Duration,
+    stopped: &dyn Fn() -> bool,
     logged: &mut dyn FnMut(&str, Option<String>),
 ) -> Vec<Outcome> {
     let tag = Tag::new();
@@ -459,14 +480,15 @@ fn run_probes(
             .iter()
             .zip(&answered)
             .any(|(s, a)| s.iter().zip(a).any(|(s, a)| s.is_some() && !a));
-        if (round == count && !outstanding) || now >= end || live.is_empty() {
+        if (round == count && !outstanding) || now >= end || live.is_empty() || stopped() {
             break;
         }
         let wake = if round < count {
             (start + spacing * u32::from(round)).min(end)
         } else {
             end
-        };
+        }
+        .min(now + STOP_CHECK);
         let ready = match icmp::wait_readable(&live, wake.saturating_duration_since(now)) {
             Ok(ready) => ready,
             Err(e) => {
@@ -563,6 +585,7 @@ impl super::Collector for Latency {
             self.opts.probe_count,
             self.opts.probe_spacing,
             self.opts.probe_timeout,
+            &|| self.stop.as_ref().is_some_and(Stop::stopped),
             &mut |key, message| notes.push((key.to_owned(), message)),
         );
         for (key, message) in notes {
@@ -704,10 +727,35 @@ mod tests {
             3,
             Duration::from_millis(10),
             Duration::from_secs(2),
+            &|| false,
             &mut |k, m| panic!("{k}: {m:?}"),
         );
         assert_eq!(out[0].sent, 3);
         assert_eq!(out[0].rtts.len(), 3, "{out:?}");
         assert!(out[0].rtts.iter().all(|r| *r > Duration::ZERO));
+    }
+
+    /// A stop request ends the cycle after the round in progress, without
+    /// waiting for replies or sending the later rounds.
+    #[test]
+    fn a_stop_ends_the_cycle_early() {
+        let socket = open_socket(Family::V4, SocketChoice::Auto).unwrap_or_else(|e| panic!("{e}"));
+        let target = resolve(
+            "127.0.0.1".parse().unwrap(),
+            None,
+            None,
+            "configured".into(),
+        );
+        let out = run_probes(
+            &[(Family::V4, Some(&socket))],
+            std::slice::from_ref(&target),
+            5,
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            &|| true,
+            &mut |k, m| panic!("{k}: {m:?}"),
+        );
+        assert_eq!(out[0].sent, 1, "{out:?}");
+        assert!(out[0].rtts.is_empty(), "{out:?}");
     }
 }
