@@ -25,6 +25,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Addresses inside the pair's subnets with nobody behind them.
 const NOBODY4: &str = "10.0.0.99";
 const NOBODY6: &str = "fd00::99";
+/// An address the agent's namespace has no route to.
+const NO_ROUTE: &str = "10.9.9.9";
 
 /// Polls `/api/v1/latency` until `done(body)` holds (503 before the first
 /// cycle is part of waiting); panics with the last answer and the agent's
@@ -113,7 +115,7 @@ fn rx_packets(agent: &Agent) -> u64 {
 fn reachable_and_unreachable_targets_while_the_agent_keeps_serving() {
     let pair = Pair::new();
     let a = pair.a().ns();
-    let targets = format!("10.0.0.2,fd00::2,{NOBODY4},{NOBODY6}");
+    let targets = format!("10.0.0.2,fd00::2,{NOBODY4},{NOBODY6},{NO_ROUTE}");
     let agent = Agent::start(
         a,
         &[
@@ -129,7 +131,7 @@ fn reachable_and_unreachable_targets_while_the_agent_keeps_serving() {
         ],
     );
     let body = wait_latency(&agent, |b| {
-        all_probed(b, &["10.0.0.2", "fd00::2", NOBODY4, NOBODY6])
+        all_probed(b, &["10.0.0.2", "fd00::2", NOBODY4, NOBODY6, NO_ROUTE])
     });
     assert_eq!(body["sockets"]["ipv4"], "datagram", "{body:#}");
     assert_eq!(body["sockets"]["ipv6"], "datagram", "{body:#}");
@@ -139,6 +141,13 @@ fn reachable_and_unreachable_targets_while_the_agent_keeps_serving() {
     assert_reachable(&body, "fd00::2", 3);
     assert_unreachable(&body, NOBODY4, 3);
     assert_unreachable(&body, NOBODY6, 3);
+    // A failed send is a lost probe with its error, not a failure.
+    assert_unreachable(&body, NO_ROUTE, 3);
+    let error = target(&body, NO_ROUTE).unwrap()["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("unreachable"), "{NO_ROUTE}: {body:#}");
+    assert_eq!(body["collection"]["failures"], 0, "{body:#}");
     for addr in ["10.0.0.2", NOBODY6] {
         assert_eq!(target(&body, addr).unwrap()["source"], "configured");
     }
@@ -159,6 +168,11 @@ fn reachable_and_unreachable_targets_while_the_agent_keeps_serving() {
         assert_eq!(agent.get("/health")["status"], "ok");
         agent.get("/api/v1/flows");
     }
+    // Unknown parameters are refused with the JSON error naming them.
+    let reply = http_get_ok(a, "/api/v1/latency?window=5", &[("X-API-KEY", TEST_KEY)]);
+    assert_eq!(reply.status, 400, "{reply:#?}");
+    assert_eq!(reply.json["error"]["code"], "bad_request", "{reply:#?}");
+    assert_eq!(reply.json["error"]["param"], "window", "{reply:#?}");
     let now = agent.get("/api/v1/latency");
     assert_eq!(
         now["collection"]["cycles"], cycle,
