@@ -454,7 +454,7 @@ fn run_probes(
     let mut live: Vec<&EchoSocket> = sockets.iter().filter_map(|(_, s)| *s).collect();
     let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
     let start = Instant::now();
-    let end = start + spacing * u32::from(count - 1) + timeout;
+    let end = start + spacing * u32::from(count.saturating_sub(1)) + timeout;
     let mut round: u16 = 0;
     loop {
         let now = Instant::now();
