@@ -11,8 +11,9 @@
 //! cycle's random payload (on raw sockets also its identifier), so a late
 //! reply from an earlier cycle or another process's ping is never counted.
 //! Statistics are per cycle: the report describes the last cycle's probes.
-//! RTTs are measured on the monotonic clock around `sendto` and the wake-up
-//! from `poll`, so they include the collector thread's scheduling delay.
+//! RTTs are measured on the monotonic clock from just before `sendto` to
+//! just after `recvfrom`, so they may include the collector thread's
+//! scheduling delay but are never shorter than the real round trip.
 //!
 //! Sockets are opened each cycle (see [`icmp`] for the kinds); a family
 //! without any usable socket is reported unavailable with the reason, and
@@ -469,8 +470,11 @@ fn run_probes(
                 };
                 let packet = icmp::echo_request(socket.family, tag.ident, seq, &tag.payload);
                 out[t].sent += 1;
+                // Taken before the send: a thread preempted around sendto
+                // then measures a longer RTT, never a shorter one.
+                let at = Instant::now();
                 match socket.send(target.dst(), &packet) {
-                    Ok(()) => sent_at[t][usize::from(round)] = Some(Instant::now()),
+                    Ok(()) => sent_at[t][usize::from(round)] = Some(at),
                     Err(e) => out[t].last_error = Some(format!("sending: {e}")),
                 }
             }
