@@ -278,7 +278,7 @@ pub fn parse_hw(s: &str) -> Option<[u8; 6]> {
     let mut parts = s.split(sep);
     for byte in &mut mac {
         let p = parts.next()?;
-        if p.is_empty() || p.len() > 2 {
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(p, 16).ok()?;
@@ -329,6 +329,8 @@ pub fn parse_isc(data: &[u8]) -> Parsed {
             _ => i = skip_statement(&tokens, i),
         }
     }
+    // Tokenizer problems were found first; report in file order.
+    out.problems.sort_by_key(|p| p.line);
     out
 }
 
@@ -666,4 +668,265 @@ pub fn sanitize(raw: &str) -> Option<String> {
     }
     let trimmed = out.trim_matches(|c| c == ' ' || c == '.');
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/leases/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn mac(s: &str) -> Option<[u8; 6]> {
+        Some(parse_hw(s).unwrap())
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn lease(m: Option<[u8; 6]>, a: &str, name: Option<&str>, ends: Ends, bound: bool) -> Lease {
+        Lease {
+            mac: m,
+            ip: ip(a),
+            name: name.map(str::to_owned),
+            ends,
+            bound,
+        }
+    }
+
+    #[test]
+    fn dnsmasq_fixture() {
+        let p = parse(&fixture("dnsmasq.leases"));
+        assert_eq!(p.format, Some(Format::Dnsmasq));
+        assert_eq!(p.problems, []);
+        assert_eq!(
+            p.leases,
+            [
+                lease(mac("3c:22:fb:10:20:30"), "10.0.0.21", Some("Johns-MacBook-Pro"), Ends::At(1_900_000_000), true),
+                lease(mac("b8:27:eb:aa:bb:cc"), "10.0.0.22", Some("raspberrypi"), Ends::At(1_900_000_100), true),
+                lease(mac("00:11:32:01:02:03"), "10.0.0.2", Some("nas"), Ends::Never, true),
+                lease(mac("f0:9f:c2:00:00:01"), "10.0.0.30", Some("old-phone"), Ends::At(1_000_000_000), true),
+                lease(mac("dc:a6:32:12:34:56"), "10.0.0.23", None, Ends::At(1_900_000_200), true),
+                // InfiniBand: no MAC, named by its IP only.
+                lease(None, "10.0.0.40", Some("ib-node"), Ends::At(1_900_000_300), true),
+                lease(None, "fd00::21", Some("Johns-MacBook-Pro"), Ends::At(1_900_000_400), true),
+                lease(None, "fd00::99", Some("printer-v6"), Ends::At(1_900_000_500), true),
+            ]
+        );
+        assert!(!p.leases[3].active(1_500_000_000), "expiry in the past");
+        assert!(p.leases[0].active(1_500_000_000));
+        assert!(p.leases[2].active(u64::MAX - 1), "expiry 0 never ends");
+    }
+
+    #[test]
+    fn isc_fixture() {
+        let p = parse(&fixture("dhcpd.leases"));
+        assert_eq!(p.format, Some(Format::Isc));
+        assert_eq!(p.problems, []);
+        let m = mac("00:1b:21:aa:bb:cc");
+        assert_eq!(
+            p.leases,
+            [
+                lease(m, "10.0.0.50", Some("desk-old"), Ends::At(1_704_916_800), false),
+                lease(m, "10.0.0.51", Some("desk"), Ends::At(1_894_305_600), true),
+                lease(mac("52:54:00:de:ad:01"), "10.0.0.52", Some("kitchen tablet"), Ends::At(1_893_456_000), true),
+                lease(mac("52:54:00:de:ad:02"), "10.0.0.53", None, Ends::Never, true),
+                lease(mac("52:54:00:de:ad:01"), "10.0.0.52", Some("kitchen-tablet"), Ends::At(1_893_456_000), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn isc_dates_match_their_epoch() {
+        // dhcpd's own comment: `starts epoch 1704873600; # Wed Jan 10 08:00:00 2024`.
+        assert_eq!(isc_time("2024/01/10", "08:00:00"), Some(1_704_873_600));
+        assert_eq!(isc_time("1970/01/01", "00:00:00"), Some(0));
+        assert_eq!(isc_time("2000/02/29", "23:59:59"), Some(951_868_799));
+        assert_eq!(isc_time("2024/13/01", "00:00:00"), None);
+        assert_eq!(isc_time("2024/01/01", "24:00:00"), None);
+        assert_eq!(isc_time("99999999999999999999/1/1", "0:0:0"), None);
+        assert_eq!(isc_time("2024-01-01", "00:00:00"), None);
+    }
+
+    #[test]
+    fn kea_fixture() {
+        let p = parse(&fixture("kea-leases4.csv"));
+        assert_eq!(p.format, Some(Format::Kea));
+        assert_eq!(p.problems, []);
+        assert_eq!(
+            p.leases,
+            [
+                lease(mac("08:00:27:01:02:03"), "10.0.0.70", Some("laptop.lan"), Ends::At(1_900_000_000), true),
+                lease(mac("08:00:27:04:05:06"), "10.0.0.71", Some("tv"), Ends::At(1_900_000_000), true),
+                lease(mac("08:00:27:07:08:09"), "10.0.0.72", Some("gone"), Ends::At(1_700_000_000), false),
+                lease(mac("08:00:27:0a:0b:0c"), "10.0.0.73", Some("smith, john"), Ends::At(1_900_000_000), true),
+                lease(mac("08:00:27:04:05:06"), "10.0.0.71", Some("living-room-tv"), Ends::At(1_900_003_600), true),
+                lease(mac("08:00:27:0d:0e:0f"), "10.0.0.74", Some("deleted"), Ends::At(1_900_000_000), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn kea_columns_come_from_the_header() {
+        let p = parse(b"address,hostname,hwaddr\n10.0.0.9,cam,aa:bb:cc:dd:ee:ff\n10.0.0.10,x\n");
+        assert_eq!(
+            p.leases,
+            [lease(mac("aa:bb:cc:dd:ee:ff"), "10.0.0.9", Some("cam"), Ends::Never, true)]
+        );
+        assert_eq!(p.problems.len(), 1);
+        assert_eq!(p.problems[0].line, 3);
+        assert!(p.problems[0].what.contains("2 field(s), the header names 3"), "{:?}", p.problems);
+        let p = parse(b"address,hwaddr,expire\n10.0.0.9,zz:bb:cc:dd:ee:ff,1\n10.0.0.9,aa:bb:cc:dd:ee:ff,soon\n");
+        assert_eq!(p.leases, []);
+        assert!(p.problems[0].what.contains("not a MAC address"), "{:?}", p.problems);
+        assert!(p.problems[1].what.contains("expire \"soon\" is not a number"), "{:?}", p.problems);
+    }
+
+    #[test]
+    fn formats_are_detected_from_content() {
+        assert_eq!(detect(b""), Ok(None));
+        assert_eq!(detect(b"\n\n"), Ok(None));
+        assert_eq!(detect(b"# only a comment\n"), Ok(Some(Format::Isc)));
+        assert_eq!(detect(b"lease 10.0.0.1 {\n}\n"), Ok(Some(Format::Isc)));
+        assert_eq!(detect(b"duid 00:01\n"), Ok(Some(Format::Dnsmasq)));
+        assert_eq!(detect(b"address,hwaddr\n"), Ok(Some(Format::Kea)));
+        let e = detect(b"\n<html>\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.what.contains("not a dnsmasq, ISC dhcpd or Kea lease file"), "{e:?}");
+        assert!(e.what.contains("<html>"), "{e:?}");
+    }
+
+    #[test]
+    fn dnsmasq_bad_lines_are_reported_and_skipped() {
+        let long = format!("1 aa:bb:cc:dd:ee:01 10.0.0.1 {} *", "x".repeat(MAX_LINE));
+        let mut data = b"1900000000 aa:bb:cc:dd:ee:ff 10.0.0.5 good *\n".to_vec();
+        data.extend_from_slice(b"1900000000 aa:bb:cc:dd:ee:ff 10.0.0.\n"); // truncated
+        data.extend_from_slice(b"soon aa:bb:cc:dd:ee:ff 10.0.0.6 a *\n");
+        data.extend_from_slice(b"1 aa:bb:cc:dd:ee 10.0.0.7 b *\n");
+        data.extend_from_slice(b"1 aa:bb:cc:dd:ee:ff 10.0.0.300 c *\n");
+        data.extend_from_slice(long.as_bytes());
+        data.extend_from_slice(b"\n1900000000 aa:bb:cc:dd:ee:02 10.0.0.8 caf\xe9\xff\n");
+        data.extend_from_slice(b"1900000000 aa:bb:cc:dd:ee:03 10.0.0.9 ok-again *");
+        let p = parse(&data);
+        let lines: Vec<usize> = p.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 6], "{:#?}", p.problems);
+        assert!(p.problems[0].what.contains("3 field(s)"));
+        assert!(p.problems[1].what.contains("expiry \"soon\" is not a number"));
+        assert!(p.problems[2].what.contains("not a MAC address"));
+        assert!(p.problems[3].what.contains("not an IP address"));
+        assert!(p.problems[4].what.contains("over the 4096-byte limit"));
+        let names: Vec<Option<&str>> = p.leases.iter().map(|l| l.name.as_deref()).collect();
+        // The invalid UTF-8 bytes are dropped from the name.
+        assert_eq!(names, [Some("good"), Some("caf"), Some("ok-again")]);
+    }
+
+    #[test]
+    fn isc_truncated_and_broken_blocks() {
+        let data = b"lease 10.0.0.1 {\n  hardware ethernet 00:11:22:33:44:55;\n  client-hostname \"one\";\n}\n\
+lease 10.0.0.2 {\n  hardware ethernet 00:11:22:33:44:zz;\n  client-hostname \"two\";\n}\n\
+lease nonsense {\n  client-hostname \"x\";\n}\n\
+lease 10.0.0.3 {\n  ends 4 2024/99/99 00:00:00;\n  client-hostname \"three\n}\n\
+lease 10.0.0.4 {\n  client-hostname \"four\";\n}\n\
+}\n\
+lease 10.0.0.5 {\n  hardware ethernet 00:11:22:33:44:56;\n  client-hostname \"cut";
+        let p = parse(data);
+        let got: Vec<(IpAddr, Option<&str>)> =
+            p.leases.iter().map(|l| (l.ip, l.name.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                (ip("10.0.0.1"), Some("one")),
+                // A bad MAC loses the MAC, not the lease.
+                (ip("10.0.0.2"), Some("two")),
+                (ip("10.0.0.3"), None),
+                (ip("10.0.0.4"), Some("four")),
+            ]
+        );
+        assert_eq!(p.leases[1].mac, None);
+        let problems: Vec<(usize, &str)> =
+            p.problems.iter().map(|p| (p.line, p.what.as_str())).collect();
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+        assert_eq!(problems[0].0, 6);
+        assert!(problems[0].1.contains("not a MAC address"));
+        assert_eq!(problems[1], (9, "`lease` is not followed by an IP address"));
+        assert_eq!(problems[2].0, 13);
+        assert!(problems[2].1.contains("bad date"));
+        assert_eq!(problems[3], (14, "unterminated string"));
+        assert_eq!(problems[4], (19, "unmatched `}`"));
+        assert_eq!(problems[5].0, 20);
+        assert!(problems[5].1.contains("cut off"));
+        assert_eq!(problems[6], (22, "unterminated string"));
+    }
+
+    #[test]
+    fn garbage_bytes_are_problems_not_panics() {
+        // A deterministic byte soup (xorshift), tried as every format.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let soup: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for p in [parse(&soup), parse_dnsmasq(&soup), parse_isc(&soup), parse_kea(&soup)] {
+            assert!(!p.problems.is_empty());
+            for l in &p.leases {
+                if let Some(n) = &l.name {
+                    assert_eq!(sanitize(n).as_deref(), Some(n.as_str()));
+                }
+            }
+        }
+        assert_eq!(parse(b"\0\0\0\xff\xfe").leases, []);
+    }
+
+    #[test]
+    fn a_100k_line_file_is_read_whole() {
+        let mut data = String::new();
+        for i in 0..100_000u32 {
+            let [_, a, b, c] = i.to_be_bytes();
+            data.push_str(&format!(
+                "1900000000 02:00:00:{a:02x}:{b:02x}:{c:02x} 10.{a}.{b}.{c} host-{i} *\n"
+            ));
+        }
+        let p = parse(data.as_bytes());
+        assert_eq!(p.problems, []);
+        assert_eq!(p.leases.len(), 100_000);
+        assert_eq!(p.leases[99_999].name.as_deref(), Some("host-99999"));
+        assert_eq!(p.leases[99_999].ip, ip("10.1.134.159"));
+    }
+
+    #[test]
+    fn names_are_sanitised() {
+        assert_eq!(sanitize("nas"), Some("nas".into()));
+        assert_eq!(sanitize("*"), Some("*".into()));
+        assert_eq!(sanitize("  John's\t\tiPhone \n"), Some("John's iPhone".into()));
+        assert_eq!(sanitize("printer.lan."), Some("printer.lan".into()));
+        assert_eq!(sanitize("Müller-PC"), Some("Müller-PC".into()));
+        assert_eq!(sanitize("evil\u{202E}gpj.exe\x1b[31m"), Some("evilgpj.exe[31m".into()));
+        assert_eq!(sanitize("a\u{200B}b\u{FEFF}c\u{FFFD}"), Some("abc".into()));
+        assert_eq!(sanitize("\x00\x07 \u{2066}"), None);
+        assert_eq!(sanitize(""), None);
+        let long = sanitize(&"é".repeat(1000)).unwrap();
+        assert!(long.len() <= MAX_NAME && long.len() >= MAX_NAME - 1);
+        assert!(long.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn hardware_addresses() {
+        assert_eq!(parse_hw("0:1b:21:a:bb:c"), Some([0, 0x1b, 0x21, 0xa, 0xbb, 0xc]));
+        assert_eq!(parse_hw("00-1B-21-0A-BB-0C"), Some([0, 0x1b, 0x21, 0xa, 0xbb, 0xc]));
+        assert_eq!(parse_hw("00:1b:21:0a:bb"), None);
+        assert_eq!(parse_hw("00:1b:21:0a:bb:0c:01"), None);
+        assert_eq!(parse_hw("00:1b:21:0a:bb:100"), None);
+        assert_eq!(parse_hw("00:1b:21::bb:0c"), None);
+        assert_eq!(parse_hw("+0:1b:21:0a:bb:0c"), None);
+    }
 }
