@@ -391,3 +391,228 @@ fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
     File::open(path)?.take(MAX_FILE).read_to_end(&mut data)?;
     Ok(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{ffi::CString, fs::FileTimes, time::SystemTime};
+
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/leases")
+            .join(name)
+    }
+
+    fn names(files: &[PathBuf]) -> Hostnames {
+        Hostnames::new(&Options {
+            names_lease_files: files.to_vec(),
+            names_no_reverse_dns: true,
+            ..Options::default()
+        })
+    }
+
+    fn mac(s: &str) -> [u8; 6] {
+        leases::parse_hw(s).unwrap()
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn names_come_from_the_mac_then_an_active_lease_of_the_ip() {
+        let mut h = names(&[
+            fixture("dnsmasq.leases"),
+            fixture("dhcpd.leases"),
+            fixture("kea-leases4.csv"),
+        ]);
+        assert_eq!(h.lookup(mac("b8:27:eb:aa:bb:cc"), ip("10.0.0.22")), None, "read nothing before refresh");
+        h.refresh();
+        assert_eq!(h.warnings(), 0);
+        let stranger = mac("02:00:00:00:00:99");
+        let cases = [
+            // dnsmasq, whatever IP the device has now.
+            (mac("b8:27:eb:aa:bb:cc"), ip("10.0.0.99"), Some("raspberrypi")),
+            (mac("b8:27:eb:aa:bb:cc"), None, Some("raspberrypi")),
+            // An expired lease still names its MAC...
+            (mac("f0:9f:c2:00:00:01"), None, Some("old-phone")),
+            // ...but not its IP, which may belong to someone else now.
+            (stranger, ip("10.0.0.30"), None),
+            // A lease without a name names nothing.
+            (mac("dc:a6:32:12:34:56"), ip("10.0.0.23"), None),
+            // DHCPv6 and InfiniBand leases name their IP.
+            (stranger, ip("fd00::99"), Some("printer-v6")),
+            (stranger, ip("10.0.0.40"), Some("ib-node")),
+            // ISC: the active lease beats the free one for the same MAC.
+            (mac("00:1b:21:aa:bb:cc"), None, Some("desk")),
+            (stranger, ip("10.0.0.50"), None),
+            // ISC: the later block for 10.0.0.52 wins.
+            (mac("52:54:00:de:ad:01"), None, Some("kitchen-tablet")),
+            (stranger, ip("10.0.0.52"), Some("kitchen-tablet")),
+            // Kea: the later row wins; an expired-reclaimed lease still
+            // names its MAC; a deleted one too (its name is still the
+            // device's), but not its IP.
+            (mac("08:00:27:04:05:06"), None, Some("living-room-tv")),
+            (mac("08:00:27:07:08:09"), None, Some("gone")),
+            (stranger, ip("10.0.0.74"), None),
+            (stranger, ip("10.0.0.99"), None),
+        ];
+        for (m, a, want) in cases {
+            assert_eq!(h.lookup(m, a).as_deref(), want, "{m:02x?} {a:?}");
+        }
+        let s = h.stats();
+        assert_eq!(s.lease_files, 3);
+        assert_eq!(s.reverse_dns, None);
+    }
+
+    #[test]
+    fn an_active_lease_beats_a_later_expired_one_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.leases");
+        let b = dir.path().join("b.leases");
+        fs::write(&a, "1000 aa:bb:cc:00:00:01 10.0.0.5 expired-name *\n").unwrap();
+        fs::write(&b, "0 aa:bb:cc:00:00:01 10.0.0.6 current-name *\n").unwrap();
+        let mut h = names(&[a.clone(), b]);
+        h.refresh();
+        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("current-name"));
+        fs::write(&a, "1000 aa:bb:cc:00:00:01 10.0.0.5 expired-name *\n1 aa:bb:cc:00:00:02 10.0.0.7 x *\n").unwrap();
+        h.refresh();
+        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("current-name"));
+    }
+
+    #[test]
+    fn files_are_reread_only_when_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dhcp.leases");
+        let m = mac("aa:bb:cc:00:00:01");
+        fs::write(&path, "0 aa:bb:cc:00:00:01 10.0.0.5 alpha *\n").unwrap();
+        let mut h = names(std::slice::from_ref(&path));
+        h.refresh();
+        assert_eq!(h.lookup(m, None).as_deref(), Some("alpha"));
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+
+        // Same size, same inode, same mtime: not re-read.
+        fs::write(&path, "0 aa:bb:cc:00:00:01 10.0.0.5 bravo *\n").unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(mtime))
+            .unwrap();
+        h.refresh();
+        assert_eq!(h.lookup(m, None).as_deref(), Some("alpha"));
+
+        // A new mtime: re-read.
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(SystemTime::now()))
+            .unwrap();
+        h.refresh();
+        assert_eq!(h.lookup(m, None).as_deref(), Some("bravo"));
+
+        // Gone: its names go with it; back: read again.
+        fs::remove_file(&path).unwrap();
+        h.refresh();
+        assert_eq!(h.lookup(m, None), None);
+        assert_eq!(h.warnings(), 1, "an explicit file that vanished is logged");
+        fs::write(&path, "0 aa:bb:cc:00:00:01 10.0.0.5 charlie *\n").unwrap();
+        h.refresh();
+        assert_eq!(h.lookup(m, None).as_deref(), Some("charlie"));
+    }
+
+    #[test]
+    fn bad_files_are_logged_once_until_they_change_and_their_good_records_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.leases");
+        let fifo = dir.path().join("fifo");
+        let cfifo = CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(cfifo.as_ptr(), 0o600) }, 0);
+        let missing = dir.path().join("missing.leases");
+        let garbage = dir.path().join("garbage");
+        fs::write(&garbage, b"\x7fELF\x02\x01\x01\0\0\0\xff\xfe\n\0\0").unwrap();
+        fs::write(
+            &bad,
+            "0 aa:bb:cc:00:00:01 10.0.0.5 good *\n0 aa:bb:cc:00:00:02 nonsense x *\n0 aa:bb:cc:00:00:03\n",
+        )
+        .unwrap();
+        let files = [
+            bad.clone(),
+            dir.path().to_path_buf(), // a directory
+            fifo,                     // would block a reader: never opened
+            missing,
+            garbage,
+        ];
+        let mut h = names(&files);
+        h.refresh();
+        assert_eq!(h.warnings(), 5);
+        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("good"));
+        for _ in 0..3 {
+            h.refresh();
+        }
+        assert_eq!(h.warnings(), 5, "lasting problems are logged once");
+
+        // The file changes but keeps the same problem: still once.
+        fs::write(
+            &bad,
+            "0 aa:bb:cc:00:00:01 10.0.0.5 better *\n0 aa:bb:cc:00:00:02 nonsense x *\n0 aa:bb:cc:00:00:03\n",
+        )
+        .unwrap();
+        h.refresh();
+        assert_eq!(h.warnings(), 5);
+        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("better"));
+        // A different problem: logged.
+        fs::write(&bad, "0 aa:bb:cc:00:00:01 10.0.0.5\n").unwrap();
+        h.refresh();
+        assert_eq!(h.warnings(), 6);
+        // Fixed, then broken the same way again: logged again.
+        fs::write(&bad, "0 aa:bb:cc:00:00:01 10.0.0.5 fixed *\n").unwrap();
+        h.refresh();
+        fs::write(&bad, "0 aa:bb:cc:00:00:01 10.0.0.5\n").unwrap();
+        h.refresh();
+        assert_eq!(h.warnings(), 7);
+    }
+
+    #[test]
+    fn missing_default_files_are_not_problems() {
+        let mut h = Hostnames::new(&Options {
+            names_no_reverse_dns: true,
+            ..Options::default()
+        });
+        assert_eq!(h.files.len(), DEFAULT_LEASE_FILES.len());
+        h.refresh();
+        // This machine is no DHCP server: nothing found, nothing logged.
+        if DEFAULT_LEASE_FILES.iter().all(|p| !Path::new(p).exists()) {
+            assert_eq!(h.warnings(), 0);
+            assert_eq!(h.stats().lease_files, 0);
+        }
+    }
+
+    #[test]
+    fn options_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            names: Options,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--lease-file",
+            "/a",
+            "--lease-file=/b,/c",
+            "--no-reverse-dns",
+            "--reverse-dns-ttl",
+            "5m",
+        ])
+        .unwrap();
+        assert_eq!(cli.names.names_lease_files, [Path::new("/a"), Path::new("/b"), Path::new("/c")]);
+        assert!(cli.names.names_no_reverse_dns);
+        assert_eq!(cli.names.names_reverse_dns_ttl, Duration::from_secs(300));
+        assert_eq!(cli.names.names_reverse_dns_negative_ttl, Duration::from_secs(600));
+        assert!(Cli::try_parse_from(["x", "--reverse-dns-ttl", "soon"]).is_err());
+    }
+}
