@@ -136,8 +136,16 @@ pub fn detect(data: &[u8]) -> Result<Option<Format>, Problem> {
             .unwrap_or_default();
         return match first {
             b"address" if line.contains(&b',') => Ok(Some(Format::Kea)),
-            b"lease" | b"authoring-byte-order" | b"server-duid" | b"failover" | b"host"
-            | b"ia-na" | b"ia-ta" | b"ia-pd" | b"class" | b"subclass" => Ok(Some(Format::Isc)),
+            b"lease"
+            | b"authoring-byte-order"
+            | b"server-duid"
+            | b"failover"
+            | b"host"
+            | b"ia-na"
+            | b"ia-ta"
+            | b"ia-pd"
+            | b"class"
+            | b"subclass" => Ok(Some(Format::Isc)),
             b"duid" => Ok(Some(Format::Dnsmasq)),
             _ if !first.is_empty() && first.iter().all(u8::is_ascii_digit) => {
                 Ok(Some(Format::Dnsmasq))
@@ -364,8 +372,11 @@ fn isc_tokens(data: &[u8], out: &mut Parsed) -> Vec<(usize, Token)> {
                                 closed = true;
                                 break;
                             }
-                            b'\\' if j + 3 < line.len()
-                                && line[j + 1..j + 4].iter().all(|d| (b'0'..=b'7').contains(d)) =>
+                            b'\\'
+                                if j + 3 < line.len()
+                                    && line[j + 1..j + 4]
+                                        .iter()
+                                        .all(|d| (b'0'..=b'7').contains(d)) =>
                             {
                                 let v = line[j + 1..j + 4]
                                     .iter()
@@ -506,16 +517,17 @@ fn isc_statement(stmt: &[&(usize, Token)], lease: &mut Lease) -> Result<(), Stri
         }
         ["ends", "never"] => lease.ends = Ends::Never,
         ["ends", "epoch", secs, ..] => {
-            lease.ends = Ends::At(
-                secs.parse()
-                    .map_err(|_| format!("`ends epoch {}` is not a number", excerpt(secs.as_bytes())))?,
-            );
+            lease.ends = Ends::At(secs.parse().map_err(|_| {
+                format!("`ends epoch {}` is not a number", excerpt(secs.as_bytes()))
+            })?);
         }
         ["ends", _weekday, date, time] => {
-            lease.ends = Ends::At(
-                isc_time(date, time)
-                    .ok_or_else(|| format!("`ends` has a bad date {:?}", excerpt(format!("{date} {time}").as_bytes())))?,
-            );
+            lease.ends = Ends::At(isc_time(date, time).ok_or_else(|| {
+                format!(
+                    "`ends` has a bad date {:?}",
+                    excerpt(format!("{date} {time}").as_bytes())
+                )
+            })?);
         }
         ["ends", ..] => return Err("`ends` is neither a date, `epoch N` nor `never`".into()),
         _ => {}
@@ -525,8 +537,16 @@ fn isc_statement(stmt: &[&(usize, Token)], lease: &mut Lease) -> Result<(), Stri
 
 /// `YYYY/MM/DD` and `HH:MM:SS` (UTC) as seconds since the epoch.
 fn isc_time(date: &str, time: &str) -> Option<u64> {
-    let d: Vec<u64> = date.split('/').map(str::parse).collect::<Result<_, _>>().ok()?;
-    let t: Vec<u64> = time.split(':').map(str::parse).collect::<Result<_, _>>().ok()?;
+    let d: Vec<u64> = date
+        .split('/')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let t: Vec<u64> = time
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
     let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
         return None;
     };
@@ -586,31 +606,31 @@ pub fn parse_kea(data: &[u8]) -> Parsed {
         if fields.len() != cols.len() {
             out.problem(
                 n,
-                format!(
-                    "{} field(s), the header names {}",
-                    fields.len(),
-                    cols.len()
-                ),
+                format!("{} field(s), the header names {}", fields.len(), cols.len()),
             );
             continue;
         }
         let field = |c: Option<usize>| c.map(|c| fields[c].trim()).filter(|f| !f.is_empty());
         let row = || -> Result<Lease, String> {
-            let ip: IpAddr = fields[address]
-                .trim()
-                .parse()
-                .map_err(|_| format!("{:?} is not an IP address", excerpt(fields[address].as_bytes())))?;
-            let mac = match field(hwaddr) {
-                Some(hw) => Some(parse_hw(hw).ok_or_else(|| {
-                    format!("{:?} is not a MAC address", excerpt(hw.as_bytes()))
-                })?),
-                None => None,
-            };
+            let ip: IpAddr = fields[address].trim().parse().map_err(|_| {
+                format!(
+                    "{:?} is not an IP address",
+                    excerpt(fields[address].as_bytes())
+                )
+            })?;
+            let mac =
+                match field(hwaddr) {
+                    Some(hw) => Some(parse_hw(hw).ok_or_else(|| {
+                        format!("{:?} is not a MAC address", excerpt(hw.as_bytes()))
+                    })?),
+                    None => None,
+                };
             let number = |c: Option<usize>, what: &str| -> Result<Option<u64>, String> {
                 field(c)
                     .map(|f| {
-                        f.parse::<u64>()
-                            .map_err(|_| format!("{what} {:?} is not a number", excerpt(f.as_bytes())))
+                        f.parse::<u64>().map_err(|_| {
+                            format!("{what} {:?} is not a number", excerpt(f.as_bytes()))
+                        })
                     })
                     .transpose()
             };
@@ -708,15 +728,63 @@ mod tests {
         assert_eq!(
             p.leases,
             [
-                lease(mac("3c:22:fb:10:20:30"), "10.0.0.21", Some("Johns-MacBook-Pro"), Ends::At(1_900_000_000), true),
-                lease(mac("b8:27:eb:aa:bb:cc"), "10.0.0.22", Some("raspberrypi"), Ends::At(1_900_000_100), true),
-                lease(mac("00:11:32:01:02:03"), "10.0.0.2", Some("nas"), Ends::Never, true),
-                lease(mac("f0:9f:c2:00:00:01"), "10.0.0.30", Some("old-phone"), Ends::At(1_000_000_000), true),
-                lease(mac("dc:a6:32:12:34:56"), "10.0.0.23", None, Ends::At(1_900_000_200), true),
+                lease(
+                    mac("3c:22:fb:10:20:30"),
+                    "10.0.0.21",
+                    Some("Johns-MacBook-Pro"),
+                    Ends::At(1_900_000_000),
+                    true
+                ),
+                lease(
+                    mac("b8:27:eb:aa:bb:cc"),
+                    "10.0.0.22",
+                    Some("raspberrypi"),
+                    Ends::At(1_900_000_100),
+                    true
+                ),
+                lease(
+                    mac("00:11:32:01:02:03"),
+                    "10.0.0.2",
+                    Some("nas"),
+                    Ends::Never,
+                    true
+                ),
+                lease(
+                    mac("f0:9f:c2:00:00:01"),
+                    "10.0.0.30",
+                    Some("old-phone"),
+                    Ends::At(1_000_000_000),
+                    true
+                ),
+                lease(
+                    mac("dc:a6:32:12:34:56"),
+                    "10.0.0.23",
+                    None,
+                    Ends::At(1_900_000_200),
+                    true
+                ),
                 // InfiniBand: no MAC, named by its IP only.
-                lease(None, "10.0.0.40", Some("ib-node"), Ends::At(1_900_000_300), true),
-                lease(None, "fd00::21", Some("Johns-MacBook-Pro"), Ends::At(1_900_000_400), true),
-                lease(None, "fd00::99", Some("printer-v6"), Ends::At(1_900_000_500), true),
+                lease(
+                    None,
+                    "10.0.0.40",
+                    Some("ib-node"),
+                    Ends::At(1_900_000_300),
+                    true
+                ),
+                lease(
+                    None,
+                    "fd00::21",
+                    Some("Johns-MacBook-Pro"),
+                    Ends::At(1_900_000_400),
+                    true
+                ),
+                lease(
+                    None,
+                    "fd00::99",
+                    Some("printer-v6"),
+                    Ends::At(1_900_000_500),
+                    true
+                ),
             ]
         );
         assert!(!p.leases[3].active(1_500_000_000), "expiry in the past");
@@ -733,11 +801,35 @@ mod tests {
         assert_eq!(
             p.leases,
             [
-                lease(m, "10.0.0.50", Some("desk-old"), Ends::At(1_704_916_800), false),
+                lease(
+                    m,
+                    "10.0.0.50",
+                    Some("desk-old"),
+                    Ends::At(1_704_916_800),
+                    false
+                ),
                 lease(m, "10.0.0.51", Some("desk"), Ends::At(1_894_305_600), true),
-                lease(mac("52:54:00:de:ad:01"), "10.0.0.52", Some("kitchen tablet"), Ends::At(1_893_456_000), true),
-                lease(mac("52:54:00:de:ad:02"), "10.0.0.53", None, Ends::Never, true),
-                lease(mac("52:54:00:de:ad:01"), "10.0.0.52", Some("kitchen-tablet"), Ends::At(1_893_456_000), true),
+                lease(
+                    mac("52:54:00:de:ad:01"),
+                    "10.0.0.52",
+                    Some("kitchen tablet"),
+                    Ends::At(1_893_456_000),
+                    true
+                ),
+                lease(
+                    mac("52:54:00:de:ad:02"),
+                    "10.0.0.53",
+                    None,
+                    Ends::Never,
+                    true
+                ),
+                lease(
+                    mac("52:54:00:de:ad:01"),
+                    "10.0.0.52",
+                    Some("kitchen-tablet"),
+                    Ends::At(1_893_456_000),
+                    true
+                ),
             ]
         );
     }
@@ -762,12 +854,48 @@ mod tests {
         assert_eq!(
             p.leases,
             [
-                lease(mac("08:00:27:01:02:03"), "10.0.0.70", Some("laptop.lan"), Ends::At(1_900_000_000), true),
-                lease(mac("08:00:27:04:05:06"), "10.0.0.71", Some("tv"), Ends::At(1_900_000_000), true),
-                lease(mac("08:00:27:07:08:09"), "10.0.0.72", Some("gone"), Ends::At(1_700_000_000), false),
-                lease(mac("08:00:27:0a:0b:0c"), "10.0.0.73", Some("smith, john"), Ends::At(1_900_000_000), true),
-                lease(mac("08:00:27:04:05:06"), "10.0.0.71", Some("living-room-tv"), Ends::At(1_900_003_600), true),
-                lease(mac("08:00:27:0d:0e:0f"), "10.0.0.74", Some("deleted"), Ends::At(1_900_000_000), false),
+                lease(
+                    mac("08:00:27:01:02:03"),
+                    "10.0.0.70",
+                    Some("laptop.lan"),
+                    Ends::At(1_900_000_000),
+                    true
+                ),
+                lease(
+                    mac("08:00:27:04:05:06"),
+                    "10.0.0.71",
+                    Some("tv"),
+                    Ends::At(1_900_000_000),
+                    true
+                ),
+                lease(
+                    mac("08:00:27:07:08:09"),
+                    "10.0.0.72",
+                    Some("gone"),
+                    Ends::At(1_700_000_000),
+                    false
+                ),
+                lease(
+                    mac("08:00:27:0a:0b:0c"),
+                    "10.0.0.73",
+                    Some("smith, john"),
+                    Ends::At(1_900_000_000),
+                    true
+                ),
+                lease(
+                    mac("08:00:27:04:05:06"),
+                    "10.0.0.71",
+                    Some("living-room-tv"),
+                    Ends::At(1_900_003_600),
+                    true
+                ),
+                lease(
+                    mac("08:00:27:0d:0e:0f"),
+                    "10.0.0.74",
+                    Some("deleted"),
+                    Ends::At(1_900_000_000),
+                    false
+                ),
             ]
         );
     }
@@ -777,15 +905,37 @@ mod tests {
         let p = parse(b"address,hostname,hwaddr\n10.0.0.9,cam,aa:bb:cc:dd:ee:ff\n10.0.0.10,x\n");
         assert_eq!(
             p.leases,
-            [lease(mac("aa:bb:cc:dd:ee:ff"), "10.0.0.9", Some("cam"), Ends::Never, true)]
+            [lease(
+                mac("aa:bb:cc:dd:ee:ff"),
+                "10.0.0.9",
+                Some("cam"),
+                Ends::Never,
+                true
+            )]
         );
         assert_eq!(p.problems.len(), 1);
         assert_eq!(p.problems[0].line, 3);
-        assert!(p.problems[0].what.contains("2 field(s), the header names 3"), "{:?}", p.problems);
+        assert!(
+            p.problems[0]
+                .what
+                .contains("2 field(s), the header names 3"),
+            "{:?}",
+            p.problems
+        );
         let p = parse(b"address,hwaddr,expire\n10.0.0.9,zz:bb:cc:dd:ee:ff,1\n10.0.0.9,aa:bb:cc:dd:ee:ff,soon\n");
         assert_eq!(p.leases, []);
-        assert!(p.problems[0].what.contains("not a MAC address"), "{:?}", p.problems);
-        assert!(p.problems[1].what.contains("expire \"soon\" is not a number"), "{:?}", p.problems);
+        assert!(
+            p.problems[0].what.contains("not a MAC address"),
+            "{:?}",
+            p.problems
+        );
+        assert!(
+            p.problems[1]
+                .what
+                .contains("expire \"soon\" is not a number"),
+            "{:?}",
+            p.problems
+        );
     }
 
     #[test]
@@ -798,7 +948,11 @@ mod tests {
         assert_eq!(detect(b"address,hwaddr\n"), Ok(Some(Format::Kea)));
         let e = detect(b"\n<html>\n").unwrap_err();
         assert_eq!(e.line, 2);
-        assert!(e.what.contains("not a dnsmasq, ISC dhcpd or Kea lease file"), "{e:?}");
+        assert!(
+            e.what
+                .contains("not a dnsmasq, ISC dhcpd or Kea lease file"),
+            "{e:?}"
+        );
         assert!(e.what.contains("<html>"), "{e:?}");
     }
 
@@ -817,7 +971,11 @@ mod tests {
         let lines: Vec<usize> = p.problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [2, 3, 4, 5, 6], "{:#?}", p.problems);
         assert!(p.problems[0].what.contains("3 field(s)"));
-        assert!(p.problems[1].what.contains("expiry \"soon\" is not a number"));
+        assert!(
+            p.problems[1]
+                .what
+                .contains("expiry \"soon\" is not a number")
+        );
         assert!(p.problems[2].what.contains("not a MAC address"));
         assert!(p.problems[3].what.contains("not an IP address"));
         assert!(p.problems[4].what.contains("over the 4096-byte limit"));
@@ -849,8 +1007,11 @@ lease 10.0.0.5 {\n  hardware ethernet 00:11:22:33:44:56;\n  client-hostname \"cu
             ]
         );
         assert_eq!(p.leases[1].mac, None);
-        let problems: Vec<(usize, &str)> =
-            p.problems.iter().map(|p| (p.line, p.what.as_str())).collect();
+        let problems: Vec<(usize, &str)> = p
+            .problems
+            .iter()
+            .map(|p| (p.line, p.what.as_str()))
+            .collect();
         assert_eq!(problems.len(), 7, "{problems:#?}");
         assert_eq!(problems[0].0, 6);
         assert!(problems[0].1.contains("not a MAC address"));
@@ -876,7 +1037,12 @@ lease 10.0.0.5 {\n  hardware ethernet 00:11:22:33:44:56;\n  client-hostname \"cu
                 x as u8
             })
             .collect();
-        for p in [parse(&soup), parse_dnsmasq(&soup), parse_isc(&soup), parse_kea(&soup)] {
+        for p in [
+            parse(&soup),
+            parse_dnsmasq(&soup),
+            parse_isc(&soup),
+            parse_kea(&soup),
+        ] {
             assert!(!p.problems.is_empty());
             for l in &p.leases {
                 if let Some(n) = &l.name {
@@ -907,10 +1073,16 @@ lease 10.0.0.5 {\n  hardware ethernet 00:11:22:33:44:56;\n  client-hostname \"cu
     fn names_are_sanitised() {
         assert_eq!(sanitize("nas"), Some("nas".into()));
         assert_eq!(sanitize("*"), Some("*".into()));
-        assert_eq!(sanitize("  John's\t\tiPhone \n"), Some("John's iPhone".into()));
+        assert_eq!(
+            sanitize("  John's\t\tiPhone \n"),
+            Some("John's iPhone".into())
+        );
         assert_eq!(sanitize("printer.lan."), Some("printer.lan".into()));
         assert_eq!(sanitize("Müller-PC"), Some("Müller-PC".into()));
-        assert_eq!(sanitize("evil\u{202E}gpj.exe\x1b[31m"), Some("evilgpj.exe[31m".into()));
+        assert_eq!(
+            sanitize("evil\u{202E}gpj.exe\x1b[31m"),
+            Some("evilgpj.exe[31m".into())
+        );
         assert_eq!(sanitize("a\u{200B}b\u{FEFF}c\u{FFFD}"), Some("abc".into()));
         assert_eq!(sanitize("\x00\x07 \u{2066}"), None);
         assert_eq!(sanitize(""), None);
@@ -921,8 +1093,14 @@ lease 10.0.0.5 {\n  hardware ethernet 00:11:22:33:44:56;\n  client-hostname \"cu
 
     #[test]
     fn hardware_addresses() {
-        assert_eq!(parse_hw("0:1b:21:a:bb:c"), Some([0, 0x1b, 0x21, 0xa, 0xbb, 0xc]));
-        assert_eq!(parse_hw("00-1B-21-0A-BB-0C"), Some([0, 0x1b, 0x21, 0xa, 0xbb, 0xc]));
+        assert_eq!(
+            parse_hw("0:1b:21:a:bb:c"),
+            Some([0, 0x1b, 0x21, 0xa, 0xbb, 0xc])
+        );
+        assert_eq!(
+            parse_hw("00-1B-21-0A-BB-0C"),
+            Some([0, 0x1b, 0x21, 0xa, 0xbb, 0xc])
+        );
         assert_eq!(parse_hw("00:1b:21:0a:bb"), None);
         assert_eq!(parse_hw("00:1b:21:0a:bb:0c:01"), None);
         assert_eq!(parse_hw("00:1b:21:0a:bb:100"), None);

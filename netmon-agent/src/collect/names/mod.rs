@@ -427,13 +427,21 @@ mod tests {
             fixture("dhcpd.leases"),
             fixture("kea-leases4.csv"),
         ]);
-        assert_eq!(h.lookup(mac("b8:27:eb:aa:bb:cc"), ip("10.0.0.22")), None, "read nothing before refresh");
+        assert_eq!(
+            h.lookup(mac("b8:27:eb:aa:bb:cc"), ip("10.0.0.22")),
+            None,
+            "read nothing before refresh"
+        );
         h.refresh();
         assert_eq!(h.warnings(), 0);
         let stranger = mac("02:00:00:00:00:99");
         let cases = [
             // dnsmasq, whatever IP the device has now.
-            (mac("b8:27:eb:aa:bb:cc"), ip("10.0.0.99"), Some("raspberrypi")),
+            (
+                mac("b8:27:eb:aa:bb:cc"),
+                ip("10.0.0.99"),
+                Some("raspberrypi"),
+            ),
             (mac("b8:27:eb:aa:bb:cc"), None, Some("raspberrypi")),
             // An expired lease still names its MAC...
             (mac("f0:9f:c2:00:00:01"), None, Some("old-phone")),
@@ -475,10 +483,20 @@ mod tests {
         fs::write(&b, "0 aa:bb:cc:00:00:01 10.0.0.6 current-name *\n").unwrap();
         let mut h = names(&[a.clone(), b]);
         h.refresh();
-        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("current-name"));
-        fs::write(&a, "1000 aa:bb:cc:00:00:01 10.0.0.5 expired-name *\n1 aa:bb:cc:00:00:02 10.0.0.7 x *\n").unwrap();
+        assert_eq!(
+            h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(),
+            Some("current-name")
+        );
+        fs::write(
+            &a,
+            "1000 aa:bb:cc:00:00:01 10.0.0.5 expired-name *\n1 aa:bb:cc:00:00:02 10.0.0.7 x *\n",
+        )
+        .unwrap();
         h.refresh();
-        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("current-name"));
+        assert_eq!(
+            h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(),
+            Some("current-name")
+        );
     }
 
     #[test]
@@ -549,7 +567,10 @@ mod tests {
         let mut h = names(&files);
         h.refresh();
         assert_eq!(h.warnings(), 5);
-        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("good"));
+        assert_eq!(
+            h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(),
+            Some("good")
+        );
         for _ in 0..3 {
             h.refresh();
         }
@@ -563,7 +584,10 @@ mod tests {
         .unwrap();
         h.refresh();
         assert_eq!(h.warnings(), 5);
-        assert_eq!(h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(), Some("better"));
+        assert_eq!(
+            h.lookup(mac("aa:bb:cc:00:00:01"), None).as_deref(),
+            Some("better")
+        );
         // A different problem: logged.
         fs::write(&bad, "0 aa:bb:cc:00:00:01 10.0.0.5\n").unwrap();
         h.refresh();
@@ -609,10 +633,16 @@ mod tests {
             "5m",
         ])
         .unwrap();
-        assert_eq!(cli.names.names_lease_files, [Path::new("/a"), Path::new("/b"), Path::new("/c")]);
+        assert_eq!(
+            cli.names.names_lease_files,
+            [Path::new("/a"), Path::new("/b"), Path::new("/c")]
+        );
         assert!(cli.names.names_no_reverse_dns);
         assert_eq!(cli.names.names_reverse_dns_ttl, Duration::from_secs(300));
-        assert_eq!(cli.names.names_reverse_dns_negative_ttl, Duration::from_secs(600));
+        assert_eq!(
+            cli.names.names_reverse_dns_negative_ttl,
+            Duration::from_secs(600)
+        );
         assert!(Cli::try_parse_from(["x", "--reverse-dns-ttl", "soon"]).is_err());
     }
 }

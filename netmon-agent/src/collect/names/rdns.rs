@@ -122,7 +122,9 @@ impl ReverseDns {
         }
         let now = Instant::now();
         if let Some(e) = self.cache.get_mut(&ip) {
-            let waiting = e.pending.is_some_and(|t| now.duration_since(t) < PENDING_TIMEOUT);
+            let waiting = e
+                .pending
+                .is_some_and(|t| now.duration_since(t) < PENDING_TIMEOUT);
             if now >= e.expires && !waiting {
                 match self.queue.try_send(ip) {
                     Ok(()) => e.pending = Some(now),
@@ -187,7 +189,8 @@ impl ReverseDns {
         let now = Instant::now();
         let keep = self.ttl.max(self.negative_ttl);
         self.cache.retain(|_, e| {
-            e.pending.is_some_and(|t| now.duration_since(t) < PENDING_TIMEOUT)
+            e.pending
+                .is_some_and(|t| now.duration_since(t) < PENDING_TIMEOUT)
                 || now < e.expires + keep
         });
         if self.cache.len() < self.max_entries && self.logged == Some("cache full") {
@@ -218,7 +221,9 @@ fn log_once(logged: &mut Option<&'static str>, what: &'static str) {
             "cache full" => warn!(
                 "The reverse-DNS cache is full; addresses not cached yet go unnamed until entries expire."
             ),
-            "queue full" => warn!("The reverse-DNS queue is full (slow resolver?); retrying later."),
+            "queue full" => {
+                warn!("The reverse-DNS queue is full (slow resolver?); retrying later.")
+            }
             _ => warn!("No reverse-DNS worker is running; names come from lease files only."),
         }
     }
