@@ -73,7 +73,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut parts = s.split(':');
     for byte in &mut mac {
         let p = parts.next()?;
-        if p.len() != 2 {
+        if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(p, 16).ok()?;
@@ -141,6 +141,11 @@ mod tests {
         assert_eq!(parse_mac("02:00:00:00:00:0a:ff"), None);
         assert_eq!(parse_mac("zz:00:00:00:00:0a"), None);
         assert_eq!(parse_mac(""), None);
+        assert_eq!(
+            parse_mac("+a:00:00:00:00:0a"),
+            None,
+            "a sign is not a hex digit"
+        );
         assert_eq!(format_mac([2, 0, 0, 0, 0, 0xa]), "02:00:00:00:00:0a");
     }
 

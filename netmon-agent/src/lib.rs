@@ -176,6 +176,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         &cfg.collect,
         &collect::Context {
             traffic: shared.clone(),
+            stop: stop_collectors.clone(),
         },
         &stop_collectors,
     );

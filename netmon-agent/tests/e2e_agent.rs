@@ -841,6 +841,38 @@ fn sigterm_exits_promptly_with_client_connections_open() {
     drop(connections);
 }
 
+/// Collectors that wait (probes for an address nobody answers, a sweep at
+/// one request a second) do not hold up shutdown.
+#[test]
+fn sigterm_exits_promptly_while_probes_and_a_sweep_wait() {
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    let tmp = state_dir();
+    let cmd = agent_command(
+        &tmp.path().to_owned(),
+        &[
+            "--probe-target=10.0.0.99",
+            "--probe-timeout=60s",
+            "--discovery-sweep-rate=1",
+            "--discovery-sweep-wait=10s",
+        ],
+    );
+    let mut agent = Running::start(ns, &cmd, TEST_KEY);
+    // Both are under way: the probe waits up to 60 s, the sweep of the /24
+    // would take minutes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let status = agent.child.wait_with_timeout(STOP_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.code() == Some(0)),
+        "SIGTERM during a latency probe and an ARP sweep did not stop the agent within \
+         {STOP_TIMEOUT:?} (status {status:?} after {:?})\n{}",
+        sent.elapsed(),
+        agent.stderr()
+    );
+}
+
 // ===========================================================================
 // 6. Interfaces that go away and come back
 

@@ -322,3 +322,43 @@ fn a_huge_neighbour_table_is_logged_and_bounded() {
     );
     assert_eq!(agent.get("/health")["status"], "ok");
 }
+
+/// Hostnames through the agent: a device named in a DHCP lease file gets
+/// that name; one without a lease has none (reverse DNS is off here); a
+/// lease added later is picked up when the file changes.
+#[test]
+fn hostnames_come_from_the_lease_file() {
+    let (lan, macs) = lan(2);
+    let dir = tempfile::tempdir().unwrap();
+    let leases = dir.path().join("dnsmasq.leases");
+    let line = |mac: [u8; 6], ip: std::net::Ipv4Addr, name: &str| {
+        format!("0 {} {ip} {name} *\n", format_mac(mac))
+    };
+    std::fs::write(&leases, line(macs[0], lan.host(1).ip4(), "printer-one")).unwrap();
+    let lease_arg = format!("--lease-file={}", leases.display());
+    let agent = Agent::start(
+        lan.gw(),
+        &[
+            "--iface=br0",
+            "--discovery-interval=200ms",
+            "--discovery-sweep-interval=1s",
+            "--discovery-sweep-wait=300ms",
+            "--no-reverse-dns",
+            &lease_arg,
+        ],
+    );
+    let body = agent.wait_for("/api/v1/devices", WAIT, |body| {
+        device(body, macs[0]).is_some_and(|d| d["hostname"] == "printer-one")
+            && device(body, macs[1]).is_some()
+    });
+    assert_eq!(device(&body, macs[1]).unwrap()["hostname"], Value::Null);
+
+    let mut both = line(macs[0], lan.host(1).ip4(), "printer-one");
+    both.push_str(&line(macs[1], lan.host(2).ip4(), "nas"));
+    std::fs::write(&leases, both).unwrap();
+    agent.wait_for("/api/v1/devices", WAIT, |body| {
+        device(body, macs[1]).is_some_and(|d| d["hostname"] == "nas")
+    });
+    let one = agent.get(&format!("/api/v1/devices/{}", format_mac(macs[1])));
+    assert_eq!(one["devices"][0]["hostname"], "nas", "{one:#}");
+}

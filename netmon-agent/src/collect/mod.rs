@@ -83,6 +83,9 @@ pub struct Context {
     /// The traffic core's latest snapshot: watched interfaces, and the
     /// devices (MACs) and flows the eBPF counters saw.
     pub traffic: Shared,
+    /// Set when the agent stops: a cycle that waits (a sweep, probes) ends
+    /// early rather than holding up shutdown.
+    pub stop: Stop,
 }
 
 /// A value, or why the machine cannot provide it. Serialized as the value
@@ -139,11 +142,11 @@ pub struct Cycle {
     pub failures: u64,
 }
 
-fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::api::views::time(*t))
 }
 
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
@@ -346,6 +349,10 @@ pub struct Telemetry {
 impl Telemetry {
     /// Starts every enabled collector.
     pub fn spawn(&self, opts: &Options, ctx: &Context, stop: &Stop) -> Vec<JoinHandle<()>> {
+        let ctx = &Context {
+            stop: stop.clone(),
+            ..ctx.clone()
+        };
         let mut threads = Vec::new();
         if opts.enabled(CollectorName::System) {
             threads.push(spawn(
@@ -376,7 +383,7 @@ impl Telemetry {
         }
         if opts.enabled(CollectorName::Latency) {
             threads.push(spawn(
-                latency::Latency::new(&opts.latency),
+                latency::Latency::new(&opts.latency).with_stop(stop.clone()),
                 opts.latency.latency_interval,
                 ctx.clone(),
                 self.latency.clone(),

@@ -261,11 +261,13 @@ fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
 }
 
 /// Sweeps `t`'s subnet at `rate` requests a second, then listens for
-/// `window`. Returns what it found and its statistics.
+/// `window`. Returns what it found and its statistics. Stops sending, and
+/// listens no longer, once `stop` is set (the agent is shutting down).
 pub fn sweep(
     t: &Target,
     rate: u32,
     window: Duration,
+    stop: &super::Stop,
 ) -> Result<(SweepStats, Vec<Found>), DiscoveryError> {
     let fd = open(t.ifindex)?;
     let started = SystemTime::now();
@@ -304,6 +306,9 @@ pub fn sweep(
         }
     };
     for (i, target) in subnet.filter(|&ip| ip != t.ip).enumerate() {
+        if stop.stopped() {
+            break;
+        }
         let due = t0 + gap * u32::try_from(i).unwrap_or(u32::MAX);
         while let Some(left) = due
             .checked_duration_since(Instant::now())
@@ -331,9 +336,10 @@ pub fn sweep(
     let end = Instant::now() + window;
     while let Some(left) = end
         .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
+        .filter(|d| !d.is_zero() && !stop.stopped())
     {
-        if wait_readable(&fd, left) {
+        // In slices, so that shutdown need not wait out the window.
+        if wait_readable(&fd, left.min(Duration::from_millis(100))) {
             read_all(&mut found);
         }
     }

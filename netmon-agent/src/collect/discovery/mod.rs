@@ -38,7 +38,11 @@ use self::{
     inventory::{Address, Inventory, Limits, Observation, Source, Status},
     ndp::ProbeStats,
 };
-use super::{Avail, CollectorName, Context, names::Hostnames, vendor};
+use super::{
+    Avail, CollectorName, Context, Stop,
+    names::{self, Hostnames},
+    vendor,
+};
 use crate::ifaces::{format_mac, parse_mac};
 
 /// Options of the discovery collector.
@@ -86,6 +90,10 @@ pub struct Options {
     /// while every one is active.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_DISCOVERY_MAX_DEVICES")]
     pub discovery_max_devices: u32,
+
+    /// Where device hostnames come from: DHCP leases, reverse DNS.
+    #[command(flatten)]
+    pub names: names::Options,
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
@@ -113,13 +121,7 @@ pub enum DiscoveryError {
     Netlink(String),
 }
 
-pub(crate) fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::api::views::time(*t))
-}
-
-pub(crate) fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
+use super::{ser_secs, ser_time};
 
 /// One device, as reported.
 #[derive(Clone, Debug, Serialize)]
@@ -205,6 +207,8 @@ pub struct Report {
     pub ipv6_probe: Avail<Vec<ProbeStats>>,
     /// The watched interfaces' own MACs (not devices).
     pub own_macs: Vec<OwnMac>,
+    /// Lease files read and the reverse-DNS cache.
+    pub hostnames: names::Stats,
 }
 
 impl Default for Report {
@@ -216,6 +220,7 @@ impl Default for Report {
             sweep: Avail::unavailable("not run yet"),
             ipv6_probe: Avail::unavailable("not run yet"),
             own_macs: Vec::new(),
+            hostnames: names::Stats::default(),
         }
     }
 }
@@ -292,9 +297,7 @@ impl Discovery {
                 forget_after,
                 max_devices: opts.discovery_max_devices as usize,
             }),
-            // The hostname source's own options, if it gets any, belong to
-            // it; until then its defaults.
-            hostnames: Hostnames::default(),
+            hostnames: Hostnames::new(&opts.names),
             next_sweep: (!off).then(Instant::now),
             sweep: Avail::unavailable(if off { disabled } else { "not run yet" }),
             probes: Avail::unavailable(if off { disabled } else { "not run yet" }),
@@ -363,7 +366,7 @@ impl Discovery {
     }
 
     /// The ARP sweep and the IPv6 probe of every watched interface.
-    fn probe_all(&mut self, locals: &[Local], observe: &mut Vec<Observation>) {
+    fn probe_all(&mut self, locals: &[Local], observe: &mut Vec<Observation>, stop: &Stop) {
         let o = &self.opts;
         let mut subnets = Vec::new();
         let mut skipped = Vec::new();
@@ -412,7 +415,12 @@ impl Discovery {
                     ip,
                     prefix,
                 };
-                match arp::sweep(&target, o.discovery_sweep_rate, o.discovery_sweep_wait) {
+                match arp::sweep(
+                    &target,
+                    o.discovery_sweep_rate,
+                    o.discovery_sweep_wait,
+                    stop,
+                ) {
                     Ok((stats, found)) => {
                         debug!(iface = l.name, subnet, requests = stats.requests, replies = stats.replies,
                             wall = ?stats.wall, "Swept a subnet.");
@@ -552,6 +560,8 @@ impl super::Collector for Discovery {
     type Report = Report;
 
     fn collect(&mut self, ctx: &Context) -> Report {
+        // Lease files changed since the last cycle are read again first.
+        self.hostnames.refresh();
         let snap = ctx.traffic.get();
         let watched_list: Vec<(u32, String)> = snap
             .interfaces
@@ -565,7 +575,7 @@ impl super::Collector for Discovery {
         if let Some(due) = self.next_sweep
             && Instant::now() >= due
         {
-            self.probe_all(&locals, &mut observe);
+            self.probe_all(&locals, &mut observe, &ctx.stop);
             self.next_sweep = Some(Instant::now() + self.opts.discovery_sweep_interval);
         }
 
@@ -672,6 +682,7 @@ impl super::Collector for Discovery {
             sweep: self.sweep.clone(),
             ipv6_probe: self.probes.clone(),
             own_macs,
+            hostnames: self.hostnames.stats(),
         }
     }
 }
