@@ -113,6 +113,11 @@ pub struct Config {
     #[arg(long, default_value = "info", env = "NETMON_LOG")]
     pub log: String,
 
+    /// `serverId` in /api/v1/snapshot (the earlier agents' machine
+    /// identifier). Default: the hostname.
+    #[arg(long, value_name = "ID", env = "NETMON_SERVER_ID")]
+    pub server_id: Option<String>,
+
     /// Log line format: `auto` is `journal` under journald, else `human`.
     #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Auto, env = "NETMON_LOG_FORMAT")]
     pub log_format: crate::logging::LogFormat,

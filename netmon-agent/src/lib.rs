@@ -203,6 +203,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         api::AppState {
             snapshot: shared,
             telemetry,
+            server_id: cfg.server_id.clone(),
         },
         Arc::new(key),
     );

@@ -348,3 +348,139 @@ fn disabled_collectors_give_503_or_unavailable_and_bad_parameters_400() {
     // Without the key, still 401 before anything else.
     assert_eq!(http_get_ok(b, SYSTEM, &[]).status, 401);
 }
+
+/// `/api/v1/snapshot` in the earlier bandwidth agent's shape: its fields are
+/// there with the documented meanings, devices carry the same totals as
+/// `/api/v1/devices`, names come from leases, and extras sit beside them.
+#[test]
+fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
+    let pair = Pair::new();
+    let (a, b) = (pair.a(), pair.b());
+    let dir = tempfile::tempdir().unwrap();
+    let leases = dir.path().join("dnsmasq.leases");
+    std::fs::write(
+        &leases,
+        format!("0 {} {} sender-a *\n", format_mac(a.mac()), a.ip4()),
+    )
+    .unwrap();
+    let lease_arg = format!("--lease-file={}", leases.display());
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--server-id=gw-1",
+            "--system-interval=200ms",
+            "--interfaces-interval=200ms",
+            "--discovery-interval=200ms",
+            "--no-reverse-dns",
+            &lease_arg,
+        ],
+    );
+    let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
+    a.ns().run(|| {
+        udp_send(
+            SocketAddr::new(a.ip4().into(), 0),
+            sink.local_addr(),
+            100,
+            300,
+        )
+    });
+    assert!(sink.wait_for(300, Duration::from_secs(10)));
+
+    let mac = format_mac(a.mac());
+    let find = |snap: &Value| -> Option<Value> {
+        snap["network"]["connectedDevices"]
+            .as_array()?
+            .iter()
+            .find(|d| d["mac"] == mac.as_str())
+            .cloned()
+    };
+    // Until the device has its name, and its totals equal /devices' (both
+    // read with no traffic in between, so from the same counts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (snap, dev) = loop {
+        let snap = agent.get("/api/v1/snapshot");
+        let devices = agent.get("/api/v1/devices");
+        let listed = devices["devices"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["mac"] == mac.as_str()).cloned());
+        if let (Some(d), Some(l)) = (find(&snap), listed)
+            && d["deviceName"] == "sender-a"
+            && d["bandwidth"]["txBytesTotal"] == l["tx"]["bytes"]
+            && d["bandwidth"]["rxBytesTotal"] == l["rx"]["bytes"]
+            && l["tx"]["bytes"].as_u64().unwrap_or(0) >= 300 * 142
+            && snap["metrics"]["cpu"].is_number()
+        {
+            break (snap, d);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "snapshot never agreed with /devices:\n{snap:#}\n{devices:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(snap["messageType"], "realtimeSnapshot");
+    assert_eq!(snap["serverId"], "gw-1");
+    assert!(snap["snapshotTime"].is_string());
+    let m = &snap["metrics"];
+    for pct in ["cpu", "memory"] {
+        let v = m[pct].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&v), "metrics.{pct} = {v}");
+    }
+    assert!(
+        m["disk"].is_null() || (0.0..=100.0).contains(&m["disk"].as_f64().unwrap()),
+        "{m:#}"
+    );
+    assert!(m["uptimeSeconds"].as_u64().unwrap() > 0, "{m:#}");
+    let n = &snap["network"];
+    // The measured length of the last 200 ms drain interval.
+    let d = n["collectionDurationSeconds"].as_f64().unwrap();
+    assert!((0.1..0.5).contains(&d), "{n:#}");
+    assert!(n["collectionStartTime"].is_string() && n["collectionEndTime"].is_string());
+    assert!(
+        n["interfaces"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|i| i["name"] == "eth0" && i["watched"] == true)),
+        "{n:#}"
+    );
+    assert_eq!(dev["ip"], a.ip4().to_string(), "{dev:#}");
+    assert_eq!(dev["status"], "active", "{dev:#}");
+    assert!(dev["timeChecked"].is_string(), "{dev:#}");
+    // The busier direction's share of the link speed, where it is known
+    // (veth reports 10 Gb/s on recent kernels); null, not 0, where not.
+    let eth0 = n["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .unwrap();
+    let bw = &dev["bandwidth"];
+    let busier = bw["txRateBps"]
+        .as_f64()
+        .unwrap()
+        .max(bw["rxRateBps"].as_f64().unwrap());
+    match eth0["speedMbps"].as_f64() {
+        Some(mbps) => {
+            let want = busier * 8.0 * 100.0 / (mbps * 1e6);
+            let got = bw["utilizationPercent"].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= want * 1e-9 + 1e-12,
+                "{got} != {want}: {dev:#}"
+            );
+        }
+        None => assert!(bw["utilizationPercent"].is_null(), "{dev:#}"),
+    }
+    // This host's own MAC is not a connected device.
+    assert!(find(&snap).is_some());
+    let own = format_mac(b.mac());
+    assert!(
+        !n["connectedDevices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["mac"] == own.as_str()),
+        "{n:#}"
+    );
+    let r = http_get_ok(b.ns(), "/api/v1/snapshot?x=1", &[("X-API-KEY", TEST_KEY)]);
+    assert_eq!(r.status, 400, "{r:#?}");
+}

@@ -70,7 +70,7 @@ struct OneMac {
 }
 
 /// Both sources' entries, merged by (ifindex, MAC), in that order.
-fn merge(s: &Snapshot, reading: Option<&Reading<Report>>) -> Vec<DeviceView> {
+pub(super) fn merge(s: &Snapshot, reading: Option<&Reading<Report>>) -> Vec<DeviceView> {
     type Pair<'a> = (Option<&'a Device>, Option<&'a DeviceReport>);
     let mut by_key: BTreeMap<(u32, [u8; 6]), Pair> = BTreeMap::new();
     for d in &s.devices {

@@ -10,6 +10,7 @@ mod flows;
 mod health;
 mod interfaces;
 mod latency;
+mod snapshot;
 mod system;
 pub mod telemetry;
 pub mod views;
@@ -27,6 +28,9 @@ pub struct AppState {
     pub snapshot: Shared,
     /// The collectors' latest readings.
     pub telemetry: Telemetry,
+    /// `serverId` in `/api/v1/snapshot` (`--server-id`); the hostname when
+    /// not set.
+    pub server_id: Option<String>,
 }
 
 /// The whole API.
@@ -36,6 +40,7 @@ pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
         .merge(flows::routes())
         .merge(interfaces::routes())
         .merge(latency::routes())
+        .merge(snapshot::routes())
         .merge(system::routes())
         .route_layer(middleware::from_fn_with_state(key, auth::require_key));
     Router::new()
