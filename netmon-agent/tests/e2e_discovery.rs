@@ -362,3 +362,29 @@ fn hostnames_come_from_the_lease_file() {
     let one = agent.get(&format!("/api/v1/devices/{}", format_mac(macs[1])));
     assert_eq!(one["devices"][0]["hostname"], "nas", "{one:#}");
 }
+
+/// The first sweep runs at start-up even with a long sweep interval: it
+/// waits for the traffic core's first list of watched interfaces instead
+/// of sweeping nothing and putting the real one off by an interval.
+#[test]
+fn the_first_sweep_happens_at_start_with_a_long_interval() {
+    let (lan, macs) = lan(2);
+    let agent = Agent::start(
+        lan.gw(),
+        &[
+            "--iface=br0",
+            "--discovery-interval=200ms",
+            "--discovery-sweep-interval=1h",
+            "--discovery-sweep-rate=2000",
+            "--discovery-sweep-wait=300ms",
+        ],
+    );
+    let body = agent.wait_for("/api/v1/devices", WAIT, |body| {
+        body["discovery"]["sweep"]["subnets"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    });
+    let s = &body["discovery"]["sweep"]["subnets"][0];
+    assert_eq!(s["requests"], 253, "{s:#}");
+    assert_eq!(s["replies"], macs.len(), "{s:#}");
+}

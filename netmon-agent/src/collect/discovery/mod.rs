@@ -572,8 +572,12 @@ impl super::Collector for Discovery {
         let (locals, own) = self.locals(&watched_list);
         let mut observe = Vec::new();
 
+        // Not before the traffic core has published its watched interfaces
+        // (collectors start before its first drain): a sweep of nothing
+        // would put the first real one off by a whole sweep interval.
         if let Some(due) = self.next_sweep
             && Instant::now() >= due
+            && !locals.is_empty()
         {
             self.probe_all(&locals, &mut observe, &ctx.stop);
             self.next_sweep = Some(Instant::now() + self.opts.discovery_sweep_interval);
