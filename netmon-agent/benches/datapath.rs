@@ -63,7 +63,7 @@ use aya::{
     },
     sys::{Stats, enable_stats},
 };
-use common::{Agent, ETHERTYPE_IPV4, NetNs, Pair, eth, ipv4_udp, require_root};
+use common::{Agent, ETHERTYPE_IPV4, Lan, NetNs, Pair, eth, ipv4_udp, require_root};
 use netmon_agent::{
     config::IngressHook,
     ebpf::{Kernel, OBJECT},
@@ -130,12 +130,17 @@ fn main() {
         opts.rounds
     );
 
+    if opts.only_collectors {
+        part6();
+        return;
+    }
     let hooks = part1_and_2(&opts);
     let drains = part3();
     let agent = part4();
     let rss = part5();
+    let collectors = part6();
 
-    summary(&hooks, &drains, &agent, &rss);
+    summary(&hooks, &drains, &agent, &rss, &collectors);
     println!("\nTotal time: {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -143,6 +148,8 @@ struct Options {
     seconds: Duration,
     rounds: usize,
     senders: usize,
+    /// Part 6 alone (`--collectors`).
+    only_collectors: bool,
 }
 
 impl Options {
@@ -153,6 +160,7 @@ impl Options {
             seconds: Duration::from_secs(2),
             rounds: 5,
             senders: 1,
+            only_collectors: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -168,8 +176,9 @@ impl Options {
                 "--seconds" => opts.seconds = Duration::from_secs_f64(value("--seconds")),
                 "--rounds" => opts.rounds = value("--rounds") as usize,
                 "--senders" => opts.senders = value("--senders") as usize,
+                "--collectors" => opts.only_collectors = true,
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --collectors"
                 ),
             }
         }
@@ -1475,7 +1484,13 @@ fn part5() -> AgentRss {
 
 // ---------------------------------------------------------------------------
 
-fn summary(hooks: &[HookResult], drains: &[DrainResult], agent: &AgentCpu, rss: &AgentRss) {
+fn summary(
+    hooks: &[HookResult],
+    drains: &[DrainResult],
+    agent: &AgentCpu,
+    rss: &AgentRss,
+    collectors: &Collectors,
+) {
     println!("\n## Summary (markdown)\n");
     println!("| measure | result | target | verdict |");
     println!("|---|---|---|---|");
@@ -1536,4 +1551,143 @@ fn summary(hooks: &[HookResult], drains: &[DrainResult], agent: &AgentCpu, rss: 
         rss.entries,
         rss.hwm_kib as f64 / 1024.0
     );
+    for c in &collectors.cycles {
+        println!(
+            "| {} collector CPU per cycle ({}) | {:.2} ms (mean of {} cycles) | - | - |",
+            c.name, c.what, c.cpu_ms, c.cycles
+        );
+    }
+    let w = &collectors.sweep;
+    println!(
+        "| ARP sweep of a /24 with {} live devices (--discovery-sweep-rate {SWEEP_RATE}) | {:.2} s, {} requests sent, {} replies | all found | {} |",
+        w.live,
+        w.wall_s,
+        w.requests,
+        w.replies,
+        verdict(w.replies == w.live as u64)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Part 6: the host telemetry collectors, in the real agent.
+
+/// Part 6: live devices on the swept /24, and the sweep's request rate.
+const SWEEP_HOSTS: usize = 50;
+const SWEEP_RATE: &str = "500";
+/// How long the collectors run before their cycles are read.
+const COLLECT_FOR: Duration = Duration::from_secs(12);
+
+struct CollectorCycle {
+    name: &'static str,
+    what: String,
+    cycles: u64,
+    cpu_ms: f64,
+}
+
+struct Sweep {
+    live: usize,
+    wall_s: f64,
+    requests: u64,
+    replies: u64,
+}
+
+struct Collectors {
+    cycles: Vec<CollectorCycle>,
+    sweep: Sweep,
+}
+
+fn part6() -> Collectors {
+    println!(
+        "\n## Part 6: host telemetry collectors (netmon-agent on a bridge with {SWEEP_HOSTS} hosts, every collector at 1 s)\n"
+    );
+    let lan = Lan::new(SWEEP_HOSTS);
+    let targets: Vec<String> = (1..=5)
+        .map(|i| format!("--probe-target={}", lan.host(i).ip4()))
+        .collect();
+    let mut args = vec![
+        "--iface=br0",
+        "--log=info",
+        "--system-interval=1s",
+        "--interfaces-interval=1s",
+        "--discovery-interval=1s",
+        "--latency-interval=1s",
+        "--probe-count=3",
+        "--probe-spacing=100ms",
+        "--discovery-sweep-interval=1h",
+        "--discovery-sweep-wait=1s",
+    ];
+    let rate = format!("--discovery-sweep-rate={SWEEP_RATE}");
+    args.push(&rate);
+    args.extend(targets.iter().map(String::as_str));
+    let agent = Agent::start(lan.gw(), &args);
+    thread::sleep(COLLECT_FOR);
+
+    let mut cycles = Vec::new();
+    let mut cycle =
+        |name: &'static str,
+         path: &str,
+         what: String,
+         reading: &dyn Fn(&serde_json::Value) -> &serde_json::Value| {
+            let body = agent.get(path);
+            let c = &reading(&body)["collection"];
+            let n = c["cycles"].as_u64().unwrap_or(0);
+            let cpu = c["cpu_seconds_total"].as_f64().unwrap_or(0.0);
+            assert!(n > 0, "{name}: no cycle in {COLLECT_FOR:?}: {body}");
+            println!(
+                "{name:<10} {n:>3} cycles, {:>7.2} ms CPU per cycle ({what})",
+                cpu * 1e3 / n as f64
+            );
+            cycles.push(CollectorCycle {
+                name,
+                what,
+                cycles: n,
+                cpu_ms: cpu * 1e3 / n as f64,
+            });
+        };
+    cycle(
+        "system",
+        "/api/v1/system",
+        "CPU, memory, filesystems, sensors, host".into(),
+        &|b| b,
+    );
+    let ifs = agent.get("/api/v1/interfaces")["stats"]["interfaces"]
+        .as_array()
+        .map_or(0, Vec::len);
+    cycle(
+        "interfaces",
+        "/api/v1/interfaces",
+        format!("{ifs} interfaces"),
+        &|b| &b["stats"],
+    );
+    cycle(
+        "latency",
+        "/api/v1/latency",
+        "5 targets x 3 probes".into(),
+        &|b| b,
+    );
+    let devices = agent.get("/api/v1/devices");
+    let found = devices["devices"].as_array().map_or(0, Vec::len);
+    cycle(
+        "discovery",
+        "/api/v1/devices",
+        format!("{found} devices; the first cycle includes the sweep"),
+        &|b| &b["discovery"],
+    );
+    let s = &devices["discovery"]["sweep"]["subnets"][0];
+    assert!(
+        s.is_object(),
+        "no sweep statistics: {:#}",
+        devices["discovery"]
+    );
+    let sweep = Sweep {
+        live: SWEEP_HOSTS,
+        wall_s: s["wall_seconds"].as_f64().unwrap_or(f64::NAN),
+        requests: s["requests"].as_u64().unwrap_or(0),
+        replies: s["replies"].as_u64().unwrap_or(0),
+    };
+    println!(
+        "\nARP sweep of {}: {} requests, {} replies from {SWEEP_HOSTS} live hosts, {:.2} s (at {SWEEP_RATE}/s, then a 1 s reply window)",
+        s["subnet"], sweep.requests, sweep.replies, sweep.wall_s
+    );
+    Collectors { cycles, sweep }
 }
