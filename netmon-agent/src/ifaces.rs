@@ -1,10 +1,16 @@
 //! The system's network interfaces, from `/sys/class/net`, and their
 //! addresses (for tying IPs to devices).
 
-use std::{fs, io, net::IpAddr, path::Path};
+use std::{
+    fs, io,
+    net::IpAddr,
+    os::fd::AsRawFd as _,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use network_interface::{Addr, NetworkInterface, NetworkInterfaceConfig as _};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::traffic::Subnets;
 
@@ -89,6 +95,110 @@ pub fn format_mac(m: [u8; 6]) -> String {
     )
 }
 
+/// rtnetlink multicast groups (linux/rtnetlink.h): link and address changes.
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+
+/// Tells the drain loop when interfaces or their addresses may have
+/// changed, so that it lists them (a dozen system calls an interface) only
+/// then instead of on every drain: a netlink socket subscribed to the
+/// kernel's link and address notifications, read without blocking.
+///
+/// It also answers "changed" every [`Changes::RECHECK`] (attach failures
+/// are retried then) and on a notification overflow; without a socket it
+/// always does.
+pub struct Changes {
+    sock: Option<netlink_sys::Socket>,
+    buf: Vec<u8>,
+    last: Option<Instant>,
+}
+
+impl Changes {
+    /// Full re-check at least this often, whatever the notifications say.
+    pub const RECHECK: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Changes {
+        let sock = (|| -> io::Result<netlink_sys::Socket> {
+            let mut s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+            s.bind(&netlink_sys::SocketAddr::new(0, 0))?;
+            for group in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
+                s.add_membership(group)?;
+            }
+            s.set_non_blocking(true)?;
+            Ok(s)
+        })();
+        let sock = match sock {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "No netlink link notifications; listing interfaces on every drain.");
+                None
+            }
+        };
+        Changes {
+            sock,
+            buf: vec![0; 64 * 1024],
+            last: None,
+        }
+    }
+
+    /// Whether anything may have changed since the previous call (always
+    /// true on the first). Drains the pending notifications.
+    pub fn changed(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Self::RECHECK);
+        let Some(sock) = &self.sock else {
+            self.last = Some(now);
+            return true;
+        };
+        let mut any = due;
+        loop {
+            // SAFETY: the buffer is valid for writes of its length.
+            let n = unsafe {
+                libc::recv(
+                    sock.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                any = true;
+                continue;
+            }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {}
+                    // Notifications were lost: assume anything changed.
+                    Some(libc::ENOBUFS) => {
+                        any = true;
+                        continue;
+                    }
+                    Some(libc::EINTR) => continue,
+                    _ => {
+                        debug!(error = %e, "Reading link notifications failed.");
+                        any = true;
+                    }
+                }
+            }
+            break;
+        }
+        if any {
+            self.last = Some(now);
+        }
+        any
+    }
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes::new()
+    }
+}
+
 /// The connected networks of every interface.
 pub fn subnets() -> Subnets {
     let mut subnets = Subnets::default();
@@ -133,6 +243,42 @@ fn prefix_len(mask: IpAddr) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link appearing in this namespace is noticed; nothing else is, until
+    /// the periodic re-check. Runs in a private network namespace (root).
+    #[test]
+    fn notices_link_changes_and_nothing_else() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("this test needs root (cargo xtask test runs it as root)");
+        }
+        std::thread::spawn(|| {
+            // SAFETY: unshare on this thread only; it exits afterwards.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            let mut c = Changes::new();
+            assert!(c.sock.is_some());
+            assert!(c.changed(), "the first call always says changed");
+            assert!(!c.changed(), "nothing happened");
+            // A veth pair, created by `ip`, which runs in this thread's
+            // namespace (a child inherits the forking thread's).
+            let ok = std::process::Command::new("ip")
+                .args([
+                    "link", "add", "nmt0", "type", "veth", "peer", "name", "nmt1",
+                ])
+                .status()
+                .expect("running ip")
+                .success();
+            assert!(ok, "creating a veth pair");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !c.changed() {
+                assert!(Instant::now() < deadline, "the new link was not noticed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(!c.changed(), "one change, reported once");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn mac_parsing() {

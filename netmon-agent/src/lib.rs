@@ -275,9 +275,17 @@ fn drain_loop(
     if let Some(every) = watchdog {
         info!(?every, "Answering systemd's watchdog.");
     }
+    let mut changes = ifaces::Changes::new();
+    let mut subnets = ifaces::subnets();
     loop {
-        if let Err(e) = watcher.reconcile(&mut kernel, &mut attachments, false) {
-            warn!(error = %e, "Re-checking interfaces failed.");
+        // Interfaces are listed again only when the kernel says links or
+        // addresses changed (and every Changes::RECHECK): listing them costs
+        // more than reading the maps.
+        if changes.changed() {
+            if let Err(e) = watcher.reconcile(&mut kernel, &mut attachments, false) {
+                warn!(error = %e, "Re-checking interfaces failed.");
+            }
+            subnets = ifaces::subnets();
         }
         for a in attachments.values() {
             names.insert(a.ifindex, a.name.clone());
@@ -288,7 +296,6 @@ fn drain_loop(
         }
         match kernel.read(&mut reading) {
             Ok(()) => {
-                let subnets = ifaces::subnets();
                 let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);

@@ -145,6 +145,25 @@ pub struct Kernel {
     mac_capacity: u32,
     flow_capacity: u32,
     batch_ok: bool,
+    quiet: Quiet,
+}
+
+/// When the maps need not be read: every frame the programs count first
+/// adds to the global packet counter, and only frames insert (or make the
+/// LRU evict) map entries. So while that counter stands still and the agent
+/// deleted nothing, the maps are as last read. A map read counts as a
+/// complete picture only once the counter was already unchanged at the
+/// read before it: a frame counted just before a read may still be updating
+/// its map entries (for well under a microsecond), and an interval later it
+/// has finished.
+#[derive(Debug, Default)]
+struct Quiet {
+    /// The global packet count after the last map read.
+    last: Option<u64>,
+    /// The last map read saw no packet since the one before it.
+    settled: bool,
+    /// Entries were deleted since the last map read.
+    dirty: bool,
 }
 
 impl Kernel {
@@ -187,6 +206,7 @@ impl Kernel {
             mac_capacity: mac_entries,
             flow_capacity: flow_entries,
             batch_ok: true,
+            quiet: Quiet::default(),
         })
     }
 
@@ -284,6 +304,14 @@ impl Kernel {
     /// Reads both counting maps and the globals into `r`, summing per-CPU
     /// values. Buffers in `r` are reused.
     pub fn read(&mut self, r: &mut Reading) -> Result<(), ReadError> {
+        let before = self.globals()?;
+        let q = &self.quiet;
+        if q.settled && !q.dirty && q.last == Some(before.packets) {
+            // Nothing counted since the maps were last read: `r` already
+            // holds what they hold.
+            r.globals = before;
+            return Ok(());
+        }
         r.macs.clear();
         r.flows.clear();
         let (ncpus, batch_ok) = (self.ncpus, self.batch_ok);
@@ -310,6 +338,21 @@ impl Kernel {
             warn!("The kernel cannot batch-read these maps; reading entry by entry (slower).");
             self.batch_ok = false;
         }
+        // After the maps, so the totals cover at least what they hold.
+        r.globals = self.globals()?;
+        self.quiet = Quiet {
+            last: Some(r.globals.packets),
+            settled: self.quiet.last == Some(r.globals.packets)
+                && before.packets == r.globals.packets,
+            dirty: false,
+        };
+        r.mac_capacity = u64::from(self.mac_capacity);
+        r.flow_capacity = u64::from(self.flow_capacity);
+        Ok(())
+    }
+
+    /// The global counters, summed over the CPUs.
+    fn globals(&self) -> Result<Globals, ReadError> {
         let globals: PerCpuArray<&MapData, Globals> = PerCpuArray::try_from(
             self.ebpf
                 .map(GLOBALS_MAP)
@@ -319,18 +362,19 @@ impl Kernel {
         let per_cpu = globals
             .get(&0, 0)
             .map_err(|e| ReadError::Map(GLOBALS_MAP, e))?;
-        r.globals = Globals::default();
+        let mut sum = Globals::default();
         for g in per_cpu.iter() {
-            r.globals.add(g);
+            sum.add(g);
         }
-        r.mac_capacity = u64::from(self.mac_capacity);
-        r.flow_capacity = u64::from(self.flow_capacity);
-        Ok(())
+        Ok(sum)
     }
 
     /// Deletes expired entries from the kernel maps; returns how many of
     /// each were deleted (entries already gone are not counted).
     pub fn delete(&mut self, expired: &Expired) -> (u64, u64) {
+        if !expired.macs.is_empty() || !expired.flows.is_empty() {
+            self.quiet.dirty = true;
+        }
         let macs = delete_all::<MacKey>(&mut self.ebpf, MAC_MAP, &expired.macs);
         let flows = delete_all::<FlowKey>(&mut self.ebpf, FLOW_MAP, &expired.flows);
         (macs, flows)
