@@ -1,0 +1,258 @@
+//! `GET /api/v1/snapshot`: everything current in one document, in the shape
+//! the earlier per-device bandwidth agent POSTed (`messageType:
+//! "realtimeSnapshot"`), so its consumers keep working, plus netmon's own
+//! fields beside the original ones.
+//!
+//! The original fields and what they hold here:
+//! - `metrics.cpu`, `metrics.memory`, `metrics.disk`: percent used (CPU
+//!   total, memory used of total, the filesystem mounted at `/`);
+//!   `metrics.uptimeSeconds`. A figure the machine cannot give is `null`,
+//!   never 0.
+//! - `network.collectionStartTime`/`EndTime`/`DurationSeconds`: the traffic
+//!   core's last drain interval, which the rates cover.
+//! - `connectedDevices[]`: every device on a watched interface (not
+//!   broadcast/multicast groups, not this host's own MACs): `ip` (its first
+//!   IPv4, else its first address), `mac`, `deviceName` (hostname from DHCP
+//!   leases or reverse DNS, else null), `status` (active, idle or gone from
+//!   discovery; `active` for a device only the traffic counters know),
+//!   `timeChecked` (last seen), and `bandwidth`: totals in bytes, rates in
+//!   bytes per second (`Bps`), `utilizationPercent` the busier direction's
+//!   share of the interface's link speed (null when the speed is unknown,
+//!   as on virtual links).
+
+use std::collections::HashMap;
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    AppState,
+    error::{ApiError, ApiQuery},
+    telemetry,
+    views::{DeviceView, time},
+};
+use crate::collect::{Avail, CollectorName};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/snapshot", get(show))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Snapshot {
+    message_type: &'static str,
+    server_id: String,
+    snapshot_time: String,
+    metrics: Metrics,
+    network: Network,
+    /// netmon's addition: the latency probes' last cycle.
+    latency: Value,
+    /// netmon's addition: the agent's version.
+    agent_version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metrics {
+    cpu: Option<f64>,
+    memory: Option<f64>,
+    disk: Option<f64>,
+    uptime_seconds: Option<u64>,
+    // netmon's additions.
+    cpu_per_core: Option<Vec<f64>>,
+    load_average: Option<[f64; 3]>,
+    memory_total_bytes: Option<u64>,
+    memory_used_bytes: Option<u64>,
+    hottest_cpu_celsius: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Network {
+    collection_start_time: Option<String>,
+    collection_end_time: Option<String>,
+    collection_duration_seconds: f64,
+    interfaces: Vec<Interface>,
+    connected_devices: Vec<ConnectedDevice>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Interface {
+    name: String,
+    mac: Option<String>,
+    ip_addresses: Vec<String>,
+    oper_state: String,
+    speed_mbps: Option<u64>,
+    watched: bool,
+    rx_bytes_total: Option<u64>,
+    tx_bytes_total: Option<u64>,
+    rx_rate_bps: Option<f64>,
+    tx_rate_bps: Option<f64>,
+    utilization_percent: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectedDevice {
+    ip: Option<String>,
+    mac: String,
+    device_name: Option<String>,
+    status: String,
+    time_checked: String,
+    bandwidth: Bandwidth,
+    // netmon's additions.
+    interface: String,
+    vendor: Option<&'static str>,
+    ips: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bandwidth {
+    rx_bytes_total: u64,
+    tx_bytes_total: u64,
+    rx_rate_bps: f64,
+    tx_rate_bps: f64,
+    utilization_percent: Option<f64>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ApiQuery(Params {}): ApiQuery<Params>,
+) -> Result<Json<Snapshot>, ApiError> {
+    let s = state.snapshot.get();
+    let t = &state.telemetry;
+    let system = t.system.get();
+    let sys = system.as_deref().map(|r| &r.report);
+    let netstats = t.interfaces.get();
+    let ifs = netstats
+        .as_deref()
+        .and_then(|r| r.report.interfaces.value().cloned())
+        .unwrap_or_default();
+    let speeds: HashMap<u32, u64> = ifs
+        .iter()
+        .filter_map(|i| i.speed_mbps.value().map(|s| (i.ifindex, *s)))
+        .collect();
+
+    let metrics = Metrics {
+        cpu: sys.and_then(|r| r.cpu.value()).map(|c| c.usage_percent),
+        memory: sys.and_then(|r| r.memory.value()).map(|m| m.used_percent),
+        disk: sys
+            .and_then(|r| r.filesystems.value())
+            .and_then(|f| f.iter().find(|f| f.mount_point == "/"))
+            .and_then(|f| f.used_percent.value().copied()),
+        uptime_seconds: sys.and_then(|r| r.uptime_seconds.value().copied()),
+        cpu_per_core: sys
+            .and_then(|r| r.cpu.value())
+            .map(|c| c.cores.iter().map(|c| c.usage_percent).collect()),
+        load_average: sys
+            .and_then(|r| r.load_average.value())
+            .map(|l| [l.one, l.five, l.fifteen]),
+        memory_total_bytes: sys.and_then(|r| r.memory.value()).map(|m| m.total_bytes),
+        memory_used_bytes: sys.and_then(|r| r.memory.value()).map(|m| m.used_bytes),
+        hottest_cpu_celsius: sys
+            .and_then(|r| r.temperatures.value())
+            .and_then(|t| t.hottest_cpu_celsius.value().copied()),
+    };
+
+    let interfaces = ifs
+        .iter()
+        .map(|i| {
+            let counters = i.counters.value();
+            let rates = i.rates.value();
+            Interface {
+                name: i.name.clone(),
+                mac: i.mac.value().cloned(),
+                ip_addresses: i
+                    .addresses
+                    .value()
+                    .map(|a| a.iter().map(|a| a.address.to_string()).collect())
+                    .unwrap_or_default(),
+                oper_state: i.oper_state.clone(),
+                speed_mbps: i.speed_mbps.value().copied(),
+                watched: i.watched,
+                rx_bytes_total: counters.map(|c| c.rx_bytes),
+                tx_bytes_total: counters.map(|c| c.tx_bytes),
+                rx_rate_bps: rates.map(|r| r.rx_bits_per_second / 8.0),
+                tx_rate_bps: rates.map(|r| r.tx_bits_per_second / 8.0),
+                utilization_percent: i
+                    .utilization
+                    .value()
+                    .map(|u| u.rx_percent.max(u.tx_percent)),
+            }
+        })
+        .collect();
+
+    let discovery = telemetry::latest(CollectorName::Discovery, &t.discovery).ok();
+    let connected_devices = super::devices::merge(&s, discovery.as_deref())
+        .into_iter()
+        .filter(|d| !d.group && !d.own)
+        .map(|d| connected(d, &speeds))
+        .collect();
+
+    let end = s.updated;
+    let latency = match telemetry::latest(CollectorName::Latency, &t.latency) {
+        Ok(r) => serde_json::to_value(&r.report.targets).map_err(ApiError::internal)?,
+        Err(e) => serde_json::to_value(Avail::<()>::unavailable(e.to_string()))
+            .map_err(ApiError::internal)?,
+    };
+    Ok(Json(Snapshot {
+        message_type: "realtimeSnapshot",
+        server_id: state.server_id.clone().unwrap_or_else(hostname),
+        snapshot_time: time(std::time::SystemTime::now()),
+        metrics,
+        network: Network {
+            collection_start_time: end.map(|e| time(e - s.interval)),
+            collection_end_time: end.map(time),
+            collection_duration_seconds: s.interval.as_secs_f64(),
+            interfaces,
+            connected_devices,
+        },
+        latency,
+        agent_version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+fn connected(d: DeviceView, speeds: &HashMap<u32, u64>) -> ConnectedDevice {
+    let ip = d
+        .ips
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(d.ips.first())
+        .map(ToString::to_string);
+    let busier_bits = d.rx.bits_per_second.max(d.tx.bits_per_second);
+    ConnectedDevice {
+        ip,
+        device_name: d.hostname.clone(),
+        status: d
+            .status
+            .map_or_else(|| "active".to_owned(), |s| s.as_str().to_owned()),
+        time_checked: d.last_seen.clone(),
+        bandwidth: Bandwidth {
+            rx_bytes_total: d.rx.bytes,
+            tx_bytes_total: d.tx.bytes,
+            rx_rate_bps: d.rx.bits_per_second / 8.0,
+            tx_rate_bps: d.tx.bits_per_second / 8.0,
+            utilization_percent: speeds
+                .get(&d.ifindex)
+                .filter(|s| **s > 0)
+                .map(|s| busier_bits * 100.0 / (*s as f64 * 1e6)),
+        },
+        interface: d.interface,
+        vendor: d.vendor,
+        ips: d.ips.iter().map(ToString::to_string).collect(),
+        mac: d.mac,
+    }
+}
