@@ -124,6 +124,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub collect: crate::collect::Options,
+
+    #[command(flatten, next_help_heading = "Prometheus metrics")]
+    pub metrics: crate::metrics::Options,
 }
 
 /// Where an option's value came from.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod ebpf;
 pub mod ifaces;
 pub mod logging;
+pub mod metrics;
 pub mod privileges;
 pub mod rates;
 pub mod snapshot;

@@ -37,6 +37,7 @@ pub struct TestArgs {
 
 pub fn run(root: &Path, args: TestArgs) -> Result<ExitCode> {
     toolchain::ensure_all(root)?;
+    toolchain::ensure_prometheus()?;
 
     let mut steps = Vec::new();
     if !args.no_lint {

@@ -179,6 +179,56 @@ fn ensure_bpf_linker(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The tools the metrics tests run: `promtool` (checks the exposition) and
+/// the Prometheus server (scrapes the agent), both from Debian's
+/// `prometheus` package.
+const PROMETHEUS_TOOLS: &[&str] = &["/usr/bin/promtool", "/usr/bin/prometheus"];
+
+/// Installs Debian's `prometheus` package when promtool or the server is
+/// missing (the `e2e_metrics` tests need both).
+pub fn ensure_prometheus() -> Result<()> {
+    let missing: Vec<&str> = PROMETHEUS_TOOLS
+        .iter()
+        .copied()
+        .filter(|tool| !Path::new(tool).exists())
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: promtool and prometheus found");
+        return Ok(());
+    }
+    let mut update = Command::new("apt-get");
+    update
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    let mut add = Command::new("apt-get");
+    add.args(["install", "-y", "--no-install-recommends", "prometheus"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    if !is_debian_like() {
+        bail!(
+            "{} missing: install Prometheus (promtool and the server) so that they are at {}",
+            missing.join(" and "),
+            PROMETHEUS_TOOLS.join(" and ")
+        );
+    }
+    if !is_root() {
+        bail!(
+            "{} missing and installing them needs root. Rerun as root, or run:\n  sudo {}\n  sudo {}",
+            missing.join(" and "),
+            display(&update),
+            display(&add)
+        );
+    }
+    for mut cmd in [update, add] {
+        eprintln!("xtask: installing prometheus: {}", display(&cmd));
+        status(&mut cmd)?;
+    }
+    if let Some(tool) = PROMETHEUS_TOOLS.iter().find(|t| !Path::new(t).exists()) {
+        bail!("{tool} is still missing after installing the prometheus package");
+    }
+    eprintln!("xtask: promtool and prometheus installed");
+    Ok(())
+}
+
 /// `bpf-linker --version`, e.g. `bpf-linker 0.13.0`.
 fn bpf_linker_version() -> Result<String> {
     match output(Command::new("bpf-linker").arg("--version")) {

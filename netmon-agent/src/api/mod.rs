@@ -10,6 +10,7 @@ mod flows;
 mod health;
 mod interfaces;
 mod latency;
+mod metrics;
 mod snapshot;
 mod system;
 pub mod telemetry;
@@ -42,9 +43,13 @@ pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
         .merge(latency::routes())
         .merge(snapshot::routes())
         .merge(system::routes())
-        .route_layer(middleware::from_fn_with_state(key, auth::require_key));
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&key),
+            auth::require_key,
+        ));
     Router::new()
         .merge(health::routes())
+        .merge(metrics::routes(key))
         .merge(protected)
         .fallback(error::not_found)
         .with_state(state)

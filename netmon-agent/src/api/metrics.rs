@@ -1,0 +1,43 @@
+//! `GET /metrics`: the Prometheus text exposition (see [`crate::metrics`]).
+//!
+//! Whether it needs the API key is fixed at start-up (`--metrics-auth`):
+//! when it does, the route carries the same key check as `/api/v1`; when it
+//! does not, it is open like `/health`. Query parameters are refused (400).
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::State,
+    http::header,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+
+use super::{AppState, auth, error::ApiQuery};
+use crate::metrics;
+
+/// The `/metrics` route, behind `key` when [`metrics::settings`] say so.
+pub fn routes(key: Arc<auth::ApiKey>) -> Router<AppState> {
+    let settings = metrics::settings();
+    let router = Router::new().route("/metrics", get(scrape));
+    if settings.needs_key {
+        router.route_layer(middleware::from_fn_with_state(key, auth::require_key))
+    } else {
+        router
+    }
+}
+
+/// No parameters; unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
+    let limits = metrics::settings().limits;
+    let snapshot = state.snapshot.get();
+    let body = metrics::encode(&snapshot, &state.telemetry, &limits);
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+}
