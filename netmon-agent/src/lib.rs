@@ -205,6 +205,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             snapshot: shared,
             telemetry,
             server_id: cfg.server_id.clone(),
+            metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
         },
         Arc::new(key),
     );

@@ -123,8 +123,9 @@ impl From<&Options> for Limits {
     }
 }
 
-/// Settings of the `/metrics` route, fixed at start-up: whether it needs the
-/// key (resolved against the listen address) and the encoder's limits.
+/// Settings of the `/metrics` route, fixed at start-up (they live in
+/// `api::AppState`): whether it needs the key (resolved against the listen
+/// address) and the encoder's limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     pub needs_key: bool,
@@ -138,30 +139,6 @@ impl Settings {
             limits: opts.into(),
         }
     }
-}
-
-impl Default for Settings {
-    /// When the agent did not call [`configure`]: the default limits, and
-    /// the key required (the safe choice without a listen address).
-    fn default() -> Self {
-        Settings {
-            needs_key: true,
-            limits: (&Options::default()).into(),
-        }
-    }
-}
-
-static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
-
-/// Fixes the `/metrics` settings for this process; call it once at start-up,
-/// before the API router is built. Later calls are ignored.
-pub fn configure(opts: &Options, listen: SocketAddr) {
-    let _ = SETTINGS.set(Settings::new(opts, listen));
-}
-
-/// The settings given to [`configure`], or [`Settings::default`].
-pub fn settings() -> Settings {
-    SETTINGS.get().copied().unwrap_or_default()
 }
 
 /// One sample value: counters stay integers so large totals keep every digit.

@@ -19,9 +19,8 @@ use serde::Deserialize;
 use super::{AppState, auth, error::ApiQuery};
 use crate::metrics;
 
-/// The `/metrics` route, behind `key` when [`metrics::settings`] say so.
-pub fn routes(key: Arc<auth::ApiKey>) -> Router<AppState> {
-    let settings = metrics::settings();
+/// The `/metrics` route, behind `key` when `settings` say so.
+pub fn routes(settings: &metrics::Settings, key: Arc<auth::ApiKey>) -> Router<AppState> {
     let router = Router::new().route("/metrics", get(scrape));
     if settings.needs_key {
         router.route_layer(middleware::from_fn_with_state(key, auth::require_key))
@@ -36,7 +35,7 @@ pub fn routes(key: Arc<auth::ApiKey>) -> Router<AppState> {
 struct Params {}
 
 async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
-    let limits = metrics::settings().limits;
+    let limits = state.metrics.limits;
     let snapshot = state.snapshot.get();
     let body = metrics::encode(&snapshot, &state.telemetry, &limits);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()

@@ -32,6 +32,8 @@ pub struct AppState {
     /// `serverId` in `/api/v1/snapshot` (`--server-id`); the hostname when
     /// not set.
     pub server_id: Option<String>,
+    /// `/metrics`: whether it needs the key, and its series limits.
+    pub metrics: crate::metrics::Settings,
 }
 
 /// The whole API.
@@ -49,7 +51,7 @@ pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
         ));
     Router::new()
         .merge(health::routes())
-        .merge(metrics::routes(key))
+        .merge(metrics::routes(&state.metrics, key))
         .merge(protected)
         .fallback(error::not_found)
         .with_state(state)
