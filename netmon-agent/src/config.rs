@@ -124,6 +124,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub collect: crate::collect::Options,
+
+    #[command(flatten)]
+    pub access: crate::api::auth::Options,
 }
 
 /// Where an option's value came from.
