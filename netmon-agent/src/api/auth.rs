@@ -202,8 +202,9 @@ fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
             .and_then(|d| u8::try_from(d).ok())
     };
     let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    let (pairs, _) = digits.as_chunks::<2>();
+    for (byte, &[hi, lo]) in out.iter_mut().zip(pairs) {
+        *byte = nibble(hi)? << 4 | nibble(lo)?;
     }
     Some(out)
 }

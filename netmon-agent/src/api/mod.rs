@@ -101,7 +101,7 @@ mod tests {
                 "/echo",
                 post(
                     |body: Result<Json<Value>, axum::extract::rejection::JsonRejection>| async move {
-                        body.map(|Json(v)| Json(v)).map_err(error::ApiError::from)
+                        body.map_err(error::ApiError::from)
                     },
                 ),
             )
