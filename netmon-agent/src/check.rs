@@ -68,6 +68,8 @@ pub fn run(cfg: &Config) -> Vec<Row> {
     rows.extend(interfaces(cfg, caps));
     rows.push(listen(cfg));
     rows.push(api_key(cfg));
+    rows.push(read_only_keys(cfg));
+    rows.push(tls(cfg));
     rows.push(state_dir(&cfg.state_dir));
     rows
 }
@@ -355,6 +357,39 @@ fn api_key(cfg: &Config) -> Row {
             format!("{:#}", anyhow::Error::from(e)),
         )
         .fix("fix or remove the key named above (keys need at least 16 printable characters)"),
+    }
+}
+
+fn read_only_keys(cfg: &Config) -> Row {
+    let files = &cfg.access.read_only_key_files;
+    if files.is_empty() {
+        return row("read-only keys", Outcome::Pass, "none configured");
+    }
+    match auth::read_key_lists(files) {
+        Ok(keys) => row(
+            "read-only keys",
+            Outcome::Pass,
+            format!("{} key(s) from {} file(s)", keys.len(), files.len()),
+        ),
+        Err(e) => row(
+            "read-only keys",
+            Outcome::Fail,
+            format!("{:#}", anyhow::Error::from(e)),
+        )
+        .fix("fix the line named, or the file's permissions"),
+    }
+}
+
+fn tls(cfg: &Config) -> Row {
+    match crate::api::tls::load(&cfg.access) {
+        Ok(None) => row("tls", Outcome::Pass, "off: the API speaks plain HTTP"),
+        Ok(Some(_)) => row("tls", Outcome::Pass, "certificate and key load"),
+        Err(e) => row(
+            "tls",
+            Outcome::Fail,
+            format!("{:#}", anyhow::Error::from(e)),
+        )
+        .fix("give a PEM certificate chain with --tls-cert and its PEM private key with --tls-key"),
     }
 }
 

@@ -49,7 +49,8 @@ const SUBCOMMANDS_HELP: &str = "\
 Subcommands (before the options):
   netmon-agent check [OPTIONS]         preflight: what this machine and configuration lack
   netmon-agent config check [OPTIONS]  validate the configuration (file included), start nothing
-  netmon-agent config show [OPTIONS]   print the effective configuration and where each value came from";
+  netmon-agent config show [OPTIONS]   print the effective configuration and where each value came from
+  netmon-agent hash-key                print the sha256: and argon2 forms of a key read on stdin";
 
 /// The agent's configuration.
 #[derive(Clone, Debug, Parser)]
@@ -127,6 +128,9 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "Prometheus metrics")]
     pub metrics: crate::metrics::Options,
+
+    #[command(flatten, next_help_heading = "API access")]
+    pub access: crate::api::auth::Options,
 }
 
 /// Where an option's value came from.

@@ -55,6 +55,9 @@ pub enum Error {
     /// No usable API key.
     #[error(transparent)]
     Key(#[from] auth::AuthError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] api::tls::TlsError),
     /// Loading the eBPF object failed.
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -85,7 +88,7 @@ impl Error {
     /// The process exit code for this error (documented in the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Key(_) => 2,
+            Error::Key(_) | Error::Tls(_) => 2,
             Error::Load(LoadError::MissingCapability(_)) => 3,
             Error::Load(LoadError::NoBtf) => 4,
             Error::Load(_) => 7,
@@ -101,7 +104,9 @@ impl Error {
 /// What start-up produced: everything that needs privilege is done.
 pub struct Started {
     cfg: Config,
-    key: auth::ApiKey,
+    keys: auth::Keyring,
+    /// HTTPS when `--tls-cert`/`--tls-key` are set.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     listener: std::net::TcpListener,
     kernel: Kernel,
     watcher: Watcher,
@@ -131,6 +136,17 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
         ),
         other => info!(source = %other, "Using the API key."),
     }
+    let read_only = auth::read_key_lists(&cfg.access.read_only_key_files)?;
+    if !read_only.is_empty() {
+        info!(
+            keys = read_only.len(),
+            files = cfg.access.read_only_key_files.len(),
+            "Using read-only API keys."
+        );
+    }
+    let keys = auth::Keyring::new(key).with(auth::Role::ReadOnly, read_only);
+    // Read now: the key file may be readable by root only.
+    let tls = api::tls::load(&cfg.access)?;
 
     // Bind first: a taken address fails before anything is attached.
     let listen_err = |source| Error::Listen {
@@ -146,7 +162,8 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
     watcher.reconcile(&mut kernel, &mut attachments, true)?;
     Ok(Started {
         cfg,
-        key,
+        keys,
+        tls,
         listener,
         kernel,
         watcher,
@@ -158,7 +175,8 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
 pub async fn serve(started: Started) -> Result<(), Error> {
     let Started {
         cfg,
-        key,
+        keys,
+        tls,
         listener,
         kernel,
         watcher,
@@ -168,7 +186,17 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         addr: cfg.listen,
         source,
     })?;
-    info!(addr = %cfg.listen, "API listening.");
+    let listener = match tls {
+        None => ApiListener::Plain(listener),
+        Some(config) => ApiListener::Tls(api::tls::TlsListener::new(listener, config).map_err(
+            |source| Error::Listen {
+                addr: cfg.listen,
+                source,
+            },
+        )?),
+    };
+    let tls = matches!(listener, ApiListener::Tls(_));
+    info!(addr = %cfg.listen, tls, "API listening.");
 
     let shared = Shared::default();
     let telemetry = collect::Telemetry::default();
@@ -192,7 +220,11 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             .expect("spawning the drain thread")
     };
 
-    let status = format!("Watching {watched} interface(s); API on {}.", cfg.listen);
+    let scheme = if tls { "https" } else { "http" };
+    let status = format!(
+        "Watching {watched} interface(s); API on {scheme}://{}.",
+        cfg.listen
+    );
     // Ready: the programs are attached and the API socket is bound (requests
     // queue until the server below accepts them).
     notify(&[
@@ -207,17 +239,31 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             server_id: cfg.server_id.clone(),
             metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
         },
-        Arc::new(key),
+        Arc::new(keys),
     );
     let stopping = Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown({
+    let shutdown = {
         let stopping = Arc::clone(&stopping);
         async move { stopping.notified().await }
-    });
+    };
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match listener {
+        ApiListener::Plain(listener) => Box::pin(
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .into_future(),
+        ),
+        ApiListener::Tls(listener) => {
+            use axum::serve::ListenerExt as _;
+            // `tap_io` only so that axum provides ConnectInfo<SocketAddr>
+            // (it does for TcpListener and for tapped listeners).
+            Box::pin(
+                axum::serve(listener.tap_io(|_| {}), service)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future(),
+            )
+        }
+    };
     // Graceful shutdown waits for requests in progress; a client that never
     // finishes its request must not keep the programs attached, so the wait
     // is bounded.
@@ -248,6 +294,12 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     served.map_err(Error::Serve)?;
     info!("Stopped.");
     Ok(())
+}
+
+/// The API's socket: plain HTTP, or HTTPS with `--tls-cert`.
+enum ApiListener {
+    Plain(tokio::net::TcpListener),
+    Tls(api::tls::TlsListener),
 }
 
 async fn shutdown_signal() {

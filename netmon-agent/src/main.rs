@@ -2,7 +2,8 @@
 //!
 //! `netmon-agent [OPTIONS]` runs the agent; `check`, `config check` and
 //! `config show` (before the options) inspect the machine and the
-//! configuration without starting it.
+//! configuration without starting it; `hash-key` prints the hashed forms of
+//! an API key read on stdin.
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(2);
         }
+        (Some("hash-key"), _) => return hash_key(),
         _ => Mode::Run,
     };
     let loaded = match config::load(args) {
@@ -78,6 +80,28 @@ fn main() -> ExitCode {
         Mode::ConfigShow => {
             print!("{}", show(&loaded));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `netmon-agent hash-key`: reads a key on stdin (its first line), prints
+/// its `sha256:` and argon2 forms, either of which can replace the key in a
+/// key file.
+fn hash_key() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the key from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    match netmon_agent::api::auth::hash_key(&line) {
+        Ok((sha256, argon2)) => {
+            println!("{sha256}");
+            println!("{argon2}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -1,18 +1,33 @@
-//! API key authentication: where the key comes from, and the middleware that
-//! checks it on every protected request.
+//! API key authentication and roles: where the keys come from, and the
+//! middleware that checks them on every protected request.
 //!
-//! The key is taken, first match wins, from `NETMON_API_KEY`, from a key file
-//! named on the command line, or from `<state_dir>/api-key`, which is created
-//! with a fresh random key on first start. Clients send it as
-//! `X-API-KEY: <key>` or `Authorization: Bearer <key>`.
+//! The admin key is taken, first match wins, from `NETMON_API_KEY`, from a
+//! key file named on the command line (`--api-key-file`), from the systemd
+//! credential `api-key`, or from `<state_dir>/api-key`, which is created with
+//! a fresh random key on first start. Read-only keys (a dashboard's) come
+//! from `--read-only-key-file` files, one key a line, `#` comments. Clients
+//! send a key as `X-API-KEY: <key>` or `Authorization: Bearer <key>`.
+//!
+//! Any configured key may be given as a hash instead of the key itself:
+//! `sha256:<64 hex digits>` or an argon2 PHC string (`$argon2id$v=19$...`);
+//! `netmon-agent hash-key` prints both forms of a key read on stdin.
+//! Plain and sha-256 keys are compared in constant time; argon2 is slow by
+//! design, so a key that verified against an argon2 hash is remembered (by
+//! its sha-256, in a bounded table) and later requests cost one sha-256.
 //!
 //! Wire [`require_key`] with `route_layer` so it runs only for matched routes
-//! (unknown paths stay 404) and leave `/health` outside it:
+//! (unknown paths stay 404) and leave `/health` outside it; it puts the
+//! key's [`Role`] into the request's extensions. A route that needs more than
+//! reading adds [`require_role`] inside it:
 //!
 //! ```ignore
+//! let admin = Router::new()
+//!     .route("/v1/purge", post(purge))
+//!     .route_layer(middleware::from_fn_with_state(Role::Admin, auth::require_role));
 //! let protected = Router::new()
 //!     .route("/v1/rates", get(rates))
-//!     .route_layer(middleware::from_fn_with_state(key.clone(), auth::require_key));
+//!     .merge(admin)
+//!     .route_layer(middleware::from_fn_with_state(keys.clone(), auth::require_key));
 //! let app = Router::new()
 //!     .route("/health", get(health))
 //!     .merge(protected)
@@ -20,21 +35,27 @@
 //! ```
 
 use std::{
+    collections::HashMap,
     fmt,
     fs::{self, DirBuilder, File, OpenOptions},
     io::{self, Read, Write},
     net::SocketAddr,
     os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
 };
 
+use argon2::{
+    Argon2,
+    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+};
 use axum::{
     extract::{ConnectInfo, Request, State},
     http::{HeaderMap, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tracing::{debug, warn};
 
@@ -52,9 +73,45 @@ pub const MIN_KEY_LEN: usize = 16;
 const GENERATED_KEY_BYTES: usize = 32;
 /// Header carrying the key as is.
 const API_KEY_HEADER: &str = "x-api-key";
+/// Prefix of a key given as its sha-256 in hex.
+pub const SHA256_PREFIX: &str = "sha256:";
+/// Prefix of a key given as an argon2 PHC string.
+const ARGON2_PREFIX: &str = "$argon2";
+/// Presented keys remembered after verifying against an argon2 hash; when
+/// full the table is emptied (each entry is re-earned by one verification).
+const VERIFIED_CAPACITY: usize = 256;
 
-/// The shared secret clients must present. Its `Debug` never prints it.
-pub struct ApiKey(Box<[u8]>);
+/// What a key may do. Ordered: a role includes every role below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Read every `GET` endpoint (a dashboard's key).
+    ReadOnly,
+    /// Everything, including endpoints that change the agent's state.
+    Admin,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ReadOnly => "read-only",
+            Self::Admin => "admin",
+        })
+    }
+}
+
+/// A key clients must present, as configured: the key itself or a hash of
+/// it. Its `Debug` never prints it.
+pub struct ApiKey(Secret);
+
+enum Secret {
+    /// The key itself.
+    Plain(Box<[u8]>),
+    /// The key's sha-256.
+    Sha256([u8; 32]),
+    /// An argon2 PHC string, checked at load to parse with valid parameters.
+    Argon2(Box<str>),
+}
 
 impl ApiKey {
     /// Checks and wraps a key given in code (tests, embedding), with the same
@@ -64,7 +121,26 @@ impl ApiKey {
     }
 
     /// `origin` completes "API key … is too short", e.g. "from NETMON_API_KEY".
+    /// A `sha256:` or `$argon2` prefix makes `secret` a hash of the key.
     fn checked(secret: &str, origin: &str) -> Result<Self, AuthError> {
+        let bad_hash = |reason: String| AuthError::BadHash {
+            origin: origin.to_owned(),
+            reason,
+        };
+        if let Some(hex) = secret.strip_prefix(SHA256_PREFIX) {
+            return parse_sha256_hex(hex)
+                .map(|d| Self(Secret::Sha256(d)))
+                .ok_or_else(|| {
+                    bad_hash(format!(
+                        "`{SHA256_PREFIX}` must be followed by 64 hex digits, found {} characters",
+                        hex.chars().count()
+                    ))
+                });
+        }
+        if secret.starts_with(ARGON2_PREFIX) {
+            check_argon2(secret).map_err(bad_hash)?;
+            return Ok(Self(Secret::Argon2(secret.into())));
+        }
         let len = secret.chars().count();
         if len < MIN_KEY_LEN {
             return Err(AuthError::TooShort {
@@ -79,20 +155,217 @@ impl ApiKey {
                 origin: origin.to_owned(),
             });
         }
-        Ok(Self(secret.as_bytes().into()))
+        Ok(Self(Secret::Plain(secret.as_bytes().into())))
     }
 
-    /// Whether `presented` is this key. The time taken depends on the lengths
-    /// only, never on where the first differing byte is; the key's length is
-    /// not a secret worth guarding (generated keys are always 64 characters).
+    /// Whether `presented` is this key. For plain and sha-256 keys the time
+    /// taken depends on the lengths only, never on where the first differing
+    /// byte is; the key's length is not a secret worth guarding (generated
+    /// keys are always 64 characters). Argon2 keys take argon2's time.
+    /// (Requests go through [`Keyring::authenticate`].)
+    #[cfg(test)]
     fn matches(&self, presented: &[u8]) -> bool {
-        self.0.ct_eq(presented).into()
+        match &self.0 {
+            Secret::Argon2(phc) => argon2_verify(phc, presented),
+            _ => self.matches_fast(presented, &sha256(presented)),
+        }
+    }
+
+    /// [`ApiKey::matches`] for plain and sha-256 keys, given the presented
+    /// key's sha-256; false for argon2 keys.
+    fn matches_fast(&self, presented: &[u8], digest: &[u8; 32]) -> bool {
+        match &self.0 {
+            Secret::Plain(key) => key.ct_eq(presented).into(),
+            Secret::Sha256(hash) => hash.ct_eq(digest).into(),
+            Secret::Argon2(_) => false,
+        }
+    }
+
+    fn argon2(&self) -> Option<&str> {
+        match &self.0 {
+            Secret::Argon2(phc) => Some(phc),
+            _ => None,
+        }
+    }
+}
+
+/// The 32 bytes of a 64-digit hex string (either case), else `None`.
+fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let digits = hex.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut out = [0u8; 32];
+    let (pairs, _) = digits.as_chunks::<2>();
+    for (byte, &[hi, lo]) in out.iter_mut().zip(pairs) {
+        *byte = nibble(hi)? << 4 | nibble(lo)?;
+    }
+    Some(out)
+}
+
+/// Why `phc` is not a usable argon2 hash, if it is not.
+fn check_argon2(phc: &str) -> Result<(), String> {
+    let hash = PasswordHash::new(phc).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
+    argon2::Algorithm::try_from(hash.algorithm)
+        .map_err(|e| format!("not an argon2 PHC string: {e}"))?;
+    argon2::Params::try_from(&hash).map_err(|e| format!("bad argon2 parameters: {e}"))?;
+    if hash.hash.is_none() {
+        return Err("the argon2 PHC string has no hash".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether `presented` hashes to `phc` (checked by [`check_argon2`]).
+fn argon2_verify(phc: &str, presented: &[u8]) -> bool {
+    PasswordHash::new(phc)
+        .is_ok_and(|hash| Argon2::default().verify_password(presented, &hash).is_ok())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// The two hashed forms of `key` (which must pass the rules for plain keys):
+/// `sha256:<hex>` and an argon2id PHC string with a random salt and
+/// argon2's default parameters.
+pub fn hash_key(key: &str) -> Result<(String, String), AuthError> {
+    let key = key.trim();
+    let checked = ApiKey::checked(key, "to hash")?;
+    if !matches!(checked.0, Secret::Plain(_)) {
+        return Err(AuthError::BadHash {
+            origin: "to hash".to_owned(),
+            reason: "it is already a hash".to_owned(),
+        });
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(AuthError::Random)?;
+    let internal = |e: argon2::password_hash::Error| AuthError::BadHash {
+        origin: "to hash".to_owned(),
+        reason: e.to_string(),
+    };
+    let salt = SaltString::encode_b64(&salt).map_err(internal)?;
+    let phc = Argon2::default()
+        .hash_password(key.as_bytes(), &salt)
+        .map_err(internal)?
+        .to_string();
+    Ok((
+        format!("{SHA256_PREFIX}{}", hex(&sha256(key.as_bytes()))),
+        phc,
+    ))
+}
+
+/// Every key the API accepts, with its role, and the memory of presented
+/// keys that verified against an argon2 hash.
+pub struct Keyring {
+    keys: Vec<(ApiKey, Role)>,
+    /// sha-256 of a presented key → its role; only argon2 successes.
+    verified: Mutex<HashMap<[u8; 32], Role>>,
+    /// One argon2 verification at a time: a flood of wrong keys costs at
+    /// most one core.
+    argon2_slot: tokio::sync::Semaphore,
+}
+
+impl Keyring {
+    /// A keyring holding `admin` only.
+    pub fn new(admin: ApiKey) -> Self {
+        Self {
+            keys: vec![(admin, Role::Admin)],
+            verified: Mutex::new(HashMap::new()),
+            argon2_slot: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// Adds `keys` with `role`.
+    pub fn with(mut self, role: Role, keys: impl IntoIterator<Item = ApiKey>) -> Self {
+        self.keys.extend(keys.into_iter().map(|k| (k, role)));
+        self
+    }
+
+    /// How many keys have `role`.
+    pub fn count(&self, role: Role) -> usize {
+        self.keys.iter().filter(|(_, r)| *r == role).count()
+    }
+
+    /// The highest role of a key `presented` matches, if any.
+    pub async fn authenticate(&self, presented: &[u8]) -> Option<Role> {
+        let digest = sha256(presented);
+        // Every cheap key is compared, so the time does not say which matched.
+        let fast = self
+            .keys
+            .iter()
+            .filter(|(key, _)| key.matches_fast(presented, &digest))
+            .map(|(_, role)| *role)
+            .max();
+        let argon2: Vec<(Box<str>, Role)> = self
+            .keys
+            .iter()
+            .filter(|(_, role)| fast.is_none_or(|f| *role > f))
+            .filter_map(|(key, role)| Some((key.argon2()?.into(), *role)))
+            .collect();
+        if argon2.is_empty() {
+            return fast;
+        }
+        if let Some(role) = self.remembered(&digest) {
+            return Some(fast.map_or(role, |f| f.max(role)));
+        }
+        let slow = {
+            let _slot = self.argon2_slot.acquire().await.ok()?;
+            // A request queued behind another with the same key finds it here.
+            if let Some(role) = self.remembered(&digest) {
+                return Some(fast.map_or(role, |f| f.max(role)));
+            }
+            let presented = presented.to_vec();
+            tokio::task::spawn_blocking(move || {
+                argon2
+                    .iter()
+                    .filter(|(phc, _)| argon2_verify(phc, &presented))
+                    .map(|(_, role)| *role)
+                    .max()
+            })
+            .await
+            .ok()
+            .flatten()
+        };
+        if let Some(role) = slow {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(digest, role);
+        }
+        fast.max(slow)
+    }
+
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Role> {
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(digest)
+            .copied()
+    }
+}
+
+impl From<ApiKey> for Keyring {
+    fn from(admin: ApiKey) -> Self {
+        Self::new(admin)
     }
 }
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
+        f.write_str(match self.0 {
+            Secret::Plain(_) => "ApiKey(***)",
+            Secret::Sha256(_) => "ApiKey(sha256:***)",
+            Secret::Argon2(_) => "ApiKey($argon2***)",
+        })
     }
 }
 
@@ -175,6 +448,22 @@ pub enum AuthError {
         source: io::Error,
     },
 
+    /// A key given as a hash (`sha256:` or `$argon2` prefix) is malformed.
+    #[error("API key {origin} is not a valid hash: {reason}")]
+    BadHash {
+        /// Where the key came from.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A read-only key file holds no key (only blank lines and comments).
+    #[error("read-only key file {} holds no key", path.display())]
+    NoKeysInFile {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// The OS random number generator failed.
     #[error("cannot get random bytes from the OS for a new API key")]
     Random(#[source] getrandom::Error),
@@ -233,6 +522,45 @@ pub fn load_or_generate_with_credentials(
 }
 
 fn read_key_file(path: &Path) -> Result<ApiKey, AuthError> {
+    let contents = read_private_file(path)?;
+    let secret = contents.trim();
+    if secret.is_empty() {
+        return Err(AuthError::EmptyKeyFile {
+            path: path.to_owned(),
+        });
+    }
+    ApiKey::checked(secret, &format!("in {}", path.display()))
+}
+
+/// Reads every `--read-only-key-file`: see [`parse_key_list`].
+pub fn read_key_lists(paths: &[PathBuf]) -> Result<Vec<ApiKey>, AuthError> {
+    let mut keys = Vec::new();
+    for path in paths {
+        let contents = read_private_file(path)?;
+        let found = parse_key_list(&contents, path)?;
+        if found.is_empty() {
+            return Err(AuthError::NoKeysInFile { path: path.clone() });
+        }
+        keys.extend(found);
+    }
+    Ok(keys)
+}
+
+/// The keys in a key list file's `contents`: one a line, each the key
+/// itself or a hash of it; blank lines and lines starting with `#` are
+/// skipped, surrounding whitespace is trimmed. Errors name `path` and the line.
+pub fn parse_key_list(contents: &str, path: &Path) -> Result<Vec<ApiKey>, AuthError> {
+    contents
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| ApiKey::checked(line, &format!("on line {n} of {}", path.display())))
+        .collect()
+}
+
+/// A key file's text; warns when group or others may access it.
+fn read_private_file(path: &Path) -> Result<String, AuthError> {
     let read_err = |source: io::Error| AuthError::ReadKeyFile {
         path: path.to_owned(),
         source,
@@ -249,13 +577,7 @@ fn read_key_file(path: &Path) -> Result<ApiKey, AuthError> {
     }
     let mut contents = String::new();
     file.read_to_string(&mut contents).map_err(read_err)?;
-    let secret = contents.trim();
-    if secret.is_empty() {
-        return Err(AuthError::EmptyKeyFile {
-            path: path.to_owned(),
-        });
-    }
-    ApiKey::checked(secret, &format!("in {}", path.display()))
+    Ok(contents)
 }
 
 /// Writes a new random key to `path` (inside `state_dir`), mode 0600 from the
@@ -303,7 +625,7 @@ fn generate_key_file(state_dir: &Path, path: &Path) -> Result<(ApiKey, KeySource
         return Err(write_err(err));
     }
     // 64 lowercase hex digits: valid by construction.
-    let key = ApiKey(secret.into_bytes().into());
+    let key = ApiKey(Secret::Plain(secret.into_bytes().into()));
     Ok((key, KeySource::Generated(path.to_owned())))
 }
 
@@ -331,18 +653,24 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| token.trim_ascii())
 }
 
-/// Middleware letting through only requests that present `key`; the rest get
+/// Middleware letting through only requests that present a key in `keys`,
+/// with the key's [`Role`] added to the request's extensions; the rest get
 /// [`ApiError::Unauthorized`]. Use with
-/// `route_layer(middleware::from_fn_with_state(key, require_key))`; it works
+/// `route_layer(middleware::from_fn_with_state(keys, require_key))`; it works
 /// with any router state.
 pub async fn require_key(
-    State(key): State<Arc<ApiKey>>,
-    req: Request,
+    State(keys): State<Arc<Keyring>>,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let failure = match presented_key(req.headers()) {
-        Some(presented) if key.matches(presented) => return Ok(next.run(req).await),
-        Some(_) => "invalid key",
+        Some(presented) => match keys.authenticate(presented).await {
+            Some(role) => {
+                req.extensions_mut().insert(role);
+                return Ok(next.run(req).await);
+            }
+            None => "invalid key",
+        },
         None => "no key",
     };
     // Present only when the server was started with connect info.
@@ -357,6 +685,65 @@ pub async fn require_key(
         "Rejected API request."
     );
     Err(ApiError::Unauthorized)
+}
+
+/// Middleware, inside [`require_key`], letting through only requests whose
+/// key has at least the role given as its state; the rest get a 403 with
+/// the JSON error body. Use with
+/// `route_layer(middleware::from_fn_with_state(Role::Admin, require_role))`.
+pub async fn require_role(State(needed): State<Role>, req: Request, next: Next) -> Response {
+    match req.extensions().get::<Role>() {
+        Some(role) if *role >= needed => next.run(req).await,
+        role => {
+            debug!(
+                path = req.uri().path(),
+                role = role.map(tracing::field::display),
+                %needed,
+                "Refused API request: role too low."
+            );
+            forbidden(needed)
+        }
+    }
+}
+
+/// A 403 in the shape of [`ApiError`]'s JSON body (which has no 403 yet).
+fn forbidden(needed: Role) -> Response {
+    super::error::ApiError::Forbidden(format!("this endpoint needs an {needed} key"))
+        .into_response()
+}
+
+/// Options for who may use the API and how it is reached.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Options {
+    /// File of read-only API keys (repeatable): one key a line, the key
+    /// itself or `sha256:<hex>` or an argon2 PHC string (`netmon-agent
+    /// hash-key` prints both); `#` starts a comment line. A read-only key
+    /// reads every GET endpoint.
+    #[arg(
+        long = "read-only-key-file",
+        value_name = "PATH",
+        env = "NETMON_READ_ONLY_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub read_only_key_files: Vec<PathBuf>,
+
+    /// PEM certificate chain: serve the API over HTTPS (needs --tls-key).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NETMON_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "NETMON_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[cfg(test)]
@@ -535,15 +922,48 @@ mod tests {
         assert!(!key.matches(KEY.to_uppercase().as_bytes()));
     }
 
-    fn app() -> Router {
-        let key = Arc::new(ApiKey::new(KEY).unwrap());
+    /// A read-only key, and the same given as hashes (see `hashes_of_ro_keys`).
+    const RO_KEY: &str = "dashboard-key-0123456789";
+    const RO_SHA_KEY: &str = "dashboard-sha-key-0123456789";
+    const RO_ARGON_KEY: &str = "dashboard-argon-key-0123456789";
+
+    /// `RO_ARGON_KEY`'s argon2 form, hashed once: argon2 is slow unoptimised.
+    fn ro_argon_phc() -> &'static str {
+        static PHC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PHC.get_or_init(|| hash_key(RO_ARGON_KEY).unwrap().1)
+    }
+
+    fn keyring() -> Keyring {
+        let (sha, _) = hash_key(RO_SHA_KEY).unwrap();
+        Keyring::new(ApiKey::new(KEY).unwrap()).with(
+            Role::ReadOnly,
+            [RO_KEY, &sha, ro_argon_phc()].map(|k| ApiKey::new(k).unwrap()),
+        )
+    }
+
+    /// `/v1/secret` for any key, `/v1/admin` for admin keys only, and
+    /// `/v1/role` echoing the role the middleware put in the extensions.
+    fn app_with(keys: Keyring) -> Router {
+        let keys = Arc::new(keys);
+        let admin = Router::new()
+            .route("/v1/admin", get(|| async { "admin" }))
+            .route_layer(middleware::from_fn_with_state(Role::Admin, require_role));
         let protected = Router::new()
             .route("/v1/secret", get(|| async { "secret" }))
-            .route_layer(middleware::from_fn_with_state(key, require_key));
+            .route(
+                "/v1/role",
+                get(|axum::Extension(role): axum::Extension<Role>| async move { role.to_string() }),
+            )
+            .merge(admin)
+            .route_layer(middleware::from_fn_with_state(keys, require_key));
         Router::new()
             .route("/health", get(|| async { "ok" }))
             .merge(protected)
             .fallback(super::super::error::not_found)
+    }
+
+    fn app() -> Router {
+        app_with(Keyring::new(ApiKey::new(KEY).unwrap()))
     }
 
     async fn call(uri: &str, header: Option<(&str, &str)>) -> Response {
@@ -655,5 +1075,254 @@ mod tests {
         let (_, source) =
             load_or_generate_with_credentials(None, None, Some(&empty), &state).unwrap();
         assert!(matches!(source, KeySource::Generated(_)), "{source:?}");
+    }
+
+    #[test]
+    fn sha256_key_matches_the_plain_key_only() {
+        let (real, _) = hash_key(KEY).unwrap();
+        let key = ApiKey::new(&real).unwrap();
+        assert!(key.matches(KEY.as_bytes()));
+        assert!(!key.matches(b"0123456789abcdef-tesT"));
+        assert!(!key.matches(real.as_bytes()));
+        // Upper-case hex is the same hash.
+        assert!(
+            ApiKey::new(&real.to_uppercase().replace("SHA256:", "sha256:"))
+                .unwrap()
+                .matches(KEY.as_bytes())
+        );
+    }
+
+    #[test]
+    fn sha256_form_is_the_hex_digest() {
+        let (sha, _) = hash_key(KEY).unwrap();
+        assert_eq!(sha, format!("sha256:{}", hex(&sha256(KEY.as_bytes()))),);
+        // The digest of a known vector (FIPS 180-2, "abc").
+        assert_eq!(
+            hex(&sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn argon2_key_matches_the_plain_key_only() {
+        let (_, phc) = hash_key(KEY).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+        let key = ApiKey::new(&phc).unwrap();
+        assert!(key.matches(KEY.as_bytes()));
+        assert!(!key.matches(b"0123456789abcdef-tesT"));
+        assert!(!key.matches(phc.as_bytes()));
+        // A fresh salt each time.
+        assert_ne!(hash_key(KEY).unwrap().1, phc);
+    }
+
+    #[test]
+    fn bad_hashes_are_rejected_naming_the_source() {
+        for (bad, needle) in [
+            ("sha256:abc", "64 hex digits, found 3 characters"),
+            (
+                "sha256:zz00000000000000000000000000000000000000000000000000000000000000",
+                "64 hex digits",
+            ),
+            ("$argon2id$v=19$nonsense", "has no hash"),
+            (
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$!!!",
+                "not an argon2 PHC string",
+            ),
+            ("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ", "has no hash"),
+            (
+                "$argon2xx$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+                "argon2",
+            ),
+            (
+                "$argon2id$v=19$m=1,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+                "parameters",
+            ),
+        ] {
+            let err = ApiKey::checked(bad, "in /etc/k").unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, AuthError::BadHash { .. }), "{bad}: {text}");
+            assert!(
+                text.starts_with("API key in /etc/k is not a valid hash"),
+                "{text}"
+            );
+            assert!(text.contains(needle), "{bad}: {text}");
+        }
+    }
+
+    #[test]
+    fn hash_key_refuses_short_keys_and_hashes() {
+        assert!(matches!(
+            hash_key("short").unwrap_err(),
+            AuthError::TooShort { .. }
+        ));
+        let (sha, phc) = hash_key(KEY).unwrap();
+        for h in [sha, phc] {
+            assert!(matches!(
+                hash_key(&h).unwrap_err(),
+                AuthError::BadHash { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn key_lists_skip_comments_and_blanks_and_name_bad_lines() {
+        let path = Path::new("/etc/netmon/ro-keys");
+        let (sha, phc) = hash_key(RO_SHA_KEY).unwrap();
+        let text = format!("# dashboards\n\n  {RO_KEY}  \n{sha}\n# old: {KEY}\n{phc}\n");
+        let keys = parse_key_list(&text, path).unwrap();
+        assert_eq!(keys.len(), 3);
+        assert!(keys[0].matches(RO_KEY.as_bytes()));
+        assert!(keys[1].matches(RO_SHA_KEY.as_bytes()));
+        assert!(keys[2].matches(RO_SHA_KEY.as_bytes()));
+        assert!(!keys.iter().any(|k| k.matches(KEY.as_bytes())));
+
+        let err = parse_key_list("# ok\nvalid-key-0123456789\nshort\n", path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "API key on line 3 of /etc/netmon/ro-keys is too short: 5 characters, need at least 16"
+        );
+        assert!(parse_key_list("# nothing\n\n", path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_key_lists_reads_every_file_and_refuses_empty_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_key(dir.path(), "a", &format!("{RO_KEY}\n"), 0o600);
+        let b = write_key(dir.path(), "b", &format!("# b\n{RO_SHA_KEY}\n"), 0o640);
+        let keys = read_key_lists(&[a.clone(), b]).unwrap();
+        assert_eq!(keys.len(), 2);
+        let empty = write_key(dir.path(), "empty", "# none yet\n", 0o600);
+        let err = read_key_lists(&[a.clone(), empty.clone()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("read-only key file {} holds no key", empty.display())
+        );
+        let missing = dir.path().join("missing");
+        let err = read_key_lists(&[a, missing.clone()]).unwrap_err();
+        assert!(matches!(err, AuthError::ReadKeyFile { ref path, .. } if *path == missing));
+    }
+
+    #[test]
+    fn admin_key_file_may_hold_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sha, _) = hash_key(KEY).unwrap();
+        let file = write_key(dir.path(), "key", &format!("{sha}\n"), 0o600);
+        let (key, _) = load_or_generate(None, Some(&file), dir.path()).unwrap();
+        assert!(key.matches(KEY.as_bytes()));
+        assert!(!key.matches(sha.as_bytes()));
+        assert_eq!(format!("{key:?}"), "ApiKey(sha256:***)");
+    }
+
+    #[tokio::test]
+    async fn keyring_gives_each_key_its_role() {
+        let keys = keyring();
+        assert_eq!(keys.count(Role::Admin), 1);
+        assert_eq!(keys.count(Role::ReadOnly), 3);
+        assert_eq!(keys.authenticate(KEY.as_bytes()).await, Some(Role::Admin));
+        for ro in [RO_KEY, RO_SHA_KEY, RO_ARGON_KEY] {
+            assert_eq!(
+                keys.authenticate(ro.as_bytes()).await,
+                Some(Role::ReadOnly),
+                "{ro}"
+            );
+        }
+        assert_eq!(keys.authenticate(b"dashboard-key-012345678").await, None);
+        assert_eq!(keys.authenticate(b"").await, None);
+        // The same key listed with both roles has the higher one.
+        let both = Keyring::new(ApiKey::new(KEY).unwrap())
+            .with(Role::ReadOnly, [ApiKey::new(KEY).unwrap()]);
+        assert_eq!(both.authenticate(KEY.as_bytes()).await, Some(Role::Admin));
+    }
+
+    #[tokio::test]
+    async fn argon2_successes_are_remembered_and_failures_are_not() {
+        let keys = keyring();
+        assert_eq!(
+            keys.authenticate(RO_ARGON_KEY.as_bytes()).await,
+            Some(Role::ReadOnly)
+        );
+        assert_eq!(
+            keys.remembered(&sha256(RO_ARGON_KEY.as_bytes())),
+            Some(Role::ReadOnly)
+        );
+        assert_eq!(keys.authenticate(b"wrong-key-0123456789").await, None);
+        assert_eq!(keys.remembered(&sha256(b"wrong-key-0123456789")), None);
+        // Cheap keys never reach argon2 or the table.
+        assert_eq!(
+            keys.authenticate(RO_KEY.as_bytes()).await,
+            Some(Role::ReadOnly)
+        );
+        assert_eq!(keys.remembered(&sha256(RO_KEY.as_bytes())), None);
+        assert_eq!(keys.verified.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn remembered_table_is_bounded() {
+        let keys = keyring();
+        {
+            let mut verified = keys.verified.lock().unwrap();
+            for i in 0..VERIFIED_CAPACITY {
+                verified.insert(sha256(&i.to_le_bytes()), Role::ReadOnly);
+            }
+        }
+        assert_eq!(
+            keys.authenticate(RO_ARGON_KEY.as_bytes()).await,
+            Some(Role::ReadOnly)
+        );
+        let verified = keys.verified.lock().unwrap();
+        assert!(verified.len() <= VERIFIED_CAPACITY, "{}", verified.len());
+        assert!(verified.contains_key(&sha256(RO_ARGON_KEY.as_bytes())));
+    }
+
+    async fn call_with(app: Router, uri: &str, key: &str) -> (StatusCode, Value) {
+        let response = app
+            .oneshot(
+                http::Request::get(uri)
+                    .header("x-api-key", key)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn read_only_keys_read_but_only_admin_passes_require_role() {
+        let app = app_with(keyring());
+        for ro in [RO_KEY, RO_SHA_KEY, RO_ARGON_KEY] {
+            let (status, body) = call_with(app.clone(), "/v1/secret", ro).await;
+            assert_eq!((status, body), (StatusCode::OK, json!("secret")), "{ro}");
+            let (status, body) = call_with(app.clone(), "/v1/role", ro).await;
+            assert_eq!((status, body), (StatusCode::OK, json!("read-only")), "{ro}");
+            let (status, body) = call_with(app.clone(), "/v1/admin", ro).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{ro}");
+            assert_eq!(
+                body,
+                json!({"error": {"code": "forbidden", "message": "this endpoint needs an admin key"}})
+            );
+        }
+        let (status, body) = call_with(app.clone(), "/v1/role", KEY).await;
+        assert_eq!((status, body), (StatusCode::OK, json!("admin")));
+        let (status, body) = call_with(app.clone(), "/v1/admin", KEY).await;
+        assert_eq!((status, body), (StatusCode::OK, json!("admin")));
+        // A wrong key is 401 before any role check.
+        let (status, _) = call_with(app, "/v1/admin", "dashboard-key-01234567890").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn require_role_without_require_key_refuses() {
+        let app = Router::new()
+            .route("/v1/admin", get(|| async { "admin" }))
+            .route_layer(middleware::from_fn_with_state(Role::Admin, require_role));
+        let (status, _) = call_with(app, "/v1/admin", KEY).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
     }
 }

@@ -46,6 +46,10 @@ pub enum ApiError {
         reason: String,
     },
 
+    /// The key is valid but its role is too low for the endpoint (403).
+    #[error("{0}")]
+    Forbidden(String),
+
     /// The path or the resource it names does not exist (404); the message
     /// is sent as is.
     #[error("{0}")]
@@ -80,6 +84,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,6 +96,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::BadRequest { .. } => "bad_request",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -120,7 +126,7 @@ impl IntoResponse for ApiError {
                 (Cow::Borrowed(INTERNAL_MESSAGE), None)
             }
             Self::BadRequest { param, .. } => (Cow::Owned(self.to_string()), Some(param.as_str())),
-            Self::NotFound(message) | Self::Unavailable(message) => {
+            Self::NotFound(message) | Self::Unavailable(message) | Self::Forbidden(message) => {
                 (Cow::Borrowed(message.as_str()), None)
             }
             Self::Unauthorized => (Cow::Owned(self.to_string()), None),

@@ -20,10 +20,10 @@ use super::{AppState, auth, error::ApiQuery};
 use crate::metrics;
 
 /// The `/metrics` route, behind `key` when `settings` say so.
-pub fn routes(settings: &metrics::Settings, key: Arc<auth::ApiKey>) -> Router<AppState> {
+pub fn routes(settings: &metrics::Settings, keys: Arc<auth::Keyring>) -> Router<AppState> {
     let router = Router::new().route("/metrics", get(scrape));
     if settings.needs_key {
-        router.route_layer(middleware::from_fn_with_state(key, auth::require_key))
+        router.route_layer(middleware::from_fn_with_state(keys, auth::require_key))
     } else {
         router
     }

@@ -1,7 +1,11 @@
 //! The HTTP API: one small file per resource, merged by [`router`].
 //!
-//! `/health` is open; everything under `/api/v1` needs the API key (see
-//! [`auth`]). Unknown paths get a JSON 404, bad parameters a JSON 400.
+//! `/health` is open; everything under `/api/v1` needs an API key (see
+//! [`auth`]); admin-only routes add [`auth::require_role`]. Unknown paths get
+//! a JSON 404, bad parameters a JSON 400. Every request's query string is at
+//! most [`MAX_QUERY_BYTES`] (else a JSON 400 naming `query`) and its body at
+//! most [`MAX_BODY_BYTES`] (extractors reject more); header sizes are
+//! hyper's limits.
 
 pub mod auth;
 mod devices;
@@ -14,13 +18,24 @@ mod metrics;
 mod snapshot;
 mod system;
 pub mod telemetry;
+pub mod tls;
 pub mod views;
 
 use std::sync::Arc;
 
-use axum::{Router, middleware};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request},
+    middleware::{self, Next},
+    response::Response,
+};
 
 use crate::{collect::Telemetry, snapshot::Shared};
+
+/// Longest query string accepted, in bytes (percent-encoded, as sent).
+pub const MAX_QUERY_BYTES: usize = 4 * 1024;
+/// Largest request body an extractor accepts, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -36,8 +51,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Settings,
 }
 
-/// The whole API.
-pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
+/// The whole API; `keys` are the API keys with their roles.
+pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
     let protected = Router::new()
         .merge(devices::routes())
         .merge(flows::routes())
@@ -46,13 +61,114 @@ pub fn router(state: AppState, key: Arc<auth::ApiKey>) -> Router {
         .merge(snapshot::routes())
         .merge(system::routes())
         .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&key),
+            Arc::clone(&keys),
             auth::require_key,
         ));
     Router::new()
         .merge(health::routes())
-        .merge(metrics::routes(&state.metrics, key))
+        .merge(metrics::routes(&state.metrics, keys))
         .merge(protected)
         .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_query))
         .with_state(state)
+}
+
+/// Refuses a query string longer than [`MAX_QUERY_BYTES`] before routing,
+/// authentication or parsing spend anything on it.
+async fn limit_query(req: Request, next: Next) -> Result<Response, error::ApiError> {
+    let len = req.uri().query().map_or(0, str::len);
+    if len > MAX_QUERY_BYTES {
+        return Err(error::ApiError::bad_request(
+            "query",
+            format!("the query string is {len} bytes long; at most {MAX_QUERY_BYTES} are accepted"),
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        Json,
+        body::Body,
+        http::{StatusCode, header},
+        routing::{get, post},
+    };
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A router with [`router`]'s limit layers around a GET and a JSON POST.
+    fn limited() -> Router {
+        Router::new()
+            .route("/q", get(|| async { "ok" }))
+            .route(
+                "/echo",
+                post(
+                    |body: Result<Json<Value>, axum::extract::rejection::JsonRejection>| async move {
+                        body.map_err(error::ApiError::from)
+                    },
+                ),
+            )
+            .fallback(error::not_found)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(middleware::from_fn(limit_query))
+    }
+
+    async fn send(req: axum::http::Request<Body>) -> (StatusCode, Value) {
+        let response = limited().oneshot(req).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1024 * 1024)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn get_uri(uri: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(uri).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn query_at_the_limit_passes_and_one_byte_more_is_400() {
+        let at = format!("/q?a={}", "x".repeat(MAX_QUERY_BYTES - 2));
+        assert_eq!(send(get_uri(&at)).await.0, StatusCode::OK);
+        let over = format!("/q?a={}", "x".repeat(MAX_QUERY_BYTES - 1));
+        let (status, body) = send(get_uri(&over)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            json!({"error": {
+                "code": "bad_request",
+                "message": format!("invalid parameter `query`: the query string is {} bytes long; \
+                                    at most {MAX_QUERY_BYTES} are accepted", MAX_QUERY_BYTES + 1),
+                "param": "query",
+            }})
+        );
+        // Also before the 404 of an unknown path.
+        let (status, _) = send(get_uri(&over.replace("/q?", "/nope?"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    fn post_json(body: String) -> axum::http::Request<Body> {
+        axum::http::Request::post("/echo")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn body_over_the_limit_is_a_json_400_naming_the_body() {
+        let small = json!({"a": "x".repeat(1000)});
+        let (status, body) = send(post_json(small.to_string())).await;
+        assert_eq!((status, body), (StatusCode::OK, small));
+        let big = json!({"a": "x".repeat(MAX_BODY_BYTES)}).to_string();
+        let (status, body) = send(post_json(big)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["param"], "body", "{body}");
+    }
 }
