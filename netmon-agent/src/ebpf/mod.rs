@@ -145,25 +145,6 @@ pub struct Kernel {
     mac_capacity: u32,
     flow_capacity: u32,
     batch_ok: bool,
-    quiet: Quiet,
-}
-
-/// When the maps need not be read: every frame the programs count first
-/// adds to the global packet counter, and only frames insert (or make the
-/// LRU evict) map entries. So while that counter stands still and the agent
-/// deleted nothing, the maps are as last read. A map read counts as a
-/// complete picture only once the counter was already unchanged at the
-/// read before it: a frame counted just before a read may still be updating
-/// its map entries (for well under a microsecond), and an interval later it
-/// has finished.
-#[derive(Debug, Default)]
-struct Quiet {
-    /// The global packet count after the last map read.
-    last: Option<u64>,
-    /// The last map read saw no packet since the one before it.
-    settled: bool,
-    /// Entries were deleted since the last map read.
-    dirty: bool,
 }
 
 impl Kernel {
@@ -206,7 +187,6 @@ impl Kernel {
             mac_capacity: mac_entries,
             flow_capacity: flow_entries,
             batch_ok: true,
-            quiet: Quiet::default(),
         })
     }
 
@@ -304,14 +284,6 @@ impl Kernel {
     /// Reads both counting maps and the globals into `r`, summing per-CPU
     /// values. Buffers in `r` are reused.
     pub fn read(&mut self, r: &mut Reading) -> Result<(), ReadError> {
-        let before = self.globals()?;
-        let q = &self.quiet;
-        if q.settled && !q.dirty && q.last == Some(before.packets) {
-            // Nothing counted since the maps were last read: `r` already
-            // holds what they hold.
-            r.globals = before;
-            return Ok(());
-        }
         r.macs.clear();
         r.flows.clear();
         let (ncpus, batch_ok) = (self.ncpus, self.batch_ok);
@@ -340,12 +312,6 @@ impl Kernel {
         }
         // After the maps, so the totals cover at least what they hold.
         r.globals = self.globals()?;
-        self.quiet = Quiet {
-            last: Some(r.globals.packets),
-            settled: self.quiet.last == Some(r.globals.packets)
-                && before.packets == r.globals.packets,
-            dirty: false,
-        };
         r.mac_capacity = u64::from(self.mac_capacity);
         r.flow_capacity = u64::from(self.flow_capacity);
         Ok(())
@@ -372,9 +338,6 @@ impl Kernel {
     /// Deletes expired entries from the kernel maps; returns how many of
     /// each were deleted (entries already gone are not counted).
     pub fn delete(&mut self, expired: &Expired) -> (u64, u64) {
-        if !expired.macs.is_empty() || !expired.flows.is_empty() {
-            self.quiet.dirty = true;
-        }
         let macs = delete_all::<MacKey>(&mut self.ebpf, MAC_MAP, &expired.macs);
         let flows = delete_all::<FlowKey>(&mut self.ebpf, FLOW_MAP, &expired.flows);
         (macs, flows)
