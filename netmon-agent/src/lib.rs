@@ -23,6 +23,7 @@ pub mod logging;
 pub mod privileges;
 pub mod rates;
 pub mod snapshot;
+pub mod store;
 pub mod traffic;
 
 use std::{
