@@ -871,3 +871,5 @@ fn fold_into(out: &mut Vec<(u64, Agg)>, b: u64, agg: &Agg) {
     }
 }
 
+#[cfg(test)]
+mod tests;
