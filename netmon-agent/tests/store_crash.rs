@@ -1,0 +1,182 @@
+//! Crash safety of the history file: a writer process is killed with
+//! SIGKILL at random moments, over and over, and after each kill the file
+//! must open and hold exactly the intervals committed so far, each whole.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use netmon_agent::store::{Family, FieldValue, Interval, Retention, SeriesKey, Store, Values};
+
+const CHILD_ENV: &str = "NETMON_STORE_CRASH_CHILD";
+const T0: u64 = 1_800_000_000_000;
+/// Series per interval.
+const SERIES: u64 = 40;
+const STEP_MS: u64 = 1000;
+
+fn interval(i: u64) -> Interval {
+    Interval {
+        at_ms: T0 + i * STEP_MS,
+        length_ms: STEP_MS as u32,
+        samples: (0..SERIES)
+            .map(|s| {
+                (
+                    SeriesKey::new(Family::Device, &["eth0", &format!("{s:02}")]),
+                    Values::Counter {
+                        interval_ms: STEP_MS as u32,
+                        deltas: vec![i, s, i * s, 1],
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The writer, run only as a child of `sigkill_never_loses_committed_intervals`:
+/// continues after the last stored interval and prints each index once its
+/// transaction has committed.
+#[test]
+#[ignore = "run by sigkill_never_loses_committed_intervals"]
+fn crash_child_writer() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let store = Store::open(Path::new(&path), Retention::default()).expect("child: open");
+    let mut i = store
+        .latest(1)
+        .expect("child: latest")
+        .first()
+        .map_or(0, |r| (r.at_ms - T0) / STEP_MS + 1);
+    loop {
+        store.write(&interval(i)).expect("child: write");
+        println!("committed {i}");
+        i += 1;
+    }
+}
+
+/// A pseudo-random delay in 5..=250 ms (no fixed pattern of kill points).
+fn random_delay(seed: &mut u64) -> Duration {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    Duration::from_millis(5 + *seed % 246)
+}
+
+/// Checks the file: every stored interval is complete, they are contiguous
+/// from the first, and their values are the ones written. Returns how many.
+fn verify(path: &Path) -> u64 {
+    let store = Store::open(path, Retention::default()).expect("the file opens after SIGKILL");
+    let rows = store.latest(usize::MAX).unwrap();
+    let n = rows.len() as u64;
+    for (k, row) in rows.iter().rev().enumerate() {
+        assert_eq!(
+            row.at_ms,
+            T0 + k as u64 * STEP_MS,
+            "intervals are contiguous"
+        );
+        assert_eq!(row.samples as u64, SERIES, "interval {k} is complete");
+    }
+    for s in 0..SERIES {
+        let name = format!("device/eth0/{s:02}");
+        let h = store
+            .query(
+                &name,
+                T0,
+                T0 + n * STEP_MS + 10 * STEP_MS,
+                None,
+                T0 + n * STEP_MS,
+            )
+            .unwrap();
+        assert_eq!(h.skipped, 0);
+        assert_eq!(h.points.len() as u64, n, "{name}: one sample per interval");
+        for (i, p) in h.points.iter().enumerate() {
+            let i = i as u64;
+            assert_eq!(p.at_ms, T0 + i * STEP_MS);
+            assert_eq!(p.values["tx_bytes"], FieldValue::Sum(i), "{name} at {i}");
+            assert_eq!(
+                p.values["rx_bytes"],
+                FieldValue::Sum(i * s),
+                "{name} at {i}"
+            );
+        }
+    }
+    n
+}
+
+#[test]
+fn sigkill_never_loses_committed_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.redb");
+    let exe = std::env::current_exe().unwrap();
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut stored = 0;
+    let rounds = 25;
+    for round in 0..rounds {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        thread::sleep(random_delay(&mut seed));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let last_committed = out
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| {
+                l.strip_prefix("committed ")
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .last();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(
+            !err.contains("child: "),
+            "round {round}: the writer failed: {err}"
+        );
+        assert!(
+            !status.success(),
+            "round {round}: the writer was not killed"
+        );
+
+        let n = verify(&path);
+        if let Some(last) = last_committed {
+            // Every interval reported committed survived; at most the one
+            // in flight (committed but not yet reported) is beyond it.
+            assert!(
+                n > last,
+                "round {round}: interval {last} was reported committed but {n} are stored"
+            );
+            assert!(
+                n <= last + 2,
+                "round {round}: {n} stored, last reported {last}"
+            );
+        }
+        assert!(
+            n >= stored,
+            "round {round}: intervals disappeared ({stored} -> {n})"
+        );
+        eprintln!(
+            "round {round}: killed after {:?}, {n} intervals stored",
+            last_committed
+        );
+        stored = n;
+    }
+    assert!(
+        stored > 0,
+        "no interval was ever written: the test proved nothing"
+    );
+}
