@@ -124,6 +124,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub collect: crate::collect::Options,
+
+    #[command(flatten, next_help_heading = "History")]
+    pub store: crate::store::Options,
 }
 
 /// Where an option's value came from.
