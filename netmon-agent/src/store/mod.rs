@@ -266,8 +266,8 @@ pub enum StoreError {
     /// A redb file with tables but no schema version: not ours.
     #[error("{} is a redb file but not a netmon history file (it has no schema version); refusing to touch it", path.display())]
     Foreign { path: PathBuf },
-    /// The file's directory could not be created.
-    #[error("cannot create the history directory {}", path.display())]
+    /// The file's directory, or a new file in it, could not be created.
+    #[error("cannot create the history file or its directory {}", path.display())]
     Dir {
         path: PathBuf,
         #[source]
@@ -366,6 +366,13 @@ impl Store {
                 source,
             })?;
         }
+        if !path.exists() {
+            create_atomically(path, retention)?;
+        }
+        Store::open_existing(path, retention)
+    }
+
+    fn open_existing(path: &Path, retention: Retention) -> Result<Store, StoreError> {
         let db = open_db(path)?;
         let store = Store {
             path: path.to_owned(),
@@ -698,6 +705,34 @@ pub struct Usage {
     pub stored_bytes: u64,
     /// The file's length (includes free pages until compaction).
     pub file_bytes: u64,
+}
+
+/// Creates a new history file beside `path` and renames it into place
+/// once its schema is committed: a crash while redb writes a new file's
+/// header would otherwise leave a file that cannot be opened (the crash test
+/// found it). A leftover from such a crash is never the real file: it is
+/// replaced.
+fn create_atomically(path: &Path, retention: Retention) -> Result<(), StoreError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".creating");
+    let tmp = PathBuf::from(tmp);
+    let io_err = |source| StoreError::Dir {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    drop(Store::open_existing(&tmp, retention)?);
+    std::fs::rename(&tmp, path).map_err(io_err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err)?;
+    }
+    Ok(())
 }
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
