@@ -330,3 +330,83 @@ fn sigkill_while_creating_the_file_never_leaves_an_unopenable_one() {
         eprintln!("killed after {ms} ms: file existed {existed}, {n} intervals");
     }
 }
+
+/// A measurement for the benchmark, not a check of speed: samples written
+/// per second (one fsync'd transaction per interval) and used bytes per
+/// stored sample in each tier. Run with
+/// `cargo test --release -p netmon-agent --test store_crash -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement; run by hand in release mode"]
+fn measure_write_rate_and_bytes_per_sample() {
+    use netmon_agent::store::Tier;
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.redb");
+    let intervals = 3 * 3600 / 5; // 3 hours at 5 s
+    let step = 5000;
+    let series = 200;
+    let store = Store::open(&path, Retention::default()).unwrap();
+    let t = Instant::now();
+    for i in 0..intervals {
+        let mut iv = interval(i);
+        iv.at_ms = T0 + i * step;
+        iv.samples = (0..series)
+            .map(|s| {
+                (
+                    SeriesKey::new(Family::Device, &["eth0", &format!("{s:03}")]),
+                    Values::Counter {
+                        interval_ms: step as u32,
+                        deltas: vec![i * 1000 + s, i, s, 1],
+                    },
+                )
+            })
+            .collect();
+        store.write(&iv).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let samples = intervals * series;
+    let now = T0 + intervals * step;
+    let raw = store.usage().unwrap();
+    assert_eq!(store.counts().unwrap()[0], samples);
+    let t = Instant::now();
+    let h = store
+        .query("device/eth0/007", T0, now, Some(Tier::Raw), now)
+        .unwrap();
+    let query = t.elapsed();
+    assert_eq!(h.points.len() as u64, intervals);
+    drop(store);
+    let keep_all = Retention {
+        raw: Duration::ZERO,
+        ..Retention::default()
+    };
+    let store = Store::open(&path, keep_all).unwrap();
+    store.maintain(now).unwrap();
+    let [r, m1, h1] = store.counts().unwrap();
+    assert_eq!(r, 0);
+    let aggs = store.usage().unwrap();
+    drop(store);
+    let hours_only = Retention {
+        raw: Duration::ZERO,
+        minute: Duration::ZERO,
+        ..Retention::default()
+    };
+    let store = Store::open(&path, hours_only).unwrap();
+    store.maintain(now).unwrap();
+    let hours = store.usage().unwrap();
+    eprintln!(
+        "wrote {samples} samples in {intervals} transactions in {secs:.2} s: {:.0} samples/s, {:.0} intervals/s",
+        samples as f64 / secs,
+        intervals as f64 / secs
+    );
+    eprintln!(
+        "raw: {} used bytes for {samples} samples = {:.1} B/sample",
+        raw.used_bytes,
+        raw.used_bytes as f64 / samples as f64
+    );
+    eprintln!(
+        "1m: ~{:.1} B/sample ({m1} samples); 1h: ~{:.1} B/sample ({h1} samples)",
+        (aggs.used_bytes - hours.used_bytes) as f64 / m1 as f64,
+        hours.used_bytes as f64 / h1 as f64
+    );
+    eprintln!("query of one series, 3 h raw ({intervals} points): {query:?}");
+}
