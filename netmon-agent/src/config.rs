@@ -131,6 +131,9 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "API access")]
     pub access: crate::api::auth::Options,
+
+    #[command(flatten, next_help_heading = "History")]
+    pub store: crate::store::Options,
 }
 
 /// Where an option's value came from.

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod privileges;
 pub mod rates;
 pub mod snapshot;
+pub mod store;
 pub mod traffic;
 
 use std::{

@@ -1,0 +1,422 @@
+//! From the agent's live state to stored intervals: [`Recorder`].
+//!
+//! The recorder keeps what turning live state into samples needs between
+//! intervals: the previous cumulative totals (stored counters are deltas),
+//! which collector readings are already stored, and the intervals not
+//! written yet. An interval that cannot be written (disk full, file busy)
+//! stays queued, oldest first, up to [`MAX_PENDING`] intervals (the oldest
+//! is dropped beyond), and is retried with the next one; the live data the
+//! API serves does not depend on any of this.
+//!
+//! What each interval holds:
+//! - traffic (only when the snapshot is newer than the last one recorded):
+//!   per device and per watched interface the byte and packet deltas since
+//!   then; per flow the same, for the interval's top N flows by bytes.
+//!   Devices, interfaces and flows with nothing new get no sample. The
+//!   first snapshot recorded only sets the baseline.
+//! - each collector's reading, when it is newer than the last one stored:
+//!   `system` gauges, one `temperature/<label>` per sensor, one
+//!   `latency/<address>` per target, and per interface (`link/<name>`) the
+//!   deltas of the kernel's counters since the previous reading.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::SystemTime,
+};
+
+use netmon_common::{Counter, FlowKey, direction};
+use tracing::{info, warn};
+
+use super::{Family, Interval, SeriesKey, Store, StoreError, Values, as_ms, epoch_ms};
+use crate::{
+    collect::{Avail, Telemetry, netstats},
+    ifaces::format_mac,
+    snapshot::Snapshot,
+    traffic::key_ip,
+};
+
+/// Intervals kept in memory while the file cannot be written (an hour at
+/// the default 1 s interval).
+pub const MAX_PENDING: usize = 3600;
+
+/// What [`Recorder::write_interval`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Intervals committed by this call (queued ones included).
+    pub intervals: usize,
+    /// Intervals still queued.
+    pub pending: usize,
+}
+
+/// Turns snapshots and readings into intervals and writes them.
+#[derive(Debug)]
+pub struct Recorder {
+    flows_per_interval: usize,
+    last_snapshot: Option<SystemTime>,
+    devices: HashMap<(u32, [u8; 6]), [Counter; 2]>,
+    interfaces: HashMap<u32, [Counter; 2]>,
+    flows: HashMap<FlowKey, Counter>,
+    last_system: Option<SystemTime>,
+    last_latency: Option<SystemTime>,
+    last_links: Option<SystemTime>,
+    links: HashMap<String, [u64; 8]>,
+    pending: VecDeque<Interval>,
+    dropped: u64,
+    /// The write error last logged, so a repeated one is logged once.
+    failing: Option<String>,
+}
+
+impl Recorder {
+    pub fn new(flows_per_interval: usize) -> Recorder {
+        Recorder {
+            flows_per_interval,
+            last_snapshot: None,
+            devices: HashMap::new(),
+            interfaces: HashMap::new(),
+            flows: HashMap::new(),
+            last_system: None,
+            last_latency: None,
+            last_links: None,
+            links: HashMap::new(),
+            pending: VecDeque::new(),
+            dropped: 0,
+            failing: None,
+        }
+    }
+
+    /// Intervals waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Records the current state as the interval ending at `now` and writes
+    /// every queued interval. Errors are logged here (once until they
+    /// change) and returned; the interval stays queued.
+    pub fn write_interval(
+        &mut self,
+        store: &Store,
+        snapshot: &Snapshot,
+        telemetry: &Telemetry,
+        now: SystemTime,
+    ) -> Result<Written, StoreError> {
+        if let Some(iv) = self.build(snapshot, telemetry, now) {
+            self.queue(iv);
+        }
+        self.flush(store)
+    }
+
+    /// Queues an interval built elsewhere (tests, benchmarks).
+    pub fn queue(&mut self, iv: Interval) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.pop_front();
+            self.dropped += 1;
+        }
+        self.pending.push_back(iv);
+    }
+
+    /// Writes the queued intervals, oldest first, stopping at the first
+    /// failure.
+    pub fn flush(&mut self, store: &Store) -> Result<Written, StoreError> {
+        let mut intervals = 0;
+        while let Some(iv) = self.pending.front() {
+            match store.write(iv) {
+                Ok(()) => {
+                    self.pending.pop_front();
+                    intervals += 1;
+                }
+                Err(StoreError::Busy) => break,
+                Err(e) => {
+                    let msg = error_chain(&e);
+                    if self.failing.as_deref() != Some(&msg) {
+                        warn!(
+                            error = %msg,
+                            disk_full = e.is_disk_full(),
+                            pending = self.pending.len(),
+                            "Cannot write the history; keeping the intervals in memory and retrying."
+                        );
+                        self.failing = Some(msg);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if intervals > 0 && self.failing.take().is_some() {
+            info!(dropped = self.dropped, "Writing the history works again.");
+            self.dropped = 0;
+        }
+        Ok(Written {
+            intervals,
+            pending: self.pending.len(),
+        })
+    }
+
+    /// The interval ending at `now`, or `None` when nothing is new.
+    pub fn build(
+        &mut self,
+        snapshot: &Snapshot,
+        telemetry: &Telemetry,
+        now: SystemTime,
+    ) -> Option<Interval> {
+        let mut samples = Vec::new();
+        let mut length_ms = 0;
+        if let Some(updated) = snapshot.updated
+            && self.last_snapshot != Some(updated)
+        {
+            let since = self
+                .last_snapshot
+                .and_then(|t| updated.duration_since(t).ok())
+                .unwrap_or(snapshot.interval);
+            length_ms = u32::try_from(as_ms(since)).unwrap_or(u32::MAX);
+            let first = self.last_snapshot.is_none();
+            self.traffic(snapshot, length_ms, first, &mut samples);
+            self.last_snapshot = Some(updated);
+        }
+        self.system(telemetry, &mut samples);
+        self.latency(telemetry, &mut samples);
+        self.links(telemetry, &mut samples);
+        if samples.is_empty() && length_ms == 0 {
+            return None;
+        }
+        Some(Interval {
+            at_ms: epoch_ms(now),
+            length_ms,
+            samples,
+        })
+    }
+
+    fn traffic(
+        &mut self,
+        s: &Snapshot,
+        interval_ms: u32,
+        first: bool,
+        out: &mut Vec<(SeriesKey, Values)>,
+    ) {
+        let counter = |deltas: Vec<u64>| Values::Counter {
+            interval_ms,
+            deltas,
+        };
+        let mut devices = HashMap::with_capacity(s.devices.len());
+        for d in &s.devices {
+            let now = [d.tx.total, d.rx.total];
+            let prev = self.devices.get(&(d.ifindex, d.mac)).copied();
+            devices.insert((d.ifindex, d.mac), now);
+            if first {
+                continue;
+            }
+            let (tx, rx) = match prev {
+                Some(p) => (delta(p[0], now[0]), delta(p[1], now[1])),
+                // New since the last snapshot: all of it is new.
+                None => (now[0], now[1]),
+            };
+            if is_zero(tx) && is_zero(rx) {
+                continue;
+            }
+            out.push((
+                SeriesKey::new(
+                    Family::Device,
+                    &[&s.iface_name(d.ifindex), &format_mac(d.mac)],
+                ),
+                counter(vec![tx.bytes, tx.packets, rx.bytes, rx.packets]),
+            ));
+        }
+        self.devices = devices;
+
+        let mut interfaces = HashMap::with_capacity(s.interfaces.len());
+        for i in &s.interfaces {
+            let now = [i.totals.rx.total, i.totals.tx.total];
+            let prev = self.interfaces.get(&i.ifindex).copied();
+            interfaces.insert(i.ifindex, now);
+            if first {
+                continue;
+            }
+            let p = prev.unwrap_or_default();
+            let (rx, tx) = (delta(p[0], now[0]), delta(p[1], now[1]));
+            if is_zero(tx) && is_zero(rx) {
+                continue;
+            }
+            out.push((
+                SeriesKey::new(Family::Interface, &[&i.name]),
+                counter(vec![rx.bytes, rx.packets, tx.bytes, tx.packets]),
+            ));
+        }
+        self.interfaces = interfaces;
+
+        // Flows: deltas, merged by series name (flows that differ only in
+        // their MACs share one), then the top N by bytes.
+        let mut flows = HashMap::with_capacity(s.flows.len());
+        let mut by_name: HashMap<String, Counter> = HashMap::new();
+        for f in &s.flows {
+            let now = f.meter.total;
+            let prev = self.flows.get(&f.key).copied();
+            flows.insert(f.key, now);
+            if first {
+                continue;
+            }
+            let d = prev.map_or(now, |p| delta(p, now));
+            if is_zero(d) {
+                continue;
+            }
+            let k = &f.key;
+            let dir = if k.direction == direction::INGRESS {
+                "in"
+            } else {
+                "out"
+            };
+            let name = SeriesKey::new(
+                Family::Flow,
+                &[
+                    &s.iface_name(k.ifindex),
+                    dir,
+                    &k.proto.to_string(),
+                    &key_ip(k.src).to_string(),
+                    &key_ip(k.dst).to_string(),
+                ],
+            );
+            let e = by_name.entry(name.as_str().to_owned()).or_default();
+            e.bytes += d.bytes;
+            e.packets += d.packets;
+        }
+        self.flows = flows;
+        let mut top: Vec<(String, Counter)> = by_name.into_iter().collect();
+        top.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(self.flows_per_interval);
+        for (name, d) in top {
+            if let Some(key) = SeriesKey::parse(&name) {
+                out.push((key, counter(vec![d.bytes, d.packets])));
+            }
+        }
+    }
+
+    fn system(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
+        let Some(r) = t.system.get() else { return };
+        if self.last_system == Some(r.collection.started) {
+            return;
+        }
+        self.last_system = Some(r.collection.started);
+        let rep = &r.report;
+        let v = |a: Option<f64>| a.unwrap_or(f64::NAN);
+        let load = rep.load_average.value();
+        let mem = rep.memory.value();
+        out.push((
+            SeriesKey::new(Family::System, &[]),
+            Values::Gauge(vec![
+                v(rep.cpu.value().map(|c| c.usage_percent)),
+                v(load.map(|l| l.one)),
+                v(load.map(|l| l.five)),
+                v(load.map(|l| l.fifteen)),
+                v(mem.map(|m| m.used_bytes as f64)),
+                v(mem.map(|m| m.available_bytes as f64)),
+                v(rep.swap.value().map(|s| s.used_bytes as f64)),
+            ]),
+        ));
+        if let Avail::Value(temps) = &rep.temperatures {
+            for s in &temps.sensors {
+                out.push((
+                    SeriesKey::new(Family::Temperature, &[&s.label]),
+                    Values::Gauge(vec![v(s.celsius.value().copied())]),
+                ));
+            }
+        }
+    }
+
+    fn latency(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
+        let Some(r) = t.latency.get() else { return };
+        if self.last_latency == Some(r.collection.started) {
+            return;
+        }
+        self.last_latency = Some(r.collection.started);
+        for target in &r.report.targets {
+            let rtt = target.rtt.value();
+            let v = |a: Option<f64>| a.unwrap_or(f64::NAN);
+            out.push((
+                SeriesKey::new(Family::Latency, &[&target.address.to_string()]),
+                Values::Gauge(vec![
+                    v(rtt.map(|r| r.avg_seconds)),
+                    v(rtt.map(|r| r.min_seconds)),
+                    v(rtt.map(|r| r.max_seconds)),
+                    v(target.loss_percent.value().copied()),
+                ]),
+            ));
+        }
+    }
+
+    fn links(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
+        let Some(r) = t.interfaces.get() else { return };
+        let started = r.collection.started;
+        if self.last_links == Some(started) {
+            return;
+        }
+        let since = self
+            .last_links
+            .and_then(|p| started.duration_since(p).ok())
+            .map(as_ms);
+        self.last_links = Some(started);
+        let Avail::Value(list) = &r.report.interfaces else {
+            return;
+        };
+        let mut links = HashMap::with_capacity(list.len());
+        for i in list {
+            let Avail::Value(c) = &i.counters else {
+                continue;
+            };
+            let now = link_counters(c);
+            let prev = self.links.get(&i.name).copied();
+            links.insert(i.name.clone(), now);
+            let (Some(prev), Some(since)) = (prev, since) else {
+                continue;
+            };
+            // A counter that went backwards: the interface was re-created,
+            // everything it holds is new.
+            let reset = now.iter().zip(&prev).any(|(n, p)| n < p);
+            let deltas: Vec<u64> = now
+                .iter()
+                .zip(&prev)
+                .map(|(n, p)| if reset { *n } else { n - p })
+                .collect();
+            if deltas.iter().all(|d| *d == 0) {
+                continue;
+            }
+            out.push((
+                SeriesKey::new(Family::Link, &[&i.name]),
+                Values::Counter {
+                    interval_ms: u32::try_from(since).unwrap_or(u32::MAX),
+                    deltas,
+                },
+            ));
+        }
+        self.links = links;
+    }
+}
+
+fn link_counters(c: &netstats::Counters) -> [u64; 8] {
+    [
+        c.rx_bytes,
+        c.rx_packets,
+        c.rx_errors,
+        c.rx_dropped,
+        c.tx_bytes,
+        c.tx_packets,
+        c.tx_errors,
+        c.tx_dropped,
+    ]
+}
+
+fn delta(prev: Counter, now: Counter) -> Counter {
+    crate::rates::delta(prev, now)
+}
+
+fn is_zero(c: Counter) -> bool {
+    c.bytes == 0 && c.packets == 0
+}
+
+/// `e` and its sources, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

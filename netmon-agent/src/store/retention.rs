@@ -1,0 +1,372 @@
+//! Downsampling, expiry, the size budget and compaction: [`Store::maintain`].
+//!
+//! Rules, in the order one run applies them (all at the `now` it is given):
+//! 1. **Fold** every complete minute of raw samples not folded yet into one
+//!    1-minute bucket per series, then every complete hour of 1-minute
+//!    buckets into 1-hour buckets (counters: sums of deltas and of covered
+//!    time; gauges: min / sum+count / max / last per field). The end of what
+//!    is folded is recorded in the same transaction as the buckets
+//!    (`m1_done`, `h1_done`), so a crash never folds anything twice or skips
+//!    it. Work is cut into transactions of at most [`RAW_CHUNK_MS`] /
+//!    [`MINUTE_CHUNK_MS`] of data so the interval writer never waits long.
+//! 2. **Expire** each tier's data older than its retention, but never data
+//!    that is not folded into the next tier yet; interval rows go with the
+//!    raw samples. Series with no data left in any tier are forgotten.
+//! 3. **Size budget**: while the pages in use exceed the budget, delete the
+//!    oldest data first, whatever its tier: everything older than `oldest +
+//!    max(age / 16, 1 min)` in every tier, and measure again.
+//! 4. **Compact** when the file is more than 10 % over the budget (after 3,
+//!    its free pages are what is left over); redb reuses free pages, so in
+//!    steady state the file stops growing at about the budget and compaction
+//!    is rare. Compaction holds the file exclusively: writes meanwhile get
+//!    [`StoreError::Busy`] and stay queued in the recorder; queries get
+//!    `Busy` too (the API answers 503) rather than waiting.
+
+use std::{
+    sync::MutexGuard,
+    time::{Duration, Instant, SystemTime},
+};
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use super::{
+    Agg, Family, HOUR_MS, MINUTE_MS, Store, StoreError, Tier, Usage, Values, as_ms, bucket,
+    epoch_ms,
+    schema::{self, INTERVALS, META, SERIES, SERIES_NAMES},
+};
+
+/// Raw data folded per transaction.
+pub const RAW_CHUNK_MS: u64 = 10 * MINUTE_MS;
+/// 1-minute data folded per transaction.
+pub const MINUTE_CHUNK_MS: u64 = 6 * HOUR_MS;
+/// Budget deletions per run, at most (each re-measures).
+const BUDGET_STEPS: usize = 64;
+
+/// What one [`Store::maintain`] run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Maintenance {
+    /// Buckets written into the 1-minute and 1-hour tiers.
+    pub folded: [u64; 2],
+    /// Samples expired from the raw, 1-minute and 1-hour tiers.
+    pub expired: [u64; 3],
+    /// Samples deleted (all tiers) to keep within the size budget.
+    pub over_budget: u64,
+    /// Series forgotten because nothing of them was left.
+    pub forgotten_series: u64,
+    pub compacted: bool,
+    /// Space after the run.
+    pub usage: Option<Usage>,
+}
+
+impl Store {
+    /// One maintenance run at time `now_ms` (see the module docs).
+    pub fn maintain(&self, now_ms: u64) -> Result<Maintenance, StoreError> {
+        let mut report = Maintenance {
+            folded: [
+                self.fold(Tier::Raw, now_ms)?,
+                self.fold(Tier::Minute, now_ms)?,
+            ],
+            ..Maintenance::default()
+        };
+        self.expire(now_ms, &mut report)?;
+        self.enforce_budget(now_ms, &mut report)?;
+        let usage = self.usage()?;
+        let budget = self.retention.size_budget;
+        if usage.file_bytes > budget + budget / 10 {
+            report.compacted = self.compact()?;
+        }
+        report.usage = Some(self.usage()?);
+        Ok(report)
+    }
+
+    fn lock_ids(&self) -> MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Folds complete buckets of `below` into the tier above it; returns
+    /// the buckets written.
+    fn fold(&self, below: Tier, now_ms: u64) -> Result<u64, StoreError> {
+        let (above, step, chunk, done_key) = match below {
+            Tier::Raw => (Tier::Minute, MINUTE_MS, RAW_CHUNK_MS, schema::M1_DONE_KEY),
+            _ => (Tier::Hour, HOUR_MS, MINUTE_CHUNK_MS, schema::H1_DONE_KEY),
+        };
+        let end = bucket(now_ms, step);
+        let mut written = 0;
+        loop {
+            let _ids = self.lock_ids();
+            let more = self.with_db(|db| {
+                let tx = db.begin_write()?;
+                let done = tx.open_table(META)?.get(done_key)?.map(|v| v.value());
+                let series = all_series(&tx)?;
+                // Skip stretches without data (the agent was off).
+                let start = match next_time(&tx, below, &series, done.unwrap_or(0))? {
+                    Some(t) => bucket(t, step).max(done.unwrap_or(0)),
+                    None => end,
+                };
+                if start >= end {
+                    if done.is_none_or(|d| d < end) {
+                        tx.open_table(META)?.insert(done_key, end)?;
+                        tx.commit()?;
+                    }
+                    return Ok(false);
+                }
+                let stop = end.min(bucket(start + chunk, step));
+                let stop = if stop <= start {
+                    end.min(start + step)
+                } else {
+                    stop
+                };
+                {
+                    let src = tx.open_table(below.table())?;
+                    let mut dst = tx.open_table(above.table())?;
+                    for (id, fam) in &series {
+                        let mut buckets: Vec<(u64, Agg)> = Vec::new();
+                        for row in src.range((*id, start)..(*id, stop))? {
+                            let (k, v) = row?;
+                            match decode(below, *fam, v.value()) {
+                                Some(a) => {
+                                    super::fold_into(&mut buckets, bucket(k.value().1, step), &a)
+                                }
+                                None => debug!(series = id, "Skipping an undecodable sample."),
+                            }
+                        }
+                        for (at, mut agg) in buckets {
+                            // A bucket already there (a budget cut, a
+                            // migration) is merged, never overwritten.
+                            if let Some(old) = dst.get((*id, at))?
+                                && let Some(mut prev) = decode(above, *fam, old.value())
+                            {
+                                prev.merge(&agg);
+                                agg = prev;
+                            }
+                            dst.insert((*id, at), agg.encode().as_slice())?;
+                            written += 1;
+                        }
+                    }
+                }
+                tx.open_table(META)?.insert(done_key, stop)?;
+                tx.commit()?;
+                Ok(stop < end)
+            })?;
+            if !more {
+                return Ok(written);
+            }
+        }
+    }
+
+    fn expire(&self, now_ms: u64, report: &mut Maintenance) -> Result<(), StoreError> {
+        let mut ids = self.lock_ids();
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let (m1_done, h1_done) = {
+                let meta = tx.open_table(META)?;
+                let get = |k| -> Result<u64, StoreError> {
+                    Ok(meta.get(k)?.map(|v| v.value()).unwrap_or(0))
+                };
+                (get(schema::M1_DONE_KEY)?, get(schema::H1_DONE_KEY)?)
+            };
+            let series = all_series(&tx)?;
+            for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                let cutoff = now_ms.saturating_sub(as_ms(tier.retention(&self.retention)));
+                let cutoff = match tier {
+                    Tier::Raw => cutoff.min(m1_done),
+                    Tier::Minute => cutoff.min(h1_done),
+                    Tier::Hour => cutoff,
+                };
+                report.expired[i] += delete_before(&tx, tier, &series, cutoff)?;
+                if tier == Tier::Raw {
+                    tx.open_table(INTERVALS)?
+                        .retain_in(0..cutoff, |_, _| false)?;
+                }
+            }
+            report.forgotten_series += forget_empty(&tx, &series, &mut ids)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn enforce_budget(&self, now_ms: u64, report: &mut Maintenance) -> Result<(), StoreError> {
+        for _ in 0..BUDGET_STEPS {
+            let usage = self.usage()?;
+            if usage.used_bytes <= self.retention.size_budget {
+                return Ok(());
+            }
+            let mut ids = self.lock_ids();
+            let cut = self.with_db(|db| {
+                let tx = db.begin_write()?;
+                let series = all_series(&tx)?;
+                let mut oldest = None::<u64>;
+                for tier in Tier::ALL {
+                    if let Some(t) = next_time(&tx, tier, &series, 0)? {
+                        oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    }
+                }
+                let Some(oldest) = oldest else {
+                    return Ok(None);
+                };
+                let cut = oldest + (now_ms.saturating_sub(oldest) / 16).max(MINUTE_MS);
+                let mut n = 0;
+                for tier in Tier::ALL {
+                    n += delete_before(&tx, tier, &series, cut)?;
+                }
+                tx.open_table(INTERVALS)?.retain_in(0..cut, |_, _| false)?;
+                report.over_budget += n;
+                report.forgotten_series += forget_empty(&tx, &series, &mut ids)?;
+                tx.commit()?;
+                Ok(Some(cut))
+            })?;
+            drop(ids);
+            match cut {
+                Some(cut) => warn!(
+                    used_bytes = usage.used_bytes,
+                    budget = self.retention.size_budget,
+                    before_ms = cut,
+                    "History over its size budget: deleted the oldest data."
+                ),
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Compacts the file, holding it exclusively; false when it was busy.
+    fn compact(&self) -> Result<bool, StoreError> {
+        let mut w = match self.db.try_write() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let Some(db) = w.as_mut() else {
+            return Ok(false);
+        };
+        let t0 = Instant::now();
+        while db.compact()? {}
+        info!(took = ?t0.elapsed(), "Compacted the history file.");
+        Ok(true)
+    }
+}
+
+/// Every series' id and family.
+fn all_series(tx: &WriteTransaction) -> Result<Vec<(u32, Family)>, StoreError> {
+    let names = tx.open_table(SERIES_NAMES)?;
+    let mut out = Vec::new();
+    for row in names.iter()? {
+        let (k, v) = row?;
+        if let Some(f) = Family::of(v.value()) {
+            out.push((k.value(), f));
+        }
+    }
+    Ok(out)
+}
+
+/// The earliest time at or after `from` with data in `tier`, any series.
+fn next_time(
+    tx: &WriteTransaction,
+    tier: Tier,
+    series: &[(u32, Family)],
+    from: u64,
+) -> Result<Option<u64>, StoreError> {
+    let t = tx.open_table(tier.table())?;
+    let mut best: Option<u64> = None;
+    for (id, _) in series {
+        if let Some(row) = t.range((*id, from)..=(*id, u64::MAX))?.next() {
+            let at = row?.0.value().1;
+            best = Some(best.map_or(at, |b| b.min(at)));
+        }
+    }
+    Ok(best)
+}
+
+/// Deletes every sample of `tier` before `cutoff`; returns how many.
+fn delete_before(
+    tx: &WriteTransaction,
+    tier: Tier,
+    series: &[(u32, Family)],
+    cutoff: u64,
+) -> Result<u64, StoreError> {
+    let mut t = tx.open_table(tier.table())?;
+    let mut n = 0;
+    for (id, _) in series {
+        for row in t.extract_from_if((*id, 0)..(*id, cutoff), |_, _| true)? {
+            row?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Forgets series with no data left in any tier (ids are not reused).
+fn forget_empty(
+    tx: &WriteTransaction,
+    series: &[(u32, Family)],
+    ids: &mut std::collections::HashMap<String, u32>,
+) -> Result<u64, StoreError> {
+    let mut empty = Vec::new();
+    {
+        let tables = [
+            tx.open_table(Tier::Raw.table())?,
+            tx.open_table(Tier::Minute.table())?,
+            tx.open_table(Tier::Hour.table())?,
+        ];
+        for (id, _) in series {
+            let mut any = false;
+            for t in &tables {
+                if t.range((*id, 0)..=(*id, u64::MAX))?.next().is_some() {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
+                empty.push(*id);
+            }
+        }
+    }
+    let mut names = tx.open_table(SERIES_NAMES)?;
+    let mut by_name = tx.open_table(SERIES)?;
+    for id in &empty {
+        if let Some(name) = names.remove(*id)? {
+            let name = name.value().to_owned();
+            by_name.remove(name.as_str())?;
+            ids.remove(&name);
+        }
+    }
+    Ok(empty.len() as u64)
+}
+
+/// A stored sample of `tier` as a bucket; `None` when it cannot be read.
+fn decode(tier: Tier, fam: Family, b: &[u8]) -> Option<Agg> {
+    let n = fam.fields().len();
+    match tier {
+        Tier::Raw => Values::decode(fam.kind(), n, b).ok().map(|v| Agg::of(&v)),
+        _ => Agg::decode(fam.kind(), n, b).ok(),
+    }
+}
+
+/// Runs [`Store::maintain`] every `every` until `stop`. Meant for a thread
+/// of its own; failures are logged once until they change, and retried.
+pub fn maintenance_loop(store: &Store, every: Duration, stop: &crate::collect::Stop) {
+    let mut failing: Option<String> = None;
+    loop {
+        match store.maintain(epoch_ms(SystemTime::now())) {
+            Ok(r) => {
+                if failing.take().is_some() {
+                    info!("History maintenance works again.");
+                }
+                debug!(folded = ?r.folded, expired = ?r.expired, over_budget = r.over_budget, compacted = r.compacted, "History maintenance.");
+            }
+            Err(StoreError::Busy) => {}
+            Err(e) => {
+                let msg = super::record::error_chain(&e);
+                if failing.as_deref() != Some(&msg) {
+                    warn!(error = %msg, "History maintenance failed; retrying next run.");
+                    failing = Some(msg);
+                }
+            }
+        }
+        if stop.wait_until(Instant::now() + every) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Every table of the history file, and the schema version.
+//!
+//! Layout (version [`SCHEMA_VERSION`]):
+//! - [`META`]: `"schema_version"` → the layout's version; `"m1_done"` and
+//!   `"h1_done"` → the end (ms since the epoch, exclusive) of the last
+//!   minute / hour folded into [`M1`] / [`H1`].
+//! - [`SERIES`] / [`SERIES_NAMES`]: a series' canonical name (see
+//!   `series::SeriesKey`) ↔ its compact id. Ids are never reused.
+//! - [`RAW`], [`M1`], [`H1`]: samples keyed by `(series id, ms since the
+//!   epoch)`, so one series' time range is one range scan. Values are the
+//!   fixed-width little-endian encodings of `series.rs`.
+//! - [`INTERVALS`]: ms since the epoch → `(interval length in ms, samples
+//!   written)`, one row per committed collection interval. The row is written
+//!   in the same transaction as the interval's samples, so a row's presence
+//!   means all its samples are present.
+//!
+//! History: version 0 lacked [`INTERVALS`] (the file's intervals could only
+//! be found by scanning every series); opening a version-0 file rebuilds it
+//! from [`RAW`] (see `migrate_v0`).
+
+use redb::TableDefinition;
+
+/// The layout this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Key in [`META`] of the layout version.
+pub const VERSION_KEY: &str = "schema_version";
+/// Key in [`META`] of the end of the last minute folded into [`M1`].
+pub const M1_DONE_KEY: &str = "m1_done";
+/// Key in [`META`] of the end of the last hour folded into [`H1`].
+pub const H1_DONE_KEY: &str = "h1_done";
+
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const SERIES: TableDefinition<&str, u32> = TableDefinition::new("series");
+pub const SERIES_NAMES: TableDefinition<u32, &str> = TableDefinition::new("series_names");
+pub const RAW: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw");
+pub const M1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m");
+pub const H1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h");
+pub const INTERVALS: TableDefinition<u64, (u32, u32)> = TableDefinition::new("intervals");

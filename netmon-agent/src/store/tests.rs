@@ -1,0 +1,608 @@
+//! Unit tests of the store on real redb files in temp dirs, driven by an
+//! explicit clock.
+
+use std::time::{Duration, Instant};
+
+use netmon_common::{Counter, FlowKey, MacKey, direction};
+use redb::{Database, ReadableDatabase};
+
+use super::record::{self, Recorder};
+use super::*;
+use crate::{collect::Telemetry, snapshot::Snapshot, traffic};
+
+const T0: u64 = 1_800_000_000_000; // a whole hour, ms since the epoch
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("h.redb"), Retention::default()).unwrap()
+}
+
+fn dev(name: &str, tx: u64) -> (SeriesKey, Values) {
+    (
+        SeriesKey::new(Family::Device, &["eth0", name]),
+        Values::Counter {
+            interval_ms: 1000,
+            deltas: vec![tx, 1, 2 * tx, 2],
+        },
+    )
+}
+
+fn temp(c: f64) -> (SeriesKey, Values) {
+    (
+        SeriesKey::new(Family::Temperature, &["cpu"]),
+        Values::Gauge(vec![c]),
+    )
+}
+
+fn iv(at_ms: u64, samples: Vec<(SeriesKey, Values)>) -> Interval {
+    Interval {
+        at_ms,
+        length_ms: 1000,
+        samples,
+    }
+}
+
+fn sum(p: &Point, field: &str) -> u64 {
+    match p.values[field] {
+        FieldValue::Sum(s) => s,
+        ref other => panic!("{field}: not a sum: {other:?}"),
+    }
+}
+
+fn stats(p: &Point, field: &str) -> (f64, f64, f64, f64) {
+    match p.values[field] {
+        FieldValue::Stats {
+            min,
+            avg,
+            max,
+            last,
+        } => (min, avg, max, last),
+        ref other => panic!("{field}: not stats: {other:?}"),
+    }
+}
+
+#[test]
+fn written_intervals_read_back_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for i in 0..10u64 {
+        s.write(&iv(
+            T0 + i * 1000,
+            vec![dev("a", 100 + i), temp(40.0 + i as f64)],
+        ))
+        .unwrap();
+    }
+    let h = s
+        .query("device/eth0/a", T0, T0 + 10_000, None, T0 + 10_000)
+        .unwrap();
+    assert_eq!(h.tier, Tier::Raw);
+    assert_eq!(h.points.len(), 10);
+    assert_eq!(h.points[3].at_ms, T0 + 3000);
+    assert_eq!(sum(&h.points[3], "tx_bytes"), 103);
+    assert_eq!(sum(&h.points[3], "rx_bytes"), 206);
+    assert_eq!(h.points[3].covered_seconds, Some(1.0));
+    // A sub-range is one range scan: [from, to).
+    let h = s
+        .query("temperature/cpu", T0 + 2000, T0 + 4000, None, T0 + 10_000)
+        .unwrap();
+    assert_eq!(
+        h.points.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+        [T0 + 2000, T0 + 3000]
+    );
+    assert_eq!(stats(&h.points[1], "celsius"), (43.0, 43.0, 43.0, 43.0));
+    // Reopening keeps everything.
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(s.counts().unwrap(), [20, 0, 0]);
+    assert!(matches!(
+        s.query("device/eth0/zz", 0, u64::MAX, None, T0),
+        Err(StoreError::UnknownSeries(_))
+    ));
+    assert!(matches!(
+        s.query("nonsense", 0, u64::MAX, None, T0),
+        Err(StoreError::UnknownSeries(_))
+    ));
+}
+
+#[test]
+fn the_range_chooses_the_tier() {
+    let r = Retention::default();
+    let now = T0 + 100 * 86_400_000;
+    let h = 3_600_000;
+    assert_eq!(Tier::for_range(now - 24 * h, now, &r), Tier::Raw);
+    assert_eq!(Tier::for_range(now - 48 * h, now, &r), Tier::Raw);
+    assert_eq!(Tier::for_range(now - 48 * h - 1, now, &r), Tier::Minute);
+    assert_eq!(Tier::for_range(now - 30 * 24 * h, now, &r), Tier::Minute);
+    assert_eq!(Tier::for_range(now - 31 * 24 * h, now, &r), Tier::Hour);
+}
+
+#[test]
+fn downsampling_folds_complete_minutes_and_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    // Two samples a minute for 70 minutes; temperatures 10, 20, 10, 20, ...
+    for m in 0..70u64 {
+        for k in 0..2u64 {
+            let at = T0 + m * 60_000 + k * 30_000;
+            s.write(&iv(
+                at,
+                vec![dev("a", 10 * (k + 1)), temp(10.0 + 10.0 * k as f64)],
+            ))
+            .unwrap();
+        }
+    }
+    // At T0 + 70m 10s: minutes 0..70 are complete, hour 0 is.
+    let now = T0 + 70 * 60_000 + 10_000;
+    let r = s.maintain(now).unwrap();
+    assert_eq!(r.folded, [140, 2], "{r:?}");
+    // Folding is idempotent.
+    assert_eq!(s.maintain(now).unwrap().folded, [0, 0]);
+    let m = s
+        .query(
+            "device/eth0/a",
+            T0,
+            T0 + 3 * 60_000,
+            Some(Tier::Minute),
+            now,
+        )
+        .unwrap();
+    assert_eq!(m.points.len(), 3);
+    assert_eq!(m.points[0].at_ms, T0);
+    assert_eq!(m.points[0].samples, 2);
+    assert_eq!(m.points[0].covered_seconds, Some(2.0));
+    assert_eq!(sum(&m.points[0], "tx_bytes"), 30);
+    assert_eq!(sum(&m.points[0], "rx_packets"), 4);
+    let t = s
+        .query("temperature/cpu", T0, T0 + 60_000, Some(Tier::Minute), now)
+        .unwrap();
+    assert_eq!(stats(&t.points[0], "celsius"), (10.0, 15.0, 20.0, 20.0));
+    let h = s
+        .query("device/eth0/a", T0, T0 + 3_600_000, Some(Tier::Hour), now)
+        .unwrap();
+    assert_eq!(h.points.len(), 1);
+    assert_eq!(h.points[0].samples, 120);
+    assert_eq!(sum(&h.points[0], "tx_bytes"), 60 * 30);
+    assert_eq!(h.points[0].covered_seconds, Some(120.0));
+    let t = s
+        .query("temperature/cpu", T0, T0 + 3_600_000, Some(Tier::Hour), now)
+        .unwrap();
+    assert_eq!(stats(&t.points[0], "celsius"), (10.0, 15.0, 20.0, 20.0));
+    // The hour tier's newest hour is not folded yet: it comes from the
+    // minutes (and raw) below, so a query sees it all.
+    let h = s
+        .query("device/eth0/a", T0, now, Some(Tier::Hour), now)
+        .unwrap();
+    assert_eq!(h.points.len(), 2);
+    assert_eq!(h.points[1].at_ms, T0 + 3_600_000);
+    assert_eq!(h.points[1].samples, 20);
+    assert_eq!(sum(&h.points[1], "tx_bytes"), 10 * 30);
+}
+
+#[test]
+fn expiry_respects_each_tiers_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Retention {
+        raw: Duration::from_secs(120),
+        minute: Duration::from_secs(3600),
+        hour: Duration::from_secs(3 * 3600),
+        size_budget: 1 << 30,
+    };
+    let s = Store::open(&dir.path().join("h.redb"), r).unwrap();
+    for m in 0..5u64 {
+        s.write(&iv(T0 + m * 60_000, vec![dev("a", 1)])).unwrap();
+    }
+    // Now T0 + 5m: raw older than T0 + 3m goes (two samples), the rest stays.
+    let rep = s.maintain(T0 + 5 * 60_000).unwrap();
+    assert_eq!(rep.expired, [3, 0, 0], "{rep:?}");
+    let raw = s
+        .query("device/eth0/a", 0, u64::MAX, Some(Tier::Raw), T0)
+        .unwrap();
+    assert_eq!(
+        raw.points.iter().map(|p| p.at_ms).collect::<Vec<_>>(),
+        [T0 + 3 * 60_000, T0 + 4 * 60_000]
+    );
+    assert_eq!(s.latest(10).unwrap().len(), 2);
+    // The minutes are still there.
+    let m = s
+        .query("device/eth0/a", T0, T0 + 5 * 60_000, Some(Tier::Minute), T0)
+        .unwrap();
+    assert_eq!(m.points.len(), 5);
+    // Two hours later the minutes of the first hour have expired, folded
+    // into their hour; the hour itself (keyed by its start) expires once
+    // its start is older than 3 h.
+    let rep = s.maintain(T0 + 2 * 3_600_000 + 1).unwrap();
+    assert_eq!(rep.expired, [2, 5, 0], "{rep:?}");
+    let h = s
+        .query("device/eth0/a", 0, u64::MAX, Some(Tier::Hour), T0)
+        .unwrap();
+    assert_eq!(h.points.len(), 1);
+    assert_eq!(sum(&h.points[0], "tx_bytes"), 5);
+    let rep = s.maintain(T0 + 3 * 3_600_000 + 1).unwrap();
+    assert_eq!(rep.expired, [0, 0, 1], "{rep:?}");
+    assert_eq!(rep.forgotten_series, 1);
+    assert!(s.series(None).unwrap().is_empty());
+}
+
+#[test]
+fn the_size_budget_deletes_the_oldest_data_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 1 << 20;
+    let r = Retention {
+        size_budget: budget,
+        ..Retention::default()
+    };
+    let s = Store::open(&dir.path().join("h.redb"), r).unwrap();
+    // 100 series per interval, one interval every 10 s over 2 hours.
+    let n = 2 * 360;
+    for i in 0..n {
+        let samples = (0..100).map(|d| dev(&format!("{d:03}"), i + 1)).collect();
+        s.write(&iv(T0 + i * 10_000, samples)).unwrap();
+    }
+    let now = T0 + n * 10_000;
+    let before = s.usage().unwrap();
+    assert!(before.used_bytes > budget, "{before:?}");
+    let rep = s.maintain(now).unwrap();
+    let after = rep.usage.unwrap();
+    assert!(rep.over_budget > 0, "{rep:?}");
+    assert!(after.used_bytes <= budget, "{rep:?}");
+    // What is left is the newest data; the oldest is gone.
+    let raw = s
+        .query("device/eth0/000", 0, u64::MAX, Some(Tier::Raw), now)
+        .unwrap();
+    let first = raw.points.first().unwrap().at_ms;
+    assert!(first > T0, "nothing was deleted from the start");
+    assert_eq!(raw.points.last().unwrap().at_ms, now - 10_000);
+    assert_eq!(
+        raw.points.len() as u64,
+        (now - first) / 10_000,
+        "the raw samples left are contiguous up to the newest"
+    );
+    assert_eq!(s.latest(1).unwrap()[0].at_ms, now - 10_000);
+    eprintln!("budget {budget}: {before:?} -> {rep:?}");
+}
+
+#[test]
+fn top_ranks_a_family_over_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for i in 0..10u64 {
+        // b sends most in the first half, c in the second.
+        let (b, c) = if i < 5 { (100, 1) } else { (1, 300) };
+        s.write(&iv(
+            T0 + i * 1000,
+            vec![dev("a", 10), dev("b", b), dev("c", c), temp(1.0)],
+        ))
+        .unwrap();
+    }
+    let now = T0 + 10_000;
+    let top = s.top(Family::Device, "tx_bytes", T0, now, 2, now).unwrap();
+    let names: Vec<_> = top.iter().map(|r| r.series.as_str()).collect();
+    assert_eq!(names, ["device/eth0/c", "device/eth0/b"]);
+    assert_eq!(top[0].value, 5.0 + 1500.0);
+    let first_half = s
+        .top(Family::Device, "tx_bytes", T0, T0 + 5000, 1, now)
+        .unwrap();
+    assert_eq!(first_half[0].series, "device/eth0/b");
+    assert_eq!(sum(&first_half[0].total, "tx_bytes"), 500);
+    assert!(
+        s.top(Family::Device, "nope", T0, now, 2, now)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.top(Family::Flow, "bytes", T0, now, 2, now)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn latest_lists_the_newest_intervals_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    for i in 0..5u64 {
+        let samples = (0..i).map(|d| dev(&d.to_string(), 1)).collect();
+        s.write(&iv(T0 + i * 1000, samples)).unwrap();
+    }
+    let l = s.latest(3).unwrap();
+    assert_eq!(
+        l,
+        [
+            IntervalRow {
+                at_ms: T0 + 4000,
+                length_ms: 1000,
+                samples: 4
+            },
+            IntervalRow {
+                at_ms: T0 + 3000,
+                length_ms: 1000,
+                samples: 3
+            },
+            IntervalRow {
+                at_ms: T0 + 2000,
+                length_ms: 1000,
+                samples: 2
+            },
+        ]
+    );
+    assert_eq!(s.latest(100).unwrap().len(), 5);
+}
+
+#[test]
+fn samples_of_the_wrong_shape_are_dropped_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let bad = (
+        SeriesKey::new(Family::Device, &["eth0", "x"]),
+        Values::Gauge(vec![1.0]),
+    );
+    s.write(&iv(T0, vec![bad, dev("a", 1)])).unwrap();
+    assert_eq!(s.latest(1).unwrap()[0].samples, 1);
+    assert_eq!(s.series(None).unwrap(), ["device/eth0/a"]);
+}
+
+/// Writes a version-0 file by hand: the old layout had no interval table.
+fn write_v0(path: &Path) {
+    let db = Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx.open_table(META).unwrap();
+        meta.insert(schema::VERSION_KEY, 0).unwrap();
+        let mut series = tx.open_table(SERIES).unwrap();
+        let mut names = tx.open_table(SERIES_NAMES).unwrap();
+        let mut raw = tx.open_table(RAW).unwrap();
+        for (id, name) in [(0u32, "device/eth0/a"), (7, "temperature/cpu")] {
+            series.insert(name, id).unwrap();
+            names.insert(id, name).unwrap();
+        }
+        for i in 0..3u64 {
+            let c = Values::Counter {
+                interval_ms: 2000,
+                deltas: vec![i, 1, 1, 1],
+            };
+            raw.insert((0, T0 + i * 2000), c.encode().as_slice())
+                .unwrap();
+            raw.insert(
+                (7, T0 + i * 2000),
+                Values::Gauge(vec![50.0]).encode().as_slice(),
+            )
+            .unwrap();
+        }
+        // A gauge-only interval.
+        raw.insert(
+            (7, T0 + 9000),
+            Values::Gauge(vec![51.0]).encode().as_slice(),
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_version_0_file_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    write_v0(&path);
+    let s = Store::open(&path, Retention::default()).unwrap();
+    let l = s.latest(10).unwrap();
+    assert_eq!(
+        l.iter()
+            .map(|r| (r.at_ms, r.length_ms, r.samples))
+            .collect::<Vec<_>>(),
+        [
+            (T0 + 9000, 0, 1),
+            (T0 + 4000, 2000, 2),
+            (T0 + 2000, 2000, 2),
+            (T0, 2000, 2)
+        ]
+    );
+    // New series get ids above the old ones.
+    s.write(&iv(T0 + 10_000, vec![dev("new", 1), dev("a", 5)]))
+        .unwrap();
+    let h = s
+        .query("device/eth0/a", T0, T0 + 20_000, None, T0 + 20_000)
+        .unwrap();
+    assert_eq!(h.points.len(), 4);
+    assert_eq!(sum(&h.points[3], "tx_bytes"), 5);
+    assert_eq!(s.series(None).unwrap().len(), 3);
+    drop(s);
+    let db = Database::open(&path).unwrap();
+    let rtx = db.begin_read().unwrap();
+    let meta = rtx.open_table(META).unwrap();
+    assert_eq!(
+        meta.get(schema::VERSION_KEY).unwrap().unwrap().value(),
+        schema::SCHEMA_VERSION
+    );
+    assert_eq!(meta.get(NEXT_ID_KEY).unwrap().unwrap().value(), 9);
+}
+
+#[test]
+fn a_newer_or_foreign_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.redb");
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert(schema::VERSION_KEY, 99)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let err = Store::open(&path, Retention::default()).err().unwrap();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Newer { found: 99, .. }), "{msg}");
+    assert!(
+        msg.contains("version 99") && msg.contains("version 1"),
+        "{msg}"
+    );
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+
+    let other = dir.path().join("other.redb");
+    {
+        let db = Database::create(&other).unwrap();
+        let tx = db.begin_write().unwrap();
+        let t: redb::TableDefinition<u8, u8> = redb::TableDefinition::new("theirs");
+        tx.open_table(t).unwrap().insert(1, 2).unwrap();
+        tx.commit().unwrap();
+    }
+    let err = Store::open(&other, Retention::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0x5a; 10_000]).unwrap();
+    let err = Store::open(&garbage, Retention::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5a; 10_000]);
+}
+
+#[test]
+fn sizes_parse_with_binary_units() {
+    assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+    assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+    assert_eq!(parse_size("2g"), Ok(2 << 30));
+    assert_eq!(parse_size("1048576"), Ok(1 << 20));
+    assert!(parse_size("1KiB").unwrap_err().contains("minimum"));
+    assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
+    assert!(parse_size("GiB").is_err());
+    assert!(
+        parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large")
+    );
+}
+
+fn mac(last: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, last]
+}
+
+fn mac_key(src: u8, dst: u8) -> MacKey {
+    MacKey {
+        ifindex: 3,
+        direction: direction::INGRESS,
+        _pad0: 0,
+        src: mac(src),
+        dst: mac(dst),
+        _pad1: [0; 2],
+    }
+}
+
+fn flow_key(src: u8) -> FlowKey {
+    let mut k = FlowKey {
+        ifindex: 3,
+        direction: direction::INGRESS,
+        proto: 17,
+        _pad: [0; 2],
+        src_mac: mac(src),
+        dst_mac: mac(9),
+        src: [0; 16],
+        dst: [0; 16],
+    };
+    k.src[10..12].copy_from_slice(&[0xff, 0xff]);
+    k.src[12..].copy_from_slice(&[10, 0, 0, src]);
+    k.dst[10..12].copy_from_slice(&[0xff, 0xff]);
+    k.dst[12..].copy_from_slice(&[10, 0, 0, 9]);
+    k
+}
+
+fn snapshot(t: &traffic::Traffic, at: SystemTime) -> Snapshot {
+    Snapshot {
+        updated: Some(at),
+        interval: Duration::from_secs(1),
+        devices: t.devices.values().cloned().collect(),
+        flows: t.flows.values().cloned().collect(),
+        names: [(3, "eth0".to_owned())].into(),
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let mut t = traffic::Traffic::new(Duration::from_secs(300));
+    let mut rec = Recorder::new(2);
+    let tel = Telemetry::default();
+    let subnets = traffic::Subnets::default();
+    let start = Instant::now();
+    let c = |bytes, packets| Counter { bytes, packets };
+    let reading = |macs: Vec<(MacKey, Counter)>, flows: Vec<(FlowKey, Counter)>| traffic::Reading {
+        macs,
+        flows,
+        ..traffic::Reading::default()
+    };
+    // Interval 0 (the baseline): 1 → 9 has sent 1000 bytes.
+    let wall0 = UNIX_EPOCH + Duration::from_millis(T0);
+    t.update(
+        start,
+        wall0,
+        &reading(
+            vec![(mac_key(1, 9), c(1000, 10))],
+            vec![(flow_key(1), c(1000, 10))],
+        ),
+        &subnets,
+    );
+    rec.write_interval(&s, &snapshot(&t, wall0), &tel, wall0)
+        .unwrap();
+    // Interval 1: 1 → 9 adds 500; 2 → 9 and 3 → 9 appear.
+    let wall1 = wall0 + Duration::from_secs(1);
+    t.update(
+        start + Duration::from_secs(1),
+        wall1,
+        &reading(
+            vec![
+                (mac_key(1, 9), c(1500, 15)),
+                (mac_key(2, 9), c(70, 1)),
+                (mac_key(3, 9), c(9000, 6)),
+            ],
+            vec![
+                (flow_key(1), c(1500, 15)),
+                (flow_key(2), c(70, 1)),
+                (flow_key(3), c(9000, 6)),
+            ],
+        ),
+        &subnets,
+    );
+    let w = rec
+        .write_interval(&s, &snapshot(&t, wall1), &tel, wall1)
+        .unwrap();
+    assert_eq!(
+        w,
+        record::Written {
+            intervals: 1,
+            pending: 0
+        }
+    );
+    // The same snapshot again adds nothing.
+    assert_eq!(
+        rec.write_interval(
+            &s,
+            &snapshot(&t, wall1),
+            &tel,
+            wall1 + Duration::from_millis(10)
+        )
+        .unwrap()
+        .intervals,
+        0
+    );
+    let now = T0 + 10_000;
+    let q = |name: &str| s.query(name, T0, now, None, now).unwrap().points;
+    let a = q("device/eth0/02:00:00:00:00:01");
+    assert_eq!(a.len(), 1, "the baseline interval stores no deltas");
+    assert_eq!(a[0].at_ms, T0 + 1000);
+    assert_eq!(sum(&a[0], "tx_bytes"), 500);
+    assert_eq!(sum(&a[0], "tx_packets"), 5);
+    assert_eq!(sum(&a[0], "rx_bytes"), 0);
+    let nine = q("device/eth0/02:00:00:00:00:09");
+    assert_eq!(sum(&nine[0], "rx_bytes"), 500 + 70 + 9000);
+    // Only the top 2 flows by bytes: 3 (9000) and 1 (500).
+    let flows = s.series(Some(Family::Flow)).unwrap();
+    assert_eq!(
+        flows,
+        [
+            "flow/eth0/in/17/10.0.0.1/10.0.0.9",
+            "flow/eth0/in/17/10.0.0.3/10.0.0.9"
+        ]
+    );
+    assert_eq!(sum(&q(&flows[1])[0], "bytes"), 9000);
+    assert_eq!(s.latest(5).unwrap().len(), 2);
+}
