@@ -70,7 +70,13 @@ pub fn run(cfg: &Config) -> Vec<Row> {
     rows.push(api_key(cfg));
     rows.push(read_only_keys(cfg));
     rows.push(tls(cfg));
-    rows.push(state_dir(&cfg.state_dir));
+    rows.push(writable_dir("state directory", &cfg.state_dir));
+    let history_dir = cfg
+        .store
+        .store_path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    rows.push(writable_dir("history directory", &history_dir));
     rows
 }
 
@@ -393,8 +399,7 @@ fn tls(cfg: &Config) -> Row {
     }
 }
 
-fn state_dir(dir: &Path) -> Row {
-    let name = "state directory";
+fn writable_dir(name: &str, dir: &Path) -> Row {
     let (target, exists) = if dir.exists() {
         (dir.to_owned(), true)
     } else {
@@ -422,7 +427,7 @@ fn state_dir(dir: &Path) -> Row {
             Outcome::Fail,
             format!("{} is not writable by this user", target.display()),
         )
-        .fix("use StateDirectory=netmon in the unit, or --state-dir on a writable path"),
+        .fix("use StateDirectory=netmon in the unit, or --state-dir / --store-path on a writable path"),
     }
 }
 

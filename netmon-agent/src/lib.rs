@@ -59,6 +59,9 @@ pub enum Error {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
+    /// The history file is of a newer schema, not netmon's, or damaged.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// Loading the eBPF object failed.
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -97,6 +100,7 @@ impl Error {
             Error::Attach(e) if matches!(**e, AttachError::UnknownInterface(_)) => 5,
             Error::Attach(_) => 6,
             Error::Listen { .. } => 8,
+            Error::Store(_) => 9,
             Error::Interfaces(_) | Error::Serve(_) => 1,
         }
     }
@@ -112,6 +116,8 @@ pub struct Started {
     kernel: Kernel,
     watcher: Watcher,
     attachments: Attachments,
+    /// The history, or why there is none.
+    store: api::StoreSlot,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
@@ -157,6 +163,8 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
     let listener = std::net::TcpListener::bind(cfg.listen).map_err(listen_err)?;
     listener.set_nonblocking(true).map_err(listen_err)?;
 
+    let store = open_store(&cfg)?;
+
     let mut kernel = Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries)?;
     let mut watcher = Watcher::new(cfg.ifaces.clone());
     let mut attachments = Attachments::new();
@@ -169,7 +177,35 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
         kernel,
         watcher,
         attachments,
+        store,
     })
+}
+
+/// Opens the history file. A file netmon must not touch (a newer schema,
+/// not netmon's, unreadable as redb) stops the start: the operator has to
+/// decide. A file that cannot be created or opened (permissions, a missing
+/// volume) leaves the agent running without history, said loudly, and the
+/// history endpoints answer 503 with the reason.
+fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
+    let path = &cfg.store.store_path;
+    match store::Store::open(path, cfg.store.retention()) {
+        Ok(s) => {
+            info!(path = %path.display(), "History file open.");
+            Ok(Ok(Arc::new(s)))
+        }
+        Err(e @ (store::StoreError::Newer { .. } | store::StoreError::Foreign { .. })) => {
+            Err(e.into())
+        }
+        Err(e @ store::StoreError::Open { .. }) if path.exists() => Err(e.into()),
+        Err(e) => {
+            let reason = format!("{:#}", anyhow::Error::from(e));
+            error!(
+                error = reason,
+                "History disabled: the agent runs without it."
+            );
+            Ok(Err(Arc::from(reason.as_str())))
+        }
+    }
 }
 
 /// Runs a [`start`]ed agent until SIGINT or SIGTERM.
@@ -182,6 +218,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         kernel,
         watcher,
         attachments,
+        store,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -210,6 +247,10 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         },
         &stop_collectors,
     );
+    let store_threads = match &store {
+        Ok(st) => spawn_store(&cfg, st, &shared, &telemetry, &stop_collectors),
+        Err(_) => Vec::new(),
+    };
     let watched = attachments.len();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let drain = {
@@ -239,6 +280,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             telemetry,
             server_id: cfg.server_id.clone(),
             metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
+            store,
         },
         Arc::new(keys),
     );
@@ -287,9 +329,9 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     if drain.join().is_err() {
         error!("The drain thread panicked.");
     }
-    for c in collectors {
+    for c in collectors.into_iter().chain(store_threads) {
         if c.join().is_err() {
-            error!("A collector thread panicked.");
+            error!("A collector or history thread panicked.");
         }
     }
     served.map_err(Error::Serve)?;
@@ -384,6 +426,54 @@ fn drain_loop(
     for (_, a) in attachments.drain() {
         kernel.detach(a);
     }
+}
+
+/// The history's two threads: the recorder writes each new snapshot (and
+/// the collectors' new readings) in one transaction, retrying intervals
+/// that could not be written; maintenance folds, expires and enforces the
+/// size budget. Both stop with the collectors.
+fn spawn_store(
+    cfg: &Config,
+    st: &Arc<store::Store>,
+    shared: &Shared,
+    telemetry: &collect::Telemetry,
+    stop: &collect::Stop,
+) -> Vec<thread::JoinHandle<()>> {
+    let writer = {
+        let (st, shared, tel, stop) = (
+            Arc::clone(st),
+            shared.clone(),
+            telemetry.clone(),
+            stop.clone(),
+        );
+        let mut rec = store::record::Recorder::new(cfg.store.store_flows_per_interval as usize);
+        let every = cfg.interval;
+        thread::Builder::new()
+            .name("netmon-store".into())
+            .spawn(move || {
+                loop {
+                    // It logs its own failures (once until they change) and
+                    // keeps unwritten intervals queued.
+                    let _ = rec.write_interval(&st, &shared.get(), &tel, SystemTime::now());
+                    if stop.wait_until(Instant::now() + every) {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the history writer")
+    };
+    let maintenance = {
+        let (st, stop, every) = (
+            Arc::clone(st),
+            stop.clone(),
+            cfg.store.store_maintenance_interval,
+        );
+        thread::Builder::new()
+            .name("netmon-store-maint".into())
+            .spawn(move || store::retention::maintenance_loop(&st, every, &stop))
+            .expect("spawning the history maintenance")
+    };
+    vec![writer, maintenance]
 }
 
 /// Sleeps until `next`, answering the watchdog every `watchdog` meanwhile.

@@ -1,5 +1,5 @@
 //! `cargo xtask run`: build netmon-agent and run it as root, with its state in
-//! `target/netmon-state` rather than /var/lib.
+//! `target/netmon-state` rather than /var/lib (the history file too).
 
 use std::{
     ffi::OsString,
@@ -48,15 +48,20 @@ pub fn run(root: &Path, args: RunArgs) -> Result<ExitCode> {
     // Loading eBPF programs needs CAP_BPF, CAP_NET_ADMIN and more; root has them.
     // Through sudo, `env` sets the state directory whatever sudo's policy keeps
     // of the environment; -E keeps the rest (RUST_LOG and the like) where allowed.
+    // The history file lives there too, not in /var/lib.
+    let store_path = state_dir.join("netmon.redb");
     let mut cmd = if is_root() {
         let mut cmd = Command::new(&agent);
-        cmd.env("NETMON_STATE_DIR", &state_dir);
+        cmd.env("NETMON_STATE_DIR", &state_dir)
+            .env("NETMON_STORE_PATH", &store_path);
         cmd
     } else {
         let mut assignment = OsString::from("NETMON_STATE_DIR=");
         assignment.push(&state_dir);
+        let mut store = OsString::from("NETMON_STORE_PATH=");
+        store.push(&store_path);
         let mut cmd = Command::new("sudo");
-        cmd.args(["-E", "env"]).arg(assignment).arg(&agent);
+        cmd.args(["-E", "env"]).arg(assignment).arg(store).arg(&agent);
         cmd
     };
     cmd.args(&args.agent_args);

@@ -12,10 +12,12 @@ mod devices;
 pub mod error;
 mod flows;
 mod health;
+mod history;
 mod interfaces;
 mod latency;
 mod metrics;
 mod snapshot;
+mod stream;
 mod system;
 pub mod telemetry;
 pub mod tls;
@@ -49,16 +51,23 @@ pub struct AppState {
     pub server_id: Option<String>,
     /// `/metrics`: whether it needs the key, and its series limits.
     pub metrics: crate::metrics::Settings,
+    /// The history, or why the agent runs without one.
+    pub store: StoreSlot,
 }
+
+/// The history store, or the reason it is off.
+pub type StoreSlot = Result<Arc<crate::store::Store>, Arc<str>>;
 
 /// The whole API; `keys` are the API keys with their roles.
 pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
     let protected = Router::new()
         .merge(devices::routes())
         .merge(flows::routes())
+        .merge(history::routes())
         .merge(interfaces::routes())
         .merge(latency::routes())
         .merge(snapshot::routes())
+        .merge(stream::routes())
         .merge(system::routes())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&keys),

@@ -13,7 +13,8 @@
 //!   per device and per watched interface the byte and packet deltas since
 //!   then; per flow the same, for the interval's top N flows by bytes.
 //!   Devices, interfaces and flows with nothing new get no sample. The
-//!   first snapshot recorded only sets the baseline.
+//!   first snapshot recorded counts in full: the programs were attached
+//!   when this agent started, so its totals are all new traffic.
 //! - each collector's reading, when it is newer than the last one stored:
 //!   `system` gauges, one `temperature/<label>` per sensor, one
 //!   `latency/<address>` per target, and per interface (`link/<name>`) the
@@ -167,8 +168,7 @@ impl Recorder {
                 .and_then(|t| updated.duration_since(t).ok())
                 .unwrap_or(snapshot.interval);
             length_ms = u32::try_from(as_ms(since)).unwrap_or(u32::MAX);
-            let first = self.last_snapshot.is_none();
-            self.traffic(snapshot, length_ms, first, &mut samples);
+            self.traffic(snapshot, length_ms, &mut samples);
             self.last_snapshot = Some(updated);
         }
         self.system(telemetry, &mut samples);
@@ -184,13 +184,7 @@ impl Recorder {
         })
     }
 
-    fn traffic(
-        &mut self,
-        s: &Snapshot,
-        interval_ms: u32,
-        first: bool,
-        out: &mut Vec<(SeriesKey, Values)>,
-    ) {
+    fn traffic(&mut self, s: &Snapshot, interval_ms: u32, out: &mut Vec<(SeriesKey, Values)>) {
         let counter = |deltas: Vec<u64>| Values::Counter {
             interval_ms,
             deltas,
@@ -200,9 +194,6 @@ impl Recorder {
             let now = [d.tx.total, d.rx.total];
             let prev = self.devices.get(&(d.ifindex, d.mac)).copied();
             devices.insert((d.ifindex, d.mac), now);
-            if first {
-                continue;
-            }
             let (tx, rx) = match prev {
                 Some(p) => (delta(p[0], now[0]), delta(p[1], now[1])),
                 // New since the last snapshot: all of it is new.
@@ -226,9 +217,6 @@ impl Recorder {
             let now = [i.totals.rx.total, i.totals.tx.total];
             let prev = self.interfaces.get(&i.ifindex).copied();
             interfaces.insert(i.ifindex, now);
-            if first {
-                continue;
-            }
             let p = prev.unwrap_or_default();
             let (rx, tx) = (delta(p[0], now[0]), delta(p[1], now[1]));
             if is_zero(tx) && is_zero(rx) {
@@ -249,9 +237,6 @@ impl Recorder {
             let now = f.meter.total;
             let prev = self.flows.get(&f.key).copied();
             flows.insert(f.key, now);
-            if first {
-                continue;
-            }
             let d = prev.map_or(now, |p| delta(p, now));
             if is_zero(d) {
                 continue;

@@ -530,7 +530,8 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
         flows,
         ..traffic::Reading::default()
     };
-    // Interval 0 (the baseline): 1 → 9 has sent 1000 bytes.
+    // Interval 0 (the first: everything counted is new): 1 → 9 has sent
+    // 1000 bytes.
     let wall0 = UNIX_EPOCH + Duration::from_millis(T0);
     t.update(
         start,
@@ -587,13 +588,20 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
     let now = T0 + 10_000;
     let q = |name: &str| s.query(name, T0, now, None, now).unwrap().points;
     let a = q("device/eth0/02:00:00:00:00:01");
-    assert_eq!(a.len(), 1, "the baseline interval stores no deltas");
-    assert_eq!(a[0].at_ms, T0 + 1000);
-    assert_eq!(sum(&a[0], "tx_bytes"), 500);
-    assert_eq!(sum(&a[0], "tx_packets"), 5);
-    assert_eq!(sum(&a[0], "rx_bytes"), 0);
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0].at_ms, T0);
+    assert_eq!(
+        sum(&a[0], "tx_bytes"),
+        1000,
+        "the first interval counts in full"
+    );
+    assert_eq!(a[1].at_ms, T0 + 1000);
+    assert_eq!(sum(&a[1], "tx_bytes"), 500);
+    assert_eq!(sum(&a[1], "tx_packets"), 5);
+    assert_eq!(sum(&a[1], "rx_bytes"), 0);
     let nine = q("device/eth0/02:00:00:00:00:09");
-    assert_eq!(sum(&nine[0], "rx_bytes"), 500 + 70 + 9000);
+    assert_eq!(sum(&nine[0], "rx_bytes"), 1000);
+    assert_eq!(sum(&nine[1], "rx_bytes"), 500 + 70 + 9000);
     // Only the top 2 flows by bytes: 3 (9000) and 1 (500).
     let flows = s.series(Some(Family::Flow)).unwrap();
     assert_eq!(

@@ -25,7 +25,8 @@ pub fn agent_bin() -> &'static str {
 }
 
 /// A command line for the agent with the test defaults (key, a private
-/// state directory, a 200 ms interval, [`LISTEN`]) followed by `args`. The
+/// state directory holding the history file, a 200 ms interval, [`LISTEN`])
+/// followed by `args`. The
 /// defaults are environment variables, so `args` can override them.
 ///
 /// With `NETMON_TEST_AGENT_USER=unprivileged` in the test's environment the
@@ -44,6 +45,7 @@ pub fn agent_command(state_dir: &PathBuf, args: &[&str]) -> Command {
     cmd.env("NETMON_API_KEY", TEST_KEY)
         .env("NETMON_LOG", "info,netmon_agent=debug")
         .env("NETMON_STATE_DIR", state_dir)
+        .env("NETMON_STORE_PATH", state_dir.join("netmon.redb"))
         .env("NETMON_INTERVAL", "200ms")
         .env("NETMON_LISTEN", LISTEN)
         .args(args);

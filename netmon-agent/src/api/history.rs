@@ -1,0 +1,458 @@
+//! The history endpoints, answered from the redb store:
+//!
+//! - `GET /latest?limit=N`: the newest stored intervals, newest first, each
+//!   with the host's figures and every watched interface's totals (the
+//!   original platform's endpoint, kept for its users);
+//! - `GET /api/v1/history?series=S&from=&to=&step=`: one series over a range;
+//! - `GET /api/v1/devices/{mac}/history?from=&to=&step=[&interface=]`;
+//! - `GET /api/v1/top?window=1h&by=bytes[&family=device|flow][&limit=N]`;
+//! - `GET /api/v1/series[?family=F]`: the series names there are.
+//!
+//! `from` and `to` are RFC 3339 times or durations before now (`1h`,
+//! `30m`); `to` defaults to now and `from` to an hour before `to`. `step` is
+//! `raw`, `1m` or `1h`; without it the tier is the finest that still holds
+//! `from`. Store calls run on the blocking pool. A store that is off, or
+//! busy compacting, answers 503 with the reason.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AppState,
+    error::{ApiError, ApiQuery},
+    views::time,
+};
+use crate::{
+    ifaces::{format_mac, parse_mac},
+    store::{self, Family, FieldValue, History, Point, Store, StoreError, Tier, epoch_ms},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/latest", get(latest))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/devices/{mac}/history", get(device_history))
+        .route("/api/v1/top", get(top))
+        .route("/api/v1/series", get(series))
+}
+
+/// The store, or a 503 saying why there is none.
+fn store(state: &AppState) -> Result<Arc<Store>, ApiError> {
+    state
+        .store
+        .clone()
+        .map_err(|why| ApiError::Unavailable(format!("history is off: {why}")))
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Busy => ApiError::Unavailable(e.to_string()),
+        StoreError::UnknownSeries(name) => {
+            ApiError::NotFound(format!("no series named `{name}` in the history"))
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// Runs `f` on the store on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    st: Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || f(&st))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(store_error)
+}
+
+/// A time parameter: RFC 3339, `now`, or a duration before now.
+fn parse_time(param: &str, text: &str, now: SystemTime) -> Result<SystemTime, ApiError> {
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(t);
+    }
+    if let Ok(d) = humantime::parse_duration(text) {
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| ApiError::bad_request(param, format!("{text} reaches before 1970")));
+    }
+    Err(ApiError::bad_request(
+        param,
+        format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-23T12:00:00Z), `now`, nor a duration before now (1h, 30m)"
+        ),
+    ))
+}
+
+fn parse_step(text: Option<&str>) -> Result<Option<Tier>, ApiError> {
+    match text {
+        None | Some("auto") => Ok(None),
+        Some("raw") => Ok(Some(Tier::Raw)),
+        Some("1m") => Ok(Some(Tier::Minute)),
+        Some("1h") => Ok(Some(Tier::Hour)),
+        Some(other) => Err(ApiError::bad_request(
+            "step",
+            format!("{other:?} is not a step (raw, 1m, 1h or auto)"),
+        )),
+    }
+}
+
+/// `[from, to)` in ms, checked.
+fn range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64, u64), ApiError> {
+    let now = SystemTime::now();
+    let to_t = to.map_or(Ok(now), |t| parse_time("to", t, now))?;
+    let from_t = match from {
+        Some(f) => parse_time("from", f, now)?,
+        None => to_t.checked_sub(Duration::from_secs(3600)).unwrap_or(to_t),
+    };
+    let (from_ms, to_ms) = (epoch_ms(from_t), epoch_ms(to_t));
+    if from_ms >= to_ms {
+        return Err(ApiError::bad_request(
+            "from",
+            format!("from ({}) must be before to ({})", time(from_t), time(to_t)),
+        ));
+    }
+    Ok((from_ms, to_ms, epoch_ms(now)))
+}
+
+fn ms_time(ms: u64) -> String {
+    time(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+#[derive(Serialize)]
+struct PointView {
+    time: String,
+    #[serde(flatten)]
+    point: Point,
+}
+
+#[derive(Serialize)]
+struct HistoryView {
+    series: String,
+    family: Family,
+    kind: store::Kind,
+    tier: Tier,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_seconds: Option<f64>,
+    from: String,
+    to: String,
+    /// Oldest first.
+    points: Vec<PointView>,
+    /// Stored values that could not be decoded, skipped.
+    skipped: u32,
+}
+
+fn view(h: History, from_ms: u64, to_ms: u64) -> HistoryView {
+    HistoryView {
+        series: h.series,
+        family: h.family,
+        kind: h.kind,
+        tier: h.tier,
+        step_seconds: h.step_seconds,
+        from: ms_time(from_ms),
+        to: ms_time(to_ms),
+        points: h
+            .points
+            .into_iter()
+            .map(|p| PointView {
+                time: ms_time(p.at_ms),
+                point: p,
+            })
+            .collect(),
+        skipped: h.skipped,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    series: String,
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<HistoryParams>,
+) -> Result<Json<HistoryView>, ApiError> {
+    let (from_ms, to_ms, now_ms) = range(p.from.as_deref(), p.to.as_deref())?;
+    let tier = parse_step(p.step.as_deref())?;
+    if store::SeriesKey::parse(&p.series).is_none() {
+        return Err(ApiError::bad_request(
+            "series",
+            format!("{:?} is not a series name (see /api/v1/series)", p.series),
+        ));
+    }
+    let st = store(&state)?;
+    let h = blocking(st, move |s| {
+        s.query(&p.series, from_ms, to_ms, tier, now_ms)
+    })
+    .await?;
+    Ok(Json(view(h, from_ms, to_ms)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceParams {
+    interface: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeviceHistory {
+    mac: String,
+    /// One series per interface the device was seen on.
+    series: Vec<HistoryView>,
+}
+
+async fn device_history(
+    State(state): State<AppState>,
+    Path(mac): Path<String>,
+    ApiQuery(p): ApiQuery<DeviceParams>,
+) -> Result<Json<DeviceHistory>, ApiError> {
+    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    let Some(wanted) = parse_mac(&mac).filter(|_| plain) else {
+        return Err(ApiError::bad_request(
+            "mac",
+            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+        ));
+    };
+    let (from_ms, to_ms, now_ms) = range(p.from.as_deref(), p.to.as_deref())?;
+    let tier = parse_step(p.step.as_deref())?;
+    let text = format_mac(wanted);
+    let st = store(&state)?;
+    let histories = blocking(st, move |s| {
+        let suffix = format!("/{text}");
+        let names: Vec<String> = s
+            .series(Some(Family::Device))?
+            .into_iter()
+            .filter(|n| n.ends_with(&suffix))
+            .filter(|n| {
+                p.interface
+                    .as_ref()
+                    .is_none_or(|i| *n == format!("device/{i}/{text}"))
+            })
+            .collect();
+        names
+            .iter()
+            .map(|n| s.query(n, from_ms, to_ms, tier, now_ms))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    if histories.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no history for {}",
+            format_mac(wanted)
+        )));
+    }
+    Ok(Json(DeviceHistory {
+        mac: format_mac(wanted),
+        series: histories
+            .into_iter()
+            .map(|h| view(h, from_ms, to_ms))
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopParams {
+    window: Option<String>,
+    by: Option<String>,
+    family: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Top {
+    family: Family,
+    by: &'static str,
+    from: String,
+    to: String,
+    top: Vec<store::Ranked>,
+}
+
+async fn top(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<TopParams>,
+) -> Result<Json<Top>, ApiError> {
+    let window = match p.window.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(w) => humantime::parse_duration(w)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ApiError::bad_request("window", format!("{w:?} is not a duration (5m, 1h, 7days)"))
+            })?,
+    };
+    let family = match p.family.as_deref().unwrap_or("device") {
+        "device" => Family::Device,
+        "flow" => Family::Flow,
+        other => {
+            return Err(ApiError::bad_request(
+                "family",
+                format!("{other:?}: top talkers are ranked among device or flow series"),
+            ));
+        }
+    };
+    // `bytes`/`packets` rank what a device sent (a talker); the fields
+    // themselves may be named too.
+    let by = p.by.as_deref().unwrap_or("bytes");
+    let field: &'static str = match (family, by) {
+        (Family::Device, "bytes") => "tx_bytes",
+        (Family::Device, "packets") => "tx_packets",
+        (Family::Flow, "bytes") => "bytes",
+        (Family::Flow, "packets") => "packets",
+        (f, named) => f
+            .fields()
+            .iter()
+            .find(|x| **x == named)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "by",
+                    format!(
+                        "{named:?}: rank by bytes, packets or one of {}",
+                        f.fields().join(", ")
+                    ),
+                )
+            })?,
+    };
+    let limit = p.limit.unwrap_or(10);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("{limit} is outside 1..=1000"),
+        ));
+    }
+    let now = SystemTime::now();
+    let (to_ms, now_ms) = (epoch_ms(now), epoch_ms(now));
+    let from_ms = to_ms.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+    let st = store(&state)?;
+    let ranked = blocking(st, move |s| {
+        s.top(family, field, from_ms, to_ms, limit, now_ms)
+    })
+    .await?;
+    Ok(Json(Top {
+        family,
+        by: field,
+        from: ms_time(from_ms),
+        to: ms_time(to_ms),
+        top: ranked,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesParams {
+    family: Option<String>,
+}
+
+async fn series(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<SeriesParams>,
+) -> Result<Json<BTreeMap<&'static str, Vec<String>>>, ApiError> {
+    let family = match p.family.as_deref() {
+        None => None,
+        Some(f) => Some(
+            Family::ALL
+                .into_iter()
+                .find(|x| x.as_str() == f)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "family",
+                        format!(
+                            "{f:?} is not a family ({})",
+                            Family::ALL.map(Family::as_str).join(", ")
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let st = store(&state)?;
+    let names = blocking(st, move |s| s.series(family)).await?;
+    Ok(Json(BTreeMap::from([("series", names)])))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatestParams {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct LatestRow {
+    time: String,
+    interval_seconds: f64,
+    /// Samples stored for the interval.
+    samples: u32,
+    /// The system collector's figures, when it had a new reading then.
+    system: Option<BTreeMap<&'static str, FieldValue>>,
+    /// Each watched interface's frames counted in the interval.
+    interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
+}
+
+async fn latest(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<LatestParams>,
+) -> Result<Json<BTreeMap<&'static str, Vec<LatestRow>>>, ApiError> {
+    let limit = p.limit.unwrap_or(10);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "limit",
+            format!("{limit} is outside 1..=1000"),
+        ));
+    }
+    let st = store(&state)?;
+    let rows = blocking(st, move |s| {
+        let rows = s.latest(limit)?;
+        let (Some(newest), Some(oldest)) = (rows.first(), rows.last()) else {
+            return Ok(Vec::new());
+        };
+        let (from, to, now) = (oldest.at_ms, newest.at_ms + 1, epoch_ms(SystemTime::now()));
+        let by_time = |h: History| -> BTreeMap<u64, BTreeMap<&'static str, FieldValue>> {
+            h.points.into_iter().map(|p| (p.at_ms, p.values)).collect()
+        };
+        let system = match s.query("system", from, to, Some(Tier::Raw), now) {
+            Ok(h) => by_time(h),
+            Err(StoreError::UnknownSeries(_)) => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        let mut interfaces = Vec::new();
+        for name in s.series(Some(Family::Interface))? {
+            let h = s.query(&name, from, to, Some(Tier::Raw), now)?;
+            let iface = name.strip_prefix("interface/").unwrap_or(&name).to_owned();
+            interfaces.push((iface, by_time(h)));
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| LatestRow {
+                time: ms_time(r.at_ms),
+                interval_seconds: f64::from(r.length_ms) / 1000.0,
+                samples: r.samples,
+                system: system.get(&r.at_ms).cloned(),
+                interfaces: interfaces
+                    .iter()
+                    .filter_map(|(i, pts)| pts.get(&r.at_ms).map(|v| (i.clone(), v.clone())))
+                    .collect(),
+            })
+            .collect())
+    })
+    .await?;
+    Ok(Json(BTreeMap::from([("latest", rows)])))
+}

@@ -1,0 +1,228 @@
+//! History over real HTTP: the real agent writes every interval to its redb
+//! file; the history endpoints read it back. Counter points hold per-interval
+//! deltas, so their sum over the agent's life is the device's total.
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+fn sum(history: &Value, field: &str) -> u64 {
+    history["points"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["values"][field].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn history_latest_top_and_stream_agree_with_the_live_counters() {
+    require_root();
+    let pair = Pair::new();
+    let (a, b) = (pair.a(), pair.b());
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--system-interval=200ms",
+            "--disable=discovery,latency",
+        ],
+    );
+    let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
+    a.ns().run(|| {
+        udp_send(
+            SocketAddr::new(a.ip4().into(), 0),
+            sink.local_addr(),
+            100,
+            300,
+        )
+    });
+    assert!(sink.wait_for(300, Duration::from_secs(10)));
+    let mac = format_mac(a.mac());
+    let series = format!("device/eth0/{mac}");
+
+    // The history's deltas add up to the live total (once the interval
+    // holding the last frames is written).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (history, live) = loop {
+        let devices = agent.get("/api/v1/devices");
+        let live = devices["devices"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["mac"] == mac.as_str()).cloned());
+        let h = agent.try_request(
+            &format!("/api/v1/history?series={series}&from=10m&step=raw"),
+            &[("X-API-KEY", TEST_KEY)],
+        );
+        let last = format!(
+            "live {live:?}\nhistory {h:?}\nseries {:?}\nstderr {}",
+            agent.try_request("/api/v1/series", &[("X-API-KEY", TEST_KEY)]),
+            agent.stderr()
+        );
+        if let (Some(live), Ok((200, h))) = (live, h)
+            && sum(&h, "tx_bytes") == live["tx"]["bytes"].as_u64().unwrap_or(0)
+            && sum(&h, "tx_bytes") >= 300 * 142
+        {
+            break (h, live);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history never caught up with {series}:\n{last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(history["tier"], "raw");
+    assert_eq!(history["kind"], "counter");
+    assert_eq!(
+        sum(&history, "tx_packets"),
+        live["tx"]["packets"].as_u64().unwrap()
+    );
+    assert!(history["points"][0]["time"].is_string(), "{history:#}");
+
+    // The same from the device's own history, and from the 1-minute tier.
+    let dh = agent.get(&format!(
+        "/api/v1/devices/{}/history?from=10m",
+        mac.to_uppercase()
+    ));
+    assert_eq!(dh["series"][0]["series"], series.as_str(), "{dh:#}");
+    let minute = agent.get(&format!("/api/v1/history?series={series}&from=10m&step=1m"));
+    assert_eq!(minute["tier"], "minute");
+    assert_eq!(
+        sum(&minute, "tx_bytes"),
+        sum(&history, "tx_bytes"),
+        "{minute:#}"
+    );
+
+    // Top talkers: a is the one that sent most.
+    let top = agent.get("/api/v1/top?window=10m&by=bytes&limit=1");
+    assert_eq!(top["top"][0]["series"], series.as_str(), "{top:#}");
+    assert_eq!(
+        top["top"][0]["value"].as_f64().unwrap() as u64,
+        sum(&history, "tx_bytes"),
+        "{top:#}"
+    );
+
+    // /latest: newest first, with the interface's totals and the host.
+    let latest = agent.get("/latest?limit=5");
+    let rows = latest["latest"].as_array().unwrap();
+    assert!(!rows.is_empty() && rows.len() <= 5, "{latest:#}");
+    let times: Vec<&str> = rows.iter().map(|r| r["time"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "not newest first: {times:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["interfaces"]["eth0"].is_object()),
+        "{latest:#}"
+    );
+
+    // The series list names them.
+    let names = agent.get("/api/v1/series?family=device");
+    assert!(
+        names["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == series.as_str()),
+        "{names:#}"
+    );
+
+    // Bad parameters are 400s naming them; unknown series 404.
+    let key = [("X-API-KEY", TEST_KEY)];
+    for (path, status, param) in [
+        (
+            "/api/v1/history?series=device/eth0/x&from=soon",
+            400,
+            "from",
+        ),
+        (
+            "/api/v1/history?series=device/eth0/x&from=1m&to=10m",
+            400,
+            "from",
+        ),
+        ("/api/v1/history?series=device/eth0/x&step=5s", 400, "step"),
+        ("/api/v1/history?series=nonsense", 400, "series"),
+        ("/api/v1/history", 400, "series"),
+        ("/api/v1/top?window=forever", 400, "window"),
+        ("/api/v1/top?by=colour", 400, "by"),
+        ("/latest?limit=0", 400, "limit"),
+        ("/api/v1/devices/zz/history", 400, "mac"),
+    ] {
+        let r = http_get_ok(b.ns(), path, &key);
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert_eq!(r.json["error"]["param"], param, "{path}: {}", r.text);
+    }
+    let r = http_get_ok(
+        b.ns(),
+        "/api/v1/history?series=device/eth0/02:00:00:00:99:99",
+        &key,
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = http_get_ok(b.ns(), "/latest", &[]);
+    assert_eq!(r.status, 401, "{}", r.text);
+}
+
+#[test]
+fn the_stream_sends_one_event_per_interval() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    require_root();
+    let pair = Pair::new();
+    let agent = Agent::start(
+        pair.b().ns(),
+        &["--iface=eth0", "--disable=discovery,latency"],
+    );
+    let events = pair.b().ns().run(|| {
+        let mut s = std::net::TcpStream::connect(LISTEN).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nX-API-KEY: {TEST_KEY}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut lines = BufReader::new(s).lines();
+        let mut header = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if line.is_empty() {
+                break;
+            }
+            header.push(line);
+        }
+        assert!(header[0].contains("200"), "{header:?}");
+        assert!(
+            header.iter().any(|h| h.to_ascii_lowercase().contains("text/event-stream")),
+            "{header:?}"
+        );
+        let mut data = Vec::new();
+        for line in lines {
+            let line = line.unwrap();
+            if let Some(d) = line.strip_prefix("data: ")
+                && let Ok(v) = serde_json::from_str::<Value>(d)
+            {
+                data.push(v);
+                if data.len() == 3 {
+                    break;
+                }
+            }
+        }
+        data
+    });
+    drop(agent);
+    let times: Vec<&str> = events.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "one event per drain: {times:?}"
+    );
+    // The first drain has no interval before it.
+    for e in &events[1..] {
+        assert_eq!(
+            e["interval_seconds"].as_f64().map(|s| s > 0.0),
+            Some(true),
+            "{e}"
+        );
+        assert!(e["interfaces"][0]["name"] == "eth0", "{e}");
+    }
+}
