@@ -134,13 +134,21 @@ fn main() {
         part6();
         return;
     }
+    if opts.only_history {
+        part7();
+        part8();
+        return;
+    }
     let hooks = part1_and_2(&opts);
     let drains = part3();
     let agent = part4();
     let rss = part5();
     let collectors = part6();
+    let history = part7();
+    let api = part8();
 
     summary(&hooks, &drains, &agent, &rss, &collectors);
+    summary_history(&history, &api);
     println!("\nTotal time: {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -150,6 +158,8 @@ struct Options {
     senders: usize,
     /// Part 6 alone (`--collectors`).
     only_collectors: bool,
+    /// Parts 7 and 8 alone (`--history`).
+    only_history: bool,
 }
 
 impl Options {
@@ -161,6 +171,7 @@ impl Options {
             rounds: 5,
             senders: 1,
             only_collectors: false,
+            only_history: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -177,6 +188,7 @@ impl Options {
                 "--rounds" => opts.rounds = value("--rounds") as usize,
                 "--senders" => opts.senders = value("--senders") as usize,
                 "--collectors" => opts.only_collectors = true,
+                "--history" => opts.only_history = true,
                 other => panic!(
                     "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --collectors"
                 ),
@@ -1690,4 +1702,285 @@ fn part6() -> Collectors {
         s["subnet"], sweep.requests, sweep.replies, sweep.wall_s
     );
     Collectors { cycles, sweep }
+}
+
+// ---------------------------------------------------------------------------
+// Part 7: the history store, in-process.
+
+/// Device series written per interval in the write-rate measurement.
+const STORE_SERIES: usize = 1000;
+/// Intervals written in it.
+const STORE_INTERVALS: u64 = 60;
+
+struct HistoryBench {
+    samples_per_s: f64,
+    intervals_per_s: f64,
+    /// Allocated bytes per stored sample, all tiers together.
+    bytes_per_sample: f64,
+    /// Samples in the raw, 1-minute and 1-hour tiers.
+    tier_samples: [u64; 3],
+    day_raw_ms: f64,
+    day_raw_points: usize,
+    month_minute_ms: f64,
+    month_minute_points: usize,
+}
+
+fn device_interval(at_ms: u64, length_ms: u32, devices: usize) -> netmon_agent::store::Interval {
+    use netmon_agent::store::{Family, Interval, SeriesKey, Values};
+    Interval {
+        at_ms,
+        length_ms,
+        samples: (0..devices)
+            .map(|i| {
+                let mac = format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256);
+                (
+                    SeriesKey::new(Family::Device, &["eth0", &mac]),
+                    Values::Counter {
+                        interval_ms: length_ms,
+                        deltas: vec![1500 + i as u64, 10, 64, 1],
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Median wall time of `runs` calls of `f`, in ms, and its last result.
+fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        last = Some(f());
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (median(times), last.expect("runs > 0"))
+}
+
+fn part7() -> HistoryBench {
+    use netmon_agent::store::{Retention, Store, Tier};
+    println!("\n## Part 7: history store (redb)\n");
+    let retention = Retention {
+        raw: Duration::from_secs(48 * 3600),
+        minute: Duration::from_secs(30 * 86400),
+        hour: Duration::from_secs(730 * 86400),
+        size_budget: 1 << 30,
+    };
+    // Writes on the real disk: one fsync per interval is the cost.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
+    let st = Store::open(&dir.path().join("w.redb"), retention).expect("opening a store");
+    let t0 = 1_700_000_000_000u64;
+    let start = Instant::now();
+    for i in 0..STORE_INTERVALS {
+        st.write(&device_interval(t0 + i * 1000, 1000, STORE_SERIES))
+            .expect("writing an interval");
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let samples_per_s = (STORE_INTERVALS as usize * STORE_SERIES) as f64 / wall;
+    let intervals_per_s = STORE_INTERVALS as f64 / wall;
+    println!(
+        "writes: {STORE_INTERVALS} intervals of {STORE_SERIES} device samples in {wall:.2} s: {samples_per_s:.0} samples/s ({intervals_per_s:.0} intervals/s, one transaction and fsync each)"
+    );
+
+    // Long ranges, built on tmpfs (the disk's fsyncs would take minutes):
+    // a day of 1 s raw samples and 30 days of 1-minute aggregates of one
+    // device among 10.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
+    let path = shm.path().join("h.redb");
+    let st = Store::open(&path, retention).expect("opening a store");
+    let now = 1_700_000_000_000u64 + 31 * 86_400_000;
+    let month_start = now - 30 * 86_400_000;
+    let day_start = now - 86_400_000;
+    let mut at = month_start;
+    while at < day_start {
+        st.write(&device_interval(at, 60_000, 10)).expect("writing");
+        at += 60_000;
+    }
+    while at < now {
+        st.write(&device_interval(at, 1000, 10)).expect("writing");
+        at += 1000;
+    }
+    // Fold minutes and hours (several passes: it works in chunks).
+    for _ in 0..200 {
+        let m = st.maintain(now).expect("maintenance");
+        if m.folded == [0, 0] {
+            break;
+        }
+    }
+    let series = "device/eth0/02:00:00:00:00:00";
+    let (day_raw_ms, day) = timed(5, || {
+        st.query(series, day_start, now, Some(Tier::Raw), now)
+            .expect("a day of raw samples")
+    });
+    let (month_minute_ms, month) = timed(5, || {
+        st.query(series, month_start, now, Some(Tier::Minute), now)
+            .expect("30 days at 1 minute")
+    });
+    println!(
+        "query: 24 h of one device at raw resolution ({} points): {day_raw_ms:.1} ms; 30 days at 1 minute ({} points): {month_minute_ms:.1} ms (medians of 5)",
+        day.points.len(),
+        month.points.len()
+    );
+    let usage = st.usage().expect("usage");
+    let counts = st.counts().expect("counts");
+    let stored: u64 = counts.iter().sum();
+    // Allocated bytes shared out by each tier's share of the samples.
+    let per_sample = usage.used_bytes as f64 / stored.max(1) as f64;
+    println!(
+        "size: {} samples (raw {}, 1 m {}, 1 h {}) in {:.1} MiB allocated: {per_sample:.0} bytes per stored sample",
+        stored,
+        counts[0],
+        counts[1],
+        counts[2],
+        usage.used_bytes as f64 / (1 << 20) as f64
+    );
+    HistoryBench {
+        samples_per_s,
+        intervals_per_s,
+        bytes_per_sample: per_sample,
+        tier_samples: counts,
+        day_raw_ms,
+        day_raw_points: day.points.len(),
+        month_minute_ms,
+        month_minute_points: month.points.len(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Part 8: API latency under load, 1000 devices.
+
+const API_DEVICES: usize = 1000;
+const API_CLIENTS: usize = 4;
+const API_SECONDS: u64 = 5;
+
+struct ApiLatency {
+    path: &'static str,
+    requests: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn part8() -> Vec<ApiLatency> {
+    println!(
+        "\n## Part 8: API latency with {API_DEVICES} devices ({API_CLIENTS} client threads, {API_SECONDS} s an endpoint)\n"
+    );
+    let pair = Pair::new();
+    let agent = Agent::start(
+        pair.b().ns(),
+        &[
+            "--iface=eth0",
+            "--interval=1s",
+            "--log=info",
+            "--disable=discovery,latency",
+        ],
+    );
+    // One frame from each of 1000 MACs.
+    let frames: Vec<Vec<u8>> = (0..API_DEVICES)
+        .map(|i| {
+            let src = [0x02, 0x10, 0, 0, (i / 256) as u8, (i % 256) as u8];
+            let ip = ipv4_udp(
+                SocketAddrV4::new(Pair::IP4_A, 4000),
+                SocketAddrV4::new(Pair::IP4_B, SINK_PORT),
+                &[0x5a; FLOOD_PAYLOAD],
+            );
+            eth(Pair::MAC_B, src, ETHERTYPE_IPV4, &ip)
+        })
+        .collect();
+    pair.a().ns().run(|| {
+        let sock = RawSocket::open(Pair::IFNAME);
+        for chunk in frames.chunks(BATCH) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let mut done = 0;
+            while done < refs.len() {
+                done += sock.send_or_skip(&refs[done..]);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.get("/api/v1/devices")["devices"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < API_DEVICES
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never listed {API_DEVICES} devices"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let mut out = Vec::new();
+    for path in ["/metrics", "/api/v1/devices"] {
+        let url = format!("http://{}{path}", common::LISTEN);
+        let latencies: Vec<f64> = pair.b().ns().run(|| {
+            let stop_at = Instant::now() + Duration::from_secs(API_SECONDS);
+            let handles: Vec<_> = (0..API_CLIENTS)
+                .map(|_| {
+                    let url = url.clone();
+                    thread::spawn(move || {
+                        let client = ureq::Agent::new_with_config(
+                            ureq::Agent::config_builder()
+                                .timeout_global(Some(Duration::from_secs(10)))
+                                .build(),
+                        );
+                        let mut lat = Vec::new();
+                        while Instant::now() < stop_at {
+                            let t = Instant::now();
+                            let mut r = client
+                                .get(&url)
+                                .header("X-API-KEY", common::TEST_KEY)
+                                .call()
+                                .expect("an API answer");
+                            let _ = r.body_mut().read_to_vec().expect("a body");
+                            lat.push(t.elapsed().as_secs_f64() * 1e3);
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a client thread"))
+                .collect()
+        });
+        let mut sorted = latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize];
+        let r = ApiLatency {
+            path,
+            requests: sorted.len(),
+            p50_ms: pct(0.5),
+            p99_ms: pct(0.99),
+        };
+        println!(
+            "{path:<16} {} requests: p50 {:.2} ms, p99 {:.2} ms",
+            r.requests, r.p50_ms, r.p99_ms
+        );
+        out.push(r);
+    }
+    out
+}
+
+fn summary_history(h: &HistoryBench, api: &[ApiLatency]) {
+    println!(
+        "| history writes ({STORE_SERIES} device samples an interval, one transaction each) | {:.0} samples/s ({:.0} intervals/s) | - | - |",
+        h.samples_per_s, h.intervals_per_s
+    );
+    println!(
+        "| history bytes per stored sample (allocated pages / samples; raw {}, 1 m {}, 1 h {}) | {:.0} B | - | - |",
+        h.tier_samples[0], h.tier_samples[1], h.tier_samples[2], h.bytes_per_sample
+    );
+    println!(
+        "| history query: 24 h of one device, raw ({} points) | {:.1} ms | - | - |",
+        h.day_raw_points, h.day_raw_ms
+    );
+    println!(
+        "| history query: 30 days of one device at 1 minute ({} points) | {:.1} ms | - | - |",
+        h.month_minute_points, h.month_minute_ms
+    );
+    for a in api {
+        println!(
+            "| {} latency with {API_DEVICES} devices, {API_CLIENTS} clients | p50 {:.2} ms, p99 {:.2} ms ({} requests in {API_SECONDS} s) | - | - |",
+            a.path, a.p50_ms, a.p99_ms, a.requests
+        );
+    }
 }
