@@ -111,7 +111,7 @@ const AGENT_RATE: u64 = 200_000;
 const AGENT_FLOOD: Duration = Duration::from_secs(5);
 
 /// Parts 4 and 5 measure the traffic core alone: the host telemetry
-/// collectors (whose cost part 6 measures) are off.
+/// collectors (whose cost part 6 measures) and the history (part 7) are off.
 const COLLECTORS: &str = "system,interfaces,discovery,latency";
 
 /// Part 5: distinct flows sent to the agent, and its flow map size.
@@ -1350,6 +1350,7 @@ fn part4() -> AgentCpu {
             AGENT_INTERVAL,
             "--disable",
             COLLECTORS,
+            "--no-history",
             "--log",
             "info",
         ],
@@ -1431,6 +1432,7 @@ fn part5() -> AgentRss {
             RSS_FLOW_CAPACITY,
             "--disable",
             COLLECTORS,
+            "--no-history",
             "--log",
             "info",
         ],

@@ -187,6 +187,10 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
 /// volume) leaves the agent running without history, said loudly, and the
 /// history endpoints answer 503 with the reason.
 fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
+    if cfg.store.no_history {
+        info!("History is off (--no-history).");
+        return Ok(Err(Arc::from("turned off with --no-history")));
+    }
     let path = &cfg.store.store_path;
     match store::Store::open(path, cfg.store.retention()) {
         Ok(s) => {

@@ -226,3 +226,26 @@ fn the_stream_sends_one_event_per_interval() {
         assert!(e["interfaces"][0]["name"] == "eth0", "{e}");
     }
 }
+
+#[test]
+fn without_history_the_endpoints_say_why() {
+    require_root();
+    let pair = Pair::new();
+    let agent = Agent::start(pair.b().ns(), &["--iface=eth0", "--no-history"]);
+    for path in ["/latest", "/api/v1/series", "/api/v1/top"] {
+        let (status, body) = agent.try_request(path, &[("X-API-KEY", TEST_KEY)]).unwrap();
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--no-history"),
+            "{path}: {body}"
+        );
+    }
+    assert!(
+        agent.stderr().contains("History is off"),
+        "{}",
+        agent.stderr()
+    );
+}

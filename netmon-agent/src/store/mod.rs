@@ -55,6 +55,11 @@ pub struct Options {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_PATH, env = "NETMON_STORE_PATH")]
     pub store_path: PathBuf,
 
+    /// Run without history: no file is opened, the history endpoints answer
+    /// 503.
+    #[arg(long, env = "NETMON_NO_HISTORY")]
+    pub no_history: bool,
+
     /// How long raw interval samples are kept.
     #[arg(long, default_value = "48h", value_parser = crate::config::parse_duration, env = "NETMON_STORE_RAW_RETENTION")]
     pub store_raw_retention: Duration,
