@@ -36,7 +36,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{mac}", get(one))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Params {
     /// Only devices on this interface.
@@ -108,6 +109,8 @@ fn parse_status(s: &str) -> Result<Status, ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/devices", tag = "traffic", params(Params),
+    responses((status = 200, description = "Every device on the watched interfaces, and discovery's figures.", body = Object)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,
@@ -141,6 +144,9 @@ async fn list(
         .map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{mac}", tag = "traffic",
+    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.")),
+    responses((status = 200, description = "The MAC's entries, one per interface it was seen on.", body = Object)))]
 async fn one(
     State(state): State<AppState>,
     Path(mac): Path<String>,

@@ -15,7 +15,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/flows", get(list))
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Sort {
     /// Bits per second over the last interval.
@@ -27,11 +27,14 @@ enum Sort {
     Packets,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Params {
     limit: Option<usize>,
+    /// The order: `rate` (the default), `bytes` or `packets`.
     #[serde(default)]
+    #[param(inline)]
     sort: Sort,
 }
 
@@ -44,6 +47,8 @@ struct Flows {
     flows: Vec<FlowView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/flows", tag = "traffic", params(Params),
+    responses((status = 200, description = "The top IP flows.", body = Object)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,

@@ -175,7 +175,8 @@ fn view(h: History, from_ms: u64, to_ms: u64) -> HistoryView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
     series: String,
@@ -184,6 +185,8 @@ struct HistoryParams {
     step: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/history", tag = "history", params(HistoryParams),
+    responses((status = 200, description = "One series over the range.", body = Object)))]
 async fn history(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<HistoryParams>,
@@ -204,7 +207,8 @@ async fn history(
     Ok(Json(view(h, from_ms, to_ms)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeviceParams {
     interface: Option<String>,
@@ -220,6 +224,9 @@ struct DeviceHistory {
     series: Vec<HistoryView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{mac}/history", tag = "history",
+    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case."), DeviceParams),
+    responses((status = 200, description = "The device's stored series over the range.", body = Object)))]
 async fn device_history(
     State(state): State<AppState>,
     Path(mac): Path<String>,
@@ -269,7 +276,8 @@ async fn device_history(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TopParams {
     window: Option<String>,
@@ -287,6 +295,8 @@ struct Top {
     top: Vec<store::Ranked>,
 }
 
+#[utoipa::path(get, path = "/api/v1/top", tag = "history", params(TopParams),
+    responses((status = 200, description = "The top devices or flows over the window.", body = Object)))]
 async fn top(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<TopParams>,
@@ -357,12 +367,15 @@ async fn top(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SeriesParams {
     family: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/series", tag = "history", params(SeriesParams),
+    responses((status = 200, description = "The stored series names, under `series`.", body = Object)))]
 async fn series(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<SeriesParams>,
@@ -389,7 +402,8 @@ async fn series(
     Ok(Json(BTreeMap::from([("series", names)])))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LatestParams {
     limit: Option<usize>,
@@ -407,6 +421,8 @@ struct LatestRow {
     interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
 }
 
+#[utoipa::path(get, path = "/latest", tag = "history", params(LatestParams),
+    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = Object)))]
 async fn latest(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<LatestParams>,

@@ -128,6 +128,8 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+#[utoipa::path(get, path = "/api/v1/snapshot", tag = "telemetry",
+    responses((status = 200, description = "Host metrics, interfaces and connected devices in one body.", body = Object)))]
 async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,
