@@ -109,7 +109,7 @@ fn parse_status(s: &str) -> Result<Status, ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/devices", tag = "traffic", params(Params),
+#[utoipa::path(get, path = "/api/v1/devices", operation_id = "listDevices", tag = "traffic", params(Params),
     responses((status = 200, description = "Every device on the watched interfaces, and discovery's figures.", body = Object)))]
 async fn list(
     State(state): State<AppState>,
@@ -144,7 +144,7 @@ async fn list(
         .map_err(ApiError::internal)
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{mac}", tag = "traffic",
+#[utoipa::path(get, path = "/api/v1/devices/{mac}", operation_id = "getDevice", tag = "traffic",
     params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.")),
     responses((status = 200, description = "The MAC's entries, one per interface it was seen on.", body = Object)))]
 async fn one(

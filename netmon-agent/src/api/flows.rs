@@ -47,7 +47,7 @@ struct Flows {
     flows: Vec<FlowView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/flows", tag = "traffic", params(Params),
+#[utoipa::path(get, path = "/api/v1/flows", operation_id = "listFlows", tag = "traffic", params(Params),
     responses((status = 200, description = "The top IP flows.", body = Object)))]
 async fn list(
     State(state): State<AppState>,

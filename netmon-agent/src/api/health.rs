@@ -18,7 +18,7 @@ struct Health {
     last_update: Option<String>,
 }
 
-#[utoipa::path(get, path = "/health", tag = "meta",
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "meta",
     responses((status = 200, description = "Whether the drain loop runs.", body = Health)))]
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let s = state.snapshot.get();

@@ -185,7 +185,7 @@ struct HistoryParams {
     step: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/history", tag = "history", params(HistoryParams),
+#[utoipa::path(get, path = "/api/v1/history", operation_id = "getHistory", tag = "history", params(HistoryParams),
     responses((status = 200, description = "One series over the range.", body = Object)))]
 async fn history(
     State(state): State<AppState>,
@@ -224,7 +224,7 @@ struct DeviceHistory {
     series: Vec<HistoryView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{mac}/history", tag = "history",
+#[utoipa::path(get, path = "/api/v1/devices/{mac}/history", operation_id = "getDeviceHistory", tag = "history",
     params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case."), DeviceParams),
     responses((status = 200, description = "The device's stored series over the range.", body = Object)))]
 async fn device_history(
@@ -295,7 +295,7 @@ struct Top {
     top: Vec<store::Ranked>,
 }
 
-#[utoipa::path(get, path = "/api/v1/top", tag = "history", params(TopParams),
+#[utoipa::path(get, path = "/api/v1/top", operation_id = "getTop", tag = "history", params(TopParams),
     responses((status = 200, description = "The top devices or flows over the window.", body = Object)))]
 async fn top(
     State(state): State<AppState>,
@@ -374,7 +374,7 @@ struct SeriesParams {
     family: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/series", tag = "history", params(SeriesParams),
+#[utoipa::path(get, path = "/api/v1/series", operation_id = "listSeries", tag = "history", params(SeriesParams),
     responses((status = 200, description = "The stored series names, under `series`.", body = Object)))]
 async fn series(
     State(state): State<AppState>,
@@ -421,7 +421,7 @@ struct LatestRow {
     interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
 }
 
-#[utoipa::path(get, path = "/latest", tag = "history", params(LatestParams),
+#[utoipa::path(get, path = "/latest", operation_id = "latest", tag = "history", params(LatestParams),
     responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = Object)))]
 async fn latest(
     State(state): State<AppState>,

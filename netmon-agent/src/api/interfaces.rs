@@ -103,7 +103,7 @@ struct Interfaces<'a> {
     stats: Avail<&'a Reading<netstats::Report>>,
 }
 
-#[utoipa::path(get, path = "/api/v1/interfaces", tag = "traffic",
+#[utoipa::path(get, path = "/api/v1/interfaces", operation_id = "listInterfaces", tag = "traffic",
     responses((status = 200, description = "The watched interfaces, the datapath's counters and map fill, and interface statistics.", body = Object)))]
 async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let s = state.snapshot.get();

@@ -15,7 +15,7 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Params {}
 
-#[utoipa::path(get, path = "/api/v1/latency", tag = "telemetry",
+#[utoipa::path(get, path = "/api/v1/latency", operation_id = "getLatency", tag = "telemetry",
     responses((status = 200, description = "The latency collector's latest reading.", body = Object)))]
 async fn show(
     State(state): State<AppState>,

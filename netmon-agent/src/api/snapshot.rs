@@ -128,7 +128,7 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-#[utoipa::path(get, path = "/api/v1/snapshot", tag = "telemetry",
+#[utoipa::path(get, path = "/api/v1/snapshot", operation_id = "getSnapshot", tag = "telemetry",
     responses((status = 200, description = "Host metrics, interfaces and connected devices in one body.", body = Object)))]
 async fn show(
     State(state): State<AppState>,

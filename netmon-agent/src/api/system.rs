@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Params {}
 
-#[utoipa::path(get, path = "/api/v1/system", tag = "telemetry",
+#[utoipa::path(get, path = "/api/v1/system", operation_id = "getSystem", tag = "telemetry",
     responses((status = 200, description = "The system collector's latest reading.", body = Object)))]
 async fn show(
     State(state): State<AppState>,
