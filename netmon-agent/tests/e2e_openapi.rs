@@ -293,6 +293,7 @@ fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() 
         ])
         .arg(&report));
     let _ = std::fs::remove_dir_all(&report);
+    eprintln!("schemathesis:\n{out}");
     assert!(ok, "schemathesis found a problem (or did not run):\n{out}");
     // It really tested the operations (not an empty selection).
     assert!(

@@ -43,6 +43,7 @@ struct Params {
     /// Only devices on this interface.
     interface: Option<String>,
     /// Only devices with this status (active, idle, gone).
+    #[param(pattern = "^(active|idle|gone)$")]
     status: Option<String>,
 }
 
@@ -145,7 +146,7 @@ async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{mac}", operation_id = "getDevice", tag = "traffic",
-    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.")),
+    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.", pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")),
     responses((status = 200, description = "The MAC's entries, one per interface it was seen on.", body = Object)))]
 async fn one(
     State(state): State<AppState>,

@@ -31,6 +31,8 @@ enum Sort {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// How many flows to return (100 when not given).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
     /// The order: `rate` (the default), `bytes` or `packets`.
     #[serde(default)]

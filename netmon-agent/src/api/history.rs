@@ -179,9 +179,16 @@ fn view(h: History, from_ms: u64, to_ms: u64) -> HistoryView {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
+    /// A series name, as listed by `/api/v1/series`.
     series: String,
+    /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
+    /// before `to` when not given.
     from: Option<String>,
+    /// `now`, an RFC 3339 time or a duration before now; now when not given.
     to: Option<String>,
+    /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
+    /// tier that still holds `from`).
+    #[param(pattern = "^(auto|raw|1m|1h)$")]
     step: Option<String>,
 }
 
@@ -211,9 +218,16 @@ async fn history(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeviceParams {
+    /// Only the series of this interface.
     interface: Option<String>,
+    /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
+    /// before `to` when not given.
     from: Option<String>,
+    /// `now`, an RFC 3339 time or a duration before now; now when not given.
     to: Option<String>,
+    /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
+    /// tier that still holds `from`).
+    #[param(pattern = "^(auto|raw|1m|1h)$")]
     step: Option<String>,
 }
 
@@ -225,7 +239,7 @@ struct DeviceHistory {
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{mac}/history", operation_id = "getDeviceHistory", tag = "history",
-    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case."), DeviceParams),
+    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.", pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"), DeviceParams),
     responses((status = 200, description = "The device's stored series over the range.", body = Object)))]
 async fn device_history(
     State(state): State<AppState>,
@@ -280,9 +294,16 @@ async fn device_history(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TopParams {
+    /// How far back from now to rank (`5m`, `1h`, `7days`); 1h when not
+    /// given.
     window: Option<String>,
+    /// `bytes` (the default), `packets`, or one of the family's fields.
     by: Option<String>,
+    /// Rank devices (the default) or flows.
+    #[param(pattern = "^(device|flow)$")]
     family: Option<String>,
+    /// How many to return (10 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -371,6 +392,8 @@ async fn top(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SeriesParams {
+    /// Only the series of this family.
+    #[param(pattern = "^(device|flow|interface|link|system|temperature|latency)$")]
     family: Option<String>,
 }
 
@@ -406,6 +429,8 @@ async fn series(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LatestParams {
+    /// How many intervals to return (10 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
