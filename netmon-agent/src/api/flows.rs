@@ -40,7 +40,7 @@ struct Params {
     sort: Sort,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Flows {
     updated: Option<String>,
     interval_seconds: f64,
@@ -50,7 +50,7 @@ struct Flows {
 }
 
 #[utoipa::path(get, path = "/api/v1/flows", operation_id = "listFlows", tag = "traffic", params(Params),
-    responses((status = 200, description = "The top IP flows.", body = Object)))]
+    responses((status = 200, description = "The top IP flows.", body = Flows)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,

@@ -26,7 +26,7 @@ pub fn time(t: SystemTime) -> String {
 }
 
 /// Totals and rate of one direction of traffic.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Traffic {
     pub bytes: u64,
     pub packets: u64,
@@ -140,7 +140,7 @@ impl DeviceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FlowView {
     pub interface: String,
     pub ifindex: u32,
@@ -149,7 +149,9 @@ pub struct FlowView {
     /// tcp, udp, icmp, icmpv6 or other.
     pub protocol: &'static str,
     pub protocol_number: u8,
+    #[schema(value_type = String)]
     pub src: IpAddr,
+    #[schema(value_type = String)]
     pub dst: IpAddr,
     pub src_mac: String,
     pub dst_mac: String,
