@@ -270,7 +270,9 @@ fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() 
     require_python("schemathesis", "schemathesis");
     let junit = std::env::temp_dir().join(format!("netmon-openapi-{}-st.xml", std::process::id()));
     let key = format!("X-API-KEY: {TEST_KEY}");
+    // In the temp dir: schemathesis leaves a `.schemathesis` cache behind.
     let (ok, out) = run(Command::new("ip")
+        .current_dir(std::env::temp_dir())
         .args(["netns", "exec", ns.name()])
         .args([
             "python3",
