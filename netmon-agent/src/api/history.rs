@@ -131,14 +131,14 @@ fn ms_time(ms: u64) -> String {
     time(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PointView {
     time: String,
     #[serde(flatten)]
     point: Point,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct HistoryView {
     series: String,
     family: Family,
@@ -193,7 +193,7 @@ struct HistoryParams {
 }
 
 #[utoipa::path(get, path = "/api/v1/history", operation_id = "getHistory", tag = "history", params(HistoryParams),
-    responses((status = 200, description = "One series over the range.", body = Object)))]
+    responses((status = 200, description = "One series over the range.", body = HistoryView)))]
 async fn history(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<HistoryParams>,
@@ -231,7 +231,7 @@ struct DeviceParams {
     step: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeviceHistory {
     mac: String,
     /// One series per interface the device was seen on.
@@ -240,7 +240,7 @@ struct DeviceHistory {
 
 #[utoipa::path(get, path = "/api/v1/devices/{mac}/history", operation_id = "getDeviceHistory", tag = "history",
     params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.", pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"), DeviceParams),
-    responses((status = 200, description = "The device's stored series over the range.", body = Object)))]
+    responses((status = 200, description = "The device's stored series over the range.", body = DeviceHistory)))]
 async fn device_history(
     State(state): State<AppState>,
     Path(mac): Path<String>,
@@ -307,7 +307,7 @@ struct TopParams {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Top {
     family: Family,
     by: &'static str,
@@ -317,7 +317,7 @@ struct Top {
 }
 
 #[utoipa::path(get, path = "/api/v1/top", operation_id = "getTop", tag = "history", params(TopParams),
-    responses((status = 200, description = "The top devices or flows over the window.", body = Object)))]
+    responses((status = 200, description = "The top devices or flows over the window.", body = Top)))]
 async fn top(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<TopParams>,
@@ -398,7 +398,7 @@ struct SeriesParams {
 }
 
 #[utoipa::path(get, path = "/api/v1/series", operation_id = "listSeries", tag = "history", params(SeriesParams),
-    responses((status = 200, description = "The stored series names, under `series`.", body = Object)))]
+    responses((status = 200, description = "The stored series names, under `series`.", body = BTreeMap<String, Vec<String>>)))]
 async fn series(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<SeriesParams>,
@@ -434,20 +434,22 @@ struct LatestParams {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LatestRow {
     time: String,
     interval_seconds: f64,
     /// Samples stored for the interval.
     samples: u32,
     /// The system collector's figures, when it had a new reading then.
+    #[schema(value_type = Option<BTreeMap<String, FieldValue>>)]
     system: Option<BTreeMap<&'static str, FieldValue>>,
     /// Each watched interface's frames counted in the interval.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, FieldValue>>)]
     interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
 }
 
 #[utoipa::path(get, path = "/latest", operation_id = "latest", tag = "history", params(LatestParams),
-    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = Object)))]
+    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = BTreeMap<String, Vec<LatestRow>>)))]
 async fn latest(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<LatestParams>,
