@@ -259,7 +259,26 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
 fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() {
     let pair = Pair::new();
     let ns = pair.b().ns();
-    let _agent = Agent::start(ns, &["--metrics-auth", "on"]);
+    let agent = Agent::start(ns, &["--metrics-auth", "on"]);
+    // Traffic first, so the fuzzed answers carry devices and flows whose
+    // shapes the response schemas are checked against.
+    let sink = ns.run(|| udp_sink(format!("{}:0", Pair::IP4_B).parse().expect("address")));
+    let to = sink.local_addr();
+    pair.a().ns().run(|| {
+        udp_send(
+            format!("{}:0", Pair::IP4_A).parse().expect("address"),
+            to,
+            100,
+            20,
+        )
+    });
+    agent.wait_for("/api/v1/flows", START_TIMEOUT, |b| {
+        b["flows"].as_array().is_some_and(|f| !f.is_empty())
+    });
+    agent.wait_for("/api/v1/devices", START_TIMEOUT, |b| {
+        b["devices"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    drop(sink);
     let doc = fetch_doc(ns);
     assert!(needs_key(&doc, "/metrics"), "{}", doc["paths"]["/metrics"]);
     let reply = http_get_ok(ns, "/metrics", &[]);

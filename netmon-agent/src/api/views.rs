@@ -48,7 +48,7 @@ impl From<&Meter> for Traffic {
 /// One device: what the traffic core counted for it (zero when it sent and
 /// received nothing the programs saw) merged with what discovery knows of
 /// it (null or empty when discovery has no entry for it).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub interface: String,
     pub ifindex: u32,
@@ -67,6 +67,7 @@ pub struct DeviceView {
     pub status: Option<Status>,
     /// Every address known for it: the traffic core's first (most recent
     /// first), then discovery's.
+    #[schema(value_type = Vec<String>)]
     pub ips: Vec<IpAddr>,
     /// Discovery's addresses, each with when it was last seen.
     pub addresses: Vec<Address>,
