@@ -36,12 +36,14 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices/{mac}", get(one))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Params {
     /// Only devices on this interface.
     interface: Option<String>,
     /// Only devices with this status (active, idle, gone).
+    #[param(pattern = "^(active|idle|gone)$")]
     status: Option<String>,
 }
 
@@ -55,15 +57,18 @@ struct DiscoverySummary<'a> {
     ipv6_probe: &'a Avail<Vec<ProbeStats>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Devices<'a> {
     updated: Option<String>,
     interval_seconds: f64,
     devices: Vec<DeviceView>,
+    /// Discovery's figures (`collection`, `inventory`, `neighbours`,
+    /// `sweep`, `ipv6_probe`), or `{"unavailable": "<why>"}`.
+    #[schema(value_type = Object)]
     discovery: Avail<DiscoverySummary<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OneMac {
     mac: String,
     devices: Vec<DeviceView>,
@@ -108,6 +113,8 @@ fn parse_status(s: &str) -> Result<Status, ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/devices", operation_id = "listDevices", tag = "traffic", params(Params),
+    responses((status = 200, description = "Every device on the watched interfaces, and discovery's figures.", body = Devices)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,
@@ -141,6 +148,9 @@ async fn list(
         .map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{mac}", operation_id = "getDevice", tag = "traffic",
+    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.", pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")),
+    responses((status = 200, description = "The MAC's entries, one per interface it was seen on.", body = OneMac)))]
 async fn one(
     State(state): State<AppState>,
     Path(mac): Path<String>,

@@ -104,16 +104,24 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// What failed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorDetail<'a> {
+    /// Stable and machine-readable.
+    #[schema(example = "bad_request")]
     code: &'static str,
+    /// For a person to read.
+    #[schema(value_type = String)]
     message: Cow<'a, str>,
+    /// The parameter at fault; only with `bad_request`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     param: Option<&'a str>,
 }
 

@@ -15,7 +15,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/flows", get(list))
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Sort {
     /// Bits per second over the last interval.
@@ -27,15 +27,20 @@ enum Sort {
     Packets,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// How many flows to return (100 when not given).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// The order: `rate` (the default), `bytes` or `packets`.
     #[serde(default)]
+    #[param(inline)]
     sort: Sort,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Flows {
     updated: Option<String>,
     interval_seconds: f64,
@@ -44,6 +49,8 @@ struct Flows {
     flows: Vec<FlowView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/flows", operation_id = "listFlows", tag = "traffic", params(Params),
+    responses((status = 200, description = "The top IP flows.", body = Flows)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,

@@ -10,7 +10,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/health", get(health))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Health {
     /// `ok` once the maps have been read at least once, else `starting`.
     status: &'static str,
@@ -18,6 +18,8 @@ struct Health {
     last_update: Option<String>,
 }
 
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "meta",
+    responses((status = 200, description = "Whether the drain loop runs.", body = Health)))]
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let s = state.snapshot.get();
     Json(Health {

@@ -131,14 +131,14 @@ fn ms_time(ms: u64) -> String {
     time(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PointView {
     time: String,
     #[serde(flatten)]
     point: Point,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct HistoryView {
     series: String,
     family: Family,
@@ -175,15 +175,25 @@ fn view(h: History, from_ms: u64, to_ms: u64) -> HistoryView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
+    /// A series name, as listed by `/api/v1/series`.
     series: String,
+    /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
+    /// before `to` when not given.
     from: Option<String>,
+    /// `now`, an RFC 3339 time or a duration before now; now when not given.
     to: Option<String>,
+    /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
+    /// tier that still holds `from`).
+    #[param(pattern = "^(auto|raw|1m|1h)$")]
     step: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/history", operation_id = "getHistory", tag = "history", params(HistoryParams),
+    responses((status = 200, description = "One series over the range.", body = HistoryView)))]
 async fn history(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<HistoryParams>,
@@ -204,22 +214,33 @@ async fn history(
     Ok(Json(view(h, from_ms, to_ms)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeviceParams {
+    /// Only the series of this interface.
     interface: Option<String>,
+    /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
+    /// before `to` when not given.
     from: Option<String>,
+    /// `now`, an RFC 3339 time or a duration before now; now when not given.
     to: Option<String>,
+    /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
+    /// tier that still holds `from`).
+    #[param(pattern = "^(auto|raw|1m|1h)$")]
     step: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeviceHistory {
     mac: String,
     /// One series per interface the device was seen on.
     series: Vec<HistoryView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{mac}/history", operation_id = "getDeviceHistory", tag = "history",
+    params(("mac" = String, Path, description = "The MAC address, `aa:bb:cc:dd:ee:ff`, any case.", pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"), DeviceParams),
+    responses((status = 200, description = "The device's stored series over the range.", body = DeviceHistory)))]
 async fn device_history(
     State(state): State<AppState>,
     Path(mac): Path<String>,
@@ -269,16 +290,24 @@ async fn device_history(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TopParams {
+    /// How far back from now to rank (`5m`, `1h`, `7days`); 1h when not
+    /// given.
     window: Option<String>,
+    /// `bytes` (the default), `packets`, or one of the family's fields.
     by: Option<String>,
+    /// Rank devices (the default) or flows.
+    #[param(pattern = "^(device|flow)$")]
     family: Option<String>,
+    /// How many to return (10 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Top {
     family: Family,
     by: &'static str,
@@ -287,6 +316,8 @@ struct Top {
     top: Vec<store::Ranked>,
 }
 
+#[utoipa::path(get, path = "/api/v1/top", operation_id = "getTop", tag = "history", params(TopParams),
+    responses((status = 200, description = "The top devices or flows over the window.", body = Top)))]
 async fn top(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<TopParams>,
@@ -357,12 +388,17 @@ async fn top(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SeriesParams {
+    /// Only the series of this family.
+    #[param(pattern = "^(device|flow|interface|link|system|temperature|latency)$")]
     family: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/series", operation_id = "listSeries", tag = "history", params(SeriesParams),
+    responses((status = 200, description = "The stored series names, under `series`.", body = BTreeMap<String, Vec<String>>)))]
 async fn series(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<SeriesParams>,
@@ -389,24 +425,31 @@ async fn series(
     Ok(Json(BTreeMap::from([("series", names)])))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LatestParams {
+    /// How many intervals to return (10 when not given).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LatestRow {
     time: String,
     interval_seconds: f64,
     /// Samples stored for the interval.
     samples: u32,
     /// The system collector's figures, when it had a new reading then.
+    #[schema(value_type = Option<BTreeMap<String, FieldValue>>)]
     system: Option<BTreeMap<&'static str, FieldValue>>,
     /// Each watched interface's frames counted in the interval.
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, FieldValue>>)]
     interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
 }
 
+#[utoipa::path(get, path = "/latest", operation_id = "latest", tag = "history", params(LatestParams),
+    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = BTreeMap<String, Vec<LatestRow>>)))]
 async fn latest(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<LatestParams>,

@@ -34,11 +34,15 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Params {}
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InterfaceView {
     name: String,
     ifindex: u32,
+    /// How the ingress program is attached (see `ebpf::HookMode`).
+    #[schema(value_type = String)]
     ingress_hook: HookMode,
+    /// How the egress program is attached.
+    #[schema(value_type = String)]
     egress_hook: HookMode,
     /// Frames received (ingress hook).
     rx: Traffic,
@@ -46,7 +50,7 @@ struct InterfaceView {
     tx: Traffic,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct GlobalsView {
     packets: u64,
     bytes: u64,
@@ -58,7 +62,7 @@ struct GlobalsView {
     map_update_failed: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct MapView {
     entries: u64,
     capacity: u64,
@@ -85,13 +89,13 @@ impl From<MapStats> for MapView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Maps {
     mac: MapView,
     flow: MapView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Interfaces<'a> {
     updated: Option<String>,
     interval_seconds: f64,
@@ -100,9 +104,13 @@ struct Interfaces<'a> {
     globals: GlobalsView,
     maps: Maps,
     /// Every interface as the kernel counts it (the interfaces collector).
+    /// The reading, or `{"unavailable": "<why>"}`.
+    #[schema(value_type = Object)]
     stats: Avail<&'a Reading<netstats::Report>>,
 }
 
+#[utoipa::path(get, path = "/api/v1/interfaces", operation_id = "listInterfaces", tag = "traffic",
+    responses((status = 200, description = "The watched interfaces, the datapath's counters and map fill, and interface statistics.", body = Interfaces)))]
 async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let s = state.snapshot.get();
     let g = s.globals;

@@ -15,6 +15,8 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Params {}
 
+#[utoipa::path(get, path = "/api/v1/latency", operation_id = "getLatency", tag = "telemetry",
+    responses((status = 200, description = "The latency collector's latest reading.", body = Object)))]
 async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,

@@ -34,6 +34,9 @@ pub fn routes(settings: &metrics::Settings, keys: Arc<auth::Keyring>) -> Router<
 #[serde(deny_unknown_fields)]
 struct Params {}
 
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "meta",
+    responses((status = 200, description = "The Prometheus text exposition.",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let limits = state.metrics.limits;
     let snapshot = state.snapshot.get();

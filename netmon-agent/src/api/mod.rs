@@ -16,6 +16,7 @@ mod history;
 mod interfaces;
 mod latency;
 mod metrics;
+mod openapi;
 mod snapshot;
 mod stream;
 mod system;
@@ -75,6 +76,7 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         ));
     Router::new()
         .merge(health::routes())
+        .merge(openapi::routes())
         .merge(metrics::routes(&state.metrics, keys))
         .merge(protected)
         .fallback(error::not_found)

@@ -42,7 +42,7 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Params {}
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Snapshot {
     message_type: &'static str,
@@ -51,13 +51,15 @@ struct Snapshot {
     metrics: Metrics,
     network: Network,
     /// netmon's addition: the latency probes' last cycle.
+    #[schema(value_type = Value)]
     latency: Value,
     /// netmon's addition: the agent's version.
     agent_version: &'static str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SnapshotMetrics)]
 struct Metrics {
     cpu: Option<f64>,
     memory: Option<f64>,
@@ -71,8 +73,9 @@ struct Metrics {
     hottest_cpu_celsius: Option<f64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SnapshotNetwork)]
 struct Network {
     collection_start_time: Option<String>,
     collection_end_time: Option<String>,
@@ -81,8 +84,9 @@ struct Network {
     connected_devices: Vec<ConnectedDevice>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SnapshotInterface)]
 struct Interface {
     name: String,
     mac: Option<String>,
@@ -97,7 +101,7 @@ struct Interface {
     utilization_percent: Option<f64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ConnectedDevice {
     ip: Option<String>,
@@ -112,7 +116,7 @@ struct ConnectedDevice {
     ips: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Bandwidth {
     rx_bytes_total: u64,
@@ -128,6 +132,8 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+#[utoipa::path(get, path = "/api/v1/snapshot", operation_id = "getSnapshot", tag = "telemetry",
+    responses((status = 200, description = "Host metrics, interfaces and connected devices in one body.", body = Snapshot)))]
 async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,

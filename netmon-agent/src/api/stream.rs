@@ -93,6 +93,9 @@ fn summary(s: &Snapshot) -> Summary {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/stream", operation_id = "stream", tag = "traffic",
+    responses((status = 200, description = "Server-sent events: a summary every interval.",
+        content_type = "text/event-stream", body = String)))]
 async fn stream(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,

@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct Params {}
 
+#[utoipa::path(get, path = "/api/v1/system", operation_id = "getSystem", tag = "telemetry",
+    responses((status = 200, description = "The system collector's latest reading.", body = Object)))]
 async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,

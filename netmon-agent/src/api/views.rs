@@ -26,7 +26,7 @@ pub fn time(t: SystemTime) -> String {
 }
 
 /// Totals and rate of one direction of traffic.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Traffic {
     pub bytes: u64,
     pub packets: u64,
@@ -48,7 +48,7 @@ impl From<&Meter> for Traffic {
 /// One device: what the traffic core counted for it (zero when it sent and
 /// received nothing the programs saw) merged with what discovery knows of
 /// it (null or empty when discovery has no entry for it).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub interface: String,
     pub ifindex: u32,
@@ -67,6 +67,7 @@ pub struct DeviceView {
     pub status: Option<Status>,
     /// Every address known for it: the traffic core's first (most recent
     /// first), then discovery's.
+    #[schema(value_type = Vec<String>)]
     pub ips: Vec<IpAddr>,
     /// Discovery's addresses, each with when it was last seen.
     pub addresses: Vec<Address>,
@@ -140,7 +141,7 @@ impl DeviceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FlowView {
     pub interface: String,
     pub ifindex: u32,
@@ -149,7 +150,9 @@ pub struct FlowView {
     /// tcp, udp, icmp, icmpv6 or other.
     pub protocol: &'static str,
     pub protocol_number: u8,
+    #[schema(value_type = String)]
     pub src: IpAddr,
+    #[schema(value_type = String)]
     pub dst: IpAddr,
     pub src_mac: String,
     pub dst_mac: String,

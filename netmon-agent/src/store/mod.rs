@@ -144,7 +144,7 @@ impl Default for Retention {
 }
 
 /// A resolution of the history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// One sample per collection interval.
@@ -244,7 +244,7 @@ pub struct History {
 }
 
 /// One series of a [`Store::top`] answer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Ranked {
     pub series: String,
     /// The ranked field over the window: a counter's sum, a gauge's average.

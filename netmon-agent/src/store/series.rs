@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Counter or gauge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Counter,
@@ -39,7 +39,7 @@ pub enum Kind {
 }
 
 /// What a series measures; the first component of its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// One MAC on one interface (eBPF counters): `device/<iface>/<mac>`.
@@ -466,7 +466,7 @@ impl Agg {
 }
 
 /// One field of a [`Point`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum FieldValue {
     /// A counter: the sum of the deltas over the point.
@@ -483,7 +483,7 @@ pub enum FieldValue {
 }
 
 /// One point of a history answer: a raw sample or a bucket.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
     /// Start of the bucket (or the raw sample's time), ms since the epoch.
     pub at_ms: u64,
@@ -492,6 +492,7 @@ pub struct Point {
     /// Counters: the time the deltas cover, in seconds (for rates).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub covered_seconds: Option<f64>,
+    #[schema(value_type = BTreeMap<String, FieldValue>)]
     pub values: BTreeMap<&'static str, FieldValue>,
 }
 

@@ -22,7 +22,7 @@ use crate::ifaces::format_mac;
 pub const MAX_ADDRESSES: usize = 16;
 
 /// Where an observation came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// The kernel's IPv4 neighbour (ARP) table.
@@ -36,7 +36,7 @@ pub enum Source {
 }
 
 /// How recently a device was seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Seen within `idle_after`.
@@ -94,10 +94,13 @@ pub struct Observation {
 }
 
 /// An address of a device and when it was last seen with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Address {
+    #[schema(value_type = String)]
     pub ip: IpAddr,
+    /// RFC 3339.
     #[serde(serialize_with = "super::ser_time")]
+    #[schema(value_type = String)]
     pub last_seen: SystemTime,
 }
 

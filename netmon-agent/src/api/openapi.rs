@@ -1,0 +1,239 @@
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of this API, built
+//! by `utoipa` from the `#[utoipa::path]` annotations on the handlers and the
+//! schemas derived on their parameter and error types. Needs no key.
+//!
+//! Invariants the document keeps with the server:
+//! - every route of [`super::router`] is listed, and nothing else (the
+//!   end-to-end test `tests/e2e_openapi.rs` compares both lists);
+//! - every operation answers errors with the JSON body of [`super::error`]
+//!   (`ErrorBody`): 400 on any route (the query-length limit applies to
+//!   all), 404 and 503 where a resource or a source may be missing, and 401
+//!   and 403 on the routes behind the key;
+//! - `/metrics` lists the key schemes only when this agent was started with
+//!   `--metrics-auth` on, so the document describes the running server.
+//!
+//! Response bodies built from the collectors' and the store's types are
+//! described as free-form JSON objects (`type: object`); their fields are
+//! documented in `README.md` and in each handler's module.
+
+use std::sync::LazyLock;
+
+use axum::{Json, Router, extract::State, routing::get};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        Components, RefOr, Response, ResponseBuilder,
+        content::ContentBuilder,
+        security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        },
+    },
+};
+
+use super::AppState;
+
+/// The path this document is served at.
+pub const PATH: &str = "/api/v1/openapi.json";
+
+/// The security scheme names used in the document.
+const API_KEY: &str = "api_key";
+const BEARER: &str = "bearer";
+
+/// Paths that need no key whatever the options; `/metrics` is decided at
+/// start-up and handled in [`document`].
+const OPEN_PATHS: [&str; 2] = ["/health", PATH];
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "netmon agent API",
+        description = "Per-device and per-flow traffic counted by eBPF, host telemetry, \
+                       discovery, latency and history of a netmon agent.",
+        license(name = "see the project's LICENSE"),
+    ),
+    paths(
+        super::health::health,
+        super::metrics::scrape,
+        super::history::latest,
+        super::devices::list,
+        super::devices::one,
+        super::history::device_history,
+        super::flows::list,
+        super::interfaces::list,
+        super::system::show,
+        super::latency::show,
+        super::snapshot::show,
+        super::history::history,
+        super::history::top,
+        super::history::series,
+        super::stream::stream,
+        openapi_json,
+    ),
+    components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
+    security(("api_key" = []), ("bearer" = [])),
+    modifiers(&Common),
+)]
+struct Doc;
+
+/// Adds the security schemes and the error responses every operation has.
+struct Common;
+
+impl Modify for Common {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Components::new);
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-KEY",
+                "An API key from the agent's key file.",
+            ))),
+        );
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The same API key as `Authorization: Bearer <key>`."))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = OPEN_PATHS.contains(&path.as_str());
+            let Some(op) = item.get.as_mut() else {
+                continue;
+            };
+            if open {
+                // An empty list overrides the document-wide requirement.
+                op.security = Some(Vec::new());
+            }
+            let mut errors = vec![
+                (
+                    "400",
+                    "A parameter is unknown, malformed or out of range, or the query string is too long.",
+                ),
+                ("404", "The resource named in the path does not exist."),
+                (
+                    "503",
+                    "The data is not available: its collector is off or still in its first cycle, or the history is off or busy.",
+                ),
+            ];
+            if !open {
+                errors.push(("401", "No API key, or a wrong one."));
+                errors.push(("403", "The key's role is too low for this endpoint."));
+            }
+            for (status, description) in errors {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(description));
+            }
+        }
+    }
+}
+
+/// A response carrying the JSON error body.
+fn error_response(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                        "ErrorBody",
+                    ))))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// The document for a server whose `/metrics` needs the key or not.
+fn document(metrics_needs_key: bool) -> serde_json::Value {
+    let mut doc = Doc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    if let Some(op) = doc
+        .paths
+        .paths
+        .get_mut("/metrics")
+        .and_then(|item| item.get.as_mut())
+    {
+        if metrics_needs_key {
+            op.security = Some(vec![
+                SecurityRequirement::new(API_KEY, Vec::<String>::new()),
+                SecurityRequirement::new(BEARER, Vec::<String>::new()),
+            ]);
+        } else {
+            op.security = Some(Vec::new());
+            op.responses.responses.remove("401");
+            op.responses.responses.remove("403");
+        }
+    }
+    // Serialising plain data structures cannot fail; `Null` would show it.
+    serde_json::to_value(&doc).unwrap_or_default()
+}
+
+/// Both variants, built once.
+static DOCUMENTS: LazyLock<[serde_json::Value; 2]> =
+    LazyLock::new(|| [document(false), document(true)]);
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(PATH, get(openapi_json))
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", operation_id = "openapi",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI document of this API.", body = Object)),
+)]
+async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(DOCUMENTS[usize::from(state.metrics.needs_key)].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_is_openapi_3_with_every_route_and_error_bodies() {
+        let doc = document(false);
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        let paths = doc["paths"].as_object().unwrap();
+        for p in ["/health", "/metrics", "/api/v1/devices/{mac}", PATH] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+        let devices = &paths["/api/v1/devices"]["get"];
+        assert_eq!(
+            devices["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert_eq!(paths["/health"]["get"]["security"], serde_json::json!([]));
+        // Validators require unique operation ids.
+        let ids: std::collections::BTreeSet<&str> = paths
+            .values()
+            .map(|item| item["get"]["operationId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), paths.len(), "{ids:?}");
+        assert!(paths["/health"]["get"]["responses"].get("401").is_none());
+    }
+
+    #[test]
+    fn metrics_security_follows_the_option() {
+        let open = document(false);
+        let keyed = document(true);
+        assert_eq!(
+            open["paths"]["/metrics"]["get"]["security"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            keyed["paths"]["/metrics"]["get"]["security"],
+            serde_json::json!([{"api_key": []}, {"bearer": []}])
+        );
+        assert!(
+            keyed["paths"]["/metrics"]["get"]["responses"]
+                .get("401")
+                .is_some()
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! End-to-end tests of the OpenAPI document the real agent serves at
+//! `/api/v1/openapi.json`: that it is OpenAPI 3, lists exactly the routes the
+//! server answers (and with the security they really have), declares the
+//! statuses and content types the server really sends, passes a real
+//! validator (`openapi-spec-validator`), and that fuzzing the API from it
+//! (`schemathesis`) draws no 5xx and no crash, and only answers whose status,
+//! content type and body (where the document gives its schema) are the
+//! documented ones.
+//!
+//! Privileged: the agent runs as root in its own namespaces (see
+//! `tests/common`). The Python tools are installed with pip when missing;
+//! a failed install fails the test with a message saying so.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::*;
+use serde_json::Value;
+
+const DOC_PATH: &str = "/api/v1/openapi.json";
+
+/// Every route the server serves (see `src/api/*.rs`, `routes()`), and
+/// whether it needs the key when `/metrics` is open (`--metrics-auth` off,
+/// the default on a loopback listener).
+const ROUTES: [(&str, bool); 16] = [
+    ("/health", false),
+    ("/metrics", false),
+    ("/latest", true),
+    ("/api/v1/openapi.json", false),
+    ("/api/v1/devices", true),
+    ("/api/v1/devices/{mac}", true),
+    ("/api/v1/devices/{mac}/history", true),
+    ("/api/v1/flows", true),
+    ("/api/v1/interfaces", true),
+    ("/api/v1/system", true),
+    ("/api/v1/latency", true),
+    ("/api/v1/snapshot", true),
+    ("/api/v1/history", true),
+    ("/api/v1/top", true),
+    ("/api/v1/series", true),
+    ("/api/v1/stream", true),
+];
+
+/// The routes as a set.
+fn routes() -> BTreeSet<&'static str> {
+    ROUTES.iter().map(|(p, _)| *p).collect()
+}
+
+/// A concrete request path for documented path `p` (MAC of the pair's end A).
+fn concrete(p: &str) -> String {
+    p.replace("{mac}", &format_mac(Pair::MAC_A))
+}
+
+fn fetch_doc(ns: &NetNs) -> Value {
+    let reply = http_get_ok(ns, DOC_PATH, &[]);
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{reply:#?}"
+    );
+    reply.json
+}
+
+/// The operation `GET p` of `doc`.
+fn op<'a>(doc: &'a Value, p: &str) -> &'a Value {
+    let op = &doc["paths"][p]["get"];
+    assert!(op.is_object(), "no GET {p} in the document");
+    op
+}
+
+/// Whether `GET p` is documented as needing a key.
+fn needs_key(doc: &Value, p: &str) -> bool {
+    let security = op(doc, p)
+        .get("security")
+        .unwrap_or(&doc["security"])
+        .as_array()
+        .unwrap_or_else(|| panic!("GET {p}: security is not a list"));
+    // An empty requirement object (`{}`) would make the key optional.
+    !security.is_empty()
+        && security
+            .iter()
+            .all(|r| r.as_object().is_some_and(|o| !o.is_empty()))
+}
+
+/// Runs `cmd`, returning whether it succeeded and its output.
+fn run(cmd: &mut Command) -> (bool, String) {
+    match cmd.output() {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => (false, format!("{cmd:?}: {e}")),
+    }
+}
+
+/// Makes sure `python3 -c "import {module}"` works, installing `package`
+/// with pip when it does not.
+fn require_python(module: &str, package: &str) {
+    if run(Command::new("python3").args(["-c", &format!("import {module}")])).0 {
+        return;
+    }
+    let (ok, out) = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", package]));
+    assert!(
+        ok,
+        "{package} is missing and `python3 -m pip install {package}` failed; \
+         install it by hand to run this test:\n{out}"
+    );
+}
+
+fn write_doc(name: &str, doc: &Value) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("netmon-openapi-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).expect("JSON"))
+        .expect("writing the document");
+    path
+}
+
+fn validate(file: &Path) {
+    require_python("openapi_spec_validator", "openapi-spec-validator");
+    let (ok, out) = run(Command::new("python3")
+        .arg("-m")
+        .arg("openapi_spec_validator")
+        .arg(file));
+    assert!(
+        ok,
+        "openapi-spec-validator rejects the document {}:\n{out}",
+        file.display()
+    );
+}
+
+#[test]
+fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    let agent = Agent::start(ns, &[]);
+    let doc = fetch_doc(ns);
+
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3."), "openapi: {:?}", doc["openapi"]);
+    let documented: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(documented, routes(), "documented paths != served routes");
+    for (p, item) in doc["paths"].as_object().expect("paths") {
+        let methods: Vec<&String> = item.as_object().expect("path item").keys().collect();
+        assert_eq!(methods, ["get"], "{p}: only GET is served");
+    }
+
+    for &(p, keyed) in &ROUTES {
+        assert_eq!(needs_key(&doc, p), keyed, "GET {p}: documented security");
+        let o = op(&doc, p);
+        let responses = o["responses"].as_object().expect("responses");
+        for status in ["200", "400", "404", "503"] {
+            assert!(
+                responses.contains_key(status),
+                "GET {p}: no {status} documented"
+            );
+        }
+        for status in ["401", "403"] {
+            assert_eq!(
+                responses.contains_key(status),
+                keyed,
+                "GET {p}: {status} documented?"
+            );
+        }
+        for (status, r) in responses {
+            if status != "200" {
+                assert_eq!(
+                    r["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "GET {p}: {status} is not the JSON error body"
+                );
+            }
+        }
+
+        // The route exists (not the fallback's 404) with that security:
+        // without a key, keyed routes say 401 and open ones answer.
+        if p == "/api/v1/stream" {
+            // An endless body: only the keyed refusal can be read whole.
+            let reply = http_get_ok(ns, p, &[]);
+            assert_eq!(reply.status, 401, "GET {p} without key: {reply:#?}");
+            continue;
+        }
+        let url = concrete(p);
+        let without = http_get_ok(ns, &url, &[]);
+        let with = http_get_ok(ns, &url, &[("X-API-KEY", TEST_KEY)]);
+        if keyed {
+            assert_eq!(without.status, 401, "GET {url} without key: {without:#?}");
+        } else {
+            assert_eq!(
+                without.status, with.status,
+                "GET {url}: the key changes the answer"
+            );
+        }
+        // With the key the status and content type are documented ones.
+        let status = with.status.to_string();
+        let documented = &o["responses"][&status];
+        assert!(
+            documented.is_object(),
+            "GET {url}: status {status} not documented: {with:#?}"
+        );
+        let content_type = with.header("content-type").unwrap_or_default();
+        let media = documented["content"].as_object().expect("content");
+        assert!(
+            media
+                .keys()
+                .any(|m| content_type.starts_with(m.split(';').next().unwrap_or(m))),
+            "GET {url}: content type {content_type:?} is not among {:?}",
+            media.keys().collect::<Vec<_>>()
+        );
+
+        // Every documented query parameter is one the server knows: passing
+        // an unknown one instead is a 400 naming it.
+        let bad = http_get_ok(
+            ns,
+            &format!("{url}?openapi_unknown=1"),
+            &[("X-API-KEY", TEST_KEY)],
+        );
+        if p != "/health" && p != DOC_PATH {
+            assert_eq!(bad.status, 400, "GET {url}?openapi_unknown=1: {bad:#?}");
+            assert_eq!(bad.json["error"]["code"], "bad_request", "{bad:#?}");
+        }
+    }
+
+    // A path the document does not list is the fallback's JSON 404.
+    let missing = http_get_ok(ns, "/api/v1/nope", &[("X-API-KEY", TEST_KEY)]);
+    assert_eq!(missing.status, 404, "{missing:#?}");
+
+    // Declared query parameters are accepted by the server.
+    let flows = op(&doc, "/api/v1/flows");
+    let names: BTreeSet<&str> = flows["parameters"]
+        .as_array()
+        .expect("flows parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["limit", "sort"]));
+    let sorted = agent.get("/api/v1/flows?limit=5&sort=bytes");
+    assert!(sorted["flows"].is_array(), "{sorted}");
+
+    validate(&write_doc("open", &doc));
+}
+
+#[test]
+fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() {
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    let agent = Agent::start(ns, &["--metrics-auth", "on"]);
+    // Traffic first, so the fuzzed answers carry devices and flows whose
+    // shapes the response schemas are checked against.
+    let sink = ns.run(|| udp_sink(format!("{}:0", Pair::IP4_B).parse().expect("address")));
+    let to = sink.local_addr();
+    pair.a().ns().run(|| {
+        udp_send(
+            format!("{}:0", Pair::IP4_A).parse().expect("address"),
+            to,
+            100,
+            20,
+        )
+    });
+    agent.wait_for("/api/v1/flows", START_TIMEOUT, |b| {
+        b["flows"].as_array().is_some_and(|f| !f.is_empty())
+    });
+    agent.wait_for("/api/v1/devices", START_TIMEOUT, |b| {
+        b["devices"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    drop(sink);
+    let doc = fetch_doc(ns);
+    assert!(needs_key(&doc, "/metrics"), "{}", doc["paths"]["/metrics"]);
+    let reply = http_get_ok(ns, "/metrics", &[]);
+    assert_eq!(reply.status, 401, "{reply:#?}");
+    let file = write_doc("keyed", &doc);
+    validate(&file);
+
+    require_python("schemathesis", "schemathesis");
+    let junit = std::env::temp_dir().join(format!("netmon-openapi-{}-st.xml", std::process::id()));
+    let key = format!("X-API-KEY: {TEST_KEY}");
+    // In the temp dir: schemathesis leaves a `.schemathesis` cache behind.
+    let (ok, out) = run(Command::new("ip")
+        .current_dir(std::env::temp_dir())
+        .args(["netns", "exec", ns.name()])
+        .args([
+            "python3",
+            "-m",
+            "schemathesis.cli",
+            "run",
+            &format!("http://{LISTEN}{DOC_PATH}"),
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+         response_schema_conformance",
+            "-H",
+            &key,
+            "--max-examples",
+            "25",
+            "--exclude-path",
+            "/api/v1/stream",
+            "--request-timeout",
+            "10",
+            "--seed",
+            "1",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-junit-path",
+        ])
+        .arg(&junit));
+    let tested = std::fs::read_to_string(&junit).unwrap_or_default();
+    let _ = std::fs::remove_file(&junit);
+    eprintln!("schemathesis:\n{out}");
+    assert!(ok, "schemathesis found a problem (or did not run):\n{out}");
+    // It really tested every operation but the endless stream (and the
+    // document itself, which schemathesis leaves out when loading it).
+    for &(p, _) in &ROUTES {
+        if p == "/api/v1/stream" || p == DOC_PATH {
+            continue;
+        }
+        assert!(
+            tested.contains(&format!("testcase name=\"GET {p}\"")),
+            "schemathesis did not test GET {p}; JUnit report:\n{tested}"
+        );
+    }
+}
