@@ -147,51 +147,6 @@ impl<'ns> Running<'ns> {
     }
 }
 
-/// Runs `cmd` in `ns`, expecting it to exit by itself within
-/// [`START_TIMEOUT`]; returns its status and stderr.
-fn run_to_exit(ns: &NetNs, cmd: &Command) -> (ExitStatus, String) {
-    let mut child = ns.spawn(cmd);
-    let status = child.wait_with_timeout(START_TIMEOUT).unwrap_or_else(|| {
-        panic!(
-            "`{}` still running after {START_TIMEOUT:?}, expected it to fail:\n{}",
-            child.command(),
-            child.stderr_text()
-        )
-    });
-    (status, child.stderr_text())
-}
-
-/// Checks that a failed start exited with `code` and said each of `needles`.
-fn assert_exit(status: ExitStatus, stderr: &str, code: i32, needles: &[&str]) {
-    assert_eq!(
-        status.code(),
-        Some(code),
-        "expected exit code {code}, got {status}; stderr:\n{stderr}"
-    );
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "exit {code}: stderr does not mention {needle:?}:\n{stderr}"
-        );
-    }
-}
-
-/// `cmd` run through `wrapper` (e.g. `setpriv ... --`): same arguments and
-/// environment changes.
-fn wrapped(wrapper: &[&str], cmd: &Command) -> Command {
-    let mut out = Command::new(wrapper[0]);
-    out.args(&wrapper[1..])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (key, value) in cmd.get_envs() {
-        match value {
-            Some(value) => out.env(key, value),
-            None => out.env_remove(key),
-        };
-    }
-    out
-}
-
 /// A private state directory (deleted on drop).
 fn state_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

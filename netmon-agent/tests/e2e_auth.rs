@@ -216,33 +216,6 @@ fn assert_json_error(reply: &Reply, status: u16, code: &str, param: Option<&str>
     }
 }
 
-/// Runs `cmd` in `ns`, expecting it to exit by itself; its status and stderr.
-fn run_to_exit(ns: &NetNs, cmd: &Command) -> (ExitStatus, String) {
-    let mut child = ns.spawn(cmd);
-    let status = child.wait_with_timeout(START_TIMEOUT).unwrap_or_else(|| {
-        panic!(
-            "`{}` still running after {START_TIMEOUT:?}, expected it to fail:\n{}",
-            child.command(),
-            child.stderr_text()
-        )
-    });
-    (status, child.stderr_text())
-}
-
-fn assert_exit(status: ExitStatus, stderr: &str, code: i32, needles: &[&str]) {
-    assert_eq!(
-        status.code(),
-        Some(code),
-        "expected exit code {code}, got {status}; stderr:\n{stderr}"
-    );
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "exit {code}: stderr does not mention {needle:?}:\n{stderr}"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Keys and roles
 

@@ -14,7 +14,6 @@ mod common;
 
 use std::{
     fmt::Write as _,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -196,21 +195,6 @@ fn a_host_that_leaves_goes_idle_then_gone() {
     assert_eq!(seen, ["active", "idle", "gone"]);
     // The host still on the LAN stays active through the sweeps.
     assert_eq!(status_of(&agent, macs[0]).as_deref(), Some("active"));
-}
-
-/// `cmd` run through `wrapper` (e.g. `setpriv ... --`), same environment.
-fn wrapped(wrapper: &[&str], cmd: &Command) -> Command {
-    let mut out = Command::new(wrapper[0]);
-    out.args(&wrapper[1..])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (key, value) in cmd.get_envs() {
-        match value {
-            Some(value) => out.env(key, value),
-            None => out.env_remove(key),
-        };
-    }
-    out
 }
 
 #[test]

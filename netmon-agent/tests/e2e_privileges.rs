@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::{fs, net::SocketAddr, process::Command, time::Duration};
+use std::{fs, net::SocketAddr, time::Duration};
 
 use common::{
-    agent::{Agent, UNPRIVILEGED_CAPS, agent_bin, agent_command, unprivileged_setpriv_args},
+    agent::{Agent, UNPRIVILEGED_CAPS, agent_command, unprivileged},
     netns::{Pair, require_root},
     traffic::{udp_send, udp_sink},
 };
@@ -100,16 +100,10 @@ fn an_unprivileged_user_with_four_capabilities_counts_exactly() {
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.args(unprivileged_setpriv_args(UNPRIVILEGED_CAPS))
-        .arg(agent_bin());
-    let plain = agent_command(&state.path().to_owned(), &["--iface", Pair::IFNAME]);
-    cmd.args(plain.get_args());
-    for (k, v) in plain.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
+    let cmd = unprivileged(
+        UNPRIVILEGED_CAPS,
+        &agent_command(&state.path().to_owned(), &["--iface", Pair::IFNAME]),
+    );
     let mut child = b.ns().spawn(&cmd);
     let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
     // Wait for the API before sending.
@@ -187,16 +181,10 @@ fn an_unprivileged_user_missing_one_capability_is_told_which() {
     require_root();
     let pair = Pair::new();
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("setpriv");
-    cmd.args(unprivileged_setpriv_args(&["bpf", "net_admin", "net_raw"]))
-        .arg(agent_bin());
-    let plain = agent_command(&state.path().to_owned(), &["--iface", Pair::IFNAME]);
-    cmd.args(plain.get_args());
-    for (k, v) in plain.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
+    let cmd = unprivileged(
+        &["bpf", "net_admin", "net_raw"],
+        &agent_command(&state.path().to_owned(), &["--iface", Pair::IFNAME]),
+    );
     let mut child = pair.a().ns().spawn(&cmd);
     let status = child.wait_with_timeout(Duration::from_secs(30)).unwrap();
     let stderr = child.stderr_text();
