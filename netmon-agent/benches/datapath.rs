@@ -36,7 +36,9 @@
 //! ratios are taken within each round before the median: shared machines
 //! are noisy. Options, after `cargo xtask bench -- --`: `--seconds S` per
 //! phase (default 2), `--rounds N` (default 5), `--senders N` flood threads
-//! (default 1: with more, senders and `b`'s NAPI thread share cores).
+//! (default 1: with more, senders and `b`'s NAPI thread share cores);
+//! `--datapath`, `--collectors` or `--history` run parts 1-2, part 6 or
+//! parts 7-8 alone.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -56,7 +58,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuHashMap},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
         tc::SchedClassifierLinkId, xdp::XdpLinkId,
@@ -66,14 +68,14 @@ use aya::{
 use common::{Agent, ETHERTYPE_IPV4, Lan, NetNs, Pair, eth, ipv4_udp, require_root};
 use netmon_agent::{
     config::IngressHook,
-    ebpf::{Kernel, OBJECT},
+    ebpf::{Kernel, MapSizes, OBJECT},
     ifaces,
     snapshot::{Shared, Snapshot},
     traffic::{Reading, Traffic},
 };
 use netmon_common::{
-    Counter, FLOW_MAP, FlowKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_PASS, PROG_XDP,
-    PROG_XDP_PASS, direction, proto,
+    CONTROL_MAP, CacheSlot, Counter, FLOW_CACHE_MAP, FLOW_MAP, FlowKey, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, PROG_TC_PASS, PROG_XDP, PROG_XDP_PASS, direction, proto,
 };
 
 /// Targets (see the module docs).
@@ -96,6 +98,9 @@ const SETTLE: Duration = Duration::from_millis(200);
 const SINK_PORT: u16 = 9;
 /// UDP payload that makes the frame 60 bytes: 14 + 20 + 8 + 18.
 const FLOOD_PAYLOAD: usize = 18;
+
+/// The flow cache's generation during parts 1-2.
+const BENCH_GENERATION: u32 = 1;
 
 /// Runs per BPF_PROG_TEST_RUN call.
 const TEST_RUN_REPEAT: u32 = 1_000_000;
@@ -139,6 +144,10 @@ fn main() {
         part8();
         return;
     }
+    if opts.only_datapath {
+        part1_and_2(&opts);
+        return;
+    }
     let hooks = part1_and_2(&opts);
     let drains = part3();
     let agent = part4();
@@ -160,6 +169,8 @@ struct Options {
     only_collectors: bool,
     /// Parts 7 and 8 alone (`--history`).
     only_history: bool,
+    /// Parts 1 and 2 alone (`--datapath`).
+    only_datapath: bool,
 }
 
 impl Options {
@@ -172,6 +183,7 @@ impl Options {
             senders: 1,
             only_collectors: false,
             only_history: false,
+            only_datapath: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -189,8 +201,9 @@ impl Options {
                 "--senders" => opts.senders = value("--senders") as usize,
                 "--collectors" => opts.only_collectors = true,
                 "--history" => opts.only_history = true,
+                "--datapath" => opts.only_datapath = true,
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --collectors"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --datapath, --collectors, --history"
                 ),
             }
         }
@@ -381,6 +394,15 @@ impl Datapath {
                 .load()
                 .unwrap_or_else(|e| panic!("loading {name}: {e}"));
         }
+        // Turn the flow cache on, as Kernel::load does. The generation stays
+        // 1 for the whole benchmark (no agent drains here), so the cache's
+        // slots hold running totals, which `netmon_count` reads.
+        let mut control: Array<&mut MapData, u32> =
+            Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("the object has CONTROL"))
+                .unwrap_or_else(|e| panic!("{CONTROL_MAP}: {e}"));
+        control
+            .set(0, &BENCH_GENERATION, 0)
+            .unwrap_or_else(|e| panic!("{CONTROL_MAP}: {e}"));
         let senders = pair.a().ns().run(|| {
             (0..senders)
                 .map(|_| RawSocket::open(Pair::IFNAME))
@@ -436,27 +458,43 @@ impl Datapath {
     }
 
     /// netmon's count of the flood's packets at `hook`: the UDP flow from
-    /// a to b on the hook's interface and direction.
+    /// a to b on the hook's interface and direction, in the flow cache and
+    /// in the flow map.
     fn netmon_count(&self, hook: Hook) -> u64 {
         let (ifindex, dir) = match hook {
             Hook::Xdp | Hook::TcIngress => (Pair::IFINDEX_B, direction::INGRESS),
             Hook::TcEgress => (Pair::IFINDEX_A, direction::EGRESS),
         };
+        let (src, dst) = (mapped(Pair::IP4_A), mapped(Pair::IP4_B));
+        let ours = |k: &FlowKey| {
+            k.ifindex == ifindex
+                && k.direction == dir
+                && k.proto == proto::UDP
+                && k.src == src
+                && k.dst == dst
+        };
         let map: PerCpuHashMap<&MapData, FlowKey, Counter> =
             PerCpuHashMap::try_from(self.ebpf.map(FLOW_MAP).expect("the object has FLOW_MAP"))
                 .unwrap_or_else(|e| panic!("{FLOW_MAP}: {e}"));
-        let (src, dst) = (mapped(Pair::IP4_A), mapped(Pair::IP4_B));
-        map.iter()
+        let in_map: u64 = map
+            .iter()
             .filter_map(Result::ok)
-            .filter(|(k, _)| {
-                k.ifindex == ifindex
-                    && k.direction == dir
-                    && k.proto == proto::UDP
-                    && k.src == src
-                    && k.dst == dst
-            })
+            .filter(|(k, _)| ours(k))
             .map(|(_, per_cpu)| per_cpu.iter().map(|c| c.packets).sum::<u64>())
-            .sum()
+            .sum();
+        let cache: PerCpuArray<&MapData, CacheSlot> = PerCpuArray::try_from(
+            self.ebpf
+                .map(FLOW_CACHE_MAP)
+                .expect("the object has FLOW_CACHE"),
+        )
+        .unwrap_or_else(|e| panic!("{FLOW_CACHE_MAP}: {e}"));
+        let in_cache: u64 = (0..cache.len())
+            .filter_map(|i| cache.get(&i, 0).ok())
+            .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
+            .filter(|s| s.generation == BENCH_GENERATION && ours(&s.key))
+            .map(|s| s.counter.packets)
+            .sum();
+        in_map + in_cache
     }
 
     /// Mean ns per run of `name` on the flood frame with BPF_PROG_TEST_RUN
@@ -1193,6 +1231,7 @@ fn drain(
         globals: traffic.globals,
         mac_map: traffic.mac_map,
         flow_map: traffic.flow_map,
+        flow_cache: traffic.flow_cache,
         names: HashMap::new(),
     });
     let t3 = thread_cpu();
@@ -1201,7 +1240,11 @@ fn drain(
 
 fn part3() -> Vec<DrainResult> {
     println!("\n## Part 3: agent CPU per drain (in-process, thread CPU time)\n");
-    let mut kernel = Kernel::load(IngressHook::Auto, 16_384, PART3_FLOW_CAPACITY)
+    let sizes = MapSizes {
+        flow_entries: PART3_FLOW_CAPACITY,
+        ..MapSizes::default()
+    };
+    let mut kernel = Kernel::load(IngressHook::Auto, sizes)
         .unwrap_or_else(|e| panic!("loading the eBPF object: {:#}", anyhow::Error::from(e)));
     let max = FLOW_COUNTS[FLOW_COUNTS.len() - 1];
     // Distinct sources from 10.1.0.0; the sets for smaller counts are
@@ -1225,7 +1268,7 @@ fn part3() -> Vec<DrainResult> {
         // The first drain creates every flow; later ones update them.
         let (r, u, s) = drain(&mut kernel, &mut traffic, &mut reading, &shared);
         let first = r + u + s;
-        let flows = reading.flows.len();
+        let flows = traffic.flows.len();
         let mut samples = Vec::new();
         for _ in 0..DRAINS {
             // Every flow moves between drains, as active flows do.
@@ -1244,7 +1287,7 @@ fn part3() -> Vec<DrainResult> {
             total_ms: med(|s| s.0 + s.1 + s.2),
         };
         println!(
-            "  {n:>7} flows sent, {flows:>7} entries read: drain {:.2} ms (first {:.2} ms)",
+            "  {n:>7} flows sent, {flows:>7} flows tracked: drain {:.2} ms (first {:.2} ms)",
             result.total_ms, result.first_ms
         );
         results.push(result);

@@ -269,7 +269,7 @@ fn interfaces(cfg: &Config, caps: u64) -> Vec<Row> {
         }
         return rows;
     }
-    let mut kernel = match Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries) {
+    let mut kernel = match Kernel::load(cfg.ingress, cfg.map_sizes()) {
         Ok(k) => k,
         Err(e) => {
             rows.push(

@@ -24,7 +24,7 @@ use clap::{
     error::{ContextKind, ContextValue, ErrorKind},
     parser::ValueSource,
 };
-use netmon_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES};
+use netmon_common::{DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES};
 
 /// How frames are counted on the way in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -96,6 +96,12 @@ pub struct Config {
     /// Capacity of the flow map (entries).
     #[arg(long, default_value_t = DEFAULT_FLOW_ENTRIES, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_FLOW_ENTRIES")]
     pub flow_entries: u32,
+
+    /// Flow-cache slots per CPU (a power of two from 2 to 65536; 0 turns the
+    /// cache off). The cache counts most IP frames without a hash-map update;
+    /// frames whose slots are taken by other flows go to the hash maps.
+    #[arg(long, default_value_t = DEFAULT_FLOW_CACHE_SLOTS, value_parser = parse_cache_slots, env = "NETMON_FLOW_CACHE_SLOTS")]
+    pub flow_cache_slots: u32,
 
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:9713", env = "NETMON_LISTEN")]
@@ -492,6 +498,25 @@ fn textwrap_lines(text: &str, width: usize) -> Vec<String> {
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 1s, 5m)"))
+}
+
+fn parse_cache_slots(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if n != 0 && !(n.is_power_of_two() && (2..=65_536).contains(&n)) {
+        return Err(format!("{n} is not 0 or a power of two from 2 to 65536"));
+    }
+    Ok(n)
+}
+
+impl Config {
+    /// The kernel map sizes this configuration asks for.
+    pub fn map_sizes(&self) -> crate::ebpf::MapSizes {
+        crate::ebpf::MapSizes {
+            mac_entries: self.mac_entries,
+            flow_entries: self.flow_entries,
+            flow_cache_slots: self.flow_cache_slots,
+        }
+    }
 }
 
 pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {

@@ -165,7 +165,7 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
 
     let store = open_store(&cfg)?;
 
-    let mut kernel = Kernel::load(cfg.ingress, cfg.mac_entries, cfg.flow_entries)?;
+    let mut kernel = Kernel::load(cfg.ingress, cfg.map_sizes())?;
     let mut watcher = Watcher::new(cfg.ifaces.clone());
     let mut attachments = Attachments::new();
     watcher.reconcile(&mut kernel, &mut attachments, true)?;
@@ -534,6 +534,7 @@ fn snapshot(
         globals: traffic.globals,
         mac_map: traffic.mac_map,
         flow_map: traffic.flow_map,
+        flow_cache: traffic.flow_cache,
         names: names.clone(),
     }
 }

@@ -545,6 +545,19 @@ fn traffic_families(
             evictions.int(&[name], m.evictions);
         }
         out.extend([entries, capacity, inserts, deleted, evictions]);
+        let mut used = Family::gauge(
+            "netmon_flow_cache_slots_used",
+            &[],
+            "Flow-cache slots (one per flow and CPU) the last interval used.",
+        );
+        used.int(&[], s.flow_cache.slots_used);
+        let mut slots = Family::gauge(
+            "netmon_flow_cache_slots",
+            &[],
+            "Flow-cache slots per interval, all CPUs (0: the cache is off).",
+        );
+        slots.int(&[], s.flow_cache.capacity);
+        out.extend([used, slots]);
 
         let g = s.globals;
         for (name, help, v) in [
@@ -583,6 +596,11 @@ fn traffic_families(
                 "netmon_map_update_failures_total",
                 "Kernel map updates the eBPF programs could not make.",
                 g.map_update_failed,
+            ),
+            (
+                "netmon_flow_cache_misses_total",
+                "IP frames counted in the hash maps because both of their flow-cache slots were taken.",
+                g.cache_misses,
             ),
         ] {
             let mut f = Family::counter(name, &[], help);
@@ -1067,6 +1085,7 @@ mod tests {
             globals: traffic.globals,
             mac_map: traffic.mac_map,
             flow_map: traffic.flow_map,
+            flow_cache: traffic.flow_cache,
             names: names.iter().map(|&(i, n)| (i, n.to_owned())).collect(),
             ..Snapshot::default()
         }

@@ -13,7 +13,7 @@ use netmon_common::Globals;
 
 use crate::{
     ebpf::HookMode,
-    traffic::{Device, Flow, InterfaceTotals, MapStats},
+    traffic::{CacheStats, Device, Flow, InterfaceTotals, MapStats},
 };
 
 /// A watched interface and its totals.
@@ -38,6 +38,7 @@ pub struct Snapshot {
     pub globals: Globals,
     pub mac_map: MapStats,
     pub flow_map: MapStats,
+    pub flow_cache: CacheStats,
     /// Interface names by index, for devices and flows (including interfaces
     /// no longer attached whose entries have not expired yet).
     pub names: HashMap<u32, String>,

@@ -1,11 +1,14 @@
 //! The agent's view of the traffic: per-device, per-flow and per-interface
 //! totals and rates, built from successive reads of the kernel maps.
 //!
-//! [`Traffic::update`] takes one full read of both maps and returns the
-//! entries that have been idle long enough to delete from the kernel. Device
-//! and interface totals come from the MAC-pair map alone, so they stay exact
-//! when the (much larger) flow map evicts entries. Deleting an idle entry
-//! loses nothing: its bytes are already in the totals, and if the
+//! [`Traffic::update`] takes one full read (the flow cache's finished
+//! generation, both hash maps and the globals) and returns the hash-map
+//! entries that have been idle long enough to delete from the kernel. The
+//! cache's counts are the interval's own; the maps' values are running
+//! totals, turned into deltas here. Device and interface totals come from
+//! the cache and the MAC-pair map, never from the flow map, so they stay
+//! exact when the (much larger) flow map evicts entries. Deleting an idle
+//! entry loses nothing: its bytes are already in the totals, and if the
 //! conversation resumes the new kernel entry is counted from zero.
 
 use std::{
@@ -62,7 +65,12 @@ pub struct Flow {
     pub meter: Meter,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
-    track: Tracked,
+    /// When it last carried traffic.
+    active_at: Instant,
+    /// Its entry in the kernel's flow map, if it has one (frames the flow
+    /// cache could not hold): the cumulative value at the last read, and
+    /// the read that saw it.
+    kernel: Option<(Counter, u64)>,
 }
 
 /// Totals of one watched interface, from the frames the programs saw.
@@ -96,6 +104,18 @@ impl MapStats {
         self.inserts = inserts;
         self.evictions = inserts.saturating_sub(entries + self.deleted);
     }
+}
+
+/// Use of the flow cache in the last interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Slots (per flow and CPU) the last generation claimed.
+    pub slots_used: u64,
+    /// Slots per generation, all CPUs (0: the cache is off).
+    pub capacity: u64,
+    /// IP frames that found both of their slots taken and were counted in
+    /// the hash maps instead, since load.
+    pub misses: u64,
 }
 
 /// Addresses of each watched interface's connected networks, used to decide
@@ -168,10 +188,46 @@ pub struct Reading {
     pub macs: Vec<(MacKey, Counter)>,
     /// Every flow entry, per-CPU values summed.
     pub flows: Vec<(FlowKey, Counter)>,
+    /// What the flow cache counted since the last read: per flow, CPU and
+    /// slot, exact counts of the interval (not running totals).
+    pub cached: Vec<(FlowKey, Counter)>,
     /// The per-CPU globals, summed.
     pub globals: Globals,
     pub mac_capacity: u64,
     pub flow_capacity: u64,
+    /// Flow-cache slots per generation, all CPUs (0: the cache is off).
+    pub cache_capacity: u64,
+}
+
+impl Reading {
+    /// This reading with the flow cache's counts merged into `macs` and
+    /// `flows` (a cached frame counts in its MAC pair and in its flow), and
+    /// `cached` empty. For tests and the benchmark, which read a fresh
+    /// object once; the agent folds the parts separately, since only the
+    /// maps' values are running totals.
+    pub fn merged(&self) -> Reading {
+        let mut macs: HashMap<MacKey, Counter> = self.macs.iter().copied().collect();
+        let mut flows: HashMap<FlowKey, Counter> = self.flows.iter().copied().collect();
+        for &(key, c) in &self.cached {
+            let pair = MacKey {
+                ifindex: key.ifindex,
+                direction: key.direction,
+                src: key.src_mac,
+                dst: key.dst_mac,
+                ..MacKey::default()
+            };
+            for v in [macs.entry(pair).or_default(), flows.entry(key).or_default()] {
+                v.bytes += c.bytes;
+                v.packets += c.packets;
+            }
+        }
+        Reading {
+            macs: macs.into_iter().collect(),
+            flows: flows.into_iter().collect(),
+            cached: Vec::new(),
+            ..*self
+        }
+    }
 }
 
 /// Entries idle for the expiry time: delete them from the kernel maps and
@@ -195,6 +251,7 @@ pub struct Traffic {
     pub globals: Globals,
     pub mac_map: MapStats,
     pub flow_map: MapStats,
+    pub flow_cache: CacheStats,
     /// Length of the last interval, used for the rates.
     pub interval: Duration,
 }
@@ -213,6 +270,7 @@ impl Traffic {
             globals: Globals::default(),
             mac_map: MapStats::default(),
             flow_map: MapStats::default(),
+            flow_cache: CacheStats::default(),
             interval: Duration::ZERO,
         }
     }
@@ -256,62 +314,21 @@ impl Traffic {
                     value
                 }
             };
-            if d.packets == 0 && d.bytes == 0 {
-                continue;
-            }
-            self.device(key.ifindex, key.src, now, wall).tx += d;
-            self.device(key.ifindex, key.dst, now, wall).rx += d;
-            let iface = self.interfaces.entry(key.ifindex).or_default();
-            if key.direction == direction::EGRESS {
-                iface.tx += d;
-            } else {
-                iface.rx += d;
-            }
+            self.count_frames(key.ifindex, key.direction, key.src, key.dst, d, now, wall);
         }
 
+        // The flow cache's counts are the interval's own: no baseline.
+        for &(key, d) in &reading.cached {
+            let (src, dst) = (key.src_mac, key.dst_mac);
+            self.count_frames(key.ifindex, key.direction, src, dst, d, now, wall);
+            self.count_flow(key, d, None, now, wall, subnets);
+        }
         for &(key, value) in &reading.flows {
-            let d = match self.flows.entry(key) {
-                Entry::Occupied(mut e) => {
-                    let f = e.get_mut();
-                    let d = delta(f.track.last, value);
-                    f.track.last = value;
-                    f.track.generation = generation;
-                    if d.packets != 0 {
-                        f.track.active_at = now;
-                        f.last_seen = wall;
-                    }
-                    f.meter += d;
-                    d
-                }
-                Entry::Vacant(e) => {
-                    let mut meter = Meter::default();
-                    meter += value;
-                    e.insert(Flow {
-                        key,
-                        meter,
-                        first_seen: wall,
-                        last_seen: wall,
-                        track: Tracked {
-                            last: value,
-                            generation,
-                            active_at: now,
-                        },
-                    });
-                    value
-                }
+            let d = match self.flows.get(&key).and_then(|f| f.kernel) {
+                Some((last, _)) => delta(last, value),
+                None => value,
             };
-            if d.packets == 0 {
-                continue;
-            }
-            for (mac, ip) in [(key.src_mac, key.src), (key.dst_mac, key.dst)] {
-                let ip = key_ip(ip);
-                if !subnets.is_local(key.ifindex, ip) || ip.is_multicast() {
-                    continue;
-                }
-                if let Some(dev) = self.devices.get_mut(&(key.ifindex, mac)) {
-                    remember_ip(&mut dev.ips, ip);
-                }
-            }
+            self.count_flow(key, d, Some((value, generation)), now, wall, subnets);
         }
 
         let expiry = self.idle_expiry;
@@ -331,11 +348,15 @@ impl Traffic {
         });
         self.flows.retain(|key, f| {
             f.meter.close(elapsed);
-            if f.track.generation != generation {
-                return false;
+            // An entry not in this reading was evicted (or deleted) from
+            // the kernel map; what it counted is in the meter already.
+            if f.kernel.is_some_and(|(_, g)| g != generation) {
+                f.kernel = None;
             }
-            if idle(f.track.active_at) {
-                expired.flows.push(*key);
+            if idle(f.active_at) {
+                if f.kernel.is_some() {
+                    expired.flows.push(*key);
+                }
                 return false;
             }
             true
@@ -357,6 +378,11 @@ impl Traffic {
             .update(reading.macs.len() as u64, reading.globals.mac_inserts);
         self.flow_map
             .update(reading.flows.len() as u64, reading.globals.flow_inserts);
+        self.flow_cache = CacheStats {
+            slots_used: reading.cached.len() as u64,
+            capacity: reading.cache_capacity,
+            misses: reading.globals.cache_misses,
+        };
         expired
     }
 
@@ -366,6 +392,72 @@ impl Traffic {
         for (m, n) in [(&mut self.mac_map, macs), (&mut self.flow_map, flows)] {
             m.entries = m.entries.saturating_sub(n);
             m.deleted += n;
+        }
+    }
+
+    /// Adds `d`, frames from `src` to `dst` on `ifindex` in `dir`, to both
+    /// devices and to the interface.
+    #[allow(clippy::too_many_arguments)]
+    fn count_frames(
+        &mut self,
+        ifindex: u32,
+        dir: u8,
+        src: [u8; 6],
+        dst: [u8; 6],
+        d: Counter,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        if d.packets == 0 && d.bytes == 0 {
+            return;
+        }
+        self.device(ifindex, src, now, wall).tx += d;
+        self.device(ifindex, dst, now, wall).rx += d;
+        let iface = self.interfaces.entry(ifindex).or_default();
+        if dir == direction::EGRESS {
+            iface.tx += d;
+        } else {
+            iface.rx += d;
+        }
+    }
+
+    /// Adds `d` to the flow `key` (creating it), records `kernel` (its
+    /// kernel entry's value and this read) when the delta came from the
+    /// flow map, and ties the flow's on-link IPs to its devices.
+    fn count_flow(
+        &mut self,
+        key: FlowKey,
+        d: Counter,
+        kernel: Option<(Counter, u64)>,
+        now: Instant,
+        wall: SystemTime,
+        subnets: &Subnets,
+    ) {
+        let flow = self.flows.entry(key).or_insert_with(|| Flow {
+            key,
+            meter: Meter::default(),
+            first_seen: wall,
+            last_seen: wall,
+            active_at: now,
+            kernel: None,
+        });
+        if kernel.is_some() {
+            flow.kernel = kernel;
+        }
+        flow.meter += d;
+        if d.packets == 0 {
+            return;
+        }
+        flow.active_at = now;
+        flow.last_seen = wall;
+        for (mac, ip) in [(key.src_mac, key.src), (key.dst_mac, key.dst)] {
+            let ip = key_ip(ip);
+            if !subnets.is_local(key.ifindex, ip) || ip.is_multicast() {
+                continue;
+            }
+            if let Some(dev) = self.devices.get_mut(&(key.ifindex, mac)) {
+                remember_ip(&mut dev.ips, ip);
+            }
         }
     }
 
@@ -521,8 +613,23 @@ mod tests {
             &s,
         );
         assert_eq!(t.devices[&(2, A)].tx.total, c(300, 2));
-        assert!(!t.flows.contains_key(&f1));
+        // The evicted flow keeps what it counted until it has been idle
+        // for the expiry time; it has no kernel entry left to delete.
+        assert_eq!(t.flows[&f1].meter.total, c(100, 1));
         assert_eq!(t.flows[&f2].meter.total, c(200, 1));
+        let (now, wall) = clk.at(301);
+        let expired = t.update(
+            now,
+            wall,
+            &reading(&[(k, c(300, 2))], &[(f2, c(200, 1))]),
+            &s,
+        );
+        assert!(!t.flows.contains_key(&f1) && !t.flows.contains_key(&f2));
+        assert_eq!(
+            expired.flows,
+            vec![f2],
+            "only f2 is still in the kernel map"
+        );
     }
 
     #[test]

@@ -993,7 +993,19 @@ fn full_flow_map_evicts_but_device_totals_stay_exact() {
     const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
     let pair = quiet_pair(None);
     let b = pair.b();
-    let agent = Agent::start(b.ns(), &["--iface", "eth0", "--flow-entries", "16"]);
+    // A flow cache of two slots per CPU, so most of the 64 flows go to the
+    // flow map (as on a busy gateway, where flows outnumber slots).
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface",
+            "eth0",
+            "--flow-entries",
+            "16",
+            "--flow-cache-slots",
+            "2",
+        ],
+    );
     let port = [eth0(true, false)];
     let base = quiet_baseline(&agent, b.ns(), &port);
 
@@ -1017,6 +1029,10 @@ fn full_flow_map_evicts_but_device_totals_stay_exact() {
     assert!(
         map_stat(&answer, "flow", "evictions") > 0,
         "64 flows in a map of 16 must evict:\n{answer:#}"
+    );
+    assert!(
+        map_stat(&answer, "flow_cache", "misses") > 0,
+        "64 flows in a cache of 2 slots per CPU must miss:\n{answer:#}"
     );
     assert_growth_matches(&agent, b.ns(), &port, &base);
 }
@@ -1165,10 +1181,23 @@ fn rate_of_a_paced_flow_is_within_five_percent() {
 /// forgotten, while the interface totals keep everything.
 #[test]
 fn idle_flow_expires_but_interface_totals_remain() {
+    idle_flow_expires(&[]);
+}
+
+/// As above with the flow cache off: the flow lives in the kernel's flow
+/// map, and the agent deletes the idle entry.
+#[test]
+fn idle_flow_map_entry_is_deleted_but_interface_totals_remain() {
+    idle_flow_expires(&["--flow-cache-slots", "0"]);
+}
+
+fn idle_flow_expires(extra: &[&str]) {
     const COUNT: u64 = 100;
     let pair = quiet_pair(None);
     let (a, b) = (pair.a(), pair.b());
-    let agent = Agent::start(b.ns(), &["--iface", "eth0", "--idle-expiry", "1s"]);
+    let mut args = vec!["--iface", "eth0", "--idle-expiry", "1s"];
+    args.extend_from_slice(extra);
+    let agent = Agent::start(b.ns(), &args);
     let port = [eth0(true, false)];
     let sink = b.ns().run(|| udp_sink(sock(b.ip4(), 0)));
     let base = quiet_baseline(&agent, b.ns(), &port);
@@ -1184,9 +1213,13 @@ fn idle_flow_expires_but_interface_totals_remain() {
     let counted = agent_totals(&agent.get(INTERFACES), "eth0");
 
     agent.wait_for(FLOWS, WAIT, |v| find_flow(v, &sel).is_none());
-    let answer = agent.wait_for(INTERFACES, WAIT, |v| {
-        map_stat(v, "flow", "deleted_idle") > deleted0
-    });
+    let answer = if extra.is_empty() {
+        agent.get(INTERFACES)
+    } else {
+        agent.wait_for(INTERFACES, WAIT, |v| {
+            map_stat(v, "flow", "deleted_idle") > deleted0
+        })
+    };
     let after = agent_totals(&answer, "eth0");
     assert!(
         after.rx.bytes >= counted.rx.bytes && after.rx.packets >= counted.rx.packets,

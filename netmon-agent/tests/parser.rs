@@ -16,7 +16,7 @@ use common::{
 };
 use netmon_agent::{
     config::IngressHook,
-    ebpf::Kernel,
+    ebpf::{Kernel, MapSizes},
     traffic::{Reading, key_ip},
 };
 use netmon_common::{
@@ -33,8 +33,15 @@ const LO: u32 = 1;
 
 fn kernel() -> Kernel {
     require_root();
-    Kernel::load(IngressHook::Auto, 1024, 1024)
-        .unwrap_or_else(|e| panic!("loading the eBPF object: {:#}", anyhow::Error::from(e)))
+    Kernel::load(
+        IngressHook::Auto,
+        MapSizes {
+            mac_entries: 1024,
+            flow_entries: 1024,
+            ..MapSizes::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("loading the eBPF object: {:#}", anyhow::Error::from(e)))
 }
 
 /// Runs `frame` through `program` once (as `gso_segs` segments at TC) and
@@ -55,10 +62,12 @@ fn run(k: &mut Kernel, program: &str, frame: &[u8], gso_segs: u32) {
     assert_eq!(verdict, pass, "{program} must pass every frame");
 }
 
+/// Reads the maps; `macs` and `flows` of the result hold everything counted
+/// (the flow cache's counts merged in).
 fn read(k: &mut Kernel) -> Reading {
     let mut r = Reading::default();
     k.read(&mut r).expect("reading the maps");
-    r
+    r.merged()
 }
 
 fn udp4(payload_len: usize) -> Vec<u8> {
@@ -386,5 +395,145 @@ fn gso_aggregates_count_as_their_segments() {
     for (key, value) in &r.flows {
         assert_eq!(key.proto, proto::TCP);
         assert_eq!(*value, c(wire, 4), "{key:?}");
+    }
+}
+
+/// A kernel whose flow cache has `slots` slots per CPU (0: off).
+fn kernel_with_cache(slots: u32) -> Kernel {
+    require_root();
+    Kernel::load(
+        IngressHook::Auto,
+        MapSizes {
+            mac_entries: 1024,
+            flow_entries: 1024,
+            flow_cache_slots: slots,
+        },
+    )
+    .unwrap_or_else(|e| panic!("loading the eBPF object: {:#}", anyhow::Error::from(e)))
+}
+
+/// A UDP frame from 10.1.0.`host` to 10.0.0.2 with `payload_len` bytes.
+fn udp4_from(host: u8, payload_len: usize) -> Vec<u8> {
+    let ip = ipv4_udp(
+        SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, host), 4000),
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000),
+        &vec![0x5a; payload_len],
+    );
+    eth(DST_MAC, SRC_MAC, ETHERTYPE_IPV4, &ip)
+}
+
+fn raw_read(k: &mut Kernel) -> Reading {
+    let mut r = Reading::default();
+    k.read(&mut r).expect("reading the maps");
+    r
+}
+
+#[test]
+fn frames_the_flow_cache_cannot_hold_are_counted_in_the_hash_maps() {
+    // Two slots per CPU: at most two flows fit, the rest must fall back to
+    // the hash maps without losing or double-counting a frame.
+    let mut k = kernel_with_cache(2);
+    let flows = 12u8;
+    for host in 1..=flows {
+        let frame = udp4_from(host, usize::from(host));
+        for _ in 0..u64::from(host) {
+            run(&mut k, PROG_XDP, &frame, 1);
+        }
+    }
+    let r = raw_read(&mut k);
+    let sent: u64 = (1..=u64::from(flows)).sum();
+    assert_eq!(r.globals.packets, sent);
+    assert!(
+        (1..=2).contains(&r.cached.len()),
+        "two slots per CPU, one CPU: {:?}",
+        r.cached
+    );
+    let cached: u64 = r.cached.iter().map(|(_, c)| c.packets).sum();
+    assert_eq!(
+        r.globals.cache_misses,
+        sent - cached,
+        "every frame not in the cache is a miss"
+    );
+    let Reading {
+        macs,
+        flows: per_flow,
+        ..
+    } = r.merged();
+    assert_eq!(per_flow.len(), usize::from(flows));
+    for (key, value) in &per_flow {
+        let host = key_ip(key.src).to_string();
+        let n: u64 = host.rsplit('.').next().unwrap().parse().unwrap();
+        let len = udp4_from(n as u8, n as usize).len() as u64;
+        assert_eq!(
+            *value,
+            Counter {
+                bytes: n * len,
+                packets: n
+            },
+            "{host}"
+        );
+    }
+    assert_eq!(macs.len(), 1);
+    assert_eq!(macs[0].1.packets, sent);
+    assert_eq!(macs[0].1.bytes, r.globals.bytes);
+}
+
+#[test]
+fn each_read_gets_the_cache_counts_of_its_own_interval() {
+    let mut k = kernel_with_cache(64);
+    let frame = udp4(10);
+    let len = frame.len() as u64;
+    for _ in 0..3 {
+        run(&mut k, PROG_XDP, &frame, 1);
+    }
+    let first = raw_read(&mut k);
+    assert_eq!(first.cached.len(), 1);
+    assert_eq!(
+        first.cached[0].1,
+        Counter {
+            bytes: 3 * len,
+            packets: 3
+        }
+    );
+    assert!(first.flows.is_empty() && first.macs.is_empty());
+    for _ in 0..2 {
+        run(&mut k, PROG_XDP, &frame, 1);
+    }
+    let second = raw_read(&mut k);
+    assert_eq!(second.cached.len(), 1);
+    assert_eq!(
+        second.cached[0].1,
+        Counter {
+            bytes: 2 * len,
+            packets: 2
+        },
+        "only what came since the last read"
+    );
+    // Nothing since: the half read next holds only older generations.
+    assert!(raw_read(&mut k).cached.is_empty());
+    assert!(raw_read(&mut k).cached.is_empty());
+    run(&mut k, PROG_TC_EGRESS, &frame, 1);
+    let later = raw_read(&mut k);
+    assert_eq!(later.cached.len(), 1);
+    assert_eq!(later.cached[0].0.direction, direction::EGRESS);
+    assert_eq!(later.globals.cache_misses, 0);
+}
+
+#[test]
+fn with_the_flow_cache_off_every_frame_goes_to_the_hash_maps() {
+    let mut k = kernel_with_cache(0);
+    let frame = udp4(10);
+    run(&mut k, PROG_XDP, &frame, 1);
+    run(&mut k, PROG_TC_EGRESS, &frame, 1);
+    let r = raw_read(&mut k);
+    assert!(r.cached.is_empty());
+    assert_eq!(r.flows.len(), 2);
+    assert_eq!(r.macs.len(), 2);
+    assert_eq!(
+        r.globals.cache_misses, 0,
+        "a cache that is off misses nothing"
+    );
+    for (_, value) in &r.flows {
+        assert_eq!(*value, c(frame.len(), 1));
     }
 }

@@ -20,6 +20,15 @@ pub const MAC_MAP: &str = "MAC_COUNTERS";
 pub const FLOW_MAP: &str = "FLOW_COUNTERS";
 /// Name of the one-entry per-CPU array of [`Globals`].
 pub const GLOBALS_MAP: &str = "GLOBALS";
+/// Name of the flow cache: a per-CPU array of [`CacheSlot`], two halves of
+/// [`FLOW_CACHE_SLOTS`] slots each.
+pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
+/// Name of the one-entry array holding the flow cache's current generation
+/// (a `u32`; 0 turns the cache off).
+pub const CONTROL_MAP: &str = "CONTROL";
+/// Name of the load-time global (a `u32`, a power of two >= 2) giving the
+/// slots in each half of [`FLOW_CACHE_MAP`].
+pub const FLOW_CACHE_SLOTS: &str = "FLOW_CACHE_SLOTS";
 
 /// XDP ingress program.
 pub const PROG_XDP: &str = "netmon_xdp";
@@ -36,6 +45,8 @@ pub const PROG_TC_PASS: &str = "bench_tc_pass";
 pub const DEFAULT_MAC_ENTRIES: u32 = 16_384;
 /// Default number of entries in [`FLOW_MAP`].
 pub const DEFAULT_FLOW_ENTRIES: u32 = 65_536;
+/// Default slots per half of [`FLOW_CACHE_MAP`] (per CPU).
+pub const DEFAULT_FLOW_CACHE_SLOTS: u32 = 4096;
 
 /// Which way a frame crossed the watched interface.
 pub mod direction {
@@ -98,6 +109,29 @@ pub struct FlowKey {
 }
 const _: () = assert!(size_of::<FlowKey>() == 52);
 
+/// One slot of the flow cache ([`FLOW_CACHE_MAP`]).
+///
+/// The cache is the programs' fast path for IP frames: a slot is found by an
+/// inlined hash of the [`FlowKey`] (two candidate slots), with no hash-map
+/// helper call. A slot belongs to the generation in [`CONTROL_MAP`] that
+/// last claimed it; slots of older generations are free. The agent counts
+/// generations in turn: it moves the programs to the next generation (the
+/// other half of the array), waits for every program already running to
+/// finish (an RCU grace period), then reads the finished half, whose slots
+/// hold exactly that generation's counts. An IP frame whose two slots are
+/// taken by other flows goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, so
+/// every frame is counted in exactly one place.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheSlot {
+    pub key: FlowKey,
+    /// The generation that claimed the slot (never 0 once claimed).
+    pub generation: u32,
+    /// What the flow sent in that generation, on this CPU.
+    pub counter: Counter,
+}
+const _: () = assert!(size_of::<CacheSlot>() == 72);
+
 /// Frame-level counters kept by every program, one copy per CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,8 +161,11 @@ pub struct Globals {
     pub mac_inserts: u64,
     /// Entries created in [`FLOW_MAP`].
     pub flow_inserts: u64,
+    /// IP frames counted in [`MAC_MAP`] and [`FLOW_MAP`] because both of
+    /// their flow-cache slots were taken by other flows.
+    pub cache_misses: u64,
 }
-const _: () = assert!(size_of::<Globals>() == 80);
+const _: () = assert!(size_of::<Globals>() == 88);
 
 impl Globals {
     /// Field-wise sum, used to fold the per-CPU copies.
@@ -143,6 +180,7 @@ impl Globals {
         self.map_update_failed += o.map_update_failed;
         self.mac_inserts += o.mac_inserts;
         self.flow_inserts += o.flow_inserts;
+        self.cache_misses += o.cache_misses;
     }
 }
 
@@ -156,7 +194,7 @@ pub const fn v4_mapped(octets: [u8; 4]) -> [u8; 16] {
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{Counter, FlowKey, Globals, MacKey};
+    use super::{CacheSlot, Counter, FlowKey, Globals, MacKey};
 
     // SAFETY: plain #[repr(C)] integers and byte arrays with explicit padding;
     // every bit pattern is valid.
@@ -167,6 +205,8 @@ mod user {
     unsafe impl aya::Pod for FlowKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Globals {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CacheSlot {}
 }
 
 #[cfg(test)]
@@ -189,6 +229,8 @@ mod tests {
         assert_eq!(offset_of!(FlowKey, src), 20);
         assert_eq!(offset_of!(FlowKey, dst), 36);
         assert_eq!(offset_of!(Counter, packets), 8);
+        assert_eq!(offset_of!(CacheSlot, generation), 52);
+        assert_eq!(offset_of!(CacheSlot, counter), 56);
     }
 
     #[test]
@@ -212,6 +254,7 @@ mod tests {
             map_update_failed: 8,
             mac_inserts: 9,
             flow_inserts: 10,
+            cache_misses: 11,
         };
         let mut sum = a;
         sum.add(&a);
@@ -228,6 +271,7 @@ mod tests {
                 map_update_failed: 16,
                 mac_inserts: 18,
                 flow_inserts: 20,
+                cache_misses: 22,
             }
         );
     }

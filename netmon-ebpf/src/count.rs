@@ -1,9 +1,15 @@
 //! Adds one observed frame to the maps. Shared by every program.
+//!
+//! An IP frame goes to its flow's slot in the flow cache (`cache.rs`), or,
+//! when the cache cannot hold it, to the MAC-pair and flow hash maps; any
+//! other frame to the MAC-pair map. Each frame is counted in exactly one of
+//! those places, and always in the globals.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
 use netmon_common::{Counter, Globals};
 
 use crate::{
+    cache,
     maps::{FLOW_COUNTERS, GLOBALS, MAC_COUNTERS},
     parse::{ARP, EXT_LIMIT, Frame, HAS_IP, MALFORMED, NON_IP, VLAN},
 };
@@ -43,17 +49,22 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
     if flags & EXT_LIMIT != 0 {
         g.ipv6_ext_limit += packets;
     }
-    f.mac.ifindex = ifindex;
-    f.mac.direction = direction;
-    add(&MAC_COUNTERS, &f.mac, bytes, packets, g, |g| {
-        g.mac_inserts += 1
-    });
     if flags & HAS_IP != 0 {
         f.flow.ifindex = ifindex;
         f.flow.direction = direction;
         // Plain array assignments: 6-byte copies, no memcpy call.
         f.flow.src_mac = f.mac.src;
         f.flow.dst_mac = f.mac.dst;
+        if cache::add(&f.flow, bytes, packets, g) {
+            return;
+        }
+    }
+    f.mac.ifindex = ifindex;
+    f.mac.direction = direction;
+    add(&MAC_COUNTERS, &f.mac, bytes, packets, g, |g| {
+        g.mac_inserts += 1
+    });
+    if flags & HAS_IP != 0 {
         add(&FLOW_COUNTERS, &f.flow, bytes, packets, g, |g| {
             g.flow_inserts += 1
         });

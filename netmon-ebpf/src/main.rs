@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod cache;
 mod count;
 mod maps;
 mod parse;

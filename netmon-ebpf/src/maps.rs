@@ -1,23 +1,47 @@
 //! Every map the programs use. Sizes here are defaults: the agent sets
-//! `max_entries` from its configuration before loading.
+//! `max_entries` (and [`FLOW_CACHE_SLOTS`]) from its configuration before
+//! loading.
 
 use aya_ebpf::{
+    Global,
     macros::map,
-    maps::{LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, LruPerCpuHashMap, PerCpuArray},
 };
-use netmon_common::{Counter, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES, FlowKey, Globals, MacKey};
+use netmon_common::{
+    CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES,
+    FlowKey, Globals, MacKey,
+};
 
 use crate::parse::Frame;
 
-/// Frames per (interface, direction, source MAC, destination MAC).
+/// Frames per (interface, direction, source MAC, destination MAC): non-IP
+/// frames, and IP frames the flow cache could not hold.
 #[map]
 pub static MAC_COUNTERS: LruPerCpuHashMap<MacKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DEFAULT_MAC_ENTRIES, 0);
 
-/// IP packets per (interface, direction, protocol, source IP, destination IP).
+/// IP packets per (interface, direction, protocol, MACs, IPs) that the flow
+/// cache could not hold.
 #[map]
 pub static FLOW_COUNTERS: LruPerCpuHashMap<FlowKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+
+/// The flow cache: two halves of [`FLOW_CACHE_SLOTS`] slots per CPU, the
+/// half in use chosen by the generation's low bit (see
+/// [`netmon_common::CacheSlot`]).
+#[map]
+pub static FLOW_CACHE: PerCpuArray<CacheSlot> =
+    PerCpuArray::with_max_entries(2 * DEFAULT_FLOW_CACHE_SLOTS, 0);
+
+/// Index 0: the flow cache's current generation, set by the agent; 0 while
+/// the cache is off.
+#[map]
+pub static CONTROL: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Slots per half of [`FLOW_CACHE`]: a power of two >= 2, set at load time
+/// (read-only to the programs, so the verifier knows its value).
+#[unsafe(no_mangle)]
+pub static FLOW_CACHE_SLOTS: Global<u32> = Global::new(DEFAULT_FLOW_CACHE_SLOTS);
 
 /// One [`Globals`] per CPU at index 0.
 #[map]

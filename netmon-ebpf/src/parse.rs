@@ -46,6 +46,11 @@ pub struct Frame {
     /// Offset just past the L4 header (or the last header read); the header
     /// bytes each GSO segment repeats.
     pub hdr_end: u32,
+    /// Offset just past the IP packet, from its length field; 0 when unknown
+    /// (no IP header, or a GSO aggregate or jumbogram whose length field is
+    /// 0). The caller checks it against the frame's length ([`Frame::fits`]).
+    pub ip_end: u32,
+    pub _pad: u32,
 }
 
 /// The IP header could be read: `flow` holds its addresses.
@@ -67,6 +72,16 @@ impl Frame {
     pub fn reset(&mut self) {
         self.flags = 0;
         self.hdr_end = ETH_HLEN as u32;
+        self.ip_end = 0;
+    }
+
+    /// Marks the frame malformed when its IP packet claims more bytes than
+    /// the frame's `len` holds.
+    #[inline(always)]
+    pub fn fits(&mut self, len: u64) {
+        if u64::from(self.ip_end) > len {
+            self.set(MALFORMED);
+        }
     }
 
     #[inline(always)]
@@ -175,11 +190,12 @@ impl Bytes {
 
 /// Parses the frame in `start..end` (the linear packet bytes) into `f`,
 /// which must have been [`Frame::reset`]. Returns false when the frame is
-/// shorter than an Ethernet header (then `f` holds nothing of it). `frame_len` is the
-/// whole frame's length, used to spot truncated IP packets; `gso` says the
-/// frame is a GSO/GRO aggregate, whose IP length fields may be zero.
+/// shorter than an Ethernet header (then `f` holds nothing of it). `gso`
+/// says the frame is a GSO/GRO aggregate, whose IP length fields may be
+/// zero. The caller then checks the IP length against the whole frame's
+/// with [`Frame::fits`], to spot truncated IP packets.
 #[inline(always)]
-pub fn parse(start: usize, end: usize, frame_len: usize, gso: bool, f: &mut Frame) -> bool {
+pub fn parse(start: usize, end: usize, gso: bool, f: &mut Frame) -> bool {
     let b = Bytes { start, end };
     let Some(eth) = b.at::<ETH_HLEN>(0) else {
         return false;
@@ -203,8 +219,8 @@ pub fn parse(start: usize, end: usize, frame_len: usize, gso: bool, f: &mut Fram
     }
     f.hdr_end = off as u32;
     match ethertype {
-        ETH_P_IPV4 => ipv4(&b, off, frame_len, gso, f),
-        ETH_P_IPV6 => ipv6(&b, off, frame_len, gso, f),
+        ETH_P_IPV4 => ipv4(&b, off, gso, f),
+        ETH_P_IPV6 => ipv6(&b, off, gso, f),
         ETH_P_ARP => {
             f.set(NON_IP | ARP);
             if !b.has(off, ARP_ETH_IPV4_LEN) {
@@ -217,7 +233,7 @@ pub fn parse(start: usize, end: usize, frame_len: usize, gso: bool, f: &mut Fram
 }
 
 #[inline(always)]
-fn ipv4(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
+fn ipv4(b: &Bytes, off: usize, gso: bool, f: &mut Frame) {
     let Some(h) = b.at::<20>(off) else {
         f.set(MALFORMED);
         return;
@@ -230,8 +246,11 @@ fn ipv4(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
     }
     let total_len = usize::from(h.be16(2));
     // GSO aggregates of more than 64 KiB (BIG TCP) carry a total length of 0.
-    if !(gso && total_len == 0) && (total_len < ihl || off + total_len > frame_len) {
-        f.set(MALFORMED);
+    if !(gso && total_len == 0) {
+        if total_len < ihl {
+            f.set(MALFORMED);
+        }
+        f.ip_end = (off + total_len) as u32;
     }
     f.set(HAS_IP);
     h.ipv4_mapped(12, &mut f.flow.src);
@@ -248,7 +267,7 @@ fn ipv4(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
 }
 
 #[inline(always)]
-fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
+fn ipv6(b: &Bytes, off: usize, gso: bool, f: &mut Frame) {
     let Some(h) = b.at::<40>(off) else {
         f.set(MALFORMED);
         return;
@@ -259,8 +278,8 @@ fn ipv6(b: &Bytes, off: usize, frame_len: usize, gso: bool, f: &mut Frame) {
     }
     let payload_len = usize::from(h.be16(4));
     // Jumbograms and BIG TCP aggregates carry a payload length of 0.
-    if payload_len != 0 && off + 40 + payload_len > frame_len && !gso {
-        f.set(MALFORMED);
+    if payload_len != 0 && !gso {
+        f.ip_end = (off + 40 + payload_len) as u32;
     }
     h.ipv6_addr(8, &mut f.flow.src);
     h.ipv6_addr(24, &mut f.flow.dst);

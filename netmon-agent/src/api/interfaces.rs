@@ -22,7 +22,7 @@ use super::{
 use crate::{
     collect::{Avail, CollectorName, Reading, netstats},
     ebpf::HookMode,
-    traffic::MapStats,
+    traffic::{CacheStats, MapStats},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -60,6 +60,9 @@ struct GlobalsView {
     malformed: u64,
     ipv6_ext_limit: u64,
     map_update_failed: u64,
+    /// IP frames counted in the hash maps because their flow-cache slots
+    /// were taken by other flows.
+    cache_misses: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -89,10 +92,39 @@ impl From<MapStats> for MapView {
     }
 }
 
+/// Use of the flow cache in the last interval.
+#[derive(Serialize, utoipa::ToSchema)]
+struct CacheView {
+    /// Slots (one per flow and CPU) the last interval used.
+    slots_used: u64,
+    /// Slots per interval, all CPUs (0: the cache is off).
+    capacity: u64,
+    fill_ratio: f64,
+    /// IP frames that went to the hash maps because both of their slots
+    /// were taken, since load.
+    misses: u64,
+}
+
+impl From<CacheStats> for CacheView {
+    fn from(c: CacheStats) -> Self {
+        CacheView {
+            slots_used: c.slots_used,
+            capacity: c.capacity,
+            fill_ratio: if c.capacity == 0 {
+                0.0
+            } else {
+                c.slots_used as f64 / c.capacity as f64
+            },
+            misses: c.misses,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 struct Maps {
     mac: MapView,
     flow: MapView,
+    flow_cache: CacheView,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -144,10 +176,12 @@ async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Param
             malformed: g.malformed,
             ipv6_ext_limit: g.ipv6_ext_limit,
             map_update_failed: g.map_update_failed,
+            cache_misses: g.cache_misses,
         },
         maps: Maps {
             mac: s.mac_map.into(),
             flow: s.flow_map.into(),
+            flow_cache: s.flow_cache.into(),
         },
         stats,
     })

@@ -11,15 +11,16 @@ use std::{collections::HashMap, io, os::fd::AsFd as _};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, IterableMap as _, MapData, PerCpuArray, PerCpuHashMap},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
         tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
 use netmon_common::{
-    Counter, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, MAC_MAP, MacKey, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, PROG_XDP,
+    CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES,
+    DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals,
+    MAC_MAP, MacKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -62,6 +63,9 @@ pub enum LoadError {
     /// Finding the possible-CPU count failed.
     #[error("cannot read the possible CPUs from {0}")]
     Cpus(&'static str, #[source] io::Error),
+    /// Turning the flow cache on failed.
+    #[error("setting the flow cache's generation failed")]
+    Control(#[source] aya::maps::MapError),
 }
 
 fn others(missing: &[preflight::Capability]) -> String {
@@ -86,6 +90,28 @@ pub enum AttachError {
         #[source]
         source: aya::programs::ProgramError,
     },
+}
+
+/// Sizes of the kernel maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Entries of the MAC-pair map.
+    pub mac_entries: u32,
+    /// Entries of the flow map.
+    pub flow_entries: u32,
+    /// Flow-cache slots per half and CPU: a power of two >= 2, or 0 to turn
+    /// the cache off (every frame then goes to the hash maps).
+    pub flow_cache_slots: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        MapSizes {
+            mac_entries: DEFAULT_MAC_ENTRIES,
+            flow_entries: DEFAULT_FLOW_ENTRIES,
+            flow_cache_slots: DEFAULT_FLOW_CACHE_SLOTS,
+        }
+    }
 }
 
 /// Why a read of the maps failed.
@@ -142,19 +168,19 @@ pub struct Kernel {
     mac_bufs: batch::Buffers<MacKey, Counter>,
     flow_bufs: batch::Buffers<FlowKey, Counter>,
     ingress: IngressHook,
-    mac_capacity: u32,
-    flow_capacity: u32,
+    cache_bufs: batch::Buffers<u32, CacheSlot>,
+    sizes: MapSizes,
+    /// The flow cache's current generation (0: the cache is off).
+    generation: u32,
     batch_ok: bool,
+    /// Whether membarrier(MEMBARRIER_CMD_GLOBAL) works here.
+    membarrier_ok: bool,
 }
 
 impl Kernel {
     /// Checks privileges and kernel support, then loads the maps (sized as
-    /// given) and the three programs.
-    pub fn load(
-        ingress: IngressHook,
-        mac_entries: u32,
-        flow_entries: u32,
-    ) -> Result<Kernel, LoadError> {
+    /// given) and the three programs, and turns the flow cache on.
+    pub fn load(ingress: IngressHook, sizes: MapSizes) -> Result<Kernel, LoadError> {
         let caps = preflight::effective_caps().map_err(LoadError::Capabilities)?;
         let missing = preflight::missing(caps);
         if !missing.is_empty() {
@@ -167,9 +193,13 @@ impl Kernel {
         let ncpus = aya::util::nr_cpus()
             .map_err(|(path, e)| LoadError::Cpus(path, e))?
             .get() as usize;
+        // The programs need a power of two >= 2 even with the cache off.
+        let half = sizes.flow_cache_slots.max(2);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAC_MAP, mac_entries)
-            .map_max_entries(FLOW_MAP, flow_entries)
+            .map_max_entries(MAC_MAP, sizes.mac_entries)
+            .map_max_entries(FLOW_MAP, sizes.flow_entries)
+            .map_max_entries(FLOW_CACHE_MAP, 2 * half)
+            .override_global(FLOW_CACHE_SLOTS, &half, true)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
         let program = |name| move |source| LoadError::Program { name, source };
@@ -177,16 +207,26 @@ impl Kernel {
         for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
             classifier(&mut ebpf, name).load().map_err(program(name))?;
         }
-        info!(ncpus, mac_entries, flow_entries, "Loaded eBPF programs.");
+        let generation = u32::from(sizes.flow_cache_slots != 0);
+        set_generation(&mut ebpf, generation).map_err(LoadError::Control)?;
+        info!(
+            ncpus,
+            mac_entries = sizes.mac_entries,
+            flow_entries = sizes.flow_entries,
+            flow_cache_slots = sizes.flow_cache_slots,
+            "Loaded eBPF programs."
+        );
         Ok(Kernel {
             ebpf,
             ncpus,
             mac_bufs: batch::Buffers::default(),
             flow_bufs: batch::Buffers::default(),
+            cache_bufs: batch::Buffers::default(),
             ingress,
-            mac_capacity: mac_entries,
-            flow_capacity: flow_entries,
+            sizes,
+            generation,
             batch_ok: true,
+            membarrier_ok: true,
         })
     }
 
@@ -281,11 +321,13 @@ impl Kernel {
         }
     }
 
-    /// Reads both counting maps and the globals into `r`, summing per-CPU
-    /// values. Buffers in `r` are reused.
+    /// Reads the flow cache's last generation, both counting maps and the
+    /// globals into `r`, summing per-CPU values. Buffers in `r` are reused.
     pub fn read(&mut self, r: &mut Reading) -> Result<(), ReadError> {
         r.macs.clear();
         r.flows.clear();
+        r.cached.clear();
+        self.read_cache(&mut r.cached)?;
         let (ncpus, batch_ok) = (self.ncpus, self.batch_ok);
         let mac = percpu_map::<MacKey>(&self.ebpf, MAC_MAP)?;
         let batched = read_map(
@@ -312,9 +354,96 @@ impl Kernel {
         }
         // After the maps, so the totals cover at least what they hold.
         r.globals = self.globals()?;
-        r.mac_capacity = u64::from(self.mac_capacity);
-        r.flow_capacity = u64::from(self.flow_capacity);
+        r.mac_capacity = u64::from(self.sizes.mac_entries);
+        r.flow_capacity = u64::from(self.sizes.flow_entries);
+        r.cache_capacity = u64::from(self.sizes.flow_cache_slots) * self.ncpus as u64;
         Ok(())
+    }
+
+    /// Ends the flow cache's current generation and appends what it
+    /// counted to `out`: one (key, counter) per slot and CPU that the
+    /// generation claimed. These are exact counts of the interval, not
+    /// running totals.
+    ///
+    /// The programs are moved to the next generation (the other half of
+    /// the array); then, once every program that read the old generation
+    /// has returned (an RCU grace period: programs run inside RCU read-side
+    /// sections), nothing writes the old half and it is read at leisure.
+    fn read_cache(&mut self, out: &mut Vec<(FlowKey, Counter)>) -> Result<(), ReadError> {
+        let done = self.generation;
+        if done == 0 {
+            return Ok(());
+        }
+        // Skip 0 (cache off) on wrapping, keeping halves alternating.
+        let next = match done.wrapping_add(1) {
+            0 => 2,
+            n => n,
+        };
+        set_generation(&mut self.ebpf, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        self.generation = next;
+        self.grace_period();
+        let half = self.sizes.flow_cache_slots;
+        let first = (done & 1) * half;
+        let map = self
+            .ebpf
+            .map(FLOW_CACHE_MAP)
+            .expect("FLOW_CACHE is in the object");
+        let mut take = |slots: &[CacheSlot]| {
+            for s in slots.iter().filter(|s| s.generation == done) {
+                out.push((s.key, s.counter));
+            }
+        };
+        if self.batch_ok {
+            let fd = match map {
+                aya::maps::Map::PerCpuArray(m) => m.fd().as_fd(),
+                _ => unreachable!("FLOW_CACHE is a per-CPU array"),
+            };
+            match batch::for_each_percpu_array::<CacheSlot>(
+                fd,
+                self.ncpus,
+                first,
+                half,
+                &mut self.cache_bufs,
+                &mut take,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(batch::BatchError::Unsupported) => {}
+                Err(e) => return Err(ReadError::Batch(FLOW_CACHE_MAP, e)),
+            }
+        }
+        let cache: PerCpuArray<&MapData, CacheSlot> =
+            PerCpuArray::try_from(map).map_err(|e| ReadError::Map(FLOW_CACHE_MAP, e))?;
+        for i in first..first + half {
+            let per_cpu = cache
+                .get(&i, 0)
+                .map_err(|e| ReadError::Map(FLOW_CACHE_MAP, e))?;
+            take(&per_cpu);
+        }
+        Ok(())
+    }
+
+    /// Waits until every eBPF program running now has returned.
+    /// membarrier(MEMBARRIER_CMD_GLOBAL) is `synchronize_rcu()`, which
+    /// waits for every RCU read-side section, and XDP and TC programs run
+    /// inside one (NAPI and the qdisc layer hold it, with softirqs off).
+    /// Where it is unavailable (nohz_full kernels), a pause far longer than
+    /// any program run stands in for it.
+    fn grace_period(&mut self) {
+        /// `MEMBARRIER_CMD_GLOBAL` from linux/membarrier.h.
+        const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+        if self.membarrier_ok {
+            // SAFETY: membarrier takes two integers and touches no memory.
+            let ret = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+            if ret == 0 {
+                return;
+            }
+            warn!(
+                error = %io::Error::last_os_error(),
+                "membarrier(MEMBARRIER_CMD_GLOBAL) failed; pausing 10 ms per drain instead."
+            );
+            self.membarrier_ok = false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 
     /// The global counters, summed over the CPUs.
@@ -388,6 +517,13 @@ impl Kernel {
         };
         Ok((result.return_value, result.duration))
     }
+}
+
+/// Sets the flow cache's generation (0 turns the cache off).
+fn set_generation(ebpf: &mut Ebpf, generation: u32) -> Result<(), aya::maps::MapError> {
+    let mut control: Array<&mut MapData, u32> =
+        Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
+    control.set(0, &generation, 0)
 }
 
 fn xdp(ebpf: &mut Ebpf) -> &mut Xdp {

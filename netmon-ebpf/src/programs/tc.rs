@@ -63,7 +63,8 @@ fn observe(ctx: &TcContext, dir: u8) {
     // SAFETY: this CPU's scratch slot; see count.rs.
     let f = unsafe { &mut *f };
     f.reset();
-    let ok = parse(ctx.data(), ctx.data_end(), len as usize, segs > 1, f);
+    let ok = parse(ctx.data(), ctx.data_end(), segs > 1, f);
+    f.fits(u64::from(len));
     let tag = if vlan_present != 0 {
         f.flags |= VLAN;
         VLAN_TAG_LEN
