@@ -34,33 +34,36 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
         return;
     };
     let flags = f.flags;
-    if flags & MALFORMED != 0 {
-        g.malformed += packets;
-    }
-    if flags & VLAN != 0 {
-        g.vlan += packets;
-    }
-    if flags & NON_IP != 0 {
-        g.non_ip += packets;
-    }
-    if flags & ARP != 0 {
-        g.arp += packets;
-    }
-    if flags & EXT_LIMIT != 0 {
-        g.ipv6_ext_limit += packets;
+    // One test for the common frame, which has none of these.
+    if flags & (MALFORMED | VLAN | NON_IP | ARP | EXT_LIMIT) != 0 {
+        if flags & MALFORMED != 0 {
+            g.malformed += packets;
+        }
+        if flags & VLAN != 0 {
+            g.vlan += packets;
+        }
+        if flags & NON_IP != 0 {
+            g.non_ip += packets;
+        }
+        if flags & ARP != 0 {
+            g.arp += packets;
+        }
+        if flags & EXT_LIMIT != 0 {
+            g.ipv6_ext_limit += packets;
+        }
     }
     if flags & HAS_IP != 0 {
         f.flow.ifindex = ifindex;
         f.flow.direction = direction;
-        // Plain array assignments: 6-byte copies, no memcpy call.
-        f.flow.src_mac = f.mac.src;
-        f.flow.dst_mac = f.mac.dst;
         if cache::add(&f.flow, bytes, packets, g) {
             return;
         }
     }
     f.mac.ifindex = ifindex;
     f.mac.direction = direction;
+    // Plain array assignments: 6-byte copies, no memcpy call.
+    f.mac.src = f.flow.src_mac;
+    f.mac.dst = f.flow.dst_mac;
     add(&MAC_COUNTERS, &f.mac, bytes, packets, g, |g| {
         g.mac_inserts += 1
     });

@@ -37,9 +37,11 @@ pub const MAX_HDR_OFF: usize = 512;
 /// copied with 4- and 2-byte loads and stores, never `copy_nonoverlapping`.
 #[repr(C)]
 pub struct Frame {
-    /// Source and destination MAC; the caller sets interface and direction.
+    /// The MAC-pair key, filled by the caller (from `flow`'s MACs) when the
+    /// frame goes to the MAC-pair map.
     pub mac: MacKey,
-    /// Addresses and L4 protocol, valid when `flags` has [`HAS_IP`].
+    /// MACs always; addresses and L4 protocol when `flags` has [`HAS_IP`].
+    /// The caller sets interface and direction.
     pub flow: FlowKey,
     /// [`HAS_IP`], [`VLAN`], [`NON_IP`], [`ARP`], [`MALFORMED`], [`EXT_LIMIT`].
     pub flags: u32,
@@ -200,8 +202,10 @@ pub fn parse(start: usize, end: usize, gso: bool, f: &mut Frame) -> bool {
     let Some(eth) = b.at::<ETH_HLEN>(0) else {
         return false;
     };
-    eth.mac(0, &mut f.mac.dst);
-    eth.mac(6, &mut f.mac.src);
+    // Into the flow key, which the fast path uses; the MAC-pair key gets
+    // them only when the frame goes to the MAC-pair map.
+    eth.mac(0, &mut f.flow.dst_mac);
+    eth.mac(6, &mut f.flow.src_mac);
     let mut ethertype = eth.be16(12);
     let mut off = ETH_HLEN;
     for _ in 0..2 {
