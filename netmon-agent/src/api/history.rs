@@ -397,12 +397,19 @@ struct SeriesParams {
     family: Option<String>,
 }
 
+/// The body of `/api/v1/series`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct SeriesList {
+    /// Series names, sorted.
+    series: Vec<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/series", operation_id = "listSeries", tag = "history", params(SeriesParams),
-    responses((status = 200, description = "The stored series names, under `series`.", body = BTreeMap<String, Vec<String>>)))]
+    responses((status = 200, description = "The stored series names, under `series`.", body = SeriesList)))]
 async fn series(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<SeriesParams>,
-) -> Result<Json<BTreeMap<&'static str, Vec<String>>>, ApiError> {
+) -> Result<Json<SeriesList>, ApiError> {
     let family = match p.family.as_deref() {
         None => None,
         Some(f) => Some(
@@ -422,7 +429,7 @@ async fn series(
     };
     let st = store(&state)?;
     let names = blocking(st, move |s| s.series(family)).await?;
-    Ok(Json(BTreeMap::from([("series", names)])))
+    Ok(Json(SeriesList { series: names }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -448,12 +455,19 @@ struct LatestRow {
     interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
 }
 
+/// The body of `/latest`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LatestList {
+    /// Newest first.
+    latest: Vec<LatestRow>,
+}
+
 #[utoipa::path(get, path = "/latest", operation_id = "latest", tag = "history", params(LatestParams),
-    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = BTreeMap<String, Vec<LatestRow>>)))]
+    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = LatestList)))]
 async fn latest(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<LatestParams>,
-) -> Result<Json<BTreeMap<&'static str, Vec<LatestRow>>>, ApiError> {
+) -> Result<Json<LatestList>, ApiError> {
     let limit = p.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -497,5 +511,5 @@ async fn latest(
             .collect())
     })
     .await?;
-    Ok(Json(BTreeMap::from([("latest", rows)])))
+    Ok(Json(LatestList { latest: rows }))
 }
