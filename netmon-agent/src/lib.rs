@@ -185,7 +185,9 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
 /// not netmon's, unreadable as redb) stops the start: the operator has to
 /// decide. A file that cannot be created or opened (permissions, a missing
 /// volume) leaves the agent running without history, said loudly, and the
-/// history endpoints answer 503 with the reason.
+/// history endpoints answer 503 with the reason. A file far over its size
+/// budget is cut down and compacted here, while nothing else uses it; if
+/// that fails the agent goes on with the file as it is.
 fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
     if cfg.store.no_history {
         info!("History is off (--no-history).");
@@ -193,8 +195,14 @@ fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
     }
     let path = &cfg.store.store_path;
     match store::Store::open(path, cfg.store.retention()) {
-        Ok(s) => {
+        Ok(mut s) => {
             info!(path = %path.display(), "History file open.");
+            if let Err(e) = s.compact_oversized(store::epoch_ms(SystemTime::now())) {
+                warn!(
+                    error = %store::record::error_chain(&e),
+                    "Could not compact the oversized history file; going on with it as it is."
+                );
+            }
             Ok(Ok(Arc::new(s)))
         }
         Err(e @ (store::StoreError::Newer { .. } | store::StoreError::Foreign { .. })) => {
