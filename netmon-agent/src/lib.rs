@@ -41,7 +41,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::auth,
-    config::Config,
+    config::{Config, Loaded},
     ebpf::{AttachError, Attachments, Kernel, LoadError},
     snapshot::{InterfaceRow, Shared, Snapshot},
     traffic::{Reading, Traffic},
@@ -118,17 +118,20 @@ pub struct Started {
     attachments: Attachments,
     /// The history, or why there is none.
     store: api::StoreSlot,
+    /// What `/api/v1/config` answers.
+    effective: Arc<api::config::Effective>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
-pub async fn run(cfg: Config) -> Result<(), Error> {
-    serve(start(cfg)?).await
+pub async fn run(loaded: Loaded) -> Result<(), Error> {
+    serve(start(loaded)?).await
 }
 
 /// The privileged part of start-up, on the calling thread: find the API
 /// key, bind the API address, load the programs, attach them. Call it
 /// before any other thread exists, then [`privileges::drop_unneeded`].
-pub fn start(cfg: Config) -> Result<Started, Error> {
+pub fn start(loaded: Loaded) -> Result<Started, Error> {
+    let cfg = loaded.config.clone();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let (key, source) = auth::load_or_generate_with_credentials(
         std::env::var(auth::KEY_ENV_VAR).ok(),
@@ -151,6 +154,11 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
             "Using read-only API keys."
         );
     }
+    let effective = Arc::new(api::config::Effective::new(
+        &loaded,
+        &source,
+        read_only.len(),
+    ));
     let keys = auth::Keyring::new(key).with(auth::Role::ReadOnly, read_only);
     // Read now: the key file may be readable by root only.
     let tls = api::tls::load(&cfg.access)?;
@@ -178,6 +186,7 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
         watcher,
         attachments,
         store,
+        effective,
     })
 }
 
@@ -231,6 +240,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         watcher,
         attachments,
         store,
+        effective,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -293,6 +303,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             server_id: cfg.server_id.clone(),
             metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
             store,
+            config: effective,
         },
         Arc::new(keys),
     );

@@ -30,7 +30,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// Every route the server serves (see `src/api/*.rs`, `routes()`), and
 /// whether it needs the key when `/metrics` is open (`--metrics-auth` off,
 /// the default on a loopback listener).
-const ROUTES: [(&str, bool); 16] = [
+const ROUTES: [(&str, bool); 17] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -47,6 +47,7 @@ const ROUTES: [(&str, bool); 16] = [
     ("/api/v1/top", true),
     ("/api/v1/series", true),
     ("/api/v1/stream", true),
+    ("/api/v1/config", true),
 ];
 
 /// The routes as a set.

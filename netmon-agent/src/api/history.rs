@@ -581,6 +581,7 @@ mod tests {
                 },
             },
             store: Ok(store),
+            config: Default::default(),
         };
         let app = router(state, Arc::new(Keyring::new(ApiKey::new(KEY).unwrap())));
         runtime.spawn(async move {

@@ -69,6 +69,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::top,
         super::history::series,
         super::stream::stream,
+        super::config::show,
         openapi_json,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
