@@ -143,10 +143,13 @@ pub struct Config {
 }
 
 /// Where an option's value came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schema(as = ConfigSource)]
 pub enum Source {
     CommandLine,
     Environment,
+    #[serde(rename = "config-file")]
     File,
     Default,
 }
@@ -172,6 +175,39 @@ pub struct Loaded {
     pub sources: BTreeMap<String, Source>,
     /// The effective values, by long name, as clap rendered them.
     pub values: BTreeMap<String, Vec<String>>,
+}
+
+/// One option in effect, as `config show` prints it and `/api/v1/config`
+/// serves it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Setting {
+    /// Its values as given or defaulted (`1s`, `65536`, `true`): none when
+    /// not set, several for a repeatable option.
+    pub values: Vec<String>,
+    pub source: Source,
+}
+
+impl Loaded {
+    /// Every option in effect by long name, `config` (the file itself)
+    /// aside. No option holds a secret: API keys come from the environment,
+    /// key files and credentials, which options only name (a test keeps it
+    /// so).
+    pub fn settings(&self) -> BTreeMap<String, Setting> {
+        self.values
+            .iter()
+            .filter(|(name, _)| *name != "config")
+            .map(|(name, values)| {
+                let source = self.sources.get(name).copied().unwrap_or(Source::Default);
+                (
+                    name.clone(),
+                    Setting {
+                        values: values.clone(),
+                        source,
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 /// Why the configuration cannot be used. Every variant is exit code 2.
@@ -648,6 +684,48 @@ mod tests {
         assert!(text.contains("interval = \"1s\""), "{text}");
         let (_d, path) = write(&text);
         load_with(&path, &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+
+    /// Option values are shown to admins and printed by `config show`: an
+    /// option about keys or other secrets may only name a file.
+    #[test]
+    fn options_about_secrets_only_name_files() {
+        let cmd = Config::command();
+        let mut named = Vec::new();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["key", "secret", "password", "token", "credential"]
+                .iter()
+                .any(|w| long.contains(w))
+            {
+                let value_names: Vec<&str> = arg
+                    .get_value_names()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| n.as_str())
+                    .collect();
+                assert_eq!(value_names, ["PATH"], "--{long} may hold a secret");
+                named.push(long);
+            }
+        }
+        assert_eq!(named, ["api-key-file", "read-only-key-file", "tls-key"]);
+    }
+
+    #[test]
+    fn settings_are_every_option_but_config_with_its_source() {
+        let (_d, path) = write("flow-entries = 1024\n");
+        let l = load_with(&path, &["--iface", "a,b"]).unwrap();
+        let s = l.settings();
+        assert!(!s.contains_key("config"));
+        assert_eq!(s.len(), l.values.len() - 1);
+        let setting = |values: &[&str], source| Setting {
+            values: values.iter().map(|v| v.to_string()).collect(),
+            source,
+        };
+        assert_eq!(s["iface"], setting(&["a", "b"], Source::CommandLine));
+        assert_eq!(s["flow-entries"], setting(&["1024"], Source::File));
+        assert_eq!(s["interval"], setting(&["1s"], Source::Default));
+        assert_eq!(s["api-key-file"], setting(&[], Source::Default));
     }
 
     #[test]

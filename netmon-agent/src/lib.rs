@@ -41,7 +41,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::auth,
-    config::Config,
+    config::{Config, Loaded},
     ebpf::{AttachError, Attachments, Kernel, LoadError},
     snapshot::{InterfaceRow, Shared, Snapshot},
     traffic::{Reading, Traffic},
@@ -118,17 +118,20 @@ pub struct Started {
     attachments: Attachments,
     /// The history, or why there is none.
     store: api::StoreSlot,
+    /// What `/api/v1/config` answers.
+    effective: Arc<api::config::Effective>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
-pub async fn run(cfg: Config) -> Result<(), Error> {
-    serve(start(cfg)?).await
+pub async fn run(loaded: Loaded) -> Result<(), Error> {
+    serve(start(loaded)?).await
 }
 
 /// The privileged part of start-up, on the calling thread: find the API
 /// key, bind the API address, load the programs, attach them. Call it
 /// before any other thread exists, then [`privileges::drop_unneeded`].
-pub fn start(cfg: Config) -> Result<Started, Error> {
+pub fn start(loaded: Loaded) -> Result<Started, Error> {
+    let cfg = loaded.config.clone();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
     let (key, source) = auth::load_or_generate_with_credentials(
         std::env::var(auth::KEY_ENV_VAR).ok(),
@@ -151,6 +154,11 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
             "Using read-only API keys."
         );
     }
+    let effective = Arc::new(api::config::Effective::new(
+        &loaded,
+        &source,
+        read_only.len(),
+    ));
     let keys = auth::Keyring::new(key).with(auth::Role::ReadOnly, read_only);
     // Read now: the key file may be readable by root only.
     let tls = api::tls::load(&cfg.access)?;
@@ -178,6 +186,7 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
         watcher,
         attachments,
         store,
+        effective,
     })
 }
 
@@ -185,7 +194,9 @@ pub fn start(cfg: Config) -> Result<Started, Error> {
 /// not netmon's, unreadable as redb) stops the start: the operator has to
 /// decide. A file that cannot be created or opened (permissions, a missing
 /// volume) leaves the agent running without history, said loudly, and the
-/// history endpoints answer 503 with the reason.
+/// history endpoints answer 503 with the reason. A file far over its size
+/// budget is cut down and compacted here, while nothing else uses it; if
+/// that fails the agent goes on with the file as it is.
 fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
     if cfg.store.no_history {
         info!("History is off (--no-history).");
@@ -193,8 +204,14 @@ fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
     }
     let path = &cfg.store.store_path;
     match store::Store::open(path, cfg.store.retention()) {
-        Ok(s) => {
+        Ok(mut s) => {
             info!(path = %path.display(), "History file open.");
+            if let Err(e) = s.compact_oversized(store::epoch_ms(SystemTime::now())) {
+                warn!(
+                    error = %store::record::error_chain(&e),
+                    "Could not compact the oversized history file; going on with it as it is."
+                );
+            }
             Ok(Ok(Arc::new(s)))
         }
         Err(e @ (store::StoreError::Newer { .. } | store::StoreError::Foreign { .. })) => {
@@ -223,6 +240,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         watcher,
         attachments,
         store,
+        effective,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -285,6 +303,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             server_id: cfg.server_id.clone(),
             metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
             store,
+            config: effective,
         },
         Arc::new(keys),
     );

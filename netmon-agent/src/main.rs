@@ -7,7 +7,7 @@
 
 use std::{ffi::OsString, process::ExitCode};
 
-use netmon_agent::config::{self, ConfigError, Loaded, Source};
+use netmon_agent::config::{self, ConfigError, Loaded};
 use tracing_subscriber::EnvFilter;
 
 enum Mode {
@@ -139,7 +139,7 @@ fn run(loaded: Loaded) -> ExitCode {
     };
     // The privileged steps run here, single-threaded, so that dropping the
     // capabilities afterwards covers every thread the agent will have.
-    let started = match netmon_agent::start(loaded.config.clone()) {
+    let started = match netmon_agent::start(loaded.clone()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -162,12 +162,9 @@ fn show(loaded: &Loaded) -> String {
         Some(f) => format!("# Effective configuration (config file {}).\n", f.display()),
         None => "# Effective configuration (no config file).\n".to_owned(),
     };
-    for (name, values) in &loaded.values {
-        if name == "config" {
-            continue;
-        }
-        let source = loaded.sources.get(name).copied().unwrap_or(Source::Default);
-        let quoted: Vec<String> = values.iter().map(|v| toml_value(v)).collect();
+    for (name, setting) in loaded.settings() {
+        let source = setting.source;
+        let quoted: Vec<String> = setting.values.iter().map(|v| toml_value(v)).collect();
         match quoted.len() {
             0 => out.push_str(&format!("# {name}: not set  # {source}\n")),
             1 => out.push_str(&format!("{name} = {}  # {source}\n", quoted[0])),

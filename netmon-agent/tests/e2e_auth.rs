@@ -288,6 +288,104 @@ fn admin_and_read_only_keys_read_every_endpoint_and_wrong_keys_are_401() {
     }
 }
 
+/// `/api/v1/config` needs the admin key: it answers the admin key with the
+/// options in effect and where the keys come from, with no key, key hash or
+/// key file contents anywhere in it; a read-only key gets a JSON 403, no key
+/// or a wrong one a JSON 401.
+#[test]
+fn config_is_for_the_admin_key_only_and_holds_no_secret() {
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    let tmp = temp_dir();
+    // The admin key as its sha-256 in a key file, read-only keys as is and
+    // as a sha-256, and an option from a config file.
+    let admin_sha = sha256_form(TEST_KEY);
+    let admin_file = write_private(tmp.path(), "admin", &format!("{admin_sha}\n"));
+    let ro_sha = sha256_form(RO_SHA);
+    let ro_file = write_private(
+        tmp.path(),
+        "dashboards",
+        &format!("# dashboards\n{RO_PLAIN}\n{ro_sha}\n"),
+    );
+    let config = write_private(tmp.path(), "netmon.toml", "flow-entries = 4096\n");
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let mut cmd = agent_command(
+        &tmp.path().join("state"),
+        &[
+            "--config",
+            &path(&config),
+            "--api-key-file",
+            &path(&admin_file),
+            "--read-only-key-file",
+            &path(&ro_file),
+        ],
+    );
+    cmd.env_remove("NETMON_API_KEY");
+    let agent = Running::start_http(ns, &cmd);
+
+    let reply = agent.get("/api/v1/config", TEST_KEY);
+    assert_eq!(reply.status, 200, "{reply:#?}");
+    let body = &reply.json;
+    assert_eq!(body["file"], path(&config), "{body:#}");
+    let option = |name: &str| body["options"][name].clone();
+    assert_eq!(
+        option("flow-entries"),
+        serde_json::json!({"values": ["4096"], "source": "config-file"})
+    );
+    assert_eq!(
+        option("interval"),
+        serde_json::json!({"values": ["200ms"], "source": "environment"})
+    );
+    assert_eq!(
+        option("api-key-file"),
+        serde_json::json!({"values": [path(&admin_file)], "source": "command-line"})
+    );
+    assert_eq!(option("idle-expiry")["source"], "default", "{body:#}");
+    assert_eq!(
+        body["api_keys"],
+        serde_json::json!({
+            "admin": {"source": "file", "path": path(&admin_file)},
+            "read_only": {"keys": 2, "files": [path(&ro_file)]},
+        })
+    );
+    let admin_hex = admin_sha.trim_start_matches("sha256:");
+    let ro_hex = ro_sha.trim_start_matches("sha256:");
+    for secret in [
+        TEST_KEY,
+        admin_hex,
+        RO_PLAIN,
+        RO_SHA,
+        ro_hex,
+        "# dashboards",
+    ] {
+        assert!(
+            !reply.text.contains(secret),
+            "the config answer holds {secret:?}: {}",
+            reply.text
+        );
+    }
+
+    for key in [RO_PLAIN, RO_SHA] {
+        let reply = agent.get("/api/v1/config", key);
+        assert_json_error(&reply, 403, "forbidden", None, "a read-only key");
+        assert!(
+            reply.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("admin")),
+            "{reply:#?}"
+        );
+        // The same key still reads the other endpoints.
+        assert_eq!(agent.get("/api/v1/devices", key).status, 200);
+    }
+    let reply = http_get(ns, "/api/v1/config", &[])
+        .unwrap_or_else(|e| panic!("{e}\nagent stderr:\n{}", agent.stderr()));
+    assert_json_error(&reply, 401, "unauthorized", None, "no key");
+    let reply = agent.get("/api/v1/config", "netmon-wrong-key-0123456789");
+    assert_json_error(&reply, 401, "unauthorized", None, "a wrong key");
+    let reply = agent.get("/api/v1/config", &admin_sha);
+    assert_json_error(&reply, 401, "unauthorized", None, "the admin key's hash");
+}
+
 /// `--api-key-file` may hold the admin key's sha-256 or argon2 form; the
 /// plaintext key then works and the hash does not.
 #[test]

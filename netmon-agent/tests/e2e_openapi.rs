@@ -4,8 +4,11 @@
 //! statuses and content types the server really sends, passes a real
 //! validator (`openapi-spec-validator`), and that fuzzing the API from it
 //! (`schemathesis`) draws no 5xx and no crash, and only answers whose status,
-//! content type and body (where the document gives its schema) are the
-//! documented ones.
+//! content type and body are the documented ones. Every JSON success body
+//! but the document's own has a real schema, and the fuzzed agent has a
+//! reading of every collector, traffic, and a reachable and an unreachable
+//! probe target, so the bodies checked hold values and `unavailable`
+//! reasons alike.
 //!
 //! Privileged: the agent runs as root in its own namespaces (see
 //! `tests/common`). The Python tools are installed with pip when missing;
@@ -27,7 +30,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// Every route the server serves (see `src/api/*.rs`, `routes()`), and
 /// whether it needs the key when `/metrics` is open (`--metrics-auth` off,
 /// the default on a loopback listener).
-const ROUTES: [(&str, bool); 16] = [
+const ROUTES: [(&str, bool); 17] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -44,6 +47,7 @@ const ROUTES: [(&str, bool); 16] = [
     ("/api/v1/top", true),
     ("/api/v1/series", true),
     ("/api/v1/stream", true),
+    ("/api/v1/config", true),
 ];
 
 /// The routes as a set.
@@ -73,6 +77,19 @@ fn op<'a>(doc: &'a Value, p: &str) -> &'a Value {
     let op = &doc["paths"][p]["get"];
     assert!(op.is_object(), "no GET {p} in the document");
     op
+}
+
+/// `schema`, or the component it refers to.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("unexpected $ref {r}"));
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
 }
 
 /// Whether `GET p` is documented as needing a key.
@@ -177,6 +194,21 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
                 "GET {p}: {status} documented?"
             );
         }
+        // The success body has a schema of its own (checked in full by the
+        // fuzzer below), not a free-form object; only the document's own
+        // body is one.
+        let ok = &responses["200"]["content"];
+        if let Some(json) = ok.get("application/json")
+            && p != DOC_PATH
+        {
+            let schema = resolve(&doc, &json["schema"]);
+            assert!(
+                ["properties", "allOf", "oneOf"]
+                    .iter()
+                    .any(|k| schema.get(*k).is_some()),
+                "GET {p}: the 200 body's schema is free-form: {schema}"
+            );
+        }
         for (status, r) in responses {
             if status != "200" {
                 assert_eq!(
@@ -259,7 +291,51 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
 fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() {
     let pair = Pair::new();
     let ns = pair.b().ns();
-    let agent = Agent::start(ns, &["--metrics-auth", "on"]);
+    // A reachable and an unreachable probe target, so the latency bodies
+    // carry both a value and an `unavailable` reason for the schemas to be
+    // checked against.
+    let unreachable = "10.0.0.99";
+    let targets = format!("{},{unreachable}", Pair::IP4_A);
+    let agent = Agent::start(
+        ns,
+        &[
+            "--metrics-auth",
+            "on",
+            "--probe-target",
+            &targets,
+            "--probe-count=2",
+            "--probe-spacing=20ms",
+            "--probe-timeout=300ms",
+            "--latency-interval=500ms",
+        ],
+    );
+    // Every collector's first reading, so no body is a 503 for lack of one.
+    for path in ["/api/v1/system", "/api/v1/latency"] {
+        assert!(
+            poll_until(START_TIMEOUT, || agent
+                .try_request(path, &[("X-API-KEY", TEST_KEY)])
+                .is_ok_and(|(status, _)| status == 200)),
+            "GET {path}: no reading; agent stderr:\n{}",
+            agent.stderr()
+        );
+    }
+    let latency = agent.wait_for("/api/v1/latency", START_TIMEOUT, |b| {
+        let rtt = |addr: &str| {
+            b["targets"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["address"] == addr))
+                .map(|t| t["rtt"].clone())
+        };
+        rtt(&Pair::IP4_A.to_string()).is_some_and(|r| r["avg_seconds"].is_number())
+            && rtt(unreachable).is_some_and(|r| r["unavailable"].is_string())
+    });
+    assert!(
+        latency["collection"]["cycles"].as_u64() > Some(0),
+        "{latency:#}"
+    );
+    agent.wait_for("/api/v1/interfaces", START_TIMEOUT, |b| {
+        b["stats"]["interfaces"].is_array()
+    });
     // Traffic first, so the fuzzed answers carry devices and flows whose
     // shapes the response schemas are checked against.
     let sink = ns.run(|| udp_sink(format!("{}:0", Pair::IP4_B).parse().expect("address")));

@@ -48,7 +48,7 @@ struct Params {
 }
 
 /// Discovery's figures beside the devices.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DiscoverySummary<'a> {
     collection: &'a Cycle,
     inventory: &'a InventoryStats,
@@ -62,9 +62,8 @@ struct Devices<'a> {
     updated: Option<String>,
     interval_seconds: f64,
     devices: Vec<DeviceView>,
-    /// Discovery's figures (`collection`, `inventory`, `neighbours`,
-    /// `sweep`, `ipv6_probe`), or `{"unavailable": "<why>"}`.
-    #[schema(value_type = Object)]
+    /// Discovery's figures, or `{"unavailable": "<why>"}` when the
+    /// discovery collector is off or has not finished a cycle.
     discovery: Avail<DiscoverySummary<'a>>,
 }
 

@@ -11,8 +11,10 @@
 //! `from` and `to` are RFC 3339 times or durations before now (`1h`,
 //! `30m`); `to` defaults to now and `from` to an hour before `to`. `step` is
 //! `raw`, `1m` or `1h`; without it the tier is the finest that still holds
-//! `from`. Store calls run on the blocking pool. A store that is off, or
-//! busy compacting, answers 503 with the reason.
+//! `from`. Store calls run on the blocking pool, beside the store's
+//! maintenance (which never holds the file exclusively: see
+//! `store/retention.rs`). A store that is off, or busy re-opening its file
+//! after an I/O error, answers 503 with the reason.
 
 use std::{
     collections::BTreeMap,
@@ -397,12 +399,19 @@ struct SeriesParams {
     family: Option<String>,
 }
 
+/// The body of `/api/v1/series`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct SeriesList {
+    /// Series names, sorted.
+    series: Vec<String>,
+}
+
 #[utoipa::path(get, path = "/api/v1/series", operation_id = "listSeries", tag = "history", params(SeriesParams),
-    responses((status = 200, description = "The stored series names, under `series`.", body = BTreeMap<String, Vec<String>>)))]
+    responses((status = 200, description = "The stored series names, under `series`.", body = SeriesList)))]
 async fn series(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<SeriesParams>,
-) -> Result<Json<BTreeMap<&'static str, Vec<String>>>, ApiError> {
+) -> Result<Json<SeriesList>, ApiError> {
     let family = match p.family.as_deref() {
         None => None,
         Some(f) => Some(
@@ -422,7 +431,7 @@ async fn series(
     };
     let st = store(&state)?;
     let names = blocking(st, move |s| s.series(family)).await?;
-    Ok(Json(BTreeMap::from([("series", names)])))
+    Ok(Json(SeriesList { series: names }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -448,12 +457,19 @@ struct LatestRow {
     interfaces: BTreeMap<String, BTreeMap<&'static str, FieldValue>>,
 }
 
+/// The body of `/latest`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LatestList {
+    /// Newest first.
+    latest: Vec<LatestRow>,
+}
+
 #[utoipa::path(get, path = "/latest", operation_id = "latest", tag = "history", params(LatestParams),
-    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = BTreeMap<String, Vec<LatestRow>>)))]
+    responses((status = 200, description = "The newest stored intervals, newest first, under `latest`.", body = LatestList)))]
 async fn latest(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<LatestParams>,
-) -> Result<Json<BTreeMap<&'static str, Vec<LatestRow>>>, ApiError> {
+) -> Result<Json<LatestList>, ApiError> {
     let limit = p.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -497,5 +513,177 @@ async fn latest(
             .collect())
     })
     .await?;
-    Ok(Json(BTreeMap::from([("latest", rows)])))
+    Ok(Json(LatestList { latest: rows }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::SocketAddr,
+        sync::{Arc, Mutex},
+    };
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::{
+        api::{
+            auth::{ApiKey, Keyring},
+            router,
+        },
+        store::{Interval, Retention, SeriesKey, Values},
+    };
+
+    const KEY: &str = "history-test-key-0123456789";
+    const STEP_MS: u64 = 10_000;
+
+    /// Interval `i` of `n` device series, [`STEP_MS`] apart from `t0`: series
+    /// `d` sent `i + 1` bytes in it.
+    fn interval(t0: u64, i: u64, n: usize) -> Interval {
+        Interval {
+            at_ms: t0 + i * STEP_MS,
+            length_ms: STEP_MS as u32,
+            samples: (0..n)
+                .map(|d| {
+                    (
+                        SeriesKey::new(Family::Device, &["eth0", &format!("{d:03}")]),
+                        Values::Counter {
+                            interval_ms: STEP_MS as u32,
+                            deltas: vec![i + 1, 1, 2 * (i + 1), 2],
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Serves the whole API for `store` on a real socket on loopback, on a
+    /// runtime of its own; the runtime ends with the returned value.
+    fn serve(store: Arc<Store>) -> (SocketAddr, tokio::runtime::Runtime) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState {
+            snapshot: Default::default(),
+            telemetry: Default::default(),
+            server_id: None,
+            metrics: crate::metrics::Settings {
+                needs_key: true,
+                limits: crate::metrics::Limits {
+                    max_devices: 10,
+                    flows: false,
+                    max_flows: 10,
+                },
+            },
+            store: Ok(store),
+            config: Default::default(),
+        };
+        let app = router(state, Arc::new(Keyring::new(ApiKey::new(KEY).unwrap())));
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        (addr, runtime)
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build();
+        let mut reply = ureq::Agent::new_with_config(config)
+            .get(format!("http://{addr}{path}"))
+            .header("X-API-KEY", KEY)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = reply.status().as_u16();
+        let body = reply.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// Maintenance over a file that the old maintenance would have
+    /// compacted (more than 10 % over budget after the budget step), with a
+    /// query over real HTTP at every step of the run, inside each of its
+    /// write transactions and where compaction ran: every query is answered
+    /// 200 with exactly what was written.
+    #[test]
+    fn history_queries_are_answered_while_maintenance_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 1 << 20;
+        let retention = Retention {
+            size_budget: budget,
+            ..Retention::default()
+        };
+        let store = Arc::new(Store::open(&dir.path().join("h.redb"), retention).unwrap());
+        // 40 minutes of 100 series: about twice the budget.
+        let n = 240;
+        let t0 = {
+            let now = epoch_ms(SystemTime::now());
+            now - now % 60_000 - n * STEP_MS
+        };
+        for i in 0..n {
+            store.write(&interval(t0, i, 100)).unwrap();
+        }
+        let now = t0 + n * STEP_MS;
+        assert!(store.usage().unwrap().used_bytes > budget);
+        let (addr, _runtime) = serve(Arc::clone(&store));
+
+        // The last five minutes of one series, which the budget keeps.
+        let first = n - 30;
+        let path = format!(
+            "/api/v1/history?series=device/eth0/042&step=raw&from={}&to={}",
+            ms_time(t0 + first * STEP_MS),
+            ms_time(now),
+        );
+        let check = move |when: &str| {
+            let (status, body) = get(addr, &path);
+            assert_eq!(status, 200, "{when}: {body}");
+            let points = body["points"].as_array().unwrap();
+            let got: Vec<(u64, u64, u64)> = points
+                .iter()
+                .map(|p| {
+                    (
+                        p["at_ms"].as_u64().unwrap(),
+                        p["values"]["tx_bytes"].as_u64().unwrap(),
+                        p["values"]["rx_bytes"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            let want: Vec<(u64, u64, u64)> = (first..n)
+                .map(|i| (t0 + i * STEP_MS, i + 1, 2 * (i + 1)))
+                .collect();
+            assert_eq!(got, want, "{when}");
+        };
+        check("before maintenance");
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        {
+            let steps = Arc::clone(&steps);
+            let check = check.clone();
+            store.on_maintenance_step(move |step| {
+                check(step);
+                steps.lock().unwrap().push(step);
+            });
+        }
+        let report = store.maintain(now).unwrap();
+        let usage = report.usage.unwrap();
+        assert!(report.over_budget > 0, "{report:?}");
+        assert!(usage.used_bytes <= budget, "{report:?}");
+        // The old maintenance compacted here, holding the file: queries
+        // answered 503 until it was done.
+        assert!(usage.file_bytes > budget + budget / 10, "{report:?}");
+        let steps = steps.lock().unwrap().clone();
+        for step in ["fold", "expire", "budget", "end"] {
+            assert!(steps.contains(&step), "no query during {step}: {steps:?}");
+        }
+        check("after maintenance");
+    }
 }

@@ -137,7 +137,7 @@ struct Interfaces<'a> {
     maps: Maps,
     /// Every interface as the kernel counts it (the interfaces collector).
     /// The reading, or `{"unavailable": "<why>"}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Avail<Reading<netstats::Report>>)]
     stats: Avail<&'a Reading<netstats::Report>>,
 }
 

@@ -4,7 +4,7 @@ use axum::{Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
 
 use super::{AppState, error::ApiError, error::ApiQuery, telemetry};
-use crate::collect::CollectorName;
+use crate::collect::{CollectorName, Reading, latency::Report};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/latency", get(show))
@@ -16,7 +16,7 @@ pub fn routes() -> Router<AppState> {
 struct Params {}
 
 #[utoipa::path(get, path = "/api/v1/latency", operation_id = "getLatency", tag = "telemetry",
-    responses((status = 200, description = "The latency collector's latest reading.", body = Object)))]
+    responses((status = 200, description = "The latency collector's latest reading.", body = Reading<Report>)))]
 async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,

@@ -1,13 +1,15 @@
 //! The HTTP API: one small file per resource, merged by [`router`].
 //!
 //! `/health` is open; everything under `/api/v1` needs an API key (see
-//! [`auth`]); admin-only routes add [`auth::require_role`]. Unknown paths get
+//! [`auth`]); admin-only routes (`/api/v1/config`) add
+//! [`auth::require_role`]. Unknown paths get
 //! a JSON 404, bad parameters a JSON 400. Every request's query string is at
 //! most [`MAX_QUERY_BYTES`] (else a JSON 400 naming `query`) and its body at
 //! most [`MAX_BODY_BYTES`] (extractors reject more); header sizes are
 //! hyper's limits.
 
 pub mod auth;
+pub mod config;
 mod devices;
 pub mod error;
 mod flows;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Settings,
     /// The history, or why the agent runs without one.
     pub store: StoreSlot,
+    /// `/api/v1/config`: the effective configuration, secrets left out.
+    pub config: Arc<config::Effective>,
 }
 
 /// The history store, or the reason it is off.
@@ -62,6 +66,7 @@ pub type StoreSlot = Result<Arc<crate::store::Store>, Arc<str>>;
 /// The whole API; `keys` are the API keys with their roles.
 pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
     let protected = Router::new()
+        .merge(config::routes())
         .merge(devices::routes())
         .merge(flows::routes())
         .merge(history::routes())

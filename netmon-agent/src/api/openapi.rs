@@ -10,11 +10,13 @@
 //!   all), 404 and 503 where a resource or a source may be missing, and 401
 //!   and 403 on the routes behind the key;
 //! - `/metrics` lists the key schemes only when this agent was started with
-//!   `--metrics-auth` on, so the document describes the running server.
-//!
-//! Response bodies built from the collectors' and the store's types are
-//! described as free-form JSON objects (`type: object`); their fields are
-//! documented in `README.md` and in each handler's module.
+//!   `--metrics-auth` on, so the document describes the running server;
+//! - every JSON response body has a schema derived from the very type the
+//!   handler serializes (`utoipa::ToSchema` on the collectors' reports, the
+//!   store's types and the API's views), so the two cannot drift; a value
+//!   the machine may lack ([`crate::collect::Avail`]) is `oneOf` the value's
+//!   schema and `{"unavailable": string}`. Only this document's own body is
+//!   a free-form object.
 
 use std::sync::LazyLock;
 
@@ -67,6 +69,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::top,
         super::history::series,
         super::stream::stream,
+        super::config::show,
         openapi_json,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
@@ -216,6 +219,73 @@ mod tests {
             .collect();
         assert_eq!(ids.len(), paths.len(), "{ids:?}");
         assert!(paths["/health"]["get"]["responses"].get("401").is_none());
+    }
+
+    /// The places in `schema` (at `path`) that accept any JSON: no type, or
+    /// an object without properties.
+    fn free_form(schema: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+        let Some(o) = schema.as_object() else { return };
+        let typed = ["type", "$ref", "oneOf", "anyOf", "allOf", "enum", "const"]
+            .iter()
+            .any(|k| o.contains_key(*k));
+        let object = o.get("type").is_some_and(|t| t == "object");
+        if !typed
+            || object && !o.contains_key("properties") && !o.contains_key("additionalProperties")
+        {
+            found.push(path.to_owned());
+        }
+        for (k, v) in o {
+            match k.as_str() {
+                "items" | "additionalProperties" => free_form(v, &format!("{path}/{k}"), found),
+                "properties" => {
+                    for (name, p) in v.as_object().into_iter().flatten() {
+                        free_form(p, &format!("{path}/properties/{name}"), found);
+                    }
+                }
+                "oneOf" | "anyOf" | "allOf" => {
+                    for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+                        free_form(p, &format!("{path}/{k}/{i}"), found);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn every_body_but_the_document_itself_has_a_typed_schema() {
+        let doc = document(true);
+        let mut found = Vec::new();
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            free_form(schema, &format!("#/components/schemas/{name}"), &mut found);
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (status, response) in item["get"]["responses"].as_object().unwrap() {
+                for (media, content) in response["content"].as_object().into_iter().flatten() {
+                    if path == PATH || media != "application/json" {
+                        continue;
+                    }
+                    let at = format!("{path} {status} {media}");
+                    free_form(&content["schema"], &at, &mut found);
+                }
+            }
+        }
+        assert_eq!(found, Vec::<String>::new(), "free-form schemas");
+        // A value the machine may lack is the value or the reason.
+        let cpu = &doc["components"]["schemas"]["Avail_Cpu"]["oneOf"];
+        assert_eq!(
+            cpu[0]["properties"]["usage_percent"]["type"], "number",
+            "{cpu}"
+        );
+        assert_eq!(
+            cpu[1]["required"],
+            serde_json::json!(["unavailable"]),
+            "{cpu}"
+        );
+        assert_eq!(
+            cpu[1]["properties"]["unavailable"]["type"], "string",
+            "{cpu}"
+        );
     }
 
     #[test]

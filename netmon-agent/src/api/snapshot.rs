@@ -24,7 +24,6 @@ use std::collections::HashMap;
 
 use axum::{Json, Router, extract::State, routing::get};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{
     AppState,
@@ -32,7 +31,7 @@ use super::{
     telemetry,
     views::{DeviceView, time},
 };
-use crate::collect::{Avail, CollectorName};
+use crate::collect::{Avail, CollectorName, latency::TargetReport};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/snapshot", get(show))
@@ -50,9 +49,10 @@ struct Snapshot {
     snapshot_time: String,
     metrics: Metrics,
     network: Network,
-    /// netmon's addition: the latency probes' last cycle.
-    #[schema(value_type = Value)]
-    latency: Value,
+    /// netmon's addition: the latency probes' last cycle, one entry per
+    /// target, or `{"unavailable": "<why>"}` when the latency collector is
+    /// off or has not finished a cycle.
+    latency: Avail<Vec<TargetReport>>,
     /// netmon's addition: the agent's version.
     agent_version: &'static str,
 }
@@ -210,9 +210,8 @@ async fn show(
 
     let end = s.updated;
     let latency = match telemetry::latest(CollectorName::Latency, &t.latency) {
-        Ok(r) => serde_json::to_value(&r.report.targets).map_err(ApiError::internal)?,
-        Err(e) => serde_json::to_value(Avail::<()>::unavailable(e.to_string()))
-            .map_err(ApiError::internal)?,
+        Ok(r) => Avail::Value(r.report.targets.clone()),
+        Err(e) => Avail::unavailable(e.to_string()),
     };
     Ok(Json(Snapshot {
         message_type: "realtimeSnapshot",

@@ -11,7 +11,7 @@ use axum::{Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
 
 use super::{AppState, error::ApiError, error::ApiQuery, telemetry};
-use crate::collect::CollectorName;
+use crate::collect::{CollectorName, Reading, system::Report};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/system", get(show))
@@ -23,7 +23,7 @@ pub fn routes() -> Router<AppState> {
 struct Params {}
 
 #[utoipa::path(get, path = "/api/v1/system", operation_id = "getSystem", tag = "telemetry",
-    responses((status = 200, description = "The system collector's latest reading.", body = Object)))]
+    responses((status = 200, description = "The system collector's latest reading.", body = Reading<Report>)))]
 async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,

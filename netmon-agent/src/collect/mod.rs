@@ -89,12 +89,16 @@ pub struct Context {
 }
 
 /// A value, or why the machine cannot provide it. Serialized as the value
-/// itself, or as `{"unavailable": "<reason>"}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// itself, or as `{"unavailable": "<reason>"}`; its schema is `oneOf` those
+/// two.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Avail<T> {
     Value(T),
-    Unavailable { unavailable: String },
+    /// Why the machine cannot provide the value.
+    Unavailable {
+        unavailable: String,
+    },
 }
 
 impl<T> Avail<T> {
@@ -114,7 +118,7 @@ impl<T> Avail<T> {
 
 /// One published cycle of a collector: the report, with the cycle's timing
 /// under `collection`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Reading<R> {
     pub collection: Cycle,
     #[serde(flatten)]
@@ -122,21 +126,26 @@ pub struct Reading<R> {
 }
 
 /// When and at what cost a cycle ran.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct Cycle {
-    /// When the cycle started and ended.
+    /// When the cycle started and ended (RFC 3339).
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
     pub started: SystemTime,
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
     pub finished: SystemTime,
     /// Wall time and this thread's CPU time for the cycle, in seconds.
     #[serde(rename = "wall_seconds", serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub wall: Duration,
     #[serde(rename = "cpu_seconds", serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub cpu: Duration,
     /// Cycles completed so far (this one included), and their CPU time.
     pub cycles: u64,
     #[serde(rename = "cpu_seconds_total", serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub cpu_total: Duration,
     /// Cycles that panicked (their report was dropped).
     pub failures: u64,

@@ -49,14 +49,15 @@ pub struct Options {
 }
 
 /// One cycle's report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = InterfacesReport)]
 pub struct Report {
     /// Every interface, by ifindex.
     pub interfaces: Avail<Vec<InterfaceStats>>,
 }
 
 /// One interface as the kernel describes it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InterfaceStats {
     pub name: String,
     pub ifindex: u32,
@@ -75,14 +76,16 @@ pub struct InterfaceStats {
 }
 
 /// An address with its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IfAddr {
+    #[schema(value_type = String)]
     pub address: IpAddr,
     pub prefix_len: u8,
 }
 
 /// The kernel's cumulative counters (`statistics/`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = InterfaceCounters)]
 pub struct Counters {
     pub rx_bytes: u64,
     pub rx_packets: u64,
@@ -145,7 +148,8 @@ impl Counters {
 }
 
 /// Per-second rates over the last interval.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = InterfaceRates)]
 pub struct Rates {
     pub interval_seconds: f64,
     pub rx_bits_per_second: f64,
@@ -182,7 +186,8 @@ impl Rates {
 }
 
 /// Each direction's bit rate over the link speed, in percent.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = LinkUtilization)]
 pub struct Utilization {
     pub rx_percent: f64,
     pub tx_percent: f64,

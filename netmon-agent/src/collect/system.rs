@@ -55,7 +55,8 @@ pub struct Options {
 }
 
 /// One cycle's report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SystemReport)]
 pub struct Report {
     pub cpu: Avail<Cpu>,
     pub load_average: Avail<LoadAverage>,
@@ -68,19 +69,20 @@ pub struct Report {
 }
 
 /// CPU usage over the time since the previous cycle, in percent (0..=100).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Cpu {
     pub usage_percent: f64,
     pub cores: Vec<Core>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CpuCore)]
 pub struct Core {
     pub name: String,
     pub usage_percent: f64,
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct LoadAverage {
     pub one: f64,
     pub five: f64,
@@ -89,7 +91,7 @@ pub struct LoadAverage {
 
 /// Memory in bytes. `used` is what sysinfo counts as used (total minus
 /// available); `cached` is the page cache (`Cached:` in /proc/meminfo).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Memory {
     pub total_bytes: u64,
     pub used_bytes: u64,
@@ -100,14 +102,14 @@ pub struct Memory {
 }
 
 /// Swap in bytes; all zero when no swap is configured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Swap {
     pub total_bytes: u64,
     pub used_bytes: u64,
     pub free_bytes: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Filesystem {
     pub mount_point: String,
     pub device: String,
@@ -120,14 +122,15 @@ pub struct Filesystem {
     pub read_only: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Temperatures {
     pub sensors: Vec<Sensor>,
     /// The hottest plausible reading of a CPU sensor.
     pub hottest_cpu_celsius: Avail<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = TemperatureSensor)]
 pub struct Sensor {
     /// Cleaned and unique within the report.
     pub label: String,
@@ -136,7 +139,7 @@ pub struct Sensor {
     pub critical_celsius: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Host {
     pub hostname: Avail<String>,
     pub os_name: Avail<String>,
@@ -148,7 +151,7 @@ pub struct Host {
     pub primary_addresses: Avail<PrimaryAddresses>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PrimaryAddresses {
     /// `default_route` or `all_non_loopback`.
     pub source: &'static str,

@@ -9,14 +9,17 @@
 //!   interval table commit together (`Durability::Immediate`), so a crash
 //!   (SIGKILL, power loss) loses at most the interval in flight and never
 //!   leaves a partial one. An interval that cannot be written (disk full,
-//!   compaction running) stays queued in the recorder and is retried.
+//!   maintenance holding the series ids) stays queued in the recorder and is
+//!   retried.
 //! - [`Store::query`] reads one series over a time range from the tier the
 //!   range calls for ([`Tier::for_range`]); [`Store::top`] ranks a family's
 //!   series over a window; [`Store::latest`] lists the newest intervals.
 //! - [`Store::maintain`] (run it on its own thread, see
 //!   [`retention::maintenance_loop`]) folds complete minutes and hours into
-//!   the aggregate tiers, expires each tier, enforces the size budget and
-//!   compacts; see `retention.rs` for the rules.
+//!   the aggregate tiers, expires each tier and enforces the size budget, in
+//!   ordinary write transactions: queries are answered meanwhile. It never
+//!   compacts; [`Store::compact_oversized`] does, once, at start-up, for a
+//!   file far over its budget. See `retention.rs` for the rules.
 //!
 //! Every function that depends on the time takes it as an argument (ms since
 //! the epoch), so tests drive the clock.
@@ -72,8 +75,9 @@ pub struct Options {
     #[arg(long, default_value = "730days", value_parser = crate::config::parse_duration, env = "NETMON_STORE_HOUR_RETENTION")]
     pub store_hour_retention: Duration,
 
-    /// Most space the history may use (e.g. 512MiB, 1GiB); the oldest data
-    /// goes first when it is reached.
+    /// Most space the history's data may take (e.g. 512MiB, 1GiB); the
+    /// oldest data goes first when its pages reach it. The file keeps freed
+    /// pages for reuse and stops growing at about twice this at most.
     #[arg(long, default_value = "1GiB", value_parser = parse_size, env = "NETMON_STORE_SIZE_BUDGET")]
     pub store_size_budget: u64,
 
@@ -289,9 +293,9 @@ pub enum StoreError {
     /// A database operation failed; I/O errors (disk full) land here.
     #[error("history database error")]
     Db(#[source] redb::Error),
-    /// Compaction or a re-open holds the file, or another write is running:
-    /// nothing was done, try again.
-    #[error("the history file is busy (compacting or writing); try again")]
+    /// A re-open (after an I/O error) holds the file, or another write is
+    /// running: nothing was done, try again.
+    #[error("the history file is busy (re-opening or writing); try again")]
     Busy,
     /// No such series in the history.
     #[error("no series named `{0}` in the history")]
@@ -345,13 +349,17 @@ impl StoreError {
 /// The history file.
 pub struct Store {
     path: PathBuf,
-    /// `None` after a failed re-open; write-locked only to compact or
-    /// re-open, so everything else runs side by side.
+    /// `None` after a failed re-open; write-locked only to re-open, so
+    /// everything else runs side by side.
     db: RwLock<Option<Database>>,
     /// Held across every write transaction (intervals, maintenance), so the
     /// id cache always agrees with the committed series table.
     ids: Mutex<HashMap<String, u32>>,
     retention: Retention,
+    /// Tests: called at each step of a maintenance run (see
+    /// `retention::Store::maintenance_step`).
+    #[cfg(test)]
+    maintenance_hook: Mutex<Option<retention::StepHook>>,
 }
 
 /// What a read transaction sees of the schema.
@@ -384,6 +392,8 @@ impl Store {
             db: RwLock::new(Some(db)),
             ids: Mutex::new(HashMap::new()),
             retention,
+            #[cfg(test)]
+            maintenance_hook: Mutex::new(None),
         };
         store.prepare()?;
         Ok(store)

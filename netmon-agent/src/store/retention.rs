@@ -1,4 +1,5 @@
-//! Downsampling, expiry, the size budget and compaction: [`Store::maintain`].
+//! Downsampling, expiry and the size budget: [`Store::maintain`]; and the
+//! one compaction, at start-up: [`Store::compact_oversized`].
 //!
 //! Rules, in the order one run applies them (all at the `now` it is given):
 //! 1. **Fold** every complete minute of raw samples not folded yet into one
@@ -15,12 +16,27 @@
 //! 3. **Size budget**: while the pages in use exceed the budget, delete the
 //!    oldest data first, whatever its tier: everything older than `oldest +
 //!    max(age / 16, 1 min)` in every tier, and measure again.
-//! 4. **Compact** when the file is more than 10 % over the budget (after 3,
-//!    its free pages are what is left over); redb reuses free pages, so in
-//!    steady state the file stops growing at about the budget and compaction
-//!    is rare. Compaction holds the file exclusively: writes meanwhile get
-//!    [`StoreError::Busy`] and stay queued in the recorder; queries get
-//!    `Busy` too (the API answers 503) rather than waiting.
+//!
+//! Each step runs in ordinary write transactions, so queries (read
+//! transactions, which see the last commit) are answered all along. The
+//! interval writer gets [`StoreError::Busy`] while a step holds the
+//! series-id lock, and its intervals stay queued in the recorder for its
+//! next try.
+//!
+//! **No compaction while the agent runs.** redb's `Database::compact` needs
+//! the file to itself: every query would have to fail or wait until it
+//! ended. It is not needed to hold the budget: deleting data frees pages and
+//! redb reuses free pages before it grows the file, so once the pages in use
+//! reach the budget the file stops growing. It does not shrink either: redb
+//! grows a file by doubling it (by 4 GiB beyond 4 GiB) and gives back only
+//! free pages at its very end, so the file settles between the budget and
+//! about twice it ([`OVERSIZED_FACTOR`] leaves room for what is written
+//! between two runs).
+//!
+//! **At start-up**, before the API or the writer can use the file,
+//! [`Store::compact_oversized`] cuts a file longer than [`OVERSIZED_FACTOR`]
+//! times its budget (one written under a larger budget) to the budget and
+//! compacts it.
 
 use std::{
     sync::MutexGuard,
@@ -43,6 +59,14 @@ pub const RAW_CHUNK_MS: u64 = 10 * MINUTE_MS;
 pub const MINUTE_CHUNK_MS: u64 = 6 * HOUR_MS;
 /// Budget deletions per run, at most (each re-measures).
 const BUDGET_STEPS: usize = 64;
+/// A file longer than this many times its budget did not come from running
+/// under that budget (that leaves it at most about twice the budget): it is
+/// compacted at start-up.
+pub const OVERSIZED_FACTOR: f64 = 2.5;
+
+/// A test's observer of maintenance steps ([`Store::on_maintenance_step`]).
+#[cfg(test)]
+pub(crate) type StepHook = Box<dyn FnMut(&'static str) + Send>;
 
 /// What one [`Store::maintain`] run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -55,7 +79,6 @@ pub struct Maintenance {
     pub over_budget: u64,
     /// Series forgotten because nothing of them was left.
     pub forgotten_series: u64,
-    pub compacted: bool,
     /// Space after the run.
     pub usage: Option<Usage>,
 }
@@ -72,14 +95,63 @@ impl Store {
         };
         self.expire(now_ms, &mut report)?;
         self.enforce_budget(now_ms, &mut report)?;
-        let usage = self.usage()?;
-        let budget = self.retention.size_budget;
-        if usage.file_bytes > budget + budget / 10 {
-            report.compacted = self.compact()?;
-        }
         report.usage = Some(self.usage()?);
+        self.maintenance_step("end");
         Ok(report)
     }
+
+    /// At start-up, while nothing else can use the file (it takes `&mut
+    /// self`, so the store is not shared yet): when the file is longer than
+    /// [`OVERSIZED_FACTOR`] times its budget, deletes the oldest data down
+    /// to the budget and compacts the file. True when it compacted.
+    pub fn compact_oversized(&mut self, now_ms: u64) -> Result<bool, StoreError> {
+        let budget = self.retention.size_budget;
+        let before = self.usage()?;
+        if (before.file_bytes as f64) <= budget as f64 * OVERSIZED_FACTOR {
+            return Ok(false);
+        }
+        info!(
+            file_bytes = before.file_bytes,
+            used_bytes = before.used_bytes,
+            budget,
+            "The history file is far over its size budget: trimming and compacting it before start."
+        );
+        self.enforce_budget(now_ms, &mut Maintenance::default())?;
+        let t0 = Instant::now();
+        let db = self.db.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = db.as_mut() {
+            while db.compact()? {}
+        }
+        let after = self.usage()?;
+        info!(took = ?t0.elapsed(), file_bytes = after.file_bytes, used_bytes = after.used_bytes, "Compacted the history file.");
+        Ok(true)
+    }
+
+    /// Tests: runs `hook` at each step of every maintenance run from now
+    /// on, on the maintenance thread: inside each write transaction before
+    /// its commit (`fold`, `expire`, `budget`, with the series ids locked)
+    /// and at the end of the run (`end`).
+    #[cfg(test)]
+    pub(crate) fn on_maintenance_step(&self, hook: impl FnMut(&'static str) + Send + 'static) {
+        *self
+            .maintenance_hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+    }
+
+    #[cfg(test)]
+    fn maintenance_step(&self, step: &'static str) {
+        let mut hook = self
+            .maintenance_hook
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(hook) = hook.as_mut() {
+            hook(step);
+        }
+    }
+
+    #[cfg(not(test))]
+    fn maintenance_step(&self, _step: &'static str) {}
 
     fn lock_ids(&self) -> MutexGuard<'_, std::collections::HashMap<String, u32>> {
         self.ids.lock().unwrap_or_else(|e| e.into_inner())
@@ -147,6 +219,7 @@ impl Store {
                     }
                 }
                 tx.open_table(META)?.insert(done_key, stop)?;
+                self.maintenance_step("fold");
                 tx.commit()?;
                 Ok(stop < end)
             })?;
@@ -182,6 +255,7 @@ impl Store {
                 }
             }
             report.forgotten_series += forget_empty(&tx, &series, &mut ids)?;
+            self.maintenance_step("expire");
             tx.commit()?;
             Ok(())
         })
@@ -214,6 +288,7 @@ impl Store {
                 tx.open_table(INTERVALS)?.retain_in(0..cut, |_, _| false)?;
                 report.over_budget += n;
                 report.forgotten_series += forget_empty(&tx, &series, &mut ids)?;
+                self.maintenance_step("budget");
                 tx.commit()?;
                 Ok(Some(cut))
             })?;
@@ -229,22 +304,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Compacts the file, holding it exclusively; false when it was busy.
-    fn compact(&self) -> Result<bool, StoreError> {
-        let mut w = match self.db.try_write() {
-            Ok(w) => w,
-            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        };
-        let Some(db) = w.as_mut() else {
-            return Ok(false);
-        };
-        let t0 = Instant::now();
-        while db.compact()? {}
-        info!(took = ?t0.elapsed(), "Compacted the history file.");
-        Ok(true)
     }
 }
 
@@ -354,7 +413,7 @@ pub fn maintenance_loop(store: &Store, every: Duration, stop: &crate::collect::S
                 if failing.take().is_some() {
                     info!("History maintenance works again.");
                 }
-                debug!(folded = ?r.folded, expired = ?r.expired, over_budget = r.over_budget, compacted = r.compacted, "History maintenance.");
+                debug!(folded = ?r.folded, expired = ?r.expired, over_budget = r.over_budget, usage = ?r.usage, "History maintenance.");
             }
             Err(StoreError::Busy) => {}
             Err(e) => {

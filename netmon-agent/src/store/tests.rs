@@ -260,6 +260,131 @@ fn the_size_budget_deletes_the_oldest_data_first() {
     eprintln!("budget {budget}: {before:?} -> {rep:?}");
 }
 
+/// `n` device series, one sample each, for the `i`th of intervals 10 s apart
+/// from `T0`.
+fn devices_interval(i: u64, n: usize) -> Interval {
+    Interval {
+        at_ms: T0 + i * 10_000,
+        length_ms: 10_000,
+        samples: (0..n).map(|d| dev(&format!("{d:03}"), i + 1)).collect(),
+    }
+}
+
+#[test]
+fn maintenance_never_compacts_and_the_file_stops_growing_at_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 1 << 20;
+    let r = Retention {
+        size_budget: budget,
+        ..Retention::default()
+    };
+    let s = Store::open(&dir.path().join("h.redb"), r).unwrap();
+    // An hour of 100 series every 10 s, with maintenance every minute as the
+    // agent runs it: about 3.5 times the budget is written.
+    let (minutes, per_minute) = (60, 6);
+    let mut files = Vec::new();
+    let mut reached = None;
+    for m in 0..minutes {
+        for i in m * per_minute..(m + 1) * per_minute {
+            s.write(&devices_interval(i, 100)).unwrap();
+        }
+        let now = T0 + (m + 1) * per_minute * 10_000;
+        let rep = s.maintain(now).unwrap();
+        let usage = rep.usage.unwrap();
+        if rep.over_budget > 0 {
+            reached.get_or_insert(m);
+        }
+        if reached.is_some() {
+            assert!(usage.used_bytes <= budget, "minute {m}: {rep:?}");
+        }
+        files.push(usage.file_bytes);
+    }
+    let reached = reached.expect("the budget was never reached") as usize;
+    assert!(
+        reached < minutes as usize / 3,
+        "budget reached at minute {reached}"
+    );
+    // Freed pages are reused: a few minutes over budget the file stops
+    // growing, and it stays within what start-up would compact.
+    let settled = files[reached + 10];
+    assert!(
+        files[reached + 10..].iter().all(|f| *f <= settled),
+        "the file kept growing: {files:?}"
+    );
+    let max = *files.iter().max().unwrap();
+    assert!(
+        (max as f64) <= budget as f64 * retention::OVERSIZED_FACTOR,
+        "file up to {max} bytes for a budget of {budget}: {files:?}"
+    );
+    // The newest data is all there.
+    let last = minutes * per_minute - 1;
+    let h = s
+        .query(
+            "device/eth0/042",
+            T0,
+            u64::MAX,
+            Some(Tier::Raw),
+            T0 + (last + 1) * 10_000,
+        )
+        .unwrap();
+    assert_eq!(h.points.last().unwrap().at_ms, T0 + last * 10_000);
+    assert_eq!(sum(h.points.last().unwrap(), "tx_bytes"), last + 1);
+    eprintln!("budget {budget}: reached at minute {reached}; file lengths {files:?}");
+}
+
+#[test]
+fn an_oversized_file_is_cut_to_its_budget_and_compacted_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.redb");
+    // Written under the default 1 GiB budget...
+    let s = Store::open(&path, Retention::default()).unwrap();
+    let n = 300;
+    for i in 0..n {
+        s.write(&devices_interval(i, 100)).unwrap();
+    }
+    let now = T0 + n * 10_000;
+    let mut s = s;
+    assert!(!s.compact_oversized(now).unwrap(), "within its budget");
+    let before = s.usage().unwrap();
+    drop(s);
+    // ... and opened with one of 1 MiB.
+    let budget = 1 << 20;
+    let r = Retention {
+        size_budget: budget,
+        ..Retention::default()
+    };
+    let mut s = Store::open(&path, r).unwrap();
+    assert!(
+        before.file_bytes as f64 > budget as f64 * retention::OVERSIZED_FACTOR,
+        "{before:?}"
+    );
+    assert!(s.compact_oversized(now).unwrap());
+    let after = s.usage().unwrap();
+    assert!(after.used_bytes <= budget, "{after:?}");
+    assert!(
+        after.file_bytes <= budget + budget / 4,
+        "{before:?} -> {after:?}"
+    );
+    // The newest data is intact, the oldest gone.
+    let h = s
+        .query("device/eth0/007", T0, u64::MAX, Some(Tier::Raw), now)
+        .unwrap();
+    let first = h.points.first().unwrap().at_ms;
+    assert!(first > T0, "nothing was deleted");
+    for p in &h.points {
+        let i = (p.at_ms - T0) / 10_000;
+        assert_eq!(sum(p, "tx_bytes"), i + 1, "{p:?}");
+    }
+    assert_eq!(h.points.last().unwrap().at_ms, T0 + (n - 1) * 10_000);
+    assert_eq!(h.points.len() as u64, n - (first - T0) / 10_000);
+    // Once is enough; and the file opens again as it is.
+    assert!(!s.compact_oversized(now).unwrap());
+    drop(s);
+    let s = Store::open(&path, r).unwrap();
+    assert!(s.usage().unwrap().file_bytes <= budget + budget / 4);
+    eprintln!("budget {budget}: {before:?} -> {after:?}");
+}
+
 #[test]
 fn top_ranks_a_family_over_a_window() {
     let dir = tempfile::tempdir().unwrap();

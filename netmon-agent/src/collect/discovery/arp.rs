@@ -139,15 +139,19 @@ pub fn subnet_name(addr: Ipv4Addr, prefix: u8) -> String {
 }
 
 /// One sweep of one subnet, as reported.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SweepStats {
     pub interface: String,
     pub subnet: String,
     /// The address the requests were sent from.
+    #[schema(value_type = String)]
     pub source: Ipv4Addr,
+    /// RFC 3339.
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
     pub started: SystemTime,
     #[serde(rename = "wall_seconds", serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub wall: Duration,
     /// Who-has requests sent (every host address but our own).
     pub requests: u64,

@@ -147,7 +147,7 @@ pub struct DeviceReport {
 }
 
 /// The inventory's size and churn.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct InventoryStats {
     pub devices: usize,
     pub active: usize,
@@ -159,13 +159,15 @@ pub struct InventoryStats {
     /// New devices refused because every slot held an active one.
     pub refused_total: u64,
     #[serde(serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub idle_after_seconds: Duration,
     #[serde(serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub gone_after_seconds: Duration,
 }
 
 /// The last neighbour-table read.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct NeighbourStats {
     /// Entries in both tables, any interface.
     pub entries: u64,
@@ -179,7 +181,8 @@ pub struct NeighbourStats {
 }
 
 /// A subnet the sweep left out.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SweepSkipped)]
 pub struct Skipped {
     pub interface: String,
     pub subnet: String,
@@ -187,9 +190,10 @@ pub struct Skipped {
 }
 
 /// The last sweep of every watched subnet.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SweepReport {
     #[serde(serialize_with = "ser_secs")]
+    #[schema(value_type = f64)]
     pub interval_seconds: Duration,
     pub rate: u32,
     pub max_prefix: u8,

@@ -20,10 +20,12 @@ const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ECHO_REQUEST: u8 = 128;
 
 /// One interface's probe, as reported.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Ipv6ProbeStats)]
 pub struct ProbeStats {
     pub interface: String,
     /// The addresses probes were sent from.
+    #[schema(value_type = Vec<String>)]
     pub sources: Vec<Ipv6Addr>,
     /// `datagram` or `raw`.
     pub socket: &'static str,

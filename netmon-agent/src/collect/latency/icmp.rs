@@ -60,7 +60,7 @@ impl Family {
 }
 
 /// Which kind of ICMP socket a family ended up with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SocketKind {
     /// `SOCK_DGRAM` ping socket (needs `ping_group_range`).

@@ -139,7 +139,8 @@ pub fn parse_target(s: &str) -> Result<ProbeTarget, String> {
 }
 
 /// One cycle's report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LatencyReport)]
 pub struct Report {
     /// The socket kind each family used, or why it has none.
     pub sockets: Sockets,
@@ -150,15 +151,18 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LatencySockets)]
 pub struct Sockets {
     pub ipv4: Avail<SocketKind>,
     pub ipv6: Avail<SocketKind>,
 }
 
 /// One target's last cycle.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LatencyTarget)]
 pub struct TargetReport {
+    #[schema(value_type = String)]
     pub address: IpAddr,
     /// The interface it is reached through, when known (gateways and
     /// link-local targets).
@@ -179,7 +183,7 @@ pub struct TargetReport {
 
 /// Round-trip times of one cycle's replies, in seconds; `stddev` is the
 /// population standard deviation (ping's `mdev`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RttStats {
     pub min_seconds: f64,
     pub avg_seconds: f64,
