@@ -75,9 +75,9 @@ pub struct Options {
     #[arg(long, default_value = "730days", value_parser = crate::config::parse_duration, env = "NETMON_STORE_HOUR_RETENTION")]
     pub store_hour_retention: Duration,
 
-    /// Most space the history's data may take (e.g. 512MiB, 1GiB); the
-    /// oldest data goes first when its pages reach it. The file keeps freed
-    /// pages for reuse and stops growing at about twice this at most.
+    /// Disk space for the history file (e.g. 512MiB, 1GiB). The oldest data
+    /// goes first when the pages in use reach half of it: the file keeps
+    /// freed pages for reuse and settles near this size.
     #[arg(long, default_value = "1GiB", value_parser = parse_size, env = "NETMON_STORE_SIZE_BUDGET")]
     pub store_size_budget: u64,
 
@@ -132,8 +132,24 @@ pub struct Retention {
     pub raw: Duration,
     pub minute: Duration,
     pub hour: Duration,
-    /// Bytes of pages in use the file may hold.
+    /// Bytes the file should take on disk. The pages in use are kept within
+    /// [`Retention::data_budget`] of it, which leaves room for the free
+    /// pages redb keeps (see `retention.rs`); redb's growth steps can take
+    /// the file a little past it.
     pub size_budget: u64,
+}
+
+impl Retention {
+    /// The share of [`Retention::size_budget`] the pages in use may take:
+    /// redb grows a file by doubling it and keeps freed pages inside it, so
+    /// a file settles at about twice its pages in use (measured: 2.1-2.4
+    /// times), which keeps it near the size budget.
+    pub const DATA_SHARE: f64 = 0.5;
+
+    /// Bytes of pages in use the file may hold.
+    pub fn data_budget(&self) -> u64 {
+        (self.size_budget as f64 * Self::DATA_SHARE) as u64
+    }
 }
 
 impl Default for Retention {

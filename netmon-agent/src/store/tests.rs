@@ -239,11 +239,11 @@ fn the_size_budget_deletes_the_oldest_data_first() {
     }
     let now = T0 + n * 10_000;
     let before = s.usage().unwrap();
-    assert!(before.used_bytes > budget, "{before:?}");
+    assert!(before.used_bytes > r.data_budget(), "{before:?}");
     let rep = s.maintain(now).unwrap();
     let after = rep.usage.unwrap();
     assert!(rep.over_budget > 0, "{rep:?}");
-    assert!(after.used_bytes <= budget, "{rep:?}");
+    assert!(after.used_bytes <= r.data_budget(), "{rep:?}");
     // What is left is the newest data; the oldest is gone.
     let raw = s
         .query("device/eth0/000", 0, u64::MAX, Some(Tier::Raw), now)
@@ -271,7 +271,7 @@ fn devices_interval(i: u64, n: usize) -> Interval {
 }
 
 #[test]
-fn maintenance_never_compacts_and_the_file_stops_growing_at_the_budget() {
+fn maintenance_never_compacts_and_the_file_settles_near_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let budget = 1 << 20;
     let r = Retention {
@@ -295,7 +295,7 @@ fn maintenance_never_compacts_and_the_file_stops_growing_at_the_budget() {
             reached.get_or_insert(m);
         }
         if reached.is_some() {
-            assert!(usage.used_bytes <= budget, "minute {m}: {rep:?}");
+            assert!(usage.used_bytes <= r.data_budget(), "minute {m}: {rep:?}");
         }
         files.push(usage.file_bytes);
     }
@@ -312,8 +312,9 @@ fn maintenance_never_compacts_and_the_file_stops_growing_at_the_budget() {
         "the file kept growing: {files:?}"
     );
     let max = *files.iter().max().unwrap();
+    // Near the budget: redb's doubling steps may land a little past it.
     assert!(
-        (max as f64) <= budget as f64 * retention::OVERSIZED_FACTOR,
+        max <= budget + budget / 10,
         "file up to {max} bytes for a budget of {budget}: {files:?}"
     );
     // The newest data is all there.
@@ -360,9 +361,9 @@ fn an_oversized_file_is_cut_to_its_budget_and_compacted_at_start() {
     );
     assert!(s.compact_oversized(now).unwrap());
     let after = s.usage().unwrap();
-    assert!(after.used_bytes <= budget, "{after:?}");
+    assert!(after.used_bytes <= r.data_budget(), "{after:?}");
     assert!(
-        after.file_bytes <= budget + budget / 4,
+        after.file_bytes <= budget + budget / 10,
         "{before:?} -> {after:?}"
     );
     // The newest data is intact, the oldest gone.
@@ -381,7 +382,7 @@ fn an_oversized_file_is_cut_to_its_budget_and_compacted_at_start() {
     assert!(!s.compact_oversized(now).unwrap());
     drop(s);
     let s = Store::open(&path, r).unwrap();
-    assert!(s.usage().unwrap().file_bytes <= budget + budget / 4);
+    assert!(s.usage().unwrap().file_bytes <= budget + budget / 10);
     eprintln!("budget {budget}: {before:?} -> {after:?}");
 }
 
