@@ -58,7 +58,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, MapData, PerCpuHashMap},
     programs::{
         SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
         tc::SchedClassifierLinkId, xdp::XdpLinkId,
@@ -74,8 +74,8 @@ use netmon_agent::{
     traffic::{Reading, Traffic},
 };
 use netmon_common::{
-    CONTROL_MAP, CacheSlot, Counter, FLOW_CACHE_MAP, FLOW_MAP, FlowKey, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, PROG_TC_PASS, PROG_XDP, PROG_XDP_PASS, direction, proto,
+    CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, FLOW_CACHE_MAP, FLOW_MAP, FlowKey,
+    PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_PASS, PROG_XDP, PROG_XDP_PASS, direction, proto,
 };
 
 /// Targets (see the module docs).
@@ -101,7 +101,6 @@ const FLOOD_PAYLOAD: usize = 18;
 
 /// The flow cache's generation during parts 1-2.
 const BENCH_GENERATION: u32 = 1;
-
 /// Runs per BPF_PROG_TEST_RUN call.
 const TEST_RUN_REPEAT: u32 = 1_000_000;
 
@@ -381,7 +380,11 @@ struct Datapath {
 impl Datapath {
     fn new(senders: usize) -> Datapath {
         let pair = Pair::new();
+        // The flow cache sized for every CPU, as Kernel::load does.
+        let possible = aya::util::nr_cpus().map_or(1, |n| n.get()) as u32;
+        let cache_slots = possible * 2 * DEFAULT_FLOW_CACHE_SLOTS;
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(FLOW_CACHE_MAP, cache_slots)
             .load(OBJECT)
             .unwrap_or_else(|e| panic!("loading the eBPF object: {e}"));
         for name in [PROG_XDP_PASS, PROG_XDP] {
@@ -394,9 +397,9 @@ impl Datapath {
                 .load()
                 .unwrap_or_else(|e| panic!("loading {name}: {e}"));
         }
-        // Turn the flow cache on, as Kernel::load does. The generation stays
-        // 1 for the whole benchmark (no agent drains here), so the cache's
-        // slots hold running totals, which `netmon_count` reads.
+        // Turn the flow cache on, as Kernel::load does. The generation stays 1 for the whole benchmark (no agent drains
+        // here), so the cache's slots hold running totals, which
+        // `netmon_count` reads.
         let mut control: Array<&mut MapData, u32> =
             Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("the object has CONTROL"))
                 .unwrap_or_else(|e| panic!("{CONTROL_MAP}: {e}"));
@@ -482,7 +485,7 @@ impl Datapath {
             .filter(|(k, _)| ours(k))
             .map(|(_, per_cpu)| per_cpu.iter().map(|c| c.packets).sum::<u64>())
             .sum();
-        let cache: PerCpuArray<&MapData, CacheSlot> = PerCpuArray::try_from(
+        let cache: Array<&MapData, CacheSlot> = Array::try_from(
             self.ebpf
                 .map(FLOW_CACHE_MAP)
                 .expect("the object has FLOW_CACHE"),
@@ -490,9 +493,8 @@ impl Datapath {
         .unwrap_or_else(|e| panic!("{FLOW_CACHE_MAP}: {e}"));
         let in_cache: u64 = (0..cache.len())
             .filter_map(|i| cache.get(&i, 0).ok())
-            .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
-            .filter(|s| s.generation == BENCH_GENERATION && ours(&s.key))
-            .map(|s| s.counter.packets)
+            .filter(|s| ours(&s.key))
+            .map(|s| u64::from(s.packets))
             .sum();
         in_map + in_cache
     }

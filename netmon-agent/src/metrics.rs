@@ -546,13 +546,13 @@ fn traffic_families(
         }
         out.extend([entries, capacity, inserts, deleted, evictions]);
         let mut used = Family::gauge(
-            "netmon_flow_cache_slots_used",
+            "netmon_datapath_cache_slots_used",
             &[],
             "Flow-cache slots (one per flow and CPU) the last interval used.",
         );
         used.int(&[], s.flow_cache.slots_used);
         let mut slots = Family::gauge(
-            "netmon_flow_cache_slots",
+            "netmon_datapath_cache_slots",
             &[],
             "Flow-cache slots per interval, all CPUs (0: the cache is off).",
         );
@@ -598,7 +598,7 @@ fn traffic_families(
                 g.map_update_failed,
             ),
             (
-                "netmon_flow_cache_misses_total",
+                "netmon_datapath_cache_misses_total",
                 "IP frames counted in the hash maps because both of their flow-cache slots were taken.",
                 g.cache_misses,
             ),

@@ -20,8 +20,10 @@ pub const MAC_MAP: &str = "MAC_COUNTERS";
 pub const FLOW_MAP: &str = "FLOW_COUNTERS";
 /// Name of the one-entry per-CPU array of [`Globals`].
 pub const GLOBALS_MAP: &str = "GLOBALS";
-/// Name of the flow cache: a per-CPU array of [`CacheSlot`], two halves of
-/// [`FLOW_CACHE_SLOTS`] slots each.
+/// Name of the flow cache: an array of [`CacheSlot`], per CPU two halves of
+/// [`FLOW_CACHE_SLOTS`] slots (CPU `c`, half `h` start at slot
+/// `(2c + h) * FLOW_CACHE_SLOTS`), created memory-mappable
+/// (`BPF_F_MMAPABLE`) so the agent reads and clears it without syscalls.
 pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
 /// Name of the one-entry array holding the flow cache's current generation
 /// (a `u32`; 0 turns the cache off).
@@ -109,28 +111,30 @@ pub struct FlowKey {
 }
 const _: () = assert!(size_of::<FlowKey>() == 52);
 
-/// One slot of the flow cache ([`FLOW_CACHE_MAP`]).
+/// One slot of the flow cache ([`FLOW_CACHE_MAP`]): one cache line.
 ///
 /// The cache is the programs' fast path for IP frames: a slot is found by an
-/// inlined hash of the [`FlowKey`] (two candidate slots), with no hash-map
-/// helper call. A slot belongs to the generation in [`CONTROL_MAP`] that
-/// last claimed it; slots of older generations are free. The agent counts
-/// generations in turn: it moves the programs to the next generation (the
-/// other half of the array), waits for every program already running to
-/// finish (an RCU grace period), then reads the finished half, whose slots
-/// hold exactly that generation's counts. An IP frame whose two slots are
-/// taken by other flows goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, so
-/// every frame is counted in exactly one place.
-#[repr(C)]
+/// inlined hash of the [`FlowKey`] (two candidate slots in the running CPU's
+/// current half), with no hash-map helper call. A slot whose `key.ifindex`
+/// is 0 is free (no frame has interface index 0). The agent counts in
+/// generations, the half in use being the low bit of the generation in
+/// [`CONTROL_MAP`]: it moves the programs to the next generation (the other
+/// half), waits for every program already running to finish (an RCU grace
+/// period), then reads the finished half, whose slots hold exactly that
+/// generation's counts, and zeroes the slots it read. An IP frame whose two
+/// slots are taken by other flows (or whose slot's packet count would
+/// overflow) goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, so every frame is
+/// counted in exactly one place.
+#[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheSlot {
     pub key: FlowKey,
-    /// The generation that claimed the slot (never 0 once claimed).
-    pub generation: u32,
-    /// What the flow sent in that generation, on this CPU.
-    pub counter: Counter,
+    /// Frames the flow sent in the slot's generation, on this CPU.
+    pub packets: u32,
+    /// Their bytes.
+    pub bytes: u64,
 }
-const _: () = assert!(size_of::<CacheSlot>() == 72);
+const _: () = assert!(size_of::<CacheSlot>() == 64);
 
 /// Frame-level counters kept by every program, one copy per CPU.
 #[repr(C)]
@@ -162,7 +166,7 @@ pub struct Globals {
     /// Entries created in [`FLOW_MAP`].
     pub flow_inserts: u64,
     /// IP frames counted in [`MAC_MAP`] and [`FLOW_MAP`] because both of
-    /// their flow-cache slots were taken by other flows.
+    /// their flow-cache slots were taken by other flows (or full).
     pub cache_misses: u64,
 }
 const _: () = assert!(size_of::<Globals>() == 88);
@@ -229,8 +233,8 @@ mod tests {
         assert_eq!(offset_of!(FlowKey, src), 20);
         assert_eq!(offset_of!(FlowKey, dst), 36);
         assert_eq!(offset_of!(Counter, packets), 8);
-        assert_eq!(offset_of!(CacheSlot, generation), 52);
-        assert_eq!(offset_of!(CacheSlot, counter), 56);
+        assert_eq!(offset_of!(CacheSlot, packets), 52);
+        assert_eq!(offset_of!(CacheSlot, bytes), 56);
     }
 
     #[test]

@@ -2,22 +2,23 @@
 //! [`netmon_common::CacheSlot`] for the protocol with the agent).
 //!
 //! Everything here is inlined: the array lookups compile to bounds checks
-//! and pointer arithmetic (the verifier inlines per-CPU array lookups), the
-//! hash and the key compare are a handful of 8-byte loads, multiplies and
-//! compares. No helper is called, unlike a hash-map update (a call, jhash
+//! and pointer arithmetic (the verifier inlines array lookups and, on
+//! x86-64 and arm64, the CPU number), the hash and the key compare are a
+//! handful of 8-byte loads, multiplies and compares. No helper is called, unlike a hash-map update (a call, jhash
 //! over the key, a bucket walk and memcmp).
 
 use core::ptr::read_unaligned;
 
+use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use netmon_common::{CacheSlot, FlowKey, Globals};
 
 use crate::maps::{CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS};
 
 /// Adds `bytes` and `packets` to `key`'s slot in the current generation,
 /// claiming a free one of its two slots if it has none. False when the cache
-/// is off, or when both slots belong to other flows (counted in
-/// `Globals::cache_misses`): the caller then counts the frame in the hash
-/// maps.
+/// is off, or when both slots belong to other flows or the flow's slot
+/// cannot count more packets (counted in `Globals::cache_misses`): the
+/// caller then counts the frame in the hash maps.
 #[inline(always)]
 pub fn add(key: &FlowKey, bytes: u64, packets: u64, g: &mut Globals) -> bool {
     let Some(generation) = CONTROL.get(0) else {
@@ -28,20 +29,21 @@ pub fn add(key: &FlowKey, bytes: u64, packets: u64, g: &mut Globals) -> bool {
         return false;
     }
     let slots = FLOW_CACHE_SLOTS.load();
+    // SAFETY: a helper without arguments or side effects (inlined by the
+    // verifier).
+    let cpu = unsafe { bpf_get_smp_processor_id() };
     let k = (key as *const FlowKey).cast::<u8>();
-    let base = (generation & 1) * slots;
+    let base = (cpu * 2 + (generation & 1)) * slots;
     let first = hash(k) as u32 & (slots - 1);
     let Some(a) = FLOW_CACHE.get_ptr_mut(base + first) else {
         return false;
     };
-    // SAFETY: this CPU's slot of a per-CPU array; the programs never nest on
-    // a CPU (see count.rs), and the agent reads a half only after every
-    // program that could write it has finished.
+    // SAFETY: a slot of this CPU's current half: only programs on this CPU
+    // write it, and they never nest (see count.rs); the agent touches a
+    // half only after every program that could write it has finished.
     let a = unsafe { &mut *a };
-    if a.generation == generation && same(a, k) {
-        a.counter.bytes += bytes;
-        a.counter.packets += packets;
-        return true;
+    if same(a, k) {
+        return bump(a, bytes, packets, g);
     }
     // The other slot of the pair (slots is a power of two >= 2).
     let Some(b) = FLOW_CACHE.get_ptr_mut(base + (first ^ 1)) else {
@@ -49,20 +51,32 @@ pub fn add(key: &FlowKey, bytes: u64, packets: u64, g: &mut Globals) -> bool {
     };
     // SAFETY: as above.
     let b = unsafe { &mut *b };
-    if b.generation == generation && same(b, k) {
-        b.counter.bytes += bytes;
-        b.counter.packets += packets;
-        return true;
+    if same(b, k) {
+        return bump(b, bytes, packets, g);
     }
-    let free = if a.generation != generation {
+    let free = if a.key.ifindex == 0 {
         a
-    } else if b.generation != generation {
+    } else if b.key.ifindex == 0 {
         b
     } else {
         g.cache_misses += packets;
         return false;
     };
-    claim(free, k, generation, bytes, packets);
+    claim(free, k, bytes, packets);
+    true
+}
+
+/// Adds to the key's slot, unless its 32-bit packet count would overflow
+/// (a flow of more than 4 billion packets in one interval on one CPU).
+#[inline(always)]
+fn bump(slot: &mut CacheSlot, bytes: u64, packets: u64, g: &mut Globals) -> bool {
+    let sum = u64::from(slot.packets) + packets;
+    if sum > u64::from(u32::MAX) {
+        g.cache_misses += packets;
+        return false;
+    }
+    slot.packets = sum as u32;
+    slot.bytes += bytes;
     true
 }
 
@@ -98,7 +112,8 @@ fn hash(k: *const u8) -> u64 {
     h ^ (h >> 15)
 }
 
-/// Whether the slot holds the key.
+/// Whether the slot holds the key (a free slot's interface index, 0, is
+/// never a key's).
 #[inline(always)]
 fn same(slot: &CacheSlot, k: *const u8) -> bool {
     let s = (&slot.key as *const FlowKey).cast::<u8>();
@@ -112,9 +127,9 @@ fn same(slot: &CacheSlot, k: *const u8) -> bool {
         == 0
 }
 
-/// Makes `slot` the key's for this generation, holding this frame.
+/// Makes the free `slot` the key's, holding this frame.
 #[inline(always)]
-fn claim(slot: &mut CacheSlot, k: *const u8, generation: u32, bytes: u64, packets: u64) {
+fn claim(slot: &mut CacheSlot, k: *const u8, bytes: u64, packets: u64) {
     let s = (&mut slot.key as *mut FlowKey).cast::<u8>();
     // SAFETY: the slot's key is 52 bytes: six words and a 4-byte tail.
     // Word by word: a struct copy would become a memcpy call.
@@ -124,7 +139,7 @@ fn claim(slot: &mut CacheSlot, k: *const u8, generation: u32, bytes: u64, packet
         }
         core::ptr::write_unaligned(s.add(48).cast::<u32>(), tail(k));
     }
-    slot.counter.bytes = bytes;
-    slot.counter.packets = packets;
-    slot.generation = generation;
+    // A frame is at most 65535 GSO segments.
+    slot.packets = packets as u32;
+    slot.bytes = bytes;
 }

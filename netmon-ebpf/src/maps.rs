@@ -4,6 +4,7 @@
 
 use aya_ebpf::{
     Global,
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, LruPerCpuHashMap, PerCpuArray},
 };
@@ -26,12 +27,13 @@ pub static MAC_COUNTERS: LruPerCpuHashMap<MacKey, Counter> =
 pub static FLOW_COUNTERS: LruPerCpuHashMap<FlowKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
 
-/// The flow cache: two halves of [`FLOW_CACHE_SLOTS`] slots per CPU, the
+/// The flow cache: per CPU, two halves of [`FLOW_CACHE_SLOTS`] slots, the
 /// half in use chosen by the generation's low bit (see
-/// [`netmon_common::CacheSlot`]).
+/// [`netmon_common::CacheSlot`]). A plain array the agent memory-maps; the
+/// agent sizes it for every possible CPU.
 #[map]
-pub static FLOW_CACHE: PerCpuArray<CacheSlot> =
-    PerCpuArray::with_max_entries(2 * DEFAULT_FLOW_CACHE_SLOTS, 0);
+pub static FLOW_CACHE: Array<CacheSlot> =
+    Array::with_max_entries(2 * DEFAULT_FLOW_CACHE_SLOTS, BPF_F_MMAPABLE);
 
 /// Index 0: the flow cache's current generation, set by the agent; 0 while
 /// the cache is off.

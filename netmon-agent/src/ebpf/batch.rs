@@ -1,4 +1,4 @@
-//! Reads per-CPU maps with `BPF_MAP_LOOKUP_BATCH`: one syscall per
+//! Reads a whole per-CPU hash map with `BPF_MAP_LOOKUP_BATCH`: one syscall per
 //! few thousand entries instead of two per entry (aya has no batch API).
 //!
 //! Kernels without batch support for the map type answer `EINVAL` or
@@ -149,81 +149,4 @@ pub fn for_each_percpu<K: Pod, V: Pod>(
         in_token = out_token;
         first = false;
     }
-}
-
-/// Reads entries `first..first + count` of the per-CPU array `fd` whose
-/// values are `V` on each of `ncpus` possible CPUs, and calls
-/// `f(per_cpu_values)` for each, in index order.
-pub fn for_each_percpu_array<V: Pod>(
-    fd: BorrowedFd<'_>,
-    ncpus: usize,
-    first: u32,
-    count: u32,
-    bufs: &mut Buffers<u32, V>,
-    mut f: impl FnMut(&[V]),
-) -> Result<(), BatchError> {
-    assert!(
-        mem::size_of::<V>().is_multiple_of(8),
-        "per-CPU value size must be a multiple of 8"
-    );
-    let Buffers {
-        keys,
-        values,
-        chunk,
-    } = bufs;
-    let end = first + count;
-    let mut next = first;
-    while next < end {
-        let chunk_len = (*chunk).min((end - next) as usize);
-        keys.resize_with(chunk_len, MaybeUninit::uninit);
-        values.resize_with(chunk_len * ncpus, MaybeUninit::uninit);
-        // For arrays the batch token is the last index read (4 bytes):
-        // reading resumes after it, from 0 when there is none.
-        let in_token: u32 = next.wrapping_sub(1);
-        let mut out_token: u32 = 0;
-        let mut attr = BatchAttr {
-            in_batch: if next == 0 {
-                0
-            } else {
-                (&raw const in_token) as u64
-            },
-            out_batch: (&raw mut out_token) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: chunk_len as u32,
-            map_fd: fd.as_raw_fd() as u32,
-            elem_flags: 0,
-            flags: 0,
-        };
-        // SAFETY: as in `for_each_percpu`; the tokens are 4-byte buffers,
-        // the array's key size.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = (ret < 0).then(io::Error::last_os_error);
-        let n = (attr.count as usize).min(chunk_len);
-        match err.as_ref().and_then(io::Error::raw_os_error) {
-            Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP) if n == 0 => {
-                return Err(BatchError::Unsupported);
-            }
-            None | Some(libc::ENOENT) => {}
-            Some(_) => return Err(BatchError::Syscall(err.expect("errno is set"))),
-        }
-        for i in 0..n {
-            // SAFETY: the kernel initialised the first `n * ncpus` values.
-            let vals = unsafe { std::slice::from_raw_parts(values[i * ncpus].as_ptr(), ncpus) };
-            f(vals);
-        }
-        if n == 0 {
-            // ENOENT before `end`: the array is shorter than asked.
-            return Ok(());
-        }
-        next += n as u32;
-    }
-    Ok(())
 }

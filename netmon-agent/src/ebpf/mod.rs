@@ -7,7 +7,11 @@
 mod batch;
 pub mod preflight;
 
-use std::{collections::HashMap, io, os::fd::AsFd as _};
+use std::{
+    collections::HashMap,
+    io,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -66,6 +70,9 @@ pub enum LoadError {
     /// Turning the flow cache on failed.
     #[error("setting the flow cache's generation failed")]
     Control(#[source] aya::maps::MapError),
+    /// Memory-mapping the flow cache failed.
+    #[error("memory-mapping the flow cache failed")]
+    Mmap(#[source] io::Error),
 }
 
 fn others(missing: &[preflight::Capability]) -> String {
@@ -168,7 +175,7 @@ pub struct Kernel {
     mac_bufs: batch::Buffers<MacKey, Counter>,
     flow_bufs: batch::Buffers<FlowKey, Counter>,
     ingress: IngressHook,
-    cache_bufs: batch::Buffers<u32, CacheSlot>,
+    cache: CacheMap,
     sizes: MapSizes,
     /// The flow cache's current generation (0: the cache is off).
     generation: u32,
@@ -198,7 +205,7 @@ impl Kernel {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAC_MAP, sizes.mac_entries)
             .map_max_entries(FLOW_MAP, sizes.flow_entries)
-            .map_max_entries(FLOW_CACHE_MAP, 2 * half)
+            .map_max_entries(FLOW_CACHE_MAP, ncpus as u32 * 2 * half)
             .override_global(FLOW_CACHE_SLOTS, &half, true)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
@@ -207,6 +214,7 @@ impl Kernel {
         for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
             classifier(&mut ebpf, name).load().map_err(program(name))?;
         }
+        let cache = CacheMap::map(&ebpf, ncpus * 2 * half as usize).map_err(LoadError::Mmap)?;
         let generation = u32::from(sizes.flow_cache_slots != 0);
         set_generation(&mut ebpf, generation).map_err(LoadError::Control)?;
         info!(
@@ -221,7 +229,7 @@ impl Kernel {
             ncpus,
             mac_bufs: batch::Buffers::default(),
             flow_bufs: batch::Buffers::default(),
-            cache_bufs: batch::Buffers::default(),
+            cache,
             ingress,
             sizes,
             generation,
@@ -366,9 +374,14 @@ impl Kernel {
     /// running totals.
     ///
     /// The programs are moved to the next generation (the other half of
-    /// the array); then, once every program that read the old generation
-    /// has returned (an RCU grace period: programs run inside RCU read-side
-    /// sections), nothing writes the old half and it is read at leisure.
+    /// each CPU's slots); then, once every program that read the old
+    /// generation has returned (an RCU grace period: programs run inside
+    /// RCU read-side sections), nothing writes the old half: it is read and
+    /// its used slots zeroed through the memory map, ready for the
+    /// generation after next. (Those zeroes reach every CPU before it uses
+    /// the half again: the flip that hands it out is a store made an
+    /// interval later, after syscalls and sleeps, and each program finds its
+    /// slots through the generation it loaded.)
     fn read_cache(&mut self, out: &mut Vec<(FlowKey, Counter)>) -> Result<(), ReadError> {
         let done = self.generation;
         if done == 0 {
@@ -382,42 +395,18 @@ impl Kernel {
         set_generation(&mut self.ebpf, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
         self.generation = next;
         self.grace_period();
-        let half = self.sizes.flow_cache_slots;
-        let first = (done & 1) * half;
-        let map = self
-            .ebpf
-            .map(FLOW_CACHE_MAP)
-            .expect("FLOW_CACHE is in the object");
-        let mut take = |slots: &[CacheSlot]| {
-            for s in slots.iter().filter(|s| s.generation == done) {
-                out.push((s.key, s.counter));
-            }
-        };
-        if self.batch_ok {
-            let fd = match map {
-                aya::maps::Map::PerCpuArray(m) => m.fd().as_fd(),
-                _ => unreachable!("FLOW_CACHE is a per-CPU array"),
-            };
-            match batch::for_each_percpu_array::<CacheSlot>(
-                fd,
-                self.ncpus,
-                first,
-                half,
-                &mut self.cache_bufs,
-                &mut take,
-            ) {
-                Ok(()) => return Ok(()),
-                Err(batch::BatchError::Unsupported) => {}
-                Err(e) => return Err(ReadError::Batch(FLOW_CACHE_MAP, e)),
-            }
-        }
-        let cache: PerCpuArray<&MapData, CacheSlot> =
-            PerCpuArray::try_from(map).map_err(|e| ReadError::Map(FLOW_CACHE_MAP, e))?;
-        for i in first..first + half {
-            let per_cpu = cache
-                .get(&i, 0)
-                .map_err(|e| ReadError::Map(FLOW_CACHE_MAP, e))?;
-            take(&per_cpu);
+        let half = self.sizes.flow_cache_slots as usize;
+        for cpu in 0..self.ncpus {
+            let first = (cpu * 2 + (done & 1) as usize) * half;
+            self.cache.drain(first..first + half, |s| {
+                out.push((
+                    s.key,
+                    Counter {
+                        bytes: s.bytes,
+                        packets: u64::from(s.packets),
+                    },
+                ))
+            });
         }
         Ok(())
     }
@@ -516,6 +505,78 @@ impl Kernel {
                 .test_run(opts(gso_segs > 1))?
         };
         Ok((result.return_value, result.duration))
+    }
+}
+
+/// The flow cache's array, memory-mapped (read and written by the agent
+/// only in a half no program uses; see [`Kernel::read_cache`]).
+struct CacheMap {
+    slots: std::ptr::NonNull<CacheSlot>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; access
+// goes through `&mut self`.
+unsafe impl Send for CacheMap {}
+
+impl CacheMap {
+    /// Maps the first `len` slots of the object's flow cache.
+    fn map(ebpf: &Ebpf, len: usize) -> io::Result<CacheMap> {
+        let map = ebpf
+            .map(FLOW_CACHE_MAP)
+            .expect("FLOW_CACHE is in the object");
+        let aya::maps::Map::Array(data) = map else {
+            unreachable!("FLOW_CACHE is an array")
+        };
+        let bytes = len * std::mem::size_of::<CacheSlot>();
+        // SAFETY: mapping a BPF_F_MMAPABLE array's fd, shared, for at most
+        // its size (the kernel refuses more); the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let slots = std::ptr::NonNull::new(p.cast::<CacheSlot>()).expect("mmap never maps at 0");
+        Ok(CacheMap { slots, len })
+    }
+
+    /// Calls `f` with each used slot in `range`, then frees it (zeroes it).
+    /// The caller guarantees no program writes these slots meanwhile.
+    fn drain(&mut self, range: std::ops::Range<usize>, mut f: impl FnMut(&CacheSlot)) {
+        assert!(range.end <= self.len, "slots {range:?} of {}", self.len);
+        for i in range {
+            // SAFETY: in bounds (asserted); the memory is the kernel's array,
+            // page-aligned and 64-byte slots, not written by anyone else
+            // while this runs. Volatile: the kernel's programs read it.
+            unsafe {
+                let p = self.slots.as_ptr().add(i);
+                let slot = std::ptr::read_volatile(p);
+                if slot.key.ifindex != 0 {
+                    f(&slot);
+                    std::ptr::write_volatile(p, CacheSlot::default());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CacheMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `map` mapped.
+        unsafe {
+            libc::munmap(
+                self.slots.as_ptr().cast(),
+                self.len * std::mem::size_of::<CacheSlot>(),
+            );
+        }
     }
 }
 
