@@ -1768,6 +1768,9 @@ struct HistoryBench {
     bytes_per_sample: f64,
     /// Samples in the raw, 1-minute and 1-hour tiers.
     tier_samples: [u64; 3],
+    /// Per tier: bytes of its B-tree pages and of its keys and values, per
+    /// sample.
+    tier_bytes: [(f64, f64); 3],
     day_raw_ms: f64,
     day_raw_points: usize,
     month_minute_ms: f64,
@@ -1883,11 +1886,31 @@ fn part7() -> HistoryBench {
         counts[2],
         usage.used_bytes as f64 / (1 << 20) as f64
     );
+    let tiers = st.tier_sizes().expect("tier sizes");
+    let tier_bytes = tiers.map(|t| {
+        let n = t.samples.max(1) as f64;
+        (t.page_bytes as f64 / n, t.stored_bytes as f64 / n)
+    });
+    println!(
+        "\n| tier | samples | B-tree pages | bytes per sample (pages) | bytes per sample (keys and values) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, (t, (pages, stored))) in ["raw", "1 minute", "1 hour"]
+        .iter()
+        .zip(tiers.iter().zip(tier_bytes))
+    {
+        println!(
+            "| {name} | {} | {:.1} MiB | {pages:.0} | {stored:.0} |",
+            t.samples,
+            t.page_bytes as f64 / (1 << 20) as f64
+        );
+    }
     HistoryBench {
         samples_per_s,
         intervals_per_s,
         bytes_per_sample: per_sample,
         tier_samples: counts,
+        tier_bytes,
         day_raw_ms,
         day_raw_points: day.points.len(),
         month_minute_ms,
@@ -2018,6 +2041,11 @@ fn summary_history(h: &HistoryBench, api: &[ApiLatency]) {
         "| history bytes per stored sample (allocated pages / samples; raw {}, 1 m {}, 1 h {}) | {:.0} B | - | - |",
         h.tier_samples[0], h.tier_samples[1], h.tier_samples[2], h.bytes_per_sample
     );
+    for (name, (pages, stored)) in ["raw", "1-minute", "1-hour"].iter().zip(h.tier_bytes) {
+        println!(
+            "| history bytes per stored sample, {name} tier (B-tree pages; keys and values) | {pages:.0} B; {stored:.0} B | - | - |"
+        );
+    }
     println!(
         "| history query: 24 h of one device, raw ({} points) | {:.1} ms | - | - |",
         h.day_raw_points, h.day_raw_ms

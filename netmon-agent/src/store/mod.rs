@@ -714,6 +714,26 @@ impl Store {
         })
     }
 
+    /// Samples and space per tier (raw, 1-minute, 1-hour).
+    pub fn tier_sizes(&self) -> Result<[TierSize; 3], StoreError> {
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let page = tx.stats()?.page_size() as u64;
+            let mut out = [TierSize::default(); 3];
+            for (i, t) in Tier::ALL.iter().enumerate() {
+                let table = tx.open_table(t.table())?;
+                let stats = table.stats()?;
+                out[i] = TierSize {
+                    samples: table.len()?,
+                    page_bytes: (stats.leaf_pages() + stats.branch_pages()) * page,
+                    stored_bytes: stats.stored_bytes(),
+                };
+            }
+            tx.abort()?;
+            Ok(out)
+        })
+    }
+
     /// Samples stored per tier.
     pub fn counts(&self) -> Result<[u64; 3], StoreError> {
         self.with_db(|db| {
@@ -725,6 +745,17 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// Space one tier's table takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TierSize {
+    /// Samples stored.
+    pub samples: u64,
+    /// Bytes of the table's B-tree pages (leaf and branch).
+    pub page_bytes: u64,
+    /// Bytes of its keys and values alone.
+    pub stored_bytes: u64,
 }
 
 /// Space used by the history file.
