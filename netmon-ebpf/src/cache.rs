@@ -4,8 +4,9 @@
 //! Everything here is inlined: the array lookups compile to bounds checks
 //! and pointer arithmetic (the verifier inlines array lookups and, on
 //! x86-64 and arm64, the CPU number), the hash and the key compare are a
-//! handful of 8-byte loads, multiplies and compares. No helper is called, unlike a hash-map update (a call, jhash
-//! over the key, a bucket walk and memcmp).
+//! handful of 8-byte loads, multiplies and compares. No helper is called,
+//! unlike a hash-map update (a call, jhash over the key, a bucket walk and
+//! memcmp).
 
 use core::ptr::read_unaligned;
 

@@ -378,10 +378,12 @@ impl Kernel {
     /// generation has returned (an RCU grace period: programs run inside
     /// RCU read-side sections), nothing writes the old half: it is read and
     /// its used slots zeroed through the memory map, ready for the
-    /// generation after next. (Those zeroes reach every CPU before it uses
-    /// the half again: the flip that hands it out is a store made an
-    /// interval later, after syscalls and sleeps, and each program finds its
-    /// slots through the generation it loaded.)
+    /// generation after next. Those zeroes are visible to every program
+    /// that uses the half again: a full fence orders them before the later
+    /// store of the generation that hands the half out, and a program
+    /// reaches its slots through an address computed from the generation
+    /// it loaded (message passing with an address dependency, as RCU
+    /// readers use).
     fn read_cache(&mut self, out: &mut Vec<(FlowKey, Counter)>) -> Result<(), ReadError> {
         let done = self.generation;
         if done == 0 {
@@ -408,6 +410,7 @@ impl Kernel {
                 ))
             });
         }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
