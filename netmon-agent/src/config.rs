@@ -108,7 +108,7 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// File holding the API key. Default: $NETMON_API_KEY, else
-    /// <state-dir>/api-key, generated on first start.
+    /// api-key in the state directory, generated on first start.
     #[arg(long, value_name = "PATH", env = "NETMON_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
 

@@ -13,7 +13,7 @@
 //! - no two samples of a family have the same label set: counters whose
 //!   labels coincide (an interface re-created under the same name while the
 //!   old entries live on) are summed, gauges keep the first value;
-//! - a value the machine cannot provide ([`Avail::Unavailable`]) has no
+//! - a value the machine cannot provide ([`crate::collect::Avail::Unavailable`]) has no
 //!   series, never a 0;
 //! - label cardinality is bounded: device series are capped at
 //!   `--metrics-max-devices` (the busiest by bytes are kept, the rest counted

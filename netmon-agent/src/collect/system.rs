@@ -542,7 +542,7 @@ pub fn is_cpu_sensor(label: &str) -> bool {
 /// Builds the temperature report from raw readings.
 ///
 /// Invariants: every sensor appears once, under a non-empty label of at most
-/// [`MAX_LABEL_CHARS`] printable characters that no other sensor has (empty
+/// `MAX_LABEL_CHARS` printable characters that no other sensor has (empty
 /// labels fall back to the sensor id, then `sensor N`; duplicates get ` #2`,
 /// ` #3`...); a missing, NaN, infinite or implausible reading is reported as
 /// unavailable with the reason, noted in `problems`, and never counts as the
