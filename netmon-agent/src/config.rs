@@ -623,6 +623,7 @@ mod tests {
         for (text, field, needle) in [
             ("interval = \"soon\"\n", "interval", "soon"),
             ("flow-entries = 3\n", "flow-entries", "3"),
+            ("flow-cache-slots = 6000\n", "flow-cache-slots", "6000"),
             ("ingress = \"magic\"\n", "ingress", "magic"),
             ("interval = { a = 1 }\n", "interval", "table"),
             (
@@ -750,6 +751,7 @@ mod tests {
             (&["--interval", "10ms"][..], "--interval"),
             (&["--interval", "soon"][..], "--interval"),
             (&["--flow-entries", "3"][..], "--flow-entries"),
+            (&["--flow-cache-slots", "3"][..], "--flow-cache-slots"),
             (&["--ingress", "magic"][..], "--ingress"),
             (&["--listen", "localhost"][..], "--listen"),
         ] {

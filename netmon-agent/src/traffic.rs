@@ -238,6 +238,15 @@ pub struct Expired {
     pub flows: Vec<FlowKey>,
 }
 
+/// What one read says of a flow.
+#[derive(Clone, Copy)]
+enum Counted {
+    /// The flow cache's count of the interval.
+    Delta(Counter),
+    /// The flow map entry's running total, and the read that saw it.
+    Total(Counter, u64),
+}
+
 /// Everything the agent derives from the maps.
 #[derive(Debug)]
 pub struct Traffic {
@@ -321,14 +330,11 @@ impl Traffic {
         for &(key, d) in &reading.cached {
             let (src, dst) = (key.src_mac, key.dst_mac);
             self.count_frames(key.ifindex, key.direction, src, dst, d, now, wall);
-            self.count_flow(key, d, None, now, wall, subnets);
+            self.count_flow(key, Counted::Delta(d), now, wall, subnets);
         }
         for &(key, value) in &reading.flows {
-            let d = match self.flows.get(&key).and_then(|f| f.kernel) {
-                Some((last, _)) => delta(last, value),
-                None => value,
-            };
-            self.count_flow(key, d, Some((value, generation)), now, wall, subnets);
+            let counted = Counted::Total(value, generation);
+            self.count_flow(key, counted, now, wall, subnets);
         }
 
         let expiry = self.idle_expiry;
@@ -421,14 +427,12 @@ impl Traffic {
         }
     }
 
-    /// Adds `d` to the flow `key` (creating it), records `kernel` (its
-    /// kernel entry's value and this read) when the delta came from the
-    /// flow map, and ties the flow's on-link IPs to its devices.
+    /// Adds what `counted` says to the flow `key` (creating it) and ties
+    /// the flow's on-link IPs to its devices. One lookup of the flow.
     fn count_flow(
         &mut self,
         key: FlowKey,
-        d: Counter,
-        kernel: Option<(Counter, u64)>,
+        counted: Counted,
         now: Instant,
         wall: SystemTime,
         subnets: &Subnets,
@@ -441,9 +445,17 @@ impl Traffic {
             active_at: now,
             kernel: None,
         });
-        if kernel.is_some() {
-            flow.kernel = kernel;
-        }
+        let d = match counted {
+            Counted::Delta(d) => d,
+            Counted::Total(value, generation) => {
+                let d = match flow.kernel {
+                    Some((last, _)) => delta(last, value),
+                    None => value,
+                };
+                flow.kernel = Some((value, generation));
+                d
+            }
+        };
         flow.meter += d;
         if d.packets == 0 {
             return;

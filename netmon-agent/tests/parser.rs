@@ -32,16 +32,7 @@ const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 const LO: u32 = 1;
 
 fn kernel() -> Kernel {
-    require_root();
-    Kernel::load(
-        IngressHook::Auto,
-        MapSizes {
-            mac_entries: 1024,
-            flow_entries: 1024,
-            ..MapSizes::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("loading the eBPF object: {:#}", anyhow::Error::from(e)))
+    kernel_with_cache(MapSizes::default().flow_cache_slots)
 }
 
 /// Runs `frame` through `program` once (as `gso_segs` segments at TC) and
@@ -65,9 +56,7 @@ fn run(k: &mut Kernel, program: &str, frame: &[u8], gso_segs: u32) {
 /// Reads the maps; `macs` and `flows` of the result hold everything counted
 /// (the flow cache's counts merged in).
 fn read(k: &mut Kernel) -> Reading {
-    let mut r = Reading::default();
-    k.read(&mut r).expect("reading the maps");
-    r.merged()
+    raw_read(k).merged()
 }
 
 fn udp4(payload_len: usize) -> Vec<u8> {

@@ -75,16 +75,21 @@ struct MapView {
     evictions: u64,
 }
 
+/// `used / capacity`, 0 for no capacity.
+fn fill(used: u64, capacity: u64) -> f64 {
+    if capacity == 0 {
+        0.0
+    } else {
+        used as f64 / capacity as f64
+    }
+}
+
 impl From<MapStats> for MapView {
     fn from(m: MapStats) -> Self {
         MapView {
             entries: m.entries,
             capacity: m.capacity,
-            fill_ratio: if m.capacity == 0 {
-                0.0
-            } else {
-                m.entries as f64 / m.capacity as f64
-            },
+            fill_ratio: fill(m.entries, m.capacity),
             inserts: m.inserts,
             deleted_idle: m.deleted,
             evictions: m.evictions,
@@ -110,11 +115,7 @@ impl From<CacheStats> for CacheView {
         CacheView {
             slots_used: c.slots_used,
             capacity: c.capacity,
-            fill_ratio: if c.capacity == 0 {
-                0.0
-            } else {
-                c.slots_used as f64 / c.capacity as f64
-            },
+            fill_ratio: fill(c.slots_used, c.capacity),
             misses: c.misses,
         }
     }
