@@ -72,8 +72,7 @@ pub fn run(cfg: &Config) -> Vec<Row> {
     rows.push(tls(cfg));
     rows.push(writable_dir("state directory", &cfg.state_dir));
     let history_dir = cfg
-        .store
-        .store_path
+        .store_path()
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     rows.push(writable_dir("history directory", &history_dir));

@@ -112,7 +112,8 @@ pub struct Config {
     #[arg(long, value_name = "PATH", env = "NETMON_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
 
-    /// Directory for the agent's state (the generated API key).
+    /// Directory for the agent's state: the generated API key and, unless
+    /// --store-path says otherwise, the history file (netmon.redb).
     #[arg(long, default_value = "/var/lib/netmon", env = "NETMON_STATE_DIR")]
     pub state_dir: PathBuf,
 
@@ -545,6 +546,12 @@ fn parse_cache_slots(s: &str) -> Result<u32, String> {
 }
 
 impl Config {
+    /// The history file: `--store-path`, else `netmon.redb` in
+    /// `--state-dir`.
+    pub fn store_path(&self) -> PathBuf {
+        self.store.path(&self.state_dir)
+    }
+
     /// The kernel map sizes this configuration asks for.
     pub fn map_sizes(&self) -> crate::ebpf::MapSizes {
         crate::ebpf::MapSizes {
@@ -737,6 +744,22 @@ mod tests {
         assert_eq!(c.idle_expiry, Duration::from_secs(300));
         assert_eq!(c.ingress, IngressHook::Auto);
         assert_eq!(c.listen, "127.0.0.1:9713".parse().unwrap());
+        assert_eq!(c.store_path(), Path::new("/var/lib/netmon/netmon.redb"));
+    }
+
+    #[test]
+    fn the_history_file_follows_the_state_dir_unless_named() {
+        let c = parse(&["--state-dir", "/srv/nm"]).unwrap();
+        assert_eq!(c.store_path(), Path::new("/srv/nm/netmon.redb"));
+        let c = parse(&["--state-dir", "/srv/nm", "--store-path", "/data/h.redb"]).unwrap();
+        assert_eq!(c.store_path(), Path::new("/data/h.redb"));
+        // From the config file too.
+        let (_d, path) = write("state-dir = \"/srv/from-file\"\n");
+        let l = load_with(&path, &[]).unwrap();
+        assert_eq!(
+            l.config.store_path(),
+            Path::new("/srv/from-file/netmon.redb")
+        );
     }
 
     #[test]

@@ -112,6 +112,21 @@ fn both_units_are_hardened() {
     }
 }
 
+/// The history stamps samples with the wall clock and tells a jump from
+/// downtime only while it runs: start on a synchronized clock.
+#[test]
+fn both_units_start_after_the_clock_is_synchronized() {
+    for unit in [PRIVILEGED, RESTRICTED] {
+        let text = fs::read_to_string(unit_dir().join(unit)).unwrap();
+        assert!(
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("After="))
+                .any(|l| l.split_whitespace().any(|u| u == "time-sync.target")),
+            "{unit} does not order after time-sync.target"
+        );
+    }
+}
+
 #[test]
 fn restricted_unit_runs_as_a_user_with_four_capabilities() {
     let text = fs::read_to_string(unit_dir().join(RESTRICTED)).unwrap();

@@ -249,3 +249,239 @@ fn without_history_the_endpoints_say_why() {
         agent.stderr()
     );
 }
+
+/// Polls `/health` until `done` holds for it; panics with the last answer
+/// and the agent's log after `timeout`.
+fn wait_health(agent: &Agent, timeout: Duration, mut done: impl FnMut(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let h = agent.try_request("/health", &[]);
+        if let Ok((200, body)) = &h
+            && done(body)
+        {
+            return body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health never got there: {h:?}\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Files in `dir` whose names contain `.damaged-`.
+fn damaged_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().contains(".damaged-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_damaged_history_file_is_moved_aside_and_the_agent_counts_on() {
+    require_root();
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    // Garbage where the history file is (the agent's default place: the
+    // state directory).
+    let state = Agent::state_dir_in(ns);
+    std::fs::create_dir_all(&state).unwrap();
+    let garbage: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(state.join("netmon.redb"), &garbage).unwrap();
+    let agent = Agent::start(ns, &["--iface=eth0", "--disable=discovery,latency"]);
+    let h = wait_health(&agent, Duration::from_secs(5), |h| {
+        h["history"] == "degraded"
+    });
+    let moved = damaged_files(agent.state_dir());
+    assert_eq!(moved.len(), 1, "{moved:?}\n{h:#}");
+    assert_eq!(std::fs::read(&moved[0]).unwrap(), garbage, "kept as it was");
+    let reason = h["history_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("damaged") && reason.contains(&moved[0].display().to_string()),
+        "{h:#}"
+    );
+    assert_eq!(h["status"], "ok", "the agent counts: {h:#}");
+    assert!(
+        agent.stderr().contains("The history file is damaged"),
+        "{}",
+        agent.stderr()
+    );
+    // The fresh file is written.
+    agent.wait_for("/latest?limit=1", Duration::from_secs(10), |b| {
+        b["latest"].as_array().is_some_and(|r| !r.is_empty())
+    });
+}
+
+#[test]
+fn a_panicking_history_thread_is_restarted_and_health_says_so_meanwhile() {
+    require_root();
+    let pair = Pair::new();
+    let agent = Agent::start_with_env(
+        pair.b().ns(),
+        &[
+            "--iface=eth0",
+            "--disable=discovery,latency",
+            "--store-maintenance-interval=200ms",
+        ],
+        &[("NETMON_TEST_STORE_PANIC", Some("writer,maintenance"))],
+    );
+    let degraded = wait_health(&agent, Duration::from_secs(10), |h| {
+        h["history"] == "degraded"
+    });
+    let reason = degraded["history_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("panicked") && reason.contains("NETMON_TEST_STORE_PANIC"),
+        "{degraded:#}"
+    );
+    // Both threads restart; the history is ok again and keeps being written.
+    let ok = wait_health(&agent, Duration::from_secs(10), |h| {
+        h["history"] == "ok" && h["history_thread_restarts"] == 2
+    });
+    assert!(ok.get("history_reason").is_none(), "{ok:#}");
+    let metrics = agent.try_request("/metrics", &[]);
+    let text = common::http_get_ok(pair.b().ns(), "/metrics", &[]).text;
+    for thread in ["writer", "maintenance"] {
+        assert!(
+            text.contains(&format!(
+                "netmon_history_thread_restarts_total{{thread=\"{thread}\"}} 1\n"
+            )),
+            "{metrics:?}\n{text}"
+        );
+    }
+    let before = agent.get("/latest?limit=1")["latest"][0]["time"].clone();
+    agent.wait_for("/latest?limit=1", Duration::from_secs(10), |b| {
+        b["latest"][0]["time"] != before
+    });
+}
+
+#[test]
+fn sigterm_writes_the_last_intervals() {
+    require_root();
+    let pair = Pair::new();
+    let (a, b) = (pair.a(), pair.b());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kept.redb");
+    // A long interval: the writer runs just before each drain, so the
+    // drain's newest totals wait almost a whole interval to be written.
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--disable=discovery,latency,system,interfaces",
+            "--interval=3s",
+            &format!("--store-path={}", path.display()),
+        ],
+    );
+    let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
+    a.ns().run(|| {
+        udp_send(
+            SocketAddr::new(a.ip4().into(), 0),
+            sink.local_addr(),
+            100,
+            200,
+        )
+    });
+    assert!(sink.wait_for(200, Duration::from_secs(10)));
+    let mac = format_mac(a.mac());
+    let seen = agent.wait_for("/api/v1/devices", Duration::from_secs(10), |d| {
+        d["devices"].as_array().is_some_and(|d| {
+            d.iter().any(|d| {
+                d["mac"] == mac.as_str() && d["tx"]["packets"].as_u64().unwrap_or(0) >= 200
+            })
+        })
+    });
+    let live = seen["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["mac"] == mac.as_str())
+        .unwrap()["tx"]
+        .clone();
+    let status = agent.stop();
+    assert!(status.success(), "{status}");
+    let store = netmon_agent::store::Store::open(&path, Default::default()).unwrap();
+    let h = store
+        .query(&format!("device/eth0/{mac}"), 0, u64::MAX, None, u64::MAX)
+        .unwrap();
+    let total = |field: &str| -> u64 {
+        h.points
+            .iter()
+            .map(|p| match p.values[field] {
+                netmon_agent::store::FieldValue::Sum(s) => s,
+                _ => 0,
+            })
+            .sum()
+    };
+    assert!(
+        total("tx_packets") >= live["packets"].as_u64().unwrap()
+            && total("tx_bytes") >= live["bytes"].as_u64().unwrap(),
+        "the history holds {} packets, {} bytes; the agent had counted {live} before SIGTERM",
+        total("tx_packets"),
+        total("tx_bytes")
+    );
+}
+
+#[test]
+fn the_history_file_is_in_the_state_directory_by_default() {
+    require_root();
+    let pair = Pair::new();
+    let agent = Agent::start_with_env(
+        pair.b().ns(),
+        &["--iface=eth0", "--disable=discovery,latency"],
+        &[("NETMON_STORE_PATH", None)],
+    );
+    agent.wait_for("/latest?limit=1", Duration::from_secs(10), |b| {
+        b["latest"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    assert!(
+        agent.state_dir().join("netmon.redb").is_file(),
+        "{}",
+        agent.stderr()
+    );
+    assert!(
+        agent
+            .stderr()
+            .contains(&agent.state_dir().join("netmon.redb").display().to_string()),
+        "the log names the file:\n{}",
+        agent.stderr()
+    );
+}
+
+#[test]
+fn a_history_file_out_of_reach_is_named_with_its_owner_and_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    // A directory only root may enter; the agent runs as nobody.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = locked.join("netmon.redb");
+    let store_path = format!("--store-path={}", path.display());
+    let cmd = unprivileged(
+        UNPRIVILEGED_CAPS,
+        &agent_command(
+            &Agent::state_dir_in(ns),
+            &["--iface=eth0", "--disable=discovery,latency", &store_path],
+        ),
+    );
+    let agent = Agent::start_command(ns, &cmd);
+    let h = wait_health(&agent, Duration::from_secs(5), |h| h["history"] == "off");
+    let reason = h["history_reason"].as_str().unwrap();
+    for needle in [
+        path.display().to_string(),
+        format!("{}: owner uid 0 (root)", locked.display()),
+        "mode 0700".to_owned(),
+        "the agent runs as uid 65534".to_owned(),
+    ] {
+        assert!(reason.contains(&needle), "no {needle:?} in {h:#}");
+        assert!(agent.stderr().contains(&needle), "{}", agent.stderr());
+    }
+}

@@ -1,10 +1,11 @@
-//! `GET /health`: liveness without authentication. Says only whether the
-//! drain loop is running, never what it counted.
+//! `GET /health`: liveness without authentication. Says whether the drain
+//! loop is running and how the history is doing, never what either counted.
 
 use axum::{Json, Router, extract::State, routing::get};
 use serde::Serialize;
 
-use super::{AppState, views::time};
+use super::{AppState, StoreSlot, views::time};
+use crate::store::status::{self, Report};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/health", get(health))
@@ -16,12 +17,36 @@ struct Health {
     status: &'static str,
     version: &'static str,
     last_update: Option<String>,
+    /// `ok`; `degraded` (the history runs, but its file was found damaged
+    /// and replaced at start, writes fail and intervals wait in memory, or
+    /// a history thread panicked and is being restarted); `off` (no history
+    /// file: turned off, or it could not be opened).
+    history: status::State,
+    /// Why the history is degraded or off; absent when ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history_reason: Option<String>,
+    /// Intervals waiting in memory to be written to the history.
+    history_queued_intervals: u64,
+    /// Intervals dropped (oldest first) since start because that queue was
+    /// full (`--store-queue-intervals`).
+    history_dropped_intervals: u64,
+    /// Restarts of the history's threads after a panic, since start.
+    history_thread_restarts: u64,
+}
+
+/// The history's report, `off` with its reason when there is none.
+pub fn history_report(store: &StoreSlot) -> Report {
+    match store {
+        Ok(st) => st.status().report(),
+        Err(why) => Report::off(why),
+    }
 }
 
 #[utoipa::path(get, path = "/health", operation_id = "health", tag = "meta",
-    responses((status = 200, description = "Whether the drain loop runs.", body = Health)))]
+    responses((status = 200, description = "Whether the drain loop runs, and how the history is doing.", body = Health)))]
 async fn health(State(state): State<AppState>) -> Json<Health> {
     let s = state.snapshot.get();
+    let h = history_report(&state.store);
     Json(Health {
         status: if s.updated.is_some() {
             "ok"
@@ -30,5 +55,10 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         },
         version: env!("CARGO_PKG_VERSION"),
         last_update: s.updated.map(time),
+        history: h.state,
+        history_reason: h.reason,
+        history_queued_intervals: h.queued,
+        history_dropped_intervals: h.dropped,
+        history_thread_restarts: h.restarts.iter().sum(),
     })
 }

@@ -22,18 +22,27 @@
 //!   file far over its budget. See `retention.rs` for the rules.
 //!
 //! Every function that depends on the time takes it as an argument (ms since
-//! the epoch), so tests drive the clock.
+//! the epoch), so tests drive the clock; the agent's threads read it from
+//! the store's [`clock::Clock`] ([`Store::now`]), which notices jumps of the
+//! wall clock (see `clock.rs`). [`Store::open_or_recover`] moves a damaged
+//! file aside and starts a fresh one (see `recover.rs`); [`status::Status`]
+//! says how the history is doing, and [`supervise`] restarts the store's
+//! threads after a panic.
 
+pub mod clock;
 pub mod record;
+pub mod recover;
 pub mod retention;
 pub mod schema;
 pub mod series;
+pub mod status;
+pub mod supervise;
 
 use std::{
     collections::HashMap,
     io,
     path::{Path, PathBuf},
-    sync::{Mutex, RwLock, TryLockError},
+    sync::{Arc, Mutex, RwLock, TryLockError},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -41,11 +50,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 use tracing::{info, warn};
 
+use clock::{Clock, Now, SystemClock, Timeline};
 use schema::{H1, INTERVALS, M1, META, RAW, SERIES, SERIES_NAMES};
 pub use series::{Agg, Family, FieldValue, Kind, Point, SeriesKey, Values};
 
-/// Where the history is kept unless `--store-path` says otherwise.
-pub const DEFAULT_PATH: &str = "/var/lib/netmon/netmon.redb";
+/// The history file's name in the state directory (`--state-dir`), where
+/// it is kept unless `--store-path` says otherwise.
+pub const FILE_NAME: &str = "netmon.redb";
 
 const MINUTE_MS: u64 = 60_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -55,8 +66,9 @@ const HOUR_MS: u64 = 3_600_000;
 #[group(id = "store-options")]
 pub struct Options {
     /// The history database file (created with its directory if missing).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_PATH, env = "NETMON_STORE_PATH")]
-    pub store_path: PathBuf,
+    /// Default: netmon.redb in the state directory (--state-dir).
+    #[arg(long, value_name = "PATH", env = "NETMON_STORE_PATH")]
+    pub store_path: Option<PathBuf>,
 
     /// Run without history: no file is opened, the history endpoints answer
     /// 503.
@@ -85,12 +97,25 @@ pub struct Options {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000), env = "NETMON_STORE_FLOWS_PER_INTERVAL")]
     pub store_flows_per_interval: u32,
 
+    /// Intervals kept in memory while the history file cannot be written
+    /// (disk full, busy); beyond it the oldest are dropped, counted and
+    /// logged.
+    #[arg(long, default_value_t = record::MAX_PENDING as u32, value_parser = clap::value_parser!(u32).range(1..=86_400), env = "NETMON_STORE_QUEUE_INTERVALS")]
+    pub store_queue_intervals: u32,
+
     /// How often downsampling, expiry and the size budget run.
     #[arg(long, default_value = "1m", value_parser = crate::config::parse_interval, env = "NETMON_STORE_MAINTENANCE_INTERVAL")]
     pub store_maintenance_interval: Duration,
 }
 
 impl Options {
+    /// The history file: `--store-path`, else [`FILE_NAME`] in `state_dir`.
+    pub fn path(&self, state_dir: &Path) -> PathBuf {
+        self.store_path
+            .clone()
+            .unwrap_or_else(|| state_dir.join(FILE_NAME))
+    }
+
     pub fn retention(&self) -> Retention {
         Retention {
             raw: self.store_raw_retention,
@@ -291,6 +316,15 @@ pub enum StoreError {
     /// A redb file with tables but no schema version: not ours.
     #[error("{} is a redb file but not a netmon history file (it has no schema version); refusing to touch it", path.display())]
     Foreign { path: PathBuf },
+    /// The process may not use the file or its directory (the message names
+    /// the owner and mode of each, and who the process runs as).
+    #[error("no permission to use the history file {}: {access}", path.display())]
+    Permission {
+        path: PathBuf,
+        access: String,
+        #[source]
+        source: io::Error,
+    },
     /// The file's directory, or a new file in it, could not be created.
     #[error("cannot create the history file or its directory {}", path.display())]
     Dir {
@@ -372,6 +406,14 @@ pub struct Store {
     /// id cache always agrees with the committed series table.
     ids: Mutex<HashMap<String, u32>>,
     retention: Retention,
+    /// Where "now" comes from, and the jumps seen in it.
+    clock: Arc<dyn Clock>,
+    timeline: Timeline,
+    /// How the history is doing (`/health`, `/metrics`).
+    status: status::Status,
+    /// Set at shutdown: a maintenance run stops between transactions, so
+    /// the writer's last intervals need not wait for it.
+    stopping: std::sync::atomic::AtomicBool,
     /// Tests: called at each step of a maintenance run (see
     /// `retention::Store::maintenance_step`).
     #[cfg(test)]
@@ -389,6 +431,23 @@ impl Store {
     /// Opens (or creates) the history at `path`, migrating an older layout
     /// and refusing a newer one.
     pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
+        Store::open_with_clock(path, retention, Arc::new(SystemClock))
+    }
+
+    /// [`Store::open`] with the time read from `clock`.
+    pub fn open_with_clock(
+        path: &Path,
+        retention: Retention,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
+        Store::open_inner(path, retention, clock).map_err(|e| recover::name_permission(e, path))
+    }
+
+    fn open_inner(
+        path: &Path,
+        retention: Retention,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_owned(),
@@ -396,23 +455,58 @@ impl Store {
             })?;
         }
         if !path.exists() {
-            create_atomically(path, retention)?;
+            create_atomically(path, retention, &clock)?;
         }
-        Store::open_existing(path, retention)
+        Store::open_existing(path, retention, clock)
     }
 
-    fn open_existing(path: &Path, retention: Retention) -> Result<Store, StoreError> {
+    fn open_existing(
+        path: &Path,
+        retention: Retention,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
         let db = open_db(path)?;
         let store = Store {
             path: path.to_owned(),
             db: RwLock::new(Some(db)),
             ids: Mutex::new(HashMap::new()),
             retention,
+            clock,
+            timeline: Timeline::default(),
+            status: status::Status::default(),
+            stopping: Default::default(),
             #[cfg(test)]
             maintenance_hook: Mutex::new(None),
         };
         store.prepare()?;
         Ok(store)
+    }
+
+    /// The time now, from the store's clock; a jump of the wall clock since
+    /// the last reading is logged (see `clock.rs`).
+    pub fn now(&self) -> Now {
+        self.timeline.now(self.clock.as_ref())
+    }
+
+    /// Jumps of the wall clock seen so far.
+    pub fn clock_jumps(&self) -> u64 {
+        self.timeline.jumps()
+    }
+
+    /// How the history is doing.
+    pub fn status(&self) -> &status::Status {
+        &self.status
+    }
+
+    /// The agent is stopping: a maintenance run in progress ends after its
+    /// current transaction.
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -537,6 +631,20 @@ impl Store {
                 let mut names = tx.open_table(SERIES_NAMES)?;
                 let mut meta = tx.open_table(META)?;
                 let mut raw = tx.open_table(RAW)?;
+                let mut intervals = tx.open_table(INTERVALS)?;
+                // After the wall clock went back, an interval may land on
+                // one already stored: it takes the next free millisecond
+                // rather than overwrite it.
+                let mut at_ms = iv.at_ms;
+                while intervals.get(at_ms)?.is_some() {
+                    at_ms += 1;
+                }
+                // Below the folded watermark (the clock went back): folded
+                // on its own by the next maintenance run.
+                let m1_done = meta.get(schema::M1_DONE_KEY)?.map(|v| v.value());
+                if m1_done.is_some_and(|d| at_ms < d) {
+                    meta.insert(schema::late_key(at_ms).as_str(), 0)?;
+                }
                 for (key, values) in &iv.samples {
                     let fam = key.family();
                     if values.kind() != fam.kind() || values.len() != fam.fields().len() {
@@ -560,11 +668,10 @@ impl Store {
                             id
                         }
                     };
-                    raw.insert((id, iv.at_ms), values.encode().as_slice())?;
+                    raw.insert((id, at_ms), values.encode().as_slice())?;
                     written += 1;
                 }
-                tx.open_table(INTERVALS)?
-                    .insert(iv.at_ms, (iv.length_ms, written))?;
+                intervals.insert(at_ms, (iv.length_ms, written))?;
             }
             tx.commit()?;
             // Only now: ids of an aborted transaction do not exist.
@@ -774,7 +881,11 @@ pub struct Usage {
 /// header would otherwise leave a file that cannot be opened (the crash test
 /// found it). A leftover from such a crash is never the real file: it is
 /// replaced.
-fn create_atomically(path: &Path, retention: Retention) -> Result<(), StoreError> {
+fn create_atomically(
+    path: &Path,
+    retention: Retention,
+    clock: &Arc<dyn Clock>,
+) -> Result<(), StoreError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".creating");
     let tmp = PathBuf::from(tmp);
@@ -787,7 +898,7 @@ fn create_atomically(path: &Path, retention: Retention) -> Result<(), StoreError
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
     }
-    drop(Store::open_existing(&tmp, retention)?);
+    drop(Store::open_existing(&tmp, retention, Arc::clone(clock))?);
     std::fs::rename(&tmp, path).map_err(io_err)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)

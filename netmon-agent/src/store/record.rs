@@ -4,9 +4,13 @@
 //! intervals: the previous cumulative totals (stored counters are deltas),
 //! which collector readings are already stored, and the intervals not
 //! written yet. An interval that cannot be written (disk full, file busy)
-//! stays queued, oldest first, up to [`MAX_PENDING`] intervals (the oldest
-//! is dropped beyond), and is retried with the next one; the live data the
-//! API serves does not depend on any of this.
+//! stays queued, oldest first, up to `--store-queue-intervals` (default
+//! [`MAX_PENDING`]) intervals, and is retried with the next one; beyond
+//! that the oldest is dropped, counted (`/health`, `/metrics`) and logged
+//! (at most once a minute, with the count). While writes fail the history
+//! is `degraded`. At shutdown [`Recorder::finish`] writes the last interval
+//! and everything queued. The live data the API serves does not depend on
+//! any of this.
 //!
 //! What each interval holds:
 //! - traffic (only when the snapshot is newer than the last one recorded):
@@ -22,13 +26,15 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use netmon_common::{Counter, FlowKey, direction};
 use tracing::{info, warn};
 
-use super::{Family, Interval, SeriesKey, Store, StoreError, Values, as_ms, epoch_ms};
+use super::{
+    Family, Interval, SeriesKey, Store, StoreError, Values, as_ms, epoch_ms, status::Part,
+};
 use crate::{
     collect::{Avail, Telemetry, netstats},
     ifaces::format_mac,
@@ -36,9 +42,12 @@ use crate::{
     traffic::key_ip,
 };
 
-/// Intervals kept in memory while the file cannot be written (an hour at
-/// the default 1 s interval).
+/// Intervals kept in memory while the file cannot be written, by default
+/// (an hour at the default 1 s interval).
 pub const MAX_PENDING: usize = 3600;
+
+/// Drops are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What [`Recorder::write_interval`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +71,12 @@ pub struct Recorder {
     last_links: Option<SystemTime>,
     links: HashMap<String, [u64; 8]>,
     pending: VecDeque<Interval>,
+    capacity: usize,
+    /// Intervals dropped since the agent started.
     dropped: u64,
+    /// Dropped since the last log line about it, and when that was.
+    dropped_unlogged: u64,
+    dropped_logged: Option<Instant>,
     /// The write error last logged, so a repeated one is logged once.
     failing: Option<String>,
 }
@@ -80,14 +94,65 @@ impl Recorder {
             last_links: None,
             links: HashMap::new(),
             pending: VecDeque::new(),
+            capacity: MAX_PENDING,
             dropped: 0,
+            dropped_unlogged: 0,
+            dropped_logged: None,
             failing: None,
         }
+    }
+
+    /// Keeps at most `capacity` (at least 1) intervals queued.
+    pub fn with_capacity(mut self, capacity: usize) -> Recorder {
+        self.capacity = capacity.max(1);
+        self
     }
 
     /// Intervals waiting to be written.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Intervals dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// At shutdown: records the interval ending at `now` and writes it and
+    /// every queued interval, retrying until `deadline` while the file is
+    /// busy (maintenance finishing a transaction) or failing. Returns the
+    /// intervals written and those left unwritten (lost).
+    pub fn finish(
+        &mut self,
+        store: &Store,
+        snapshot: &Snapshot,
+        telemetry: &Telemetry,
+        now: SystemTime,
+        deadline: Instant,
+    ) -> (usize, usize) {
+        if let Some(iv) = self.build(snapshot, telemetry, now) {
+            self.queue(iv);
+        }
+        let mut written = 0;
+        loop {
+            if let Ok(w) = self.flush(store) {
+                written += w.intervals;
+            }
+            if self.pending.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lost = self.pending.len();
+        if lost == 0 {
+            info!(written, "Wrote the history's last intervals.");
+        } else {
+            warn!(
+                written,
+                lost, "Could not write every queued interval before stopping; the rest are lost."
+            );
+        }
+        (written, lost)
     }
 
     /// Records the current state as the interval ending at `now` and writes
@@ -106,18 +171,54 @@ impl Recorder {
         self.flush(store)
     }
 
-    /// Queues an interval built elsewhere (tests, benchmarks).
+    /// Queues an interval built elsewhere (tests, benchmarks). When the
+    /// queue is full the oldest interval is dropped, counted and logged (at
+    /// most once a minute).
     pub fn queue(&mut self, iv: Interval) {
-        if self.pending.len() >= MAX_PENDING {
+        while self.pending.len() >= self.capacity {
             self.pending.pop_front();
             self.dropped += 1;
+            self.dropped_unlogged += 1;
         }
         self.pending.push_back(iv);
+        if self.dropped_unlogged > 0
+            && self
+                .dropped_logged
+                .is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY)
+        {
+            warn!(
+                dropped = self.dropped_unlogged,
+                dropped_total = self.dropped,
+                capacity = self.capacity,
+                "The history's write queue is full: dropped the oldest intervals."
+            );
+            self.dropped_unlogged = 0;
+            self.dropped_logged = Some(Instant::now());
+        }
     }
 
     /// Writes the queued intervals, oldest first, stopping at the first
     /// failure.
     pub fn flush(&mut self, store: &Store) -> Result<Written, StoreError> {
+        let r = self.flush_queue(store);
+        let status = store.status();
+        status.set_queue(self.pending.len(), self.capacity, self.dropped);
+        match &r {
+            Ok(w) if w.pending == 0 => status.clear(Part::Writer),
+            Ok(_) | Err(StoreError::Busy) => {}
+            Err(e) => status.set(
+                Part::Writer,
+                format!(
+                    "cannot write the history ({}); {} intervals queued in memory",
+                    error_chain(e),
+                    self.pending.len()
+                ),
+            ),
+        }
+        r
+    }
+
+    fn flush_queue(&mut self, store: &Store) -> Result<Written, StoreError> {
         let mut intervals = 0;
         while let Some(iv) = self.pending.front() {
             match store.write(iv) {
@@ -142,8 +243,10 @@ impl Recorder {
             }
         }
         if intervals > 0 && self.failing.take().is_some() {
-            info!(dropped = self.dropped, "Writing the history works again.");
-            self.dropped = 0;
+            info!(
+                dropped_total = self.dropped,
+                "Writing the history works again."
+            );
         }
         Ok(Written {
             intervals,

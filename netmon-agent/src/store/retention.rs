@@ -1,7 +1,10 @@
 //! Downsampling, expiry and the size budget: [`Store::maintain`]; and the
 //! one compaction, at start-up: [`Store::compact_oversized`].
 //!
-//! Rules, in the order one run applies them (all at the `now` it is given):
+//! Rules, in the order one run applies them (at the time it is given: the
+//! agent gives [`super::clock::Now`], whose wall time completes buckets and
+//! whose expiry time, which a jump of the wall clock never moves forward,
+//! ages data):
 //! 1. **Fold** every complete minute of raw samples not folded yet into one
 //!    1-minute bucket per series, then every complete hour of 1-minute
 //!    buckets into 1-hour buckets (counters: sums of deltas and of covered
@@ -10,9 +13,15 @@
 //!    (`m1_done`, `h1_done`), so a crash never folds anything twice or skips
 //!    it. Work is cut into transactions of at most [`RAW_CHUNK_MS`] /
 //!    [`MINUTE_CHUNK_MS`] of data so the interval writer never waits long.
+//!    An interval written below `m1_done` (the wall clock went back) is
+//!    marked late when written and folded on its own: its samples are
+//!    merged into their 1-minute buckets, and into their 1-hour buckets
+//!    when those are folded already. So data written at any time is folded
+//!    exactly once, wherever the clock put it.
 //! 2. **Expire** each tier's data older than its retention, but never data
-//!    that is not folded into the next tier yet; interval rows go with the
-//!    raw samples. Series with no data left in any tier are forgotten.
+//!    that is not folded into the next tier yet (late intervals included);
+//!    interval rows go with the raw samples. Series with no data left in
+//!    any tier are forgotten.
 //! 3. **Size budget**: while the pages in use exceed the data budget
 //!    ([`super::Retention::data_budget`], half the size budget), delete
 //!    the oldest data first, whatever its tier: everything older than
@@ -43,7 +52,7 @@
 
 use std::{
     sync::MutexGuard,
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use redb::{ReadableTable, WriteTransaction};
@@ -52,14 +61,17 @@ use tracing::{debug, info, warn};
 
 use super::{
     Agg, Family, HOUR_MS, MINUTE_MS, Store, StoreError, Tier, Usage, Values, as_ms, bucket,
-    epoch_ms,
     schema::{self, INTERVALS, META, SERIES, SERIES_NAMES},
+    status::Part,
+    supervise::Injector,
 };
 
 /// Raw data folded per transaction.
 pub const RAW_CHUNK_MS: u64 = 10 * MINUTE_MS;
 /// 1-minute data folded per transaction.
 pub const MINUTE_CHUNK_MS: u64 = 6 * HOUR_MS;
+/// Late intervals folded per transaction.
+const LATE_CHUNK: usize = 600;
 /// Budget deletions per run, at most (each re-measures).
 const BUDGET_STEPS: usize = 64;
 /// A file longer than this many times its size budget did not come from
@@ -89,18 +101,115 @@ pub struct Maintenance {
 impl Store {
     /// One maintenance run at time `now_ms` (see the module docs).
     pub fn maintain(&self, now_ms: u64) -> Result<Maintenance, StoreError> {
+        self.maintain_at(super::clock::Now {
+            wall_ms: now_ms,
+            expiry_ms: now_ms,
+        })
+    }
+
+    /// One maintenance run at the time of the store's clock.
+    pub fn maintain_now(&self) -> Result<Maintenance, StoreError> {
+        self.maintain_at(self.now())
+    }
+
+    /// One maintenance run: buckets complete at `now.wall_ms` are folded,
+    /// data is aged from `now.expiry_ms`.
+    pub fn maintain_at(&self, now: super::clock::Now) -> Result<Maintenance, StoreError> {
+        let late = self.fold_late()?;
         let mut report = Maintenance {
             folded: [
-                self.fold(Tier::Raw, now_ms)?,
-                self.fold(Tier::Minute, now_ms)?,
+                late[0] + self.fold(Tier::Raw, now.wall_ms)?,
+                late[1] + self.fold(Tier::Minute, now.wall_ms)?,
             ],
             ..Maintenance::default()
         };
-        self.expire(now_ms, &mut report)?;
-        self.enforce_budget(now_ms, &mut report)?;
+        if self.is_stopping() {
+            return Ok(report);
+        }
+        self.expire(now.expiry_ms, &mut report)?;
+        self.enforce_budget(now.expiry_ms, &mut report)?;
         report.usage = Some(self.usage()?);
         self.maintenance_step("end");
         Ok(report)
+    }
+
+    /// Folds the intervals written below the 1-minute watermark (see the
+    /// module docs); returns the buckets updated in each tier.
+    fn fold_late(&self) -> Result<[u64; 2], StoreError> {
+        let mut written = [0, 0];
+        loop {
+            if self.is_stopping() {
+                return Ok(written);
+            }
+            let _ids = self.lock_ids();
+            let more = self.with_db(|db| {
+                let tx = db.begin_write()?;
+                let (late, h1_done) = {
+                    let meta = tx.open_table(META)?;
+                    let mut late = Vec::new();
+                    for row in meta
+                        .range::<&str>(schema::LATE_PREFIX..schema::LATE_END)?
+                        .take(LATE_CHUNK)
+                    {
+                        let (k, _) = row?;
+                        late.push(k.value().to_owned());
+                    }
+                    let h1 = meta.get(schema::H1_DONE_KEY)?.map_or(0, |v| v.value());
+                    (late, h1)
+                };
+                if late.is_empty() {
+                    return Ok(false);
+                }
+                let series = all_series(&tx)?;
+                {
+                    let raw = tx.open_table(Tier::Raw.table())?;
+                    let mut m1 = tx.open_table(Tier::Minute.table())?;
+                    let mut h1 = tx.open_table(Tier::Hour.table())?;
+                    for key in &late {
+                        let Some(at) = key
+                            .strip_prefix(schema::LATE_PREFIX)
+                            .and_then(|t| t.parse::<u64>().ok())
+                        else {
+                            continue;
+                        };
+                        for (id, fam) in &series {
+                            let Some(v) = raw.get((*id, at))? else {
+                                continue;
+                            };
+                            let Some(agg) = decode(Tier::Raw, *fam, v.value()) else {
+                                debug!(series = id, "Skipping an undecodable sample.");
+                                continue;
+                            };
+                            merge_into(
+                                &mut m1,
+                                Tier::Minute,
+                                *fam,
+                                *id,
+                                bucket(at, MINUTE_MS),
+                                &agg,
+                            )?;
+                            written[0] += 1;
+                            let hour = bucket(at, HOUR_MS);
+                            if hour < h1_done {
+                                merge_into(&mut h1, Tier::Hour, *fam, *id, hour, &agg)?;
+                                written[1] += 1;
+                            }
+                        }
+                    }
+                }
+                let mut meta = tx.open_table(META)?;
+                for key in &late {
+                    meta.remove(key.as_str())?;
+                }
+                drop(meta);
+                self.maintenance_step("fold");
+                tx.commit()?;
+                Ok(late.len() == LATE_CHUNK)
+            })?;
+            if !more {
+                return Ok(written);
+            }
+        }
     }
 
     /// At start-up, while nothing else can use the file (it takes `&mut
@@ -170,6 +279,9 @@ impl Store {
         let end = bucket(now_ms, step);
         let mut written = 0;
         loop {
+            if self.is_stopping() {
+                return Ok(written);
+            }
             let _ids = self.lock_ids();
             let more = self.with_db(|db| {
                 let tx = db.begin_write()?;
@@ -243,11 +355,23 @@ impl Store {
                 };
                 (get(schema::M1_DONE_KEY)?, get(schema::H1_DONE_KEY)?)
             };
+            // Late intervals not folded yet keep their raw samples.
+            let first_late = tx
+                .open_table(META)?
+                .range::<&str>(schema::LATE_PREFIX..schema::LATE_END)?
+                .next()
+                .transpose()?
+                .and_then(|(k, _)| {
+                    k.value()
+                        .strip_prefix(schema::LATE_PREFIX)
+                        .and_then(|t| t.parse::<u64>().ok())
+                })
+                .unwrap_or(u64::MAX);
             let series = all_series(&tx)?;
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
                 let cutoff = now_ms.saturating_sub(as_ms(tier.retention(&self.retention)));
                 let cutoff = match tier {
-                    Tier::Raw => cutoff.min(m1_done),
+                    Tier::Raw => cutoff.min(m1_done).min(first_late),
                     Tier::Minute => cutoff.min(h1_done),
                     Tier::Hour => cutoff,
                 };
@@ -406,16 +530,45 @@ fn decode(tier: Tier, fam: Family, b: &[u8]) -> Option<Agg> {
     }
 }
 
-/// Runs [`Store::maintain`] every `every` until `stop`. Meant for a thread
-/// of its own; failures are logged once until they change, and retried.
-pub fn maintenance_loop(store: &Store, every: Duration, stop: &crate::collect::Stop) {
+/// Merges `agg` into the bucket at `(id, at)` of `table` (a `tier` table).
+fn merge_into(
+    table: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
+    tier: Tier,
+    fam: Family,
+    id: u32,
+    at: u64,
+    agg: &Agg,
+) -> Result<(), StoreError> {
+    let mut agg = agg.clone();
+    let prev = table
+        .get((id, at))?
+        .and_then(|old| decode(tier, fam, old.value()));
+    if let Some(mut prev) = prev {
+        prev.merge(&agg);
+        agg = prev;
+    }
+    table.insert((id, at), agg.encode().as_slice())?;
+    Ok(())
+}
+
+/// Runs [`Store::maintain_now`] every `every` until `stop` (the body of the
+/// supervised maintenance thread). Failures are logged once until they
+/// change, set the history `degraded`, and are retried.
+pub fn maintenance_loop(
+    store: &Store,
+    every: Duration,
+    stop: &crate::collect::Stop,
+    inject: &mut Injector,
+) {
     let mut failing: Option<String> = None;
     loop {
-        match store.maintain(epoch_ms(SystemTime::now())) {
+        inject.tick();
+        match store.maintain_now() {
             Ok(r) => {
                 if failing.take().is_some() {
                     info!("History maintenance works again.");
                 }
+                store.status().clear(Part::Maintenance);
                 debug!(folded = ?r.folded, expired = ?r.expired, over_budget = r.over_budget, usage = ?r.usage, "History maintenance.");
             }
             Err(StoreError::Busy) => {}
@@ -423,8 +576,11 @@ pub fn maintenance_loop(store: &Store, every: Duration, stop: &crate::collect::S
                 let msg = super::record::error_chain(&e);
                 if failing.as_deref() != Some(&msg) {
                     warn!(error = %msg, "History maintenance failed; retrying next run.");
-                    failing = Some(msg);
+                    failing = Some(msg.clone());
                 }
+                store
+                    .status()
+                    .set(Part::Maintenance, format!("maintenance fails ({msg})"));
             }
         }
         if stop.wait_until(Instant::now() + every) {

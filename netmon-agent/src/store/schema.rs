@@ -3,7 +3,9 @@
 //! Layout (version [`SCHEMA_VERSION`]):
 //! - [`META`]: `"schema_version"` → the layout's version; `"m1_done"` and
 //!   `"h1_done"` → the end (ms since the epoch, exclusive) of the last
-//!   minute / hour folded into [`M1`] / [`H1`].
+//!   minute / hour folded into [`M1`] / [`H1`]; `"late/<ms>"` (see
+//!   [`late_key`]) → 0 for each interval written below `m1_done` (after the
+//!   wall clock went back) and not folded yet.
 //! - [`SERIES`] / [`SERIES_NAMES`]: a series' canonical name (see
 //!   `series::SeriesKey`) ↔ its compact id. Ids are never reused.
 //! - [`RAW`], [`M1`], [`H1`]: samples keyed by `(series id, ms since the
@@ -29,6 +31,17 @@ pub const VERSION_KEY: &str = "schema_version";
 pub const M1_DONE_KEY: &str = "m1_done";
 /// Key in [`META`] of the end of the last hour folded into [`H1`].
 pub const H1_DONE_KEY: &str = "h1_done";
+
+/// Prefix in [`META`] of the intervals written below `m1_done`.
+pub const LATE_PREFIX: &str = "late/";
+/// One past the last key starting with [`LATE_PREFIX`].
+pub const LATE_END: &str = "late0";
+
+/// Key in [`META`] marking the interval at `at_ms` as written below
+/// `m1_done`: zero-padded so the keys sort by time.
+pub fn late_key(at_ms: u64) -> String {
+    format!("{LATE_PREFIX}{at_ms:020}")
+}
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SERIES: TableDefinition<&str, u32> = TableDefinition::new("series");

@@ -740,3 +740,184 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
     assert_eq!(sum(&q(&flows[1])[0], "bytes"), 9000);
     assert_eq!(s.latest(5).unwrap().len(), 2);
 }
+
+const YEAR_MS: u64 = 365 * 86_400_000;
+const HOUR: u64 = 3_600_000;
+
+fn clocked(dir: &tempfile::TempDir) -> (Store, Arc<clock::ManualClock>) {
+    let c = Arc::new(clock::ManualClock::new(T0));
+    let s = Store::open_with_clock(&dir.path().join("h.redb"), Retention::default(), c.clone())
+        .unwrap();
+    (s, c)
+}
+
+/// One interval a second for `secs` seconds, stamped by the store's clock
+/// (as the agent's writer does), device `a` sending `tx` bytes each.
+fn write_for(s: &Store, c: &clock::ManualClock, secs: u64, tx: u64) {
+    for _ in 0..secs {
+        s.write(&iv(s.now().wall_ms, vec![dev("a", tx)])).unwrap();
+        c.advance(1000);
+    }
+}
+
+/// Sum of `tx_bytes` and the number of points of device `a` over
+/// `[from, to)` in `tier`.
+fn tx_in(s: &Store, tier: Tier, from: u64, to: u64) -> (u64, usize) {
+    let h = s
+        .query("device/eth0/a", from, to, Some(tier), s.now().wall_ms)
+        .unwrap();
+    (
+        h.points.iter().map(|p| sum(p, "tx_bytes")).sum(),
+        h.points.len(),
+    )
+}
+
+#[test]
+fn a_clock_jump_forward_deletes_nothing_and_folding_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, c) = clocked(&dir);
+    write_for(&s, &c, 600, 1);
+    let r = s.maintain_now().unwrap();
+    assert_eq!(r.folded[0], 10, "{r:?}");
+    // The wall clock jumps 3 years ahead, past every tier's retention.
+    c.jump(3 * YEAR_MS as i64);
+    let jumped = s.now().wall_ms;
+    assert_eq!(s.clock_jumps(), 1, "the jump is noticed (and logged)");
+    write_for(&s, &c, 180, 2);
+    let r = s.maintain_now().unwrap();
+    assert_eq!(r.expired, [0, 0, 0], "a jump expires nothing: {r:?}");
+    assert_eq!(r.over_budget, 0);
+    assert_eq!(s.counts().unwrap()[0], 780, "every raw sample is kept");
+    // Folding went on: the minutes before the jump and after it, and the
+    // hour before it (complete by the wall clock now).
+    assert_eq!(tx_in(&s, Tier::Raw, T0, T0 + HOUR), (600, 600));
+    assert_eq!(tx_in(&s, Tier::Minute, T0, T0 + HOUR), (600, 10));
+    assert_eq!(tx_in(&s, Tier::Minute, jumped, jumped + HOUR), (360, 3));
+    assert_eq!(tx_in(&s, Tier::Hour, T0, T0 + HOUR), (600, 1));
+    // Expiry counts the time that really passes: 49 hours on, the raw
+    // samples from before the jump go (folded, they stay as minutes).
+    // Those written after it are stamped 3 years ahead of the time that
+    // passed: they stay until that time reaches them (or the size budget
+    // needs their room).
+    c.advance(49 * HOUR);
+    let r = s.maintain_now().unwrap();
+    assert_eq!(r.expired, [600, 0, 0], "{r:?}");
+    assert_eq!(s.counts().unwrap()[0], 180);
+    assert_eq!(tx_in(&s, Tier::Minute, T0, T0 + HOUR), (600, 10));
+    assert_eq!(tx_in(&s, Tier::Raw, jumped, jumped + HOUR), (360, 180));
+}
+
+#[test]
+fn a_clock_jump_backward_loses_nothing_and_what_is_written_after_it_is_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, c) = clocked(&dir);
+    write_for(&s, &c, 600, 1);
+    s.maintain_now().unwrap();
+    // The wall clock jumps 3 years back: new samples land far below what
+    // is folded already.
+    c.jump(-(3 * YEAR_MS as i64));
+    let back = s.now().wall_ms;
+    assert_eq!(s.clock_jumps(), 1);
+    write_for(&s, &c, 180, 2);
+    let r = s.maintain_now().unwrap();
+    assert_eq!(r.expired, [0, 0, 0], "{r:?}");
+    assert_eq!(s.counts().unwrap()[0], 780);
+    // Folded where they are: 3 minutes, and their hour (which lies below
+    // the hour watermark, so it is merged at once).
+    assert_eq!(tx_in(&s, Tier::Minute, back, back + HOUR), (360, 3));
+    assert_eq!(
+        tx_in(
+            &s,
+            Tier::Hour,
+            bucket(back, HOUR),
+            bucket(back, HOUR) + HOUR
+        ),
+        (360, 1)
+    );
+    // And only once: another run changes nothing.
+    assert_eq!(s.maintain_now().unwrap().folded, [0, 0]);
+    assert_eq!(tx_in(&s, Tier::Minute, back, back + HOUR), (360, 3));
+    // What was written before the jump is untouched.
+    assert_eq!(tx_in(&s, Tier::Raw, T0, T0 + HOUR), (600, 600));
+    assert_eq!(tx_in(&s, Tier::Minute, T0, T0 + HOUR), (600, 10));
+    // 49 hours on, the raw samples written after the jump expire (they
+    // are folded); those from before it lie in the future and stay.
+    c.advance(49 * HOUR);
+    let r = s.maintain_now().unwrap();
+    assert_eq!(r.expired, [180, 0, 0], "{r:?}");
+    assert_eq!(tx_in(&s, Tier::Minute, back, back + HOUR), (360, 3));
+    assert_eq!(tx_in(&s, Tier::Raw, T0, T0 + HOUR), (600, 600));
+}
+
+#[test]
+fn a_small_step_back_never_overwrites_an_interval_and_folds_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, c) = clocked(&dir);
+    write_for(&s, &c, 120, 1);
+    s.maintain_now().unwrap();
+    // 60 s back (beyond the tolerance): the next minute's intervals land
+    // on the very milliseconds of ones already stored and folded.
+    c.jump(-60_000);
+    write_for(&s, &c, 60, 2);
+    assert_eq!(s.latest(usize::MAX).unwrap().len(), 180, "none overwritten");
+    s.maintain_now().unwrap();
+    assert_eq!(tx_in(&s, Tier::Raw, T0, T0 + HOUR), (240, 180));
+    assert_eq!(tx_in(&s, Tier::Minute, T0, T0 + 60_000), (60, 1));
+    assert_eq!(
+        tx_in(&s, Tier::Minute, T0 + 60_000, T0 + 120_000),
+        (60 + 120, 1),
+        "the late intervals are merged into their folded minute, once"
+    );
+    assert_eq!(s.maintain_now().unwrap().folded, [0, 0]);
+    assert_eq!(tx_in(&s, Tier::Minute, T0, T0 + HOUR), (240, 2));
+}
+
+#[test]
+fn finish_writes_every_queued_interval_even_while_maintenance_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let mut rec = Recorder::new(0);
+    for i in 0..5u64 {
+        rec.queue(iv(T0 + i * 1000, vec![dev("a", 1)]));
+    }
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = &s;
+        // Maintenance holds the series ids for a moment (writes are Busy).
+        sc.spawn(move || {
+            let held = s.ids.lock().unwrap();
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        rx.recv().unwrap();
+        let wall = UNIX_EPOCH + Duration::from_millis(T0 + 10_000);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let done = rec.finish(
+            s,
+            &Snapshot::default(),
+            &Telemetry::default(),
+            wall,
+            deadline,
+        );
+        assert_eq!(done, (5, 0));
+    });
+    assert_eq!(s.latest(10).unwrap().len(), 5);
+    assert_eq!(s.status().report().queued, 0);
+}
+
+#[test]
+fn a_full_queue_drops_the_oldest_intervals_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let mut rec = Recorder::new(0).with_capacity(3);
+    for i in 0..5u64 {
+        rec.queue(iv(T0 + i * 1000, vec![dev("a", 1)]));
+    }
+    assert_eq!((rec.pending(), rec.dropped()), (3, 2));
+    assert_eq!(rec.flush(&s).unwrap().intervals, 3);
+    let kept: Vec<u64> = s.latest(10).unwrap().iter().map(|r| r.at_ms).collect();
+    assert_eq!(kept, [T0 + 4000, T0 + 3000, T0 + 2000], "the oldest went");
+    let r = s.status().report();
+    assert_eq!((r.dropped, r.queue_capacity, r.queued), (2, 3, 0));
+}

@@ -153,8 +153,47 @@ impl<'ns> Agent<'ns> {
     /// maps once (`/health` says `ok`). Panics with the agent's stderr if it
     /// exits or does not get there in time.
     pub fn start(ns: &'ns NetNs, args: &[&str]) -> Agent<'ns> {
-        let state_dir = std::env::temp_dir().join(format!("{}-agent-state", ns.name()));
-        let child = ns.spawn(&agent_command(&state_dir, args));
+        Agent::start_with_env(ns, args, &[])
+    }
+
+    /// [`Agent::start`] with `env` set for the agent (`None` removes a
+    /// variable, e.g. one of [`agent_command`]'s defaults).
+    pub fn start_with_env(
+        ns: &'ns NetNs,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Agent<'ns> {
+        let state_dir = Agent::state_dir_in(ns);
+        let mut cmd = agent_command(&state_dir, args);
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        Agent::start_command(ns, &cmd)
+    }
+
+    /// The state directory [`Agent::start`] gives an agent in `ns` (removed
+    /// when the agent is dropped).
+    pub fn state_dir_in(ns: &NetNs) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-agent-state", ns.name()))
+    }
+
+    /// The agent's state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// Starts `cmd` (an [`agent_command`] for [`Agent::state_dir_in`]`(ns)`,
+    /// possibly wrapped) in `ns` like [`Agent::start`].
+    pub fn start_command(ns: &'ns NetNs, cmd: &Command) -> Agent<'ns> {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let state_dir = Agent::state_dir_in(ns);
+        let child = ns.spawn(cmd);
         let mut agent = Agent {
             ns,
             child: Some(child),

@@ -1,0 +1,245 @@
+//! The store's time: an injected [`Clock`] ([`SystemClock`] in the agent,
+//! [`ManualClock`] in tests) and the [`Timeline`] that notices when the
+//! wall clock jumps.
+//!
+//! Samples are stamped with the wall clock, since that is what queries ask
+//! for. Two things must not follow a wall clock that jumps:
+//! - **Expiry and the size budget** count age from [`Now::expiry_ms`]: the
+//!   wall clock, or the wall time as the steady clock tracks it when that is
+//!   earlier. A jump forward (3 years, say) therefore ages nothing: data
+//!   written before it expires once its retention has really passed, and
+//!   data written after it is younger still. A jump backward makes the wall
+//!   clock the earlier one: what was written before it lies in the future
+//!   and is kept.
+//! - **Folding** (see `retention.rs`) records each interval written below
+//!   the folded watermark (after a jump backward) and folds it on its own,
+//!   so nothing written at any time is left unfolded or folded twice.
+//!
+//! The steady clock is `CLOCK_BOOTTIME`: it never jumps and, unlike
+//! `CLOCK_MONOTONIC`, counts time suspended, so a resume is not a jump. A
+//! jump is a difference of more than [`JUMP_TOLERANCE_MS`] between the wall
+//! time and the steady time passed since the previous reading; smaller
+//! corrections (NTP slewing or stepping by a few seconds) are followed.
+//! Each jump is logged with its size. The tracked time starts from the wall
+//! clock when the agent starts (so a jump while the agent is not running
+//! cannot be told from downtime; the units start after `time-sync.target`).
+
+use std::{
+    fmt,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use tracing::{info, warn};
+
+use super::{as_ms, epoch_ms};
+
+/// Where the store reads the time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Wall-clock time, ms since the epoch.
+    fn wall_ms(&self) -> u64;
+    /// A clock that never jumps, counting time suspended.
+    fn steady(&self) -> Duration;
+}
+
+/// The machine's clocks: `CLOCK_REALTIME` and `CLOCK_BOOTTIME`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn wall_ms(&self) -> u64 {
+        epoch_ms(SystemTime::now())
+    }
+
+    fn steady(&self) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        if rc != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+/// A clock moved by hand, for tests: [`ManualClock::advance`] moves both
+/// clocks, [`ManualClock::jump`] only the wall clock.
+#[derive(Debug)]
+pub struct ManualClock {
+    wall: AtomicU64,
+    steady: AtomicU64,
+}
+
+impl ManualClock {
+    pub fn new(wall_ms: u64) -> ManualClock {
+        ManualClock {
+            wall: AtomicU64::new(wall_ms),
+            steady: AtomicU64::new(1_000_000),
+        }
+    }
+
+    /// Time passes: both clocks move by `ms`.
+    pub fn advance(&self, ms: u64) {
+        self.wall.fetch_add(ms, Ordering::SeqCst);
+        self.steady.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// The wall clock is set `by` ms forward (positive) or back; no time
+    /// passes.
+    pub fn jump(&self, by: i64) {
+        let w = self.wall.load(Ordering::SeqCst);
+        self.wall
+            .store(w.saturating_add_signed(by), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn wall_ms(&self) -> u64 {
+        self.wall.load(Ordering::SeqCst)
+    }
+
+    fn steady(&self) -> Duration {
+        Duration::from_millis(self.steady.load(Ordering::SeqCst))
+    }
+}
+
+/// A wall-clock change this much larger or smaller than the steady time
+/// that passed is a jump.
+pub const JUMP_TOLERANCE_MS: u64 = 10_000;
+
+/// The time at one reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// The wall clock, ms since the epoch: samples are stamped with it, and
+    /// folding completes buckets by it.
+    pub wall_ms: u64,
+    /// The time retention and the size budget count age from: the earlier
+    /// of the wall clock and the wall time tracked by the steady clock.
+    pub expiry_ms: u64,
+}
+
+/// Reads a [`Clock`] and keeps the wall time as the steady clock has it.
+#[derive(Debug, Default)]
+pub(crate) struct Timeline {
+    inner: Mutex<Tracked>,
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    /// The previous reading: wall ms, steady ms.
+    last: Option<(u64, u64)>,
+    /// The wall time the steady clock tracks (equal to the wall clock
+    /// until a jump).
+    tracked: u64,
+    /// Jumps seen.
+    jumps: u64,
+    /// The wall clock and the tracked time disagree.
+    skewed: bool,
+}
+
+impl Timeline {
+    /// Reads `clock`, logging a jump since the previous reading.
+    pub(crate) fn now(&self, clock: &dyn Clock) -> Now {
+        let wall = clock.wall_ms();
+        let steady = as_ms(clock.steady());
+        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let tracked = match t.last {
+            None => wall,
+            Some((w0, s0)) => {
+                let passed = steady.saturating_sub(s0);
+                let expected = w0.saturating_add(passed);
+                let jump = i128::from(wall) - i128::from(expected);
+                let tracked = t.tracked.saturating_add(passed);
+                let skew = i128::from(wall) - i128::from(tracked);
+                if jump.unsigned_abs() > u128::from(JUMP_TOLERANCE_MS) {
+                    t.jumps += 1;
+                    warn!(
+                        jump_ms = jump as i64,
+                        skew_ms = skew as i64,
+                        "The wall clock jumped. New samples are stamped with it; expiry keeps \
+                         counting the time that really passed, and samples written at earlier \
+                         times are still folded."
+                    );
+                }
+                if skew.unsigned_abs() <= u128::from(JUMP_TOLERANCE_MS) {
+                    if std::mem::take(&mut t.skewed) {
+                        info!("The wall clock agrees with the time that passed again.");
+                    }
+                    wall
+                } else {
+                    t.skewed = true;
+                    tracked
+                }
+            }
+        };
+        t.tracked = tracked;
+        t.last = Some((wall, steady));
+        Now {
+            wall_ms: wall,
+            expiry_ms: wall.min(tracked),
+        }
+    }
+
+    /// Jumps seen so far.
+    pub(crate) fn jumps(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).jumps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000_000;
+    const YEAR: u64 = 365 * 86_400_000;
+
+    #[test]
+    fn jumps_are_counted_and_expiry_time_never_runs_ahead() {
+        let c = ManualClock::new(T0);
+        let t = Timeline::default();
+        assert_eq!(t.now(&c).expiry_ms, T0);
+        c.advance(60_000);
+        // Small steps are followed.
+        c.jump(3_000);
+        let n = t.now(&c);
+        assert_eq!((n.wall_ms, n.expiry_ms), (T0 + 63_000, T0 + 63_000));
+        assert_eq!(t.jumps(), 0);
+        // Forward 3 years: expiry time follows the time that passed.
+        c.advance(1_000);
+        c.jump(3 * YEAR as i64);
+        let n = t.now(&c);
+        assert_eq!(n.wall_ms, T0 + 64_000 + 3 * YEAR);
+        assert_eq!(n.expiry_ms, T0 + 64_000);
+        assert_eq!(t.jumps(), 1);
+        c.advance(10_000);
+        assert_eq!(t.now(&c).expiry_ms, T0 + 74_000);
+        // Back again: the two agree once more.
+        c.jump(-(3 * YEAR as i64));
+        let n = t.now(&c);
+        assert_eq!((n.wall_ms, n.expiry_ms), (T0 + 74_000, T0 + 74_000));
+        assert_eq!(t.jumps(), 2);
+        // Backward 3 years: the wall clock is the earlier one.
+        c.jump(-(3 * YEAR as i64));
+        let n = t.now(&c);
+        assert_eq!(
+            (n.wall_ms, n.expiry_ms),
+            (T0 + 74_000 - 3 * YEAR, T0 + 74_000 - 3 * YEAR)
+        );
+        assert_eq!(t.jumps(), 3);
+    }
+
+    #[test]
+    fn the_system_clock_moves() {
+        let c = SystemClock;
+        let a = c.steady();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(c.steady() > a);
+        assert!(c.wall_ms() > T0 - 10 * YEAR);
+    }
+}
