@@ -406,7 +406,7 @@ fn sigterm_writes_the_last_intervals() {
     let store = netmon_agent::store::Store::open(&path, Default::default()).unwrap();
     let h = store
         .query(&format!("device/eth0/{mac}"), 0, u64::MAX, None, u64::MAX)
-        .unwrap();
+        .unwrap_or_else(|e| panic!("after SIGTERM the history lacks {mac}'s intervals: {e}"));
     let total = |field: &str| -> u64 {
         h.points
             .iter()
