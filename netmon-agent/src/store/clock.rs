@@ -20,9 +20,15 @@
 //! jump is a difference of more than [`JUMP_TOLERANCE_MS`] between the wall
 //! time and the steady time passed since the previous reading; smaller
 //! corrections (NTP slewing or stepping by a few seconds) are followed.
-//! Each jump is logged with its size. The tracked time starts from the wall
-//! clock when the agent starts (so a jump while the agent is not running
-//! cannot be told from downtime; the units start after `time-sync.target`).
+//! Each jump is logged with its size.
+//!
+//! The tracked time survives a restart of the agent within one boot: each
+//! maintenance run saves it in the file with the steady time and the boot
+//! ([`Saved`]), and the next start in the same boot goes on from there, so a
+//! restart after a jump does not undo the protection, and a jump while the
+//! agent was stopped is seen too. After a reboot the steady clock starts
+//! over and the tracked time starts from the wall clock: a jump then cannot
+//! be told from downtime (the units start after `time-sync.target`).
 
 use std::{
     fmt,
@@ -43,6 +49,8 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn wall_ms(&self) -> u64;
     /// A clock that never jumps, counting time suspended.
     fn steady(&self) -> Duration;
+    /// Which boot of the machine the steady clock counts from.
+    fn boot(&self) -> u64;
 }
 
 /// The machine's clocks: `CLOCK_REALTIME` and `CLOCK_BOOTTIME`.
@@ -66,6 +74,18 @@ impl Clock for SystemClock {
         }
         Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     }
+
+    /// A hash (FNV-1a) of `/proc/sys/kernel/random/boot_id`; 0 if
+    /// unreadable (then a restart is treated as a reboot).
+    fn boot(&self) -> u64 {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| {
+                id.trim().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                }) | 1
+            })
+            .unwrap_or(0)
+    }
 }
 
 /// A clock moved by hand, for tests: [`ManualClock::advance`] moves both
@@ -74,6 +94,7 @@ impl Clock for SystemClock {
 pub struct ManualClock {
     wall: AtomicU64,
     steady: AtomicU64,
+    boot: AtomicU64,
 }
 
 impl ManualClock {
@@ -81,7 +102,14 @@ impl ManualClock {
         ManualClock {
             wall: AtomicU64::new(wall_ms),
             steady: AtomicU64::new(1_000_000),
+            boot: AtomicU64::new(1),
         }
+    }
+
+    /// The machine reboots: a new boot, the steady clock starts over.
+    pub fn reboot(&self) {
+        self.boot.fetch_add(1, Ordering::SeqCst);
+        self.steady.store(1_000, Ordering::SeqCst);
     }
 
     /// Time passes: both clocks move by `ms`.
@@ -107,6 +135,10 @@ impl Clock for ManualClock {
     fn steady(&self) -> Duration {
         Duration::from_millis(self.steady.load(Ordering::SeqCst))
     }
+
+    fn boot(&self) -> u64 {
+        self.boot.load(Ordering::SeqCst)
+    }
 }
 
 /// A wall-clock change this much larger or smaller than the steady time
@@ -124,6 +156,17 @@ pub struct Now {
     pub expiry_ms: u64,
 }
 
+/// The tracked time as saved in the file, to go on from after a restart
+/// in the same boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Saved {
+    pub boot: u64,
+    /// The steady clock at the reading, ms.
+    pub steady_ms: u64,
+    /// The tracked wall time then, ms since the epoch.
+    pub tracked_ms: u64,
+}
+
 /// Reads a [`Clock`] and keeps the wall time as the steady clock has it.
 #[derive(Debug, Default)]
 pub(crate) struct Timeline {
@@ -132,6 +175,10 @@ pub(crate) struct Timeline {
 
 #[derive(Debug, Default)]
 struct Tracked {
+    /// What an earlier run of the agent saved, until the first reading.
+    resume: Option<Saved>,
+    /// The boot of the readings.
+    boot: u64,
     /// The previous reading: wall ms, steady ms.
     last: Option<(u64, u64)>,
     /// The wall time the steady clock tracks (equal to the wall clock
@@ -149,6 +196,19 @@ impl Timeline {
         let wall = clock.wall_ms();
         let steady = as_ms(clock.steady());
         let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let boot = clock.boot();
+        if t.last.is_none() {
+            // The first reading: go on from the saved time in the same boot.
+            t.boot = boot;
+            if let Some(r) = t.resume.take()
+                && r.boot == boot
+                && boot != 0
+                && r.steady_ms <= steady
+            {
+                t.last = Some((r.tracked_ms, r.steady_ms));
+                t.tracked = r.tracked_ms;
+            }
+        }
         let tracked = match t.last {
             None => wall,
             Some((w0, s0)) => {
@@ -184,6 +244,25 @@ impl Timeline {
             wall_ms: wall,
             expiry_ms: wall.min(tracked),
         }
+    }
+
+    /// Goes on from `saved` (read from the file) at the first reading, if
+    /// the machine has not rebooted since.
+    pub(crate) fn resume(&self, saved: Saved) {
+        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if t.last.is_none() {
+            t.resume = Some(saved);
+        }
+    }
+
+    /// The tracked time at the last reading, to save; `None` before one.
+    pub(crate) fn saved(&self) -> Option<Saved> {
+        let t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        t.last.map(|(_, steady_ms)| Saved {
+            boot: t.boot,
+            steady_ms,
+            tracked_ms: t.tracked,
+        })
     }
 
     /// Jumps seen so far.
@@ -235,11 +314,35 @@ mod tests {
     }
 
     #[test]
+    fn the_tracked_time_goes_on_after_a_restart_in_the_same_boot_only() {
+        let c = ManualClock::new(T0);
+        let t = Timeline::default();
+        t.now(&c);
+        c.advance(1_000);
+        c.jump(3 * YEAR as i64);
+        t.now(&c);
+        let saved = t.saved().unwrap();
+        assert_eq!(saved.tracked_ms, T0 + 1_000);
+        // The agent restarts 5 s later: the jump still does not count.
+        c.advance(5_000);
+        let t2 = Timeline::default();
+        t2.resume(saved);
+        assert_eq!(t2.now(&c).expiry_ms, T0 + 6_000);
+        // After a reboot the wall clock is all there is.
+        c.reboot();
+        let t3 = Timeline::default();
+        t3.resume(t2.saved().unwrap());
+        assert_eq!(t3.now(&c).expiry_ms, c.wall_ms());
+    }
+
+    #[test]
     fn the_system_clock_moves() {
         let c = SystemClock;
         let a = c.steady();
         std::thread::sleep(Duration::from_millis(5));
         assert!(c.steady() > a);
         assert!(c.wall_ms() > T0 - 10 * YEAR);
+        assert_ne!(c.boot(), 0, "boot_id is readable");
+        assert_eq!(c.boot(), SystemClock.boot());
     }
 }

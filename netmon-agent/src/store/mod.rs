@@ -479,6 +479,24 @@ impl Store {
             maintenance_hook: Mutex::new(None),
         };
         store.prepare()?;
+        store.with_db(|db| {
+            let rtx = db.begin_read()?;
+            let meta = rtx.open_table(META)?;
+            let get =
+                |k| -> Result<Option<u64>, StoreError> { Ok(meta.get(k)?.map(|v| v.value())) };
+            if let (Some(boot), Some(steady_ms), Some(tracked_ms)) = (
+                get(schema::CLOCK_BOOT_KEY)?,
+                get(schema::CLOCK_STEADY_KEY)?,
+                get(schema::CLOCK_TRACKED_KEY)?,
+            ) {
+                store.timeline.resume(clock::Saved {
+                    boot,
+                    steady_ms,
+                    tracked_ms,
+                });
+            }
+            Ok(())
+        })?;
         Ok(store)
     }
 

@@ -382,6 +382,12 @@ impl Store {
                 }
             }
             report.forgotten_series += forget_empty(&tx, &series, &mut ids)?;
+            if let Some(saved) = self.timeline.saved() {
+                let mut meta = tx.open_table(META)?;
+                meta.insert(schema::CLOCK_BOOT_KEY, saved.boot)?;
+                meta.insert(schema::CLOCK_STEADY_KEY, saved.steady_ms)?;
+                meta.insert(schema::CLOCK_TRACKED_KEY, saved.tracked_ms)?;
+            }
             self.maintenance_step("expire");
             tx.commit()?;
             Ok(())

@@ -5,7 +5,8 @@
 //!   `"h1_done"` → the end (ms since the epoch, exclusive) of the last
 //!   minute / hour folded into [`M1`] / [`H1`]; `"late/<ms>"` (see
 //!   [`late_key`]) → 0 for each interval written below `m1_done` (after the
-//!   wall clock went back) and not folded yet.
+//!   wall clock went back) and not folded yet; `"clock_*"`: the time as the
+//!   steady clock tracks it (see `clock.rs`), saved by each maintenance run.
 //! - [`SERIES`] / [`SERIES_NAMES`]: a series' canonical name (see
 //!   `series::SeriesKey`) ↔ its compact id. Ids are never reused.
 //! - [`RAW`], [`M1`], [`H1`]: samples keyed by `(series id, ms since the
@@ -31,6 +32,12 @@ pub const VERSION_KEY: &str = "schema_version";
 pub const M1_DONE_KEY: &str = "m1_done";
 /// Key in [`META`] of the end of the last hour folded into [`H1`].
 pub const H1_DONE_KEY: &str = "h1_done";
+
+/// Keys in [`META`] of the tracked time saved by the last maintenance run
+/// (see `clock::Saved`): the boot, the steady clock, the tracked wall time.
+pub const CLOCK_BOOT_KEY: &str = "clock_boot";
+pub const CLOCK_STEADY_KEY: &str = "clock_steady_ms";
+pub const CLOCK_TRACKED_KEY: &str = "clock_tracked_ms";
 
 /// Prefix in [`META`] of the intervals written below `m1_done`.
 pub const LATE_PREFIX: &str = "late/";

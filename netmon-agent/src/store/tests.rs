@@ -808,6 +808,25 @@ fn a_clock_jump_forward_deletes_nothing_and_folding_goes_on() {
 }
 
 #[test]
+fn a_restart_after_a_jump_forward_still_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, c) = clocked(&dir);
+    write_for(&s, &c, 600, 1);
+    s.maintain_now().unwrap();
+    c.jump(3 * YEAR_MS as i64);
+    write_for(&s, &c, 60, 2);
+    s.maintain_now().unwrap();
+    // The agent restarts (same boot): expiry goes on from the time saved.
+    drop(s);
+    c.advance(10_000);
+    let s = Store::open_with_clock(&dir.path().join("h.redb"), Retention::default(), c.clone())
+        .unwrap();
+    let r = s.maintain_now().unwrap();
+    assert_eq!(r.expired, [0, 0, 0], "{r:?}");
+    assert_eq!(s.counts().unwrap()[0], 660);
+}
+
+#[test]
 fn a_clock_jump_backward_loses_nothing_and_what_is_written_after_it_is_folded() {
     let dir = tempfile::tempdir().unwrap();
     let (s, c) = clocked(&dir);
