@@ -62,3 +62,37 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
         history_thread_restarts: h.restarts.iter().sum(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The OpenAPI document describes the history fields as served.
+    #[test]
+    fn the_document_describes_the_history_fields() {
+        let doc = super::super::openapi::document(false);
+        let health = &doc["components"]["schemas"]["Health"];
+        let props = &health["properties"];
+        for field in [
+            "history",
+            "history_reason",
+            "history_queued_intervals",
+            "history_dropped_intervals",
+            "history_thread_restarts",
+        ] {
+            assert!(props[field].is_object(), "{field}: {health:#}");
+        }
+        let required: Vec<&str> = health["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(required.contains(&"history"), "{health:#}");
+        assert!(!required.contains(&"history_reason"), "{health:#}");
+        let states = &doc["components"]["schemas"]["HistoryState"]["enum"];
+        assert_eq!(
+            states,
+            &serde_json::json!(["ok", "degraded", "off"]),
+            "{doc:#}"
+        );
+    }
+}

@@ -152,7 +152,7 @@ fn error_response(description: &str) -> RefOr<Response> {
 }
 
 /// The document for a server whose `/metrics` needs the key or not.
-fn document(metrics_needs_key: bool) -> serde_json::Value {
+pub(super) fn document(metrics_needs_key: bool) -> serde_json::Value {
     let mut doc = Doc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     if let Some(op) = doc
