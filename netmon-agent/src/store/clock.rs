@@ -313,6 +313,42 @@ mod tests {
         assert_eq!(t.jumps(), 3);
     }
 
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_jump_is_logged_with_its_size() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let c = ManualClock::new(T0);
+            let t = Timeline::default();
+            t.now(&c);
+            c.advance(1_000);
+            t.now(&c);
+            c.jump(-(3 * YEAR as i64));
+            t.now(&c);
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("The wall clock jumped").count(), 1, "{text}");
+        assert!(text.contains(&format!("jump_ms=-{}", 3 * YEAR)), "{text}");
+    }
+
     #[test]
     fn the_tracked_time_goes_on_after_a_restart_in_the_same_boot_only() {
         let c = ManualClock::new(T0);
