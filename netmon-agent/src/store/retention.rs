@@ -51,6 +51,7 @@
 //! budget and compacts it.
 
 use std::{
+    collections::BTreeMap,
     sync::MutexGuard,
     time::{Duration, Instant},
 };
@@ -165,6 +166,16 @@ impl Store {
                     let raw = tx.open_table(Tier::Raw.table())?;
                     let mut m1 = tx.open_table(Tier::Minute.table())?;
                     let mut h1 = tx.open_table(Tier::Hour.table())?;
+                    // Summed per bucket first: one merge per bucket.
+                    let mut minutes: BTreeMap<(u32, u64), (Family, Agg)> = BTreeMap::new();
+                    let mut hours: BTreeMap<(u32, u64), (Family, Agg)> = BTreeMap::new();
+                    let add = |into: &mut BTreeMap<_, (Family, Agg)>, k, fam, agg: &Agg| {
+                        into.entry(k)
+                            .and_modify(|(_, a): &mut (Family, Agg)| {
+                                a.merge(agg);
+                            })
+                            .or_insert_with(|| (fam, agg.clone()));
+                    };
                     for key in &late {
                         let Some(at) = key
                             .strip_prefix(schema::LATE_PREFIX)
@@ -180,22 +191,21 @@ impl Store {
                                 debug!(series = id, "Skipping an undecodable sample.");
                                 continue;
                             };
-                            merge_into(
-                                &mut m1,
-                                Tier::Minute,
-                                *fam,
-                                *id,
-                                bucket(at, MINUTE_MS),
-                                &agg,
-                            )?;
-                            written[0] += 1;
+                            add(&mut minutes, (*id, bucket(at, MINUTE_MS)), *fam, &agg);
                             let hour = bucket(at, HOUR_MS);
                             if hour < h1_done {
-                                merge_into(&mut h1, Tier::Hour, *fam, *id, hour, &agg)?;
-                                written[1] += 1;
+                                add(&mut hours, (*id, hour), *fam, &agg);
                             }
                         }
                     }
+                    for ((id, at), (fam, agg)) in &minutes {
+                        merge_into(&mut m1, Tier::Minute, *fam, *id, *at, agg)?;
+                    }
+                    for ((id, at), (fam, agg)) in &hours {
+                        merge_into(&mut h1, Tier::Hour, *fam, *id, *at, agg)?;
+                    }
+                    written[0] += minutes.len() as u64;
+                    written[1] += hours.len() as u64;
                 }
                 let mut meta = tx.open_table(META)?;
                 for key in &late {

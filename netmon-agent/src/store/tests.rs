@@ -839,6 +839,7 @@ fn a_clock_jump_backward_loses_nothing_and_what_is_written_after_it_is_folded() 
     assert_eq!(s.clock_jumps(), 1);
     write_for(&s, &c, 180, 2);
     let r = s.maintain_now().unwrap();
+    assert_eq!(r.folded, [3, 1], "one merge per bucket: {r:?}");
     assert_eq!(r.expired, [0, 0, 0], "{r:?}");
     assert_eq!(s.counts().unwrap()[0], 780);
     // Folded where they are: 3 minutes, and their hour (which lies below
