@@ -2,7 +2,8 @@
 //! SIGKILL at random moments, over and over, and after each kill the file
 //! must open and hold exactly the intervals committed so far, each whole.
 //! And a full disk: writes fail with a disk-full error, intervals stay
-//! queued in memory, and they are all written once space returns.
+//! queued in memory (the history is `degraded` meanwhile), and they are all
+//! written once space returns.
 
 use std::{
     io::{BufRead, BufReader},
@@ -197,7 +198,7 @@ const DISK_FULL_ENV: &str = "NETMON_STORE_DISK_FULL_CHILD";
 #[test]
 #[ignore = "run by a_full_disk_keeps_intervals_queued_until_space_returns"]
 fn disk_full_child() {
-    use netmon_agent::store::record::Recorder;
+    use netmon_agent::store::{record::Recorder, status::State};
     let Some(dir) = std::env::var_os(DISK_FULL_ENV) else {
         return;
     };
@@ -238,6 +239,16 @@ fn disk_full_child() {
         assert!(rec.flush(&store).is_err());
     }
     let pending = rec.pending();
+    // Meanwhile the history is degraded, saying why and what waits.
+    let r = store.status().report();
+    assert_eq!(r.state, State::Degraded, "child: {r:?}");
+    assert!(
+        r.reason
+            .as_deref()
+            .is_some_and(|w| w.contains("cannot write")),
+        "child: {r:?}"
+    );
+    assert_eq!(r.queued, pending as u64, "child: {r:?}");
     std::fs::remove_file(&ballast).expect("child: free space");
     // The file is re-opened (redb refuses work after an I/O error) and the
     // queue drains.
@@ -251,6 +262,8 @@ fn disk_full_child() {
         }
     }
     assert_eq!(rec.pending(), 0, "child: the queue did not drain");
+    let r = store.status().report();
+    assert_eq!((r.state, r.queued), (State::Ok, 0), "child: {r:?}");
     assert_eq!(written, pending);
     let stored = store.latest(usize::MAX).expect("child: latest");
     assert_eq!(
