@@ -484,3 +484,62 @@ fn a_history_file_out_of_reach_is_named_with_its_owner_and_mode() {
         assert!(agent.stderr().contains(&needle), "{}", agent.stderr());
     }
 }
+
+#[test]
+fn a_newer_or_foreign_history_file_still_stops_the_start_with_exit_9() {
+    use netmon_agent::store::schema;
+    require_root();
+    let pair = Pair::new();
+    let ns = pair.b().ns();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, table, version) in [("foreign", "theirs", None), ("newer", "meta", Some(99u64))] {
+        let path = dir.path().join(format!("{name}.redb"));
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            match version {
+                Some(v) => {
+                    tx.open_table(schema::META)
+                        .unwrap()
+                        .insert(schema::VERSION_KEY, v)
+                        .unwrap();
+                }
+                None => {
+                    tx.open_table(redb::TableDefinition::<u64, u64>::new(table))
+                        .unwrap()
+                        .insert(1, 2)
+                        .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let cmd = agent_command(
+            &Agent::state_dir_in(ns),
+            &["--iface=eth0", &format!("--store-path={}", path.display())],
+        );
+        let (status, stderr) = run_to_exit(ns, &cmd);
+        let needle = if version.is_some() {
+            "newer netmon"
+        } else {
+            "not a netmon history file"
+        };
+        assert_exit(status, &stderr, 9, &[needle, &path.display().to_string()]);
+        // Its data is as it was (redb rewrites its header on open).
+        let db = redb::Database::create(&path).unwrap();
+        let rtx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        match version {
+            Some(v) => {
+                let meta = rtx.open_table(schema::META).unwrap();
+                let found = meta.get(schema::VERSION_KEY).unwrap().map(|g| g.value());
+                assert_eq!(found, Some(v), "{name}");
+            }
+            None => {
+                let t = rtx
+                    .open_table(redb::TableDefinition::<u64, u64>::new(table))
+                    .unwrap();
+                assert_eq!(t.get(1).unwrap().map(|g| g.value()), Some(2), "{name}");
+            }
+        }
+        assert!(damaged_files(dir.path()).is_empty(), "{name}: not moved");
+    }
+}
