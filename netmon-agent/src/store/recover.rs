@@ -8,8 +8,8 @@
 //!   `degraded` in `/health` with the moved file's name, for as long as the
 //!   agent runs.
 //! - **Newer** schema or **foreign** (a redb file that is not netmon's):
-//!   left as it is (never moved; its data never changed); the caller stops (exit 9), since only the operator can
-//!   decide what the file is.
+//!   left as it is (never moved; its data never changed); the caller
+//!   stops (exit 9), since only the operator can decide what the file is.
 //! - **No permission**: [`StoreError::Permission`] names the path, the
 //!   owner and mode of the file and of its directory, and the user the agent
 //!   runs as.
