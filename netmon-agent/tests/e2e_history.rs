@@ -283,37 +283,69 @@ fn damaged_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_damaged_history_file_is_moved_aside_and_the_agent_counts_on() {
+    use netmon_agent::store::{Family, Interval, SeriesKey, Store, Values};
     require_root();
     let pair = Pair::new();
     let ns = pair.b().ns();
-    // Garbage where the history file is (the agent's default place: the
-    // state directory).
-    let state = Agent::state_dir_in(ns);
-    std::fs::create_dir_all(&state).unwrap();
-    let garbage: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
-    std::fs::write(state.join("netmon.redb"), &garbage).unwrap();
-    let agent = Agent::start(ns, &["--iface=eth0", "--disable=discovery,latency"]);
-    let h = wait_health(&agent, Duration::from_secs(5), |h| {
-        h["history"] == "degraded"
-    });
-    let moved = damaged_files(agent.state_dir());
-    assert_eq!(moved.len(), 1, "{moved:?}\n{h:#}");
-    assert_eq!(std::fs::read(&moved[0]).unwrap(), garbage, "kept as it was");
-    let reason = h["history_reason"].as_str().unwrap();
-    assert!(
-        reason.contains("damaged") && reason.contains(&moved[0].display().to_string()),
-        "{h:#}"
-    );
-    assert_eq!(h["status"], "ok", "the agent counts: {h:#}");
-    assert!(
-        agent.stderr().contains("The history file is damaged"),
-        "{}",
-        agent.stderr()
-    );
-    // The fresh file is written.
-    agent.wait_for("/latest?limit=1", Duration::from_secs(10), |b| {
-        b["latest"].as_array().is_some_and(|r| !r.is_empty())
-    });
+    for damage in ["garbage", "truncated"] {
+        // A damaged file where the history file is (the agent's default
+        // place: the state directory).
+        let state = Agent::state_dir_in(ns);
+        std::fs::create_dir_all(&state).unwrap();
+        let file = state.join("netmon.redb");
+        if damage == "garbage" {
+            let garbage: Vec<u8> = (0..256 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+            std::fs::write(&file, &garbage).unwrap();
+        } else {
+            // A real history, cut short.
+            let store = Store::open(&file, Default::default()).unwrap();
+            for i in 0..100u64 {
+                let sample = (
+                    SeriesKey::new(Family::Device, &["eth0", "02:00:00:00:00:01"]),
+                    Values::Counter {
+                        interval_ms: 1000,
+                        deltas: vec![i, 1, 0, 0],
+                    },
+                );
+                store
+                    .write(&Interval {
+                        at_ms: 1_800_000_000_000 + i * 1000,
+                        length_ms: 1000,
+                        samples: vec![sample],
+                    })
+                    .unwrap();
+            }
+            drop(store);
+            let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+            f.set_len(1000).unwrap();
+        }
+        let damaged = std::fs::read(&file).unwrap();
+        let agent = Agent::start(ns, &["--iface=eth0", "--disable=discovery,latency"]);
+        let h = wait_health(&agent, Duration::from_secs(5), |h| {
+            h["history"] == "degraded"
+        });
+        let moved = damaged_files(agent.state_dir());
+        assert_eq!(moved.len(), 1, "{damage}: {moved:?}\n{h:#}");
+        assert!(
+            std::fs::read(&moved[0]).unwrap() == damaged,
+            "{damage}: kept as it was"
+        );
+        let reason = h["history_reason"].as_str().unwrap();
+        assert!(
+            reason.contains("damaged") && reason.contains(&moved[0].display().to_string()),
+            "{damage}: {h:#}"
+        );
+        assert_eq!(h["status"], "ok", "{damage}: the agent counts: {h:#}");
+        assert!(
+            agent.stderr().contains("The history file is damaged"),
+            "{damage}: {}",
+            agent.stderr()
+        );
+        // The fresh file is written.
+        agent.wait_for("/latest?limit=1", Duration::from_secs(10), |b| {
+            b["latest"].as_array().is_some_and(|r| !r.is_empty())
+        });
+    }
 }
 
 #[test]
