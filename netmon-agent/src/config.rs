@@ -138,6 +138,9 @@ pub struct Config {
     #[command(flatten, next_help_heading = "API access")]
     pub access: crate::api::auth::Options,
 
+    #[command(flatten, next_help_heading = "API limits")]
+    pub api_limits: crate::api::limits::Options,
+
     #[command(flatten, next_help_heading = "History")]
     pub store: crate::store::Options,
 }

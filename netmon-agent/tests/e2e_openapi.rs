@@ -187,7 +187,7 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
                 "GET {p}: no {status} documented"
             );
         }
-        for status in ["401", "403"] {
+        for status in ["401", "403", "429"] {
             assert_eq!(
                 responses.contains_key(status),
                 keyed,

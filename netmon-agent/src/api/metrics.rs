@@ -40,6 +40,7 @@ struct Params {}
 async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let limits = state.metrics.limits;
     let snapshot = state.snapshot.get();
-    let body = metrics::encode(&snapshot, &state.telemetry, &limits);
+    let mut body = metrics::encode(&snapshot, &state.telemetry, &limits);
+    body.push_str(&metrics::encode_http(&state.http.counters));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
