@@ -280,11 +280,20 @@ fn view(h: History, from_ms: u64, to_ms: u64) -> HistoryView {
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
     /// A series name, as listed by `/api/v1/series`.
+    #[param(
+        pattern = "^(system|(interface|link|temperature|latency|device|flow)/[0-9a-z:./-]{1,48})$"
+    )]
     series: String,
     /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
-    /// before `to` when not given.
+    /// before `to` when not given. Between 1970 and 9999.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     from: Option<String>,
     /// `now`, an RFC 3339 time or a duration before now; now when not given.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     to: Option<String>,
     /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
     /// tier that still holds `from`).
@@ -323,9 +332,15 @@ struct DeviceParams {
     /// Only the series of this interface.
     interface: Option<String>,
     /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
-    /// before `to` when not given.
+    /// before `to` when not given. Between 1970 and 9999.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     from: Option<String>,
     /// `now`, an RFC 3339 time or a duration before now; now when not given.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     to: Option<String>,
     /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
     /// tier that still holds `from`).
@@ -396,8 +411,11 @@ async fn device_history(
 struct TopParams {
     /// How far back from now to rank (`5m`, `1h`, `7days`); 1h when not
     /// given.
+    #[param(pattern = "^[1-9][0-9]{0,3}(s|m|h|d|days)$")]
     window: Option<String>,
-    /// `bytes` (the default), `packets`, or one of the family's fields.
+    /// `bytes` (the default), `packets`, or one of the family's fields
+    /// (devices: `tx_bytes`, `tx_packets`, `rx_bytes`, `rx_packets`).
+    #[param(pattern = "^(bytes|packets|tx_bytes|tx_packets|rx_bytes|rx_packets)$")]
     by: Option<String>,
     /// Rank devices (the default) or flows.
     #[param(pattern = "^(device|flow)$")]
