@@ -30,7 +30,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// Every route the server serves (see `src/api/*.rs`, `routes()`), and
 /// whether it needs the key when `/metrics` is open (`--metrics-auth` off,
 /// the default on a loopback listener).
-const ROUTES: [(&str, bool); 17] = [
+const ROUTES: [(&str, bool); 18] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -48,6 +48,7 @@ const ROUTES: [(&str, bool); 17] = [
     ("/api/v1/series", true),
     ("/api/v1/stream", true),
     ("/api/v1/config", true),
+    ("/api/v1/limits", true),
 ];
 
 /// The routes as a set.

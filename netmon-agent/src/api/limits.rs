@@ -36,9 +36,14 @@ use std::{
     time::Duration,
 };
 
+use axum::{Json, Router, extract::State, routing::get};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ApiError;
+use super::{
+    AppState,
+    error::{ApiError, ApiQuery},
+};
 
 /// Options bounding the API's use of the machine.
 #[derive(Clone, Debug, clap::Args)]
@@ -288,6 +293,129 @@ pub fn check_fd_limit(opts: &Options) {
              raise it (LimitNOFILE= in the unit) or lower the option."
         );
     }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/limits", get(show))
+}
+
+/// No parameters; unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+/// The body of `/api/v1/limits`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LimitsView {
+    /// The limits in force (the options' values; times in seconds).
+    limits: LimitValues,
+    /// What is open now.
+    open: OpenNow,
+    /// What the limits refused or closed since the start.
+    refused: Refused,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct LimitValues {
+    http_max_connections: u32,
+    http_header_timeout_seconds: f64,
+    http_idle_timeout_seconds: f64,
+    tls_handshake_timeout_seconds: f64,
+    sse_max_clients: u32,
+    sse_max_backlog_bytes: u32,
+    history_max_queries: u32,
+    history_max_points: u32,
+    auth_max_failures: u32,
+    auth_failure_window_seconds: f64,
+    auth_max_sources: u32,
+    auth_cache_entries: u32,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct OpenNow {
+    connections: u64,
+    sse_clients: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Refused {
+    /// Connections over `http_max_connections`.
+    connections: u64,
+    /// Connections closed: request head not complete in time.
+    header_timeouts: u64,
+    /// Kept-alive connections closed for idleness.
+    idle_closed: u64,
+    /// Connections closed: the client read nothing of a response.
+    stalled_closed: u64,
+    /// TLS handshakes that failed or timed out.
+    tls_handshakes: u64,
+    /// Stream requests over `sse_max_clients`.
+    sse_clients: u64,
+    /// Streams ended: the client fell behind.
+    sse_dropped: u64,
+    /// History requests over `history_max_queries`.
+    history_queries: u64,
+    /// History requests over `history_max_points`.
+    history_points: u64,
+    /// Requests with a missing or wrong key.
+    auth_failures: u64,
+    /// Requests answered 429.
+    auth_rate_limited: u64,
+    /// Addresses forgotten from the failure table.
+    auth_sources_evicted: u64,
+    /// Wrong keys forgotten from the argon2 cache.
+    auth_cache_evicted: u64,
+    /// argon2 verifications run.
+    argon2_verifications: u64,
+    /// Handlers that panicked.
+    panics: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/limits", operation_id = "getLimits", tag = "meta",
+    responses((status = 200, description = "The API's limits in force and what they refused.", body = LimitsView)))]
+async fn show(
+    State(state): State<AppState>,
+    ApiQuery(Params {}): ApiQuery<Params>,
+) -> Json<LimitsView> {
+    let (o, c) = (&state.http.opts, &state.http.counters);
+    let g = Counters::get;
+    Json(LimitsView {
+        limits: LimitValues {
+            http_max_connections: o.http_max_connections,
+            http_header_timeout_seconds: o.http_header_timeout.as_secs_f64(),
+            http_idle_timeout_seconds: o.http_idle_timeout.as_secs_f64(),
+            tls_handshake_timeout_seconds: o.tls_handshake_timeout.as_secs_f64(),
+            sse_max_clients: o.sse_max_clients,
+            sse_max_backlog_bytes: o.sse_max_backlog,
+            history_max_queries: o.history_max_queries,
+            history_max_points: o.history_max_points,
+            auth_max_failures: o.auth_max_failures,
+            auth_failure_window_seconds: o.auth_failure_window.as_secs_f64(),
+            auth_max_sources: o.auth_max_sources,
+            auth_cache_entries: o.auth_cache_entries,
+        },
+        open: OpenNow {
+            connections: g(&c.connections_open),
+            sse_clients: g(&c.sse_open),
+        },
+        refused: Refused {
+            connections: g(&c.connections_refused),
+            header_timeouts: g(&c.closed_header_timeout),
+            idle_closed: g(&c.closed_idle),
+            stalled_closed: g(&c.closed_stalled),
+            tls_handshakes: g(&c.closed_tls_handshake),
+            sse_clients: g(&c.sse_refused),
+            sse_dropped: g(&c.sse_dropped),
+            history_queries: g(&c.history_refused),
+            history_points: g(&c.history_too_many_points),
+            auth_failures: g(&c.auth_failures),
+            auth_rate_limited: g(&c.auth_rate_limited),
+            auth_sources_evicted: g(&c.auth_sources_evicted),
+            auth_cache_evicted: g(&c.auth_cache_evicted),
+            argon2_verifications: g(&c.argon2_verifications),
+            panics: g(&c.panics),
+        },
+    })
 }
 
 /// A stream client's place under `--sse-max-clients`; freed when dropped.

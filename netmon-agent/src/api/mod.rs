@@ -87,6 +87,7 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         .merge(history::routes())
         .merge(interfaces::routes())
         .merge(latency::routes())
+        .merge(limits::routes())
         .merge(snapshot::routes())
         .merge(stream::routes())
         .merge(system::routes())

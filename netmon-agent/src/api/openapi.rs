@@ -71,6 +71,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::series,
         super::stream::stream,
         super::config::show,
+        super::limits::show,
         openapi_json,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
