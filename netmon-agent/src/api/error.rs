@@ -513,6 +513,106 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn path_rejections_are_json_400s_naming_the_parameter() {
+        async fn mac(ApiPath(mac): ApiPath<String>) -> String {
+            mac
+        }
+        async fn number(ApiPath(n): ApiPath<u32>) -> String {
+            n.to_string()
+        }
+        let app = Router::new()
+            .route("/d/{mac}", get(mac))
+            .route("/n/{n}", get(number));
+        for (uri, param) in [("/d/%FF", "mac"), ("/n/x", "path")] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+            let body = body_json(response).await;
+            assert_eq!(body["error"]["code"], "bad_request", "{uri}: {body}");
+            assert_eq!(body["error"]["param"], param, "{uri}: {body}");
+        }
+    }
+
+    /// Errors made outside the API's extractors (axum's own rejections, a
+    /// layer's refusal) come out as the JSON body with their status.
+    #[tokio::test]
+    async fn json_errors_turns_text_errors_into_the_json_body() {
+        let app = Router::new()
+            .route(
+                "/text/{status}",
+                get(
+                    |axum::extract::Path(s): axum::extract::Path<u16>| async move {
+                        (StatusCode::from_u16(s).unwrap(), "plain words")
+                    },
+                ),
+            )
+            .route(
+                "/json",
+                get(|| async { ApiError::NotFound("gone".to_owned()) }),
+            )
+            .layer(axum::middleware::from_fn(json_errors));
+        for (status, code) in [
+            (400, "bad_request"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (413, "bad_request"),
+            (418, "bad_request"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(
+                    Request::get(format!("/text/{status}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = body_json(response).await;
+            assert_eq!(body["error"]["code"], code, "{status}: {body}");
+            if status < 500 && status != 405 {
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("plain words"), "{status}: {message}");
+            }
+        }
+        // A 200 and a JSON error pass untouched; a text 200 is not an error.
+        let ok = app
+            .clone()
+            .oneshot(Request::get("/text/200").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        let json = app
+            .oneshot(Request::get("/json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            body_json(json).await,
+            json!({"error": {"code": "not_found", "message": "gone"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_is_429_with_retry_after() {
+        let headers = check(
+            ApiError::RateLimited { retry_after: 17 },
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": {
+                "code": "rate_limited",
+                "message": "too many failed authentications from this address; retry in 17 s",
+            }}),
+        )
+        .await;
+        assert_eq!(headers[header::RETRY_AFTER], "17");
+    }
+
+    #[tokio::test]
     async fn fallback_answers_unknown_paths_with_json_404() {
         let response = get_path("/no/such/thing").await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
