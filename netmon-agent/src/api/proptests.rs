@@ -129,3 +129,103 @@ proptest! {
         prop_assert!(mac_param(&short).is_err(), "{}", short);
     }
 }
+
+/// Every byte percent-encoded but ASCII letters and digits.
+fn encode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(*b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The whole router with a key, no history and no readings yet.
+fn whole_router(http: std::sync::Arc<super::limits::Http>) -> axum::Router {
+    let state = super::AppState {
+        snapshot: Default::default(),
+        telemetry: Default::default(),
+        server_id: None,
+        metrics: crate::metrics::Settings {
+            needs_key: true,
+            limits: crate::metrics::Limits {
+                max_devices: 10,
+                flows: false,
+                max_flows: 10,
+            },
+        },
+        store: Err(std::sync::Arc::from("off in this test")),
+        config: Default::default(),
+        http,
+    };
+    let keys = super::auth::Keyring::new(super::auth::ApiKey::new(ROUTER_KEY).unwrap());
+    super::router(state, std::sync::Arc::new(keys))
+}
+
+const ROUTER_KEY: &str = "proptest-key-0123456789";
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any path segment and any query string on any route is answered, and
+    /// every error is the JSON body; nothing panics (a panic would be a
+    /// counted 500).
+    #[test]
+    fn any_request_gets_an_answer_and_errors_are_json(
+        route in prop::sample::select(vec![
+            "/api/v1/devices/{}", "/api/v1/devices/{}/history", "/api/v1/history",
+            "/api/v1/top", "/api/v1/series", "/latest", "/api/v1/flows",
+            "/api/v1/devices", "/api/v1/interfaces", "/api/v1/snapshot", "/api/v1/system",
+            "/api/v1/latency", "/api/v1/config", "/api/v1/limits", "/metrics", "/health",
+            "/api/v1/openapi.json", "/{}",
+        ]),
+        segment in prop::collection::vec(any::<u8>(), 1..24),
+        query in prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "from", "to", "step", "series", "window", "by", "family", "limit",
+                    "sort", "interface", "status", "x",
+                ]),
+                prop::collection::vec(any::<u8>(), 0..24),
+            ),
+            0..4,
+        ),
+    ) {
+        let http = std::sync::Arc::new(super::limits::Http::default());
+        let app = whole_router(std::sync::Arc::clone(&http));
+        let path = route.replace("{}", &encode(&segment));
+        let query: Vec<String> = query
+            .iter()
+            .map(|(name, value)| format!("{name}={}", encode(value)))
+            .collect();
+        let uri = if query.is_empty() { path } else { format!("{path}?{}", query.join("&")) };
+        let request = axum::http::Request::get(&uri)
+            .header("x-api-key", ROUTER_KEY)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (status, content_type, body) = runtime.block_on(async {
+            use tower::ServiceExt as _;
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            let body = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap();
+            (status, content_type, body)
+        });
+        prop_assert_eq!(super::limits::Counters::get(&http.counters.panics), 0, "{}", uri);
+        prop_assert_ne!(status.as_u16(), 500, "{}", uri);
+        if !status.is_success() {
+            prop_assert!(content_type.starts_with("application/json"), "{} {}: {}", uri, status, content_type);
+            let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON error body");
+            prop_assert!(json["error"]["code"].is_string(), "{}: {}", uri, json);
+        }
+    }
+}
