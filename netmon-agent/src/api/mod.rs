@@ -108,7 +108,7 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
 }
 
 /// `app` with the outermost layers every answer goes through: errors made
-/// JSON ([`error::json_errors`]) and panics made a JSON 500 ([`catch_panic`],
+/// JSON ([`error::json_errors`]) and panics made a JSON 500 (`catch_panic`,
 /// counted in `http`).
 pub fn guarded<S: Clone + Send + Sync + 'static>(
     app: Router<S>,

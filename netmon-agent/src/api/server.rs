@@ -8,7 +8,7 @@
 //!   is counted. Refusals themselves are bounded ([`MAX_REFUSING`] at a time;
 //!   beyond that a connection is closed without a word), so a flood of
 //!   connections costs neither file descriptors nor tasks beyond the cap.
-//! - Each connection has a watchdog ([`Activity`]) fed by its socket's reads
+//! - Each connection has a watchdog (`Activity`) fed by its socket's reads
 //!   and writes and by the requests it carries: the first request's head
 //!   must be complete `--http-header-timeout` after the connection opened, a
 //!   later one's that long after its first byte; a kept-alive connection
