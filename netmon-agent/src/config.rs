@@ -139,6 +139,9 @@ pub struct Config {
     #[command(flatten, next_help_heading = "API access")]
     pub access: crate::api::auth::Options,
 
+    #[command(flatten, next_help_heading = "API limits")]
+    pub api_limits: crate::api::limits::Options,
+
     #[command(flatten, next_help_heading = "History")]
     pub store: crate::store::Options,
 }
@@ -632,6 +635,13 @@ mod tests {
             ("flow-entries = 3\n", "flow-entries", "3"),
             ("flow-cache-slots = 6000\n", "flow-cache-slots", "6000"),
             ("ingress = \"magic\"\n", "ingress", "magic"),
+            ("http-max-connections = 0\n", "http-max-connections", "0"),
+            (
+                "http-idle-timeout = \"10ms\"\n",
+                "http-idle-timeout",
+                "10ms",
+            ),
+            ("history-max-points = 99\n", "history-max-points", "99"),
             ("interval = { a = 1 }\n", "interval", "table"),
             (
                 "listen = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n",
@@ -776,6 +786,15 @@ mod tests {
             (&["--flow-entries", "3"][..], "--flow-entries"),
             (&["--flow-cache-slots", "3"][..], "--flow-cache-slots"),
             (&["--ingress", "magic"][..], "--ingress"),
+            (
+                &["--http-max-connections", "0"][..],
+                "--http-max-connections",
+            ),
+            (
+                &["--tls-handshake-timeout", "2h"][..],
+                "--tls-handshake-timeout",
+            ),
+            (&["--sse-max-backlog", "100"][..], "--sse-max-backlog"),
             (&["--listen", "localhost"][..], "--listen"),
         ] {
             let err = parse(args).unwrap_err().to_string();

@@ -247,16 +247,10 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         addr: cfg.listen,
         source,
     })?;
-    let listener = match tls {
-        None => ApiListener::Plain(listener),
-        Some(config) => ApiListener::Tls(api::tls::TlsListener::new(listener, config).map_err(
-            |source| Error::Listen {
-                addr: cfg.listen,
-                source,
-            },
-        )?),
-    };
-    let tls = matches!(listener, ApiListener::Tls(_));
+    let http = Arc::new(api::limits::Http::new(cfg.api_limits.clone(), cfg.interval));
+    api::limits::check_fd_limit(&cfg.api_limits);
+    let tls_config = tls;
+    let tls = tls_config.is_some();
     info!(addr = %cfg.listen, tls, "API listening.");
 
     let shared = Shared::default();
@@ -305,32 +299,16 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
             store,
             config: effective,
+            http: Arc::clone(&http),
         },
-        Arc::new(keys),
+        Arc::new(keys.limited(&cfg.api_limits, Arc::clone(&http.counters))),
     );
     let stopping = Arc::new(tokio::sync::Notify::new());
     let shutdown = {
         let stopping = Arc::clone(&stopping);
         async move { stopping.notified().await }
     };
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match listener {
-        ApiListener::Plain(listener) => Box::pin(
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .into_future(),
-        ),
-        ApiListener::Tls(listener) => {
-            use axum::serve::ListenerExt as _;
-            // `tap_io` only so that axum provides ConnectInfo<SocketAddr>
-            // (it does for TcpListener and for tapped listeners).
-            Box::pin(
-                axum::serve(listener.tap_io(|_| {}), service)
-                    .with_graceful_shutdown(shutdown)
-                    .into_future(),
-            )
-        }
-    };
+    let server = api::server::serve(listener, tls_config, app, http, shutdown);
     // Graceful shutdown waits for requests in progress; a client that never
     // finishes its request must not keep the programs attached, so the wait
     // is bounded.
@@ -361,12 +339,6 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     served.map_err(Error::Serve)?;
     info!("Stopped.");
     Ok(())
-}
-
-/// The API's socket: plain HTTP, or HTTPS with `--tls-cert`.
-enum ApiListener {
-    Plain(tokio::net::TcpListener),
-    Tls(api::tls::TlsListener),
 }
 
 async fn shutdown_signal() {

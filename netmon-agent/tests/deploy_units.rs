@@ -127,6 +127,26 @@ fn both_units_start_after_the_clock_is_synchronized() {
     }
 }
 
+/// Both units raise the open-file limit well above what the agent's
+/// default connection cap needs (the agent warns at start below it).
+#[test]
+fn both_units_set_an_open_file_limit_the_defaults_fit_in() {
+    let need = netmon_agent::api::limits::fds_needed(&Default::default());
+    for unit in [PRIVILEGED, RESTRICTED] {
+        let text = fs::read_to_string(unit_dir().join(unit)).unwrap();
+        let limit: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .unwrap_or_else(|| panic!("{unit} has no LimitNOFILE="))
+            .parse()
+            .unwrap_or_else(|e| panic!("{unit}: LimitNOFILE is not a number: {e}"));
+        assert!(
+            limit >= 4 * need,
+            "{unit}: LimitNOFILE={limit}, the defaults need {need}"
+        );
+    }
+}
+
 #[test]
 fn restricted_unit_runs_as_a_user_with_four_capabilities() {
     let text = fs::read_to_string(unit_dir().join(RESTRICTED)).unwrap();

@@ -30,7 +30,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// Every route the server serves (see `src/api/*.rs`, `routes()`), and
 /// whether it needs the key when `/metrics` is open (`--metrics-auth` off,
 /// the default on a loopback listener).
-const ROUTES: [(&str, bool); 17] = [
+const ROUTES: [(&str, bool); 18] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -48,6 +48,7 @@ const ROUTES: [(&str, bool); 17] = [
     ("/api/v1/series", true),
     ("/api/v1/stream", true),
     ("/api/v1/config", true),
+    ("/api/v1/limits", true),
 ];
 
 /// The routes as a set.
@@ -187,7 +188,7 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
                 "GET {p}: no {status} documented"
             );
         }
-        for status in ["401", "403"] {
+        for status in ["401", "403", "429"] {
             assert_eq!(
                 responses.contains_key(status),
                 keyed,
@@ -364,6 +365,7 @@ fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() 
 
     require_python("schemathesis", "schemathesis");
     let junit = std::env::temp_dir().join(format!("netmon-openapi-{}-st.xml", std::process::id()));
+    let har = std::env::temp_dir().join(format!("netmon-openapi-{}-st.har", std::process::id()));
     let key = format!("X-API-KEY: {TEST_KEY}");
     // In the temp dir: schemathesis leaves a `.schemathesis` cache behind.
     let (ok, out) = run(Command::new("ip")
@@ -390,12 +392,16 @@ fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() 
             "1",
             "--no-color",
             "--report",
-            "junit",
-            "--report-junit-path",
+            "junit,har",
+            "--report-har-path",
         ])
+        .arg(&har)
+        .arg("--report-junit-path")
         .arg(&junit));
     let tested = std::fs::read_to_string(&junit).unwrap_or_default();
     let _ = std::fs::remove_file(&junit);
+    let exchanges = std::fs::read_to_string(&har).unwrap_or_default();
+    let _ = std::fs::remove_file(&har);
     eprintln!("schemathesis:\n{out}");
     assert!(ok, "schemathesis found a problem (or did not run):\n{out}");
     // It really tested every operation but the endless stream (and the
@@ -409,4 +415,57 @@ fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() 
             "schemathesis did not test GET {p}; JUnit report:\n{tested}"
         );
     }
+    assert_every_parameter_was_accepted(&doc, &exchanges);
+}
+
+/// Every parameter the document declares for the fuzzed operations was
+/// sent in at least one request the server accepted (answered other than
+/// 400): the fuzzer reached the handlers with valid values of each, not
+/// only with values the parameter check refuses.
+fn assert_every_parameter_was_accepted(doc: &Value, har: &str) {
+    let har: Value = serde_json::from_str(har).expect("schemathesis wrote a HAR file");
+    let entries = har["log"]["entries"].as_array().expect("HAR entries");
+    assert!(!entries.is_empty(), "the HAR file holds no exchange");
+    let matches = |template: &str, path: &str| {
+        let (t, p): (Vec<&str>, Vec<&str>) =
+            (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+    };
+    let mut missing = Vec::new();
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        if template == "/api/v1/stream" || template == DOC_PATH {
+            continue;
+        }
+        let accepted: Vec<&Value> = entries
+            .iter()
+            .filter(|e| {
+                let url = e["request"]["url"].as_str().unwrap_or_default();
+                let path = url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split_once('/'))
+                    .map(|(_, p)| format!("/{}", p.split('?').next().unwrap_or_default()))
+                    .unwrap_or_default();
+                matches(template, &path) && e["response"]["status"].as_u64() != Some(400)
+            })
+            .collect();
+        for param in item["get"]["parameters"].as_array().into_iter().flatten() {
+            let name = param["name"].as_str().expect("a parameter name");
+            let sent = |e: &&Value| {
+                param["in"] == "path"
+                    || e["request"]["queryString"]
+                        .as_array()
+                        .is_some_and(|q| q.iter().any(|kv| kv["name"] == name))
+            };
+            if !accepted.iter().any(sent) {
+                missing.push(format!("GET {template} `{name}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no accepted request carried these parameters: {missing:?}"
+    );
 }

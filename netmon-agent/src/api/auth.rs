@@ -12,8 +12,19 @@
 //! `sha256:<64 hex digits>` or an argon2 PHC string (`$argon2id$v=19$...`);
 //! `netmon-agent hash-key` prints both forms of a key read on stdin.
 //! Plain and sha-256 keys are compared in constant time; argon2 is slow by
-//! design, so a key that verified against an argon2 hash is remembered (by
-//! its sha-256, in a bounded table) and later requests cost one sha-256.
+//! design, so what argon2 said about a presented key is remembered by the
+//! key's sha-256 (correct keys in a table as small as the key list, wrong
+//! ones in a bounded table), and no key pays argon2 twice: not an argon2
+//! key, and not a read-only key checked against an argon2 admin key.
+//!
+//! Failed authentications (no key or a wrong one) are counted per source
+//! address (IPv6 per /64) in a bounded table; a source over
+//! `--auth-max-failures` within `--auth-failure-window` gets 429 with
+//! `Retry-After` until its window ends, without any key check that could cost
+//! argon2. A correct key that needs no argon2 (plain, sha-256, or an argon2
+//! key already verified) still works from such a source: the limit bounds
+//! the work and the noise of failures, while guessing is bounded by the keys'
+//! length (at least 16 characters; generated keys have 256 bits).
 //!
 //! Wire [`require_key`] with `route_layer` so it runs only for matched routes
 //! (unknown paths stay 404) and leave `/health` outside it; it puts the
@@ -35,14 +46,15 @@
 //! ```
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     fmt,
     fs::{self, DirBuilder, File, OpenOptions},
     io::{self, Read, Write},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use argon2::{
@@ -59,7 +71,10 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tracing::{debug, warn};
 
-use super::error::ApiError;
+use super::{
+    error::ApiError,
+    limits::{Counters, Options as LimitOptions},
+};
 
 /// Environment variable the caller reads the key from.
 pub const KEY_ENV_VAR: &str = "NETMON_API_KEY";
@@ -77,9 +92,6 @@ const API_KEY_HEADER: &str = "x-api-key";
 pub const SHA256_PREFIX: &str = "sha256:";
 /// Prefix of a key given as an argon2 PHC string.
 const ARGON2_PREFIX: &str = "$argon2";
-/// Presented keys remembered after verifying against an argon2 hash; when
-/// full the table is emptied (each entry is re-earned by one verification).
-const VERIFIED_CAPACITY: usize = 256;
 
 /// What a key may do. Ordered: a role includes every role below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -262,24 +274,110 @@ pub fn hash_key(key: &str) -> Result<(String, String), AuthError> {
     ))
 }
 
-/// Every key the API accepts, with its role, and the memory of presented
-/// keys that verified against an argon2 hash.
+/// Every key the API accepts, with its role; what argon2 said about keys
+/// presented before; and the addresses that failed authentication lately.
 pub struct Keyring {
     keys: Vec<(ApiKey, Role)>,
-    /// sha-256 of a presented key → its role; only argon2 successes.
-    verified: Mutex<HashMap<[u8; 32], Role>>,
+    /// sha-256 of a presented key that some key accepts → the highest role
+    /// among the argon2 keys it matched (`None`: it matched none of them).
+    /// Only correct keys get here, and each configured key accepts one
+    /// string, so the table never holds more entries than there are keys.
+    known: Mutex<HashMap<[u8; 32], Option<Role>>>,
+    /// sha-256 of presented keys that no key accepts, oldest first; bounded
+    /// by `--auth-cache-entries`.
+    rejected: Mutex<Fifo>,
     /// One argon2 verification at a time: a flood of wrong keys costs at
     /// most one core.
     argon2_slot: tokio::sync::Semaphore,
+    /// Failed authentications by source.
+    failures: Mutex<Failures>,
+    limits: AuthLimits,
+    counters: Arc<Counters>,
+}
+
+/// The limits of the key check (from [`super::limits::Options`]).
+#[derive(Clone, Copy, Debug)]
+struct AuthLimits {
+    max_failures: u32,
+    window: Duration,
+    max_sources: usize,
+    cache_entries: usize,
+}
+
+impl From<&LimitOptions> for AuthLimits {
+    fn from(o: &LimitOptions) -> Self {
+        Self {
+            max_failures: o.auth_max_failures,
+            window: o.auth_failure_window,
+            max_sources: o.auth_max_sources as usize,
+            cache_entries: o.auth_cache_entries as usize,
+        }
+    }
+}
+
+/// A set of digests that forgets the oldest when full.
+#[derive(Default)]
+struct Fifo {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Fifo {
+    /// Adds `digest`; true when an older entry had to be forgotten.
+    fn insert(&mut self, digest: [u8; 32], capacity: usize) -> bool {
+        if !self.set.insert(digest) {
+            return false;
+        }
+        self.order.push_back(digest);
+        let evict = self.order.len() > capacity;
+        if evict && let Some(old) = self.order.pop_front() {
+            self.set.remove(&old);
+        }
+        evict
+    }
+}
+
+/// Failed authentications per source in the current window.
+#[derive(Default)]
+struct Failures {
+    by_source: HashMap<IpAddr, (Instant, u32)>,
+}
+
+/// Whom failures are counted against: the address, or an IPv6 address's
+/// /64 (one host often holds a whole /64).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// What the cheap part of a key check decided.
+enum Cheap {
+    /// The answer, without argon2.
+    Decided(Option<Role>),
+    /// Only argon2 can tell.
+    NeedsArgon2,
 }
 
 impl Keyring {
-    /// A keyring holding `admin` only.
+    /// A keyring holding `admin` only, with the default limits.
     pub fn new(admin: ApiKey) -> Self {
         Self {
             keys: vec![(admin, Role::Admin)],
-            verified: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            rejected: Mutex::new(Fifo::default()),
             argon2_slot: tokio::sync::Semaphore::new(1),
+            failures: Mutex::new(Failures::default()),
+            limits: AuthLimits::from(&LimitOptions::default()),
+            counters: Arc::new(Counters::default()),
         }
     }
 
@@ -289,15 +387,148 @@ impl Keyring {
         self
     }
 
+    /// The same keys under `opts`' limits, counting into `counters`.
+    pub fn limited(mut self, opts: &LimitOptions, counters: Arc<Counters>) -> Self {
+        self.limits = AuthLimits::from(opts);
+        self.counters = counters;
+        self
+    }
+
     /// How many keys have `role`.
     pub fn count(&self, role: Role) -> usize {
         self.keys.iter().filter(|(_, r)| *r == role).count()
     }
 
-    /// The highest role of a key `presented` matches, if any.
+    /// The highest role of a key `presented` matches, if any (with no rate
+    /// limit: see [`Keyring::check`]).
     pub async fn authenticate(&self, presented: &[u8]) -> Option<Role> {
         let digest = sha256(presented);
+        match self.cheap(presented, &digest) {
+            Cheap::Decided(role) => role,
+            Cheap::NeedsArgon2 => self.slow(presented, digest).await,
+        }
+    }
+
+    /// The role of the key a request presents (`None`: none presented),
+    /// coming from `source` (when known). A source that failed too often
+    /// lately gets [`ApiError::RateLimited`] unless its key is known to be
+    /// correct without argon2 (a plain or sha-256 key, or an argon2 key that
+    /// verified before), so a correct key keeps working from a source that
+    /// others behind the same address abuse; while limited, nothing costs
+    /// an argon2 verification.
+    pub async fn check(
+        &self,
+        presented: Option<&[u8]>,
+        source: Option<IpAddr>,
+    ) -> Result<Role, ApiError> {
+        let source = source.map(source_key);
+        let role = match presented {
+            None => None,
+            Some(presented) => {
+                let digest = sha256(presented);
+                match self.cheap(presented, &digest) {
+                    Cheap::Decided(role) => role,
+                    Cheap::NeedsArgon2 => {
+                        self.refuse_if_limited(source)?;
+                        self.slow(presented, digest).await
+                    }
+                }
+            }
+        };
+        if let Some(role) = role {
+            return Ok(role);
+        }
+        self.refuse_if_limited(source)?;
+        Counters::bump(&self.counters.auth_failures);
+        if let Some(source) = source {
+            self.failed(source, Instant::now());
+        }
+        Err(ApiError::Unauthorized)
+    }
+
+    /// A 429 (counted) when `source` has used up its failures.
+    fn refuse_if_limited(&self, source: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(source) = source else { return Ok(()) };
+        let now = Instant::now();
+        let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(&(start, count)) = failures.by_source.get(&source) else {
+            return Ok(());
+        };
+        let end = start + self.limits.window;
+        if count < self.limits.max_failures || now >= end {
+            return Ok(());
+        }
+        Counters::bump(&self.counters.auth_rate_limited);
+        let left = end.saturating_duration_since(now);
+        Err(ApiError::RateLimited {
+            retry_after: left.as_secs() + u64::from(left.subsec_nanos() > 0),
+        })
+    }
+
+    /// Counts a failure of `source` at `now`.
+    fn failed(&self, source: IpAddr, now: Instant) {
+        let window = self.limits.window;
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let table = &mut failures.by_source;
+        if !table.contains_key(&source) && table.len() >= self.limits.max_sources {
+            table.retain(|_, (start, _)| now < *start + window);
+            if table.len() >= self.limits.max_sources {
+                // The entry whose window ends first.
+                let oldest = table.iter().min_by_key(|(_, (start, _))| *start);
+                if let Some(oldest) = oldest.map(|(ip, _)| *ip) {
+                    table.remove(&oldest);
+                    Counters::bump(&self.counters.auth_sources_evicted);
+                }
+            }
+        }
+        let entry = table.entry(source).or_insert((now, 0));
+        if now >= entry.0 + window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// What can be decided without argon2: plain and sha-256 keys, and the
+    /// remembered argon2 results.
+    fn cheap(&self, presented: &[u8], digest: &[u8; 32]) -> Cheap {
         // Every cheap key is compared, so the time does not say which matched.
+        let fast = self
+            .keys
+            .iter()
+            .filter(|(key, _)| key.matches_fast(presented, digest))
+            .map(|(_, role)| *role)
+            .max();
+        let higher_argon2 = self
+            .keys
+            .iter()
+            .any(|(key, role)| key.argon2().is_some() && fast.is_none_or(|f| *role > f));
+        if !higher_argon2 {
+            return Cheap::Decided(fast);
+        }
+        if let Some(outcome) = self.remembered(digest) {
+            return Cheap::Decided(fast.max(outcome));
+        }
+        if fast.is_none()
+            && self
+                .rejected
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .set
+                .contains(digest)
+        {
+            return Cheap::Decided(None);
+        }
+        Cheap::NeedsArgon2
+    }
+
+    /// Verifies `presented` against the argon2 keys above its cheap role,
+    /// one verification at a time, and remembers the outcome.
+    async fn slow(&self, presented: &[u8], digest: [u8; 32]) -> Option<Role> {
+        let _slot = self.argon2_slot.acquire().await.ok()?;
+        // A request queued behind another with the same key finds it here.
+        if let Cheap::Decided(role) = self.cheap(presented, &digest) {
+            return role;
+        }
         let fast = self
             .keys
             .iter()
@@ -310,42 +541,38 @@ impl Keyring {
             .filter(|(_, role)| fast.is_none_or(|f| *role > f))
             .filter_map(|(key, role)| Some((key.argon2()?.into(), *role)))
             .collect();
-        if argon2.is_empty() {
-            return fast;
+        let presented = presented.to_vec();
+        let counters = Arc::clone(&self.counters);
+        let outcome = tokio::task::spawn_blocking(move || {
+            argon2
+                .iter()
+                .filter(|(phc, _)| {
+                    Counters::bump(&counters.argon2_verifications);
+                    argon2_verify(phc, &presented)
+                })
+                .map(|(_, role)| *role)
+                .max()
+        })
+        .await
+        .ok()?;
+        if fast.is_some() || outcome.is_some() {
+            self.known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(digest, outcome);
+        } else if self
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(digest, self.limits.cache_entries)
+        {
+            Counters::bump(&self.counters.auth_cache_evicted);
         }
-        if let Some(role) = self.remembered(&digest) {
-            return Some(fast.map_or(role, |f| f.max(role)));
-        }
-        let slow = {
-            let _slot = self.argon2_slot.acquire().await.ok()?;
-            // A request queued behind another with the same key finds it here.
-            if let Some(role) = self.remembered(&digest) {
-                return Some(fast.map_or(role, |f| f.max(role)));
-            }
-            let presented = presented.to_vec();
-            tokio::task::spawn_blocking(move || {
-                argon2
-                    .iter()
-                    .filter(|(phc, _)| argon2_verify(phc, &presented))
-                    .map(|(_, role)| *role)
-                    .max()
-            })
-            .await
-            .ok()
-            .flatten()
-        };
-        if let Some(role) = slow {
-            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-            verified.insert(digest, role);
-        }
-        fast.max(slow)
+        fast.max(outcome)
     }
 
-    fn remembered(&self, digest: &[u8; 32]) -> Option<Role> {
-        self.verified
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Option<Role>> {
+        self.known
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(digest)
@@ -663,28 +890,33 @@ pub async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let failure = match presented_key(req.headers()) {
-        Some(presented) => match keys.authenticate(presented).await {
-            Some(role) => {
-                req.extensions_mut().insert(role);
-                return Ok(next.run(req).await);
-            }
-            None => "invalid key",
-        },
-        None => "no key",
-    };
-    // Present only when the server was started with connect info.
+    // Present when served by `api::server` (and axum's connect info).
     let remote = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| tracing::field::display(*addr));
-    debug!(
-        remote,
-        path = req.uri().path(),
-        reason = failure,
-        "Rejected API request."
-    );
-    Err(ApiError::Unauthorized)
+        .map(|ConnectInfo(addr)| *addr);
+    let presented = presented_key(req.headers());
+    let reason = if presented.is_some() {
+        "invalid key"
+    } else {
+        "no key"
+    };
+    match keys.check(presented, remote.map(|a| a.ip())).await {
+        Ok(role) => {
+            req.extensions_mut().insert(role);
+            Ok(next.run(req).await)
+        }
+        Err(e) => {
+            debug!(
+                remote = remote.map(tracing::field::display),
+                path = req.uri().path(),
+                reason,
+                status = e.status().as_u16(),
+                "Rejected API request."
+            );
+            Err(e)
+        }
+    }
 }
 
 /// Middleware, inside [`require_key`], letting through only requests whose
@@ -1234,44 +1466,212 @@ mod tests {
         assert_eq!(both.authenticate(KEY.as_bytes()).await, Some(Role::Admin));
     }
 
+    fn verifications(keys: &Keyring) -> u64 {
+        Counters::get(&keys.counters.argon2_verifications)
+    }
+
     #[tokio::test]
-    async fn argon2_successes_are_remembered_and_failures_are_not() {
+    async fn no_key_pays_argon2_twice() {
         let keys = keyring();
-        assert_eq!(
-            keys.authenticate(RO_ARGON_KEY.as_bytes()).await,
-            Some(Role::ReadOnly)
-        );
-        assert_eq!(
-            keys.remembered(&sha256(RO_ARGON_KEY.as_bytes())),
-            Some(Role::ReadOnly)
-        );
-        assert_eq!(keys.authenticate(b"wrong-key-0123456789").await, None);
-        assert_eq!(keys.remembered(&sha256(b"wrong-key-0123456789")), None);
-        // Cheap keys never reach argon2 or the table.
+        // An argon2 key: one verification (the only argon2 key above no
+        // role), then none.
+        for _ in 0..3 {
+            assert_eq!(
+                keys.authenticate(RO_ARGON_KEY.as_bytes()).await,
+                Some(Role::ReadOnly)
+            );
+        }
+        assert_eq!(verifications(&keys), 1);
+        // A wrong key: one verification, then remembered as wrong.
+        for _ in 0..3 {
+            assert_eq!(keys.authenticate(b"wrong-key-0123456789").await, None);
+        }
+        assert_eq!(verifications(&keys), 2);
+        // Cheap keys never reach argon2 when no argon2 key is above them.
         assert_eq!(
             keys.authenticate(RO_KEY.as_bytes()).await,
             Some(Role::ReadOnly)
         );
-        assert_eq!(keys.remembered(&sha256(RO_KEY.as_bytes())), None);
-        assert_eq!(keys.verified.lock().unwrap().len(), 1);
+        assert_eq!(keys.authenticate(KEY.as_bytes()).await, Some(Role::Admin));
+        assert_eq!(verifications(&keys), 2);
     }
 
     #[tokio::test]
-    async fn remembered_table_is_bounded() {
-        let keys = keyring();
-        {
-            let mut verified = keys.verified.lock().unwrap();
-            for i in 0..VERIFIED_CAPACITY {
-                verified.insert(sha256(&i.to_le_bytes()), Role::ReadOnly);
-            }
+    async fn an_argon2_admin_key_costs_a_read_only_key_one_verification_in_all() {
+        let (_, admin_phc) = hash_key(KEY).unwrap();
+        let keys = Keyring::new(ApiKey::new(&admin_phc).unwrap())
+            .with(Role::ReadOnly, [ApiKey::new(RO_KEY).unwrap()]);
+        for _ in 0..5 {
+            assert_eq!(
+                keys.authenticate(RO_KEY.as_bytes()).await,
+                Some(Role::ReadOnly)
+            );
         }
+        assert_eq!(
+            verifications(&keys),
+            1,
+            "the read-only key was checked against the admin hash more than once"
+        );
+        for _ in 0..3 {
+            assert_eq!(keys.authenticate(KEY.as_bytes()).await, Some(Role::Admin));
+        }
+        assert_eq!(verifications(&keys), 2);
+        assert_eq!(keys.known.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_are_remembered_in_a_bounded_table() {
+        let opts = LimitOptions {
+            auth_cache_entries: 16,
+            ..LimitOptions::default()
+        };
+        let keys = keyring().limited(&opts, Arc::new(Counters::default()));
+        for i in 0..20 {
+            let wrong = format!("wrong-key-{i:04}-0123456789");
+            assert_eq!(keys.authenticate(wrong.as_bytes()).await, None);
+        }
+        assert_eq!(keys.rejected.lock().unwrap().set.len(), 16);
+        assert_eq!(keys.rejected.lock().unwrap().order.len(), 16);
+        assert_eq!(Counters::get(&keys.counters.auth_cache_evicted), 4);
+        assert_eq!(verifications(&keys), 20);
+        // The newest are remembered, the oldest forgotten.
+        assert_eq!(keys.authenticate(b"wrong-key-0019-0123456789").await, None);
+        assert_eq!(verifications(&keys), 20);
+        assert_eq!(keys.authenticate(b"wrong-key-0000-0123456789").await, None);
+        assert_eq!(verifications(&keys), 21);
+        // Correct keys are not in that table and stay remembered.
         assert_eq!(
             keys.authenticate(RO_ARGON_KEY.as_bytes()).await,
             Some(Role::ReadOnly)
         );
-        let verified = keys.verified.lock().unwrap();
-        assert!(verified.len() <= VERIFIED_CAPACITY, "{}", verified.len());
-        assert!(verified.contains_key(&sha256(RO_ARGON_KEY.as_bytes())));
+        let before = verifications(&keys);
+        for i in 100..140 {
+            let wrong = format!("wrong-key-{i:04}-0123456789");
+            keys.authenticate(wrong.as_bytes()).await;
+        }
+        let spent = verifications(&keys) - before;
+        assert_eq!(
+            keys.authenticate(RO_ARGON_KEY.as_bytes()).await,
+            Some(Role::ReadOnly)
+        );
+        assert_eq!(verifications(&keys) - before, spent);
+    }
+
+    fn limited_keyring(max_failures: u32, window: Duration, sources: u32) -> Keyring {
+        let opts = LimitOptions {
+            auth_max_failures: max_failures,
+            auth_failure_window: window,
+            auth_max_sources: sources,
+            ..LimitOptions::default()
+        };
+        keyring().limited(&opts, Arc::new(Counters::default()))
+    }
+
+    #[tokio::test]
+    async fn a_source_failing_too_often_gets_429_and_a_correct_key_still_works() {
+        let keys = limited_keyring(3, Duration::from_secs(60), 16);
+        let bad: IpAddr = "10.1.2.3".parse().unwrap();
+        let other: IpAddr = "10.1.2.4".parse().unwrap();
+        let wrong = Some(&b"wrong-key-0123456789"[..]);
+        for _ in 0..3 {
+            let err = keys.check(wrong, Some(bad)).await.unwrap_err();
+            assert!(matches!(err, ApiError::Unauthorized), "{err}");
+        }
+        let err = keys.check(None, Some(bad)).await.unwrap_err();
+        match err {
+            ApiError::RateLimited { retry_after } => {
+                assert!((1..=60).contains(&retry_after), "{retry_after}")
+            }
+            e => panic!("not a 429: {e}"),
+        }
+        assert!(matches!(
+            keys.check(wrong, Some(bad)).await.unwrap_err(),
+            ApiError::RateLimited { .. }
+        ));
+        // A correct cheap key from the same source still works...
+        assert_eq!(
+            keys.check(Some(RO_KEY.as_bytes()), Some(bad))
+                .await
+                .unwrap(),
+            Role::ReadOnly
+        );
+        // ...but an argon2 key not verified before would cost argon2: 429.
+        let before = verifications(&keys);
+        assert!(matches!(
+            keys.check(Some(RO_ARGON_KEY.as_bytes()), Some(bad))
+                .await
+                .unwrap_err(),
+            ApiError::RateLimited { .. }
+        ));
+        assert_eq!(verifications(&keys), before);
+        // Other sources are not affected; once verified there, the argon2
+        // key works from the limited source too.
+        assert_eq!(
+            keys.check(Some(RO_ARGON_KEY.as_bytes()), Some(other))
+                .await
+                .unwrap(),
+            Role::ReadOnly
+        );
+        assert_eq!(
+            keys.check(Some(RO_ARGON_KEY.as_bytes()), Some(bad))
+                .await
+                .unwrap(),
+            Role::ReadOnly
+        );
+        assert_eq!(Counters::get(&keys.counters.auth_failures), 3);
+        assert_eq!(Counters::get(&keys.counters.auth_rate_limited), 3);
+        // Without a known source there is nothing to count against.
+        assert!(matches!(
+            keys.check(wrong, None).await.unwrap_err(),
+            ApiError::Unauthorized
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_window_ends_and_ipv6_counts_per_64() {
+        let keys = limited_keyring(2, Duration::from_millis(300), 16);
+        let a: IpAddr = "fd00:1:2:3::1".parse().unwrap();
+        let b: IpAddr = "fd00:1:2:3:ffff::2".parse().unwrap();
+        assert!(keys.check(None, Some(a)).await.is_err());
+        assert!(keys.check(None, Some(b)).await.is_err());
+        assert!(matches!(
+            keys.check(None, Some(a)).await.unwrap_err(),
+            ApiError::RateLimited { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(matches!(
+            keys.check(None, Some(a)).await.unwrap_err(),
+            ApiError::Unauthorized
+        ));
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(
+            source_key("::ffff:10.0.0.1".parse().unwrap()),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_source_table_is_bounded_and_evictions_counted() {
+        let keys = limited_keyring(1, Duration::from_secs(60), 16);
+        for i in 0..20u8 {
+            let ip = IpAddr::from([10, 0, 0, i]);
+            assert!(keys.check(None, Some(ip)).await.is_err());
+        }
+        assert_eq!(keys.failures.lock().unwrap().by_source.len(), 16);
+        assert_eq!(Counters::get(&keys.counters.auth_sources_evicted), 4);
+        // The newest are still limited; the first were forgotten.
+        assert!(matches!(
+            keys.check(None, Some(IpAddr::from([10, 0, 0, 19])))
+                .await
+                .unwrap_err(),
+            ApiError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            keys.check(None, Some(IpAddr::from([10, 0, 0, 0])))
+                .await
+                .unwrap_err(),
+            ApiError::Unauthorized
+        ));
     }
 
     async fn call_with(app: Router, uri: &str, key: &str) -> (StatusCode, Value) {

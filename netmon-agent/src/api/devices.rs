@@ -9,14 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    Json, Router,
-    extract::{Path, State},
-    routing::get,
-};
+use axum::{Json, Router, extract::State, routing::get};
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, error::ApiError, error::ApiQuery, telemetry, views::DeviceView};
+use super::{
+    AppState,
+    error::{ApiError, ApiPath, ApiQuery},
+    telemetry,
+    views::DeviceView,
+};
 use crate::{
     collect::{
         Avail, CollectorName, Cycle, Reading,
@@ -152,17 +153,10 @@ async fn list(
     responses((status = 200, description = "The MAC's entries, one per interface it was seen on.", body = OneMac)))]
 async fn one(
     State(state): State<AppState>,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     ApiQuery(Empty {}): ApiQuery<Empty>,
 ) -> Result<Json<OneMac>, ApiError> {
-    // parse_mac alone would take a sign ("+a") as a hex digit.
-    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-    let Some(wanted) = parse_mac(&mac).filter(|_| plain) else {
-        return Err(ApiError::bad_request(
-            "mac",
-            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-        ));
-    };
+    let wanted = mac_param(&mac)?;
     let s = state.snapshot.get();
     let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery).ok();
     let text = format_mac(wanted);
@@ -174,6 +168,19 @@ async fn one(
         return Err(ApiError::NotFound(format!("no device with MAC {text}")));
     }
     Ok(Json(OneMac { mac: text, devices }))
+}
+
+/// The `{mac}` path parameter: `aa:bb:cc:dd:ee:ff`, any case; else a 400
+/// naming `mac`.
+pub(super) fn mac_param(mac: &str) -> Result<[u8; 6], ApiError> {
+    // parse_mac alone would take a sign ("+a") as a hex digit.
+    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    parse_mac(mac).filter(|_| plain).ok_or_else(|| {
+        ApiError::bad_request(
+            "mac",
+            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+        )
+    })
 }
 
 /// No parameters; unknown ones are refused.

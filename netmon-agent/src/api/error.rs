@@ -15,8 +15,9 @@ use std::borrow::Cow;
 use axum::{
     Json,
     extract::{
-        FromRequestParts, Query,
-        rejection::{JsonRejection, QueryRejection},
+        FromRequestParts, Path, Query,
+        path::ErrorKind,
+        rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
@@ -60,6 +61,18 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
 
+    /// The method is not served on this path (405).
+    #[error("method not allowed on this path (only GET is served)")]
+    MethodNotAllowed,
+
+    /// The client's address failed authentication too often (429); it may
+    /// try again after `retry_after` seconds.
+    #[error("too many failed authentications from this address; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until the address may try again (`Retry-After`).
+        retry_after: u64,
+    },
+
     /// Something failed inside the agent (500). Logged in full, never sent.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -87,6 +100,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +114,8 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Unavailable(_) => "unavailable",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
         }
     }
@@ -137,7 +154,9 @@ impl IntoResponse for ApiError {
             Self::NotFound(message) | Self::Unavailable(message) | Self::Forbidden(message) => {
                 (Cow::Borrowed(message.as_str()), None)
             }
-            Self::Unauthorized => (Cow::Owned(self.to_string()), None),
+            Self::Unauthorized | Self::MethodNotAllowed | Self::RateLimited { .. } => {
+                (Cow::Owned(self.to_string()), None)
+            }
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -151,6 +170,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Self::RateLimited { retry_after } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -196,6 +220,43 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// A path parameter that failed to parse (not UTF-8 once percent-decoded,
+/// say): a 400 naming the parameter, or `path` when axum names none.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        let param = match &rejection {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        Self::bad_request(
+            param.unwrap_or_else(|| "path".to_owned()),
+            rejection.body_text(),
+        )
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
 /// `axum::extract::Query` whose rejection is an [`ApiError`], so a bad query
 /// string gets the same JSON error body as every other failure.
 #[derive(Debug, Clone, Copy, Default)]
@@ -217,6 +278,53 @@ where
 /// Fallback handler: unknown paths get a 404 with the JSON error body.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_owned())
+}
+
+/// Fallback for a known path with a method it does not serve: a JSON 405.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Longest error body of a foreign response that is kept as the message.
+const FOREIGN_BODY_BYTES: usize = 1024;
+
+/// Middleware that turns any error response that is not JSON (a rejection
+/// of an extractor used without [`ApiQuery`]/[`ApiPath`], a layer's own
+/// refusal) into the JSON error body with the same status, so no client
+/// ever gets a text error. The original text becomes the message.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), FOREIGN_BODY_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let err = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(text),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        | StatusCode::UNPROCESSABLE_ENTITY => ApiError::bad_request("body", text),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(text),
+        s if s.is_server_error() => ApiError::internal(anyhow::anyhow!("{s}: {text}")),
+        _ => ApiError::bad_request("request", text),
+    };
+    let mut out = err.into_response();
+    // Keep the original status (a 4xx without a variant of its own, say).
+    *out.status_mut() = status;
+    out
 }
 
 #[cfg(test)]
@@ -402,6 +510,106 @@ mod tests {
         let body = body_json(response).await;
         assert_eq!(body["error"]["code"], "bad_request");
         assert_eq!(body["error"]["param"], "body");
+    }
+
+    #[tokio::test]
+    async fn path_rejections_are_json_400s_naming_the_parameter() {
+        async fn mac(ApiPath(mac): ApiPath<String>) -> String {
+            mac
+        }
+        async fn number(ApiPath(n): ApiPath<u32>) -> String {
+            n.to_string()
+        }
+        let app = Router::new()
+            .route("/d/{mac}", get(mac))
+            .route("/n/{n}", get(number));
+        for (uri, param) in [("/d/%FF", "mac"), ("/n/x", "path")] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+            let body = body_json(response).await;
+            assert_eq!(body["error"]["code"], "bad_request", "{uri}: {body}");
+            assert_eq!(body["error"]["param"], param, "{uri}: {body}");
+        }
+    }
+
+    /// Errors made outside the API's extractors (axum's own rejections, a
+    /// layer's refusal) come out as the JSON body with their status.
+    #[tokio::test]
+    async fn json_errors_turns_text_errors_into_the_json_body() {
+        let app = Router::new()
+            .route(
+                "/text/{status}",
+                get(
+                    |axum::extract::Path(s): axum::extract::Path<u16>| async move {
+                        (StatusCode::from_u16(s).unwrap(), "plain words")
+                    },
+                ),
+            )
+            .route(
+                "/json",
+                get(|| async { ApiError::NotFound("gone".to_owned()) }),
+            )
+            .layer(axum::middleware::from_fn(json_errors));
+        for (status, code) in [
+            (400, "bad_request"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (413, "bad_request"),
+            (418, "bad_request"),
+            (500, "internal"),
+            (503, "unavailable"),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(
+                    Request::get(format!("/text/{status}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = body_json(response).await;
+            assert_eq!(body["error"]["code"], code, "{status}: {body}");
+            if status < 500 && status != 405 {
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("plain words"), "{status}: {message}");
+            }
+        }
+        // A 200 and a JSON error pass untouched; a text 200 is not an error.
+        let ok = app
+            .clone()
+            .oneshot(Request::get("/text/200").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        let json = app
+            .oneshot(Request::get("/json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            body_json(json).await,
+            json!({"error": {"code": "not_found", "message": "gone"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_is_429_with_retry_after() {
+        let headers = check(
+            ApiError::RateLimited { retry_after: 17 },
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": {
+                "code": "rate_limited",
+                "message": "too many failed authentications from this address; retry in 17 s",
+            }}),
+        )
+        .await;
+        assert_eq!(headers[header::RETRY_AFTER], "17");
     }
 
     #[tokio::test]

@@ -11,10 +11,16 @@
 //! `from` and `to` are RFC 3339 times or durations before now (`1h`,
 //! `30m`); `to` defaults to now and `from` to an hour before `to`. `step` is
 //! `raw`, `1m` or `1h`; without it the tier is the finest that still holds
-//! `from`. Store calls run on the blocking pool, beside the store's
-//! maintenance (which never holds the file exclusively: see
-//! `store/retention.rs`). A store that is off, or busy re-opening its file
-//! after an I/O error, answers 503 with the reason.
+//! `from`, coarsened until the answer holds at most `--history-max-points`
+//! points a series; an explicit `step` whose answer would hold more is a 400
+//! naming `step` (the tiers are the history's own downsampling, so the
+//! server never invents a step the store does not keep, and a client that
+//! named one learns why it cannot have it). Times before 1970 or after 9999
+//! are a 400 naming the parameter. Store calls run on the blocking pool, at
+//! most `--history-max-queries` at once (more get 503 with `Retry-After`),
+//! beside the store's maintenance (which never holds the file exclusively:
+//! see `store/retention.rs`). A store that is off, or busy re-opening its
+//! file after an I/O error, answers 503 with the reason.
 
 use std::{
     collections::BTreeMap,
@@ -22,20 +28,17 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use axum::{
-    Json, Router,
-    extract::{Path, State},
-    routing::get,
-};
+use axum::{Json, Router, extract::State, routing::get};
 use serde::{Deserialize, Serialize};
 
 use super::{
     AppState,
-    error::{ApiError, ApiQuery},
+    error::{ApiError, ApiPath, ApiQuery},
+    limits::{Counters, Http},
     views::time,
 };
 use crate::{
-    ifaces::{format_mac, parse_mac},
+    ifaces::format_mac,
     store::{self, Family, FieldValue, History, Point, Store, StoreError, Tier, epoch_ms},
 };
 
@@ -66,19 +69,43 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// Runs `f` on the store on the blocking pool.
+/// Runs `f` on the store on the blocking pool, in one of the
+/// `--history-max-queries` slots (503 when none is free).
 async fn blocking<T: Send + 'static>(
+    http: &Http,
     st: Arc<Store>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(move || f(&st))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(store_error)
+    let slot = http.store_slot()?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&st)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(store_error)
 }
 
-/// A time parameter: RFC 3339, `now`, or a duration before now.
-fn parse_time(param: &str, text: &str, now: SystemTime) -> Result<SystemTime, ApiError> {
+/// The latest time an answer can show: 9999-12-31T23:59:59.999Z.
+const LATEST_MS: u64 = 253_402_300_799_999;
+
+/// A time parameter: RFC 3339, `now`, or a duration before now; between
+/// 1970 and the end of 9999.
+pub(super) fn parse_time(param: &str, text: &str, now: SystemTime) -> Result<SystemTime, ApiError> {
+    let t = parse_any_time(param, text, now)?;
+    let in_range = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|d| d.as_millis() <= u128::from(LATEST_MS));
+    if !in_range {
+        return Err(ApiError::bad_request(
+            param,
+            format!("{text:?} is outside 1970-01-01T00:00:00Z..=9999-12-31T23:59:59.999Z"),
+        ));
+    }
+    Ok(t)
+}
+
+fn parse_any_time(param: &str, text: &str, now: SystemTime) -> Result<SystemTime, ApiError> {
     if text == "now" {
         return Ok(now);
     }
@@ -117,7 +144,10 @@ fn range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64, u64), ApiErr
     let to_t = to.map_or(Ok(now), |t| parse_time("to", t, now))?;
     let from_t = match from {
         Some(f) => parse_time("from", f, now)?,
-        None => to_t.checked_sub(Duration::from_secs(3600)).unwrap_or(to_t),
+        None => to_t
+            .checked_sub(Duration::from_secs(3600))
+            .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
     };
     let (from_ms, to_ms) = (epoch_ms(from_t), epoch_ms(to_t));
     if from_ms >= to_ms {
@@ -127,6 +157,74 @@ fn range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64, u64), ApiErr
         ));
     }
     Ok((from_ms, to_ms, epoch_ms(now)))
+}
+
+/// The tier to query `[from_ms, to_ms)` at: `asked`, or without one the
+/// finest that holds `from_ms` and answers at most `--history-max-points`
+/// points; a 400 naming `step` (or `from`, when even hours are too many)
+/// when that cannot be.
+fn pick_tier(
+    http: &Http,
+    st: &Store,
+    asked: Option<Tier>,
+    (from_ms, to_ms, now_ms): (u64, u64, u64),
+) -> Result<Tier, ApiError> {
+    let max = u64::from(http.opts.history_max_points);
+    let raw_ms = store::as_ms(http.raw_step).max(1);
+    let points = |tier: Tier| (to_ms - from_ms).div_ceil(tier.step_ms().unwrap_or(raw_ms)) + 1;
+    let too_many = |param: &str, tier: Tier| {
+        Counters::bump(&http.counters.history_too_many_points);
+        ApiError::bad_request(
+            param,
+            format!(
+                "the range at step {} is about {} points a series; at most {max} are answered \
+                 (--history-max-points): ask for a coarser step or a shorter range",
+                step_name(tier),
+                points(tier)
+            ),
+        )
+    };
+    if let Some(tier) = asked {
+        return if points(tier) <= max {
+            Ok(tier)
+        } else {
+            Err(too_many("step", tier))
+        };
+    }
+    let finest = Tier::for_range(from_ms, now_ms, st.retention());
+    Tier::ALL
+        .into_iter()
+        .skip_while(|t| *t != finest)
+        .find(|t| points(*t) <= max)
+        .ok_or_else(|| too_many("from", Tier::Hour))
+}
+
+fn step_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Raw => "raw",
+        Tier::Minute => "1m",
+        Tier::Hour => "1h",
+    }
+}
+
+/// A 400 when a query answered more points than the limit (raw points
+/// recorded at a shorter interval than today's).
+fn check_points(http: &Http, h: &History) -> Result<(), ApiError> {
+    let max = http.opts.history_max_points as usize;
+    if h.points.len() <= max {
+        return Ok(());
+    }
+    Counters::bump(&http.counters.history_too_many_points);
+    Err(ApiError::bad_request(
+        "step",
+        format!(
+            "the range holds {} points of {} at step {}; at most {max} are answered \
+             (--history-max-points): ask for a coarser step or a shorter range",
+            h.points.len(),
+            h.series,
+            step_name(h.tier)
+        ),
+    ))
 }
 
 fn ms_time(ms: u64) -> String {
@@ -182,11 +280,20 @@ fn view(h: History, from_ms: u64, to_ms: u64) -> HistoryView {
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
     /// A series name, as listed by `/api/v1/series`.
+    #[param(
+        pattern = "^(system|(interface|link|temperature|latency|device|flow)/[0-9a-z:./-]{1,48})$"
+    )]
     series: String,
     /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
-    /// before `to` when not given.
+    /// before `to` when not given. Between 1970 and 9999.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     from: Option<String>,
     /// `now`, an RFC 3339 time or a duration before now; now when not given.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     to: Option<String>,
     /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
     /// tier that still holds `from`).
@@ -209,10 +316,12 @@ async fn history(
         ));
     }
     let st = store(&state)?;
-    let h = blocking(st, move |s| {
-        s.query(&p.series, from_ms, to_ms, tier, now_ms)
+    let tier = pick_tier(&state.http, &st, tier, (from_ms, to_ms, now_ms))?;
+    let h = blocking(&state.http, st, move |s| {
+        s.query(&p.series, from_ms, to_ms, Some(tier), now_ms)
     })
     .await?;
+    check_points(&state.http, &h)?;
     Ok(Json(view(h, from_ms, to_ms)))
 }
 
@@ -223,9 +332,15 @@ struct DeviceParams {
     /// Only the series of this interface.
     interface: Option<String>,
     /// `now`, an RFC 3339 time or a duration before now (`1h`, `30m`); an hour
-    /// before `to` when not given.
+    /// before `to` when not given. Between 1970 and 9999.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     from: Option<String>,
     /// `now`, an RFC 3339 time or a duration before now; now when not given.
+    #[param(
+        pattern = "^(now|[1-9][0-9]{0,3}(ms|s|m|h|d|days)|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z)$"
+    )]
     to: Option<String>,
     /// The tier: `raw`, `1m`, `1h`, or `auto` (the default: the finest
     /// tier that still holds `from`).
@@ -245,21 +360,16 @@ struct DeviceHistory {
     responses((status = 200, description = "The device's stored series over the range.", body = DeviceHistory)))]
 async fn device_history(
     State(state): State<AppState>,
-    Path(mac): Path<String>,
+    ApiPath(mac): ApiPath<String>,
     ApiQuery(p): ApiQuery<DeviceParams>,
 ) -> Result<Json<DeviceHistory>, ApiError> {
-    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-    let Some(wanted) = parse_mac(&mac).filter(|_| plain) else {
-        return Err(ApiError::bad_request(
-            "mac",
-            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-        ));
-    };
+    let wanted = super::devices::mac_param(&mac)?;
     let (from_ms, to_ms, now_ms) = range(p.from.as_deref(), p.to.as_deref())?;
     let tier = parse_step(p.step.as_deref())?;
     let text = format_mac(wanted);
     let st = store(&state)?;
-    let histories = blocking(st, move |s| {
+    let tier = pick_tier(&state.http, &st, tier, (from_ms, to_ms, now_ms))?;
+    let histories = blocking(&state.http, st, move |s| {
         let suffix = format!("/{text}");
         let names: Vec<String> = s
             .series(Some(Family::Device))?
@@ -273,10 +383,13 @@ async fn device_history(
             .collect();
         names
             .iter()
-            .map(|n| s.query(n, from_ms, to_ms, tier, now_ms))
+            .map(|n| s.query(n, from_ms, to_ms, Some(tier), now_ms))
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
+    for h in &histories {
+        check_points(&state.http, h)?;
+    }
     if histories.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no history for {}",
@@ -298,8 +411,11 @@ async fn device_history(
 struct TopParams {
     /// How far back from now to rank (`5m`, `1h`, `7days`); 1h when not
     /// given.
+    #[param(pattern = "^[1-9][0-9]{0,3}(s|m|h|d|days)$")]
     window: Option<String>,
-    /// `bytes` (the default), `packets`, or one of the family's fields.
+    /// `bytes` (the default), `packets`, or one of the family's fields
+    /// (devices: `tx_bytes`, `tx_packets`, `rx_bytes`, `rx_packets`).
+    #[param(pattern = "^(bytes|packets|tx_bytes|tx_packets|rx_bytes|rx_packets)$")]
     by: Option<String>,
     /// Rank devices (the default) or flows.
     #[param(pattern = "^(device|flow)$")]
@@ -377,7 +493,7 @@ async fn top(
     let (to_ms, now_ms) = (epoch_ms(now), epoch_ms(now));
     let from_ms = to_ms.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
     let st = store(&state)?;
-    let ranked = blocking(st, move |s| {
+    let ranked = blocking(&state.http, st, move |s| {
         s.top(family, field, from_ms, to_ms, limit, now_ms)
     })
     .await?;
@@ -430,7 +546,7 @@ async fn series(
         ),
     };
     let st = store(&state)?;
-    let names = blocking(st, move |s| s.series(family)).await?;
+    let names = blocking(&state.http, st, move |s| s.series(family)).await?;
     Ok(Json(SeriesList { series: names }))
 }
 
@@ -478,7 +594,7 @@ async fn latest(
         ));
     }
     let st = store(&state)?;
-    let rows = blocking(st, move |s| {
+    let rows = blocking(&state.http, st, move |s| {
         let rows = s.latest(limit)?;
         let (Some(newest), Some(oldest)) = (rows.first(), rows.last()) else {
             return Ok(Vec::new());
@@ -560,6 +676,11 @@ mod tests {
     /// Serves the whole API for `store` on a real socket on loopback, on a
     /// runtime of its own; the runtime ends with the returned value.
     fn serve(store: Arc<Store>) -> (SocketAddr, tokio::runtime::Runtime) {
+        serve_with(store, Arc::default())
+    }
+
+    /// [`serve`] under the limits of `http`.
+    fn serve_with(store: Arc<Store>, http: Arc<Http>) -> (SocketAddr, tokio::runtime::Runtime) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -582,20 +703,23 @@ mod tests {
             },
             store: Ok(store),
             config: Default::default(),
+            http: Arc::clone(&http),
         };
         let app = router(state, Arc::new(Keyring::new(ApiKey::new(KEY).unwrap())));
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
+            crate::api::server::serve(listener, None, app, http, std::future::pending()).await
         });
         (addr, runtime)
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+        let (status, _, body) = get_with_headers(addr, path);
+        (status, body)
+    }
+
+    /// [`get`] with the `Retry-After` header.
+    fn get_with_headers(addr: SocketAddr, path: &str) -> (u16, Option<String>, Value) {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
@@ -606,8 +730,155 @@ mod tests {
             .call()
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let status = reply.status().as_u16();
+        let retry = reply
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = reply.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+        (
+            status,
+            retry,
+            serde_json::from_str(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A store holding `n` intervals of 2 device series, the newest ending
+    /// now; with the time of the first.
+    fn small_store(dir: &std::path::Path, n: u64) -> (Arc<Store>, u64) {
+        let store = Arc::new(Store::open(&dir.join("h.redb"), Retention::default()).unwrap());
+        let now = epoch_ms(SystemTime::now());
+        let t0 = now - n * STEP_MS;
+        for i in 0..n {
+            store.write(&interval(t0, i, 2)).unwrap();
+        }
+        (store, t0)
+    }
+
+    /// With every `--history-max-queries` slot taken, each history endpoint
+    /// answers a JSON 503 with `Retry-After`, counted; once a slot is free
+    /// the same request is answered.
+    #[test]
+    fn history_queries_over_the_cap_get_503_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = small_store(dir.path(), 30);
+        let http = Arc::new(Http::new(
+            crate::api::limits::Options {
+                history_max_queries: 2,
+                ..Default::default()
+            },
+            Duration::from_millis(STEP_MS),
+        ));
+        let (addr, _runtime) = serve_with(store, Arc::clone(&http));
+        let paths = [
+            "/api/v1/history?series=device/eth0/000",
+            "/api/v1/devices/02:00:00:00:00:01/history",
+            "/api/v1/top",
+            "/api/v1/series",
+            "/latest",
+        ];
+        let held = http.hold_store_slots();
+        for path in paths {
+            let (status, retry, body) = get_with_headers(addr, path);
+            assert_eq!(status, 503, "{path}: {body}");
+            assert_eq!(retry.as_deref(), Some("1"), "{path}");
+            assert_eq!(body["error"]["code"], "unavailable", "{path}: {body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("--history-max-queries"), "{message}");
+        }
+        assert_eq!(Counters::get(&http.counters.history_refused), 5);
+        drop(held);
+        let (status, body) = get(addr, paths[0]);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["points"].as_array().unwrap().len(), 30, "{body}");
+    }
+
+    /// An explicit step whose answer would exceed `--history-max-points` is a
+    /// 400 naming `step` and the limit; without a step the tier is coarsened
+    /// until it fits.
+    #[test]
+    fn history_point_cap_refuses_an_explicit_step_and_coarsens_auto() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = small_store(dir.path(), 400);
+        let http = Arc::new(Http::new(
+            crate::api::limits::Options {
+                history_max_points: 100,
+                ..Default::default()
+            },
+            Duration::from_millis(STEP_MS),
+        ));
+        let (addr, _runtime) = serve_with(store, Arc::clone(&http));
+        // An hour at 10 s is 361 raw points.
+        let (status, body) = get(
+            addr,
+            "/api/v1/history?series=device/eth0/001&step=raw&from=1h",
+        );
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["param"], "step", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("361 points") && message.contains("at most 100"),
+            "{message}"
+        );
+        let (status, body) = get(
+            addr,
+            "/api/v1/devices/00:00:00:00:00:01/history?step=raw&from=1h",
+        );
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["param"], "step", "{body}");
+        // Without a step: minutes (61 points at most).
+        let (status, body) = get(addr, "/api/v1/history?series=device/eth0/001&from=1h");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["tier"], "minute", "{body}");
+        assert!(body["points"].as_array().unwrap().len() <= 100, "{body}");
+        // Ten minutes of raw points fit.
+        let (status, body) = get(addr, "/api/v1/history?series=device/eth0/001&from=10m");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["tier"], "raw", "{body}");
+        // A range even hours cannot answer in 100 points names `from`.
+        let (status, body) = get(addr, "/api/v1/history?series=device/eth0/001&from=300h");
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["param"], "from", "{body}");
+        assert_eq!(Counters::get(&http.counters.history_too_many_points), 3);
+    }
+
+    /// Times before 1970 or after 9999, however written, are a JSON 400
+    /// naming the parameter (they used to panic while formatting).
+    #[test]
+    fn times_outside_1970_to_9999_are_400_naming_the_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = small_store(dir.path(), 3);
+        let (addr, _runtime) = serve(store);
+        for (path, param) in [
+            ("/api/v1/history?series=system&to=100years", "to"),
+            ("/api/v1/history?series=system&from=100years", "from"),
+            (
+                "/api/v1/devices/02:00:00:00:00:01/history?from=100years&to=99years",
+                "to",
+            ),
+            (
+                "/api/v1/history?series=system&to=1969-12-31T23:59:59Z",
+                "to",
+            ),
+            (
+                "/api/v1/history?series=system&from=10000-01-01T00:00:00Z",
+                "from",
+            ),
+            (
+                "/api/v1/history?series=system&to=99999999999999999years",
+                "to",
+            ),
+        ] {
+            let (status, body) = get(addr, path);
+            assert_eq!(status, 400, "{path}: {body}");
+            assert_eq!(body["error"]["param"], param, "{path}: {body}");
+        }
+        // The edges themselves are fine (a range at the epoch's start).
+        let (status, body) = get(
+            addr,
+            "/api/v1/history?series=device/eth0/000&to=1970-01-01T00:00:01Z",
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["from"], "1970-01-01T00:00:00.000Z", "{body}");
     }
 
     /// Maintenance over a file that the old maintenance would have

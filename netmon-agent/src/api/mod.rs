@@ -6,7 +6,10 @@
 //! a JSON 404, bad parameters a JSON 400. Every request's query string is at
 //! most [`MAX_QUERY_BYTES`] (else a JSON 400 naming `query`) and its body at
 //! most [`MAX_BODY_BYTES`] (extractors reject more); header sizes are
-//! hyper's limits.
+//! hyper's limits. Every error is the JSON body of [`error`], whatever
+//! produced it ([`error::json_errors`]), and a handler that panics is
+//! answered a JSON 500 (logged and counted) instead of losing the connection.
+//! [`server`] serves the router with the connection limits of [`limits`].
 
 pub mod auth;
 pub mod config;
@@ -17,8 +20,12 @@ mod health;
 mod history;
 mod interfaces;
 mod latency;
+pub mod limits;
 mod metrics;
 mod openapi;
+#[cfg(test)]
+mod proptests;
+pub mod server;
 mod snapshot;
 mod stream;
 mod system;
@@ -26,13 +33,19 @@ pub mod telemetry;
 pub mod tls;
 pub mod views;
 
-use std::sync::Arc;
+use std::{
+    any::Any,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, Request, State},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 
 use crate::{collect::Telemetry, snapshot::Shared};
@@ -58,6 +71,8 @@ pub struct AppState {
     pub store: StoreSlot,
     /// `/api/v1/config`: the effective configuration, secrets left out.
     pub config: Arc<config::Effective>,
+    /// The API's limits and what they refused.
+    pub http: Arc<limits::Http>,
 }
 
 /// The history store, or the reason it is off.
@@ -72,6 +87,7 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         .merge(history::routes())
         .merge(interfaces::routes())
         .merge(latency::routes())
+        .merge(limits::routes())
         .merge(snapshot::routes())
         .merge(stream::routes())
         .merge(system::routes())
@@ -79,15 +95,71 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
             Arc::clone(&keys),
             auth::require_key,
         ));
-    Router::new()
+    let app = Router::new()
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(metrics::routes(&state.metrics, keys))
         .merge(protected)
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(limit_query))
-        .with_state(state)
+        .layer(middleware::from_fn(limit_query));
+    guarded(app, Arc::clone(&state.http)).with_state(state)
+}
+
+/// `app` with the outermost layers every answer goes through: errors made
+/// JSON ([`error::json_errors`]) and panics made a JSON 500 (`catch_panic`,
+/// counted in `http`).
+pub fn guarded<S: Clone + Send + Sync + 'static>(
+    app: Router<S>,
+    http: Arc<limits::Http>,
+) -> Router<S> {
+    app.layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(http, catch_panic))
+}
+
+/// Answers a request whose handler (or any layer inside this one) panicked
+/// with a JSON 500, logs the panic and counts it, so the client gets an
+/// answer and the connection stays usable.
+async fn catch_panic(State(http): State<Arc<limits::Http>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    match CatchUnwind(Box::pin(next.run(req))).await {
+        Ok(response) => response,
+        Err(panic) => {
+            limits::Counters::bump(&http.counters.panics);
+            let message = panic_message(panic.as_ref());
+            tracing::error!(path = %path, panic = message, "An API handler panicked.");
+            error::ApiError::internal(anyhow::anyhow!("handler panicked: {message}"))
+                .into_response()
+        }
+    }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// A future that turns a panic while polling its inner future into an error.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        // The future is dropped right after a panic and never polled again,
+        // so no broken state it may hold is observed.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 /// Refuses a query string longer than [`MAX_QUERY_BYTES`] before routing,

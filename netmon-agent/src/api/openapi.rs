@@ -7,8 +7,9 @@
 //!   end-to-end test `tests/e2e_openapi.rs` compares both lists);
 //! - every operation answers errors with the JSON body of [`super::error`]
 //!   (`ErrorBody`): 400 on any route (the query-length limit applies to
-//!   all), 404 and 503 where a resource or a source may be missing, and 401
-//!   and 403 on the routes behind the key;
+//!   all), 404 and 503 where a resource or a source may be missing (503 also
+//!   when a limit is reached), and 401, 403 and 429 (too many failed
+//!   authentications from the address) on the routes behind the key;
 //! - `/metrics` lists the key schemes only when this agent was started with
 //!   `--metrics-auth` on, so the document describes the running server;
 //! - every JSON response body has a schema derived from the very type the
@@ -70,6 +71,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::series,
         super::stream::stream,
         super::config::show,
+        super::limits::show,
         openapi_json,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
@@ -117,12 +119,16 @@ impl Modify for Common {
                 ("404", "The resource named in the path does not exist."),
                 (
                     "503",
-                    "The data is not available: its collector is off or still in its first cycle, or the history is off or busy.",
+                    "The data is not available: its collector is off or still in its first cycle, the history is off or busy, or a limit is reached (history queries or stream clients at once); `Retry-After` says when to try again.",
                 ),
             ];
             if !open {
                 errors.push(("401", "No API key, or a wrong one."));
                 errors.push(("403", "The key's role is too low for this endpoint."));
+                errors.push((
+                    "429",
+                    "This address failed authentication too often lately; `Retry-After` says when it may try again.",
+                ));
             }
             for (status, description) in errors {
                 op.responses
@@ -170,6 +176,7 @@ pub(super) fn document(metrics_needs_key: bool) -> serde_json::Value {
             op.security = Some(Vec::new());
             op.responses.responses.remove("401");
             op.responses.responses.remove("403");
+            op.responses.responses.remove("429");
         }
     }
     // Serialising plain data structures cannot fail; `Null` would show it.

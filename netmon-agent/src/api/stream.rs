@@ -2,13 +2,21 @@
 //! with that interval's summary, for live dashboards. Each event's data is
 //! JSON: the drain's time and length, each watched interface's totals and
 //! rates, the device and flow counts, and the five devices that sent the
-//! most in the interval. A comment line every 15 s keeps proxies from
-//! closing an idle stream.
+//! most in the interval. A comment line every 15 s (or half
+//! `--http-idle-timeout`, when shorter) keeps proxies and the server's own
+//! idle limit from closing a quiet stream.
+//!
+//! At most `--sse-max-clients` streams run at once (more get 503). Each
+//! event carries the newest summary, so a slow client skips intervals rather
+//! than queueing them; a client that leaves more than `--sse-max-backlog`
+//! bytes unacknowledged has fallen behind: its stream is ended and counted
+//! (`netmon_http_sse_dropped_total`). One that reads nothing at all is cut
+//! by the server's stalled-write limit.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::State,
     response::sse::{Event, KeepAlive, Sse},
     routing::get,
@@ -18,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppState,
-    error::ApiQuery,
+    error::{ApiError, ApiQuery},
+    limits::{Counters, SseSlot},
+    server::ConnSocket,
     views::{Traffic, time},
 };
 use crate::{ifaces::format_mac, snapshot::Snapshot};
@@ -35,6 +45,8 @@ struct Params {}
 const POLL: Duration = Duration::from_millis(100);
 /// Devices listed in each summary.
 const TOP: usize = 5;
+/// Longest pause between two writes on a quiet stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Serialize)]
 struct Summary {
@@ -98,22 +110,61 @@ fn summary(s: &Snapshot) -> Summary {
         content_type = "text/event-stream", body = String)))]
 async fn stream(
     State(state): State<AppState>,
+    socket: Option<Extension<ConnSocket>>,
     ApiQuery(Params {}): ApiQuery<Params>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let client = Client {
+        _slot: state.http.sse_slot()?,
+        socket: socket.map(|Extension(s)| s),
+        max_backlog: u64::from(state.http.opts.sse_max_backlog),
+    };
+    let keep_alive = KEEP_ALIVE.min(state.http.opts.http_idle_timeout / 2);
     // The first event is the drain current at connection time.
-    let events = stream::unfold((state, None::<Arc<Snapshot>>), |(state, last)| async move {
-        loop {
-            let s = state.snapshot.get();
-            let new = s.updated.is_some() && last.as_ref().is_none_or(|l| l.updated != s.updated);
-            if new {
-                let event = Event::default()
-                    .event("interval")
-                    .json_data(summary(&s))
-                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
-                return Some((Ok(event), (state, Some(s))));
+    let events = stream::unfold(
+        (state, None::<Arc<Snapshot>>, client),
+        |(state, last, client)| async move {
+            loop {
+                let s = state.snapshot.get();
+                let new =
+                    s.updated.is_some() && last.as_ref().is_none_or(|l| l.updated != s.updated);
+                if new {
+                    if client.behind() {
+                        Counters::bump(&state.http.counters.sse_dropped);
+                        return None;
+                    }
+                    let event = Event::default()
+                        .event("interval")
+                        .json_data(summary(&s))
+                        .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
+                    return Some((Ok(event), (state, Some(s), client)));
+                }
+                tokio::time::sleep(POLL).await;
             }
-            tokio::time::sleep(POLL).await;
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive)))
+}
+
+/// One stream's client: its place under `--sse-max-clients` and how to see
+/// whether it keeps up.
+struct Client {
+    _slot: SseSlot,
+    socket: Option<ConnSocket>,
+    max_backlog: u64,
+}
+
+impl Client {
+    /// Whether the client left more than `--sse-max-backlog` bytes unread.
+    fn behind(&self) -> bool {
+        let backlog = self.socket.and_then(ConnSocket::unacknowledged);
+        let behind = backlog.is_some_and(|b| b > self.max_backlog);
+        if behind {
+            tracing::debug!(
+                backlog,
+                max = self.max_backlog,
+                "Ended an event stream: its client fell behind."
+            );
         }
-    });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        behind
+    }
 }

@@ -2,43 +2,23 @@
 //! (PEM), served with rustls (the `ring` provider, TLS 1.2 and 1.3).
 //!
 //! [`load`] reads both files at start-up, while the agent may still read
-//! files only root can; [`TlsListener`] then plugs TLS into `axum::serve`
-//! (so graceful shutdown and connect info work as for plain TCP).
-//! Handshakes run on their own tasks, at most [`MAX_HANDSHAKES`] at a time
-//! and each for at most [`HANDSHAKE_TIMEOUT`], so a client that connects and
-//! says nothing holds up no one else.
+//! files only root can. [`super::server`] runs each handshake on its
+//! connection's own task, inside the connection cap and for at most
+//! `--tls-handshake-timeout`, so a client that connects and says nothing
+//! holds up no one else.
 
 use std::{
     io,
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{Semaphore, mpsc},
+use tokio_rustls::rustls::{
+    self, ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
 };
-use tokio_rustls::{
-    TlsAcceptor,
-    rustls::{
-        self, ServerConfig,
-        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
-    },
-    server::TlsStream,
-};
-use tracing::{debug, warn};
 
 use super::auth::Options;
-
-/// Longest a client may take to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; further connections wait in the kernel's
-/// accept queue.
-pub const MAX_HANDSHAKES: usize = 128;
-/// How long to pause after a failed `accept` (e.g. out of file descriptors).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Why the TLS configuration cannot be used. Messages name the option and
 /// the file.
@@ -142,100 +122,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(config_err)?;
-    // axum::serve speaks HTTP/1.1 only (no `http2` feature).
+    // The server speaks HTTP/1.1 only.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// A TCP listener whose connections come out TLS-wrapped, for `axum::serve`.
-/// Dropping it (axum does when shutdown starts) stops accepting.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Starts accepting on `listener`, handshaking with `config`. Must be
-    /// called inside the tokio runtime.
-    pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<Self> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
-        tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
-        Ok(Self { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop ends only once this receiver is gone, so this
-            // is not reached; never yield a connection if it were.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
-/// Accepts TCP connections until `tx`'s receiver is dropped; each one is
-/// handshaken on its own task and, if that succeeds, sent to `tx`.
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    // Set while accept keeps failing, so the failure is logged once.
-    let mut failing = false;
-    loop {
-        let accepted = tokio::select! {
-            () = tx.closed() => return,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => tokio::select! {
-                    () = tx.closed() => return,
-                    accepted = listener.accept() => accepted.map(|c| (c, slot)),
-                },
-                Err(_) => return, // the semaphore is never closed
-            },
-        };
-        let ((tcp, remote), slot) = match accepted {
-            Ok(conn) => {
-                if failing {
-                    debug!("Accepting API connections works again.");
-                }
-                failing = false;
-                conn
-            }
-            Err(e) => {
-                if !failing {
-                    warn!(error = %e, "Cannot accept API connections; retrying.");
-                }
-                failing = true;
-                tokio::time::sleep(ACCEPT_RETRY).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-            drop(slot);
-            match handshake {
-                Ok(Ok(tls)) => {
-                    // Fails only when shutting down: the connection is dropped.
-                    let _ = tx.send((tls, remote)).await;
-                }
-                Ok(Err(e)) => debug!(%remote, error = %e, "TLS handshake failed."),
-                Err(_) => debug!(%remote, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out."),
-            }
-        });
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,478 @@
+//! The API's limits: the options that bound what clients can hold (connections,
+//! time, stream clients, store queries, points, failed authentications) and
+//! the counters of what was refused or closed because of them.
+//!
+//! Every limit is an option with a default ([`Options`]); [`Http`] holds them
+//! at run time with the semaphores that enforce the per-endpoint caps, and
+//! [`Counters`] counts each refusal. The counters are served in `/metrics`
+//! (`netmon_http_*`, see [`crate::metrics::encode_http`]).
+//!
+//! What happens at each limit:
+//! - connections over `--http-max-connections` are accepted, answered
+//!   `503` (plain HTTP) or closed (TLS, before the handshake) and counted;
+//!   those admitted keep being served;
+//! - a request head not complete within `--http-header-timeout` of the
+//!   connection opening (or of its first byte on a keep-alive connection),
+//!   a keep-alive connection without a request for `--http-idle-timeout`,
+//!   and a response the client stops reading for `--http-idle-timeout` close
+//!   the connection;
+//! - a TLS handshake longer than `--tls-handshake-timeout` closes it;
+//! - `/api/v1/stream` clients over `--sse-max-clients` get `503`, and a
+//!   stream whose client leaves more than `--sse-max-backlog` bytes unread
+//!   is ended;
+//! - history queries over `--history-max-queries` at once get `503` with
+//!   `Retry-After`; an explicit `step` whose answer would exceed
+//!   `--history-max-points` points a series gets `400` naming `step` (without
+//!   `step`, the tier is chosen so that it does not);
+//! - an address with `--auth-max-failures` failed authentications within
+//!   `--auth-failure-window` gets `429` with `Retry-After` until the window
+//!   ends (a correct key still works; see [`super::auth`]).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    AppState,
+    error::{ApiError, ApiQuery},
+};
+
+/// Options bounding the API's use of the machine.
+#[derive(Clone, Debug, clap::Args)]
+#[group(id = "api-limit-options")]
+pub struct Options {
+    /// Most API connections open at once. Over it a connection is answered
+    /// 503 and closed at once (closed before the handshake with TLS); those
+    /// already open keep being served.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536), env = "NETMON_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: u32,
+
+    /// Longest a client may take to send a request's line and headers,
+    /// counted from the connection's opening (or, on a kept-alive
+    /// connection, from the request's first byte); then the connection is
+    /// closed.
+    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Duration,
+
+    /// A kept-alive connection with no new request for this long is closed,
+    /// and so is one whose client reads nothing of a response for this long.
+    #[arg(long, default_value = "60s", value_parser = crate::config::parse_interval, env = "NETMON_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Duration,
+
+    /// Longest a TLS handshake may take (with --tls-cert); then the
+    /// connection is closed.
+    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_TLS_HANDSHAKE_TIMEOUT")]
+    pub tls_handshake_timeout: Duration,
+
+    /// Most /api/v1/stream clients at once; more get 503.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000), env = "NETMON_SSE_MAX_CLIENTS")]
+    pub sse_max_clients: u32,
+
+    /// Most bytes of /api/v1/stream events a client may leave unread (sent
+    /// but not acknowledged by its TCP stack); a client further behind has
+    /// its stream ended.
+    #[arg(long, default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(4096..=64 * 1024 * 1024), env = "NETMON_SSE_MAX_BACKLOG")]
+    pub sse_max_backlog: u32,
+
+    /// Most history queries running on the store at once; more get 503 with
+    /// Retry-After.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), env = "NETMON_HISTORY_MAX_QUERIES")]
+    pub history_max_queries: u32,
+
+    /// Most points of one series in a history answer. Without `step` the
+    /// finest tier that stays under it is used; an explicit `step` that
+    /// would exceed it gets 400.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000), env = "NETMON_HISTORY_MAX_POINTS")]
+    pub history_max_points: u32,
+
+    /// Failed authentications (a missing or wrong key) one address may make
+    /// within --auth-failure-window; then it gets 429 until the window ends.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_AUTH_MAX_FAILURES")]
+    pub auth_max_failures: u32,
+
+    /// The window over which failed authentications are counted.
+    #[arg(long, default_value = "1m", value_parser = crate::config::parse_interval, env = "NETMON_AUTH_FAILURE_WINDOW")]
+    pub auth_failure_window: Duration,
+
+    /// Addresses whose failed authentications are remembered (IPv6 by /64);
+    /// when full, the one whose window ends first is forgotten.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NETMON_AUTH_MAX_SOURCES")]
+    pub auth_max_sources: u32,
+
+    /// Presented keys whose argon2 verification result (match or not) is
+    /// remembered by their sha-256, so no key pays argon2 twice; when full,
+    /// the oldest entry is forgotten.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NETMON_AUTH_CACHE_ENTRIES")]
+    pub auth_cache_entries: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            http_max_connections: 256,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            sse_max_clients: 32,
+            sse_max_backlog: 256 * 1024,
+            history_max_queries: 4,
+            history_max_points: 10_000,
+            auth_max_failures: 60,
+            auth_failure_window: Duration::from_secs(60),
+            auth_max_sources: 4096,
+            auth_cache_entries: 1024,
+        }
+    }
+}
+
+/// What the limits refused or closed, and what is open now. Counters only
+/// grow; `*_open` are gauges.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections refused over `--http-max-connections`.
+    pub connections_refused: AtomicU64,
+    /// Connections closed: request head not complete in time.
+    pub closed_header_timeout: AtomicU64,
+    /// Connections closed: kept alive without a request for too long.
+    pub closed_idle: AtomicU64,
+    /// Connections closed: the client read nothing of a response for too long.
+    pub closed_stalled: AtomicU64,
+    /// Connections closed: TLS handshake failed or timed out.
+    pub closed_tls_handshake: AtomicU64,
+    /// Handlers that panicked (answered 500).
+    pub panics: AtomicU64,
+    /// Stream clients connected now.
+    pub sse_open: AtomicU64,
+    /// Stream requests refused over `--sse-max-clients`.
+    pub sse_refused: AtomicU64,
+    /// Streams ended because their client fell behind.
+    pub sse_dropped: AtomicU64,
+    /// History requests refused over `--history-max-queries`.
+    pub history_refused: AtomicU64,
+    /// History requests refused over `--history-max-points`.
+    pub history_too_many_points: AtomicU64,
+    /// Failed authentications (missing or wrong key).
+    pub auth_failures: AtomicU64,
+    /// Requests answered 429: their address failed too often.
+    pub auth_rate_limited: AtomicU64,
+    /// Addresses forgotten from the failure table because it was full.
+    pub auth_sources_evicted: AtomicU64,
+    /// argon2 verifications run.
+    pub argon2_verifications: AtomicU64,
+    /// argon2 results forgotten because the cache was full.
+    pub auth_cache_evicted: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `counter`'s value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The limits in force and their counters, shared by the server, the
+/// handlers and the key check.
+#[derive(Debug)]
+pub struct Http {
+    /// The options in force.
+    pub opts: Options,
+    /// What was refused or closed.
+    pub counters: Arc<Counters>,
+    /// How often the history records a raw point (the drain interval), for
+    /// estimating a raw answer's size.
+    pub raw_step: Duration,
+    sse: Arc<Semaphore>,
+    store_queries: Arc<Semaphore>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new(Options::default(), Duration::from_secs(1))
+    }
+}
+
+impl Http {
+    /// The limits of `opts`; `raw_step` is the drain interval.
+    pub fn new(opts: Options, raw_step: Duration) -> Self {
+        Self {
+            sse: Arc::new(Semaphore::new(opts.sse_max_clients as usize)),
+            store_queries: Arc::new(Semaphore::new(opts.history_max_queries as usize)),
+            counters: Arc::new(Counters::default()),
+            raw_step,
+            opts,
+        }
+    }
+
+    /// A stream client's slot, or a 503 (counted) when all are taken.
+    pub fn sse_slot(&self) -> Result<SseSlot, ApiError> {
+        match Arc::clone(&self.sse).try_acquire_owned() {
+            Ok(permit) => {
+                Counters::bump(&self.counters.sse_open);
+                Ok(SseSlot {
+                    _permit: permit,
+                    counters: Arc::clone(&self.counters),
+                })
+            }
+            Err(_) => {
+                Counters::bump(&self.counters.sse_refused);
+                Err(ApiError::Unavailable(format!(
+                    "{} stream clients are connected, the most --sse-max-clients allows; retry later",
+                    self.opts.sse_max_clients
+                )))
+            }
+        }
+    }
+
+    /// A slot for one history query, or a 503 (counted) when
+    /// `--history-max-queries` are running.
+    pub fn store_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.store_queries)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Counters::bump(&self.counters.history_refused);
+                ApiError::Unavailable(format!(
+                    "{} history queries are running, the most --history-max-queries allows; retry later",
+                    self.opts.history_max_queries
+                ))
+            })
+    }
+
+    /// Takes every history slot (tests: a store that is fully busy).
+    #[cfg(test)]
+    pub fn hold_store_slots(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.store_queries)
+            .try_acquire_many_owned(self.opts.history_max_queries)
+            .expect("no history query is running")
+    }
+}
+
+/// File descriptors the agent needs besides API connections (maps, netlink
+/// and probe sockets, the history file, collectors' reads), with margin.
+const FD_RESERVE: u64 = 256;
+
+/// Open files the agent needs with `opts`: the connections, the refusals in
+/// progress and the rest of the agent.
+pub fn fds_needed(opts: &Options) -> u64 {
+    u64::from(opts.http_max_connections) + super::server::MAX_REFUSING as u64 + FD_RESERVE
+}
+
+/// Warns when the open-file limit cannot hold `--http-max-connections`
+/// connections (and the refusals in progress) besides what the rest of the
+/// agent needs: the units set `LimitNOFILE=`.
+pub fn check_fd_limit(opts: &Options) {
+    let need = fds_needed(opts);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < need {
+        tracing::warn!(
+            limit = limit.rlim_cur,
+            need,
+            max_connections = opts.http_max_connections,
+            "The open-file limit (RLIMIT_NOFILE) is below what --http-max-connections needs; \
+             raise it (LimitNOFILE= in the unit) or lower the option."
+        );
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/limits", get(show))
+}
+
+/// No parameters; unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {}
+
+/// The body of `/api/v1/limits`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct LimitsView {
+    /// The limits in force (the options' values; times in seconds).
+    limits: LimitValues,
+    /// What is open now.
+    open: OpenNow,
+    /// What the limits refused or closed since the start.
+    refused: Refused,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct LimitValues {
+    http_max_connections: u32,
+    http_header_timeout_seconds: f64,
+    http_idle_timeout_seconds: f64,
+    tls_handshake_timeout_seconds: f64,
+    sse_max_clients: u32,
+    sse_max_backlog_bytes: u32,
+    history_max_queries: u32,
+    history_max_points: u32,
+    auth_max_failures: u32,
+    auth_failure_window_seconds: f64,
+    auth_max_sources: u32,
+    auth_cache_entries: u32,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct OpenNow {
+    connections: u64,
+    sse_clients: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Refused {
+    /// Connections over `http_max_connections`.
+    connections: u64,
+    /// Connections closed: request head not complete in time.
+    header_timeouts: u64,
+    /// Kept-alive connections closed for idleness.
+    idle_closed: u64,
+    /// Connections closed: the client read nothing of a response.
+    stalled_closed: u64,
+    /// TLS handshakes that failed or timed out.
+    tls_handshakes: u64,
+    /// Stream requests over `sse_max_clients`.
+    sse_clients: u64,
+    /// Streams ended: the client fell behind.
+    sse_dropped: u64,
+    /// History requests over `history_max_queries`.
+    history_queries: u64,
+    /// History requests over `history_max_points`.
+    history_points: u64,
+    /// Requests with a missing or wrong key.
+    auth_failures: u64,
+    /// Requests answered 429.
+    auth_rate_limited: u64,
+    /// Addresses forgotten from the failure table.
+    auth_sources_evicted: u64,
+    /// Wrong keys forgotten from the argon2 cache.
+    auth_cache_evicted: u64,
+    /// argon2 verifications run.
+    argon2_verifications: u64,
+    /// Handlers that panicked.
+    panics: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/limits", operation_id = "getLimits", tag = "meta",
+    responses((status = 200, description = "The API's limits in force and what they refused.", body = LimitsView)))]
+async fn show(
+    State(state): State<AppState>,
+    ApiQuery(Params {}): ApiQuery<Params>,
+) -> Json<LimitsView> {
+    let (o, c) = (&state.http.opts, &state.http.counters);
+    let g = Counters::get;
+    Json(LimitsView {
+        limits: LimitValues {
+            http_max_connections: o.http_max_connections,
+            http_header_timeout_seconds: o.http_header_timeout.as_secs_f64(),
+            http_idle_timeout_seconds: o.http_idle_timeout.as_secs_f64(),
+            tls_handshake_timeout_seconds: o.tls_handshake_timeout.as_secs_f64(),
+            sse_max_clients: o.sse_max_clients,
+            sse_max_backlog_bytes: o.sse_max_backlog,
+            history_max_queries: o.history_max_queries,
+            history_max_points: o.history_max_points,
+            auth_max_failures: o.auth_max_failures,
+            auth_failure_window_seconds: o.auth_failure_window.as_secs_f64(),
+            auth_max_sources: o.auth_max_sources,
+            auth_cache_entries: o.auth_cache_entries,
+        },
+        open: OpenNow {
+            connections: g(&c.connections_open),
+            sse_clients: g(&c.sse_open),
+        },
+        refused: Refused {
+            connections: g(&c.connections_refused),
+            header_timeouts: g(&c.closed_header_timeout),
+            idle_closed: g(&c.closed_idle),
+            stalled_closed: g(&c.closed_stalled),
+            tls_handshakes: g(&c.closed_tls_handshake),
+            sse_clients: g(&c.sse_refused),
+            sse_dropped: g(&c.sse_dropped),
+            history_queries: g(&c.history_refused),
+            history_points: g(&c.history_too_many_points),
+            auth_failures: g(&c.auth_failures),
+            auth_rate_limited: g(&c.auth_rate_limited),
+            auth_sources_evicted: g(&c.auth_sources_evicted),
+            auth_cache_evicted: g(&c.auth_cache_evicted),
+            argon2_verifications: g(&c.argon2_verifications),
+            panics: g(&c.panics),
+        },
+    })
+}
+
+/// A stream client's place under `--sse-max-clients`; freed when dropped.
+#[derive(Debug)]
+pub struct SseSlot {
+    _permit: OwnedSemaphorePermit,
+    counters: Arc<Counters>,
+}
+
+impl Drop for SseSlot {
+    fn drop(&mut self) {
+        self.counters.sse_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_the_options_defaults() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            limits: Options,
+        }
+        let parsed = Cli::parse_from(["x"]).limits;
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", Options::default()));
+    }
+
+    #[test]
+    fn slots_are_bounded_counted_and_given_back() {
+        let http = Http::new(
+            Options {
+                sse_max_clients: 2,
+                history_max_queries: 1,
+                ..Options::default()
+            },
+            Duration::from_secs(1),
+        );
+        let a = http.sse_slot().unwrap();
+        let b = http.sse_slot().unwrap();
+        assert_eq!(Counters::get(&http.counters.sse_open), 2);
+        let err = http.sse_slot().unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.to_string().contains("--sse-max-clients"), "{err}");
+        assert_eq!(Counters::get(&http.counters.sse_refused), 1);
+        drop(a);
+        assert_eq!(Counters::get(&http.counters.sse_open), 1);
+        let _c = http.sse_slot().unwrap();
+        drop(b);
+
+        let q = http.store_slot().unwrap();
+        assert!(http.store_slot().is_err());
+        assert_eq!(Counters::get(&http.counters.history_refused), 1);
+        drop(q);
+        assert!(http.store_slot().is_ok());
+    }
+}
