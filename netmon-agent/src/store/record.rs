@@ -527,3 +527,122 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    use netmon_common::{proto, v4_mapped};
+
+    use super::*;
+    use crate::traffic::{Reading, Subnets, Traffic};
+
+    fn flow(src: u8) -> FlowKey {
+        FlowKey {
+            ifindex: 3,
+            direction: direction::INGRESS,
+            proto: proto::UDP,
+            src_mac: [2, 0, 0, 0, 0, src],
+            dst_mac: [2, 0, 0, 0, 0, 9],
+            src: v4_mapped([10, 0, 0, src]),
+            dst: v4_mapped([10, 0, 0, 9]),
+            ..FlowKey::default()
+        }
+    }
+
+    /// The flow series written in `iv`: (name, bytes).
+    fn flow_series(iv: &Interval) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = iv
+            .samples
+            .iter()
+            .filter(|(k, _)| k.family() == Family::Flow)
+            .map(|(k, v)| match v {
+                Values::Counter { deltas, .. } => (k.as_str().to_owned(), deltas[0]),
+                Values::Gauge(_) => panic!("a flow is a counter"),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Five flows an interval and a cap of three series an hour: three get
+    /// their series, the other two are summed in the interface's `other`
+    /// series, every interval of the hour; the next hour starts afresh.
+    #[test]
+    fn flow_series_beyond_the_hourly_cap_go_to_other() {
+        let stats = Arc::new(FlowSeriesStats::default());
+        let mut rec = Recorder::new(100).with_flow_series_cap(3, Arc::clone(&stats));
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let tel = Telemetry::default();
+        let start = Instant::now();
+        let hour0 = UNIX_EPOCH + Duration::from_secs(1_700_002_800); // on the hour
+        let mut step = |secs: u64, bytes: &[u64]| {
+            let reading = Reading {
+                cached: bytes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| {
+                        (
+                            flow(i as u8 + 1),
+                            Counter {
+                                bytes: b,
+                                packets: 1,
+                            },
+                        )
+                    })
+                    .collect(),
+                ..Reading::default()
+            };
+            let wall = hour0 + Duration::from_secs(secs);
+            t.update(
+                start + Duration::from_secs(secs),
+                wall,
+                &reading,
+                &Subnets::default(),
+            );
+            let snap = Snapshot {
+                updated: Some(wall),
+                interval: Duration::from_secs(1),
+                flows: t.flows.values().cloned().collect(),
+                names: [(3, "eth0".to_owned())].into(),
+                ..Snapshot::default()
+            };
+            let iv = rec.build(&snap, &tel, wall).expect("an interval");
+            flow_series(&iv)
+        };
+        let name = |src: u8| format!("flow/eth0/in/17/10.0.0.{src}/10.0.0.9");
+        let other = "flow/eth0/in/other".to_owned();
+        // By bytes: flows 5, 4, 3 get series; 2 and 1 go to other.
+        let want = vec![
+            (name(3), 300),
+            (name(4), 400),
+            (name(5), 500),
+            (other.clone(), 300),
+        ];
+        assert_eq!(step(0, &[100, 200, 300, 400, 500]), want);
+        assert_eq!(
+            stats.get(),
+            FlowSeries {
+                cap: 3,
+                this_hour: 3,
+                aggregated: 2
+            }
+        );
+        // Later that hour flow 1 is the busiest: no new series for it.
+        assert_eq!(
+            step(10, &[900, 1, 1, 1, 1]),
+            vec![
+                (name(3), 1),
+                (name(4), 1),
+                (name(5), 1),
+                (other.clone(), 901),
+            ]
+        );
+        assert_eq!(stats.get().aggregated, 4);
+        // The next hour: the busiest three again.
+        let next = step(3600, &[900, 800, 1, 1, 1]);
+        assert_eq!(next.len(), 4, "{next:?}");
+        assert!(next.contains(&(name(1), 900)) && next.contains(&(name(2), 800)));
+        assert_eq!(stats.get().this_hour, 3);
+    }
+}
