@@ -38,18 +38,22 @@
 //! phase (default 2), `--rounds N` (default 5), `--senders N` flood threads
 //! (default 1: with more, senders and `b`'s NAPI thread share cores);
 //! `--datapath`, `--collectors` or `--history` run parts 1-2, part 6 or
-//! parts 7-8 alone.
+//! parts 7-8 alone, `--agent` parts 3 and 5 (the agent's drain and
+//! memory); `--hostile` runs only the hostile part (a random-source
+//! flood, `hostile/mod.rs`) for `--flood-seconds S` (default 300).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod hostile;
 
 use std::{
+    alloc::{GlobalAlloc, Layout, System},
     collections::HashMap,
     fs, io, mem,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc,
     },
     thread,
@@ -70,13 +74,60 @@ use netmon_agent::{
     config::IngressHook,
     ebpf::{Kernel, MapSizes, OBJECT},
     ifaces,
-    snapshot::{Shared, Snapshot},
+    snapshot::{LISTED_FLOWS, Shared, Snapshot},
     traffic::{Reading, Traffic},
 };
 use netmon_common::{
     CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, FLOW_CACHE_MAP, FLOW_MAP, FlowKey,
     PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_TC_PASS, PROG_XDP, PROG_XDP_PASS, direction, proto,
 };
+
+/// Counts live heap bytes, so part 3 can weigh the flow table (one atomic
+/// add per allocation: no measurable cost to the other parts).
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; the counter
+// only observes sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 /// Targets (see the module docs).
 const MAX_COST_RATIO: f64 = 2.0;
@@ -147,6 +198,24 @@ fn main() {
         part1_and_2(&opts);
         return;
     }
+    if opts.only_agent {
+        let drains = part3();
+        let rss = part5();
+        println!("\n## Summary (markdown)\n");
+        println!("| measure | result | target | verdict |");
+        println!("|---|---|---|---|");
+        summary_agent(&drains, &rss);
+        return;
+    }
+    if opts.only_hostile {
+        let h = hostile::run(opts.flood);
+        println!("\n## Summary (markdown)\n");
+        println!("| measure | result | target | verdict |");
+        println!("|---|---|---|---|");
+        hostile::summary(&h);
+        println!("\nTotal time: {:.0} s", started.elapsed().as_secs_f64());
+        return;
+    }
     let hooks = part1_and_2(&opts);
     let drains = part3();
     let agent = part4();
@@ -170,6 +239,12 @@ struct Options {
     only_history: bool,
     /// Parts 1 and 2 alone (`--datapath`).
     only_datapath: bool,
+    /// The hostile part alone (`--hostile`).
+    only_hostile: bool,
+    /// Parts 3 and 5 alone (`--agent`).
+    only_agent: bool,
+    /// Its flood's length (`--flood-seconds`).
+    flood: Duration,
 }
 
 impl Options {
@@ -183,6 +258,9 @@ impl Options {
             only_collectors: false,
             only_history: false,
             only_datapath: false,
+            only_hostile: false,
+            only_agent: false,
+            flood: Duration::from_secs(300),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -201,8 +279,11 @@ impl Options {
                 "--collectors" => opts.only_collectors = true,
                 "--history" => opts.only_history = true,
                 "--datapath" => opts.only_datapath = true,
+                "--hostile" => opts.only_hostile = true,
+                "--agent" => opts.only_agent = true,
+                "--flood-seconds" => opts.flood = Duration::from_secs_f64(value("--flood-seconds")),
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --datapath, --collectors, --history"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --datapath, --collectors, --history, --agent, --hostile, --flood-seconds S"
                 ),
             }
         }
@@ -1191,6 +1272,9 @@ struct DrainResult {
     update_ms: f64,
     snapshot_ms: f64,
     total_ms: f64,
+    /// Heap bytes of the agent's traffic core holding these flows (its
+    /// flow table sized to them), map-read buffers and snapshot aside.
+    table_bytes: usize,
 }
 
 impl DrainResult {
@@ -1229,12 +1313,15 @@ fn drain(
         interval: traffic.interval,
         interfaces: Vec::new(),
         devices: traffic.devices.values().cloned().collect(),
-        flows: traffic.flows.values().cloned().collect(),
+        flows: traffic.listed_flows(LISTED_FLOWS),
+        flow_table: traffic.flow_table,
+        device_table: traffic.device_table,
         globals: traffic.globals,
         mac_map: traffic.mac_map,
         flow_map: traffic.flow_map,
         flow_cache: traffic.flow_cache,
         names: HashMap::new(),
+        ..Snapshot::default()
     });
     let t3 = thread_cpu();
     (t1 - t0, t2 - t1, t3 - t2)
@@ -1264,13 +1351,19 @@ fn part3() -> Vec<DrainResult> {
     let mut results = Vec::new();
     for n in FLOW_COUNTS {
         touch(&mut kernel, n);
-        let mut traffic = Traffic::new(Duration::from_secs(300));
         let mut reading = Reading::default();
+        kernel.read(&mut reading).expect("reading the maps");
         let shared = Shared::default();
+        let heap0 = LIVE_BYTES.load(Ordering::Relaxed);
+        // A flow table of exactly n (a full table: the cost per flow at
+        // the cap), devices at the minimum (one MAC pair here).
+        let mut traffic = Traffic::with_limits(Duration::from_secs(300), n, 16);
         // The first drain creates every flow; later ones update them.
         let (r, u, s) = drain(&mut kernel, &mut traffic, &mut reading, &shared);
         let first = r + u + s;
         let flows = traffic.flows.len();
+        shared.set(Snapshot::default());
+        let table_bytes = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap0);
         let mut samples = Vec::new();
         for _ in 0..DRAINS {
             // Every flow moves between drains, as active flows do.
@@ -1287,6 +1380,7 @@ fn part3() -> Vec<DrainResult> {
             update_ms: med(|s| s.1),
             snapshot_ms: med(|s| s.2),
             total_ms: med(|s| s.0 + s.1 + s.2),
+            table_bytes,
         };
         println!(
             "  {n:>7} flows sent, {flows:>7} flows tracked: drain {:.2} ms (first {:.2} ms)",
@@ -1295,22 +1389,43 @@ fn part3() -> Vec<DrainResult> {
         results.push(result);
     }
     println!(
-        "\n| flow entries | batch read ms | update ms | snapshot ms | drain ms (median of {DRAINS}) | ns/entry | first drain ms |"
+        "\n| flow entries | batch read ms | update ms | snapshot ms | drain ms (median of {DRAINS}) | ns/entry | first drain ms | traffic core heap (table = flows) | bytes/flow |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} MiB | {:.0} |",
             r.flows,
             r.read_ms,
             r.update_ms,
             r.snapshot_ms,
             r.total_ms,
             r.ns_per_entry(),
-            r.first_ms
+            r.first_ms,
+            r.table_bytes as f64 / 1048576.0,
+            r.table_bytes as f64 / r.flows.max(1) as f64
         );
     }
+    println!(
+        "\nHeap: live bytes (a counting global allocator) of the traffic core after its \
+         first drain, its flow table sized to the flows sent (full), snapshot dropped and \
+         map-read buffers allocated before; bytes/flow includes the fixed part (MAC-pair \
+         baselines, interfaces). Marginal: {:.0} bytes per flow between the smallest and \
+         largest size.",
+        marginal_bytes_per_flow(&results)
+    );
     results
+}
+
+/// Heap bytes per additional flow between the smallest and largest part-3
+/// sizes: the per-flow cost without the fixed part.
+fn marginal_bytes_per_flow(results: &[DrainResult]) -> f64 {
+    match (results.first(), results.last()) {
+        (Some(a), Some(b)) if b.flows > a.flows => {
+            (b.table_bytes as f64 - a.table_bytes as f64) / (b.flows - a.flows) as f64
+        }
+        _ => f64::NAN,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1588,15 +1703,6 @@ fn summary(
             verdict(r.netmon_counted == reference)
         );
     }
-    for d in drains {
-        println!(
-            "| agent CPU per drain, {} flow entries (batch read alone) | {:.2} ms ({:.2} ms), {:.0} ns/entry | - | - |",
-            d.flows,
-            d.total_ms,
-            d.read_ms,
-            d.ns_per_entry()
-        );
-    }
     println!(
         "| agent CPU per packet at {:.0} pkt/s (--interval {AGENT_INTERVAL}) | {:.2} ns ({:.2} ms CPU over {:.1} s, {:.2} ms with no traffic; {} packets) | < {MAX_AGENT_NS_PER_PACKET:.0} ns | {} |",
         agent.rate,
@@ -1607,11 +1713,7 @@ fn summary(
         agent.counted,
         verdict(agent.ns_per_packet() < MAX_AGENT_NS_PER_PACKET)
     );
-    println!(
-        "| agent peak RSS (VmHWM), {} flows tracked | {:.1} MiB | - | - |",
-        rss.entries,
-        rss.hwm_kib as f64 / 1024.0
-    );
+    summary_agent(drains, rss);
     for c in &collectors.cycles {
         println!(
             "| {} collector CPU per cycle ({}) | {:.2} ms (mean of {} cycles) | - | - |",
@@ -1626,6 +1728,32 @@ fn summary(
         w.requests,
         w.replies,
         verdict(w.replies == w.live as u64)
+    );
+}
+
+/// Parts 3 and 5's summary rows.
+fn summary_agent(drains: &[DrainResult], rss: &AgentRss) {
+    for d in drains {
+        println!(
+            "| agent CPU per drain, {} flow entries (batch read alone) | {:.2} ms ({:.2} ms), {:.0} ns/entry | - | - |",
+            d.flows,
+            d.total_ms,
+            d.read_ms,
+            d.ns_per_entry()
+        );
+    }
+    println!(
+        "| agent peak RSS (VmHWM), {} flows tracked | {:.1} MiB ({:.0} bytes a flow over the VmHWM after start) | - | - |",
+        rss.entries,
+        rss.hwm_kib as f64 / 1024.0,
+        (rss.hwm_kib - rss.start_hwm_kib) as f64 * 1024.0 / rss.entries.max(1) as f64
+    );
+    let per_flow = marginal_bytes_per_flow(drains);
+    println!(
+        "| agent heap per tracked flow (traffic core, marginal between {} and {} flows) | {per_flow:.0} B | <= 300 B | {} |",
+        drains.first().map_or(0, |d| d.flows),
+        drains.last().map_or(0, |d| d.flows),
+        verdict(per_flow <= 300.0)
     );
 }
 

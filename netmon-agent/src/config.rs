@@ -103,6 +103,20 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_FLOW_CACHE_SLOTS, value_parser = parse_cache_slots, env = "NETMON_FLOW_CACHE_SLOTS")]
     pub flow_cache_slots: u32,
 
+    /// Most flows the agent tracks. When full, a new flow evicts the least
+    /// recently active one, whose totals move to its interface's "other"
+    /// flows (interface and device totals are unaffected). About 230 bytes
+    /// a flow. Default: a full flow map (65536) plus a full flow cache on 8
+    /// CPUs.
+    #[arg(long, default_value_t = crate::traffic::DEFAULT_MAX_FLOWS, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_MAX_FLOWS")]
+    pub max_flows: u32,
+
+    /// Most devices (interface, MAC) the agent tracks. When full, a new one
+    /// evicts the least recently active. Default: the MAC-pair map's
+    /// default size.
+    #[arg(long, default_value_t = crate::traffic::DEFAULT_MAX_DEVICES, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_MAX_DEVICES")]
+    pub max_devices: u32,
+
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:9713", env = "NETMON_LISTEN")]
     pub listen: SocketAddr,
@@ -144,6 +158,9 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "History")]
     pub store: crate::store::Options,
+
+    #[command(flatten, next_help_heading = "History")]
+    pub record: crate::store::record::Options,
 }
 
 /// Where an option's value came from.
@@ -634,6 +651,7 @@ mod tests {
             ("interval = \"soon\"\n", "interval", "soon"),
             ("flow-entries = 3\n", "flow-entries", "3"),
             ("flow-cache-slots = 6000\n", "flow-cache-slots", "6000"),
+            ("max-flows = 0\n", "max-flows", "0"),
             ("ingress = \"magic\"\n", "ingress", "magic"),
             ("http-max-connections = 0\n", "http-max-connections", "0"),
             (
@@ -754,6 +772,8 @@ mod tests {
         assert_eq!(c.idle_expiry, Duration::from_secs(300));
         assert_eq!(c.ingress, IngressHook::Auto);
         assert_eq!(c.listen, "127.0.0.1:9713".parse().unwrap());
+        assert_eq!(c.max_flows, 131_072);
+        assert_eq!(c.max_devices, 16_384);
         assert_eq!(c.store_path(), Path::new("/var/lib/netmon/netmon.redb"));
     }
 
@@ -785,6 +805,8 @@ mod tests {
             (&["--interval", "soon"][..], "--interval"),
             (&["--flow-entries", "3"][..], "--flow-entries"),
             (&["--flow-cache-slots", "3"][..], "--flow-cache-slots"),
+            (&["--max-flows", "15"][..], "--max-flows"),
+            (&["--max-devices", "many"][..], "--max-devices"),
             (&["--ingress", "magic"][..], "--ingress"),
             (
                 &["--http-max-connections", "0"][..],

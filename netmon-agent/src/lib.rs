@@ -20,6 +20,7 @@ pub mod config;
 pub mod ebpf;
 pub mod ifaces;
 pub mod logging;
+pub mod lru;
 pub mod metrics;
 pub mod privileges;
 pub mod rates;
@@ -264,18 +265,26 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         },
         &stop_collectors,
     );
+    let series = Arc::new(store::record::FlowSeriesStats::default());
     let store_threads = match &store {
-        Ok(st) => spawn_store(&cfg, st, &shared, &telemetry, &stop_collectors),
+        Ok(st) => spawn_store(&cfg, st, &shared, &telemetry, &stop_collectors, &series),
         Err(_) => Vec::new(),
     };
     let watched = attachments.len();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let drain = {
         let shared = shared.clone();
+        let series = Arc::clone(&series);
         let cfg = cfg.clone();
         thread::Builder::new()
             .name("netmon-drain".into())
-            .spawn(move || drain_loop(&cfg, kernel, attachments, watcher, &shared, &stop_rx))
+            .spawn(move || {
+                let out = Published {
+                    shared: &shared,
+                    series: &series,
+                };
+                drain_loop(&cfg, kernel, attachments, watcher, out, &stop_rx)
+            })
             .expect("spawning the drain thread")
     };
 
@@ -350,15 +359,28 @@ async fn shutdown_signal() {
     }
 }
 
+/// Where the drain loop publishes: the snapshot, and what it copies into
+/// each snapshot from the history's recorder.
+struct Published<'a> {
+    shared: &'a Shared,
+    series: &'a store::record::FlowSeriesStats,
+}
+
 fn drain_loop(
     cfg: &Config,
     mut kernel: Kernel,
     mut attachments: Attachments,
     mut watcher: Watcher,
-    shared: &Shared,
+    out: Published<'_>,
     stop: &mpsc::Receiver<()>,
 ) {
-    let mut traffic = Traffic::new(cfg.idle_expiry);
+    let mut traffic = Traffic::with_limits(
+        cfg.idle_expiry,
+        cfg.max_flows as usize,
+        cfg.max_devices as usize,
+    );
+    // The recorder picks the interval's top flows from the listed ones.
+    let listed = snapshot::LISTED_FLOWS.max(cfg.store.store_flows_per_interval as usize);
     let mut reading = Reading::default();
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut next = Instant::now();
@@ -392,18 +414,22 @@ fn drain_loop(
                 let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);
-                if removed || !expired.macs.is_empty() || !expired.flows.is_empty() {
+                let lingering = names.keys().any(|i| !attachments.contains_key(i));
+                if lingering && (removed || !expired.macs.is_empty() || !expired.flows.is_empty()) {
                     // Keep the names of removed interfaces while devices or
-                    // flows on them are still listed.
+                    // flows on them are still listed (a pass over every
+                    // flow: only while such names remain).
                     let in_use: HashSet<u32> = traffic
                         .devices
                         .values()
                         .map(|d| d.ifindex)
-                        .chain(traffic.flows.keys().map(|k| k.ifindex))
+                        .chain(traffic.flows.values().map(|f| f.key.ifindex))
                         .collect();
                     names.retain(|i, _| attachments.contains_key(i) || in_use.contains(i));
                 }
-                shared.set(snapshot(&traffic, &attachments, &names));
+                let mut snap = snapshot(&traffic, &attachments, &names, listed);
+                snap.flow_series = out.series.get();
+                out.shared.set(snap);
             }
             Err(e) => {
                 warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Reading the maps failed.")
@@ -436,6 +462,7 @@ fn spawn_store(
     shared: &Shared,
     telemetry: &collect::Telemetry,
     stop: &collect::Stop,
+    series: &Arc<store::record::FlowSeriesStats>,
 ) -> Vec<thread::JoinHandle<()>> {
     use store::{status::Part, supervise};
     /// How long the last write at shutdown may take.
@@ -443,7 +470,11 @@ fn spawn_store(
     let writer = {
         let (shared, tel) = (shared.clone(), telemetry.clone());
         let rec = store::record::Recorder::new(cfg.store.store_flows_per_interval as usize)
-            .with_capacity(cfg.store.store_queue_intervals as usize);
+            .with_capacity(cfg.store.store_queue_intervals as usize)
+            .with_flow_series_cap(
+                cfg.record.store_flow_series_per_hour as usize,
+                Arc::clone(series),
+            );
         let every = cfg.interval;
         let mut inject = supervise::Injector::from_env(Part::Writer);
         supervise::spawn(
@@ -517,6 +548,7 @@ fn snapshot(
     traffic: &Traffic,
     attachments: &Attachments,
     names: &HashMap<u32, String>,
+    listed: usize,
 ) -> Snapshot {
     let mut interfaces: Vec<_> = attachments
         .values()
@@ -537,7 +569,10 @@ fn snapshot(
         interval: traffic.interval,
         interfaces,
         devices: traffic.devices.values().cloned().collect(),
-        flows: traffic.flows.values().cloned().collect(),
+        flows: traffic.listed_flows(listed),
+        flow_table: traffic.flow_table,
+        device_table: traffic.device_table,
+        flow_series: Default::default(),
         globals: traffic.globals,
         mac_map: traffic.mac_map,
         flow_map: traffic.flow_map,

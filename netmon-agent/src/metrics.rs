@@ -559,6 +559,80 @@ fn traffic_families(
         slots.int(&[], s.flow_cache.capacity);
         out.extend([used, slots]);
 
+        const TABLE: &[&str] = &["table"];
+        let mut entries = Family::gauge(
+            "netmon_table_entries",
+            TABLE,
+            "Entries in one of the agent's tables (flows, devices).",
+        );
+        let mut capacity = Family::gauge(
+            "netmon_table_capacity_entries",
+            TABLE,
+            "Most entries the table holds (--max-flows, --max-devices).",
+        );
+        let mut evictions = Family::counter(
+            "netmon_table_evictions_total",
+            TABLE,
+            "Entries evicted from a full table, least recently active first.",
+        );
+        for (name, t) in [("flows", s.flow_table), ("devices", s.device_table)] {
+            entries.int(&[name], t.entries);
+            capacity.int(&[name], t.capacity);
+            evictions.int(&[name], t.evictions);
+        }
+        out.extend([entries, capacity, evictions]);
+
+        let mut other = [
+            Family::counter(
+                "netmon_interface_other_flows_receive_bytes_total",
+                IF,
+                "Bytes received in flows no longer listed: evicted from the full flow table, or counted by the datapath without a flow.",
+            ),
+            Family::counter(
+                "netmon_interface_other_flows_receive_packets_total",
+                IF,
+                "Packets received in flows no longer listed.",
+            ),
+            Family::counter(
+                "netmon_interface_other_flows_transmit_bytes_total",
+                IF,
+                "Bytes sent in flows no longer listed.",
+            ),
+            Family::counter(
+                "netmon_interface_other_flows_transmit_packets_total",
+                IF,
+                "Packets sent in flows no longer listed.",
+            ),
+            Family::counter(
+                "netmon_interface_evicted_flows_total",
+                IF,
+                "Flows on the interface evicted from the full flow table.",
+            ),
+        ];
+        for i in &s.interfaces {
+            let (l, o) = ([i.name.as_str()], i.totals.other);
+            other[0].int(&l, o.rx.bytes);
+            other[1].int(&l, o.rx.packets);
+            other[2].int(&l, o.tx.bytes);
+            other[3].int(&l, o.tx.packets);
+            other[4].int(&l, o.evicted_flows);
+        }
+        out.extend(other);
+
+        let mut written = Family::gauge(
+            "netmon_history_flow_series_this_hour",
+            &[],
+            "Distinct flow series the history wrote this hour (at most --store-flow-series-per-hour).",
+        );
+        written.int(&[], s.flow_series.this_hour);
+        let mut aggregated = Family::counter(
+            "netmon_history_flow_samples_aggregated_total",
+            &[],
+            "Flow samples the history added to an interface's `other` flow series because the hour's series cap was reached.",
+        );
+        aggregated.int(&[], s.flow_series.aggregated);
+        out.extend([written, aggregated]);
+
         let g = s.globals;
         for (name, help, v) in [
             (
@@ -616,10 +690,13 @@ fn traffic_families(
 
 fn flow_families(s: &Snapshot, max: usize, out: &mut Vec<Family>) {
     const FLOW: &[&str] = &["interface", "direction", "protocol", "src", "dst"];
+    // The snapshot lists the top flows by bytes (at least LISTED_FLOWS of
+    // them); the rest are counted as dropped.
     let mut flows: Vec<_> = s.flows.iter().collect();
     flows.sort_by_key(|f| (std::cmp::Reverse(f.meter.total.bytes), f.key.ifindex));
-    let listed = flows.len();
+    let listed = (s.flow_table.entries as usize).max(flows.len());
     flows.truncate(max);
+    let kept = flows.len();
     let mut bytes = Family::counter(
         "netmon_flow_bytes_total",
         FLOW,
@@ -649,7 +726,7 @@ fn flow_families(s: &Snapshot, max: usize, out: &mut Vec<Family>) {
         &[],
         "Flows left out of the flow series by --metrics-max-flows.",
     );
-    dropped.int(&[], (listed - listed.min(max)) as u64);
+    dropped.int(&[], (listed - kept) as u64);
     out.extend([bytes, packets, dropped]);
 }
 

@@ -76,14 +76,22 @@ impl Meter {
     }
 
     /// Ends the interval: folds its deltas into the total and sets the rate.
-    /// Returns whether anything was added.
-    pub fn close(&mut self, elapsed: Duration) -> bool {
-        let active = self.pending.packets != 0 || self.pending.bytes != 0;
-        self.total.bytes += self.pending.bytes;
-        self.total.packets += self.pending.packets;
-        self.rate = Rate::of(self.pending, elapsed);
+    /// Returns what the interval added.
+    pub fn close(&mut self, elapsed: Duration) -> Counter {
+        let added = self.pending;
+        self.total.bytes += added.bytes;
+        self.total.packets += added.packets;
+        self.rate = Rate::of(added, elapsed);
         self.pending = Counter::default();
-        active
+        added
+    }
+
+    /// The total with what the interval being drained added so far.
+    pub fn total_with_pending(&self) -> Counter {
+        Counter {
+            bytes: self.total.bytes + self.pending.bytes,
+            packets: self.total.packets + self.pending.packets,
+        }
     }
 }
 
@@ -136,10 +144,11 @@ mod tests {
         let mut m = Meter::default();
         m += c(100, 1);
         m += c(200, 2);
-        assert!(m.close(Duration::from_secs(1)));
+        assert_eq!(m.total_with_pending(), c(300, 3));
+        assert_eq!(m.close(Duration::from_secs(1)), c(300, 3));
         assert_eq!(m.total, c(300, 3));
         assert_eq!(m.rate.bits_per_second, 2400.0);
-        assert!(!m.close(Duration::from_secs(1)));
+        assert_eq!(m.close(Duration::from_secs(1)), c(0, 0));
         assert_eq!(m.total, c(300, 3));
         assert_eq!(m.rate, Rate::default());
     }

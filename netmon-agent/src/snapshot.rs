@@ -13,8 +13,12 @@ use netmon_common::Globals;
 
 use crate::{
     ebpf::HookMode,
-    traffic::{CacheStats, Device, Flow, InterfaceTotals, MapStats},
+    traffic::{CacheStats, Device, Flow, InterfaceTotals, MapStats, TableStats},
 };
+
+/// Flows a snapshot lists at least, per order the API sorts by (the most
+/// `/api/v1/flows` returns).
+pub const LISTED_FLOWS: usize = 10_000;
 
 /// A watched interface and its totals.
 #[derive(Clone, Debug)]
@@ -34,7 +38,16 @@ pub struct Snapshot {
     pub interval: Duration,
     pub interfaces: Vec<InterfaceRow>,
     pub devices: Vec<Device>,
+    /// The busiest flows, not all of them: see
+    /// [`crate::traffic::Traffic::listed_flows`]; `flow_table.entries`
+    /// says how many there are.
     pub flows: Vec<Flow>,
+    /// The agent's flow table: flows tracked, capacity, evictions.
+    pub flow_table: TableStats,
+    /// The agent's device table.
+    pub device_table: TableStats,
+    /// The history's hourly cap on flow series (as of the drain).
+    pub flow_series: crate::store::record::FlowSeries,
     pub globals: Globals,
     pub mac_map: MapStats,
     pub flow_map: MapStats,

@@ -10,6 +10,16 @@
 //! exact when the (much larger) flow map evicts entries. Deleting an idle
 //! entry loses nothing: its bytes are already in the totals, and if the
 //! conversation resumes the new kernel entry is counted from zero.
+//!
+//! The agent's own tables are bounded whatever arrives: at most
+//! `--max-flows` flows and `--max-devices` devices ([`Lru`]). When one is
+//! full, a new entry evicts the least recently active one (counted in
+//! [`TableStats::evictions`]). An evicted flow's totals move to its
+//! interface's [`OtherFlows`], so the listed flows plus "other" still hold
+//! every frame counted in a flow; device and interface totals never depend
+//! on the flow table. A flow evicted while it has a kernel flow-map entry
+//! leaves that entry's last value behind (an orphan baseline), so when the
+//! entry grows again only the growth is counted: no frame twice.
 
 use std::{
     collections::{HashMap, VecDeque, hash_map::Entry},
@@ -26,10 +36,21 @@ use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
 /// unseeded hash (Fx) they could craft collisions that stall the drain.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-use crate::rates::{Meter, delta};
+use crate::{
+    lru::{Keyed, Lru},
+    rates::{Meter, delta},
+};
 
 /// How many addresses a device remembers, most recently seen first.
 pub const MAX_IPS_PER_DEVICE: usize = 16;
+
+/// Default `--max-flows`: a full flow map at its default size (65,536)
+/// plus a full flow cache at its default size on 8 CPUs (8 x 8,192 slots a
+/// generation), so at the defaults one drain's flows never evict each
+/// other on machines of up to 8 CPUs.
+pub const DEFAULT_MAX_FLOWS: u32 = 131_072;
+/// Default `--max-devices`: the MAC-pair map's default size.
+pub const DEFAULT_MAX_DEVICES: u32 = netmon_common::DEFAULT_MAC_ENTRIES;
 
 /// A cumulative kernel entry and what the agent knows of it.
 #[derive(Clone, Copy, Debug)]
@@ -58,11 +79,21 @@ pub struct Device {
     active_at: Instant,
 }
 
-/// One IP conversation on one interface and direction.
+impl Keyed for Device {
+    type Key = (u32, [u8; 6]);
+    fn key(&self) -> Self::Key {
+        (self.ifindex, self.mac)
+    }
+}
+
+/// One IP conversation on one interface and direction. No heap data: the
+/// flow table holds these in one preallocated vector.
 #[derive(Clone, Debug)]
 pub struct Flow {
     pub key: FlowKey,
     pub meter: Meter,
+    /// What the last interval added (what the rate is computed from).
+    pub last: Counter,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
     /// When it last carried traffic.
@@ -73,6 +104,35 @@ pub struct Flow {
     kernel: Option<(Counter, u64)>,
 }
 
+impl Keyed for Flow {
+    type Key = FlowKey;
+    fn key(&self) -> FlowKey {
+        self.key
+    }
+}
+
+/// The kernel value of `kernel` to count from, if that entry was in the
+/// previous read (or this one): an entry missing from a read was evicted
+/// or deleted, and a new one counts from zero.
+fn baseline(kernel: Option<(Counter, u64)>, generation: u64) -> Option<Counter> {
+    kernel
+        .filter(|&(_, g)| g + 1 >= generation)
+        .map(|(last, _)| last)
+}
+
+/// Flow traffic of one interface that no listed flow holds: the totals of
+/// the flows evicted from the agent's flow table (`--max-flows`), and what
+/// the datapath counted per interface without a flow ([`Traffic::add_other`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OtherFlows {
+    /// Received (ingress hook).
+    pub rx: Counter,
+    /// Sent (egress hook).
+    pub tx: Counter,
+    /// Flows evicted from the agent's table whose totals are in `rx`/`tx`.
+    pub evicted_flows: u64,
+}
+
 /// Totals of one watched interface, from the frames the programs saw.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InterfaceTotals {
@@ -80,6 +140,20 @@ pub struct InterfaceTotals {
     pub rx: Meter,
     /// Frames sent (egress hook).
     pub tx: Meter,
+    /// Flow traffic on it that no listed flow holds.
+    pub other: OtherFlows,
+}
+
+/// Fill level and churn of one of the agent's own tables (flows, devices).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Entries now.
+    pub entries: u64,
+    /// Most entries it holds (`--max-flows`, `--max-devices`).
+    pub capacity: u64,
+    /// Entries evicted, least recently active first, to make room for new
+    /// ones, since start.
+    pub evictions: u64,
 }
 
 /// Fill level and churn of one kernel map.
@@ -243,8 +317,8 @@ pub struct Expired {
 enum Counted {
     /// The flow cache's count of the interval.
     Delta(Counter),
-    /// The flow map entry's running total, and the read that saw it.
-    Total(Counter, u64),
+    /// The flow map entry's running total.
+    Total(Counter),
 }
 
 /// Everything the agent derives from the maps.
@@ -254,34 +328,115 @@ pub struct Traffic {
     generation: u64,
     last_update: Option<Instant>,
     macs: FastMap<MacKey, Tracked>,
-    pub devices: FastMap<(u32, [u8; 6]), Device>,
-    pub flows: FastMap<FlowKey, Flow>,
+    pub devices: Lru<Device>,
+    pub flows: Lru<Flow>,
+    /// Kernel flow-map baselines of flows evicted from `flows` while their
+    /// kernel entry existed; at most one per kernel entry, dropped when the
+    /// entry is gone from a read.
+    orphans: FastMap<FlowKey, Tracked>,
     pub interfaces: FastMap<u32, InterfaceTotals>,
     pub globals: Globals,
     pub mac_map: MapStats,
     pub flow_map: MapStats,
     pub flow_cache: CacheStats,
+    /// The agent's flow table.
+    pub flow_table: TableStats,
+    /// The agent's device table.
+    pub device_table: TableStats,
     /// Length of the last interval, used for the rates.
     pub interval: Duration,
 }
 
 impl Traffic {
-    /// Devices, flows and map entries idle for `idle_expiry` are forgotten.
+    /// Devices, flows and map entries idle for `idle_expiry` are forgotten;
+    /// the tables hold at most [`DEFAULT_MAX_FLOWS`] flows and
+    /// [`DEFAULT_MAX_DEVICES`] devices.
     pub fn new(idle_expiry: Duration) -> Self {
+        Traffic::with_limits(
+            idle_expiry,
+            DEFAULT_MAX_FLOWS as usize,
+            DEFAULT_MAX_DEVICES as usize,
+        )
+    }
+
+    /// As [`Traffic::new`], with at most `max_flows` flows and
+    /// `max_devices` devices (each at least 2).
+    pub fn with_limits(idle_expiry: Duration, max_flows: usize, max_devices: usize) -> Self {
+        // A frame touches two devices: both must fit.
+        let (max_flows, max_devices) = (max_flows.max(2), max_devices.max(2));
         Traffic {
             idle_expiry,
             generation: 0,
             last_update: None,
             macs: FastMap::default(),
-            devices: FastMap::default(),
-            flows: FastMap::default(),
+            devices: Lru::new(max_devices),
+            flows: Lru::new(max_flows),
+            orphans: FastMap::default(),
             interfaces: FastMap::default(),
             globals: Globals::default(),
             mac_map: MapStats::default(),
             flow_map: MapStats::default(),
             flow_cache: CacheStats::default(),
+            flow_table: TableStats {
+                capacity: max_flows as u64,
+                ..TableStats::default()
+            },
+            device_table: TableStats {
+                capacity: max_devices as u64,
+                ..TableStats::default()
+            },
             interval: Duration::ZERO,
         }
+    }
+
+    /// Adds `c` to interface `ifindex`'s [`OtherFlows`] in `dir`: frames
+    /// counted on the interface but in no flow.
+    pub fn add_other(&mut self, ifindex: u32, dir: u8, c: Counter) {
+        let other = &mut self.interfaces.entry(ifindex).or_default().other;
+        let side = if dir == direction::EGRESS {
+            &mut other.tx
+        } else {
+            &mut other.rx
+        };
+        side.bytes += c.bytes;
+        side.packets += c.packets;
+    }
+
+    /// The flows a snapshot lists: every flow when there are at most `n`,
+    /// else the union of the top `n` by each order the API sorts by (the
+    /// last interval's bytes, total bytes, total packets; each tie broken
+    /// by the other count), in no particular order. O(flows) per order.
+    pub fn listed_flows(&self, n: usize) -> Vec<Flow> {
+        let len = self.flows.len();
+        if len <= n {
+            return self.flows.values().cloned().collect();
+        }
+        let mut keep = vec![false; len];
+        let mut ranked: Vec<(u64, u64, u32)> = Vec::with_capacity(len);
+        if n > 0 {
+            for order in 0..3 {
+                ranked.clear();
+                ranked.extend(self.flows.values().enumerate().map(|(i, f)| {
+                    let t = f.meter.total;
+                    let (a, b) = match order {
+                        0 => (f.last.bytes, t.bytes),
+                        1 => (t.bytes, t.packets),
+                        _ => (t.packets, t.bytes),
+                    };
+                    (a, b, i as u32)
+                }));
+                ranked.select_nth_unstable_by(n - 1, |x, y| (y.0, y.1).cmp(&(x.0, x.1)));
+                for r in &ranked[..n] {
+                    keep[r.2 as usize] = true;
+                }
+            }
+        }
+        self.flows
+            .values()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(f, _)| f.clone())
+            .collect()
     }
 
     /// Folds one full read of the maps, taken at `now` (`wall` on the
@@ -333,8 +488,7 @@ impl Traffic {
             self.count_flow(key, Counted::Delta(d), now, wall, subnets);
         }
         for &(key, value) in &reading.flows {
-            let counted = Counted::Total(value, generation);
-            self.count_flow(key, counted, now, wall, subnets);
+            self.count_flow(key, Counted::Total(value), now, wall, subnets);
         }
 
         let expiry = self.idle_expiry;
@@ -352,26 +506,36 @@ impl Traffic {
             }
             true
         });
-        self.flows.retain(|key, f| {
-            f.meter.close(elapsed);
-            // An entry not in this reading was evicted (or deleted) from
-            // the kernel map; what it counted is in the meter already.
-            if f.kernel.is_some_and(|(_, g)| g != generation) {
-                f.kernel = None;
+        for f in self.flows.values_mut() {
+            f.last = f.meter.close(elapsed);
+        }
+        // The table is in order of activity: the idle ones are the oldest.
+        while let Some(f) = self.flows.oldest().filter(|f| idle(f.active_at)) {
+            // Only entries in this reading are still in the kernel map.
+            if f.kernel.is_some_and(|(_, g)| g == generation) {
+                expired.flows.push(f.key);
             }
-            if idle(f.active_at) {
-                if f.kernel.is_some() {
-                    expired.flows.push(*key);
-                }
+            self.flows.pop_oldest();
+        }
+        // Baselines of evicted flows whose kernel entries are gone (not in
+        // this reading) are dropped; idle ones are deleted like any entry.
+        self.orphans.retain(|key, t| {
+            if t.generation != generation {
+                return false;
+            }
+            if idle(t.active_at) {
+                expired.flows.push(*key);
                 return false;
             }
             true
         });
-        self.devices.retain(|_, d| {
+        for d in self.devices.values_mut() {
             d.tx.close(elapsed);
             d.rx.close(elapsed);
-            !idle(d.active_at)
-        });
+        }
+        while self.devices.oldest().is_some_and(|d| idle(d.active_at)) {
+            self.devices.pop_oldest();
+        }
         for iface in self.interfaces.values_mut() {
             iface.rx.close(elapsed);
             iface.tx.close(elapsed);
@@ -389,6 +553,8 @@ impl Traffic {
             capacity: reading.cache_capacity,
             misses: reading.globals.cache_misses,
         };
+        self.flow_table.entries = self.flows.len() as u64;
+        self.device_table.entries = self.devices.len() as u64;
         expired
     }
 
@@ -437,19 +603,50 @@ impl Traffic {
         wall: SystemTime,
         subnets: &Subnets,
     ) {
-        let flow = self.flows.entry(key).or_insert_with(|| Flow {
-            key,
-            meter: Meter::default(),
-            first_seen: wall,
-            last_seen: wall,
-            active_at: now,
-            kernel: None,
-        });
+        let generation = self.generation;
+        let pos = match self.flows.find(&key) {
+            Some(pos) => pos,
+            None => {
+                // A flow evicted earlier keeps its kernel entry's baseline.
+                let orphan = self.orphans.remove(&key);
+                let kernel = orphan.map(|t| (t.last, t.generation));
+                if let (Counted::Total(value), Some(last)) = (counted, baseline(kernel, generation))
+                    && delta(last, value).packets == 0
+                {
+                    // Nothing new: stay out of the table (an insert would
+                    // evict an active flow for an idle one).
+                    let t = orphan.expect("a baseline comes from an orphan");
+                    self.orphans.insert(
+                        key,
+                        Tracked {
+                            last: value,
+                            generation,
+                            ..t
+                        },
+                    );
+                    return;
+                }
+                let found = self.flows.insert_or_find(key, || Flow {
+                    key,
+                    meter: Meter::default(),
+                    last: Counter::default(),
+                    first_seen: wall,
+                    last_seen: wall,
+                    active_at: now,
+                    kernel,
+                });
+                if let Some(gone) = found.evicted {
+                    self.evicted(gone);
+                }
+                found.pos
+            }
+        };
+        let flow = self.flows.at_mut(pos);
         let d = match counted {
             Counted::Delta(d) => d,
-            Counted::Total(value, generation) => {
-                let d = match flow.kernel {
-                    Some((last, _)) => delta(last, value),
+            Counted::Total(value) => {
+                let d = match baseline(flow.kernel, generation) {
+                    Some(last) => delta(last, value),
                     None => value,
                 };
                 flow.kernel = Some((value, generation));
@@ -462,6 +659,7 @@ impl Traffic {
         }
         flow.active_at = now;
         flow.last_seen = wall;
+        self.flows.touch(pos);
         for (mac, ip) in [(key.src_mac, key.src), (key.dst_mac, key.dst)] {
             let ip = key_ip(ip);
             if !subnets.is_local(key.ifindex, ip) || ip.is_multicast() {
@@ -470,6 +668,32 @@ impl Traffic {
             if let Some(dev) = self.devices.get_mut(&(key.ifindex, mac)) {
                 remember_ip(&mut dev.ips, ip);
             }
+        }
+    }
+
+    /// Folds a flow evicted from the table into its interface's "other"
+    /// totals, and keeps its kernel entry's baseline while that entry may
+    /// still be read.
+    fn evicted(&mut self, gone: Flow) {
+        self.flow_table.evictions += 1;
+        let k = gone.key;
+        self.add_other(k.ifindex, k.direction, gone.meter.total_with_pending());
+        self.interfaces
+            .entry(k.ifindex)
+            .or_default()
+            .other
+            .evicted_flows += 1;
+        if let Some((last, generation)) = gone.kernel
+            && generation + 1 >= self.generation
+        {
+            self.orphans.insert(
+                k,
+                Tracked {
+                    last,
+                    generation,
+                    active_at: gone.active_at,
+                },
+            );
         }
     }
 
@@ -485,19 +709,21 @@ impl Traffic {
         now: Instant,
         wall: SystemTime,
     ) -> &mut Device {
-        let dev = self
-            .devices
-            .entry((ifindex, mac))
-            .or_insert_with(|| Device {
-                ifindex,
-                mac,
-                tx: Meter::default(),
-                rx: Meter::default(),
-                ips: VecDeque::new(),
-                first_seen: wall,
-                last_seen: wall,
-                active_at: now,
-            });
+        let found = self.devices.insert_or_find((ifindex, mac), || Device {
+            ifindex,
+            mac,
+            tx: Meter::default(),
+            rx: Meter::default(),
+            ips: VecDeque::new(),
+            first_seen: wall,
+            last_seen: wall,
+            active_at: now,
+        });
+        if found.evicted.is_some() {
+            self.device_table.evictions += 1;
+        }
+        self.devices.touch(found.pos);
+        let dev = self.devices.at_mut(found.pos);
         dev.last_seen = wall;
         dev.active_at = now;
         dev
@@ -754,6 +980,167 @@ mod tests {
         let b: Vec<_> = t.devices[&(2, B)].ips.iter().copied().collect();
         assert_eq!(a, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]);
         assert_eq!(b, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))]);
+    }
+
+    fn cached(flows: &[(FlowKey, Counter)]) -> Reading {
+        Reading {
+            cached: flows.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Listed flows plus "other", per interface and direction: every frame
+    /// counted in a flow.
+    fn flow_sum(t: &Traffic) -> Counter {
+        let mut sum = t.interfaces[&2].other.rx;
+        for f in t.flows.values() {
+            sum.bytes += f.meter.total.bytes;
+            sum.packets += f.meter.total.packets;
+        }
+        sum
+    }
+
+    #[test]
+    fn a_full_flow_table_evicts_the_least_recently_active_into_other() {
+        let clk = clock();
+        let mut t = Traffic::with_limits(Duration::from_secs(300), 2, 16);
+        let s = Subnets::default();
+        let f1 = flow([10, 0, 0, 1], [10, 0, 0, 9]);
+        let f2 = flow([10, 0, 0, 2], [10, 0, 0, 9]);
+        let f3 = flow([10, 0, 0, 3], [10, 0, 0, 9]);
+        let (now, wall) = clk.at(0);
+        t.update(now, wall, &cached(&[(f1, c(100, 1)), (f2, c(200, 2))]), &s);
+        let (now, wall) = clk.at(1);
+        t.update(now, wall, &cached(&[(f1, c(10, 1))]), &s);
+        // f2 is the least recently active: f3 takes its place.
+        let (now, wall) = clk.at(2);
+        t.update(now, wall, &cached(&[(f3, c(30, 1))]), &s);
+        assert!(t.flows.contains_key(&f1) && t.flows.contains_key(&f3));
+        assert!(!t.flows.contains_key(&f2));
+        assert_eq!(t.flows.len(), 2);
+        assert_eq!(t.flow_table.evictions, 1);
+        assert_eq!(t.flow_table.entries, 2);
+        let other = t.interfaces[&2].other;
+        assert_eq!(other.rx, c(200, 2), "f2's totals");
+        assert_eq!(other.evicted_flows, 1);
+        assert_eq!(flow_sum(&t), c(340, 5));
+        // Interface and device totals come from the same frames, evicted
+        // or not.
+        assert_eq!(t.interfaces[&2].rx.total, c(340, 5));
+        assert_eq!(t.devices[&(2, A)].tx.total, c(340, 5));
+        // f2 comes back: a new flow, counted from what is new.
+        let (now, wall) = clk.at(3);
+        t.update(now, wall, &cached(&[(f2, c(20, 1))]), &s);
+        assert_eq!(t.flows[&f2].meter.total, c(20, 1));
+        assert!(!t.flows.contains_key(&f1), "f1 was the oldest then");
+        assert_eq!(flow_sum(&t), c(360, 6));
+        assert_eq!(t.interfaces[&2].rx.total, c(360, 6));
+    }
+
+    /// A flow evicted while its kernel flow-map entry lives on: re-reading
+    /// that entry never counts what was already counted.
+    #[test]
+    fn an_evicted_flow_with_a_kernel_entry_is_never_counted_twice() {
+        let clk = clock();
+        let mut t = Traffic::with_limits(Duration::from_secs(10), 2, 16);
+        let s = Subnets::default();
+        let f1 = flow([10, 0, 0, 1], [10, 0, 0, 9]);
+        let f2 = flow([10, 0, 0, 2], [10, 0, 0, 9]);
+        let f3 = flow([10, 0, 0, 3], [10, 0, 0, 9]);
+        let (now, wall) = clk.at(0);
+        t.update(now, wall, &reading(&[], &[(f1, c(100, 1))]), &s);
+        // Two cached flows push f1 out; its kernel entry is in the same
+        // read, unchanged.
+        let mut r = reading(&[], &[(f1, c(100, 1))]);
+        r.cached = vec![(f2, c(20, 1)), (f3, c(30, 1))];
+        let (now, wall) = clk.at(1);
+        t.update(now, wall, &r, &s);
+        assert!(!t.flows.contains_key(&f1));
+        assert_eq!(t.interfaces[&2].other.rx, c(100, 1));
+        // Read again, unchanged: nothing new, and it stays out of the table.
+        for secs in 2..5 {
+            let (now, wall) = clk.at(secs);
+            t.update(now, wall, &reading(&[], &[(f1, c(100, 1))]), &s);
+            assert_eq!(flow_sum(&t), c(150, 3), "after {secs} s");
+        }
+        assert!(t.flows.contains_key(&f2) && t.flows.contains_key(&f3));
+        // It grows: only the growth is new.
+        let (now, wall) = clk.at(5);
+        t.update(now, wall, &reading(&[], &[(f1, c(160, 2))]), &s);
+        assert_eq!(t.flows[&f1].meter.total, c(60, 1));
+        assert_eq!(flow_sum(&t), c(210, 4));
+        assert_eq!(t.flow_table.evictions, 2, "f2 made room for f1");
+        // Evicted again by two cached flows, then idle for the expiry
+        // time: its kernel entry is deleted like any idle entry.
+        let f4 = flow([10, 0, 0, 4], [10, 0, 0, 9]);
+        let mut r = reading(&[], &[(f1, c(160, 2))]);
+        r.cached = vec![(f3, c(1, 1)), (f4, c(1, 1))];
+        let (now, wall) = clk.at(6);
+        t.update(now, wall, &r, &s);
+        assert!(!t.flows.contains_key(&f1));
+        let (now, wall) = clk.at(15);
+        let expired = t.update(now, wall, &reading(&[], &[(f1, c(160, 2))]), &s);
+        assert_eq!(expired.flows, vec![f1]);
+        assert_eq!(flow_sum(&t), c(212, 6));
+    }
+
+    #[test]
+    fn a_full_device_table_evicts_the_least_recently_active() {
+        let clk = clock();
+        let mut t = Traffic::with_limits(Duration::from_secs(300), 16, 3);
+        let s = Subnets::default();
+        let m = |i: u8| [2, 0, 0, 0, 1, i];
+        let (now, wall) = clk.at(0);
+        t.update(
+            now,
+            wall,
+            &reading(&[(mac(direction::INGRESS, m(1), m(2)), c(10, 1))], &[]),
+            &s,
+        );
+        let (now, wall) = clk.at(1);
+        t.update(
+            now,
+            wall,
+            &reading(
+                &[
+                    (mac(direction::INGRESS, m(1), m(2)), c(10, 1)),
+                    (mac(direction::INGRESS, m(3), m(4)), c(10, 1)),
+                ],
+                &[],
+            ),
+            &s,
+        );
+        assert_eq!(t.devices.len(), 3);
+        assert_eq!(t.device_table.evictions, 1);
+        assert!(!t.devices.contains_key(&(2, m(1))), "the oldest goes");
+        assert_eq!(t.interfaces[&2].rx.total, c(20, 2), "interface exact");
+    }
+
+    #[test]
+    fn listed_flows_are_the_top_by_each_order() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let s = Subnets::default();
+        // 20 flows: 0..20 bytes, packets the other way round.
+        let flows: Vec<(FlowKey, Counter)> = (0..20u8)
+            .map(|i| {
+                (
+                    flow([10, 0, 1, i], [10, 0, 0, 9]),
+                    c(1000 + u64::from(i), 40 - u64::from(i)),
+                )
+            })
+            .collect();
+        let (now, wall) = clk.at(0);
+        t.update(now, wall, &cached(&flows), &s);
+        // In the next interval only flow 5 is active.
+        let (now, wall) = clk.at(1);
+        t.update(now, wall, &cached(&[(flows[5].0, c(1, 1))]), &s);
+        assert_eq!(t.listed_flows(20).len(), 20);
+        let mut listed: Vec<u8> = t.listed_flows(2).iter().map(|f| f.key.src[15]).collect();
+        listed.sort();
+        // Last interval: 5 and (tie on 0 bytes, most bytes) 19; bytes: 19,
+        // 18; packets: 0, 1.
+        assert_eq!(listed, [0, 1, 5, 18, 19]);
     }
 
     #[test]

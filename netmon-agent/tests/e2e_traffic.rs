@@ -1037,6 +1037,132 @@ fn full_flow_map_evicts_but_device_totals_stay_exact() {
     assert_growth_matches(&agent, b.ns(), &port, &base);
 }
 
+/// eth0's received flow traffic: the listed ingress flows on eth0 plus
+/// eth0's `other_flows.rx` (flows evicted from the agent's table), from one
+/// `/flows` and one `/interfaces` answer.
+fn eth0_flow_rx(flows: &Value, interfaces: &Value) -> Count {
+    let mut sum = Count::of(&interface(interfaces, "eth0")["other_flows"]["rx"]);
+    for f in flows["flows"].as_array().expect("a flow list") {
+        if f["interface"] == "eth0" && f["direction"] == "ingress" {
+            let c = Count::of(f);
+            sum.bytes += c.bytes;
+            sum.packets += c.packets;
+        }
+    }
+    sum
+}
+
+/// An agent flow table of 64 (`--max-flows`) and 1,000 flows, each sent
+/// twice, most through the kernel's flow map (a flow cache of two slots per
+/// CPU): the table stays at its cap and evicts, and what it evicts moves to
+/// eth0's `other_flows`, so listed flows plus other, the device and the
+/// interface all hold exactly what was sent, and still do over later
+/// drains (evicted flows whose kernel entries live on are not counted
+/// again).
+#[test]
+fn full_flow_table_evicts_into_other_and_totals_stay_exact() {
+    const SOURCES: u32 = 1000;
+    const ROUNDS: u64 = 2;
+    const CAP: u64 = 64;
+    const PAYLOAD: usize = 64;
+    /// A MAC nothing else uses, so its device total is exactly these frames.
+    const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0xab];
+    let pair = quiet_pair(None);
+    let b = pair.b();
+    let cap = CAP.to_string();
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface",
+            "eth0",
+            "--max-flows",
+            &cap,
+            "--flow-cache-slots",
+            "2",
+            // Their probes draw answers from a: IP flows besides the test's.
+            "--disable",
+            "discovery,latency",
+        ],
+    );
+    let port = [eth0(true, false)];
+    let base = quiet_baseline(&agent, b.ns(), &port);
+    let flows0 = eth0_flow_rx(&agent.get(FLOWS), &base.answer);
+
+    let mut frames = Vec::new();
+    for _ in 0..ROUNDS {
+        for i in 0..SOURCES {
+            let src = Ipv4Addr::from(0x0a02_0000 + i);
+            frames.push(udp4_frame(&pair, SENDER, src, PAYLOAD));
+        }
+    }
+    // In bursts the receiver's ring takes whole.
+    for chunk in frames.chunks(100) {
+        send_frames(&pair, chunk);
+        thread::sleep(Duration::from_millis(20));
+    }
+    let sent = Count::frames(frames.len() as u64, PAYLOAD as u64 + UDP4_OVERHEAD);
+
+    let tx = wait_device_tx(&agent, "eth0", SENDER, sent);
+    assert_eq!(tx, sent, "device {} tx", format_mac(SENDER));
+    assert_growth_matches(&agent, b.ns(), &port, &base);
+    let mut last = Count::default();
+    let exact = poll_until(WAIT, || {
+        last = eth0_flow_rx(&agent.get(FLOWS), &agent.get(INTERFACES)).since(flows0);
+        last == sent
+    });
+    assert!(
+        exact,
+        "listed flows + other on eth0 grew by {last:?}, sent {sent:?}"
+    );
+    // Later drains re-read the kernel's entries of evicted flows: nothing
+    // is counted twice, and the totals hold still.
+    for _ in 0..3 {
+        let interfaces = fresh_interfaces(&agent);
+        let flows = agent.get(FLOWS);
+        assert_eq!(
+            eth0_flow_rx(&flows, &interfaces).since(flows0),
+            sent,
+            "listed flows + other, a later drain"
+        );
+        assert_eq!(
+            agent_totals(&interfaces, "eth0").rx.since(base.agent[0].rx),
+            sent,
+            "eth0 rx, a later drain"
+        );
+        assert!(
+            flows["total"].as_u64() == Some(CAP),
+            "the table holds {CAP} flows:\n{flows:#}"
+        );
+        assert!(
+            flows["evictions"].as_u64().unwrap() >= u64::from(SOURCES) - CAP,
+            "1,000 flows in a table of {CAP} evict at least {}:\n{flows:#}",
+            u64::from(SOURCES) - CAP
+        );
+        let tables = &interfaces["tables"]["flows"];
+        assert_eq!(tables["entries"].as_u64(), Some(CAP), "{tables}");
+        assert_eq!(tables["capacity"].as_u64(), Some(CAP), "{tables}");
+        let other = &interface(&interfaces, "eth0")["other_flows"];
+        assert_eq!(
+            other["evicted_flows"].as_u64(),
+            tables["evictions"].as_u64(),
+            "every eviction was on eth0: {other}"
+        );
+    }
+    assert_eq!(
+        wait_device_tx(&agent, "eth0", SENDER, sent),
+        sent,
+        "device tx, after later drains"
+    );
+    assert_growth_matches(&agent, b.ns(), &port, &base);
+    let metrics = http_get_ok(b.ns(), "/metrics", &[("X-API-KEY", TEST_KEY)]).text;
+    for needle in [
+        "netmon_table_evictions_total{table=\"flows\"}",
+        "netmon_interface_other_flows_receive_bytes_total{interface=\"eth0\"}",
+    ] {
+        assert!(metrics.contains(needle), "no {needle} in /metrics");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A bridged LAN watched on its ports.
 

@@ -63,6 +63,9 @@ struct Devices<'a> {
     updated: Option<String>,
     interval_seconds: f64,
     devices: Vec<DeviceView>,
+    /// The traffic core's device table (`--max-devices`): devices tracked,
+    /// capacity, evictions.
+    table: super::interfaces::TableView,
     /// Discovery's figures, or `{"unavailable": "<why>"}` when the
     /// discovery collector is off or has not finished a cycle.
     discovery: Avail<DiscoverySummary<'a>>,
@@ -141,6 +144,7 @@ async fn list(
         updated: s.updated.map(super::views::time),
         interval_seconds: s.interval.as_secs_f64(),
         devices,
+        table: s.device_table.into(),
         discovery,
     };
     serde_json::to_value(&body)

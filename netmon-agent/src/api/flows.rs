@@ -1,4 +1,6 @@
-//! `GET /api/v1/flows?limit=N&sort=rate|bytes|packets`: the top IP flows.
+//! `GET /api/v1/flows?limit=N&sort=rate|bytes|packets`: the top IP flows,
+//! from the snapshot's listed flows (the top [`MAX_LIMIT`] or more by each
+//! order), with the flow table's size, capacity and evictions.
 
 use axum::{Json, Router, extract::State, routing::get};
 use serde::{Deserialize, Serialize};
@@ -44,9 +46,30 @@ struct Params {
 struct Flows {
     updated: Option<String>,
     interval_seconds: f64,
-    /// Flows known in all; `flows` holds the top `limit` of them.
-    total: usize,
+    /// Flows the agent tracks in all; `flows` holds the top `limit` of them.
+    total: u64,
+    /// Most flows the agent tracks (`--max-flows`).
+    capacity: u64,
+    /// Flows evicted (least recently active first) to make room, since
+    /// start; their totals are in each interface's `other_flows`
+    /// (`/api/v1/interfaces`).
+    evictions: u64,
+    /// The history's hourly cap on flow series.
+    history: HistoryFlows,
     flows: Vec<FlowView>,
+}
+
+/// The history writes at most `series_per_hour` distinct flow series an
+/// hour; the flows beyond go to `flow/<iface>/<in|out>/other`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct HistoryFlows {
+    /// `--store-flow-series-per-hour` (0 until the history has started).
+    series_per_hour: u64,
+    /// Distinct flow series written this hour.
+    series_this_hour: u64,
+    /// Flow samples added to an `other` series because the hour's cap was
+    /// reached, since start.
+    aggregated: u64,
 }
 
 #[utoipa::path(get, path = "/api/v1/flows", operation_id = "listFlows", tag = "traffic", params(Params),
@@ -67,7 +90,14 @@ async fn list(
     Ok(Json(Flows {
         updated: s.updated.map(super::views::time),
         interval_seconds: s.interval.as_secs_f64(),
-        total: s.flows.len(),
+        total: s.flow_table.entries,
+        capacity: s.flow_table.capacity,
+        evictions: s.flow_table.evictions,
+        history: HistoryFlows {
+            series_per_hour: s.flow_series.cap,
+            series_this_hour: s.flow_series.this_hour,
+            aggregated: s.flow_series.aggregated,
+        },
         flows: top.into_iter().map(|f| FlowView::new(&s, f)).collect(),
     }))
 }

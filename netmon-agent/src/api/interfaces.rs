@@ -22,7 +22,7 @@ use super::{
 use crate::{
     collect::{Avail, CollectorName, Reading, netstats},
     ebpf::HookMode,
-    traffic::{CacheStats, MapStats},
+    traffic::{CacheStats, MapStats, OtherFlows, TableStats},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -48,6 +48,76 @@ struct InterfaceView {
     rx: Traffic,
     /// Frames sent (egress hook).
     tx: Traffic,
+    /// Flow traffic on this interface that no listed flow holds.
+    other_flows: OtherFlowsView,
+}
+
+/// Bytes and packets.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Count {
+    bytes: u64,
+    packets: u64,
+}
+
+impl From<netmon_common::Counter> for Count {
+    fn from(c: netmon_common::Counter) -> Self {
+        Count {
+            bytes: c.bytes,
+            packets: c.packets,
+        }
+    }
+}
+
+/// Flow traffic that no listed flow holds: the totals of flows evicted from
+/// the agent's flow table (`--max-flows`) and what the datapath counted
+/// without a flow.
+#[derive(Serialize, utoipa::ToSchema)]
+struct OtherFlowsView {
+    /// Received (ingress hook).
+    rx: Count,
+    /// Sent (egress hook).
+    tx: Count,
+    /// Flows evicted from the agent's table whose totals are in `rx`/`tx`.
+    evicted_flows: u64,
+}
+
+impl From<OtherFlows> for OtherFlowsView {
+    fn from(o: OtherFlows) -> Self {
+        OtherFlowsView {
+            rx: o.rx.into(),
+            tx: o.tx.into(),
+            evicted_flows: o.evicted_flows,
+        }
+    }
+}
+
+/// One of the agent's own tables.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TableView {
+    entries: u64,
+    capacity: u64,
+    fill_ratio: f64,
+    /// Entries evicted, least recently active first, to make room, since
+    /// start.
+    evictions: u64,
+}
+
+impl From<TableStats> for TableView {
+    fn from(t: TableStats) -> Self {
+        TableView {
+            entries: t.entries,
+            capacity: t.capacity,
+            fill_ratio: fill(t.entries, t.capacity),
+            evictions: t.evictions,
+        }
+    }
+}
+
+/// The agent's tables (`--max-flows`, `--max-devices`).
+#[derive(Serialize, utoipa::ToSchema)]
+struct Tables {
+    flows: TableView,
+    devices: TableView,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -136,6 +206,7 @@ struct Interfaces<'a> {
     /// Frame counters summed over every watched interface and hook.
     globals: GlobalsView,
     maps: Maps,
+    tables: Tables,
     /// Every interface as the kernel counts it (the interfaces collector).
     /// The reading, or `{"unavailable": "<why>"}`.
     #[schema(value_type = Avail<Reading<netstats::Report>>)]
@@ -166,6 +237,7 @@ async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Param
                 egress_hook: HookMode::Tc,
                 rx: (&i.totals.rx).into(),
                 tx: (&i.totals.tx).into(),
+                other_flows: i.totals.other.into(),
             })
             .collect(),
         globals: GlobalsView {
@@ -183,6 +255,10 @@ async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Param
             mac: s.mac_map.into(),
             flow: s.flow_map.into(),
             flow_cache: s.flow_cache.into(),
+        },
+        tables: Tables {
+            flows: s.flow_table.into(),
+            devices: s.device_table.into(),
         },
         stats,
     })

@@ -92,7 +92,7 @@ fn summary(s: &Snapshot) -> Summary {
             })
             .collect(),
         devices: s.devices.len(),
-        flows: s.flows.len(),
+        flows: s.flow_table.entries as usize,
         top_senders: senders
             .into_iter()
             .take(TOP)

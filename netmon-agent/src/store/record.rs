@@ -15,8 +15,15 @@
 //! What each interval holds:
 //! - traffic (only when the snapshot is newer than the last one recorded):
 //!   per device and per watched interface the byte and packet deltas since
-//!   then; per flow the same, for the interval's top N flows by bytes.
-//!   Devices, interfaces and flows with nothing new get no sample. The
+//!   then; per flow the same, for the interval's top N flows by bytes
+//!   among the flows the snapshot lists (the busiest: see
+//!   [`crate::traffic::Traffic::listed_flows`]). At most
+//!   `--store-flow-series-per-hour` distinct flow series are written in one
+//!   hour of the clock; the deltas of flows beyond that go to one series per
+//!   interface and direction, `flow/<iface>/<in|out>/other` (counted in
+//!   [`FlowSeriesStats`]), so a flood of new flows never creates series
+//!   without bound. Devices, interfaces and flows with nothing new get no
+//!   sample. The
 //!   first snapshot recorded counts in full: the programs were attached
 //!   when this agent started, so its totals are all new traffic.
 //! - each collector's reading, when it is newer than the last one stored:
@@ -25,7 +32,11 @@
 //!   deltas of the kernel's counters since the previous reading.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -49,6 +60,55 @@ pub const MAX_PENDING: usize = 3600;
 /// Drops are logged at most this often.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// Default `--store-flow-series-per-hour`.
+pub const DEFAULT_FLOW_SERIES_PER_HOUR: u32 = 3600;
+
+/// The last label of the series that holds the flows beyond the hourly cap.
+pub const OTHER_FLOWS: &str = "other";
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// History options of the recorder.
+#[derive(Clone, Debug, clap::Args)]
+#[group(id = "record-options")]
+pub struct Options {
+    /// Most distinct flow series the history writes in one hour of the
+    /// clock (so at most this many new ones an hour); the flows beyond it
+    /// that hour are added to `flow/<iface>/<in|out>/other`.
+    #[arg(long, default_value_t = DEFAULT_FLOW_SERIES_PER_HOUR, value_parser = clap::value_parser!(u32).range(0..=1_000_000), env = "NETMON_STORE_FLOW_SERIES_PER_HOUR")]
+    pub store_flow_series_per_hour: u32,
+}
+
+/// How the hourly cap on flow series is doing, shared with the API.
+#[derive(Debug, Default)]
+pub struct FlowSeriesStats {
+    cap: AtomicU64,
+    this_hour: AtomicU64,
+    aggregated: AtomicU64,
+}
+
+/// A copy of [`FlowSeriesStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSeries {
+    /// `--store-flow-series-per-hour`.
+    pub cap: u64,
+    /// Distinct flow series written this hour.
+    pub this_hour: u64,
+    /// Flow samples added to an `other` series because the hour's cap was
+    /// reached, since start.
+    pub aggregated: u64,
+}
+
+impl FlowSeriesStats {
+    pub fn get(&self) -> FlowSeries {
+        FlowSeries {
+            cap: self.cap.load(Ordering::Relaxed),
+            this_hour: self.this_hour.load(Ordering::Relaxed),
+            aggregated: self.aggregated.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What [`Recorder::write_interval`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -66,6 +126,12 @@ pub struct Recorder {
     devices: HashMap<(u32, [u8; 6]), [Counter; 2]>,
     interfaces: HashMap<u32, [Counter; 2]>,
     flows: HashMap<FlowKey, Counter>,
+    /// The hour (of the epoch) `series_this_hour` is about.
+    hour: u64,
+    /// Flow series written this hour (at most `series_per_hour`).
+    series_this_hour: HashSet<String>,
+    series_per_hour: usize,
+    series_stats: Arc<FlowSeriesStats>,
     last_system: Option<SystemTime>,
     last_latency: Option<SystemTime>,
     last_links: Option<SystemTime>,
@@ -89,6 +155,10 @@ impl Recorder {
             devices: HashMap::new(),
             interfaces: HashMap::new(),
             flows: HashMap::new(),
+            hour: 0,
+            series_this_hour: HashSet::new(),
+            series_per_hour: DEFAULT_FLOW_SERIES_PER_HOUR as usize,
+            series_stats: Arc::default(),
             last_system: None,
             last_latency: None,
             last_links: None,
@@ -105,6 +175,15 @@ impl Recorder {
     /// Keeps at most `capacity` (at least 1) intervals queued.
     pub fn with_capacity(mut self, capacity: usize) -> Recorder {
         self.capacity = capacity.max(1);
+        self
+    }
+
+    /// At most `per_hour` distinct flow series an hour; the counts go to
+    /// `stats`.
+    pub fn with_flow_series_cap(mut self, per_hour: usize, stats: Arc<FlowSeriesStats>) -> Self {
+        stats.cap.store(per_hour as u64, Ordering::Relaxed);
+        self.series_per_hour = per_hour;
+        self.series_stats = stats;
         self
     }
 
@@ -271,7 +350,7 @@ impl Recorder {
                 .and_then(|t| updated.duration_since(t).ok())
                 .unwrap_or(snapshot.interval);
             length_ms = u32::try_from(as_ms(since)).unwrap_or(u32::MAX);
-            self.traffic(snapshot, length_ms, &mut samples);
+            self.traffic(snapshot, length_ms, epoch_ms(now), &mut samples);
             self.last_snapshot = Some(updated);
         }
         self.system(telemetry, &mut samples);
@@ -287,7 +366,13 @@ impl Recorder {
         })
     }
 
-    fn traffic(&mut self, s: &Snapshot, interval_ms: u32, out: &mut Vec<(SeriesKey, Values)>) {
+    fn traffic(
+        &mut self,
+        s: &Snapshot,
+        interval_ms: u32,
+        now_ms: u64,
+        out: &mut Vec<(SeriesKey, Values)>,
+    ) {
         let counter = |deltas: Vec<u64>| Values::Counter {
             interval_ms,
             deltas,
@@ -333,14 +418,21 @@ impl Recorder {
         self.interfaces = interfaces;
 
         // Flows: deltas, merged by series name (flows that differ only in
-        // their MACs share one), then the top N by bytes.
+        // their MACs share one), then the top N by bytes. The snapshot lists
+        // the busiest flows only, so one not listed last time may be old:
+        // then only the last interval is known to be new (all of it when
+        // the flow appeared since).
         let mut flows = HashMap::with_capacity(s.flows.len());
         let mut by_name: HashMap<String, Counter> = HashMap::new();
         for f in &s.flows {
             let now = f.meter.total;
             let prev = self.flows.get(&f.key).copied();
             flows.insert(f.key, now);
-            let d = prev.map_or(now, |p| delta(p, now));
+            let d = match prev {
+                Some(p) => delta(p, now),
+                None if self.last_snapshot.is_none_or(|t| f.first_seen > t) => now,
+                None => f.last,
+            };
             if is_zero(d) {
                 continue;
             }
@@ -368,7 +460,37 @@ impl Recorder {
         let mut top: Vec<(String, Counter)> = by_name.into_iter().collect();
         top.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
         top.truncate(self.flows_per_interval);
+        let hour = now_ms / HOUR_MS;
+        if hour != self.hour {
+            self.hour = hour;
+            self.series_this_hour.clear();
+        }
+        let mut other: HashMap<String, Counter> = HashMap::new();
         for (name, d) in top {
+            let admitted = self.series_this_hour.contains(&name)
+                || (self.series_this_hour.len() < self.series_per_hour
+                    && self.series_this_hour.insert(name.clone()));
+            if admitted {
+                if let Some(key) = SeriesKey::parse(&name) {
+                    out.push((key, counter(vec![d.bytes, d.packets])));
+                }
+                continue;
+            }
+            // flow/<iface>/<dir>/...: interface names have no '/'.
+            let head: Vec<&str> = name.splitn(4, '/').take(3).collect();
+            let e = other
+                .entry(format!("{}/{OTHER_FLOWS}", head.join("/")))
+                .or_default();
+            e.bytes += d.bytes;
+            e.packets += d.packets;
+            self.series_stats.aggregated.fetch_add(1, Ordering::Relaxed);
+        }
+        self.series_stats
+            .this_hour
+            .store(self.series_this_hour.len() as u64, Ordering::Relaxed);
+        let mut other: Vec<_> = other.into_iter().collect();
+        other.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, d) in other {
             if let Some(key) = SeriesKey::parse(&name) {
                 out.push((key, counter(vec![d.bytes, d.packets])));
             }
@@ -507,4 +629,123 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    use netmon_common::{proto, v4_mapped};
+
+    use super::*;
+    use crate::traffic::{Reading, Subnets, Traffic};
+
+    fn flow(src: u8) -> FlowKey {
+        FlowKey {
+            ifindex: 3,
+            direction: direction::INGRESS,
+            proto: proto::UDP,
+            src_mac: [2, 0, 0, 0, 0, src],
+            dst_mac: [2, 0, 0, 0, 0, 9],
+            src: v4_mapped([10, 0, 0, src]),
+            dst: v4_mapped([10, 0, 0, 9]),
+            ..FlowKey::default()
+        }
+    }
+
+    /// The flow series written in `iv`: (name, bytes).
+    fn flow_series(iv: &Interval) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = iv
+            .samples
+            .iter()
+            .filter(|(k, _)| k.family() == Family::Flow)
+            .map(|(k, v)| match v {
+                Values::Counter { deltas, .. } => (k.as_str().to_owned(), deltas[0]),
+                Values::Gauge(_) => panic!("a flow is a counter"),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Five flows an interval and a cap of three series an hour: three get
+    /// their series, the other two are summed in the interface's `other`
+    /// series, every interval of the hour; the next hour starts afresh.
+    #[test]
+    fn flow_series_beyond_the_hourly_cap_go_to_other() {
+        let stats = Arc::new(FlowSeriesStats::default());
+        let mut rec = Recorder::new(100).with_flow_series_cap(3, Arc::clone(&stats));
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let tel = Telemetry::default();
+        let start = Instant::now();
+        let hour0 = UNIX_EPOCH + Duration::from_secs(1_700_002_800); // on the hour
+        let mut step = |secs: u64, bytes: &[u64]| {
+            let reading = Reading {
+                cached: bytes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| {
+                        (
+                            flow(i as u8 + 1),
+                            Counter {
+                                bytes: b,
+                                packets: 1,
+                            },
+                        )
+                    })
+                    .collect(),
+                ..Reading::default()
+            };
+            let wall = hour0 + Duration::from_secs(secs);
+            t.update(
+                start + Duration::from_secs(secs),
+                wall,
+                &reading,
+                &Subnets::default(),
+            );
+            let snap = Snapshot {
+                updated: Some(wall),
+                interval: Duration::from_secs(1),
+                flows: t.flows.values().cloned().collect(),
+                names: [(3, "eth0".to_owned())].into(),
+                ..Snapshot::default()
+            };
+            let iv = rec.build(&snap, &tel, wall).expect("an interval");
+            flow_series(&iv)
+        };
+        let name = |src: u8| format!("flow/eth0/in/17/10.0.0.{src}/10.0.0.9");
+        let other = "flow/eth0/in/other".to_owned();
+        // By bytes: flows 5, 4, 3 get series; 2 and 1 go to other.
+        let want = vec![
+            (name(3), 300),
+            (name(4), 400),
+            (name(5), 500),
+            (other.clone(), 300),
+        ];
+        assert_eq!(step(0, &[100, 200, 300, 400, 500]), want);
+        assert_eq!(
+            stats.get(),
+            FlowSeries {
+                cap: 3,
+                this_hour: 3,
+                aggregated: 2
+            }
+        );
+        // Later that hour flow 1 is the busiest: no new series for it.
+        assert_eq!(
+            step(10, &[900, 1, 1, 1, 1]),
+            vec![
+                (name(3), 1),
+                (name(4), 1),
+                (name(5), 1),
+                (other.clone(), 901),
+            ]
+        );
+        assert_eq!(stats.get().aggregated, 4);
+        // The next hour: the busiest three again.
+        let next = step(3600, &[900, 800, 1, 1, 1]);
+        assert_eq!(next.len(), 4, "{next:?}");
+        assert!(next.contains(&(name(1), 900)) && next.contains(&(name(2), 800)));
+        assert_eq!(stats.get().this_hour, 3);
+    }
 }
