@@ -396,6 +396,16 @@ fn tls_handshake_timeout_closes_silent_clients() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Readable by an agent run as `nobody` (NETMON_TEST_AGENT_USER): a
+    // throwaway test key.
+    use std::os::unix::fs::PermissionsExt as _;
+    for (path, mode) in [
+        (tmp.path(), 0o755),
+        (cert.as_path(), 0o644),
+        (key.as_path(), 0o644),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
     let state = tmp.path().join("state");
     let mut child = ns.spawn(&agent_command(
         &state,
