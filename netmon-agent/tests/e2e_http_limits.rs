@@ -189,6 +189,14 @@ fn connection_cap_refuses_the_extra_ones_and_admitted_clients_get_health() {
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--http-max-connections", "8"]);
+    // The start-up polls' connections are gone (their slots given back):
+    // only the asking one is open.
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            agent.get("/api/v1/limits")["open"]["connections"] == 1
+        }),
+        "connections of the start-up polls are still open"
+    );
     let mut admitted: Vec<TcpStream> = (0..8)
         .map(|_| connect(ns, Duration::from_secs(5)))
         .collect();
