@@ -189,6 +189,14 @@ fn connection_cap_refuses_the_extra_ones_and_admitted_clients_get_health() {
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--http-max-connections", "8"]);
+    // The start-up polls' connections are gone (their slots given back):
+    // only the asking one is open.
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            agent.get("/api/v1/limits")["open"]["connections"] == 1
+        }),
+        "connections of the start-up polls are still open"
+    );
     let mut admitted: Vec<TcpStream> = (0..8)
         .map(|_| connect(ns, Duration::from_secs(5)))
         .collect();
@@ -396,6 +404,16 @@ fn tls_handshake_timeout_closes_silent_clients() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Readable by an agent run as `nobody` (NETMON_TEST_AGENT_USER): a
+    // throwaway test key.
+    use std::os::unix::fs::PermissionsExt as _;
+    for (path, mode) in [
+        (tmp.path(), 0o755),
+        (cert.as_path(), 0o644),
+        (key.as_path(), 0o644),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
     let state = tmp.path().join("state");
     let mut child = ns.spawn(&agent_command(
         &state,

@@ -321,6 +321,9 @@ struct Activity {
     head_started: Option<Instant>,
     /// Since when writes have been blocked by a client not reading.
     write_blocked: Option<Instant>,
+    /// When bytes were last written (hyper hands a body over before it is
+    /// sent: a response is not over until its bytes are).
+    last_write: Instant,
 }
 
 impl Activity {
@@ -332,6 +335,7 @@ impl Activity {
             idle_since: now,
             head_started: None,
             write_blocked: None,
+            last_write: now,
         }
     }
 
@@ -352,29 +356,38 @@ impl Activity {
         self.idle_since = now;
     }
 
-    fn wrote(&mut self, blocked: bool, now: Instant) {
-        if !blocked {
-            self.write_blocked = None;
-        } else if self.write_blocked.is_none() {
-            self.write_blocked = Some(now);
+    /// A write attempt: `Some(true)` moved bytes, `Some(false)` was blocked,
+    /// `None` neither (an error, or nothing to write). Only moving bytes
+    /// ends a blocked spell: a flush that finds nothing to do (plain TCP's
+    /// always does) says nothing about the client.
+    fn wrote(&mut self, moved: Option<bool>, now: Instant) {
+        match moved {
+            Some(true) => {
+                self.write_blocked = None;
+                self.last_write = now;
+            }
+            Some(false) if self.write_blocked.is_none() => self.write_blocked = Some(now),
+            _ => {}
         }
     }
 
     /// Whether the connection must be closed at `now`, and why.
     fn verdict(&self, now: Instant, header: Duration, idle: Duration) -> Option<Closed> {
         let past = |since: Instant, limit: Duration| now.saturating_duration_since(since) >= limit;
+        // Bytes waiting for a client that reads nothing, whether or not the
+        // handler is done.
+        if let Some(t) = self.write_blocked {
+            return past(t, idle).then_some(Closed::Stalled);
+        }
         if self.in_flight > 0 {
-            return self
-                .write_blocked
-                .filter(|&t| past(t, idle))
-                .map(|_| Closed::Stalled);
+            return None;
         }
         if self.requests == 0 {
             return past(self.opened, header).then_some(Closed::HeaderTimeout);
         }
         match self.head_started {
             Some(t) => past(t, header).then_some(Closed::HeaderTimeout),
-            None => past(self.idle_since, idle).then_some(Closed::Idle),
+            None => past(self.idle_since.max(self.last_write), idle).then_some(Closed::Idle),
         }
     }
 }
@@ -408,7 +421,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        lock(&self.activity).wrote(polled.is_pending(), Instant::now());
+        lock(&self.activity).wrote(progress(&polled), Instant::now());
         polled
     }
 
@@ -418,7 +431,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        lock(&self.activity).wrote(polled.is_pending(), Instant::now());
+        lock(&self.activity).wrote(progress(&polled), Instant::now());
         polled
     }
 
@@ -428,12 +441,23 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
-        lock(&self.activity).wrote(polled.is_pending(), Instant::now());
+        if polled.is_pending() {
+            lock(&self.activity).wrote(Some(false), Instant::now());
+        }
         polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// What a write's outcome says about the client: see [`Activity::wrote`].
+fn progress(polled: &Poll<io::Result<usize>>) -> Option<bool> {
+    match polled {
+        Poll::Pending => Some(false),
+        Poll::Ready(Ok(n)) if *n > 0 => Some(true),
+        Poll::Ready(_) => None,
     }
 }
 
@@ -645,6 +669,61 @@ mod tests {
         }
     }
 
+    /// A client that stops reading a response is cut once the server's
+    /// writes have been blocked for `--http-idle-timeout`, and counted; a
+    /// handler's own time is not cut.
+    #[test]
+    fn a_client_that_reads_nothing_of_a_response_is_cut_and_counted() {
+        const BIG: usize = 64 << 20;
+        let http = Arc::new(Http::new(
+            crate::api::limits::Options {
+                http_idle_timeout: Duration::from_millis(500),
+                ..Default::default()
+            },
+            S,
+        ));
+        async fn slow() -> &'static str {
+            // Longer than the idle timeout, without a write.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "done"
+        }
+        let app = Router::new()
+            .route("/big", get(|| async { vec![b'x'; BIG] }))
+            .route("/slow", get(slow));
+        let (addr, _runtime) = serve_app(app, Arc::clone(&http));
+        let mut patient = std::net::TcpStream::connect(addr).unwrap();
+        patient.set_read_timeout(Some(10 * S)).unwrap();
+        let (status, _, body) = exchange(&mut patient, "/slow");
+        assert_eq!((status, body.as_str()), (200, "done"));
+        assert_eq!(Counters::get(&http.counters.closed_stalled), 0);
+
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut stalled: std::net::TcpStream = socket.into();
+        write!(stalled, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let deadline = Instant::now() + 20 * S;
+        while Counters::get(&http.counters.closed_stalled) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a client reading nothing was never cut"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // What it can still read ends well before the whole body.
+        stalled.set_read_timeout(Some(10 * S)).unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match stalled.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        assert!(got < BIG, "the whole body arrived: {got}");
+    }
+
     #[test]
     fn refusal_is_a_well_formed_json_503() {
         let text = std::str::from_utf8(REFUSAL).unwrap();
@@ -692,18 +771,41 @@ mod tests {
     }
 
     #[test]
+    fn a_response_still_being_sent_is_not_idle() {
+        let t0 = Instant::now();
+        let mut a = Activity::new(t0);
+        a.request_started();
+        // hyper took the whole body at once; its bytes go out slowly.
+        a.response_done(t0 + S);
+        for i in 2..200 {
+            a.wrote(Some(false), t0 + i * S);
+            a.wrote(Some(true), t0 + i * S + S / 2);
+            assert_eq!(a.verdict(t0 + (i + 1) * S, 10 * S, 60 * S), None, "{i}");
+        }
+        assert_eq!(a.verdict(t0 + 259 * S, 10 * S, 60 * S), None);
+        assert_eq!(a.verdict(t0 + 260 * S, 10 * S, 60 * S), Some(Closed::Idle));
+        // Blocked after the handler is done: stalled, not idle.
+        a.wrote(Some(false), t0 + 300 * S);
+        assert_eq!(
+            a.verdict(t0 + 360 * S, 10 * S, 60 * S),
+            Some(Closed::Stalled)
+        );
+    }
+
+    #[test]
     fn a_response_is_only_cut_when_its_writes_stay_blocked() {
         let t0 = Instant::now();
         let mut a = Activity::new(t0);
         a.request_started();
         // A long handler: never closed for it.
         assert_eq!(a.verdict(t0 + 1000 * S, 10 * S, 60 * S), None);
-        a.wrote(true, t0 + 1000 * S);
-        a.wrote(true, t0 + 1050 * S);
+        a.wrote(Some(false), t0 + 1000 * S);
+        a.wrote(Some(false), t0 + 1050 * S);
+        a.wrote(None, t0 + 1055 * S);
         assert_eq!(a.verdict(t0 + 1059 * S, 10 * S, 60 * S), None);
-        a.wrote(false, t0 + 1059 * S);
+        a.wrote(Some(true), t0 + 1059 * S);
         assert_eq!(a.verdict(t0 + 1100 * S, 10 * S, 60 * S), None);
-        a.wrote(true, t0 + 1100 * S);
+        a.wrote(Some(false), t0 + 1100 * S);
         assert_eq!(
             a.verdict(t0 + 1160 * S, 10 * S, 60 * S),
             Some(Closed::Stalled)
