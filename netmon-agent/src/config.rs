@@ -105,7 +105,7 @@ pub struct Config {
 
     /// Most flows the agent tracks. When full, a new flow evicts the least
     /// recently active one, whose totals move to its interface's "other"
-    /// flows (interface and device totals are unaffected). About 230 bytes
+    /// flows (interface and device totals are unaffected). About 215 bytes
     /// a flow. Default: a full flow map (65536) plus a full flow cache on 8
     /// CPUs.
     #[arg(long, default_value_t = crate::traffic::DEFAULT_MAX_FLOWS, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_MAX_FLOWS")]

@@ -58,6 +58,10 @@ pub struct Hostile {
     pub lag_samples: usize,
     pub api_after: (u64, u64),
     pub kernel_after: (u64, u64),
+    /// Flow series in the history file after the flood, and flow samples
+    /// the recorder added to `other` series (the hourly cap).
+    pub flow_series: usize,
+    pub flow_samples_aggregated: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -312,6 +316,12 @@ pub fn run(flood: Duration) -> Hostile {
         .map(|h| latency(h.join().expect("a client thread")));
     let (health, devices) = (lat.next().unwrap(), lat.next().unwrap());
     let (_, _, evictions) = flows(&agent);
+    let flow_samples_aggregated = agent.get("/api/v1/flows?limit=1")["history"]["aggregated"]
+        .as_u64()
+        .unwrap_or(0);
+    let flow_series = agent.get("/api/v1/series?family=flow")["series"]
+        .as_array()
+        .map_or(0, Vec::len);
 
     let mut sorted = drain_ms.clone();
     sorted.sort_by(f64::total_cmp);
@@ -333,6 +343,8 @@ pub fn run(flood: Duration) -> Hostile {
         lag_samples,
         api_after,
         kernel_after,
+        flow_series,
+        flow_samples_aggregated,
     };
     print_table(&r);
     r
@@ -391,6 +403,10 @@ fn print_table(r: &Hostile) {
         verdict(r.totals_equal())
     );
     println!(
+        "\nHistory: {} flow series in the file after the flood (at most --store-flow-series-per-hour a clock hour, plus the `other` series); {} flow samples added to `other` series.",
+        r.flow_series, r.flow_samples_aggregated
+    );
+    println!(
         "\nRSS: VmRSS 5 s after start (idle) and VmHWM at the end (peak; the largest \
          VmRSS sampled each second was {:.1} MiB). Drain CPU: the netmon-drain thread's \
          schedstat, sampled each second. Totals: eth0 rx growth \
@@ -427,6 +443,10 @@ pub fn summary(r: &Hostile) {
         r.max_lag_packets,
         if r.totals_equal() { "equal" } else { "differ" },
         verdict(r.max_lag_packets == 0 && r.totals_equal())
+    );
+    println!(
+        "| hostile: flow series in the history after the flood; samples aggregated into `other` | {}; {} | - | - |",
+        r.flow_series, r.flow_samples_aggregated
     );
     println!(
         "| hostile: every target above | {} | - | - |",
