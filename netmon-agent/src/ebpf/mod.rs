@@ -465,6 +465,21 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// The loaded object, for the benchmark, which attaches one program at
+    /// one hook at a time and reads the programs' run statistics.
+    #[doc(hidden)]
+    pub fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// As [`Kernel::object`], to attach and detach.
+    #[doc(hidden)]
+    pub fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
 /// Offset of `gso_segs` in `struct __sk_buff` (stable UAPI).
 const SKB_GSO_SEGS_OFFSET: usize = 164;
 /// Size of `struct __sk_buff` on kernels >= 5.16.
