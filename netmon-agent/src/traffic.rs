@@ -216,9 +216,14 @@ impl Reading {
                 dst: key.dst_mac,
                 ..MacKey::default()
             };
-            for v in [macs.entry(pair).or_default(), flows.entry(key).or_default()] {
-                v.bytes += c.bytes;
-                v.packets += c.packets;
+            let mac = macs.entry(pair).or_default();
+            mac.bytes += c.bytes;
+            mac.packets += c.packets;
+            // An aggregate key is its MAC pair's alone.
+            if key.other == 0 {
+                let flow = flows.entry(key).or_default();
+                flow.bytes += c.bytes;
+                flow.packets += c.packets;
             }
         }
         Reading {
@@ -330,7 +335,11 @@ impl Traffic {
         for &(key, d) in &reading.cached {
             let (src, dst) = (key.src_mac, key.dst_mac);
             self.count_frames(key.ifindex, key.direction, src, dst, d, now, wall);
-            self.count_flow(key, Counted::Delta(d), now, wall, subnets);
+            // A MAC pair's aggregate of flows the maps could not take
+            // counts in its devices and interface, and is no flow.
+            if key.other == 0 {
+                self.count_flow(key, Counted::Delta(d), now, wall, subnets);
+            }
         }
         for &(key, value) in &reading.flows {
             let counted = Counted::Total(value, generation);

@@ -28,9 +28,51 @@ pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
 /// Name of the one-entry array holding the flow cache's current generation
 /// (a `u32`; 0 turns the cache off).
 pub const CONTROL_MAP: &str = "CONTROL";
-/// Name of the load-time global (a `u32`, a power of two >= 2) giving the
-/// slots in each half of [`FLOW_CACHE_MAP`].
+/// Name of the load-time global (a `u32`, a multiple of [`CACHE_WAYS`])
+/// giving the flow slots in each half of [`FLOW_CACHE_MAP`].
 pub const FLOW_CACHE_SLOTS: &str = "FLOW_CACHE_SLOTS";
+/// Name of the flow cache's used-slot lists: a memory-mappable array of
+/// `u64` (a kernel array stores each element in 8 bytes anyway), one list
+/// per CPU and half ([`UsedList`] gives the layout).
+pub const CACHE_USED_MAP: &str = "CACHE_USED";
+/// Name of the load-time global (a `u32`) giving how many entries each CPU
+/// may create in [`FLOW_MAP`] per generation (drain interval).
+pub const FLOW_INSERT_BUDGET: &str = "FLOW_INSERT_BUDGET";
+
+/// Slots in one bucket of the flow cache: a flow's candidate slots, one
+/// after the other (four cache lines).
+pub const CACHE_WAYS: u32 = 4;
+/// Slots per half and CPU, after the flow slots, that hold only aggregate
+/// keys ([`FlowKey::other`]), so that a flood which fills every flow slot
+/// cannot take them.
+pub const CACHE_AGGREGATE_SLOTS: u32 = 64;
+
+/// The layout of [`CACHE_USED_MAP`]. CPU `c`'s half `h` owns the
+/// `stride(slots)` words from `(2c + h) * stride(slots)`: [`UsedList::COUNT`]
+/// (slots claimed in the generation), [`UsedList::INSERTS`] (flow-map
+/// entries created in it), then the claimed slots' indices (relative to the
+/// half's first slot), in claim order. The programs append; the agent reads
+/// the list of a finished half and zeroes it with the slots it names.
+pub struct UsedList;
+
+impl UsedList {
+    /// Word holding how many indices follow.
+    pub const COUNT: u32 = 0;
+    /// Word counting the flow-map inserts of the generation on this CPU.
+    pub const INSERTS: u32 = 1;
+    /// Words before the first index (one cache line).
+    pub const HEADER: u32 = 8;
+
+    /// Slots of one half: flow slots and aggregate slots.
+    pub const fn slots(flow_slots: u32) -> u32 {
+        flow_slots + CACHE_AGGREGATE_SLOTS
+    }
+
+    /// Words per CPU and half.
+    pub const fn stride(flow_slots: u32) -> u32 {
+        Self::HEADER + Self::slots(flow_slots)
+    }
+}
 
 /// XDP ingress program.
 pub const PROG_XDP: &str = "netmon_xdp";
@@ -43,11 +85,14 @@ pub const PROG_XDP_PASS: &str = "bench_xdp_pass";
 /// Pass-only TC program: the benchmark's floor.
 pub const PROG_TC_PASS: &str = "bench_tc_pass";
 
+/// Default flow-map inserts per CPU and generation ([`FLOW_INSERT_BUDGET`]).
+pub const DEFAULT_FLOW_INSERT_BUDGET: u32 = 4096;
 /// Default number of entries in [`MAC_MAP`].
 pub const DEFAULT_MAC_ENTRIES: u32 = 16_384;
 /// Default number of entries in [`FLOW_MAP`].
 pub const DEFAULT_FLOW_ENTRIES: u32 = 65_536;
-/// Default slots per half of [`FLOW_CACHE_MAP`] (per CPU).
+/// Default flow slots per half of [`FLOW_CACHE_MAP`] (per CPU), when the
+/// object is loaded without the agent's sizing.
 pub const DEFAULT_FLOW_CACHE_SLOTS: u32 = 4096;
 
 /// Which way a frame crossed the watched interface.
@@ -103,7 +148,12 @@ pub struct FlowKey {
     pub direction: u8,
     /// IP protocol number of the L4 header (after IPv6 extension headers).
     pub proto: u8,
-    pub _pad: [u8; 2],
+    /// 1 for the aggregate ("other") of a MAC pair's frames of this
+    /// protocol whose flows the maps could not take (a CPU's flow-map
+    /// inserts for the interval were spent and the flow cache had no slot
+    /// for them); its addresses are zero. 0 for a flow.
+    pub other: u8,
+    pub _pad: u8,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
     pub src: [u8; 16],
@@ -113,17 +163,23 @@ const _: () = assert!(size_of::<FlowKey>() == 52);
 
 /// One slot of the flow cache ([`FLOW_CACHE_MAP`]): one cache line.
 ///
-/// The cache is the programs' fast path for IP frames: a slot is found by an
-/// inlined hash of the [`FlowKey`] (two candidate slots in the running CPU's
-/// current half), with no hash-map helper call. A slot whose `key.ifindex`
-/// is 0 is free (no frame has interface index 0). The agent counts in
+/// The cache is the programs' fast path for IP frames: a flow's slot is one
+/// of the [`CACHE_WAYS`] slots of the bucket an inlined hash of its
+/// [`FlowKey`] picks in the running CPU's current half, found with no
+/// hash-map helper call. A slot whose `key.ifindex` is 0 is free (no frame
+/// has interface index 0); slots are claimed in bucket order and freed only
+/// by the agent, so a bucket's free slots follow its used ones. Each claim
+/// is appended to the half's [`UsedList`]. The agent counts in
 /// generations, the half in use being the low bit of the generation in
 /// [`CONTROL_MAP`]: it moves the programs to the next generation (the other
 /// half), waits for every program already running to finish (an RCU grace
-/// period), then reads the finished half, whose slots hold exactly that
-/// generation's counts, and zeroes the slots it read. An IP frame whose two
-/// slots are taken by other flows (or whose slot's packet count would
-/// overflow) goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, so every frame is
+/// period), then reads the slots the finished half's used list names, which
+/// hold exactly that generation's counts, and zeroes them and the list. An
+/// IP frame whose bucket is full of other flows (or whose slot's packet
+/// count would overflow) goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, or,
+/// once the CPU has made [`FLOW_INSERT_BUDGET`] flow-map entries in the
+/// generation, to its MAC pair's aggregate key ([`FlowKey::other`]) in the
+/// aggregate slots (to [`MAC_MAP`] alone if those are full): every frame is
 /// counted in exactly one place.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -165,11 +221,15 @@ pub struct Globals {
     pub mac_inserts: u64,
     /// Entries created in [`FLOW_MAP`].
     pub flow_inserts: u64,
-    /// IP frames counted in [`MAC_MAP`] and [`FLOW_MAP`] because both of
-    /// their flow-cache slots were taken by other flows (or full).
+    /// IP frames that found no flow-cache slot: their bucket was full of
+    /// other flows (or their slot's count full).
     pub cache_misses: u64,
+    /// IP frames counted in their MAC pair's aggregate rather than their
+    /// flow (see [`FlowKey::other`]), because this CPU's flow-map inserts
+    /// for the interval were spent.
+    pub flows_aggregated: u64,
 }
-const _: () = assert!(size_of::<Globals>() == 88);
+const _: () = assert!(size_of::<Globals>() == 96);
 
 impl Globals {
     /// Field-wise sum, used to fold the per-CPU copies.
@@ -185,6 +245,7 @@ impl Globals {
         self.mac_inserts += o.mac_inserts;
         self.flow_inserts += o.flow_inserts;
         self.cache_misses += o.cache_misses;
+        self.flows_aggregated += o.flows_aggregated;
     }
 }
 
@@ -228,6 +289,7 @@ mod tests {
         assert_eq!(offset_of!(MacKey, dst), 12);
         assert_eq!(offset_of!(MacKey, _pad1), 18);
         assert_eq!(offset_of!(FlowKey, proto), 5);
+        assert_eq!(offset_of!(FlowKey, other), 6);
         assert_eq!(offset_of!(FlowKey, src_mac), 8);
         assert_eq!(offset_of!(FlowKey, dst_mac), 14);
         assert_eq!(offset_of!(FlowKey, src), 20);
@@ -259,6 +321,7 @@ mod tests {
             mac_inserts: 9,
             flow_inserts: 10,
             cache_misses: 11,
+            flows_aggregated: 12,
         };
         let mut sum = a;
         sum.add(&a);
@@ -276,6 +339,7 @@ mod tests {
                 mac_inserts: 18,
                 flow_inserts: 20,
                 cache_misses: 22,
+                flows_aggregated: 24,
             }
         );
     }

@@ -11,69 +11,141 @@
 use core::ptr::read_unaligned;
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
-use netmon_common::{CacheSlot, FlowKey, Globals};
+use netmon_common::{CACHE_AGGREGATE_SLOTS, CACHE_WAYS, CacheSlot, FlowKey, UsedList};
 
-use crate::maps::{CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS};
+use crate::maps::{CACHE_USED, CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS, FLOW_INSERT_BUDGET};
 
-/// Adds `bytes` and `packets` to `key`'s slot in the current generation,
-/// claiming a free one of its two slots if it has none. False when the cache
-/// is off, or when both slots belong to other flows or the flow's slot
-/// cannot count more packets (counted in `Globals::cache_misses`): the
-/// caller then counts the frame in the hash maps.
-#[inline(always)]
-pub fn add(key: &FlowKey, bytes: u64, packets: u64, g: &mut Globals) -> bool {
-    let Some(generation) = CONTROL.get(0) else {
-        return false;
-    };
-    let generation = *generation;
-    if generation == 0 {
-        return false;
+/// The running CPU's half of the flow cache in the current generation.
+pub struct Cache {
+    /// Index of the half's first slot in [`FLOW_CACHE`].
+    base: u32,
+    /// Index of the half's used list in [`CACHE_USED`].
+    used: u32,
+    /// Flow slots in the half (a multiple of [`CACHE_WAYS`]); the aggregate
+    /// slots follow them.
+    slots: u32,
+}
+
+impl Cache {
+    /// The running CPU's current half, or `None` while the cache is off.
+    #[inline(always)]
+    pub fn current() -> Option<Cache> {
+        let generation = *CONTROL.get(0)?;
+        if generation == 0 {
+            return None;
+        }
+        let slots = FLOW_CACHE_SLOTS.load();
+        // SAFETY: a helper without arguments or side effects (inlined by the
+        // verifier).
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        let region = cpu * 2 + (generation & 1);
+        Some(Cache {
+            base: region * UsedList::slots(slots),
+            used: region * UsedList::stride(slots),
+            slots,
+        })
     }
-    let slots = FLOW_CACHE_SLOTS.load();
-    // SAFETY: a helper without arguments or side effects (inlined by the
-    // verifier).
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let k = (key as *const FlowKey).cast::<u8>();
-    let base = (cpu * 2 + (generation & 1)) * slots;
-    let first = hash(k) as u32 & (slots - 1);
-    let Some(a) = FLOW_CACHE.get_ptr_mut(base + first) else {
-        return false;
-    };
-    // SAFETY: a slot of this CPU's current half: only programs on this CPU
-    // write it, and they never nest (see count.rs); the agent touches a
-    // half only after every program that could write it has finished.
-    let a = unsafe { &mut *a };
-    if same(a, k) {
-        return bump(a, bytes, packets, g);
+
+    /// Adds the frame to `key`'s slot among the flow slots, claiming a free
+    /// one of its bucket if it has none. False when the bucket is full of
+    /// other flows (or the flow's slot cannot count more packets).
+    #[inline(always)]
+    pub fn add_flow(&self, key: &FlowKey, bytes: u64, packets: u64) -> bool {
+        self.add_in(0, self.slots / CACHE_WAYS, key, bytes, packets)
     }
-    // The other slot of the pair (slots is a power of two >= 2).
-    let Some(b) = FLOW_CACHE.get_ptr_mut(base + (first ^ 1)) else {
-        return false;
-    };
-    // SAFETY: as above.
-    let b = unsafe { &mut *b };
-    if same(b, k) {
-        return bump(b, bytes, packets, g);
+
+    /// As [`Cache::add_flow`], for an aggregate key, among the aggregate
+    /// slots (which flows never take).
+    #[inline(always)]
+    pub fn add_aggregate(&self, key: &FlowKey, bytes: u64, packets: u64) -> bool {
+        self.add_in(
+            self.slots,
+            CACHE_AGGREGATE_SLOTS / CACHE_WAYS,
+            key,
+            bytes,
+            packets,
+        )
     }
-    let free = if a.key.ifindex == 0 {
-        a
-    } else if b.key.ifindex == 0 {
-        b
-    } else {
-        g.cache_misses += packets;
-        return false;
-    };
-    claim(free, k, bytes, packets);
-    true
+
+    /// Whether this CPU may still create a flow-map entry in this
+    /// generation.
+    #[inline(always)]
+    pub fn may_insert(&self) -> bool {
+        match CACHE_USED.get(self.used + UsedList::INSERTS) {
+            Some(n) => *n < u64::from(FLOW_INSERT_BUDGET.load()),
+            None => false,
+        }
+    }
+
+    /// Counts a flow-map entry this CPU created.
+    #[inline(always)]
+    pub fn inserted(&self) {
+        if let Some(n) = CACHE_USED.get_ptr_mut(self.used + UsedList::INSERTS) {
+            // SAFETY: this CPU's word of the current half; see `add_in`.
+            unsafe { *n += 1 };
+        }
+    }
+
+    /// Adds to `key`'s slot in its bucket among the `buckets` buckets from
+    /// slot `first` of the half.
+    #[inline(always)]
+    fn add_in(&self, first: u32, buckets: u32, key: &FlowKey, bytes: u64, packets: u64) -> bool {
+        let k = (key as *const FlowKey).cast::<u8>();
+        // The hash's 32 bits scaled to 0..buckets (a multiply, not a
+        // division: any number of buckets).
+        let b = (u64::from(hash(k) as u32) * u64::from(buckets)) >> 32;
+        let bucket = first + b as u32 * CACHE_WAYS;
+        for way in 0..CACHE_WAYS {
+            let index = bucket + way;
+            let Some(slot) = FLOW_CACHE.get_ptr_mut(self.base + index) else {
+                return false;
+            };
+            // SAFETY: a slot of this CPU's current half: only programs on
+            // this CPU write it, and they never nest (see count.rs); the
+            // agent touches a half only after every program that could
+            // write it has finished.
+            let slot = unsafe { &mut *slot };
+            if same(slot, k) {
+                return bump(slot, bytes, packets);
+            }
+            if slot.key.ifindex == 0 {
+                // Free, and so is the rest of the bucket.
+                claim(slot, k, bytes, packets);
+                self.record(index);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Appends a claimed slot to the half's used list.
+    #[inline(always)]
+    fn record(&self, index: u32) {
+        let Some(count) = CACHE_USED.get_ptr_mut(self.used + UsedList::COUNT) else {
+            return;
+        };
+        // SAFETY: as in `add_in`.
+        let count = unsafe { &mut *count };
+        let n = *count;
+        // Never more claims than slots (each takes a free one); checked so
+        // a list can never run into the next one.
+        if n >= u64::from(UsedList::slots(self.slots)) {
+            return;
+        }
+        if let Some(entry) = CACHE_USED.get_ptr_mut(self.used + UsedList::HEADER + n as u32) {
+            // SAFETY: as in `add_in`.
+            unsafe { *entry = u64::from(index) };
+            *count = n + 1;
+        }
+    }
 }
 
 /// Adds to the key's slot, unless its 32-bit packet count would overflow
 /// (a flow of more than 4 billion packets in one interval on one CPU).
 #[inline(always)]
-fn bump(slot: &mut CacheSlot, bytes: u64, packets: u64, g: &mut Globals) -> bool {
+fn bump(slot: &mut CacheSlot, bytes: u64, packets: u64) -> bool {
     let sum = u64::from(slot.packets) + packets;
     if sum > u64::from(u32::MAX) {
-        g.cache_misses += packets;
         return false;
     }
     slot.packets = sum as u32;

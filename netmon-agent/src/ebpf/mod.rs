@@ -22,9 +22,10 @@ use aya::{
     },
 };
 use netmon_common::{
-    CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES,
-    DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals,
-    MAC_MAP, MacKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    CACHE_USED_MAP, CACHE_WAYS, CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_ENTRIES,
+    DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS,
+    FLOW_INSERT_BUDGET, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, MAC_MAP, MacKey, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, PROG_XDP, UsedList,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -106,9 +107,13 @@ pub struct MapSizes {
     pub mac_entries: u32,
     /// Entries of the flow map.
     pub flow_entries: u32,
-    /// Flow-cache slots per half and CPU: a power of two >= 2, or 0 to turn
-    /// the cache off (every frame then goes to the hash maps).
+    /// Flow-cache flow slots per half and CPU: a multiple of [`CACHE_WAYS`],
+    /// or 0 to turn the cache off (every frame then goes to
+    /// the hash maps).
     pub flow_cache_slots: u32,
+    /// Flow-map entries each CPU may create per drain interval; beyond it,
+    /// frames the cache cannot hold go to their MAC pair's aggregate.
+    pub flow_insert_budget: u32,
 }
 
 impl Default for MapSizes {
@@ -116,9 +121,41 @@ impl Default for MapSizes {
         MapSizes {
             mac_entries: DEFAULT_MAC_ENTRIES,
             flow_entries: DEFAULT_FLOW_ENTRIES,
-            flow_cache_slots: DEFAULT_FLOW_CACHE_SLOTS,
+            flow_cache_slots: cache_slots_for(DEFAULT_FLOW_CACHE_MEMORY, possible_cpus()),
+            flow_insert_budget: DEFAULT_FLOW_INSERT_BUDGET,
         }
     }
+}
+
+/// Default memory for the flow cache, all CPUs (`--flow-cache-memory`).
+pub const DEFAULT_FLOW_CACHE_MEMORY: u64 = 64 << 20;
+/// The most flow slots per half and CPU.
+pub const MAX_FLOW_CACHE_SLOTS: u32 = 1 << 22;
+
+/// Bytes of the flow cache per flow slot and CPU: two halves of a 64-byte
+/// slot and its 8-byte used-list entry.
+pub const CACHE_BYTES_PER_SLOT: u64 = 2 * (size_of::<CacheSlot>() as u64 + 8);
+
+/// The flow slots per half and CPU that `memory` bytes hold on `ncpus`
+/// possible CPUs (beside the aggregate slots and the lists' headers), in
+/// whole buckets: at least one, at most [`MAX_FLOW_CACHE_SLOTS`]; 0 (off)
+/// for no memory.
+pub fn cache_slots_for(memory: u64, ncpus: usize) -> u32 {
+    if memory == 0 {
+        return 0;
+    }
+    let per_cpu = memory / ncpus.max(1) as u64;
+    let fixed = 2
+        * (u64::from(UsedList::slots(0)) * size_of::<CacheSlot>() as u64
+            + u64::from(UsedList::stride(0)) * 8);
+    let room = per_cpu.saturating_sub(fixed) / CACHE_BYTES_PER_SLOT;
+    let ways = u64::from(CACHE_WAYS);
+    (room / ways * ways).clamp(ways, u64::from(MAX_FLOW_CACHE_SLOTS)) as u32
+}
+
+/// The kernel's possible CPUs (1 when they cannot be read).
+pub fn possible_cpus() -> usize {
+    aya::util::nr_cpus().map_or(1, |n| n.get() as usize)
 }
 
 /// Why a read of the maps failed.
@@ -200,13 +237,16 @@ impl Kernel {
         let ncpus = aya::util::nr_cpus()
             .map_err(|(path, e)| LoadError::Cpus(path, e))?
             .get() as usize;
-        // The programs need a power of two >= 2 even with the cache off.
-        let half = sizes.flow_cache_slots.max(2);
+        // The programs need a whole bucket even with the cache off.
+        let half = sizes.flow_cache_slots.max(CACHE_WAYS);
+        let regions = ncpus as u32 * 2;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAC_MAP, sizes.mac_entries)
             .map_max_entries(FLOW_MAP, sizes.flow_entries)
-            .map_max_entries(FLOW_CACHE_MAP, ncpus as u32 * 2 * half)
+            .map_max_entries(FLOW_CACHE_MAP, regions * UsedList::slots(half))
+            .map_max_entries(CACHE_USED_MAP, regions * UsedList::stride(half))
             .override_global(FLOW_CACHE_SLOTS, &half, true)
+            .override_global(FLOW_INSERT_BUDGET, &sizes.flow_insert_budget, true)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
         let program = |name| move |source| LoadError::Program { name, source };
@@ -214,7 +254,7 @@ impl Kernel {
         for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
             classifier(&mut ebpf, name).load().map_err(program(name))?;
         }
-        let cache = CacheMap::map(&ebpf, ncpus * 2 * half as usize).map_err(LoadError::Mmap)?;
+        let cache = CacheMap::map(&ebpf, ncpus, half).map_err(LoadError::Mmap)?;
         let generation = u32::from(sizes.flow_cache_slots != 0);
         set_generation(&mut ebpf, generation).map_err(LoadError::Control)?;
         info!(
@@ -222,6 +262,7 @@ impl Kernel {
             mac_entries = sizes.mac_entries,
             flow_entries = sizes.flow_entries,
             flow_cache_slots = sizes.flow_cache_slots,
+            flow_insert_budget = sizes.flow_insert_budget,
             "Loaded eBPF programs."
         );
         Ok(Kernel {
@@ -397,10 +438,8 @@ impl Kernel {
         set_generation(&mut self.ebpf, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
         self.generation = next;
         self.grace_period();
-        let half = self.sizes.flow_cache_slots as usize;
         for cpu in 0..self.ncpus {
-            let first = (cpu * 2 + (done & 1) as usize) * half;
-            self.cache.drain(first..first + half, |s| {
+            self.cache.drain(cpu * 2 + (done & 1) as usize, |s| {
                 out.push((
                     s.key,
                     Counter {
@@ -526,27 +565,81 @@ impl Kernel {
     }
 }
 
-/// The flow cache's array, memory-mapped (read and written by the agent
+/// The flow cache's arrays, memory-mapped (read and written by the agent
 /// only in a half no program uses; see [`Kernel::read_cache`]).
 struct CacheMap {
-    slots: std::ptr::NonNull<CacheSlot>,
+    slots: Mapped<CacheSlot>,
+    used: Mapped<u64>,
+    /// Flow slots per half.
+    half: u32,
+}
+
+impl CacheMap {
+    /// Maps the object's flow cache and its used lists, sized for `ncpus`
+    /// CPUs of `half` flow slots per half.
+    fn map(ebpf: &Ebpf, ncpus: usize, half: u32) -> io::Result<CacheMap> {
+        let regions = ncpus * 2;
+        Ok(CacheMap {
+            slots: Mapped::map(
+                ebpf,
+                FLOW_CACHE_MAP,
+                regions * UsedList::slots(half) as usize,
+            )?,
+            used: Mapped::map(
+                ebpf,
+                CACHE_USED_MAP,
+                regions * UsedList::stride(half) as usize,
+            )?,
+            half,
+        })
+    }
+
+    /// Calls `f` with each slot that `region` (CPU * 2 + half) claimed,
+    /// then frees it (zeroes it) and empties the region's list. The caller
+    /// guarantees no program writes the region meanwhile.
+    fn drain(&mut self, region: usize, mut f: impl FnMut(&CacheSlot)) {
+        let slots = UsedList::slots(self.half) as usize;
+        let first_slot = region * slots;
+        let list = region * UsedList::stride(self.half) as usize;
+        let count = self.used.read(list + UsedList::COUNT as usize) as usize;
+        // The programs never list more than the region holds; the bound
+        // keeps a damaged list from reaching past it.
+        for i in 0..count.min(slots) {
+            let index = self.used.read(list + UsedList::HEADER as usize + i) as usize;
+            if index >= slots {
+                continue;
+            }
+            let slot = self.slots.read(first_slot + index);
+            if slot.key.ifindex != 0 {
+                f(&slot);
+                self.slots.write(first_slot + index, CacheSlot::default());
+            }
+        }
+        self.used.write(list + UsedList::COUNT as usize, 0);
+        self.used.write(list + UsedList::INSERTS as usize, 0);
+    }
+}
+
+/// A memory-mapped `BPF_F_MMAPABLE` array of `T`.
+struct Mapped<T> {
+    base: std::ptr::NonNull<T>,
     len: usize,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; access
-// goes through `&mut self`.
-unsafe impl Send for CacheMap {}
+// goes through `&mut self` or copies.
+unsafe impl<T> Send for Mapped<T> {}
 
-impl CacheMap {
-    /// Maps the first `len` slots of the object's flow cache.
-    fn map(ebpf: &Ebpf, len: usize) -> io::Result<CacheMap> {
+impl<T: Copy> Mapped<T> {
+    /// Maps the first `len` elements of the object's array `name`.
+    fn map(ebpf: &Ebpf, name: &str, len: usize) -> io::Result<Mapped<T>> {
         let map = ebpf
-            .map(FLOW_CACHE_MAP)
-            .expect("FLOW_CACHE is in the object");
+            .map(name)
+            .expect("the flow cache's arrays are in the object");
         let aya::maps::Map::Array(data) = map else {
-            unreachable!("FLOW_CACHE is an array")
+            unreachable!("{name} is an array")
         };
-        let bytes = len * std::mem::size_of::<CacheSlot>();
+        let bytes = len * std::mem::size_of::<T>();
         // SAFETY: mapping a BPF_F_MMAPABLE array's fd, shared, for at most
         // its size (the kernel refuses more); the result is checked.
         let p = unsafe {
@@ -562,37 +655,31 @@ impl CacheMap {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let slots = std::ptr::NonNull::new(p.cast::<CacheSlot>()).expect("mmap never maps at 0");
-        Ok(CacheMap { slots, len })
+        let base = std::ptr::NonNull::new(p.cast::<T>()).expect("mmap never maps at 0");
+        Ok(Mapped { base, len })
     }
 
-    /// Calls `f` with each used slot in `range`, then frees it (zeroes it).
-    /// The caller guarantees no program writes these slots meanwhile.
-    fn drain(&mut self, range: std::ops::Range<usize>, mut f: impl FnMut(&CacheSlot)) {
-        assert!(range.end <= self.len, "slots {range:?} of {}", self.len);
-        for i in range {
-            // SAFETY: in bounds (asserted); the memory is the kernel's array,
-            // page-aligned and 64-byte slots, not written by anyone else
-            // while this runs. Volatile: the kernel's programs read it.
-            unsafe {
-                let p = self.slots.as_ptr().add(i);
-                let slot = std::ptr::read_volatile(p);
-                if slot.key.ifindex != 0 {
-                    f(&slot);
-                    std::ptr::write_volatile(p, CacheSlot::default());
-                }
-            }
-        }
+    fn read(&self, i: usize) -> T {
+        assert!(i < self.len, "element {i} of {}", self.len);
+        // SAFETY: in bounds (asserted) of a page-aligned mapping of `T`s.
+        // Volatile: the kernel's programs write this memory.
+        unsafe { std::ptr::read_volatile(self.base.as_ptr().add(i)) }
+    }
+
+    fn write(&mut self, i: usize, value: T) {
+        assert!(i < self.len, "element {i} of {}", self.len);
+        // SAFETY: as in `read`.
+        unsafe { std::ptr::write_volatile(self.base.as_ptr().add(i), value) }
     }
 }
 
-impl Drop for CacheMap {
+impl<T> Drop for Mapped<T> {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
         unsafe {
             libc::munmap(
-                self.slots.as_ptr().cast(),
-                self.len * std::mem::size_of::<CacheSlot>(),
+                self.base.as_ptr().cast(),
+                self.len * std::mem::size_of::<T>(),
             );
         }
     }
