@@ -560,6 +560,9 @@ struct Datapath {
     napi: NapiThread,
 }
 
+/// Traffic before a netmon phase's window: four drains, in which the flow
+/// cache sizes each half's index for the phase's flows.
+const NETMON_WARMUP: Duration = Duration::from_millis(4_300);
 /// How often the agent drains by default (`--interval`); netmon phases
 /// drain as often, so the flow cache turns over as it does in the agent.
 const DRAIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -781,7 +784,10 @@ impl Datapath {
                     thread::sleep(next - now);
                 }
             };
-            counted += wait(netmon, started + WARMUP);
+            // netmon phases run a few intervals first: the flow cache sizes
+            // each half's index by its last generation.
+            let warmup = if floor_phase { WARMUP } else { NETMON_WARMUP };
+            counted += wait(netmon, started + warmup);
             let s0 = sample(netmon);
             counted += wait(netmon, s0.at + seconds);
             let s1 = sample(netmon);

@@ -550,7 +550,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_cache_slots(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    let (ways, max) = (netmon_common::CACHE_WAYS, crate::ebpf::MAX_FLOW_CACHE_SLOTS);
+    let (ways, max) = (
+        crate::ebpf::SLOTS_MULTIPLE,
+        crate::ebpf::MAX_FLOW_CACHE_SLOTS,
+    );
     if !n.is_multiple_of(ways) || n > max {
         return Err(format!("{n} is not a multiple of {ways} up to {max}"));
     }

@@ -685,3 +685,32 @@ fn with_no_insert_budget_a_flood_costs_no_flow_map_entry() {
     assert_eq!(macs.len(), 1);
     assert_eq!(macs[0].1, sent_by(1..=20), "the MAC pair has every frame");
 }
+
+#[test]
+fn every_flow_of_a_busy_interval_gets_a_slot() {
+    // 2,000 flows, each sending three frames in turn, in two intervals:
+    // the default cache holds them all, so nothing misses, and the index
+    // sized from the first interval still finds them in the second.
+    let mut k = kernel_with_cache(MapSizes::default().flow_cache_slots);
+    let frames: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| {
+            let ip = ipv4_udp(
+                SocketAddrV4::new(Ipv4Addr::from(0x0a40_0000 + i), 4000),
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000),
+                &[0x5a; 18],
+            );
+            eth(DST_MAC, SRC_MAC, ETHERTYPE_IPV4, &ip)
+        })
+        .collect();
+    for interval in 0..3 {
+        for _ in 0..3 {
+            for frame in &frames {
+                run(&mut k, PROG_XDP, frame, 1);
+            }
+        }
+        let r = raw_read(&mut k);
+        assert_eq!(r.globals.cache_misses, 0, "interval {interval}");
+        assert_eq!(r.cached.len(), frames.len(), "interval {interval}");
+        assert!(r.cached.iter().all(|(_, c)| c.packets == 3));
+    }
+}

@@ -25,52 +25,79 @@ pub const GLOBALS_MAP: &str = "GLOBALS";
 /// `(2c + h) * FLOW_CACHE_SLOTS`), created memory-mappable
 /// (`BPF_F_MMAPABLE`) so the agent reads and clears it without syscalls.
 pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
-/// Name of the one-entry array holding the flow cache's current generation
-/// (a `u32`; 0 turns the cache off).
+/// Name of the three-entry `u32` array that steers the flow cache: the
+/// current generation (0 turns the cache off), then the index lines in use
+/// for half 0 and for half 1.
 pub const CONTROL_MAP: &str = "CONTROL";
-/// Name of the load-time global (a `u32`, a multiple of [`CACHE_WAYS`])
-/// giving the flow slots in each half of [`FLOW_CACHE_MAP`].
+/// Name of the load-time global (a `u32`) giving the flow slots in each
+/// half of [`FLOW_CACHE_MAP`].
 pub const FLOW_CACHE_SLOTS: &str = "FLOW_CACHE_SLOTS";
-/// Name of the flow cache's used-slot lists: a memory-mappable array of
-/// `u64` (a kernel array stores each element in 8 bytes anyway), one list
-/// per CPU and half ([`UsedList`] gives the layout).
-pub const CACHE_USED_MAP: &str = "CACHE_USED";
+/// Name of the flow cache's index: a memory-mappable array of
+/// [`IndexLine`], [`CacheLayout::index_lines`] lines per CPU and half.
+pub const CACHE_INDEX_MAP: &str = "CACHE_INDEX";
+/// Name of the flow cache's per-CPU, per-half counters: a memory-mappable
+/// array of `u64`, [`CacheLayout::HEADER`] words per CPU and half.
+pub const CACHE_HEADERS_MAP: &str = "CACHE_HEADERS";
 /// Name of the load-time global (a `u32`) giving how many entries each CPU
 /// may create in [`FLOW_MAP`] per generation (drain interval).
 pub const FLOW_INSERT_BUDGET: &str = "FLOW_INSERT_BUDGET";
 
-/// Slots in one bucket of the flow cache: a flow's candidate slots, one
-/// after the other (four cache lines).
-pub const CACHE_WAYS: u32 = 4;
+/// Entries in one [`IndexLine`].
+pub const INDEX_WAYS: usize = 8;
 /// Slots per half and CPU, after the flow slots, that hold only aggregate
-/// keys ([`FlowKey::other`]), so that a flood which fills every flow slot
+/// keys ([`FlowKey::other`]), so that a flood which takes every flow slot
 /// cannot take them.
 pub const CACHE_AGGREGATE_SLOTS: u32 = 64;
+/// The fewest index lines a half uses.
+pub const MIN_INDEX_LINES: u32 = 8;
 
-/// The layout of [`CACHE_USED_MAP`]. CPU `c`'s half `h` owns the
-/// `stride(slots)` words from `(2c + h) * stride(slots)`: [`UsedList::COUNT`]
-/// (slots claimed in the generation), [`UsedList::INSERTS`] (flow-map
-/// entries created in it), then the claimed slots' indices (relative to the
-/// half's first slot), in claim order. The programs append; the agent reads
-/// the list of a finished half and zeroes it with the slots it names.
-pub struct UsedList;
+/// One line of the flow cache's index: up to [`INDEX_WAYS`] flows whose
+/// hash picks this line, each as a tag (32 bits of the hash, never 0) and
+/// the index of its slot in the half. Entries fill in order and are
+/// emptied only by the agent, so the first empty entry ends a search.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexLine {
+    pub tags: [u32; INDEX_WAYS],
+    pub slots: [u32; INDEX_WAYS],
+}
+const _: () = assert!(size_of::<IndexLine>() == 64);
 
-impl UsedList {
-    /// Word holding how many indices follow.
+/// Where a CPU's half of the flow cache lives. CPU `c`'s half `h` is
+/// region `r = 2c + h`: slots `r * slots(S)..` of [`FLOW_CACHE_MAP`] (the
+/// `S` flow slots, claimed densely from 0, then the aggregate slots),
+/// lines `r * index_lines(S)..` of [`CACHE_INDEX_MAP`] (of which the
+/// generation uses the number [`CONTROL_MAP`] gives for the half), and
+/// words `r * HEADER..` of [`CACHE_HEADERS_MAP`].
+pub struct CacheLayout;
+
+impl CacheLayout {
+    /// Header word: flow slots claimed in the generation.
     pub const COUNT: u32 = 0;
-    /// Word counting the flow-map inserts of the generation on this CPU.
+    /// Header word: flow-map entries this CPU created in the generation.
     pub const INSERTS: u32 = 1;
-    /// Words before the first index (one cache line).
+    /// Header word: aggregate slots claimed in the generation.
+    pub const AGGREGATES: u32 = 2;
+    /// Header word: frames that found no flow slot in the generation (the
+    /// agent sizes the half's next index by claims and misses).
+    pub const MISSES: u32 = 3;
+    /// Header words per region (one cache line).
     pub const HEADER: u32 = 8;
 
-    /// Slots of one half: flow slots and aggregate slots.
+    /// Slots of one region: flow slots and aggregate slots.
     pub const fn slots(flow_slots: u32) -> u32 {
         flow_slots + CACHE_AGGREGATE_SLOTS
     }
 
-    /// Words per CPU and half.
-    pub const fn stride(flow_slots: u32) -> u32 {
-        Self::HEADER + Self::slots(flow_slots)
+    /// Index lines of one region: four entries per slot, so the index is at
+    /// most a quarter full.
+    pub const fn index_lines(flow_slots: u32) -> u32 {
+        let lines = Self::slots(flow_slots) / 2;
+        if lines < MIN_INDEX_LINES {
+            MIN_INDEX_LINES
+        } else {
+            lines
+        }
     }
 }
 
@@ -163,20 +190,22 @@ const _: () = assert!(size_of::<FlowKey>() == 52);
 
 /// One slot of the flow cache ([`FLOW_CACHE_MAP`]): one cache line.
 ///
-/// The cache is the programs' fast path for IP frames: a flow's slot is one
-/// of the [`CACHE_WAYS`] slots of the bucket an inlined hash of its
-/// [`FlowKey`] picks in the running CPU's current half, found with no
-/// hash-map helper call. A slot whose `key.ifindex` is 0 is free (no frame
-/// has interface index 0); slots are claimed in bucket order and freed only
-/// by the agent, so a bucket's free slots follow its used ones. Each claim
-/// is appended to the half's [`UsedList`]. The agent counts in
-/// generations, the half in use being the low bit of the generation in
-/// [`CONTROL_MAP`]: it moves the programs to the next generation (the other
-/// half), waits for every program already running to finish (an RCU grace
-/// period), then reads the slots the finished half's used list names, which
-/// hold exactly that generation's counts, and zeroes them and the list. An
-/// IP frame whose bucket is full of other flows (or whose slot's packet
-/// count would overflow) goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, or,
+/// The cache is the programs' fast path for IP frames, found with no
+/// hash-map helper call: an inlined hash of the [`FlowKey`] picks an
+/// [`IndexLine`] in the running CPU's current half, whose entry with the
+/// hash's tag names the flow's slot. A new flow claims the half's next
+/// slot (slots are handed out densely, so N flows touch N lines and N/64
+/// pages, however large the cache) and an empty entry of its index line.
+/// The agent counts in generations, the half in use being the low bit of
+/// the generation in [`CONTROL_MAP`]: it moves the programs to the next
+/// generation (the other half), waits for every program already running
+/// to finish (an RCU grace period), then reads the slots the finished half
+/// claimed (its header's counts), which hold exactly that generation's
+/// counts, and zeroes them, the index lines and the counts. It sizes each
+/// half's index for its next generation by what it held in this one. An
+/// IP frame that finds no slot (the half's flow slots or its index line
+/// are full, or its slot's packet count would overflow) goes to
+/// [`MAC_MAP`] and [`FLOW_MAP`] instead, or,
 /// once the CPU has made [`FLOW_INSERT_BUDGET`] flow-map entries in the
 /// generation, to its MAC pair's aggregate key ([`FlowKey::other`]) in the
 /// aggregate slots (to [`MAC_MAP`] alone if those are full): every frame is
@@ -221,8 +250,8 @@ pub struct Globals {
     pub mac_inserts: u64,
     /// Entries created in [`FLOW_MAP`].
     pub flow_inserts: u64,
-    /// IP frames that found no flow-cache slot: their bucket was full of
-    /// other flows (or their slot's count full).
+    /// IP frames that found no flow-cache slot: the half's flow slots or
+    /// the flow's index line were full (or its slot's count was).
     pub cache_misses: u64,
     /// IP frames counted in their MAC pair's aggregate rather than their
     /// flow (see [`FlowKey::other`]), because this CPU's flow-map inserts

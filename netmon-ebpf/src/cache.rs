@@ -11,18 +11,25 @@
 use core::ptr::read_unaligned;
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
-use netmon_common::{CACHE_AGGREGATE_SLOTS, CACHE_WAYS, CacheSlot, FlowKey, UsedList};
+use netmon_common::{
+    CACHE_AGGREGATE_SLOTS, CacheLayout, CacheSlot, FlowKey, INDEX_WAYS, IndexLine,
+};
 
-use crate::maps::{CACHE_USED, CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS, FLOW_INSERT_BUDGET};
+use crate::maps::{
+    CACHE_HEADERS, CACHE_INDEX, CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS, FLOW_INSERT_BUDGET,
+};
 
 /// The running CPU's half of the flow cache in the current generation.
 pub struct Cache {
     /// Index of the half's first slot in [`FLOW_CACHE`].
-    base: u32,
-    /// Index of the half's used list in [`CACHE_USED`].
-    used: u32,
-    /// Flow slots in the half (a multiple of [`CACHE_WAYS`]); the aggregate
-    /// slots follow them.
+    slot_base: u32,
+    /// Index of the half's first line in [`CACHE_INDEX`].
+    line_base: u32,
+    /// Index lines the generation uses (1 to the half's lines).
+    lines: u32,
+    /// Index of the half's header in [`CACHE_HEADERS`].
+    header: u32,
+    /// Flow slots in the half; the aggregate slots follow them.
     slots: u32,
 }
 
@@ -34,34 +41,41 @@ impl Cache {
         if generation == 0 {
             return None;
         }
+        let half = generation & 1;
         let slots = FLOW_CACHE_SLOTS.load();
+        let capacity = CacheLayout::index_lines(slots);
+        let lines = (*CONTROL.get(1 + half)?).clamp(1, capacity);
         // SAFETY: a helper without arguments or side effects (inlined by the
         // verifier).
         let cpu = unsafe { bpf_get_smp_processor_id() };
-        let region = cpu * 2 + (generation & 1);
+        let region = cpu * 2 + half;
         Some(Cache {
-            base: region * UsedList::slots(slots),
-            used: region * UsedList::stride(slots),
+            slot_base: region * CacheLayout::slots(slots),
+            line_base: region * capacity,
+            lines,
+            header: region * CacheLayout::HEADER,
             slots,
         })
     }
 
-    /// Adds the frame to `key`'s slot among the flow slots, claiming a free
-    /// one of its bucket if it has none. False when the bucket is full of
-    /// other flows (or the flow's slot cannot count more packets).
+    /// Adds the frame to `key`'s flow slot, claiming the next free one if
+    /// it has none. False when the half's flow slots or the key's index
+    /// line are full (or the flow's slot cannot count more packets).
     #[inline(always)]
     pub fn add_flow(&self, key: &FlowKey, bytes: u64, packets: u64) -> bool {
-        self.add_in(0, self.slots / CACHE_WAYS, key, bytes, packets)
+        self.add(key, CacheLayout::COUNT, 0, self.slots, bytes, packets)
     }
 
-    /// As [`Cache::add_flow`], for an aggregate key, among the aggregate
-    /// slots (which flows never take).
+    /// As [`Cache::add_flow`], for an aggregate key, in the aggregate slots
+    /// (which flows never take).
     #[inline(always)]
     pub fn add_aggregate(&self, key: &FlowKey, bytes: u64, packets: u64) -> bool {
-        self.add_in(
-            self.slots,
-            CACHE_AGGREGATE_SLOTS / CACHE_WAYS,
+        let first = self.slots;
+        self.add(
             key,
+            CacheLayout::AGGREGATES,
+            first,
+            CACHE_AGGREGATE_SLOTS,
             bytes,
             packets,
         )
@@ -71,72 +85,113 @@ impl Cache {
     /// generation.
     #[inline(always)]
     pub fn may_insert(&self) -> bool {
-        match CACHE_USED.get(self.used + UsedList::INSERTS) {
+        match CACHE_HEADERS.get(self.header + CacheLayout::INSERTS) {
             Some(n) => *n < u64::from(FLOW_INSERT_BUDGET.load()),
             None => false,
+        }
+    }
+
+    /// Counts `packets` frames that found no flow slot.
+    #[inline(always)]
+    pub fn missed(&self, packets: u64) {
+        if let Some(n) = CACHE_HEADERS.get_ptr_mut(self.header + CacheLayout::MISSES) {
+            // SAFETY: this CPU's word of the current half; see `add`.
+            unsafe { *n += packets };
         }
     }
 
     /// Counts a flow-map entry this CPU created.
     #[inline(always)]
     pub fn inserted(&self) {
-        if let Some(n) = CACHE_USED.get_ptr_mut(self.used + UsedList::INSERTS) {
-            // SAFETY: this CPU's word of the current half; see `add_in`.
+        if let Some(n) = CACHE_HEADERS.get_ptr_mut(self.header + CacheLayout::INSERTS) {
+            // SAFETY: this CPU's word of the current half; see `add`.
             unsafe { *n += 1 };
         }
     }
 
-    /// Adds to `key`'s slot in its bucket among the `buckets` buckets from
-    /// slot `first` of the half.
+    /// Adds to `key`'s slot, found through its index line; a new key
+    /// claims slot `first + n` where `n` (header word `counter`) counts
+    /// the claims so far, if `n < room`.
     #[inline(always)]
-    fn add_in(&self, first: u32, buckets: u32, key: &FlowKey, bytes: u64, packets: u64) -> bool {
+    fn add(
+        &self,
+        key: &FlowKey,
+        counter: u32,
+        first: u32,
+        room: u32,
+        bytes: u64,
+        packets: u64,
+    ) -> bool {
         let k = (key as *const FlowKey).cast::<u8>();
-        // The hash's 32 bits scaled to 0..buckets (a multiply, not a
-        // division: any number of buckets).
-        let b = (u64::from(hash(k) as u32) * u64::from(buckets)) >> 32;
-        let bucket = first + b as u32 * CACHE_WAYS;
-        for way in 0..CACHE_WAYS {
-            let index = bucket + way;
-            let Some(slot) = FLOW_CACHE.get_ptr_mut(self.base + index) else {
-                return false;
-            };
-            // SAFETY: a slot of this CPU's current half: only programs on
-            // this CPU write it, and they never nest (see count.rs); the
-            // agent touches a half only after every program that could
-            // write it has finished.
-            let slot = unsafe { &mut *slot };
-            if same(slot, k) {
-                return bump(slot, bytes, packets);
+        let h = hash(k);
+        // Never 0, which marks an empty entry.
+        let tag = h as u32 | 1;
+        // The hash's high half scaled to 0..lines (a multiply, not a
+        // division: any number of lines).
+        let line = ((h >> 32) * u64::from(self.lines)) >> 32;
+        let Some(line) = CACHE_INDEX.get_ptr_mut(self.line_base + line as u32) else {
+            return false;
+        };
+        // SAFETY: a line of this CPU's current half: only programs on this
+        // CPU write it, and they never nest (see count.rs); the agent
+        // touches a half only after every program that could write it has
+        // finished.
+        let line = unsafe { &mut *line };
+        for way in 0..INDEX_WAYS {
+            let t = line.tags[way];
+            if t == 0 {
+                return self.claim(line, way, tag, k, counter, first, room, bytes, packets);
             }
-            if slot.key.ifindex == 0 {
-                // Free, and so is the rest of the bucket.
-                claim(slot, k, bytes, packets);
-                self.record(index);
-                return true;
+            if t == tag {
+                let Some(slot) = FLOW_CACHE.get_ptr_mut(self.slot_base + line.slots[way]) else {
+                    return false;
+                };
+                // SAFETY: as for the line.
+                let slot = unsafe { &mut *slot };
+                if same(slot, k) {
+                    return bump(slot, bytes, packets);
+                }
             }
         }
         false
     }
 
-    /// Appends a claimed slot to the half's used list.
+    /// Gives the key the next free slot of its kind and index entry `way`
+    /// of `line` (empty).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn record(&self, index: u32) {
-        let Some(count) = CACHE_USED.get_ptr_mut(self.used + UsedList::COUNT) else {
-            return;
+    fn claim(
+        &self,
+        line: &mut IndexLine,
+        way: usize,
+        tag: u32,
+        k: *const u8,
+        counter: u32,
+        first: u32,
+        room: u32,
+        bytes: u64,
+        packets: u64,
+    ) -> bool {
+        let Some(count) = CACHE_HEADERS.get_ptr_mut(self.header + counter) else {
+            return false;
         };
-        // SAFETY: as in `add_in`.
+        // SAFETY: as in `add`.
         let count = unsafe { &mut *count };
         let n = *count;
-        // Never more claims than slots (each takes a free one); checked so
-        // a list can never run into the next one.
-        if n >= u64::from(UsedList::slots(self.slots)) {
-            return;
+        if n >= u64::from(room) {
+            return false;
         }
-        if let Some(entry) = CACHE_USED.get_ptr_mut(self.used + UsedList::HEADER + n as u32) {
-            // SAFETY: as in `add_in`.
-            unsafe { *entry = u64::from(index) };
-            *count = n + 1;
-        }
+        let index = first + n as u32;
+        let Some(slot) = FLOW_CACHE.get_ptr_mut(self.slot_base + index) else {
+            return false;
+        };
+        // SAFETY: as in `add`.
+        let slot = unsafe { &mut *slot };
+        fill(slot, k, bytes, packets);
+        *count = n + 1;
+        line.tags[way] = tag;
+        line.slots[way] = index;
+        true
     }
 }
 
@@ -202,7 +257,7 @@ fn same(slot: &CacheSlot, k: *const u8) -> bool {
 
 /// Makes the free `slot` the key's, holding this frame.
 #[inline(always)]
-fn claim(slot: &mut CacheSlot, k: *const u8, bytes: u64, packets: u64) {
+fn fill(slot: &mut CacheSlot, k: *const u8, bytes: u64, packets: u64) {
     let s = (&mut slot.key as *mut FlowKey).cast::<u8>();
     // SAFETY: the slot's key is 52 bytes: six words and a 4-byte tail.
     // Word by word: a struct copy would become a memcpy call.

@@ -70,6 +70,7 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
             return;
         }
         g.cache_misses += packets;
+        c.missed(packets);
         if !c.may_insert() {
             g.flows_aggregated += packets;
             aggregate(&mut f.flow);

@@ -22,10 +22,10 @@ use aya::{
     },
 };
 use netmon_common::{
-    CACHE_USED_MAP, CACHE_WAYS, CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_ENTRIES,
-    DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS,
-    FLOW_INSERT_BUDGET, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, MAC_MAP, MacKey, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, PROG_XDP, UsedList,
+    CACHE_HEADERS_MAP, CACHE_INDEX_MAP, CONTROL_MAP, CacheLayout, CacheSlot, Counter,
+    DEFAULT_FLOW_ENTRIES, DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP,
+    FLOW_CACHE_SLOTS, FLOW_INSERT_BUDGET, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, IndexLine,
+    MAC_MAP, MIN_INDEX_LINES, MacKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -107,8 +107,8 @@ pub struct MapSizes {
     pub mac_entries: u32,
     /// Entries of the flow map.
     pub flow_entries: u32,
-    /// Flow-cache flow slots per half and CPU: a multiple of [`CACHE_WAYS`],
-    /// or 0 to turn the cache off (every frame then goes to
+    /// Flow-cache flow slots per half and CPU: a multiple of
+    /// [`SLOTS_MULTIPLE`], or 0 to turn the cache off (every frame then goes to
     /// the hash maps).
     pub flow_cache_slots: u32,
     /// Flow-map entries each CPU may create per drain interval; beyond it,
@@ -133,24 +133,26 @@ pub const DEFAULT_FLOW_CACHE_MEMORY: u64 = 64 << 20;
 pub const MAX_FLOW_CACHE_SLOTS: u32 = 1 << 22;
 
 /// Bytes of the flow cache per flow slot and CPU: two halves of a 64-byte
-/// slot and its 8-byte used-list entry.
-pub const CACHE_BYTES_PER_SLOT: u64 = 2 * (size_of::<CacheSlot>() as u64 + 8);
+/// slot and its share of the index (half a 64-byte line).
+pub const CACHE_BYTES_PER_SLOT: u64 = 2 * (size_of::<CacheSlot>() as u64 + 32);
+/// Flow slots come in multiples of this.
+pub const SLOTS_MULTIPLE: u32 = 4;
 
 /// The flow slots per half and CPU that `memory` bytes hold on `ncpus`
-/// possible CPUs (beside the aggregate slots and the lists' headers), in
-/// whole buckets: at least one, at most [`MAX_FLOW_CACHE_SLOTS`]; 0 (off)
-/// for no memory.
+/// possible CPUs (beside the aggregate slots and the headers), a multiple
+/// of [`SLOTS_MULTIPLE`] from that to [`MAX_FLOW_CACHE_SLOTS`]; 0 (off) for
+/// no memory.
 pub fn cache_slots_for(memory: u64, ncpus: usize) -> u32 {
     if memory == 0 {
         return 0;
     }
     let per_cpu = memory / ncpus.max(1) as u64;
     let fixed = 2
-        * (u64::from(UsedList::slots(0)) * size_of::<CacheSlot>() as u64
-            + u64::from(UsedList::stride(0)) * 8);
+        * (u64::from(CacheLayout::slots(0)) * CACHE_BYTES_PER_SLOT / 2
+            + u64::from(CacheLayout::HEADER) * 8);
     let room = per_cpu.saturating_sub(fixed) / CACHE_BYTES_PER_SLOT;
-    let ways = u64::from(CACHE_WAYS);
-    (room / ways * ways).clamp(ways, u64::from(MAX_FLOW_CACHE_SLOTS)) as u32
+    let m = u64::from(SLOTS_MULTIPLE);
+    (room / m * m).clamp(m, u64::from(MAX_FLOW_CACHE_SLOTS)) as u32
 }
 
 /// The kernel's possible CPUs (1 when they cannot be read).
@@ -237,14 +239,15 @@ impl Kernel {
         let ncpus = aya::util::nr_cpus()
             .map_err(|(path, e)| LoadError::Cpus(path, e))?
             .get() as usize;
-        // The programs need a whole bucket even with the cache off.
-        let half = sizes.flow_cache_slots.max(CACHE_WAYS);
+        // The programs need a slot even with the cache off.
+        let half = sizes.flow_cache_slots.max(SLOTS_MULTIPLE);
         let regions = ncpus as u32 * 2;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAC_MAP, sizes.mac_entries)
             .map_max_entries(FLOW_MAP, sizes.flow_entries)
-            .map_max_entries(FLOW_CACHE_MAP, regions * UsedList::slots(half))
-            .map_max_entries(CACHE_USED_MAP, regions * UsedList::stride(half))
+            .map_max_entries(FLOW_CACHE_MAP, regions * CacheLayout::slots(half))
+            .map_max_entries(CACHE_INDEX_MAP, regions * CacheLayout::index_lines(half))
+            .map_max_entries(CACHE_HEADERS_MAP, regions * CacheLayout::HEADER)
             .override_global(FLOW_CACHE_SLOTS, &half, true)
             .override_global(FLOW_INSERT_BUDGET, &sizes.flow_insert_budget, true)
             .load(OBJECT)
@@ -255,8 +258,11 @@ impl Kernel {
             classifier(&mut ebpf, name).load().map_err(program(name))?;
         }
         let cache = CacheMap::map(&ebpf, ncpus, half).map_err(LoadError::Mmap)?;
+        for h in 0..2 {
+            set_control(&mut ebpf, 1 + h, cache.lines[h as usize]).map_err(LoadError::Control)?;
+        }
         let generation = u32::from(sizes.flow_cache_slots != 0);
-        set_generation(&mut ebpf, generation).map_err(LoadError::Control)?;
+        set_control(&mut ebpf, 0, generation).map_err(LoadError::Control)?;
         info!(
             ncpus,
             mac_entries = sizes.mac_entries,
@@ -435,11 +441,13 @@ impl Kernel {
             0 => 2,
             n => n,
         };
-        set_generation(&mut self.ebpf, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        set_control(&mut self.ebpf, 0, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
         self.generation = next;
         self.grace_period();
+        let half = (done & 1) as usize;
+        let (mut most, mut missed) = (0, false);
         for cpu in 0..self.ncpus {
-            self.cache.drain(cpu * 2 + (done & 1) as usize, |s| {
+            let claimed = self.cache.drain(cpu * 2 + half, half, |s| {
                 out.push((
                     s.key,
                     Counter {
@@ -448,7 +456,15 @@ impl Kernel {
                     },
                 ))
             });
+            most = most.max(claimed.0);
+            missed |= claimed.1 != 0;
         }
+        // Size this half's index for its next generation by what it held
+        // in this one; the flip after next hands it out.
+        let lines = self.cache.next_lines(half, most, missed);
+        set_control(&mut self.ebpf, 1 + half as u32, lines)
+            .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        self.cache.lines[half] = lines;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -565,58 +581,99 @@ impl Kernel {
     }
 }
 
+/// Index lines a half starts with (32,768 entries, 256 KiB).
+const INITIAL_INDEX_LINES: u32 = 4096;
+
 /// The flow cache's arrays, memory-mapped (read and written by the agent
 /// only in a half no program uses; see [`Kernel::read_cache`]).
 struct CacheMap {
     slots: Mapped<CacheSlot>,
-    used: Mapped<u64>,
+    index: Mapped<IndexLine>,
+    headers: Mapped<u64>,
     /// Flow slots per half.
     half: u32,
+    /// Index lines each half uses in its current (or next) generation.
+    lines: [u32; 2],
 }
 
 impl CacheMap {
-    /// Maps the object's flow cache and its used lists, sized for `ncpus`
+    /// Maps the object's flow cache, index and headers, sized for `ncpus`
     /// CPUs of `half` flow slots per half.
     fn map(ebpf: &Ebpf, ncpus: usize, half: u32) -> io::Result<CacheMap> {
         let regions = ncpus * 2;
+        let lines = INITIAL_INDEX_LINES.min(CacheLayout::index_lines(half));
         Ok(CacheMap {
             slots: Mapped::map(
                 ebpf,
                 FLOW_CACHE_MAP,
-                regions * UsedList::slots(half) as usize,
+                regions * CacheLayout::slots(half) as usize,
             )?,
-            used: Mapped::map(
+            index: Mapped::map(
                 ebpf,
-                CACHE_USED_MAP,
-                regions * UsedList::stride(half) as usize,
+                CACHE_INDEX_MAP,
+                regions * CacheLayout::index_lines(half) as usize,
+            )?,
+            headers: Mapped::map(
+                ebpf,
+                CACHE_HEADERS_MAP,
+                regions * CacheLayout::HEADER as usize,
             )?,
             half,
+            lines: [lines; 2],
         })
     }
 
-    /// Calls `f` with each slot that `region` (CPU * 2 + half) claimed,
-    /// then frees it (zeroes it) and empties the region's list. The caller
-    /// guarantees no program writes the region meanwhile.
-    fn drain(&mut self, region: usize, mut f: impl FnMut(&CacheSlot)) {
-        let slots = UsedList::slots(self.half) as usize;
-        let first_slot = region * slots;
-        let list = region * UsedList::stride(self.half) as usize;
-        let count = self.used.read(list + UsedList::COUNT as usize) as usize;
-        // The programs never list more than the region holds; the bound
-        // keeps a damaged list from reaching past it.
-        for i in 0..count.min(slots) {
-            let index = self.used.read(list + UsedList::HEADER as usize + i) as usize;
-            if index >= slots {
-                continue;
-            }
-            let slot = self.slots.read(first_slot + index);
+    /// Calls `f` with each slot that `region` (CPU * 2 + `half`) claimed,
+    /// then frees it (zeroes it), the index lines the half used and its
+    /// header. Returns the flow slots it had claimed and the frames that
+    /// found none. The caller guarantees no program writes the region
+    /// meanwhile.
+    fn drain(&mut self, region: usize, half: usize, mut f: impl FnMut(&CacheSlot)) -> (u64, u64) {
+        let flow_slots = self.half as usize;
+        let first_slot = region * CacheLayout::slots(self.half) as usize;
+        let header = region * CacheLayout::HEADER as usize;
+        let word = |w: u32| header + w as usize;
+        // The programs never claim more than the region holds; the bounds
+        // keep damaged headers from reaching past it.
+        let flows = (self.headers.read(word(CacheLayout::COUNT)) as usize).min(flow_slots);
+        let aggregates = (self.headers.read(word(CacheLayout::AGGREGATES)) as usize)
+            .min(CacheLayout::slots(0) as usize);
+        for i in (0..flows).chain(flow_slots..flow_slots + aggregates) {
+            let slot = self.slots.read(first_slot + i);
             if slot.key.ifindex != 0 {
                 f(&slot);
-                self.slots.write(first_slot + index, CacheSlot::default());
+                self.slots.write(first_slot + i, CacheSlot::default());
             }
         }
-        self.used.write(list + UsedList::COUNT as usize, 0);
-        self.used.write(list + UsedList::INSERTS as usize, 0);
+        let first_line = region * CacheLayout::index_lines(self.half) as usize;
+        for i in 0..self.lines[half] as usize {
+            self.index.write(first_line + i, IndexLine::default());
+        }
+        let missed = self.headers.read(word(CacheLayout::MISSES));
+        for w in [
+            CacheLayout::COUNT,
+            CacheLayout::INSERTS,
+            CacheLayout::AGGREGATES,
+            CacheLayout::MISSES,
+        ] {
+            self.headers.write(word(w), 0);
+        }
+        (flows as u64, missed)
+    }
+
+    /// The index lines for a half's next generation, given the most flow
+    /// slots a CPU claimed in it and whether frames found none: four
+    /// entries a flow, so the index is a quarter full and an eight-entry
+    /// line rarely fills; sixteen times as many lines after misses (a
+    /// burst of flows is indexed within a few intervals); shrinking by half
+    /// at most per generation. A small index keeps what a frame touches in
+    /// few pages.
+    fn next_lines(&self, half: usize, claimed: u64, missed: bool) -> u32 {
+        let lines = u64::from(self.lines[half]);
+        let fit = (claimed / 2).max(lines / 2);
+        let want = if missed { fit.max(lines * 16) } else { fit };
+        let most = u64::from(CacheLayout::index_lines(self.half));
+        want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
     }
 }
 
@@ -685,11 +742,12 @@ impl<T> Drop for Mapped<T> {
     }
 }
 
-/// Sets the flow cache's generation (0 turns the cache off).
-fn set_generation(ebpf: &mut Ebpf, generation: u32) -> Result<(), aya::maps::MapError> {
+/// Sets entry `index` of the flow cache's control array: 0 the generation
+/// (0 turns the cache off), 1 + h the index lines half h uses.
+fn set_control(ebpf: &mut Ebpf, index: u32, value: u32) -> Result<(), aya::maps::MapError> {
     let mut control: Array<&mut MapData, u32> =
         Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
-    control.set(0, &generation, 0)
+    control.set(index, &value, 0)
 }
 
 fn xdp(ebpf: &mut Ebpf) -> &mut Xdp {
