@@ -113,8 +113,8 @@ pub struct CacheStats {
     pub slots_used: u64,
     /// Slots per generation, all CPUs (0: the cache is off).
     pub capacity: u64,
-    /// IP frames that found both of their slots taken and were counted in
-    /// the hash maps instead, since load.
+    /// IP frames that found no slot and were counted in the hash maps or
+    /// their MAC pair's aggregate instead, since load.
     pub misses: u64,
 }
 
