@@ -669,12 +669,22 @@ impl CacheMap {
     /// at most per generation. A small index keeps what a frame touches in
     /// few pages.
     fn next_lines(&self, half: usize, claimed: u64, missed: bool) -> u32 {
-        let lines = u64::from(self.lines[half]);
-        let fit = (claimed / 2).max(lines / 2);
-        let want = if missed { fit.max(lines * 16) } else { fit };
-        let most = u64::from(CacheLayout::index_lines(self.half));
-        want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
+        next_index_lines(
+            self.lines[half],
+            claimed,
+            missed,
+            CacheLayout::index_lines(self.half),
+        )
     }
+}
+
+/// [`CacheMap::next_lines`] for a half that used `lines` of at most `most`.
+fn next_index_lines(lines: u32, claimed: u64, missed: bool, most: u32) -> u32 {
+    let lines = u64::from(lines);
+    let fit = (claimed / 2).max(lines / 2);
+    let want = if missed { fit.max(lines * 16) } else { fit };
+    let most = u64::from(most);
+    want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
 }
 
 /// A memory-mapped `BPF_F_MMAPABLE` array of `T`.
@@ -833,3 +843,46 @@ fn raise_memlock() {
 
 /// Interfaces by index, as attached.
 pub type Attachments = HashMap<u32, Attachment>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_memory_is_shared_by_the_cpus_in_whole_slots() {
+        // 64 MiB on 2 CPUs: 32 MiB each, 192 bytes a slot, less the
+        // aggregate slots and headers.
+        let slots = cache_slots_for(64 << 20, 2);
+        assert_eq!(slots % SLOTS_MULTIPLE, 0);
+        assert!((174_000..174_800).contains(&slots), "{slots}");
+        let used = u64::from(CacheLayout::slots(slots)) * CACHE_BYTES_PER_SLOT / 2 * 2;
+        assert!(used <= 32 << 20, "{used}");
+        assert_eq!(cache_slots_for(0, 2), 0, "no memory: off");
+        assert_eq!(
+            cache_slots_for(1, 64),
+            SLOTS_MULTIPLE,
+            "at least a few slots"
+        );
+        assert_eq!(cache_slots_for(1 << 40, 1), MAX_FLOW_CACHE_SLOTS);
+    }
+
+    #[test]
+    fn an_index_fits_its_flows_grows_fast_and_shrinks_by_half() {
+        let most = 100_000;
+        // Four entries a flow: 2,000 flows in 1,000 lines of eight.
+        assert_eq!(next_index_lines(1000, 2000, false, most), 1000);
+        // Fewer flows: at most half as many lines at once.
+        assert_eq!(next_index_lines(4096, 10, false, most), 2048);
+        // Misses: sixteen times as many lines, or what the flows need.
+        assert_eq!(next_index_lines(256, 2000, true, most), 4096);
+        assert_eq!(next_index_lines(256, 90_000, true, most), 45_000);
+        // Within bounds.
+        assert_eq!(next_index_lines(50_000, 1_000_000, true, most), most);
+        assert_eq!(next_index_lines(8, 0, false, most), MIN_INDEX_LINES);
+        assert_eq!(
+            next_index_lines(4, 0, false, 4),
+            4,
+            "a tiny cache's whole index"
+        );
+    }
+}
