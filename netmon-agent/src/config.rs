@@ -24,7 +24,7 @@ use clap::{
     error::{ContextKind, ContextValue, ErrorKind},
     parser::ValueSource,
 };
-use netmon_common::{DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES};
+use netmon_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES};
 
 /// How frames are counted on the way in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -97,17 +97,28 @@ pub struct Config {
     #[arg(long, default_value_t = DEFAULT_FLOW_ENTRIES, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_FLOW_ENTRIES")]
     pub flow_entries: u32,
 
-    /// Flow-cache slots per CPU (a power of two from 2 to 65536; 0 turns the
-    /// cache off). The cache counts most IP frames without a hash-map update;
-    /// frames whose slots are taken by other flows go to the hash maps.
-    #[arg(long, default_value_t = DEFAULT_FLOW_CACHE_SLOTS, value_parser = parse_cache_slots, env = "NETMON_FLOW_CACHE_SLOTS")]
-    pub flow_cache_slots: u32,
+    /// Memory for the flow cache, all CPUs together (e.g. 64MiB; 0 turns
+    /// the cache off). The cache counts most IP frames without a hash-map
+    /// update; each CPU gets an equal share, 192 bytes per flow slot.
+    #[arg(long, default_value = "64MiB", value_parser = parse_cache_memory, env = "NETMON_FLOW_CACHE_MEMORY")]
+    pub flow_cache_memory: u64,
+
+    /// Flow-cache slots per CPU (a multiple of 4 up to 4194304; 0 turns the
+    /// cache off), instead of what --flow-cache-memory holds.
+    #[arg(long, value_parser = parse_cache_slots, env = "NETMON_FLOW_CACHE_SLOTS")]
+    pub flow_cache_slots: Option<u32>,
+
+    /// Flow-map entries each CPU may create per interval. Frames of further
+    /// new flows that find no flow-cache slot are counted in their MAC
+    /// pair's aggregate (`flows_aggregated`), which caps what a flood of
+    /// new flows costs; device and interface totals stay exact.
+    #[arg(long, default_value_t = DEFAULT_FLOW_INSERT_BUDGET, value_parser = clap::value_parser!(u32).range(0..=16_777_216), env = "NETMON_FLOW_INSERT_BUDGET")]
+    pub flow_insert_budget: u32,
 
     /// Most flows the agent tracks. When full, a new flow evicts the least
     /// recently active one, whose totals move to its interface's "other"
     /// flows (interface and device totals are unaffected). About 215 bytes
-    /// a flow. Default: a full flow map (65536) plus a full flow cache on 8
-    /// CPUs.
+    /// a flow. Default: twice the flow map's default size (65536).
     #[arg(long, default_value_t = crate::traffic::DEFAULT_MAX_FLOWS, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_MAX_FLOWS")]
     pub max_flows: u32,
 
@@ -559,8 +570,21 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_cache_slots(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    if n != 0 && !(n.is_power_of_two() && (2..=65_536).contains(&n)) {
-        return Err(format!("{n} is not 0 or a power of two from 2 to 65536"));
+    let (ways, max) = (
+        crate::ebpf::SLOTS_MULTIPLE,
+        crate::ebpf::MAX_FLOW_CACHE_SLOTS,
+    );
+    if !n.is_multiple_of(ways) || n > max {
+        return Err(format!("{n} is not a multiple of {ways} up to {max}"));
+    }
+    Ok(n)
+}
+
+/// A size of at most 1 TiB (the flow cache's memory).
+fn parse_cache_memory(s: &str) -> Result<u64, String> {
+    let n = crate::store::parse_size(s)?;
+    if n > 1 << 40 {
+        return Err(format!("`{s}` is more than 1TiB"));
     }
     Ok(n)
 }
@@ -577,7 +601,10 @@ impl Config {
         crate::ebpf::MapSizes {
             mac_entries: self.mac_entries,
             flow_entries: self.flow_entries,
-            flow_cache_slots: self.flow_cache_slots,
+            flow_cache_slots: self.flow_cache_slots.unwrap_or_else(|| {
+                crate::ebpf::cache_slots_for(self.flow_cache_memory, crate::ebpf::possible_cpus())
+            }),
+            flow_insert_budget: self.flow_insert_budget,
         }
     }
 }
@@ -650,7 +677,7 @@ mod tests {
         for (text, field, needle) in [
             ("interval = \"soon\"\n", "interval", "soon"),
             ("flow-entries = 3\n", "flow-entries", "3"),
-            ("flow-cache-slots = 6000\n", "flow-cache-slots", "6000"),
+            ("flow-cache-slots = 6001\n", "flow-cache-slots", "6001"),
             ("max-flows = 0\n", "max-flows", "0"),
             ("ingress = \"magic\"\n", "ingress", "magic"),
             ("http-max-connections = 0\n", "http-max-connections", "0"),
@@ -804,7 +831,8 @@ mod tests {
             (&["--interval", "10ms"][..], "--interval"),
             (&["--interval", "soon"][..], "--interval"),
             (&["--flow-entries", "3"][..], "--flow-entries"),
-            (&["--flow-cache-slots", "3"][..], "--flow-cache-slots"),
+            (&["--flow-cache-slots", "6"][..], "--flow-cache-slots"),
+            (&["--flow-cache-memory", "2TiB"][..], "--flow-cache-memory"),
             (&["--max-flows", "15"][..], "--max-flows"),
             (&["--max-devices", "many"][..], "--max-devices"),
             (&["--ingress", "magic"][..], "--ingress"),

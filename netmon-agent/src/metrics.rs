@@ -673,8 +673,13 @@ fn traffic_families(
             ),
             (
                 "netmon_datapath_cache_misses_total",
-                "IP frames counted in the hash maps because both of their flow-cache slots were taken.",
+                "IP frames that found no flow-cache slot (their bucket was full of other flows).",
                 g.cache_misses,
+            ),
+            (
+                "netmon_datapath_flows_aggregated_total",
+                "IP frames counted in their MAC pair's aggregate, not their flow: the CPU's flow-map inserts for the interval were spent.",
+                g.flows_aggregated,
             ),
         ] {
             let mut f = Family::counter(name, &[], help);

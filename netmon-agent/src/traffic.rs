@@ -44,10 +44,11 @@ use crate::{
 /// How many addresses a device remembers, most recently seen first.
 pub const MAX_IPS_PER_DEVICE: usize = 16;
 
-/// Default `--max-flows`: a full flow map at its default size (65,536)
-/// plus a full flow cache at its default size on 8 CPUs (8 x 8,192 slots a
-/// generation), so at the defaults one drain's flows never evict each
-/// other on machines of up to 8 CPUs.
+/// Default `--max-flows`: twice the flow map's default size (65,536). A
+/// bound on the agent's memory (about 27 MiB of flow entries), not on what
+/// the kernel can count in one interval: the flow cache
+/// (`--flow-cache-memory`) may hold more flows than this, and the least
+/// recently active of them then go to their interface's "other" flows.
 pub const DEFAULT_MAX_FLOWS: u32 = 131_072;
 /// Default `--max-devices`: the MAC-pair map's default size.
 pub const DEFAULT_MAX_DEVICES: u32 = netmon_common::DEFAULT_MAC_ENTRIES;
@@ -187,8 +188,8 @@ pub struct CacheStats {
     pub slots_used: u64,
     /// Slots per generation, all CPUs (0: the cache is off).
     pub capacity: u64,
-    /// IP frames that found both of their slots taken and were counted in
-    /// the hash maps instead, since load.
+    /// IP frames that found no slot and were counted in the hash maps or
+    /// their MAC pair's aggregate instead, since load.
     pub misses: u64,
 }
 
@@ -290,9 +291,14 @@ impl Reading {
                 dst: key.dst_mac,
                 ..MacKey::default()
             };
-            for v in [macs.entry(pair).or_default(), flows.entry(key).or_default()] {
-                v.bytes += c.bytes;
-                v.packets += c.packets;
+            let mac = macs.entry(pair).or_default();
+            mac.bytes += c.bytes;
+            mac.packets += c.packets;
+            // An aggregate key is its MAC pair's alone.
+            if key.other == 0 {
+                let flow = flows.entry(key).or_default();
+                flow.bytes += c.bytes;
+                flow.packets += c.packets;
             }
         }
         Reading {
@@ -485,7 +491,11 @@ impl Traffic {
         for &(key, d) in &reading.cached {
             let (src, dst) = (key.src_mac, key.dst_mac);
             self.count_frames(key.ifindex, key.direction, src, dst, d, now, wall);
-            self.count_flow(key, Counted::Delta(d), now, wall, subnets);
+            // A MAC pair's aggregate of flows the maps could not take
+            // counts in its devices and interface, and is no flow.
+            if key.other == 0 {
+                self.count_flow(key, Counted::Delta(d), now, wall, subnets);
+            }
         }
         for &(key, value) in &reading.flows {
             self.count_flow(key, Counted::Total(value), now, wall, subnets);

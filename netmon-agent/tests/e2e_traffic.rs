@@ -993,8 +993,9 @@ fn full_flow_map_evicts_but_device_totals_stay_exact() {
     const SENDER: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
     let pair = quiet_pair(None);
     let b = pair.b();
-    // A flow cache of two slots per CPU, so most of the 64 flows go to the
-    // flow map (as on a busy gateway, where flows outnumber slots).
+    // A flow cache of one bucket (four slots) per CPU, so most of the 64
+    // flows go to the flow map (as on a busy gateway, where flows outnumber
+    // slots).
     let agent = Agent::start(
         b.ns(),
         &[
@@ -1003,7 +1004,7 @@ fn full_flow_map_evicts_but_device_totals_stay_exact() {
             "--flow-entries",
             "16",
             "--flow-cache-slots",
-            "2",
+            "4",
         ],
     );
     let port = [eth0(true, false)];

@@ -389,16 +389,48 @@ fn gso_aggregates_count_as_their_segments() {
 
 /// A kernel whose flow cache has `slots` slots per CPU (0: off).
 fn kernel_with_cache(slots: u32) -> Kernel {
+    kernel_with_budget(slots, MapSizes::default().flow_insert_budget)
+}
+
+/// A kernel whose flow cache has `slots` slots per CPU and whose CPUs may
+/// each create `budget` flow-map entries per interval.
+fn kernel_with_budget(slots: u32, budget: u32) -> Kernel {
     require_root();
+    pin_to_one_cpu();
     Kernel::load(
         IngressHook::Auto,
         MapSizes {
             mac_entries: 1024,
             flow_entries: 1024,
             flow_cache_slots: slots,
+            flow_insert_budget: budget,
         },
     )
     .unwrap_or_else(|e| panic!("loading the eBPF object: {:#}", anyhow::Error::from(e)))
+}
+
+/// Keeps the calling test's thread on the CPU it runs on: test runs count
+/// on the running CPU, and the flow cache and insert budget are per CPU.
+fn pin_to_one_cpu() {
+    // SAFETY: sched_getcpu takes nothing; cpu_set_t is plain old data,
+    // all zeroes is valid, and sched_setaffinity reads `size_of` bytes.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(
+            cpu >= 0,
+            "sched_getcpu: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        let rc = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// A UDP frame from 10.1.0.`host` to 10.0.0.2 with `payload_len` bytes.
@@ -419,9 +451,10 @@ fn raw_read(k: &mut Kernel) -> Reading {
 
 #[test]
 fn frames_the_flow_cache_cannot_hold_are_counted_in_the_hash_maps() {
-    // Two slots per CPU: at most two flows fit, the rest must fall back to
-    // the hash maps without losing or double-counting a frame.
-    let mut k = kernel_with_cache(2);
+    // One bucket of four slots per CPU: at most four flows fit, the rest
+    // must fall back to the hash maps without losing or double-counting a
+    // frame.
+    let mut k = kernel_with_cache(4);
     let flows = 12u8;
     for host in 1..=flows {
         let frame = udp4_from(host, usize::from(host));
@@ -432,11 +465,7 @@ fn frames_the_flow_cache_cannot_hold_are_counted_in_the_hash_maps() {
     let r = raw_read(&mut k);
     let sent: u64 = (1..=u64::from(flows)).sum();
     assert_eq!(r.globals.packets, sent);
-    assert!(
-        (1..=2).contains(&r.cached.len()),
-        "two slots per CPU, one CPU: {:?}",
-        r.cached
-    );
+    assert_eq!(r.cached.len(), 4, "one bucket, one CPU: {:?}", r.cached);
     let cached: u64 = r.cached.iter().map(|(_, c)| c.packets).sum();
     assert_eq!(
         r.globals.cache_misses,
@@ -524,5 +553,164 @@ fn with_the_flow_cache_off_every_frame_goes_to_the_hash_maps() {
     );
     for (_, value) in &r.flows {
         assert_eq!(*value, c(frame.len(), 1));
+    }
+}
+
+/// Frames from hosts 1..=`hosts` of [`udp4_from`], host `h` sending `h`
+/// frames of `h` payload bytes one after the other.
+fn send_hosts(k: &mut Kernel, hosts: std::ops::RangeInclusive<u8>) {
+    for host in hosts {
+        let frame = udp4_from(host, usize::from(host));
+        for _ in 0..host {
+            run(k, PROG_XDP, &frame, 1);
+        }
+    }
+}
+
+/// What hosts `hosts` sent in [`send_hosts`]: (bytes, packets).
+fn sent_by(hosts: std::ops::RangeInclusive<u8>) -> Counter {
+    let mut sum = Counter::default();
+    for host in hosts {
+        let n = u64::from(host);
+        sum.packets += n;
+        sum.bytes += n * udp4_from(host, usize::from(host)).len() as u64;
+    }
+    sum
+}
+
+#[test]
+fn flows_beyond_the_insert_budget_are_counted_in_their_mac_pairs_aggregate() {
+    // One bucket per CPU, two flow-map inserts per interval: hosts 1-4 get
+    // the slots, 5 and 6 flow-map entries. That spends the budget: host 6's
+    // later frames, and hosts 7-12, go to the aggregate (with the budget
+    // spent, the programs no longer look flows up in the flow map).
+    let mut k = kernel_with_budget(4, 2);
+    send_hosts(&mut k, 1..=12);
+    let r = raw_read(&mut k);
+    let all = sent_by(1..=12);
+    assert_eq!(r.globals.packets, all.packets);
+    let (aggregates, flows): (Vec<_>, Vec<_>) = r.cached.iter().partition(|(k, _)| k.other != 0);
+    assert_eq!(flows.len(), 4, "{flows:?}");
+    let [(agg, value)] = aggregates[..] else {
+        panic!("one aggregate: {aggregates:?}")
+    };
+    let host6 = udp4_from(6, 6).len() as u64;
+    let aggregated = Counter {
+        bytes: sent_by(7..=12).bytes + 5 * host6,
+        packets: sent_by(7..=12).packets + 5,
+    };
+    assert_eq!(value, aggregated, "hosts 7-12 and 6 after its first frame");
+    assert_eq!(r.globals.flows_aggregated, value.packets);
+    assert_eq!(
+        (
+            agg.ifindex,
+            agg.direction,
+            agg.proto,
+            agg.src_mac,
+            agg.dst_mac
+        ),
+        (LO, direction::INGRESS, proto::UDP, SRC_MAC, DST_MAC)
+    );
+    assert_eq!((agg.src, agg.dst), ([0; 16], [0; 16]));
+    assert_eq!(r.globals.cache_misses, sent_by(5..=12).packets);
+    assert_eq!(r.globals.flow_inserts, 2);
+    assert_eq!(r.flows.len(), 2, "hosts 5 and 6: {:?}", r.flows);
+
+    let Reading {
+        macs,
+        flows: per_flow,
+        ..
+    } = r.merged();
+    // Every frame in exactly one counter: the MAC pair has them all; each
+    // flow that got a slot or an entry has exactly its own.
+    assert_eq!(macs.len(), 1);
+    assert_eq!(macs[0].1, all);
+    assert_eq!(per_flow.len(), 6);
+    for (key, value) in &per_flow {
+        let host: u8 = key_ip(key.src)
+            .to_string()
+            .rsplit('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let expected = match host {
+            1..=5 => sent_by(host..=host),
+            6 => Counter {
+                bytes: host6,
+                packets: 1,
+            },
+            _ => panic!("{key:?}"),
+        };
+        assert_eq!(*value, expected, "host {host}");
+    }
+}
+
+#[test]
+fn each_interval_has_its_own_insert_budget() {
+    let mut k = kernel_with_budget(4, 1);
+    // Hosts 1-4 fill the bucket, 5 takes the interval's one insert; host
+    // 5's later frames and host 6 go to the aggregate.
+    send_hosts(&mut k, 1..=6);
+    let first = raw_read(&mut k);
+    assert_eq!(first.globals.flow_inserts, 1);
+    assert_eq!(first.globals.flows_aggregated, 4 + 6);
+    // The next interval: the bucket fills again, and host 7 gets an entry.
+    send_hosts(&mut k, 1..=4);
+    run(&mut k, PROG_XDP, &udp4_from(7, 7), 1);
+    let second = raw_read(&mut k);
+    assert_eq!(second.globals.flow_inserts, 2);
+    assert_eq!(
+        second.globals.flows_aggregated, 10,
+        "nothing more aggregated"
+    );
+    assert!(second.cached.iter().all(|(k, _)| k.other == 0));
+    let hosts: Vec<String> = second
+        .flows
+        .iter()
+        .map(|(k, _)| key_ip(k.src).to_string())
+        .collect();
+    assert!(hosts.contains(&"10.1.0.7".to_owned()), "{hosts:?}");
+}
+
+#[test]
+fn with_no_insert_budget_a_flood_costs_no_flow_map_entry() {
+    let mut k = kernel_with_budget(4, 0);
+    send_hosts(&mut k, 1..=20);
+    let r = raw_read(&mut k);
+    assert!(r.flows.is_empty(), "{:?}", r.flows);
+    assert_eq!(r.globals.flow_inserts, 0);
+    assert_eq!(r.globals.flows_aggregated, sent_by(5..=20).packets);
+    let Reading { macs, .. } = r.merged();
+    assert_eq!(macs.len(), 1);
+    assert_eq!(macs[0].1, sent_by(1..=20), "the MAC pair has every frame");
+}
+
+#[test]
+fn every_flow_of_a_busy_interval_gets_a_slot() {
+    // 2,000 flows, each sending three frames in turn, in two intervals:
+    // the default cache holds them all, so nothing misses, and the index
+    // sized from the first interval still finds them in the second.
+    let mut k = kernel_with_cache(MapSizes::default().flow_cache_slots);
+    let frames: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| {
+            let ip = ipv4_udp(
+                SocketAddrV4::new(Ipv4Addr::from(0x0a40_0000 + i), 4000),
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000),
+                &[0x5a; 18],
+            );
+            eth(DST_MAC, SRC_MAC, ETHERTYPE_IPV4, &ip)
+        })
+        .collect();
+    for interval in 0..3 {
+        for _ in 0..3 {
+            for frame in &frames {
+                run(&mut k, PROG_XDP, frame, 1);
+            }
+        }
+        let r = raw_read(&mut k);
+        assert_eq!(r.globals.cache_misses, 0, "interval {interval}");
+        assert_eq!(r.cached.len(), frames.len(), "interval {interval}");
+        assert!(r.cached.iter().all(|(_, c)| c.packets == 3));
     }
 }

@@ -25,12 +25,81 @@ pub const GLOBALS_MAP: &str = "GLOBALS";
 /// `(2c + h) * FLOW_CACHE_SLOTS`), created memory-mappable
 /// (`BPF_F_MMAPABLE`) so the agent reads and clears it without syscalls.
 pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
-/// Name of the one-entry array holding the flow cache's current generation
-/// (a `u32`; 0 turns the cache off).
+/// Name of the three-entry `u32` array that steers the flow cache: the
+/// current generation (0 turns the cache off), then the index lines in use
+/// for half 0 and for half 1.
 pub const CONTROL_MAP: &str = "CONTROL";
-/// Name of the load-time global (a `u32`, a power of two >= 2) giving the
-/// slots in each half of [`FLOW_CACHE_MAP`].
+/// Name of the load-time global (a `u32`) giving the flow slots in each
+/// half of [`FLOW_CACHE_MAP`].
 pub const FLOW_CACHE_SLOTS: &str = "FLOW_CACHE_SLOTS";
+/// Name of the flow cache's index: a memory-mappable array of
+/// [`IndexLine`], [`CacheLayout::index_lines`] lines per CPU and half.
+pub const CACHE_INDEX_MAP: &str = "CACHE_INDEX";
+/// Name of the flow cache's per-CPU, per-half counters: a memory-mappable
+/// array of `u64`, [`CacheLayout::HEADER`] words per CPU and half.
+pub const CACHE_HEADERS_MAP: &str = "CACHE_HEADERS";
+/// Name of the load-time global (a `u32`) giving how many entries each CPU
+/// may create in [`FLOW_MAP`] per generation (drain interval).
+pub const FLOW_INSERT_BUDGET: &str = "FLOW_INSERT_BUDGET";
+
+/// Entries in one [`IndexLine`].
+pub const INDEX_WAYS: usize = 8;
+/// Slots per half and CPU, after the flow slots, that hold only aggregate
+/// keys ([`FlowKey::other`]), so that a flood which takes every flow slot
+/// cannot take them.
+pub const CACHE_AGGREGATE_SLOTS: u32 = 64;
+/// The fewest index lines a half uses.
+pub const MIN_INDEX_LINES: u32 = 8;
+
+/// One line of the flow cache's index: up to [`INDEX_WAYS`] flows whose
+/// hash picks this line, each as a tag (32 bits of the hash, never 0) and
+/// the index of its slot in the half. Entries fill in order and are
+/// emptied only by the agent, so the first empty entry ends a search.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexLine {
+    pub tags: [u32; INDEX_WAYS],
+    pub slots: [u32; INDEX_WAYS],
+}
+const _: () = assert!(size_of::<IndexLine>() == 64);
+
+/// Where a CPU's half of the flow cache lives. CPU `c`'s half `h` is
+/// region `r = 2c + h`: slots `r * slots(S)..` of [`FLOW_CACHE_MAP`] (the
+/// `S` flow slots, claimed densely from 0, then the aggregate slots),
+/// lines `r * index_lines(S)..` of [`CACHE_INDEX_MAP`] (of which the
+/// generation uses the number [`CONTROL_MAP`] gives for the half), and
+/// words `r * HEADER..` of [`CACHE_HEADERS_MAP`].
+pub struct CacheLayout;
+
+impl CacheLayout {
+    /// Header word: flow slots claimed in the generation.
+    pub const COUNT: u32 = 0;
+    /// Header word: flow-map entries this CPU created in the generation.
+    pub const INSERTS: u32 = 1;
+    /// Header word: aggregate slots claimed in the generation.
+    pub const AGGREGATES: u32 = 2;
+    /// Header word: frames that found no flow slot in the generation (the
+    /// agent sizes the half's next index by claims and misses).
+    pub const MISSES: u32 = 3;
+    /// Header words per region (one cache line).
+    pub const HEADER: u32 = 8;
+
+    /// Slots of one region: flow slots and aggregate slots.
+    pub const fn slots(flow_slots: u32) -> u32 {
+        flow_slots + CACHE_AGGREGATE_SLOTS
+    }
+
+    /// Index lines of one region: four entries per slot, so the index is at
+    /// most a quarter full.
+    pub const fn index_lines(flow_slots: u32) -> u32 {
+        let lines = Self::slots(flow_slots) / 2;
+        if lines < MIN_INDEX_LINES {
+            MIN_INDEX_LINES
+        } else {
+            lines
+        }
+    }
+}
 
 /// XDP ingress program.
 pub const PROG_XDP: &str = "netmon_xdp";
@@ -43,11 +112,14 @@ pub const PROG_XDP_PASS: &str = "bench_xdp_pass";
 /// Pass-only TC program: the benchmark's floor.
 pub const PROG_TC_PASS: &str = "bench_tc_pass";
 
+/// Default flow-map inserts per CPU and generation ([`FLOW_INSERT_BUDGET`]).
+pub const DEFAULT_FLOW_INSERT_BUDGET: u32 = 4096;
 /// Default number of entries in [`MAC_MAP`].
 pub const DEFAULT_MAC_ENTRIES: u32 = 16_384;
 /// Default number of entries in [`FLOW_MAP`].
 pub const DEFAULT_FLOW_ENTRIES: u32 = 65_536;
-/// Default slots per half of [`FLOW_CACHE_MAP`] (per CPU).
+/// Default flow slots per half of [`FLOW_CACHE_MAP`] (per CPU), when the
+/// object is loaded without the agent's sizing.
 pub const DEFAULT_FLOW_CACHE_SLOTS: u32 = 4096;
 
 /// Which way a frame crossed the watched interface.
@@ -103,7 +175,12 @@ pub struct FlowKey {
     pub direction: u8,
     /// IP protocol number of the L4 header (after IPv6 extension headers).
     pub proto: u8,
-    pub _pad: [u8; 2],
+    /// 1 for the aggregate ("other") of a MAC pair's frames of this
+    /// protocol whose flows the maps could not take (a CPU's flow-map
+    /// inserts for the interval were spent and the flow cache had no slot
+    /// for them); its addresses are zero. 0 for a flow.
+    pub other: u8,
+    pub _pad: u8,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
     pub src: [u8; 16],
@@ -113,17 +190,25 @@ const _: () = assert!(size_of::<FlowKey>() == 52);
 
 /// One slot of the flow cache ([`FLOW_CACHE_MAP`]): one cache line.
 ///
-/// The cache is the programs' fast path for IP frames: a slot is found by an
-/// inlined hash of the [`FlowKey`] (two candidate slots in the running CPU's
-/// current half), with no hash-map helper call. A slot whose `key.ifindex`
-/// is 0 is free (no frame has interface index 0). The agent counts in
-/// generations, the half in use being the low bit of the generation in
-/// [`CONTROL_MAP`]: it moves the programs to the next generation (the other
-/// half), waits for every program already running to finish (an RCU grace
-/// period), then reads the finished half, whose slots hold exactly that
-/// generation's counts, and zeroes the slots it read. An IP frame whose two
-/// slots are taken by other flows (or whose slot's packet count would
-/// overflow) goes to [`MAC_MAP`] and [`FLOW_MAP`] instead, so every frame is
+/// The cache is the programs' fast path for IP frames, found with no
+/// hash-map helper call: an inlined hash of the [`FlowKey`] picks an
+/// [`IndexLine`] in the running CPU's current half, whose entry with the
+/// hash's tag names the flow's slot. A new flow claims the half's next
+/// slot (slots are handed out densely, so N flows touch N lines and N/64
+/// pages, however large the cache) and an empty entry of its index line.
+/// The agent counts in generations, the half in use being the low bit of
+/// the generation in [`CONTROL_MAP`]: it moves the programs to the next
+/// generation (the other half), waits for every program already running
+/// to finish (an RCU grace period), then reads the slots the finished half
+/// claimed (its header's counts), which hold exactly that generation's
+/// counts, and zeroes them, the index lines and the counts. It sizes each
+/// half's index for its next generation by what it held in this one. An
+/// IP frame that finds no slot (the half's flow slots or its index line
+/// are full, or its slot's packet count would overflow) goes to
+/// [`MAC_MAP`] and [`FLOW_MAP`] instead, or,
+/// once the CPU has made [`FLOW_INSERT_BUDGET`] flow-map entries in the
+/// generation, to its MAC pair's aggregate key ([`FlowKey::other`]) in the
+/// aggregate slots (to [`MAC_MAP`] alone if those are full): every frame is
 /// counted in exactly one place.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -165,11 +250,15 @@ pub struct Globals {
     pub mac_inserts: u64,
     /// Entries created in [`FLOW_MAP`].
     pub flow_inserts: u64,
-    /// IP frames counted in [`MAC_MAP`] and [`FLOW_MAP`] because both of
-    /// their flow-cache slots were taken by other flows (or full).
+    /// IP frames that found no flow-cache slot: the half's flow slots or
+    /// the flow's index line were full (or its slot's count was).
     pub cache_misses: u64,
+    /// IP frames counted in their MAC pair's aggregate rather than their
+    /// flow (see [`FlowKey::other`]), because this CPU's flow-map inserts
+    /// for the interval were spent.
+    pub flows_aggregated: u64,
 }
-const _: () = assert!(size_of::<Globals>() == 88);
+const _: () = assert!(size_of::<Globals>() == 96);
 
 impl Globals {
     /// Field-wise sum, used to fold the per-CPU copies.
@@ -185,6 +274,7 @@ impl Globals {
         self.mac_inserts += o.mac_inserts;
         self.flow_inserts += o.flow_inserts;
         self.cache_misses += o.cache_misses;
+        self.flows_aggregated += o.flows_aggregated;
     }
 }
 
@@ -228,6 +318,7 @@ mod tests {
         assert_eq!(offset_of!(MacKey, dst), 12);
         assert_eq!(offset_of!(MacKey, _pad1), 18);
         assert_eq!(offset_of!(FlowKey, proto), 5);
+        assert_eq!(offset_of!(FlowKey, other), 6);
         assert_eq!(offset_of!(FlowKey, src_mac), 8);
         assert_eq!(offset_of!(FlowKey, dst_mac), 14);
         assert_eq!(offset_of!(FlowKey, src), 20);
@@ -259,6 +350,7 @@ mod tests {
             mac_inserts: 9,
             flow_inserts: 10,
             cache_misses: 11,
+            flows_aggregated: 12,
         };
         let mut sum = a;
         sum.add(&a);
@@ -276,6 +368,7 @@ mod tests {
                 mac_inserts: 18,
                 flow_inserts: 20,
                 cache_misses: 22,
+                flows_aggregated: 24,
             }
         );
     }

@@ -11,69 +11,196 @@
 use core::ptr::read_unaligned;
 
 use aya_ebpf::helpers::bpf_get_smp_processor_id;
-use netmon_common::{CacheSlot, FlowKey, Globals};
+use netmon_common::{
+    CACHE_AGGREGATE_SLOTS, CacheLayout, CacheSlot, FlowKey, INDEX_WAYS, IndexLine,
+};
 
-use crate::maps::{CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS};
+use crate::maps::{
+    CACHE_HEADERS, CACHE_INDEX, CONTROL, FLOW_CACHE, FLOW_CACHE_SLOTS, FLOW_INSERT_BUDGET,
+};
 
-/// Adds `bytes` and `packets` to `key`'s slot in the current generation,
-/// claiming a free one of its two slots if it has none. False when the cache
-/// is off, or when both slots belong to other flows or the flow's slot
-/// cannot count more packets (counted in `Globals::cache_misses`): the
-/// caller then counts the frame in the hash maps.
-#[inline(always)]
-pub fn add(key: &FlowKey, bytes: u64, packets: u64, g: &mut Globals) -> bool {
-    let Some(generation) = CONTROL.get(0) else {
-        return false;
-    };
-    let generation = *generation;
-    if generation == 0 {
-        return false;
+/// The running CPU's half of the flow cache in the current generation.
+pub struct Cache {
+    /// Index of the half's first slot in [`FLOW_CACHE`].
+    slot_base: u32,
+    /// Index of the half's first line in [`CACHE_INDEX`].
+    line_base: u32,
+    /// Index lines the generation uses (1 to the half's lines).
+    lines: u32,
+    /// Index of the half's header in [`CACHE_HEADERS`].
+    header: u32,
+    /// Flow slots in the half; the aggregate slots follow them.
+    slots: u32,
+}
+
+impl Cache {
+    /// The running CPU's current half, or `None` while the cache is off.
+    #[inline(always)]
+    pub fn current() -> Option<Cache> {
+        let generation = *CONTROL.get(0)?;
+        if generation == 0 {
+            return None;
+        }
+        let half = generation & 1;
+        let slots = FLOW_CACHE_SLOTS.load();
+        let capacity = CacheLayout::index_lines(slots);
+        let lines = (*CONTROL.get(1 + half)?).clamp(1, capacity);
+        // SAFETY: a helper without arguments or side effects (inlined by the
+        // verifier).
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        let region = cpu * 2 + half;
+        Some(Cache {
+            slot_base: region * CacheLayout::slots(slots),
+            line_base: region * capacity,
+            lines,
+            header: region * CacheLayout::HEADER,
+            slots,
+        })
     }
-    let slots = FLOW_CACHE_SLOTS.load();
-    // SAFETY: a helper without arguments or side effects (inlined by the
-    // verifier).
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let k = (key as *const FlowKey).cast::<u8>();
-    let base = (cpu * 2 + (generation & 1)) * slots;
-    let first = hash(k) as u32 & (slots - 1);
-    let Some(a) = FLOW_CACHE.get_ptr_mut(base + first) else {
-        return false;
-    };
-    // SAFETY: a slot of this CPU's current half: only programs on this CPU
-    // write it, and they never nest (see count.rs); the agent touches a
-    // half only after every program that could write it has finished.
-    let a = unsafe { &mut *a };
-    if same(a, k) {
-        return bump(a, bytes, packets, g);
+
+    /// Adds the frame to `key`'s flow slot, claiming the next free one if
+    /// it has none. False when the half's flow slots or the key's index
+    /// line are full (or the flow's slot cannot count more packets).
+    #[inline(always)]
+    pub fn add_flow(&self, key: &FlowKey, bytes: u64, packets: u64) -> bool {
+        self.add(key, CacheLayout::COUNT, 0, self.slots, bytes, packets)
     }
-    // The other slot of the pair (slots is a power of two >= 2).
-    let Some(b) = FLOW_CACHE.get_ptr_mut(base + (first ^ 1)) else {
-        return false;
-    };
-    // SAFETY: as above.
-    let b = unsafe { &mut *b };
-    if same(b, k) {
-        return bump(b, bytes, packets, g);
+
+    /// As [`Cache::add_flow`], for an aggregate key, in the aggregate slots
+    /// (which flows never take).
+    #[inline(always)]
+    pub fn add_aggregate(&self, key: &FlowKey, bytes: u64, packets: u64) -> bool {
+        let first = self.slots;
+        self.add(
+            key,
+            CacheLayout::AGGREGATES,
+            first,
+            CACHE_AGGREGATE_SLOTS,
+            bytes,
+            packets,
+        )
     }
-    let free = if a.key.ifindex == 0 {
-        a
-    } else if b.key.ifindex == 0 {
-        b
-    } else {
-        g.cache_misses += packets;
-        return false;
-    };
-    claim(free, k, bytes, packets);
-    true
+
+    /// Whether this CPU may still create a flow-map entry in this
+    /// generation.
+    #[inline(always)]
+    pub fn may_insert(&self) -> bool {
+        match CACHE_HEADERS.get(self.header + CacheLayout::INSERTS) {
+            Some(n) => *n < u64::from(FLOW_INSERT_BUDGET.load()),
+            None => false,
+        }
+    }
+
+    /// Counts `packets` frames that found no flow slot.
+    #[inline(always)]
+    pub fn missed(&self, packets: u64) {
+        if let Some(n) = CACHE_HEADERS.get_ptr_mut(self.header + CacheLayout::MISSES) {
+            // SAFETY: this CPU's word of the current half; see `add`.
+            unsafe { *n += packets };
+        }
+    }
+
+    /// Counts a flow-map entry this CPU created.
+    #[inline(always)]
+    pub fn inserted(&self) {
+        if let Some(n) = CACHE_HEADERS.get_ptr_mut(self.header + CacheLayout::INSERTS) {
+            // SAFETY: this CPU's word of the current half; see `add`.
+            unsafe { *n += 1 };
+        }
+    }
+
+    /// Adds to `key`'s slot, found through its index line; a new key
+    /// claims slot `first + n` where `n` (header word `counter`) counts
+    /// the claims so far, if `n < room`.
+    #[inline(always)]
+    fn add(
+        &self,
+        key: &FlowKey,
+        counter: u32,
+        first: u32,
+        room: u32,
+        bytes: u64,
+        packets: u64,
+    ) -> bool {
+        let k = (key as *const FlowKey).cast::<u8>();
+        let h = hash(k);
+        // Never 0, which marks an empty entry.
+        let tag = h as u32 | 1;
+        // The hash's high half scaled to 0..lines (a multiply, not a
+        // division: any number of lines).
+        let line = ((h >> 32) * u64::from(self.lines)) >> 32;
+        let Some(line) = CACHE_INDEX.get_ptr_mut(self.line_base + line as u32) else {
+            return false;
+        };
+        // SAFETY: a line of this CPU's current half: only programs on this
+        // CPU write it, and they never nest (see count.rs); the agent
+        // touches a half only after every program that could write it has
+        // finished.
+        let line = unsafe { &mut *line };
+        for way in 0..INDEX_WAYS {
+            let t = line.tags[way];
+            if t == 0 {
+                return self.claim(line, way, tag, k, counter, first, room, bytes, packets);
+            }
+            if t == tag {
+                let Some(slot) = FLOW_CACHE.get_ptr_mut(self.slot_base + line.slots[way]) else {
+                    return false;
+                };
+                // SAFETY: as for the line.
+                let slot = unsafe { &mut *slot };
+                if same(slot, k) {
+                    return bump(slot, bytes, packets);
+                }
+            }
+        }
+        false
+    }
+
+    /// Gives the key the next free slot of its kind and index entry `way`
+    /// of `line` (empty).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn claim(
+        &self,
+        line: &mut IndexLine,
+        way: usize,
+        tag: u32,
+        k: *const u8,
+        counter: u32,
+        first: u32,
+        room: u32,
+        bytes: u64,
+        packets: u64,
+    ) -> bool {
+        let Some(count) = CACHE_HEADERS.get_ptr_mut(self.header + counter) else {
+            return false;
+        };
+        // SAFETY: as in `add`.
+        let count = unsafe { &mut *count };
+        let n = *count;
+        if n >= u64::from(room) {
+            return false;
+        }
+        let index = first + n as u32;
+        let Some(slot) = FLOW_CACHE.get_ptr_mut(self.slot_base + index) else {
+            return false;
+        };
+        // SAFETY: as in `add`.
+        let slot = unsafe { &mut *slot };
+        fill(slot, k, bytes, packets);
+        *count = n + 1;
+        line.tags[way] = tag;
+        line.slots[way] = index;
+        true
+    }
 }
 
 /// Adds to the key's slot, unless its 32-bit packet count would overflow
 /// (a flow of more than 4 billion packets in one interval on one CPU).
 #[inline(always)]
-fn bump(slot: &mut CacheSlot, bytes: u64, packets: u64, g: &mut Globals) -> bool {
+fn bump(slot: &mut CacheSlot, bytes: u64, packets: u64) -> bool {
     let sum = u64::from(slot.packets) + packets;
     if sum > u64::from(u32::MAX) {
-        g.cache_misses += packets;
         return false;
     }
     slot.packets = sum as u32;
@@ -130,7 +257,7 @@ fn same(slot: &CacheSlot, k: *const u8) -> bool {
 
 /// Makes the free `slot` the key's, holding this frame.
 #[inline(always)]
-fn claim(slot: &mut CacheSlot, k: *const u8, bytes: u64, packets: u64) {
+fn fill(slot: &mut CacheSlot, k: *const u8, bytes: u64, packets: u64) {
     let s = (&mut slot.key as *mut FlowKey).cast::<u8>();
     // SAFETY: the slot's key is 52 bytes: six words and a 4-byte tail.
     // Word by word: a struct copy would become a memcpy call.

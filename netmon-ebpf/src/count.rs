@@ -1,15 +1,19 @@
 //! Adds one observed frame to the maps. Shared by every program.
 //!
 //! An IP frame goes to its flow's slot in the flow cache (`cache.rs`), or,
-//! when the cache cannot hold it, to the MAC-pair and flow hash maps; any
-//! other frame to the MAC-pair map. Each frame is counted in exactly one of
-//! those places, and always in the globals.
+//! when the cache cannot hold it, to the MAC-pair and flow hash maps; but
+//! once this CPU has created its budget of flow-map entries for the
+//! interval, to its MAC pair's aggregate slot instead (the MAC-pair map
+//! when even that has no room), so a flood of new flows costs a cache
+//! lookup per frame rather than a hash-map insert. Any other frame goes to
+//! the MAC-pair map. Each frame is counted in exactly one of those places,
+//! and always in the globals.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
-use netmon_common::{Counter, Globals};
+use netmon_common::{Counter, FlowKey, Globals};
 
 use crate::{
-    cache,
+    cache::Cache,
     maps::{FLOW_COUNTERS, GLOBALS, MAC_COUNTERS},
     parse::{ARP, EXT_LIMIT, Frame, HAS_IP, MALFORMED, NON_IP, VLAN},
 };
@@ -52,11 +56,29 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
             g.ipv6_ext_limit += packets;
         }
     }
-    if flags & HAS_IP != 0 {
+    let mut to_flow_map = flags & HAS_IP != 0;
+    let cache = if to_flow_map {
         f.flow.ifindex = ifindex;
         f.flow.direction = direction;
-        if cache::add(&f.flow, bytes, packets, g) {
+        f.flow.other = 0;
+        Cache::current()
+    } else {
+        None
+    };
+    if let Some(c) = &cache {
+        if c.add_flow(&f.flow, bytes, packets) {
             return;
+        }
+        g.cache_misses += packets;
+        c.missed(packets);
+        if !c.may_insert() {
+            g.flows_aggregated += packets;
+            aggregate(&mut f.flow);
+            if c.add_aggregate(&f.flow, bytes, packets) {
+                return;
+            }
+            // The aggregate slots are full too: the MAC pair alone.
+            to_flow_map = false;
         }
     }
     f.mac.ifindex = ifindex;
@@ -67,10 +89,28 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
     add(&MAC_COUNTERS, &f.mac, bytes, packets, g, |g| {
         g.mac_inserts += 1
     });
-    if flags & HAS_IP != 0 {
+    if to_flow_map {
         add(&FLOW_COUNTERS, &f.flow, bytes, packets, g, |g| {
-            g.flow_inserts += 1
+            g.flow_inserts += 1;
+            if let Some(c) = &cache {
+                c.inserted();
+            }
         });
+    }
+}
+
+/// Turns a flow key into its MAC pair's aggregate key for the protocol.
+#[inline(always)]
+fn aggregate(key: &mut FlowKey) {
+    key.other = 1;
+    let a = key.src.as_mut_ptr();
+    let b = key.dst.as_mut_ptr();
+    // SAFETY: two 16-byte arrays, each written as two 8-byte halves.
+    // Volatile, or LLVM merges the zeros into a `memset` call.
+    unsafe {
+        for p in [a, a.add(8), b, b.add(8)] {
+            core::ptr::write_volatile(p.cast::<[u8; 8]>(), [0; 8]);
+        }
     }
 }
 

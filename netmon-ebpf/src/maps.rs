@@ -9,8 +9,8 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray},
 };
 use netmon_common::{
-    CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES,
-    FlowKey, Globals, MacKey,
+    CacheLayout, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES,
+    DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FlowKey, Globals, IndexLine, MacKey,
 };
 
 use crate::parse::Frame;
@@ -22,28 +22,50 @@ pub static MAC_COUNTERS: LruPerCpuHashMap<MacKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DEFAULT_MAC_ENTRIES, 0);
 
 /// IP packets per (interface, direction, protocol, MACs, IPs) that the flow
-/// cache could not hold.
+/// cache could not hold. Each CPU creates at most [`FLOW_INSERT_BUDGET`]
+/// entries per generation.
 #[map]
 pub static FLOW_COUNTERS: LruPerCpuHashMap<FlowKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
 
-/// The flow cache: per CPU, two halves of [`FLOW_CACHE_SLOTS`] slots, the
-/// half in use chosen by the generation's low bit (see
-/// [`netmon_common::CacheSlot`]). A plain array the agent memory-maps; the
-/// agent sizes it for every possible CPU.
+/// The flow cache's slots: per CPU, two halves (the half in use chosen by
+/// the generation's low bit) of [`FLOW_CACHE_SLOTS`] flow slots and
+/// [`netmon_common::CACHE_AGGREGATE_SLOTS`] aggregate slots (see
+/// [`netmon_common::CacheSlot`] and [`CacheLayout`]). A plain array the
+/// agent memory-maps; the agent sizes it for every possible CPU.
 #[map]
-pub static FLOW_CACHE: Array<CacheSlot> =
-    Array::with_max_entries(2 * DEFAULT_FLOW_CACHE_SLOTS, BPF_F_MMAPABLE);
+pub static FLOW_CACHE: Array<CacheSlot> = Array::with_max_entries(
+    2 * CacheLayout::slots(DEFAULT_FLOW_CACHE_SLOTS),
+    BPF_F_MMAPABLE,
+);
+
+/// The flow cache's index: per CPU and half, the lines that find a flow's
+/// slot by its hash.
+#[map]
+pub static CACHE_INDEX: Array<IndexLine> = Array::with_max_entries(
+    2 * CacheLayout::index_lines(DEFAULT_FLOW_CACHE_SLOTS),
+    BPF_F_MMAPABLE,
+);
+
+/// Per CPU and half: slots claimed, flow-map entries created.
+#[map]
+pub static CACHE_HEADERS: Array<u64> =
+    Array::with_max_entries(2 * CacheLayout::HEADER, BPF_F_MMAPABLE);
 
 /// Index 0: the flow cache's current generation, set by the agent; 0 while
-/// the cache is off.
+/// the cache is off. Index 1 + h: the index lines half h uses.
 #[map]
-pub static CONTROL: Array<u32> = Array::with_max_entries(1, 0);
+pub static CONTROL: Array<u32> = Array::with_max_entries(3, 0);
 
-/// Slots per half of [`FLOW_CACHE`]: a power of two >= 2, set at load time
-/// (read-only to the programs, so the verifier knows its value).
+/// Flow slots per half of [`FLOW_CACHE`], set at load time (read-only to
+/// the programs, so the verifier knows its value).
 #[unsafe(no_mangle)]
 pub static FLOW_CACHE_SLOTS: Global<u32> = Global::new(DEFAULT_FLOW_CACHE_SLOTS);
+
+/// Entries each CPU may create in [`FLOW_COUNTERS`] per generation, set at
+/// load time.
+#[unsafe(no_mangle)]
+pub static FLOW_INSERT_BUDGET: Global<u32> = Global::new(DEFAULT_FLOW_INSERT_BUDGET);
 
 /// One [`Globals`] per CPU at index 0.
 #[map]

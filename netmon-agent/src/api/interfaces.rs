@@ -130,9 +130,14 @@ struct GlobalsView {
     malformed: u64,
     ipv6_ext_limit: u64,
     map_update_failed: u64,
-    /// IP frames counted in the hash maps because their flow-cache slots
-    /// were taken by other flows.
+    /// IP frames that found no flow-cache slot (their bucket was full of
+    /// other flows) and went to the hash maps or the aggregate.
     cache_misses: u64,
+    /// IP frames counted in their MAC pair's aggregate instead of their
+    /// flow, because the CPU's flow-map inserts for the interval
+    /// (`--flow-insert-budget`) were spent: in device and interface totals,
+    /// in no flow.
+    flows_aggregated: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -175,8 +180,7 @@ struct CacheView {
     /// Slots per interval, all CPUs (0: the cache is off).
     capacity: u64,
     fill_ratio: f64,
-    /// IP frames that went to the hash maps because both of their slots
-    /// were taken, since load.
+    /// IP frames that found their bucket full of other flows, since load.
     misses: u64,
 }
 
@@ -250,6 +254,7 @@ async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Param
             ipv6_ext_limit: g.ipv6_ext_limit,
             map_update_failed: g.map_update_failed,
             cache_misses: g.cache_misses,
+            flows_aggregated: g.flows_aggregated,
         },
         maps: Maps {
             mac: s.mac_map.into(),

@@ -22,9 +22,10 @@ use aya::{
     },
 };
 use netmon_common::{
-    CONTROL_MAP, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES,
-    DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals,
-    MAC_MAP, MacKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    CACHE_HEADERS_MAP, CACHE_INDEX_MAP, CONTROL_MAP, CacheLayout, CacheSlot, Counter,
+    DEFAULT_FLOW_ENTRIES, DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP,
+    FLOW_CACHE_SLOTS, FLOW_INSERT_BUDGET, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, IndexLine,
+    MAC_MAP, MIN_INDEX_LINES, MacKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -106,9 +107,13 @@ pub struct MapSizes {
     pub mac_entries: u32,
     /// Entries of the flow map.
     pub flow_entries: u32,
-    /// Flow-cache slots per half and CPU: a power of two >= 2, or 0 to turn
-    /// the cache off (every frame then goes to the hash maps).
+    /// Flow-cache flow slots per half and CPU: a multiple of
+    /// [`SLOTS_MULTIPLE`], or 0 to turn the cache off (every frame then goes to
+    /// the hash maps).
     pub flow_cache_slots: u32,
+    /// Flow-map entries each CPU may create per drain interval; beyond it,
+    /// frames the cache cannot hold go to their MAC pair's aggregate.
+    pub flow_insert_budget: u32,
 }
 
 impl Default for MapSizes {
@@ -116,9 +121,43 @@ impl Default for MapSizes {
         MapSizes {
             mac_entries: DEFAULT_MAC_ENTRIES,
             flow_entries: DEFAULT_FLOW_ENTRIES,
-            flow_cache_slots: DEFAULT_FLOW_CACHE_SLOTS,
+            flow_cache_slots: cache_slots_for(DEFAULT_FLOW_CACHE_MEMORY, possible_cpus()),
+            flow_insert_budget: DEFAULT_FLOW_INSERT_BUDGET,
         }
     }
+}
+
+/// Default memory for the flow cache, all CPUs (`--flow-cache-memory`).
+pub const DEFAULT_FLOW_CACHE_MEMORY: u64 = 64 << 20;
+/// The most flow slots per half and CPU.
+pub const MAX_FLOW_CACHE_SLOTS: u32 = 1 << 22;
+
+/// Bytes of the flow cache per flow slot and CPU: two halves of a 64-byte
+/// slot and its share of the index (half a 64-byte line).
+pub const CACHE_BYTES_PER_SLOT: u64 = 2 * (size_of::<CacheSlot>() as u64 + 32);
+/// Flow slots come in multiples of this.
+pub const SLOTS_MULTIPLE: u32 = 4;
+
+/// The flow slots per half and CPU that `memory` bytes hold on `ncpus`
+/// possible CPUs (beside the aggregate slots and the headers), a multiple
+/// of [`SLOTS_MULTIPLE`] from that to [`MAX_FLOW_CACHE_SLOTS`]; 0 (off) for
+/// no memory.
+pub fn cache_slots_for(memory: u64, ncpus: usize) -> u32 {
+    if memory == 0 {
+        return 0;
+    }
+    let per_cpu = memory / ncpus.max(1) as u64;
+    let fixed = 2
+        * (u64::from(CacheLayout::slots(0)) * CACHE_BYTES_PER_SLOT / 2
+            + u64::from(CacheLayout::HEADER) * 8);
+    let room = per_cpu.saturating_sub(fixed) / CACHE_BYTES_PER_SLOT;
+    let m = u64::from(SLOTS_MULTIPLE);
+    (room / m * m).clamp(m, u64::from(MAX_FLOW_CACHE_SLOTS)) as u32
+}
+
+/// The kernel's possible CPUs (1 when they cannot be read).
+pub fn possible_cpus() -> usize {
+    aya::util::nr_cpus().map_or(1, |n| n.get() as usize)
 }
 
 /// Why a read of the maps failed.
@@ -200,13 +239,17 @@ impl Kernel {
         let ncpus = aya::util::nr_cpus()
             .map_err(|(path, e)| LoadError::Cpus(path, e))?
             .get() as usize;
-        // The programs need a power of two >= 2 even with the cache off.
-        let half = sizes.flow_cache_slots.max(2);
+        // The programs need a slot even with the cache off.
+        let half = sizes.flow_cache_slots.max(SLOTS_MULTIPLE);
+        let regions = ncpus as u32 * 2;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAC_MAP, sizes.mac_entries)
             .map_max_entries(FLOW_MAP, sizes.flow_entries)
-            .map_max_entries(FLOW_CACHE_MAP, ncpus as u32 * 2 * half)
+            .map_max_entries(FLOW_CACHE_MAP, regions * CacheLayout::slots(half))
+            .map_max_entries(CACHE_INDEX_MAP, regions * CacheLayout::index_lines(half))
+            .map_max_entries(CACHE_HEADERS_MAP, regions * CacheLayout::HEADER)
             .override_global(FLOW_CACHE_SLOTS, &half, true)
+            .override_global(FLOW_INSERT_BUDGET, &sizes.flow_insert_budget, true)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
         let program = |name| move |source| LoadError::Program { name, source };
@@ -214,14 +257,18 @@ impl Kernel {
         for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
             classifier(&mut ebpf, name).load().map_err(program(name))?;
         }
-        let cache = CacheMap::map(&ebpf, ncpus * 2 * half as usize).map_err(LoadError::Mmap)?;
+        let cache = CacheMap::map(&ebpf, ncpus, half).map_err(LoadError::Mmap)?;
+        for h in 0..2 {
+            set_control(&mut ebpf, 1 + h, cache.lines[h as usize]).map_err(LoadError::Control)?;
+        }
         let generation = u32::from(sizes.flow_cache_slots != 0);
-        set_generation(&mut ebpf, generation).map_err(LoadError::Control)?;
+        set_control(&mut ebpf, 0, generation).map_err(LoadError::Control)?;
         info!(
             ncpus,
             mac_entries = sizes.mac_entries,
             flow_entries = sizes.flow_entries,
             flow_cache_slots = sizes.flow_cache_slots,
+            flow_insert_budget = sizes.flow_insert_budget,
             "Loaded eBPF programs."
         );
         Ok(Kernel {
@@ -394,13 +441,13 @@ impl Kernel {
             0 => 2,
             n => n,
         };
-        set_generation(&mut self.ebpf, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        set_control(&mut self.ebpf, 0, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
         self.generation = next;
         self.grace_period();
-        let half = self.sizes.flow_cache_slots as usize;
+        let half = (done & 1) as usize;
+        let (mut most, mut missed) = (0, false);
         for cpu in 0..self.ncpus {
-            let first = (cpu * 2 + (done & 1) as usize) * half;
-            self.cache.drain(first..first + half, |s| {
+            let claimed = self.cache.drain(cpu * 2 + half, half, |s| {
                 out.push((
                     s.key,
                     Counter {
@@ -409,7 +456,15 @@ impl Kernel {
                     },
                 ))
             });
+            most = most.max(claimed.0);
+            missed |= claimed.1 != 0;
         }
+        // Size this half's index for its next generation by what it held
+        // in this one; the flip after next hands it out.
+        let lines = self.cache.next_lines(half, most, missed);
+        set_control(&mut self.ebpf, 1 + half as u32, lines)
+            .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        self.cache.lines[half] = lines;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -465,6 +520,21 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// The loaded object, for the benchmark, which attaches one program at
+    /// one hook at a time and reads the programs' run statistics.
+    #[doc(hidden)]
+    pub fn object(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// As [`Kernel::object`], to attach and detach.
+    #[doc(hidden)]
+    pub fn object_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
 /// Offset of `gso_segs` in `struct __sk_buff` (stable UAPI).
 const SKB_GSO_SEGS_OFFSET: usize = 164;
 /// Size of `struct __sk_buff` on kernels >= 5.16.
@@ -511,27 +581,132 @@ impl Kernel {
     }
 }
 
-/// The flow cache's array, memory-mapped (read and written by the agent
+/// Index lines a half starts with (32,768 entries, 256 KiB).
+const INITIAL_INDEX_LINES: u32 = 4096;
+
+/// The flow cache's arrays, memory-mapped (read and written by the agent
 /// only in a half no program uses; see [`Kernel::read_cache`]).
 struct CacheMap {
-    slots: std::ptr::NonNull<CacheSlot>,
+    slots: Mapped<CacheSlot>,
+    index: Mapped<IndexLine>,
+    headers: Mapped<u64>,
+    /// Flow slots per half.
+    half: u32,
+    /// Index lines each half uses in its current (or next) generation.
+    lines: [u32; 2],
+}
+
+impl CacheMap {
+    /// Maps the object's flow cache, index and headers, sized for `ncpus`
+    /// CPUs of `half` flow slots per half.
+    fn map(ebpf: &Ebpf, ncpus: usize, half: u32) -> io::Result<CacheMap> {
+        let regions = ncpus * 2;
+        let lines = INITIAL_INDEX_LINES.min(CacheLayout::index_lines(half));
+        Ok(CacheMap {
+            slots: Mapped::map(
+                ebpf,
+                FLOW_CACHE_MAP,
+                regions * CacheLayout::slots(half) as usize,
+            )?,
+            index: Mapped::map(
+                ebpf,
+                CACHE_INDEX_MAP,
+                regions * CacheLayout::index_lines(half) as usize,
+            )?,
+            headers: Mapped::map(
+                ebpf,
+                CACHE_HEADERS_MAP,
+                regions * CacheLayout::HEADER as usize,
+            )?,
+            half,
+            lines: [lines; 2],
+        })
+    }
+
+    /// Calls `f` with each slot that `region` (CPU * 2 + `half`) claimed,
+    /// then frees it (zeroes it), the index lines the half used and its
+    /// header. Returns the flow slots it had claimed and the frames that
+    /// found none. The caller guarantees no program writes the region
+    /// meanwhile.
+    fn drain(&mut self, region: usize, half: usize, mut f: impl FnMut(&CacheSlot)) -> (u64, u64) {
+        let flow_slots = self.half as usize;
+        let first_slot = region * CacheLayout::slots(self.half) as usize;
+        let header = region * CacheLayout::HEADER as usize;
+        let word = |w: u32| header + w as usize;
+        // The programs never claim more than the region holds; the bounds
+        // keep damaged headers from reaching past it.
+        let flows = (self.headers.read(word(CacheLayout::COUNT)) as usize).min(flow_slots);
+        let aggregates = (self.headers.read(word(CacheLayout::AGGREGATES)) as usize)
+            .min(CacheLayout::slots(0) as usize);
+        for i in (0..flows).chain(flow_slots..flow_slots + aggregates) {
+            let slot = self.slots.read(first_slot + i);
+            if slot.key.ifindex != 0 {
+                f(&slot);
+                self.slots.write(first_slot + i, CacheSlot::default());
+            }
+        }
+        let first_line = region * CacheLayout::index_lines(self.half) as usize;
+        for i in 0..self.lines[half] as usize {
+            self.index.write(first_line + i, IndexLine::default());
+        }
+        let missed = self.headers.read(word(CacheLayout::MISSES));
+        for w in [
+            CacheLayout::COUNT,
+            CacheLayout::INSERTS,
+            CacheLayout::AGGREGATES,
+            CacheLayout::MISSES,
+        ] {
+            self.headers.write(word(w), 0);
+        }
+        (flows as u64, missed)
+    }
+
+    /// The index lines for a half's next generation, given the most flow
+    /// slots a CPU claimed in it and whether frames found none: four
+    /// entries a flow, so the index is a quarter full and an eight-entry
+    /// line rarely fills; sixteen times as many lines after misses (a
+    /// burst of flows is indexed within a few intervals); shrinking by half
+    /// at most per generation. A small index keeps what a frame touches in
+    /// few pages.
+    fn next_lines(&self, half: usize, claimed: u64, missed: bool) -> u32 {
+        next_index_lines(
+            self.lines[half],
+            claimed,
+            missed,
+            CacheLayout::index_lines(self.half),
+        )
+    }
+}
+
+/// [`CacheMap::next_lines`] for a half that used `lines` of at most `most`.
+fn next_index_lines(lines: u32, claimed: u64, missed: bool, most: u32) -> u32 {
+    let lines = u64::from(lines);
+    let fit = (claimed / 2).max(lines / 2);
+    let want = if missed { fit.max(lines * 16) } else { fit };
+    let most = u64::from(most);
+    want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
+}
+
+/// A memory-mapped `BPF_F_MMAPABLE` array of `T`.
+struct Mapped<T> {
+    base: std::ptr::NonNull<T>,
     len: usize,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; access
-// goes through `&mut self`.
-unsafe impl Send for CacheMap {}
+// goes through `&mut self` or copies.
+unsafe impl<T> Send for Mapped<T> {}
 
-impl CacheMap {
-    /// Maps the first `len` slots of the object's flow cache.
-    fn map(ebpf: &Ebpf, len: usize) -> io::Result<CacheMap> {
+impl<T: Copy> Mapped<T> {
+    /// Maps the first `len` elements of the object's array `name`.
+    fn map(ebpf: &Ebpf, name: &str, len: usize) -> io::Result<Mapped<T>> {
         let map = ebpf
-            .map(FLOW_CACHE_MAP)
-            .expect("FLOW_CACHE is in the object");
+            .map(name)
+            .expect("the flow cache's arrays are in the object");
         let aya::maps::Map::Array(data) = map else {
-            unreachable!("FLOW_CACHE is an array")
+            unreachable!("{name} is an array")
         };
-        let bytes = len * std::mem::size_of::<CacheSlot>();
+        let bytes = len * std::mem::size_of::<T>();
         // SAFETY: mapping a BPF_F_MMAPABLE array's fd, shared, for at most
         // its size (the kernel refuses more); the result is checked.
         let p = unsafe {
@@ -547,47 +722,42 @@ impl CacheMap {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let slots = std::ptr::NonNull::new(p.cast::<CacheSlot>()).expect("mmap never maps at 0");
-        Ok(CacheMap { slots, len })
+        let base = std::ptr::NonNull::new(p.cast::<T>()).expect("mmap never maps at 0");
+        Ok(Mapped { base, len })
     }
 
-    /// Calls `f` with each used slot in `range`, then frees it (zeroes it).
-    /// The caller guarantees no program writes these slots meanwhile.
-    fn drain(&mut self, range: std::ops::Range<usize>, mut f: impl FnMut(&CacheSlot)) {
-        assert!(range.end <= self.len, "slots {range:?} of {}", self.len);
-        for i in range {
-            // SAFETY: in bounds (asserted); the memory is the kernel's array,
-            // page-aligned and 64-byte slots, not written by anyone else
-            // while this runs. Volatile: the kernel's programs read it.
-            unsafe {
-                let p = self.slots.as_ptr().add(i);
-                let slot = std::ptr::read_volatile(p);
-                if slot.key.ifindex != 0 {
-                    f(&slot);
-                    std::ptr::write_volatile(p, CacheSlot::default());
-                }
-            }
-        }
+    fn read(&self, i: usize) -> T {
+        assert!(i < self.len, "element {i} of {}", self.len);
+        // SAFETY: in bounds (asserted) of a page-aligned mapping of `T`s.
+        // Volatile: the kernel's programs write this memory.
+        unsafe { std::ptr::read_volatile(self.base.as_ptr().add(i)) }
+    }
+
+    fn write(&mut self, i: usize, value: T) {
+        assert!(i < self.len, "element {i} of {}", self.len);
+        // SAFETY: as in `read`.
+        unsafe { std::ptr::write_volatile(self.base.as_ptr().add(i), value) }
     }
 }
 
-impl Drop for CacheMap {
+impl<T> Drop for Mapped<T> {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what `map` mapped.
         unsafe {
             libc::munmap(
-                self.slots.as_ptr().cast(),
-                self.len * std::mem::size_of::<CacheSlot>(),
+                self.base.as_ptr().cast(),
+                self.len * std::mem::size_of::<T>(),
             );
         }
     }
 }
 
-/// Sets the flow cache's generation (0 turns the cache off).
-fn set_generation(ebpf: &mut Ebpf, generation: u32) -> Result<(), aya::maps::MapError> {
+/// Sets entry `index` of the flow cache's control array: 0 the generation
+/// (0 turns the cache off), 1 + h the index lines half h uses.
+fn set_control(ebpf: &mut Ebpf, index: u32, value: u32) -> Result<(), aya::maps::MapError> {
     let mut control: Array<&mut MapData, u32> =
         Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
-    control.set(0, &generation, 0)
+    control.set(index, &value, 0)
 }
 
 fn xdp(ebpf: &mut Ebpf) -> &mut Xdp {
@@ -673,3 +843,46 @@ fn raise_memlock() {
 
 /// Interfaces by index, as attached.
 pub type Attachments = HashMap<u32, Attachment>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_memory_is_shared_by_the_cpus_in_whole_slots() {
+        // 64 MiB on 2 CPUs: 32 MiB each, 192 bytes a slot, less the
+        // aggregate slots and headers.
+        let slots = cache_slots_for(64 << 20, 2);
+        assert_eq!(slots % SLOTS_MULTIPLE, 0);
+        assert!((174_000..174_800).contains(&slots), "{slots}");
+        let used = u64::from(CacheLayout::slots(slots)) * CACHE_BYTES_PER_SLOT / 2 * 2;
+        assert!(used <= 32 << 20, "{used}");
+        assert_eq!(cache_slots_for(0, 2), 0, "no memory: off");
+        assert_eq!(
+            cache_slots_for(1, 64),
+            SLOTS_MULTIPLE,
+            "at least a few slots"
+        );
+        assert_eq!(cache_slots_for(1 << 40, 1), MAX_FLOW_CACHE_SLOTS);
+    }
+
+    #[test]
+    fn an_index_fits_its_flows_grows_fast_and_shrinks_by_half() {
+        let most = 100_000;
+        // Four entries a flow: 2,000 flows in 1,000 lines of eight.
+        assert_eq!(next_index_lines(1000, 2000, false, most), 1000);
+        // Fewer flows: at most half as many lines at once.
+        assert_eq!(next_index_lines(4096, 10, false, most), 2048);
+        // Misses: sixteen times as many lines, or what the flows need.
+        assert_eq!(next_index_lines(256, 2000, true, most), 4096);
+        assert_eq!(next_index_lines(256, 90_000, true, most), 45_000);
+        // Within bounds.
+        assert_eq!(next_index_lines(50_000, 1_000_000, true, most), most);
+        assert_eq!(next_index_lines(8, 0, false, most), MIN_INDEX_LINES);
+        assert_eq!(
+            next_index_lines(4, 0, false, 4),
+            4,
+            "a tiny cache's whole index"
+        );
+    }
+}
