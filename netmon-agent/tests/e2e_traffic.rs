@@ -1079,7 +1079,7 @@ fn full_flow_table_evicts_into_other_and_totals_stay_exact() {
             "--max-flows",
             &cap,
             "--flow-cache-slots",
-            "2",
+            "4",
             // Their probes draw answers from a: IP flows besides the test's.
             "--disable",
             "discovery,latency",
