@@ -1054,7 +1054,7 @@ fn eth0_flow_rx(flows: &Value, interfaces: &Value) -> Count {
 }
 
 /// An agent flow table of 64 (`--max-flows`) and 1,000 flows, each sent
-/// twice, most through the kernel's flow map (a flow cache of two slots per
+/// twice, most through the kernel's flow map (a flow cache of four slots per
 /// CPU): the table stays at its cap and evicts, and what it evicts moves to
 /// eth0's `other_flows`, so listed flows plus other, the device and the
 /// interface all hold exactly what was sent, and still do over later
