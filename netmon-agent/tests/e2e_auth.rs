@@ -201,21 +201,6 @@ impl<'ns> Running<'ns> {
     }
 }
 
-/// Checks that `reply` is a JSON error with `status`, `code` and, if given,
-/// `param`.
-fn assert_json_error(reply: &Reply, status: u16, code: &str, param: Option<&str>, what: &str) {
-    assert_eq!(reply.status, status, "{what}: {reply:#?}");
-    let content_type = reply.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{what}: content-type {content_type:?}: {reply:#?}"
-    );
-    assert_eq!(reply.json["error"]["code"], code, "{what}: {reply:#?}");
-    if let Some(param) = param {
-        assert_eq!(reply.json["error"]["param"], param, "{what}: {reply:#?}");
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Keys and roles
 

@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -32,16 +29,7 @@ fn history_latest_top_and_stream_agree_with_the_live_counters() {
             "--disable=discovery,latency",
         ],
     );
-    let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
-    a.ns().run(|| {
-        udp_send(
-            SocketAddr::new(a.ip4().into(), 0),
-            sink.local_addr(),
-            100,
-            300,
-        )
-    });
-    assert!(sink.wait_for(300, Duration::from_secs(10)));
+    udp_exchange(a, b, 100, 300);
     let mac = format_mac(a.mac());
     let series = format!("device/eth0/{mac}");
 
@@ -407,16 +395,7 @@ fn sigterm_writes_the_last_intervals() {
             &format!("--store-path={}", path.display()),
         ],
     );
-    let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
-    a.ns().run(|| {
-        udp_send(
-            SocketAddr::new(a.ip4().into(), 0),
-            sink.local_addr(),
-            100,
-            200,
-        )
-    });
-    assert!(sink.wait_for(200, Duration::from_secs(10)));
+    udp_exchange(a, b, 100, 200);
     let mac = format_mac(a.mac());
     let seen = agent.wait_for("/api/v1/devices", Duration::from_secs(10), |d| {
         d["devices"].as_array().is_some_and(|d| {

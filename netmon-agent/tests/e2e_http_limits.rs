@@ -106,20 +106,6 @@ fn metric(agent: &Agent<'_>, ns: &NetNs, name: &str) -> u64 {
         .expect("an integer sample")
 }
 
-/// Checks that `reply` is a JSON error with `status`, `code` and `param`.
-fn assert_json_error(reply: &Reply, status: u16, code: &str, param: Option<&str>, what: &str) {
-    assert_eq!(reply.status, status, "{what}: {reply:#?}");
-    let content_type = reply.header("content-type").unwrap_or_default();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{what}: content-type {content_type:?}: {reply:#?}"
-    );
-    assert_eq!(reply.json["error"]["code"], code, "{what}: {reply:#?}");
-    if let Some(param) = param {
-        assert_eq!(reply.json["error"]["param"], param, "{what}: {reply:#?}");
-    }
-}
-
 /// With the defaults, clients that send half a request line and then
 /// nothing, or nothing at all, are closed within 30 s (the header timeout
 /// is 10 s); each is counted. A kept-alive connection is closed once idle

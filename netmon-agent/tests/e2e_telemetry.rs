@@ -376,16 +376,7 @@ fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
             &lease_arg,
         ],
     );
-    let sink = b.ns().run(|| udp_sink(SocketAddr::new(b.ip4().into(), 0)));
-    a.ns().run(|| {
-        udp_send(
-            SocketAddr::new(a.ip4().into(), 0),
-            sink.local_addr(),
-            100,
-            300,
-        )
-    });
-    assert!(sink.wait_for(300, Duration::from_secs(10)));
+    udp_exchange(a, b, 100, 300);
 
     let mac = format_mac(a.mac());
     let find = |snap: &Value| -> Option<Value> {

@@ -681,36 +681,9 @@ mod tests {
 
     /// [`serve`] under the limits of `http`.
     fn serve_with(store: Arc<Store>, http: Arc<Http>) -> (SocketAddr, tokio::runtime::Runtime) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = AppState {
-            snapshot: Default::default(),
-            telemetry: Default::default(),
-            server_id: None,
-            metrics: crate::metrics::Settings {
-                needs_key: true,
-                limits: crate::metrics::Limits {
-                    max_devices: 10,
-                    flows: false,
-                    max_flows: 10,
-                },
-            },
-            store: Ok(store),
-            config: Default::default(),
-            http: Arc::clone(&http),
-        };
+        let state = crate::api::test_support::state(Ok(store), Arc::clone(&http));
         let app = router(state, Arc::new(Keyring::new(ApiKey::new(KEY).unwrap())));
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            crate::api::server::serve(listener, None, app, http, std::future::pending()).await
-        });
-        (addr, runtime)
+        crate::api::test_support::serve_on_loopback(app, http)
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, Value) {

@@ -30,6 +30,8 @@ mod snapshot;
 mod stream;
 mod system;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod views;
 

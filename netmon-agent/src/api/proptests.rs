@@ -146,22 +146,7 @@ fn encode(bytes: &[u8]) -> String {
 
 /// The whole router with a key, no history and no readings yet.
 fn whole_router(http: std::sync::Arc<super::limits::Http>) -> axum::Router {
-    let state = super::AppState {
-        snapshot: Default::default(),
-        telemetry: Default::default(),
-        server_id: None,
-        metrics: crate::metrics::Settings {
-            needs_key: true,
-            limits: crate::metrics::Limits {
-                max_devices: 10,
-                flows: false,
-                max_flows: 10,
-            },
-        },
-        store: Err(std::sync::Arc::from("off in this test")),
-        config: Default::default(),
-        http,
-    };
+    let state = super::test_support::state(Err(std::sync::Arc::from("off in this test")), http);
     let keys = super::auth::Keyring::new(super::auth::ApiKey::new(ROUTER_KEY).unwrap());
     super::router(state, std::sync::Arc::new(keys))
 }

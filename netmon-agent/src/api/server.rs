@@ -524,20 +524,8 @@ mod tests {
     /// Serves `app` (inside the API's outer layers) with `http`'s limits on
     /// a loopback socket, on a runtime of its own.
     fn serve_app(app: Router, http: Arc<Http>) -> (SocketAddr, tokio::runtime::Runtime) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let app = super::super::guarded(app, Arc::clone(&http));
-        runtime.spawn(async move {
-            let listener = TcpListener::from_std(listener).unwrap();
-            serve(listener, None, app, http, std::future::pending()).await
-        });
-        (addr, runtime)
+        crate::api::test_support::serve_on_loopback(app, http)
     }
 
     /// Sends `GET path` on `conn` (kept alive) and reads one response:

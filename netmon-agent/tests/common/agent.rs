@@ -94,6 +94,27 @@ impl Reply {
     }
 }
 
+/// Checks that `reply` is a JSON error with `status`, `code`, a message and,
+/// if given, `param`; `what` names the request in the failure message.
+pub fn assert_json_error(reply: &Reply, status: u16, code: &str, param: Option<&str>, what: &str) {
+    assert_eq!(reply.status, status, "{what}: {reply:#?}");
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: content-type {content_type:?}: {reply:#?}"
+    );
+    assert_eq!(reply.json["error"]["code"], code, "{what}: {reply:#?}");
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{what}: the error has no message: {reply:#?}"
+    );
+    if let Some(param) = param {
+        assert_eq!(reply.json["error"]["param"], param, "{what}: {reply:#?}");
+    }
+}
+
 /// `GET path` with `headers` on the agent listening at [`LISTEN`] in `ns`,
 /// from a thread inside `ns`.
 pub fn http_get(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {

@@ -58,6 +58,32 @@ fn bind_udp(bind: SocketAddr, what: &str) -> UdpSocket {
     UdpSocket::bind(bind).unwrap_or_else(|err| panic!("{what}: bind UDP {bind}: {err}"))
 }
 
+/// Sends `count` UDP datagrams of `payload_len` bytes from host `from` to a
+/// sink on host `to` (their IPv4 addresses) and waits up to 10 s until the
+/// sink has them all.
+pub fn udp_exchange(
+    from: &super::netns::Host,
+    to: &super::netns::Host,
+    payload_len: usize,
+    count: usize,
+) {
+    let sink = to
+        .ns()
+        .run(|| udp_sink(SocketAddr::new(to.ip4().into(), 0)));
+    from.ns().run(|| {
+        udp_send(
+            SocketAddr::new(from.ip4().into(), 0),
+            sink.local_addr(),
+            payload_len,
+            count,
+        )
+    });
+    assert!(
+        sink.wait_for(count as u64, Duration::from_secs(10)),
+        "the sink did not receive {count} datagrams"
+    );
+}
+
 /// Sends exactly `count` UDP datagrams of `payload_len` bytes from a socket
 /// bound to `bind` (port 0 for any) to `dst`.
 ///
