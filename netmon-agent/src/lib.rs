@@ -27,6 +27,7 @@ pub mod rates;
 pub mod snapshot;
 pub mod store;
 pub mod traffic;
+pub mod units;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -32,7 +32,6 @@ use std::{
 };
 
 use crate::{
-    api::views::{direction_name, protocol_name},
     collect::{
         CollectorName, Cycle, Latest, Reading, Telemetry,
         discovery::{self, inventory::Status},
@@ -41,6 +40,7 @@ use crate::{
     ifaces::format_mac,
     snapshot::Snapshot,
     traffic::key_ip,
+    units::{direction_name, protocol_name},
 };
 
 /// The Content-Type of [`encode`]'s output.

@@ -59,17 +59,17 @@ pub struct Options {
     /// counted from the connection's opening (or, on a kept-alive
     /// connection, from the request's first byte); then the connection is
     /// closed.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_HTTP_HEADER_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_HTTP_HEADER_TIMEOUT")]
     pub http_header_timeout: Duration,
 
     /// A kept-alive connection with no new request for this long is closed,
     /// and so is one whose client reads nothing of a response for this long.
-    #[arg(long, default_value = "60s", value_parser = crate::config::parse_interval, env = "NETMON_HTTP_IDLE_TIMEOUT")]
+    #[arg(long, default_value = "60s", value_parser = crate::units::parse_interval, env = "NETMON_HTTP_IDLE_TIMEOUT")]
     pub http_idle_timeout: Duration,
 
     /// Longest a TLS handshake may take (with --tls-cert); then the
     /// connection is closed.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_TLS_HANDSHAKE_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_TLS_HANDSHAKE_TIMEOUT")]
     pub tls_handshake_timeout: Duration,
 
     /// Most /api/v1/stream clients at once; more get 503.
@@ -99,7 +99,7 @@ pub struct Options {
     pub auth_max_failures: u32,
 
     /// The window over which failed authentications are counted.
-    #[arg(long, default_value = "1m", value_parser = crate::config::parse_interval, env = "NETMON_AUTH_FAILURE_WINDOW")]
+    #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_AUTH_FAILURE_WINDOW")]
     pub auth_failure_window: Duration,
 
     /// Addresses whose failed authentications are remembered (IPv6 by /64);

@@ -8,11 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
-use super::{devices::mac_param, history::parse_time, views::time};
+use super::{devices::mac_param, history::parse_time};
 use crate::{
-    config::{parse_duration, parse_interval},
     ifaces::format_mac,
-    store::parse_size,
+    units::{parse_duration, parse_interval, parse_size, time},
 };
 
 /// 9999-12-31T23:59:59.999Z in ms.

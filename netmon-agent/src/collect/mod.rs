@@ -152,7 +152,7 @@ pub struct Cycle {
 }
 
 pub(crate) fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::api::views::time(*t))
+    s.serialize_str(&crate::units::time(*t))
 }
 
 pub(crate) fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -44,7 +44,7 @@ use crate::ifaces::{SYS_CLASS_NET, format_mac, parse_mac};
 #[group(id = "interfaces-options")]
 pub struct Options {
     /// How often the interfaces collector runs.
-    #[arg(long, default_value = "1s", value_parser = crate::config::parse_interval, env = "NETMON_INTERFACES_INTERVAL")]
+    #[arg(long, default_value = "1s", value_parser = crate::units::parse_interval, env = "NETMON_INTERFACES_INTERVAL")]
     pub interfaces_interval: Duration,
 }
 

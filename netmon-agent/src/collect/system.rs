@@ -43,14 +43,14 @@ use super::{
     Avail, CollectorName, Context,
     netstats::{IfAddr, addresses_by_name},
 };
-use crate::api::views::time;
+use crate::units::time;
 
 /// Options of the system collector.
 #[derive(Clone, Debug, clap::Args)]
 #[group(id = "system-options")]
 pub struct Options {
     /// How often the system collector runs.
-    #[arg(long, default_value = "5s", value_parser = crate::config::parse_interval, env = "NETMON_SYSTEM_INTERVAL")]
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_interval, env = "NETMON_SYSTEM_INTERVAL")]
     pub system_interval: Duration,
 }
 
