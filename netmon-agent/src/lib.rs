@@ -18,12 +18,14 @@ pub mod check;
 pub mod collect;
 pub mod config;
 pub mod ebpf;
+pub mod errors;
 pub mod ifaces;
 pub mod logging;
 pub mod lru;
 pub mod metrics;
 pub mod privileges;
 pub mod rates;
+pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod traffic;
@@ -212,7 +214,7 @@ fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
             info!(path = %path.display(), "History file open.");
             if let Err(e) = s.compact_oversized(s.now().wall_ms) {
                 warn!(
-                    error = %store::record::error_chain(&e),
+                    error = %errors::error_chain(&e),
                     "Could not compact the oversized history file; going on with it as it is."
                 );
             }
@@ -257,7 +259,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
 
     let shared = Shared::default();
     let telemetry = collect::Telemetry::default();
-    let stop_collectors = collect::Stop::default();
+    let stop_collectors = shutdown::Stop::default();
     let collectors = telemetry.spawn(
         &cfg.collect,
         &collect::Context {
@@ -462,7 +464,7 @@ fn spawn_store(
     st: &Arc<store::Store>,
     shared: &Shared,
     telemetry: &collect::Telemetry,
-    stop: &collect::Stop,
+    stop: &shutdown::Stop,
     series: &Arc<store::record::FlowSeriesStats>,
 ) -> Vec<thread::JoinHandle<()>> {
     use store::{status::Part, supervise};

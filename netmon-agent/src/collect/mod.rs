@@ -23,7 +23,7 @@ pub mod vendor;
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, Condvar, Mutex, RwLock},
+    sync::{Arc, RwLock},
     thread::{self, JoinHandle},
     time::{Duration, Instant, SystemTime},
 };
@@ -32,7 +32,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use tracing::{debug, error};
 
-use crate::snapshot::Shared;
+use crate::{shutdown::Stop, snapshot::Shared};
 
 /// One source of telemetry.
 pub trait Collector: Send + 'static {
@@ -204,41 +204,6 @@ impl<R> Latest<R> {
 
     fn set(&self, slot: Slot<R>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = slot;
-    }
-}
-
-/// Tells collector threads to stop, waking them from their sleep.
-#[derive(Clone, Debug, Default)]
-pub struct Stop(Arc<(Mutex<bool>, Condvar)>);
-
-impl Stop {
-    pub fn stop(&self) {
-        let (flag, cond) = &*self.0;
-        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cond.notify_all();
-    }
-
-    pub fn stopped(&self) -> bool {
-        *self.0.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sleeps until `deadline` or until stopped; true when stopped.
-    pub fn wait_until(&self, deadline: Instant) -> bool {
-        let (flag, cond) = &*self.0;
-        let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if *stopped {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            stopped = cond
-                .wait_timeout(stopped, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
     }
 }
 

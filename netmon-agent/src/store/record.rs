@@ -48,6 +48,7 @@ use super::{
 };
 use crate::{
     collect::{Avail, Telemetry, netstats},
+    errors::error_chain,
     ifaces::format_mac,
     snapshot::Snapshot,
     traffic::key_ip,
@@ -617,18 +618,6 @@ fn delta(prev: Counter, now: Counter) -> Counter {
 
 fn is_zero(c: Counter) -> bool {
     c.bytes == 0 && c.packets == 0
-}
-
-/// `e` and its sources, `: `-separated.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use self::icmp::{EchoSocket, Family, SocketKind};
-use super::{Avail, CollectorName, Context, Stop};
+use super::{Avail, CollectorName, Context};
+use crate::shutdown::Stop;
 
 /// Which socket kind to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
