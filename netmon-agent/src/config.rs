@@ -151,7 +151,7 @@ pub struct Config {
     pub metrics: crate::metrics::Options,
 
     #[command(flatten, next_help_heading = "API access")]
-    pub access: crate::api::auth::Options,
+    pub access: crate::keys::Options,
 
     #[command(flatten, next_help_heading = "API limits")]
     pub api_limits: crate::api::limits::Options,

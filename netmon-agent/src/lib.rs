@@ -20,6 +20,7 @@ pub mod config;
 pub mod ebpf;
 pub mod errors;
 pub mod ifaces;
+pub mod keys;
 pub mod logging;
 pub mod lru;
 pub mod metrics;
@@ -59,7 +60,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub enum Error {
     /// No usable API key.
     #[error(transparent)]
-    Key(#[from] auth::AuthError),
+    Key(#[from] keys::AuthError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
@@ -137,20 +138,20 @@ pub async fn run(loaded: Loaded) -> Result<(), Error> {
 pub fn start(loaded: Loaded) -> Result<Started, Error> {
     let cfg = loaded.config.clone();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
-    let (key, source) = auth::load_or_generate_with_credentials(
-        std::env::var(auth::KEY_ENV_VAR).ok(),
+    let (key, source) = keys::load_or_generate_with_credentials(
+        std::env::var(keys::KEY_ENV_VAR).ok(),
         cfg.api_key_file.as_deref(),
         credentials.as_deref(),
         &cfg.state_dir,
     )?;
     match &source {
-        auth::KeySource::Generated(path) => info!(
+        keys::KeySource::Generated(path) => info!(
             path = %path.display(),
             "Generated an API key (readable only by this user). Send it as `X-API-KEY: <key>` or `Authorization: Bearer <key>`."
         ),
         other => info!(source = %other, "Using the API key."),
     }
-    let read_only = auth::read_key_lists(&cfg.access.read_only_key_files)?;
+    let read_only = keys::read_key_lists(&cfg.access.read_only_key_files)?;
     if !read_only.is_empty() {
         info!(
             keys = read_only.len(),

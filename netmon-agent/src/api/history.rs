@@ -643,10 +643,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        api::{
-            auth::{ApiKey, Keyring},
-            router,
-        },
+        api::{auth::Keyring, router},
+        keys::ApiKey,
         store::{Interval, Retention, SeriesKey, Values},
     };
 

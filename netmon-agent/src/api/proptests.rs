@@ -161,7 +161,7 @@ fn whole_router(http: std::sync::Arc<super::limits::Http>) -> axum::Router {
         config: Default::default(),
         http,
     };
-    let keys = super::auth::Keyring::new(super::auth::ApiKey::new(ROUTER_KEY).unwrap());
+    let keys = super::auth::Keyring::new(crate::keys::ApiKey::new(ROUTER_KEY).unwrap());
     super::router(state, std::sync::Arc::new(keys))
 }
 
