@@ -1,7 +1,9 @@
 //! The system's network interfaces, from `/sys/class/net`, and their
-//! addresses (for tying IPs to devices).
+//! addresses (for tying IPs to devices, and for the collectors that report
+//! them).
 
 use std::{
+    collections::BTreeMap,
     fs, io,
     net::IpAddr,
     os::fd::AsRawFd as _,
@@ -238,6 +240,51 @@ fn prefix_len(mask: IpAddr) -> u8 {
         IpAddr::V4(m) => m.to_bits().count_ones() as u8,
         IpAddr::V6(m) => m.to_bits().count_ones() as u8,
     }
+}
+
+/// An address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct IfAddr {
+    #[schema(value_type = String)]
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+/// What `network-interface` knows of one interface.
+#[derive(Clone, Debug, Default)]
+pub struct NamedAddrs {
+    pub loopback: bool,
+    pub addresses: Vec<IfAddr>,
+}
+
+/// Every interface's addresses, by name.
+pub fn addresses_by_name() -> Result<BTreeMap<String, NamedAddrs>, String> {
+    let ifaces = NetworkInterface::show().map_err(|e| e.to_string())?;
+    let mut out: BTreeMap<String, NamedAddrs> = BTreeMap::new();
+    for i in ifaces {
+        let entry = out.entry(i.name.clone()).or_default();
+        entry.loopback |= i.internal;
+        for a in &i.addr {
+            let (address, prefix_len) = match a {
+                Addr::V4(a) => (
+                    IpAddr::V4(a.ip),
+                    a.netmask.map_or(32, |m| m.to_bits().count_ones() as u8),
+                ),
+                Addr::V6(a) => (
+                    IpAddr::V6(a.ip),
+                    a.netmask.map_or(128, |m| m.to_bits().count_ones() as u8),
+                ),
+            };
+            let addr = IfAddr {
+                address,
+                prefix_len,
+            };
+            if !entry.addresses.contains(&addr) {
+                entry.addresses.push(addr);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod system;
 pub mod vendor;
 
 use std::{
+    collections::HashSet,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, RwLock},
     thread::{self, JoinHandle},
@@ -30,7 +31,7 @@ use std::{
 
 use clap::ValueEnum;
 use serde::Serialize;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use crate::{shutdown::Stop, snapshot::Shared};
 
@@ -204,6 +205,28 @@ impl<R> Latest<R> {
 
     fn set(&self, slot: Slot<R>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = slot;
+    }
+}
+
+/// Logs each problem once, when it first appears, and again only after it
+/// went away and came back: a broken sensor does not flood the log.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    seen: HashSet<String>,
+}
+
+impl Problems {
+    /// Logs the problems not present last cycle, forgets those gone now,
+    /// and returns the ones it logged.
+    pub(crate) fn report(&mut self, collector: CollectorName, now: Vec<String>) -> Vec<String> {
+        let now: HashSet<String> = now.into_iter().collect();
+        let mut new: Vec<String> = now.difference(&self.seen).cloned().collect();
+        new.sort();
+        for p in &new {
+            warn!(%collector, problem = %p, "Collector input problem (logged once until it changes).");
+        }
+        self.seen = now;
+        new
     }
 }
 

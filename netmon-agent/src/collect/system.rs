@@ -37,12 +37,9 @@ use std::{
 
 use serde::Serialize;
 use sysinfo::{Components, DiskRefreshKind, Disks, MINIMUM_CPU_UPDATE_INTERVAL, MemoryRefreshKind};
-use tracing::warn;
 
-use super::{
-    Avail, CollectorName, Context,
-    netstats::{IfAddr, addresses_by_name},
-};
+use super::{Avail, CollectorName, Context, Problems};
+use crate::ifaces::{IfAddr, addresses_by_name};
 use crate::units::time;
 
 /// Options of the system collector.
@@ -157,28 +154,6 @@ pub struct PrimaryAddresses {
     pub source: &'static str,
     /// Interface name to its addresses.
     pub interfaces: BTreeMap<String, Vec<IfAddr>>,
-}
-
-/// Logs each problem once, when it first appears, and again only after it
-/// went away and came back: a broken sensor does not flood the log.
-#[derive(Debug, Default)]
-pub(crate) struct Problems {
-    seen: HashSet<String>,
-}
-
-impl Problems {
-    /// Logs the problems not present last cycle, forgets those gone now,
-    /// and returns the ones it logged.
-    pub(crate) fn report(&mut self, collector: CollectorName, now: Vec<String>) -> Vec<String> {
-        let now: HashSet<String> = now.into_iter().collect();
-        let mut new: Vec<String> = now.difference(&self.seen).cloned().collect();
-        new.sort();
-        for p in &new {
-            warn!(%collector, problem = %p, "Collector input problem (logged once until it changes).");
-        }
-        self.seen = now;
-        new
-    }
 }
 
 pub struct System {
