@@ -1214,7 +1214,8 @@ mod tests {
             netstats::{Counters, InterfaceStats},
             system::{Cpu, Filesystem, Host, Memory, Sensor, Temperatures},
         },
-        traffic::{Reading as MapReading, Subnets, Traffic},
+        ifaces::Subnets,
+        traffic::{Reading as MapReading, Traffic},
     };
 
     const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 0xee];

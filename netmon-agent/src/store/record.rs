@@ -627,7 +627,10 @@ mod tests {
     use netmon_common::{proto, v4_mapped};
 
     use super::*;
-    use crate::traffic::{Reading, Subnets, Traffic};
+    use crate::{
+        ifaces::Subnets,
+        traffic::{Reading, Traffic},
+    };
 
     fn flow(src: u8) -> FlowKey {
         FlowKey {

@@ -632,7 +632,7 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
     let mut t = traffic::Traffic::new(Duration::from_secs(300));
     let mut rec = Recorder::new(2);
     let tel = Telemetry::default();
-    let subnets = traffic::Subnets::default();
+    let subnets = crate::ifaces::Subnets::default();
     let start = Instant::now();
     let c = |bytes, packets| Counter { bytes, packets };
     let reading = |macs: Vec<(MacKey, Counter)>, flows: Vec<(FlowKey, Counter)>| traffic::Reading {
