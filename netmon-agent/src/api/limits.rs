@@ -261,6 +261,11 @@ impl Http {
     }
 }
 
+/// Refusals (writing the 503, then closing) in progress at once; more
+/// connections over the cap are closed without an answer (see
+/// [`super::server`]).
+pub const MAX_REFUSING: usize = 64;
+
 /// File descriptors the agent needs besides API connections (maps, netlink
 /// and probe sockets, the history file, collectors' reads), with margin.
 const FD_RESERVE: u64 = 256;
@@ -268,7 +273,7 @@ const FD_RESERVE: u64 = 256;
 /// Open files the agent needs with `opts`: the connections, the refusals in
 /// progress and the rest of the agent.
 pub fn fds_needed(opts: &Options) -> u64 {
-    u64::from(opts.http_max_connections) + super::server::MAX_REFUSING as u64 + FD_RESERVE
+    u64::from(opts.http_max_connections) + MAX_REFUSING as u64 + FD_RESERVE
 }
 
 /// Warns when the open-file limit cannot hold `--http-max-connections`
