@@ -50,7 +50,7 @@ use crate::{
     collect::{Avail, Telemetry, netstats},
     errors::error_chain,
     ifaces::format_mac,
-    snapshot::Snapshot,
+    snapshot::{FlowSeries, Snapshot},
     traffic::key_ip,
 };
 
@@ -86,18 +86,6 @@ pub struct FlowSeriesStats {
     cap: AtomicU64,
     this_hour: AtomicU64,
     aggregated: AtomicU64,
-}
-
-/// A copy of [`FlowSeriesStats`] at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowSeries {
-    /// `--store-flow-series-per-hour`.
-    pub cap: u64,
-    /// Distinct flow series written this hour.
-    pub this_hour: u64,
-    /// Flow samples added to an `other` series because the hour's cap was
-    /// reached, since start.
-    pub aggregated: u64,
 }
 
 impl FlowSeriesStats {
