@@ -2,12 +2,24 @@
 //!
 //! Start-up order: find the API key, load the eBPF object, attach to the
 //! interfaces, bind the API; any failure there ends the process with an
-//! [`Error`] whose [`Error::exit_code`] says which step failed. Then two
-//! things run until SIGINT or SIGTERM:
+//! [`Error`] whose [`Error::exit_code`] says which step failed. Then these
+//! run until SIGINT or SIGTERM:
 //! - the drain thread, which owns the kernel object: every interval it
-//!   re-checks the interfaces, reads the maps, folds them into
+//!   re-checks the interfaces (the watcher attaches to new ones and
+//!   forgets removed ones), reads the maps, folds them into
 //!   [`traffic::Traffic`] and publishes a [`snapshot::Snapshot`];
-//! - the HTTP API on tokio, which serves the latest snapshot.
+//! - one thread per enabled collector ([`collect`]), each at its own
+//!   interval, publishing into [`collect::Telemetry`];
+//! - with a history file, the store's writer thread (records each interval)
+//!   and maintenance thread (downsampling, expiry, size budget), restarted
+//!   after a panic ([`store::supervise`]);
+//! - the HTTP API on tokio, which serves the latest snapshot, the
+//!   collectors' readings and the history.
+//!
+//! The collectors and the store's maintenance stop on one
+//! [`shutdown::Stop`]; the drain thread on a channel; the API on the
+//! signal's future. The module graph is layered: see docs/design.md,
+//! "Layering", and tests/layering.rs.
 //!
 //! On shutdown the drain thread detaches every program before the process
 //! exits; since every attachment is a BPF link, even SIGKILL leaves nothing

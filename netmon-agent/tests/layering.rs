@@ -7,7 +7,9 @@
 //! top-level module, or for the subtrees in [`SUBTREES`] one of their
 //! children (`collect::system`, `store::record`); the crate root (lib.rs) is
 //! `crate`. Then it checks:
-//! - no cycle between top-level modules (a subtree counts as one);
+//! - no cycle between top-level modules (a subtree counts as one), and each
+//!   uses only modules of lower rows of [`LAYERS`] (the picture in
+//!   docs/design.md);
 //! - no cycle between the children of a subtree (its mod.rs is the subtree's
 //!   face, which its children use and which declares them, so edges between
 //!   a child and its own parent are not counted);
@@ -24,6 +26,23 @@ use std::{
     path::Path,
 };
 
+/// The top-level modules by layer, top first, as drawn in docs/design.md
+/// ("Layering"): a module uses only modules of lower rows (`crate` is
+/// lib.rs).
+const LAYERS: &[&[&str]] = &[
+    &["crate"],
+    &["check", "privileges"],
+    &["api"],
+    &["config"],
+    &["metrics", "store"],
+    &["collect"],
+    &["snapshot"],
+    &["ebpf"],
+    &["traffic"],
+    &[
+        "ifaces", "keys", "rates", "lru", "logging", "units", "shutdown", "errors",
+    ],
+];
 /// Subtrees whose children are nodes of their own.
 const SUBTREES: &[&str] = &["collect", "store", "ebpf", "api"];
 /// Layers below the API and configuration...
@@ -90,6 +109,21 @@ fn module_graph_is_layered() {
     }
     for c in cycles(&top) {
         problems.push(format!("top-level cycle {}", explain(&c, &graph, true)));
+    }
+    // Layers: every edge goes down.
+    let row = |m: &str| LAYERS.iter().position(|r| r.contains(&m));
+    for (from, tos) in &top {
+        let Some(f) = row(from) else {
+            problems.push(format!(
+                "{from} is in no row of LAYERS (and docs/design.md)"
+            ));
+            continue;
+        };
+        for to in tos {
+            if row(to).is_some_and(|t| t <= f) {
+                problems.push(format!("{from} uses {to}: not in a lower row of LAYERS"));
+            }
+        }
     }
     // Inside each subtree: siblings only.
     for sub in SUBTREES {

@@ -10,9 +10,20 @@
 //! inside its report, never as zero and never as an error. A collector that
 //! panics is logged and kept running; its previous reading stays published.
 //!
-//! Adding a collector touches this file (its module, its [`Options`] field,
-//! its [`Telemetry`] slot and its line in [`Telemetry::spawn`]), its own file
-//! and its README row.
+//! Adding a collector today touches more than this file (its module, its
+//! [`Options`] field, its [`CollectorName`], its [`Telemetry`] slot and its
+//! line in [`Telemetry::spawn`]) and its own file: its API resource
+//! (`api/<name>.rs`, `api/mod.rs`, `api/openapi.rs`, `api/snapshot.rs`), its
+//! `/metrics` families (`metrics.rs`), its history series
+//! (`store/series.rs`, `store/record.rs`), `privileges.rs` and `check.rs`
+//! when it needs a capability, the README, `deploy/netmon.toml` and
+//! docs/design.md: 12 to 16 files (issue 13 has the list and the plan for
+//! a registry).
+//!
+//! Collectors sit below the API, `/metrics` and the configuration: they use
+//! [`crate::units`], [`crate::ifaces`], [`crate::shutdown`] and the latest
+//! [`crate::snapshot`], never `api`, `metrics` or `config` (checked by
+//! tests/layering.rs).
 
 pub mod discovery;
 pub mod latency;
