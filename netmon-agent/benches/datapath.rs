@@ -71,8 +71,7 @@ use aya::{
 };
 use common::{Agent, ETHERTYPE_IPV4, Lan, NetNs, Pair, eth, ipv4_udp, require_root};
 use netmon_agent::{
-    config::IngressHook,
-    ebpf::{Kernel, MapSizes, OBJECT},
+    ebpf::{IngressHook, Kernel, MapSizes, OBJECT},
     ifaces,
     snapshot::{LISTED_FLOWS, Shared, Snapshot},
     traffic::{Reading, Traffic},

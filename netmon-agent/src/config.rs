@@ -20,26 +20,13 @@ use std::{
 use std::error::Error as _;
 
 use clap::{
-    ArgMatches, CommandFactory as _, FromArgMatches as _, Parser, ValueEnum,
+    ArgMatches, CommandFactory as _, FromArgMatches as _, Parser,
     error::{ContextKind, ContextValue, ErrorKind},
     parser::ValueSource,
 };
 use netmon_common::{DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES, DEFAULT_MAC_ENTRIES};
 
-/// How frames are counted on the way in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum IngressHook {
-    /// Native (driver) XDP where the driver supports it, else TC ingress.
-    #[default]
-    Auto,
-    /// Native XDP only: fail on interfaces whose driver lacks it.
-    Xdp,
-    /// Generic (SKB-mode) XDP. Works on any driver but disables GRO on the
-    /// interface and costs throughput: only when asked for.
-    XdpGeneric,
-    /// TC ingress classifier (TCX on kernels >= 6.6).
-    Tc,
-}
+use crate::ebpf::IngressHook;
 
 /// Where the config file is read from unless `--config` says otherwise. A
 /// missing default file is not an error; a missing `--config` file is.
