@@ -79,8 +79,7 @@ use common::{
     Agent, ETHERTYPE_IPV4, Lan, NetNs, Pair, eth, internet_checksum, ipv4_udp, require_root,
 };
 use netmon_agent::{
-    config::IngressHook,
-    ebpf::{Kernel, MapSizes, OBJECT},
+    ebpf::{IngressHook, Kernel, MapSizes, OBJECT},
     ifaces,
     snapshot::{LISTED_FLOWS, Shared, Snapshot},
     traffic::{Expired, Reading, Traffic},

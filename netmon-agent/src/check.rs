@@ -12,11 +12,10 @@ use std::{
 };
 
 use crate::{
-    api::auth,
     collect::CollectorName,
     config::Config,
     ebpf::{HookMode, Kernel, preflight},
-    ifaces,
+    ifaces, keys,
 };
 
 /// The lowest kernel the programs load on: XDP multi-buffer (`xdp.frags`)
@@ -326,16 +325,16 @@ fn listen(cfg: &Config) -> Row {
 }
 
 fn api_key(cfg: &Config) -> Row {
-    let env = std::env::var(auth::KEY_ENV_VAR)
+    let env = std::env::var(keys::KEY_ENV_VAR)
         .ok()
         .filter(|v| !v.trim().is_empty());
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let state_key = cfg.state_dir.join(auth::KEY_FILE_NAME);
+    let state_key = cfg.state_dir.join(keys::KEY_FILE_NAME);
     let will_generate = env.is_none()
         && cfg.api_key_file.is_none()
         && credentials
             .as_deref()
-            .is_none_or(|d| !d.join(auth::CREDENTIAL_NAME).exists())
+            .is_none_or(|d| !d.join(keys::CREDENTIAL_NAME).exists())
         && !state_key.exists();
     if will_generate {
         return row(
@@ -349,7 +348,7 @@ fn api_key(cfg: &Config) -> Row {
     }
     // A key exists somewhere: load it exactly as the agent will (nothing is
     // generated on this path).
-    match auth::load_or_generate_with_credentials(
+    match keys::load_or_generate_with_credentials(
         env,
         cfg.api_key_file.as_deref(),
         credentials.as_deref(),
@@ -370,7 +369,7 @@ fn read_only_keys(cfg: &Config) -> Row {
     if files.is_empty() {
         return row("read-only keys", Outcome::Pass, "none configured");
     }
-    match auth::read_key_lists(files) {
+    match keys::read_key_lists(files) {
         Ok(keys) => row(
             "read-only keys",
             Outcome::Pass,

@@ -20,26 +20,13 @@ use std::{
 use std::error::Error as _;
 
 use clap::{
-    ArgMatches, CommandFactory as _, FromArgMatches as _, Parser, ValueEnum,
+    ArgMatches, CommandFactory as _, FromArgMatches as _, Parser,
     error::{ContextKind, ContextValue, ErrorKind},
     parser::ValueSource,
 };
 use netmon_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES};
 
-/// How frames are counted on the way in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum IngressHook {
-    /// Native (driver) XDP where the driver supports it, else TC ingress.
-    #[default]
-    Auto,
-    /// Native XDP only: fail on interfaces whose driver lacks it.
-    Xdp,
-    /// Generic (SKB-mode) XDP. Works on any driver but disables GRO on the
-    /// interface and costs throughput: only when asked for.
-    XdpGeneric,
-    /// TC ingress classifier (TCX on kernels >= 6.6).
-    Tc,
-}
+use crate::ebpf::IngressHook;
 
 /// Where the config file is read from unless `--config` says otherwise. A
 /// missing default file is not an error; a missing `--config` file is.
@@ -78,11 +65,11 @@ pub struct Config {
     pub ifaces: Vec<String>,
 
     /// How often the kernel maps are drained into totals and rates.
-    #[arg(long, default_value = "1s", value_parser = parse_interval, env = "NETMON_INTERVAL")]
+    #[arg(long, default_value = "1s", value_parser = crate::units::parse_interval, env = "NETMON_INTERVAL")]
     pub interval: Duration,
 
     /// Devices, flows and map entries with no traffic for this long are forgotten.
-    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "NETMON_IDLE_EXPIRY")]
+    #[arg(long, default_value = "5m", value_parser = crate::units::parse_duration, env = "NETMON_IDLE_EXPIRY")]
     pub idle_expiry: Duration,
 
     /// Ingress hook.
@@ -162,7 +149,7 @@ pub struct Config {
     pub metrics: crate::metrics::Options,
 
     #[command(flatten, next_help_heading = "API access")]
-    pub access: crate::api::auth::Options,
+    pub access: crate::keys::Options,
 
     #[command(flatten, next_help_heading = "API limits")]
     pub api_limits: crate::api::limits::Options,
@@ -564,10 +551,6 @@ fn textwrap_lines(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 1s, 5m)"))
-}
-
 fn parse_cache_slots(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     let (ways, max) = (
@@ -582,7 +565,7 @@ fn parse_cache_slots(s: &str) -> Result<u32, String> {
 
 /// A size of at most 1 TiB (the flow cache's memory).
 fn parse_cache_memory(s: &str) -> Result<u64, String> {
-    let n = crate::store::parse_size(s)?;
+    let n = crate::units::parse_size(s)?;
     if n > 1 << 40 {
         return Err(format!("`{s}` is more than 1TiB"));
     }
@@ -607,14 +590,6 @@ impl Config {
             flow_insert_budget: self.flow_insert_budget,
         }
     }
-}
-
-pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-        return Err(format!("{s} is outside 100ms..=1h"));
-    }
-    Ok(d)
 }
 
 #[cfg(test)]

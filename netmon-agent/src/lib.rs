@@ -2,12 +2,24 @@
 //!
 //! Start-up order: find the API key, load the eBPF object, attach to the
 //! interfaces, bind the API; any failure there ends the process with an
-//! [`Error`] whose [`Error::exit_code`] says which step failed. Then two
-//! things run until SIGINT or SIGTERM:
+//! [`Error`] whose [`Error::exit_code`] says which step failed. Then these
+//! run until SIGINT or SIGTERM:
 //! - the drain thread, which owns the kernel object: every interval it
-//!   re-checks the interfaces, reads the maps, folds them into
+//!   re-checks the interfaces (the watcher attaches to new ones and
+//!   forgets removed ones), reads the maps, folds them into
 //!   [`traffic::Traffic`] and publishes a [`snapshot::Snapshot`];
-//! - the HTTP API on tokio, which serves the latest snapshot.
+//! - one thread per enabled collector ([`collect`]), each at its own
+//!   interval, publishing into [`collect::Telemetry`];
+//! - with a history file, the store's writer thread (records each interval)
+//!   and maintenance thread (downsampling, expiry, size budget), restarted
+//!   after a panic ([`store::supervise`]);
+//! - the HTTP API on tokio, which serves the latest snapshot, the
+//!   collectors' readings and the history.
+//!
+//! The collectors and the store's maintenance stop on one
+//! [`shutdown::Stop`]; the drain thread on a channel; the API on the
+//! signal's future. The module graph is layered: see docs/design.md,
+//! "Layering", and tests/layering.rs.
 //!
 //! On shutdown the drain thread detaches every program before the process
 //! exits; since every attachment is a BPF link, even SIGKILL leaves nothing
@@ -18,15 +30,19 @@ pub mod check;
 pub mod collect;
 pub mod config;
 pub mod ebpf;
+pub mod errors;
 pub mod ifaces;
+pub mod keys;
 pub mod logging;
 pub mod lru;
 pub mod metrics;
 pub mod privileges;
 pub mod rates;
+pub mod shutdown;
 pub mod snapshot;
 pub mod store;
 pub mod traffic;
+pub mod units;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -56,7 +72,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub enum Error {
     /// No usable API key.
     #[error(transparent)]
-    Key(#[from] auth::AuthError),
+    Key(#[from] keys::AuthError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] api::tls::TlsError),
@@ -134,20 +150,20 @@ pub async fn run(loaded: Loaded) -> Result<(), Error> {
 pub fn start(loaded: Loaded) -> Result<Started, Error> {
     let cfg = loaded.config.clone();
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
-    let (key, source) = auth::load_or_generate_with_credentials(
-        std::env::var(auth::KEY_ENV_VAR).ok(),
+    let (key, source) = keys::load_or_generate_with_credentials(
+        std::env::var(keys::KEY_ENV_VAR).ok(),
         cfg.api_key_file.as_deref(),
         credentials.as_deref(),
         &cfg.state_dir,
     )?;
     match &source {
-        auth::KeySource::Generated(path) => info!(
+        keys::KeySource::Generated(path) => info!(
             path = %path.display(),
             "Generated an API key (readable only by this user). Send it as `X-API-KEY: <key>` or `Authorization: Bearer <key>`."
         ),
         other => info!(source = %other, "Using the API key."),
     }
-    let read_only = auth::read_key_lists(&cfg.access.read_only_key_files)?;
+    let read_only = keys::read_key_lists(&cfg.access.read_only_key_files)?;
     if !read_only.is_empty() {
         info!(
             keys = read_only.len(),
@@ -211,7 +227,7 @@ fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
             info!(path = %path.display(), "History file open.");
             if let Err(e) = s.compact_oversized(s.now().wall_ms) {
                 warn!(
-                    error = %store::record::error_chain(&e),
+                    error = %errors::error_chain(&e),
                     "Could not compact the oversized history file; going on with it as it is."
                 );
             }
@@ -256,7 +272,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
 
     let shared = Shared::default();
     let telemetry = collect::Telemetry::default();
-    let stop_collectors = collect::Stop::default();
+    let stop_collectors = shutdown::Stop::default();
     let collectors = telemetry.spawn(
         &cfg.collect,
         &collect::Context {
@@ -461,7 +477,7 @@ fn spawn_store(
     st: &Arc<store::Store>,
     shared: &Shared,
     telemetry: &collect::Telemetry,
-    stop: &collect::Stop,
+    stop: &shutdown::Stop,
     series: &Arc<store::record::FlowSeriesStats>,
 ) -> Vec<thread::JoinHandle<()>> {
     use store::{status::Part, supervise};

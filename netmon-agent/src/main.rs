@@ -93,7 +93,7 @@ fn hash_key() -> ExitCode {
         eprintln!("error: cannot read the key from stdin: {e}");
         return ExitCode::from(2);
     }
-    match netmon_agent::api::auth::hash_key(&line) {
+    match netmon_agent::keys::hash_key(&line) {
         Ok((sha256, argon2)) => {
             println!("{sha256}");
             println!("{argon2}");
@@ -171,10 +171,10 @@ fn show(loaded: &Loaded) -> String {
             _ => out.push_str(&format!("{name} = [{}]  # {source}\n", quoted.join(", "))),
         }
     }
-    if std::env::var_os(netmon_agent::api::auth::KEY_ENV_VAR).is_some() {
+    if std::env::var_os(netmon_agent::keys::KEY_ENV_VAR).is_some() {
         out.push_str(&format!(
             "# api key: from ${} (value hidden)\n",
-            netmon_agent::api::auth::KEY_ENV_VAR
+            netmon_agent::keys::KEY_ENV_VAR
         ));
     }
     out

@@ -32,7 +32,6 @@ use std::{
 };
 
 use crate::{
-    api::views::{direction_name, protocol_name},
     collect::{
         CollectorName, Cycle, Latest, Reading, Telemetry,
         discovery::{self, inventory::Status},
@@ -41,6 +40,7 @@ use crate::{
     ifaces::format_mac,
     snapshot::Snapshot,
     traffic::key_ip,
+    units::{direction_name, protocol_name},
 };
 
 /// The Content-Type of [`encode`]'s output.
@@ -156,7 +156,7 @@ enum Kind {
 
 /// One metric family being built: its samples keyed by label values (in
 /// the order of `labels`), so each label set appears once.
-struct Family {
+pub(crate) struct Family {
     name: &'static str,
     help: &'static str,
     kind: Kind,
@@ -181,11 +181,19 @@ impl Family {
         }
     }
 
-    fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Self {
+    pub(crate) fn counter(
+        name: &'static str,
+        labels: &'static [&'static str],
+        help: &'static str,
+    ) -> Self {
         Family::new(Kind::Counter, name, labels, help)
     }
 
-    fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Self {
+    pub(crate) fn gauge(
+        name: &'static str,
+        labels: &'static [&'static str],
+        help: &'static str,
+    ) -> Self {
         Family::new(Kind::Gauge, name, labels, help)
     }
 
@@ -209,7 +217,7 @@ impl Family {
         }
     }
 
-    fn int(&mut self, labels: &[&str], v: u64) {
+    pub(crate) fn int(&mut self, labels: &[&str], v: u64) {
         self.add(
             labels.iter().map(|s| (*s).to_owned()).collect(),
             Value::Int(v),
@@ -223,7 +231,7 @@ impl Family {
         );
     }
 
-    fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String) {
         if self.samples.is_empty() {
             return;
         }
@@ -1106,101 +1114,6 @@ fn collector_families(t: &Inputs<'_>, out: &mut Vec<Family>) {
     out.extend([up, cpu, wall, cycles, failures, cpu_total]);
 }
 
-/// The API's limits: what they refused or closed, and what is open now
-/// (see [`crate::api::limits`]); appended to every scrape.
-pub fn encode_http(c: &crate::api::limits::Counters) -> String {
-    use crate::api::limits::Counters as C;
-    let mut families = Vec::new();
-    let mut gauge = |name, help, v| {
-        let mut f = Family::gauge(name, &[], help);
-        f.int(&[], v);
-        families.push(f);
-    };
-    gauge(
-        "netmon_http_connections_open",
-        "API connections open now.",
-        C::get(&c.connections_open),
-    );
-    gauge(
-        "netmon_http_sse_clients",
-        "Event stream clients connected now.",
-        C::get(&c.sse_open),
-    );
-    let mut counter = |name, help, v| {
-        let mut f = Family::counter(name, &[], help);
-        f.int(&[], v);
-        families.push(f);
-    };
-    counter(
-        "netmon_http_connections_refused_total",
-        "API connections refused over --http-max-connections.",
-        C::get(&c.connections_refused),
-    );
-    counter(
-        "netmon_http_panics_total",
-        "API handlers that panicked (answered 500).",
-        C::get(&c.panics),
-    );
-    counter(
-        "netmon_http_sse_dropped_total",
-        "Event streams ended because their client fell behind (--sse-max-backlog).",
-        C::get(&c.sse_dropped),
-    );
-    counter(
-        "netmon_http_auth_failures_total",
-        "Requests with a missing or wrong API key.",
-        C::get(&c.auth_failures),
-    );
-    counter(
-        "netmon_http_auth_sources_evicted_total",
-        "Addresses forgotten from the failed-authentication table because it was full (--auth-max-sources).",
-        C::get(&c.auth_sources_evicted),
-    );
-    counter(
-        "netmon_http_auth_argon2_verifications_total",
-        "argon2 verifications of presented keys.",
-        C::get(&c.argon2_verifications),
-    );
-    counter(
-        "netmon_http_auth_cache_evicted_total",
-        "Wrong keys forgotten from the argon2 result cache because it was full (--auth-cache-entries).",
-        C::get(&c.auth_cache_evicted),
-    );
-    let mut closed = Family::counter(
-        "netmon_http_connections_closed_total",
-        &["reason"],
-        "API connections closed by a limit: header_timeout (--http-header-timeout), idle and stalled (--http-idle-timeout), tls_handshake (failed or over --tls-handshake-timeout).",
-    );
-    for (reason, v) in [
-        ("header_timeout", &c.closed_header_timeout),
-        ("idle", &c.closed_idle),
-        ("stalled", &c.closed_stalled),
-        ("tls_handshake", &c.closed_tls_handshake),
-    ] {
-        closed.int(&[reason], C::get(v));
-    }
-    families.push(closed);
-    let mut refused = Family::counter(
-        "netmon_http_requests_refused_total",
-        &["reason"],
-        "API requests refused by a limit: sse_clients (503, --sse-max-clients), history_queries (503, --history-max-queries), history_points (400, --history-max-points), auth_rate_limited (429, --auth-max-failures).",
-    );
-    for (reason, v) in [
-        ("sse_clients", &c.sse_refused),
-        ("history_queries", &c.history_refused),
-        ("history_points", &c.history_too_many_points),
-        ("auth_rate_limited", &c.auth_rate_limited),
-    ] {
-        refused.int(&[reason], C::get(v));
-    }
-    families.push(refused);
-    let mut out = String::new();
-    for f in &families {
-        f.write(&mut out);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::{
@@ -1219,7 +1132,8 @@ mod tests {
             netstats::{Counters, InterfaceStats},
             system::{Cpu, Filesystem, Host, Memory, Sensor, Temperatures},
         },
-        traffic::{Reading as MapReading, Subnets, Traffic},
+        ifaces::Subnets,
+        traffic::{Reading as MapReading, Traffic},
     };
 
     const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 0xee];

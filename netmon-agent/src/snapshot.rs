@@ -29,6 +29,19 @@ pub struct InterfaceRow {
     pub totals: InterfaceTotals,
 }
 
+/// How the history's hourly cap on flow series was doing at one moment (a
+/// copy of [`crate::store::record::FlowSeriesStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSeries {
+    /// `--store-flow-series-per-hour`.
+    pub cap: u64,
+    /// Distinct flow series written this hour.
+    pub this_hour: u64,
+    /// Flow samples added to an `other` series because the hour's cap was
+    /// reached, since start.
+    pub aggregated: u64,
+}
+
 /// Everything known after one drain.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -47,7 +60,7 @@ pub struct Snapshot {
     /// The agent's device table.
     pub device_table: TableStats,
     /// The history's hourly cap on flow series (as of the drain).
-    pub flow_series: crate::store::record::FlowSeries,
+    pub flow_series: FlowSeries,
     pub globals: Globals,
     pub mac_map: MapStats,
     pub flow_map: MapStats,

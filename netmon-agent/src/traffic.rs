@@ -37,6 +37,7 @@ use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::{
+    ifaces::Subnets,
     lru::{Keyed, Lru},
     rates::{Meter, delta},
 };
@@ -191,60 +192,6 @@ pub struct CacheStats {
     /// IP frames that found no slot and were counted in the hash maps or
     /// their MAC pair's aggregate instead, since load.
     pub misses: u64,
-}
-
-/// Addresses of each watched interface's connected networks, used to decide
-/// which IPs belong to a device (on a gateway, the router's MAC carries every
-/// remote address; only addresses on the link describe the device).
-#[derive(Clone, Debug, Default)]
-pub struct Subnets {
-    by_ifindex: HashMap<u32, Vec<(IpAddr, u8)>>,
-}
-
-impl Subnets {
-    /// Records that `ifindex` has address `addr` with prefix length `prefix`.
-    pub fn add(&mut self, ifindex: u32, addr: IpAddr, prefix: u8) {
-        self.by_ifindex
-            .entry(ifindex)
-            .or_default()
-            .push((addr, prefix));
-    }
-
-    /// Whether `ip` is on one of `ifindex`'s networks. Link-local addresses
-    /// always are; on an interface with no addresses (a bridge port, an L2
-    /// tap) every address is.
-    pub fn is_local(&self, ifindex: u32, ip: IpAddr) -> bool {
-        let link_local = match ip {
-            IpAddr::V4(v4) => v4.is_link_local(),
-            IpAddr::V6(v6) => v6.is_unicast_link_local(),
-        };
-        if link_local {
-            return true;
-        }
-        match self.by_ifindex.get(&ifindex) {
-            None => true,
-            Some(nets) if nets.is_empty() => true,
-            Some(nets) => nets.iter().any(|&(net, prefix)| in_prefix(ip, net, prefix)),
-        }
-    }
-}
-
-fn in_prefix(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    let (a, b, bits) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (
-            u128::from(a.to_bits()) << 96,
-            u128::from(b.to_bits()) << 96,
-            32,
-        ),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
-        _ => return false,
-    };
-    let prefix = u32::from(prefix).min(bits);
-    if prefix == 0 {
-        return true;
-    }
-    let mask = u128::MAX << (128 - prefix);
-    a & mask == b & mask
 }
 
 /// Converts a key's 16-byte address (IPv4 stored IPv4-mapped) to an IpAddr.
@@ -1151,26 +1098,6 @@ mod tests {
         // Last interval: 5 and (tie on 0 bytes, most bytes) 19; bytes: 19,
         // 18; packets: 0, 1.
         assert_eq!(listed, [0, 1, 5, 18, 19]);
-    }
-
-    #[test]
-    fn prefix_matching() {
-        let net = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 0));
-        assert!(in_prefix(
-            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 77)),
-            net,
-            24
-        ));
-        assert!(!in_prefix(
-            IpAddr::V4(Ipv4Addr::new(192, 168, 2, 1)),
-            net,
-            24
-        ));
-        assert!(in_prefix(IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)), net, 0));
-        let v6: IpAddr = "fd00::".parse().unwrap();
-        assert!(in_prefix("fd00::5".parse().unwrap(), v6, 64));
-        assert!(!in_prefix("fd01::5".parse().unwrap(), v6, 64));
-        assert!(!in_prefix(IpAddr::V4(Ipv4Addr::new(253, 0, 0, 5)), v6, 8));
     }
 
     #[test]

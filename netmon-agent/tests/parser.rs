@@ -15,8 +15,7 @@ use common::{
     vlan,
 };
 use netmon_agent::{
-    config::IngressHook,
-    ebpf::{Kernel, MapSizes},
+    ebpf::{IngressHook, Kernel, MapSizes},
     traffic::{Reading, key_ip},
 };
 use netmon_common::{

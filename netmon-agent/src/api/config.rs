@@ -17,10 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppState,
-    auth::{self, KeySource, Role},
+    auth::{self, Role},
     error::{ApiError, ApiQuery},
 };
-use crate::config::{Loaded, Setting};
+use crate::{
+    config::{Loaded, Setting},
+    keys::KeySource,
+};
 
 /// The route, behind the admin role (the caller adds the key check).
 pub fn routes() -> Router<AppState> {

@@ -141,7 +141,7 @@ async fn list(
         Err(e) => Avail::unavailable(e.to_string()),
     };
     let body = Devices {
-        updated: s.updated.map(super::views::time),
+        updated: s.updated.map(crate::units::time),
         interval_seconds: s.interval.as_secs_f64(),
         devices,
         table: s.device_table.into(),

@@ -88,7 +88,7 @@ async fn list(
     let s = state.snapshot.get();
     let top = top_n(&s.flows, limit, p.sort);
     Ok(Json(Flows {
-        updated: s.updated.map(super::views::time),
+        updated: s.updated.map(crate::units::time),
         interval_seconds: s.interval.as_secs_f64(),
         total: s.flow_table.entries,
         capacity: s.flow_table.capacity,

@@ -4,8 +4,9 @@
 use axum::{Json, Router, extract::State, routing::get};
 use serde::Serialize;
 
-use super::{AppState, StoreSlot, views::time};
+use super::{AppState, StoreSlot};
 use crate::store::status::{self, Report};
+use crate::units::time;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/health", get(health))

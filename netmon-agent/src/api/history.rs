@@ -35,11 +35,11 @@ use super::{
     AppState,
     error::{ApiError, ApiPath, ApiQuery},
     limits::{Counters, Http},
-    views::time,
 };
 use crate::{
     ifaces::format_mac,
     store::{self, Family, FieldValue, History, Point, Store, StoreError, Tier, epoch_ms},
+    units::time,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -643,10 +643,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        api::{
-            auth::{ApiKey, Keyring},
-            router,
-        },
+        api::{auth::Keyring, router},
+        keys::ApiKey,
         store::{Interval, Retention, SeriesKey, Values},
     };
 

@@ -17,12 +17,13 @@ use super::{
     AppState,
     error::{ApiError, ApiQuery},
     telemetry,
-    views::{Traffic, time},
+    views::Traffic,
 };
 use crate::{
     collect::{Avail, CollectorName, Reading, netstats},
     ebpf::HookMode,
     traffic::{CacheStats, MapStats, OtherFlows, TableStats},
+    units::time,
 };
 
 pub fn routes() -> Router<AppState> {

@@ -5,7 +5,7 @@
 //! Every limit is an option with a default ([`Options`]); [`Http`] holds them
 //! at run time with the semaphores that enforce the per-endpoint caps, and
 //! [`Counters`] counts each refusal. The counters are served in `/metrics`
-//! (`netmon_http_*`, see [`crate::metrics::encode_http`]).
+//! (`netmon_http_*`, see [`encode_http`]).
 //!
 //! What happens at each limit:
 //! - connections over `--http-max-connections` are accepted, answered
@@ -44,6 +44,7 @@ use super::{
     AppState,
     error::{ApiError, ApiQuery},
 };
+use crate::metrics::Family;
 
 /// Options bounding the API's use of the machine.
 #[derive(Clone, Debug, clap::Args)]
@@ -59,17 +60,17 @@ pub struct Options {
     /// counted from the connection's opening (or, on a kept-alive
     /// connection, from the request's first byte); then the connection is
     /// closed.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_HTTP_HEADER_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_HTTP_HEADER_TIMEOUT")]
     pub http_header_timeout: Duration,
 
     /// A kept-alive connection with no new request for this long is closed,
     /// and so is one whose client reads nothing of a response for this long.
-    #[arg(long, default_value = "60s", value_parser = crate::config::parse_interval, env = "NETMON_HTTP_IDLE_TIMEOUT")]
+    #[arg(long, default_value = "60s", value_parser = crate::units::parse_interval, env = "NETMON_HTTP_IDLE_TIMEOUT")]
     pub http_idle_timeout: Duration,
 
     /// Longest a TLS handshake may take (with --tls-cert); then the
     /// connection is closed.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_TLS_HANDSHAKE_TIMEOUT")]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_TLS_HANDSHAKE_TIMEOUT")]
     pub tls_handshake_timeout: Duration,
 
     /// Most /api/v1/stream clients at once; more get 503.
@@ -99,7 +100,7 @@ pub struct Options {
     pub auth_max_failures: u32,
 
     /// The window over which failed authentications are counted.
-    #[arg(long, default_value = "1m", value_parser = crate::config::parse_interval, env = "NETMON_AUTH_FAILURE_WINDOW")]
+    #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_AUTH_FAILURE_WINDOW")]
     pub auth_failure_window: Duration,
 
     /// Addresses whose failed authentications are remembered (IPv6 by /64);
@@ -261,6 +262,11 @@ impl Http {
     }
 }
 
+/// Refusals (writing the 503, then closing) in progress at once; more
+/// connections over the cap are closed without an answer (see
+/// [`super::server`]).
+pub const MAX_REFUSING: usize = 64;
+
 /// File descriptors the agent needs besides API connections (maps, netlink
 /// and probe sockets, the history file, collectors' reads), with margin.
 const FD_RESERVE: u64 = 256;
@@ -268,7 +274,7 @@ const FD_RESERVE: u64 = 256;
 /// Open files the agent needs with `opts`: the connections, the refusals in
 /// progress and the rest of the agent.
 pub fn fds_needed(opts: &Options) -> u64 {
-    u64::from(opts.http_max_connections) + super::server::MAX_REFUSING as u64 + FD_RESERVE
+    u64::from(opts.http_max_connections) + MAX_REFUSING as u64 + FD_RESERVE
 }
 
 /// Warns when the open-file limit cannot hold `--http-max-connections`
@@ -429,6 +435,101 @@ impl Drop for SseSlot {
     fn drop(&mut self) {
         self.counters.sse_open.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The API's limits: what they refused or closed, and what is open now
+/// (`netmon_http_*`); appended to every scrape.
+pub fn encode_http(c: &Counters) -> String {
+    use Counters as C;
+    let mut families = Vec::new();
+    let mut gauge = |name, help, v| {
+        let mut f = Family::gauge(name, &[], help);
+        f.int(&[], v);
+        families.push(f);
+    };
+    gauge(
+        "netmon_http_connections_open",
+        "API connections open now.",
+        C::get(&c.connections_open),
+    );
+    gauge(
+        "netmon_http_sse_clients",
+        "Event stream clients connected now.",
+        C::get(&c.sse_open),
+    );
+    let mut counter = |name, help, v| {
+        let mut f = Family::counter(name, &[], help);
+        f.int(&[], v);
+        families.push(f);
+    };
+    counter(
+        "netmon_http_connections_refused_total",
+        "API connections refused over --http-max-connections.",
+        C::get(&c.connections_refused),
+    );
+    counter(
+        "netmon_http_panics_total",
+        "API handlers that panicked (answered 500).",
+        C::get(&c.panics),
+    );
+    counter(
+        "netmon_http_sse_dropped_total",
+        "Event streams ended because their client fell behind (--sse-max-backlog).",
+        C::get(&c.sse_dropped),
+    );
+    counter(
+        "netmon_http_auth_failures_total",
+        "Requests with a missing or wrong API key.",
+        C::get(&c.auth_failures),
+    );
+    counter(
+        "netmon_http_auth_sources_evicted_total",
+        "Addresses forgotten from the failed-authentication table because it was full (--auth-max-sources).",
+        C::get(&c.auth_sources_evicted),
+    );
+    counter(
+        "netmon_http_auth_argon2_verifications_total",
+        "argon2 verifications of presented keys.",
+        C::get(&c.argon2_verifications),
+    );
+    counter(
+        "netmon_http_auth_cache_evicted_total",
+        "Wrong keys forgotten from the argon2 result cache because it was full (--auth-cache-entries).",
+        C::get(&c.auth_cache_evicted),
+    );
+    let mut closed = Family::counter(
+        "netmon_http_connections_closed_total",
+        &["reason"],
+        "API connections closed by a limit: header_timeout (--http-header-timeout), idle and stalled (--http-idle-timeout), tls_handshake (failed or over --tls-handshake-timeout).",
+    );
+    for (reason, v) in [
+        ("header_timeout", &c.closed_header_timeout),
+        ("idle", &c.closed_idle),
+        ("stalled", &c.closed_stalled),
+        ("tls_handshake", &c.closed_tls_handshake),
+    ] {
+        closed.int(&[reason], C::get(v));
+    }
+    families.push(closed);
+    let mut refused = Family::counter(
+        "netmon_http_requests_refused_total",
+        &["reason"],
+        "API requests refused by a limit: sse_clients (503, --sse-max-clients), history_queries (503, --history-max-queries), history_points (400, --history-max-points), auth_rate_limited (429, --auth-max-failures).",
+    );
+    for (reason, v) in [
+        ("sse_clients", &c.sse_refused),
+        ("history_queries", &c.history_refused),
+        ("history_points", &c.history_too_many_points),
+        ("auth_rate_limited", &c.auth_rate_limited),
+    ] {
+        refused.int(&[reason], C::get(v));
+    }
+    families.push(refused);
+    let mut out = String::new();
+    for f in &families {
+        f.write(&mut out);
+    }
+    out
 }
 
 #[cfg(test)]

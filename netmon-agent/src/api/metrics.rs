@@ -42,6 +42,6 @@ async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Par
     let snapshot = state.snapshot.get();
     let mut body = metrics::encode(&snapshot, &state.telemetry, &limits);
     body.push_str(&super::health::history_report(&state.store).encode_metrics());
-    body.push_str(&metrics::encode_http(&state.http.counters));
+    body.push_str(&super::limits::encode_http(&state.http.counters));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -8,11 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
-use super::{devices::mac_param, history::parse_time, views::time};
+use super::{devices::mac_param, history::parse_time};
 use crate::{
-    config::{parse_duration, parse_interval},
     ifaces::format_mac,
-    store::parse_size,
+    units::{parse_duration, parse_interval, parse_size, time},
 };
 
 /// 9999-12-31T23:59:59.999Z in ms.
@@ -147,7 +146,7 @@ fn encode(bytes: &[u8]) -> String {
 /// The whole router with a key, no history and no readings yet.
 fn whole_router(http: std::sync::Arc<super::limits::Http>) -> axum::Router {
     let state = super::test_support::state(Err(std::sync::Arc::from("off in this test")), http);
-    let keys = super::auth::Keyring::new(super::auth::ApiKey::new(ROUTER_KEY).unwrap());
+    let keys = super::auth::Keyring::new(crate::keys::ApiKey::new(ROUTER_KEY).unwrap());
     super::router(state, std::sync::Arc::new(keys))
 }
 

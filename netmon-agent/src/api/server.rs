@@ -49,11 +49,8 @@ use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
-use super::limits::{Counters, Http};
+use super::limits::{Counters, Http, MAX_REFUSING};
 
-/// Refusals (writing the 503, then closing) in progress at once; more
-/// connections over the cap are closed without an answer.
-pub const MAX_REFUSING: usize = 64;
 /// How long a refusal may take to write its 503 and see the client's
 /// request, before the socket is closed anyway.
 const REFUSE_LINGER: Duration = Duration::from_millis(500);

@@ -29,9 +29,12 @@ use super::{
     AppState,
     error::{ApiError, ApiQuery},
     telemetry,
-    views::{DeviceView, time},
+    views::DeviceView,
 };
-use crate::collect::{Avail, CollectorName, latency::TargetReport};
+use crate::{
+    collect::{Avail, CollectorName, latency::TargetReport},
+    units::time,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/snapshot", get(show))

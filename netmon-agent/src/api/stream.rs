@@ -29,9 +29,9 @@ use super::{
     error::{ApiError, ApiQuery},
     limits::{Counters, SseSlot},
     server::ConnSocket,
-    views::{Traffic, time},
+    views::Traffic,
 };
-use crate::{ifaces::format_mac, snapshot::Snapshot};
+use crate::{ifaces::format_mac, snapshot::Snapshot, units::time};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/stream", get(stream))

@@ -18,7 +18,7 @@ use tokio_rustls::rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
 };
 
-use super::auth::Options;
+use crate::keys::Options;
 
 /// Why the TLS configuration cannot be used. Messages name the option and
 /// the file.

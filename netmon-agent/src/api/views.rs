@@ -3,7 +3,6 @@
 
 use std::{net::IpAddr, time::SystemTime};
 
-use netmon_common::{direction, proto};
 use serde::Serialize;
 
 use crate::{
@@ -18,12 +17,8 @@ use crate::{
     rates::Meter,
     snapshot::Snapshot,
     traffic::{Device, Flow, key_ip},
+    units::{direction_name, protocol_name, time},
 };
-
-/// RFC 3339 with milliseconds, UTC.
-pub fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 /// Totals and rate of one direction of traffic.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -179,23 +174,5 @@ impl FlowView {
             first_seen: time(f.first_seen),
             last_seen: time(f.last_seen),
         }
-    }
-}
-
-pub fn direction_name(d: u8) -> &'static str {
-    if d == direction::EGRESS {
-        "egress"
-    } else {
-        "ingress"
-    }
-}
-
-pub fn protocol_name(p: u8) -> &'static str {
-    match p {
-        proto::TCP => "tcp",
-        proto::UDP => "udp",
-        proto::ICMP => "icmp",
-        proto::ICMPV6 => "icmpv6",
-        _ => "other",
     }
 }

@@ -25,26 +25,24 @@
 //!   its other fields and reports `counters` unavailable with the reason.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     fs, io,
-    net::IpAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use network_interface::{Addr, NetworkInterface, NetworkInterfaceConfig as _};
 use serde::Serialize;
 use tracing::debug;
 
-use super::{Avail, CollectorName, Context, system::Problems};
-use crate::ifaces::{SYS_CLASS_NET, format_mac, parse_mac};
+use super::{Avail, CollectorName, Context, Problems};
+use crate::ifaces::{IfAddr, SYS_CLASS_NET, addresses_by_name, format_mac, parse_mac};
 
 /// Options of the interfaces collector.
 #[derive(Clone, Debug, clap::Args)]
 #[group(id = "interfaces-options")]
 pub struct Options {
     /// How often the interfaces collector runs.
-    #[arg(long, default_value = "1s", value_parser = crate::config::parse_interval, env = "NETMON_INTERFACES_INTERVAL")]
+    #[arg(long, default_value = "1s", value_parser = crate::units::parse_interval, env = "NETMON_INTERFACES_INTERVAL")]
     pub interfaces_interval: Duration,
 }
 
@@ -73,14 +71,6 @@ pub struct InterfaceStats {
     pub counters: Avail<Counters>,
     pub rates: Avail<Rates>,
     pub utilization: Avail<Utilization>,
-}
-
-/// An address with its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct IfAddr {
-    #[schema(value_type = String)]
-    pub address: IpAddr,
-    pub prefix_len: u8,
 }
 
 /// The kernel's cumulative counters (`statistics/`).
@@ -361,43 +351,6 @@ fn parse_counters(
 /// At most 40 characters of a bad input, for log lines.
 fn short(s: &str) -> String {
     s.trim().chars().take(40).collect()
-}
-
-/// What `network-interface` knows of one interface.
-#[derive(Clone, Debug, Default)]
-pub struct NamedAddrs {
-    pub loopback: bool,
-    pub addresses: Vec<IfAddr>,
-}
-
-/// Every interface's addresses, by name.
-pub fn addresses_by_name() -> Result<BTreeMap<String, NamedAddrs>, String> {
-    let ifaces = NetworkInterface::show().map_err(|e| e.to_string())?;
-    let mut out: BTreeMap<String, NamedAddrs> = BTreeMap::new();
-    for i in ifaces {
-        let entry = out.entry(i.name.clone()).or_default();
-        entry.loopback |= i.internal;
-        for a in &i.addr {
-            let (address, prefix_len) = match a {
-                Addr::V4(a) => (
-                    IpAddr::V4(a.ip),
-                    a.netmask.map_or(32, |m| m.to_bits().count_ones() as u8),
-                ),
-                Addr::V6(a) => (
-                    IpAddr::V6(a.ip),
-                    a.netmask.map_or(128, |m| m.to_bits().count_ones() as u8),
-                ),
-            };
-            let addr = IfAddr {
-                address,
-                prefix_len,
-            };
-            if !entry.addresses.contains(&addr) {
-                entry.addresses.push(addr);
-            }
-        }
-    }
-    Ok(out)
 }
 
 pub struct NetStats {

@@ -37,20 +37,17 @@ use std::{
 
 use serde::Serialize;
 use sysinfo::{Components, DiskRefreshKind, Disks, MINIMUM_CPU_UPDATE_INTERVAL, MemoryRefreshKind};
-use tracing::warn;
 
-use super::{
-    Avail, CollectorName, Context,
-    netstats::{IfAddr, addresses_by_name},
-};
-use crate::api::views::time;
+use super::{Avail, CollectorName, Context, Problems};
+use crate::ifaces::{IfAddr, RTF_UP, addresses_by_name, ipv6_route_lines, route_lines};
+use crate::units::time;
 
 /// Options of the system collector.
 #[derive(Clone, Debug, clap::Args)]
 #[group(id = "system-options")]
 pub struct Options {
     /// How often the system collector runs.
-    #[arg(long, default_value = "5s", value_parser = crate::config::parse_interval, env = "NETMON_SYSTEM_INTERVAL")]
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_interval, env = "NETMON_SYSTEM_INTERVAL")]
     pub system_interval: Duration,
 }
 
@@ -157,28 +154,6 @@ pub struct PrimaryAddresses {
     pub source: &'static str,
     /// Interface name to its addresses.
     pub interfaces: BTreeMap<String, Vec<IfAddr>>,
-}
-
-/// Logs each problem once, when it first appears, and again only after it
-/// went away and came back: a broken sensor does not flood the log.
-#[derive(Debug, Default)]
-pub(crate) struct Problems {
-    seen: HashSet<String>,
-}
-
-impl Problems {
-    /// Logs the problems not present last cycle, forgets those gone now,
-    /// and returns the ones it logged.
-    pub(crate) fn report(&mut self, collector: CollectorName, now: Vec<String>) -> Vec<String> {
-        let now: HashSet<String> = now.into_iter().collect();
-        let mut new: Vec<String> = now.difference(&self.seen).cloned().collect();
-        new.sort();
-        for p in &new {
-            warn!(%collector, problem = %p, "Collector input problem (logged once until it changes).");
-        }
-        self.seen = now;
-        new
-    }
 }
 
 pub struct System {
@@ -464,40 +439,39 @@ pub fn parse_meminfo_bytes(text: &str, key: &str) -> Option<u64> {
 }
 
 /// The interfaces holding a default route: `/proc/net/route` lines with
-/// destination and mask 0, `/proc/net/ipv6_route` lines with destination
-/// `::/0` (skipping the loopback's unreachable routes). Malformed lines are
-/// noted in `problems` and skipped.
+/// destination and mask 0 (whatever their flags), `/proc/net/ipv6_route`
+/// lines with destination `::/0` that are up (skipping the loopback's
+/// unreachable routes). Malformed lines are noted in `problems` and
+/// skipped.
 pub fn default_route_interfaces(
     route4: &str,
     route6: &str,
     problems: &mut Vec<String>,
 ) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
-    // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-    for line in route4.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            problems.push(format!("/proc/net/route: malformed line {line:?}"));
-            continue;
-        }
-        if f[1] == "00000000" && f[7] == "00000000" {
-            out.insert(f[0].to_owned());
+    for line in route_lines(route4) {
+        match line {
+            Err(line) => problems.push(format!("/proc/net/route: malformed line {line:?}")),
+            Ok(l) if l.is_default() => {
+                out.insert(l.iface.to_owned());
+            }
+            Ok(_) => {}
         }
     }
-    // dest dest_len src src_len next_hop metric refcnt use flags iface
-    const RTF_UP: u32 = 0x1;
-    for line in route6.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
-            problems.push(format!("/proc/net/ipv6_route: malformed line {line:?}"));
-            continue;
-        }
-        let Ok(flags) = u32::from_str_radix(f[8], 16) else {
-            problems.push(format!("/proc/net/ipv6_route: malformed flags in {line:?}"));
-            continue;
-        };
-        if f[0].bytes().all(|b| b == b'0') && f[1] == "00" && flags & RTF_UP != 0 && f[9] != "lo" {
-            out.insert(f[9].to_owned());
+    for line in ipv6_route_lines(route6) {
+        match line {
+            Err(line) => problems.push(format!("/proc/net/ipv6_route: malformed line {line:?}")),
+            Ok(l) => match l.flags {
+                None => problems.push(format!(
+                    "/proc/net/ipv6_route: malformed flags in {:?}",
+                    l.line
+                )),
+                Some(flags) => {
+                    if l.is_default() && flags & RTF_UP != 0 && l.iface != "lo" {
+                        out.insert(l.iface.to_owned());
+                    }
+                }
+            },
         }
     }
     out

@@ -31,10 +31,24 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::IngressHook,
     rates::sum,
     traffic::{Expired, Reading},
 };
+
+/// How frames are counted on the way in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IngressHook {
+    /// Native (driver) XDP where the driver supports it, else TC ingress.
+    #[default]
+    Auto,
+    /// Native XDP only: fail on interfaces whose driver lacks it.
+    Xdp,
+    /// Generic (SKB-mode) XDP. Works on any driver but disables GRO on the
+    /// interface and costs throughput: only when asked for.
+    XdpGeneric,
+    /// TC ingress classifier (TCX on kernels >= 6.6).
+    Tc,
+}
 
 /// The eBPF object, built by build.rs. Public for the benchmark, which
 /// loads the pass-only programs from it.

@@ -76,21 +76,21 @@ pub struct Options {
     pub no_history: bool,
 
     /// How long raw interval samples are kept.
-    #[arg(long, default_value = "48h", value_parser = crate::config::parse_duration, env = "NETMON_STORE_RAW_RETENTION")]
+    #[arg(long, default_value = "48h", value_parser = crate::units::parse_duration, env = "NETMON_STORE_RAW_RETENTION")]
     pub store_raw_retention: Duration,
 
     /// How long 1-minute aggregates are kept.
-    #[arg(long, default_value = "30days", value_parser = crate::config::parse_duration, env = "NETMON_STORE_MINUTE_RETENTION")]
+    #[arg(long, default_value = "30days", value_parser = crate::units::parse_duration, env = "NETMON_STORE_MINUTE_RETENTION")]
     pub store_minute_retention: Duration,
 
     /// How long 1-hour aggregates are kept.
-    #[arg(long, default_value = "730days", value_parser = crate::config::parse_duration, env = "NETMON_STORE_HOUR_RETENTION")]
+    #[arg(long, default_value = "730days", value_parser = crate::units::parse_duration, env = "NETMON_STORE_HOUR_RETENTION")]
     pub store_hour_retention: Duration,
 
     /// Disk space for the history file (e.g. 512MiB, 1GiB). The oldest data
     /// goes first when the pages in use reach half of it: the file keeps
     /// freed pages for reuse and settles near this size.
-    #[arg(long, default_value = "1GiB", value_parser = parse_size, env = "NETMON_STORE_SIZE_BUDGET")]
+    #[arg(long, default_value = "1GiB", value_parser = crate::units::parse_size, env = "NETMON_STORE_SIZE_BUDGET")]
     pub store_size_budget: u64,
 
     /// Flows stored per interval: the interval's top N by bytes.
@@ -104,7 +104,7 @@ pub struct Options {
     pub store_queue_intervals: u32,
 
     /// How often downsampling, expiry and the size budget run.
-    #[arg(long, default_value = "1m", value_parser = crate::config::parse_interval, env = "NETMON_STORE_MAINTENANCE_INTERVAL")]
+    #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_STORE_MAINTENANCE_INTERVAL")]
     pub store_maintenance_interval: Duration,
 }
 
@@ -124,31 +124,6 @@ impl Options {
             size_budget: self.store_size_budget,
         }
     }
-}
-
-/// `1GiB`, `512MiB`, `64KiB`, `1G`, `10M` or plain bytes; binary units.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (examples: 1GiB, 512MiB, 1048576)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        "g" | "gib" | "gb" => 1 << 30,
-        "t" | "tib" | "tb" => 1 << 40,
-        _ => return Err(format!("`{s}`: unknown unit (use B, KiB, MiB, GiB, TiB)")),
-    };
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))?;
-    if bytes < 1 << 20 {
-        return Err(format!("`{s}` is below the 1MiB minimum"));
-    }
-    Ok(bytes)
 }
 
 /// How long each tier keeps its data, and the size budget.

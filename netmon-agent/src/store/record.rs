@@ -48,8 +48,9 @@ use super::{
 };
 use crate::{
     collect::{Avail, Telemetry, netstats},
+    errors::error_chain,
     ifaces::format_mac,
-    snapshot::Snapshot,
+    snapshot::{FlowSeries, Snapshot},
     traffic::key_ip,
 };
 
@@ -85,18 +86,6 @@ pub struct FlowSeriesStats {
     cap: AtomicU64,
     this_hour: AtomicU64,
     aggregated: AtomicU64,
-}
-
-/// A copy of [`FlowSeriesStats`] at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowSeries {
-    /// `--store-flow-series-per-hour`.
-    pub cap: u64,
-    /// Distinct flow series written this hour.
-    pub this_hour: u64,
-    /// Flow samples added to an `other` series because the hour's cap was
-    /// reached, since start.
-    pub aggregated: u64,
 }
 
 impl FlowSeriesStats {
@@ -619,18 +608,6 @@ fn is_zero(c: Counter) -> bool {
     c.bytes == 0 && c.packets == 0
 }
 
-/// `e` and its sources, `: `-separated.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -638,7 +615,10 @@ mod tests {
     use netmon_common::{proto, v4_mapped};
 
     use super::*;
-    use crate::traffic::{Reading, Subnets, Traffic};
+    use crate::{
+        ifaces::Subnets,
+        traffic::{Reading, Traffic},
+    };
 
     fn flow(src: u8) -> FlowKey {
         FlowKey {

@@ -28,9 +28,9 @@ use tracing::error;
 use super::{
     Retention, Store, StoreError,
     clock::{Clock, SystemClock},
-    record::error_chain,
     status::Part,
 };
+use crate::errors::error_chain;
 
 impl StoreError {
     /// The file is damaged (as opposed to newer, foreign, busy or out of

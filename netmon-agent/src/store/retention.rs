@@ -573,7 +573,7 @@ fn merge_into(
 pub fn maintenance_loop(
     store: &Store,
     every: Duration,
-    stop: &crate::collect::Stop,
+    stop: &crate::shutdown::Stop,
     inject: &mut Injector,
 ) {
     let mut failing: Option<String> = None;
@@ -589,7 +589,7 @@ pub fn maintenance_loop(
             }
             Err(StoreError::Busy) => {}
             Err(e) => {
-                let msg = super::record::error_chain(&e);
+                let msg = crate::errors::error_chain(&e);
                 if failing.as_deref() != Some(&msg) {
                     warn!(error = %msg, "History maintenance failed; retrying next run.");
                     failing = Some(msg.clone());

@@ -22,7 +22,7 @@ use std::{
 use tracing::{error, info};
 
 use super::{Store, status::Part};
-use crate::collect::Stop;
+use crate::shutdown::Stop;
 
 /// The environment variable naming the store threads to panic once, for
 /// tests (see the module docs).

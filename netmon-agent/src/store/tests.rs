@@ -581,22 +581,6 @@ fn a_newer_or_foreign_file_is_refused_by_name() {
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5a; 10_000]);
 }
 
-#[test]
-fn sizes_parse_with_binary_units() {
-    assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-    assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-    assert_eq!(parse_size("2g"), Ok(2 << 30));
-    assert_eq!(parse_size("1048576"), Ok(1 << 20));
-    assert!(parse_size("1KiB").unwrap_err().contains("minimum"));
-    assert!(parse_size("12 parsecs").unwrap_err().contains("unit"));
-    assert!(parse_size("GiB").is_err());
-    assert!(
-        parse_size("99999999999TiB")
-            .unwrap_err()
-            .contains("too large")
-    );
-}
-
 fn mac(last: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, last]
 }
@@ -649,7 +633,7 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
     let mut t = traffic::Traffic::new(Duration::from_secs(300));
     let mut rec = Recorder::new(2);
     let tel = Telemetry::default();
-    let subnets = traffic::Subnets::default();
+    let subnets = crate::ifaces::Subnets::default();
     let start = Instant::now();
     let c = |bytes, packets| Counter { bytes, packets };
     let reading = |macs: Vec<(MacKey, Counter)>, flows: Vec<(FlowKey, Counter)>| traffic::Reading {

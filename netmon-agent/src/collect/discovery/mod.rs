@@ -51,12 +51,12 @@ use crate::ifaces::{format_mac, parse_mac};
 pub struct Options {
     /// How often the discovery collector reads the neighbour tables and the
     /// traffic core's devices.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_interval, env = "NETMON_DISCOVERY_INTERVAL")]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_DISCOVERY_INTERVAL")]
     pub discovery_interval: Duration,
 
     /// How often to ARP-sweep the watched IPv4 subnets and send the IPv6
     /// all-nodes probe (first at start); 0 turns both off.
-    #[arg(long, default_value = "5m", value_parser = crate::config::parse_duration, env = "NETMON_DISCOVERY_SWEEP_INTERVAL")]
+    #[arg(long, default_value = "5m", value_parser = crate::units::parse_duration, env = "NETMON_DISCOVERY_SWEEP_INTERVAL")]
     pub discovery_sweep_interval: Duration,
 
     /// ARP requests sent per second during a sweep.
@@ -73,16 +73,16 @@ pub struct Options {
     pub discovery_sweep_wait: Duration,
 
     /// A device unseen for this long is `idle`.
-    #[arg(long, default_value = "5m", value_parser = crate::config::parse_duration, env = "NETMON_DISCOVERY_IDLE_AFTER")]
+    #[arg(long, default_value = "5m", value_parser = crate::units::parse_duration, env = "NETMON_DISCOVERY_IDLE_AFTER")]
     pub discovery_idle_after: Duration,
 
     /// A device unseen for this long is `gone` (at least the idle time).
-    #[arg(long, default_value = "1h", value_parser = crate::config::parse_duration, env = "NETMON_DISCOVERY_GONE_AFTER")]
+    #[arg(long, default_value = "1h", value_parser = crate::units::parse_duration, env = "NETMON_DISCOVERY_GONE_AFTER")]
     pub discovery_gone_after: Duration,
 
     /// A device unseen for this long is dropped from the inventory (at
     /// least the gone time).
-    #[arg(long, default_value = "24h", value_parser = crate::config::parse_duration, env = "NETMON_DISCOVERY_FORGET_AFTER")]
+    #[arg(long, default_value = "24h", value_parser = crate::units::parse_duration, env = "NETMON_DISCOVERY_FORGET_AFTER")]
     pub discovery_forget_after: Duration,
 
     /// Most devices the inventory holds; when full, the least recently
@@ -97,7 +97,7 @@ pub struct Options {
 }
 
 fn parse_wait(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::units::parse_duration(s)?;
     if d > Duration::from_secs(10) {
         return Err(format!("{s} is longer than 10s"));
     }

@@ -36,7 +36,8 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use self::icmp::{EchoSocket, Family, SocketKind};
-use super::{Avail, CollectorName, Context, Stop};
+use super::{Avail, CollectorName, Context};
+use crate::shutdown::Stop;
 
 /// Which socket kind to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +55,7 @@ pub enum SocketChoice {
 #[group(id = "latency-options")]
 pub struct Options {
     /// How often the latency collector runs.
-    #[arg(long, default_value = "5s", value_parser = crate::config::parse_interval, env = "NETMON_LATENCY_INTERVAL")]
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_interval, env = "NETMON_LATENCY_INTERVAL")]
     pub latency_interval: Duration,
 
     /// Address to probe (repeatable, or comma-separated): an IPv4 or IPv6
@@ -83,7 +84,7 @@ pub struct Options {
 }
 
 fn parse_spacing(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::units::parse_duration(s)?;
     if d > Duration::from_secs(10) {
         return Err(format!("{s} is outside 0s..=10s"));
     }
@@ -91,7 +92,7 @@ fn parse_spacing(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::units::parse_duration(s)?;
     if d < Duration::from_millis(1) || d > Duration::from_secs(60) {
         return Err(format!("{s} is outside 1ms..=60s"));
     }
@@ -630,10 +631,7 @@ impl super::Collector for Latency {
                     .map_or_else(|| Avail::unavailable(why_none()), Avail::Value),
                 rtt: rtt_stats(&outcome.rtts)
                     .map_or_else(|| Avail::unavailable(why_none()), Avail::Value),
-                last_reply: self
-                    .last_reply
-                    .get(&key)
-                    .map(|t| crate::api::views::time(*t)),
+                last_reply: self.last_reply.get(&key).map(|t| crate::units::time(*t)),
                 last_error: outcome.last_error.or_else(|| target.problem.clone()),
             });
         }

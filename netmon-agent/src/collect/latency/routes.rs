@@ -5,18 +5,13 @@
 //! the reading thread's network namespace like netlink does, and reading
 //! them needs no dependency or privilege. Their limit is that they show the
 //! main table only, which is where default routes live on the hosts netmon
-//! watches (policy routing tables are out of scope).
+//! watches (policy routing tables are out of scope). The text is read by
+//! [`crate::ifaces::route_lines`], as for the system collector; this keeps
+//! the routes that are up and go through a gateway.
 
-use std::{
-    fs, io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::Path,
-};
+use std::{fs, io, net::IpAddr, path::Path};
 
-/// `RTF_UP`, `RTF_GATEWAY` and `RTF_REJECT` from `<linux/route.h>`.
-const RTF_UP: u32 = 0x0001;
-const RTF_GATEWAY: u32 = 0x0002;
-const RTF_REJECT: u32 = 0x0200;
+use crate::ifaces::{RTF_GATEWAY, RTF_REJECT, RTF_UP, RouteLine, ipv6_route_lines, route_lines};
 
 /// A default route through a gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,56 +43,27 @@ fn usable(flags: u32) -> bool {
     flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY && flags & RTF_REJECT == 0
 }
 
-/// Default IPv4 routes from `/proc/net/route`. Columns (after a header
-/// line): Iface Destination Gateway Flags RefCnt Use Metric Mask ...; the
-/// addresses are the `__be32` printed as a host-order hex number, so their
-/// native-endian bytes are the address. Malformed lines are skipped.
+/// A default route that is up, not a reject route, and goes through a
+/// gateway; lines that are malformed or not that are skipped.
+fn default_via_gateway(line: Result<RouteLine<'_>, &str>) -> Option<DefaultRoute> {
+    let l = line.ok()?;
+    let gateway = l.gateway.filter(|g| !g.is_unspecified())?;
+    (l.is_default() && l.flags.is_some_and(usable)).then(|| DefaultRoute {
+        iface: l.iface.to_owned(),
+        gateway,
+    })
+}
+
+/// Default IPv4 routes from `/proc/net/route` (see [`route_lines`]).
 pub fn parse_route(text: &str) -> Vec<DefaultRoute> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let [iface, dest, gateway, flags, _, _, _, mask, ..] = f.as_slice() else {
-                return None;
-            };
-            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-            let (dest, gateway, flags, mask) = (hex(dest)?, hex(gateway)?, hex(flags)?, hex(mask)?);
-            (dest == 0 && mask == 0 && gateway != 0 && usable(flags)).then(|| DefaultRoute {
-                iface: (*iface).to_owned(),
-                gateway: IpAddr::V4(Ipv4Addr::from(gateway.to_ne_bytes())),
-            })
-        })
-        .collect()
+    route_lines(text).filter_map(default_via_gateway).collect()
 }
 
-/// Default IPv6 routes from `/proc/net/ipv6_route`. Columns (no header):
-/// dest dest_prefix src src_prefix next_hop metric refcnt use flags iface,
-/// addresses as 32 hex digits. Malformed lines are skipped.
+/// Default IPv6 routes from `/proc/net/ipv6_route` (see [`ipv6_route_lines`]).
 pub fn parse_ipv6_route(text: &str) -> Vec<DefaultRoute> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let [dest, prefix, _, _, next_hop, _, _, _, flags, iface] = f.as_slice() else {
-                return None;
-            };
-            let dest = parse_ipv6_hex(dest)?;
-            let next_hop = parse_ipv6_hex(next_hop)?;
-            let prefix = u8::from_str_radix(prefix, 16).ok()?;
-            let flags = u32::from_str_radix(flags, 16).ok()?;
-            (dest.is_unspecified() && prefix == 0 && !next_hop.is_unspecified() && usable(flags))
-                .then(|| DefaultRoute {
-                    iface: (*iface).to_owned(),
-                    gateway: IpAddr::V6(next_hop),
-                })
-        })
+    ipv6_route_lines(text)
+        .filter_map(default_via_gateway)
         .collect()
-}
-
-fn parse_ipv6_hex(s: &str) -> Option<Ipv6Addr> {
-    if s.len() != 32 {
-        return None;
-    }
-    u128::from_str_radix(s, 16).ok().map(Ipv6Addr::from)
 }
 
 #[cfg(test)]

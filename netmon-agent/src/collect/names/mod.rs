@@ -81,11 +81,11 @@ pub struct Options {
     pub names_no_reverse_dns: bool,
 
     /// How long a reverse-DNS name is kept before it is looked up again.
-    #[arg(long = "reverse-dns-ttl", value_name = "DURATION", default_value = "1h", value_parser = crate::config::parse_duration, env = "NETMON_REVERSE_DNS_TTL")]
+    #[arg(long = "reverse-dns-ttl", value_name = "DURATION", default_value = "1h", value_parser = crate::units::parse_duration, env = "NETMON_REVERSE_DNS_TTL")]
     pub names_reverse_dns_ttl: Duration,
 
     /// How long an address without a reverse-DNS name is left alone.
-    #[arg(long = "reverse-dns-negative-ttl", value_name = "DURATION", default_value = "10m", value_parser = crate::config::parse_duration, env = "NETMON_REVERSE_DNS_NEGATIVE_TTL")]
+    #[arg(long = "reverse-dns-negative-ttl", value_name = "DURATION", default_value = "10m", value_parser = crate::units::parse_duration, env = "NETMON_REVERSE_DNS_NEGATIVE_TTL")]
     pub names_reverse_dns_negative_ttl: Duration,
 }
 
