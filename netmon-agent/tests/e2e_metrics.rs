@@ -125,6 +125,43 @@ fn until(what: &str, mut check: impl FnMut() -> Result<(), String>) {
     }
 }
 
+/// The families (`# TYPE` lines: name and type) of `text` equal
+/// `tests/golden/metrics.txt`, so a refactor can neither drop nor rename a
+/// metric unnoticed; `NETMON_BLESS=1` rewrites the file when a change is
+/// meant. The families are those of the agent of the test below (history
+/// on, discovery and latency off, one interface with traffic). Families
+/// that follow the machine's hardware (temperature sensors, swap) are left
+/// out.
+fn assert_families_are_golden(text: &str) {
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter(|f| !f.starts_with("netmon_hwmon") && !f.starts_with("netmon_swap"))
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    let want = families.join("\n") + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/metrics.txt");
+    if std::env::var_os("NETMON_BLESS").is_some() {
+        fs::write(&path, &want).unwrap();
+    }
+    let have = fs::read_to_string(&path).unwrap_or_default();
+    let (gone, new): (Vec<&str>, Vec<&str>) = (
+        have.lines().filter(|l| !families.contains(l)).collect(),
+        families
+            .iter()
+            .copied()
+            .filter(|f| !have.lines().any(|l| l == *f))
+            .collect(),
+    );
+    assert!(
+        gone.is_empty() && new.is_empty(),
+        "/metrics families differ from {}: gone {gone:?}, new {new:?}; if the change is meant, \
+         run (as root) `NETMON_BLESS=1 cargo test -p netmon-agent --test e2e_metrics metrics_pass_promtool`",
+        path.display()
+    );
+}
+
 #[test]
 fn metrics_pass_promtool_and_agree_with_the_api_and_the_kernel() {
     require_root();
@@ -161,6 +198,19 @@ fn metrics_pass_promtool_and_agree_with_the_api_and_the_kernel() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // (1b) The metric families are the golden ones (refactors keep names),
+    // once every enabled collector has a reading.
+    let mut text = text;
+    until("the system collector's families", || {
+        text = scrape(ns);
+        if text.contains("# TYPE netmon_cpu_usage_ratio ") {
+            Ok(())
+        } else {
+            Err("no netmon_cpu_usage_ratio yet".into())
+        }
+    });
+    assert_families_are_golden(&text);
 
     // (2) Device counters equal /api/v1/devices at a quiet moment, and
     // include the datagrams sent.

@@ -228,6 +228,77 @@ mod tests {
         assert!(paths["/health"]["get"]["responses"].get("401").is_none());
     }
 
+    /// The document's surface, one line an operation: method, path, its
+    /// parameters (name, place, required) and its response statuses, then
+    /// one line a component schema with its properties. Refactors must
+    /// leave it as it is: `tests/golden/openapi.txt` holds it, and
+    /// `NETMON_BLESS=1` rewrites it when a change is meant.
+    #[test]
+    fn document_surface_is_the_golden_one() {
+        let doc = document(true);
+        let mut lines = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let mut params: Vec<String> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let required = if p["required"] == true { "!" } else { "" };
+                        format!(
+                            "{}@{}{required}",
+                            p["name"].as_str().unwrap(),
+                            p["in"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                params.sort();
+                let mut statuses: Vec<&str> = op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                statuses.sort_unstable();
+                lines.push(format!(
+                    "{} {path} ({}) -> {}",
+                    method.to_uppercase(),
+                    params.join(", "),
+                    statuses.join(" ")
+                ));
+            }
+        }
+        for (name, schema) in doc["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let mut props: Vec<&str> = schema["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.as_str())
+                .collect();
+            props.sort_unstable();
+            lines.push(format!("schema {name}: {}", props.join(", ")));
+        }
+        let want = lines.join("\n") + "\n";
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/openapi.txt");
+        if std::env::var_os("NETMON_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "the OpenAPI document's surface differs from {}: if the change is meant, run \
+             `NETMON_BLESS=1 cargo test -p netmon-agent --lib api::openapi::tests::document_surface_is_the_golden_one`\n\
+             --- golden ---\n{have}\n--- now ---\n{want}",
+            path.display()
+        );
+    }
+
     /// The places in `schema` (at `path`) that accept any JSON: no type, or
     /// an object without properties.
     fn free_form(schema: &serde_json::Value, path: &str, found: &mut Vec<String>) {
