@@ -44,6 +44,33 @@ pub mod store;
 pub mod traffic;
 pub mod units;
 
+/// Skipping this crate's privileged unit tests when `cargo test` runs as a
+/// normal user (the integration tests have `skip_unless_root!` in
+/// tests/common/root.rs); `cargo xtask test` runs them as root.
+#[cfg(test)]
+pub(crate) mod test_root {
+    use std::{io::Write, sync::Once};
+
+    /// True when the calling test should return early because the effective
+    /// user is not root; the first such call writes one line about it
+    /// straight to the stderr handle, which libtest does not capture.
+    pub(crate) fn skip_privileged() -> bool {
+        static NOTE: Once = Once::new();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return false;
+        }
+        NOTE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "netmon: skipping the privileged tests of netmon_agent's unit tests: \
+                 they need root (run them with cargo xtask test)"
+            );
+        });
+        true
+    }
+}
+
 use std::{
     collections::{HashMap, HashSet},
     io,

@@ -400,6 +400,7 @@ fn send_udp(pair: &Pair, dst: &str, payload: usize, count: u64) {
 
 #[test]
 fn api_needs_the_key_except_for_health() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let _agent = Agent::start(ns, &[]);
@@ -471,6 +472,7 @@ fn api_needs_the_key_except_for_health() {
 
 #[test]
 fn bad_parameters_are_400_naming_them_and_unknown_paths_404() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let _agent = Agent::start(ns, &[]);
@@ -534,6 +536,7 @@ fn bad_parameters_are_400_naming_them_and_unknown_paths_404() {
 
 #[test]
 fn flows_sort_by_bytes_or_packets_and_limit_counts_all() {
+    skip_unless_root!();
     let pair = Pair::new();
     let b = pair.b().ns();
     for ip in ["10.0.0.3", "10.0.0.4"] {
@@ -600,6 +603,7 @@ fn flows_sort_by_bytes_or_packets_and_limit_counts_all() {
 
 #[test]
 fn generated_key_is_private_logged_works_and_is_reused() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = state_dir();
@@ -660,6 +664,7 @@ fn generated_key_is_private_logged_works_and_is_reused() {
 
 #[test]
 fn short_or_unreadable_keys_exit_2_naming_the_source() {
+    skip_unless_root!();
     let ns = NetNs::new("keys");
     let tmp = state_dir();
     let state = tmp.path().join("state");
@@ -732,21 +737,25 @@ fn stop_leaves_nothing(args: &[&str], ingress: &str, signal: libc::c_int) {
 
 #[test]
 fn sigterm_exits_0_and_detaches_xdp_and_tcx() {
+    skip_unless_root!();
     stop_leaves_nothing(&[], "xdp", libc::SIGTERM);
 }
 
 #[test]
 fn sigint_exits_0_and_detaches_tcx_ingress_and_egress() {
+    skip_unless_root!();
     stop_leaves_nothing(&["--ingress", "tc"], "tc", libc::SIGINT);
 }
 
 #[test]
 fn sigkill_leaves_nothing_attached() {
+    skip_unless_root!();
     stop_leaves_nothing(&[], "xdp", libc::SIGKILL);
 }
 
 #[test]
 fn sigterm_exits_promptly_with_client_connections_open() {
+    skip_unless_root!();
     use std::io::Write as _;
     let pair = Pair::new();
     let ns = pair.b().ns();
@@ -789,6 +798,7 @@ fn sigterm_exits_promptly_with_client_connections_open() {
 /// one request a second) do not hold up shutdown.
 #[test]
 fn sigterm_exits_promptly_while_probes_and_a_sweep_wait() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = state_dir();
@@ -858,6 +868,7 @@ fn watched(body: &Value) -> Vec<(String, u64)> {
 
 #[test]
 fn reattaches_to_a_recreated_interface_and_survives_link_down_up() {
+    skip_unless_root!();
     const NEW_A: u32 = 20;
     const NEW_B: u32 = 21;
     let pair = Pair::new();
@@ -946,6 +957,7 @@ fn reattaches_to_a_recreated_interface_and_survives_link_down_up() {
 
 #[test]
 fn unknown_interface_exits_5_naming_it() {
+    skip_unless_root!();
     let ns = NetNs::new("noif");
     let tmp = state_dir();
     let cmd = agent_command(&tmp.path().to_owned(), &["--iface", "nosuch0"]);
@@ -955,6 +967,7 @@ fn unknown_interface_exits_5_naming_it() {
 
 #[test]
 fn nothing_to_watch_exits_5() {
+    skip_unless_root!();
     // Only `lo`: nothing up, non-loopback and with a MAC.
     let ns = NetNs::new("empty");
     let tmp = state_dir();
@@ -964,6 +977,7 @@ fn nothing_to_watch_exits_5() {
 
 #[test]
 fn bad_interval_exits_2_naming_the_option() {
+    skip_unless_root!();
     let ns = NetNs::new("opt");
     let tmp = state_dir();
     for value in ["10ms", "soon"] {
@@ -978,6 +992,7 @@ fn bad_interval_exits_2_naming_the_option() {
 
 #[test]
 fn second_agent_on_the_same_address_exits_8_and_leaves_the_first_alone() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let first = Agent::start(ns, &[]);
@@ -1027,6 +1042,7 @@ fn second_agent_on_the_same_address_exits_8_and_leaves_the_first_alone() {
 
 #[test]
 fn no_kernel_btf_exits_4() {
+    skip_unless_root!();
     let ns = NetNs::new("btf");
     let tmp = state_dir();
     // Hides /sys/kernel/btf from the agent only, in a private mount
@@ -1062,6 +1078,7 @@ fn cap_eff_under(ns: &NetNs, setpriv_args: &[&str]) -> u64 {
 
 #[test]
 fn missing_capabilities_exit_3_naming_them() {
+    skip_unless_root!();
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_BPF: u32 = 39;

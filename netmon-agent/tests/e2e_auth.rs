@@ -209,6 +209,7 @@ impl<'ns> Running<'ns> {
 /// endpoint; wrong keys, and the hashes themselves presented as keys, are 401.
 #[test]
 fn admin_and_read_only_keys_read_every_endpoint_and_wrong_keys_are_401() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();
@@ -279,6 +280,7 @@ fn admin_and_read_only_keys_read_every_endpoint_and_wrong_keys_are_401() {
 /// or a wrong one a JSON 401.
 #[test]
 fn config_is_for_the_admin_key_only_and_holds_no_secret() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();
@@ -375,6 +377,7 @@ fn config_is_for_the_admin_key_only_and_holds_no_secret() {
 /// plaintext key then works and the hash does not.
 #[test]
 fn admin_key_file_may_hold_a_sha256_or_argon2_hash() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();
@@ -420,6 +423,7 @@ fn hash_key_prints_both_forms_and_refuses_short_keys() {
 /// code 2, naming the file (and the line).
 #[test]
 fn bad_read_only_key_files_exit_2_naming_them() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();
@@ -481,6 +485,7 @@ fn curl_https(
 /// promptly with a connection stuck before its handshake.
 #[test]
 fn tls_serves_https_with_the_given_certificate_and_refuses_plain_http() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();
@@ -551,6 +556,7 @@ fn tls_serves_https_with_the_given_certificate_and_refuses_plain_http() {
 /// stops the start with exit code 2 naming the option (and the file).
 #[test]
 fn bad_tls_files_exit_2_naming_the_option() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();
@@ -617,6 +623,7 @@ fn bad_tls_files_exit_2_naming_the_option() {
 /// key; one under the limit reaches the endpoint's own parameter check.
 #[test]
 fn oversized_query_is_a_json_400_naming_query() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = temp_dir();

@@ -8,7 +8,7 @@ use std::{net::TcpListener, process::Command, time::Duration};
 
 use common::{
     agent::{LISTEN, agent_bin},
-    netns::{NetNs, Pair, require_root},
+    netns::{NetNs, Pair},
 };
 
 /// Runs `check` with `args` in `ns` through `wrapper` (e.g. setpriv); the
@@ -43,7 +43,7 @@ fn row<'a>(table: &'a str, check: &str) -> (&'a str, &'a str) {
 
 #[test]
 fn passes_and_leaves_nothing_attached() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.a().ns();
     let (code, out, err) = check(ns, &[], &["--iface", Pair::IFNAME]);
@@ -71,7 +71,7 @@ fn passes_and_leaves_nothing_attached() {
 
 #[test]
 fn failures_are_named_with_a_fix() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.a().ns();
     // Something else holds the API address.
@@ -88,7 +88,7 @@ fn failures_are_named_with_a_fix() {
 
 #[test]
 fn a_missing_capability_fails_by_name() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.a().ns();
     let wrapper = [

@@ -66,6 +66,7 @@ fn status_of(agent: &Agent, mac: [u8; 6]) -> Option<String> {
 
 #[test]
 fn sweep_finds_every_host_with_mac_ip_vendor_and_ipv6() {
+    skip_unless_root!();
     let (lan, macs) = lan(4);
     let agent = Agent::start(
         lan.gw(),
@@ -163,6 +164,7 @@ fn sweep_finds_every_host_with_mac_ip_vendor_and_ipv6() {
 
 #[test]
 fn a_host_that_leaves_goes_idle_then_gone() {
+    skip_unless_root!();
     let (lan, macs) = lan(2);
     let agent = Agent::start(
         lan.gw(),
@@ -199,6 +201,7 @@ fn a_host_that_leaves_goes_idle_then_gone() {
 
 #[test]
 fn without_cap_net_raw_the_sweep_is_unavailable_and_discovery_goes_on() {
+    skip_unless_root!();
     let (lan, macs) = lan(2);
     let state = tempfile::tempdir().unwrap();
     let cmd = wrapped(
@@ -253,6 +256,7 @@ fn without_cap_net_raw_the_sweep_is_unavailable_and_discovery_goes_on() {
 
 #[test]
 fn a_huge_neighbour_table_is_logged_and_bounded() {
+    skip_unless_root!();
     const ENTRIES: usize = 3000;
     const MAX: usize = 500;
     let pair = Pair::new();
@@ -312,6 +316,7 @@ fn a_huge_neighbour_table_is_logged_and_bounded() {
 /// lease added later is picked up when the file changes.
 #[test]
 fn hostnames_come_from_the_lease_file() {
+    skip_unless_root!();
     let (lan, macs) = lan(2);
     let dir = tempfile::tempdir().unwrap();
     let leases = dir.path().join("dnsmasq.leases");
@@ -352,6 +357,7 @@ fn hostnames_come_from_the_lease_file() {
 /// of sweeping nothing and putting the real one off by an interval.
 #[test]
 fn the_first_sweep_happens_at_start_with_a_long_interval() {
+    skip_unless_root!();
     let (lan, macs) = lan(2);
     let agent = Agent::start(
         lan.gw(),

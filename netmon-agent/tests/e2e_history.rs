@@ -18,7 +18,7 @@ fn sum(history: &Value, field: &str) -> u64 {
 
 #[test]
 fn history_latest_top_and_stream_agree_with_the_live_counters() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let agent = Agent::start(
@@ -156,7 +156,7 @@ fn history_latest_top_and_stream_agree_with_the_live_counters() {
 #[test]
 fn the_stream_sends_one_event_per_interval() {
     use std::io::{BufRead as _, BufReader, Write as _};
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let agent = Agent::start(
         pair.b().ns(),
@@ -217,7 +217,7 @@ fn the_stream_sends_one_event_per_interval() {
 
 #[test]
 fn without_history_the_endpoints_say_why() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let agent = Agent::start(pair.b().ns(), &["--iface=eth0", "--no-history"]);
     for path in ["/latest", "/api/v1/series", "/api/v1/top"] {
@@ -272,7 +272,7 @@ fn damaged_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_damaged_history_file_is_moved_aside_and_the_agent_counts_on() {
     use netmon_agent::store::{Family, Interval, SeriesKey, Store, Values};
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     for damage in ["garbage", "truncated"] {
@@ -338,7 +338,7 @@ fn a_damaged_history_file_is_moved_aside_and_the_agent_counts_on() {
 
 #[test]
 fn a_panicking_history_thread_is_restarted_and_health_says_so_meanwhile() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let agent = Agent::start_with_env(
         pair.b().ns(),
@@ -379,7 +379,7 @@ fn a_panicking_history_thread_is_restarted_and_health_says_so_meanwhile() {
 
 #[test]
 fn sigterm_writes_the_last_intervals() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let dir = tempfile::tempdir().unwrap();
@@ -437,7 +437,7 @@ fn sigterm_writes_the_last_intervals() {
 
 #[test]
 fn the_history_file_is_in_the_state_directory_by_default() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let agent = Agent::start_with_env(
         pair.b().ns(),
@@ -464,7 +464,7 @@ fn the_history_file_is_in_the_state_directory_by_default() {
 #[test]
 fn a_history_file_out_of_reach_is_named_with_its_owner_and_mode() {
     use std::os::unix::fs::PermissionsExt as _;
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     // A directory only root may enter; the agent runs as nobody.
@@ -499,7 +499,7 @@ fn a_history_file_out_of_reach_is_named_with_its_owner_and_mode() {
 #[test]
 fn a_newer_or_foreign_history_file_still_stops_the_start_with_exit_9() {
     use netmon_agent::store::schema;
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let dir = tempfile::tempdir().unwrap();

@@ -112,6 +112,7 @@ fn metric(agent: &Agent<'_>, ns: &NetNs, name: &str) -> u64 {
 /// for `--http-idle-timeout`, while one used within it keeps working.
 #[test]
 fn slow_and_idle_clients_are_closed() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--http-idle-timeout", "3s"]);
@@ -172,6 +173,7 @@ fn slow_and_idle_clients_are_closed() {
 /// counted.
 #[test]
 fn connection_cap_refuses_the_extra_ones_and_admitted_clients_get_health() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--http-max-connections", "8"]);
@@ -222,6 +224,7 @@ fn connection_cap_refuses_the_extra_ones_and_admitted_clients_get_health() {
 /// a client that reads nothing once it is `--sse-max-backlog` bytes behind.
 #[test]
 fn stream_clients_are_capped_and_those_that_fall_behind_are_dropped() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--sse-max-clients", "2", "--sse-max-backlog", "4096"]);
@@ -290,6 +293,7 @@ fn stream_clients_are_capped_and_those_that_fall_behind_are_dropped() {
 /// step the answer comes at a coarser tier.
 #[test]
 fn history_point_cap_is_a_400_naming_step_or_a_coarser_tier() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--history-max-points", "1000"]);
@@ -326,6 +330,7 @@ fn history_point_cap_is_a_400_naming_step_or_a_coarser_tier() {
 /// same address still works; the refusals are counted.
 #[test]
 fn repeated_bad_keys_get_429_and_a_good_key_still_works() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let agent = Agent::start(ns, &["--auth-max-failures", "3"]);
@@ -364,6 +369,7 @@ fn repeated_bad_keys_get_429_and_a_good_key_still_works() {
 /// counted.
 #[test]
 fn tls_handshake_timeout_closes_silent_clients() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = tempfile::tempdir().expect("a temporary directory");
@@ -449,6 +455,7 @@ fn tls_handshake_timeout_closes_silent_clients() {
 /// naming the parameter; a method the path does not serve a JSON 405.
 #[test]
 fn bad_inputs_get_json_errors_naming_the_parameter() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let _agent = Agent::start(ns, &[]);

@@ -113,6 +113,7 @@ fn rx_packets(agent: &Agent) -> u64 {
 /// timeout, the API answers and the traffic counters advance.
 #[test]
 fn reachable_and_unreachable_targets_while_the_agent_keeps_serving() {
+    skip_unless_root!();
     let pair = Pair::new();
     let a = pair.a().ns();
     let targets = format!("10.0.0.2,fd00::2,{NOBODY4},{NOBODY6},{NO_ROUTE}");
@@ -183,6 +184,7 @@ fn reachable_and_unreachable_targets_while_the_agent_keeps_serving() {
 /// Raw sockets (forced) measure the same: both families, 0% loss.
 #[test]
 fn raw_sockets_measure_both_families() {
+    skip_unless_root!();
     let pair = Pair::new();
     let agent = Agent::start(
         pair.a().ns(),
@@ -219,6 +221,7 @@ fn link_local(ns: &NetNs) -> String {
 /// link-local gateway with its scope.
 #[test]
 fn default_gateways_are_probed_once_they_appear() {
+    skip_unless_root!();
     let pair = Pair::new();
     let a = pair.a().ns();
     let gw6 = link_local(pair.b().ns());
@@ -263,6 +266,7 @@ fn default_gateways_are_probed_once_they_appear() {
 /// ping_group_range) the agent runs and the latency report says why.
 #[test]
 fn no_icmp_socket_is_reported_unavailable_with_the_reason() {
+    skip_unless_root!();
     assert!(
         Command::new("setpriv").arg("--version").output().is_ok(),
         "this test needs setpriv (util-linux) on the PATH"
@@ -385,6 +389,7 @@ fn delaying_responder(ns: &NetNs, delay: Duration, stop: &AtomicBool, ready: &At
 /// A peer that answers 60 ms late: every RTT is at least that.
 #[test]
 fn delayed_replies_give_rtts_of_at_least_the_delay() {
+    skip_unless_root!();
     let delay = Duration::from_millis(60);
     let pair = Pair::new();
     let stop = AtomicBool::new(false);

@@ -39,6 +39,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn reverse_dns_resolves_caches_and_yields_to_leases() {
+    skip_unless_root!();
     if std::env::var_os(CHILD).is_some() {
         return child(reverse_dns_body);
     }
@@ -47,6 +48,7 @@ fn reverse_dns_resolves_caches_and_yields_to_leases() {
 
 #[test]
 fn reverse_dns_answers_expire_and_are_renewed() {
+    skip_unless_root!();
     if std::env::var_os(CHILD).is_some() {
         return child(expiry_body);
     }

@@ -10,7 +10,7 @@ use std::{fs, net::SocketAddr, time::Duration};
 
 use common::{
     agent::{Agent, UNPRIVILEGED_CAPS, agent_command, unprivileged},
-    netns::{Pair, require_root},
+    netns::Pair,
     traffic::{udp_send, udp_sink},
 };
 
@@ -71,7 +71,7 @@ fn assert_every_thread_holds_only(pid: u32, allowed: u64) {
 
 #[test]
 fn root_keeps_only_what_running_needs_in_every_thread() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let agent = Agent::start(pair.a().ns(), &["--iface", Pair::IFNAME]);
     assert_every_thread_holds_only(
@@ -96,7 +96,7 @@ fn root_keeps_only_what_running_needs_in_every_thread() {
 
 #[test]
 fn an_unprivileged_user_with_four_capabilities_counts_exactly() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let state = tempfile::tempdir().unwrap();
@@ -178,7 +178,7 @@ fn an_unprivileged_user_with_four_capabilities_counts_exactly() {
 
 #[test]
 fn an_unprivileged_user_missing_one_capability_is_told_which() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let state = tempfile::tempdir().unwrap();
     let cmd = unprivileged(

@@ -12,7 +12,7 @@ use std::{
 
 use common::{
     agent::{TEST_KEY, agent_command, http_get},
-    netns::{Pair, require_root},
+    netns::Pair,
 };
 
 /// Reads notification datagrams until one contains `line` or `timeout`
@@ -55,7 +55,7 @@ fn has_timestamp(line: &str) -> bool {
 
 #[test]
 fn ready_after_attach_then_watchdog_then_stopping() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.a().ns();
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +105,7 @@ fn ready_after_attach_then_watchdog_then_stopping() {
 
 #[test]
 fn journal_format_has_priorities_and_no_timestamps() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.a().ns();
     let dir = tempfile::tempdir().unwrap();
@@ -154,7 +154,7 @@ fn timestamps_are_recognised() {
 
 #[test]
 fn json_format_is_one_object_a_line() {
-    require_root();
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.a().ns();
     let dir = tempfile::tempdir().unwrap();

@@ -119,6 +119,7 @@ fn assert_rates_sane(entry: &Value) {
 
 #[test]
 fn interface_counters_equal_the_kernels_and_every_interface_is_listed() {
+    skip_unless_root!();
     // Static neighbours: no datagram waits for (or is dropped during) ARP.
     let pair = Pair::with_options(PairOptions {
         static_neighbors: true,
@@ -217,6 +218,7 @@ fn interface_counters_equal_the_kernels_and_every_interface_is_listed() {
 
 #[test]
 fn system_reports_sane_values_and_the_default_route_addresses() {
+    skip_unless_root!();
     let pair = Pair::new();
     let b = pair.b().ns();
     b.ip_line("route add default via 10.0.0.1 dev eth0");
@@ -312,6 +314,7 @@ fn system_reports_sane_values_and_the_default_route_addresses() {
 
 #[test]
 fn disabled_collectors_give_503_or_unavailable_and_bad_parameters_400() {
+    skip_unless_root!();
     let pair = Pair::new();
     let b = pair.b().ns();
     let agent = Agent::start(b, &["--disable", "system,interfaces"]);
@@ -354,6 +357,7 @@ fn disabled_collectors_give_503_or_unavailable_and_bad_parameters_400() {
 /// `/api/v1/devices`, names come from leases, and extras sit beside them.
 #[test]
 fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let dir = tempfile::tempdir().unwrap();

@@ -501,11 +501,13 @@ fn udp_exact(args: &[&str], hook: &str, v6: bool) {
 
 #[test]
 fn udp_v4_exact_at_native_xdp() {
+    skip_unless_root!();
     udp_exact(&[], "xdp-native", false);
 }
 
 #[test]
 fn udp_v4_exact_at_tc_ingress() {
+    skip_unless_root!();
     udp_exact(&["--ingress", "tc"], "tc", false);
 }
 
@@ -513,16 +515,19 @@ fn udp_v4_exact_at_tc_ingress() {
 /// has counted the frame, so the kernel's counters are the plain ones.
 #[test]
 fn udp_v4_exact_at_generic_xdp() {
+    skip_unless_root!();
     udp_exact(&["--ingress", "xdp-generic"], "xdp-generic", false);
 }
 
 #[test]
 fn udp_v6_exact_at_native_xdp() {
+    skip_unless_root!();
     udp_exact(&[], "xdp-native", true);
 }
 
 #[test]
 fn udp_v6_exact_at_tc_ingress() {
+    skip_unless_root!();
     udp_exact(&["--ingress", "tc"], "tc", true);
 }
 
@@ -530,6 +535,7 @@ fn udp_v6_exact_at_tc_ingress() {
 /// requests on b's ingress, replies on b's egress, each frame exact.
 #[test]
 fn icmp_echo_v4_and_v6_exact_both_directions() {
+    skip_unless_root!();
     const COUNT: u64 = 20;
     const PAYLOAD: usize = 56;
     let pair = quiet_pair(None);
@@ -652,6 +658,7 @@ fn without_link_drops(attempt: impl Fn() -> Option<()>) {
 /// netmon must count them as the segments veth then carries.
 #[test]
 fn tcp_bulk_with_gso_to_an_xdp_receiver() {
+    skip_unless_root!();
     let _heavy = heavy();
     without_link_drops(tcp_bulk_with_gso_to_an_xdp_receiver_once);
 }
@@ -688,6 +695,7 @@ fn tcp_bulk_with_gso_to_an_xdp_receiver_once() -> Option<()> {
 /// exactly the headers of the extra segments.
 #[test]
 fn tcp_bulk_aggregates_to_a_tc_receiver() {
+    skip_unless_root!();
     let _heavy = heavy();
     without_link_drops(tcp_bulk_aggregates_to_a_tc_receiver_once);
 }
@@ -766,6 +774,7 @@ fn send_jumbo(pair: &Pair) {
 
 #[test]
 fn jumbo_udp_exact_at_native_xdp_and_egress() {
+    skip_unless_root!();
     let pair = quiet_pair(Some(JUMBO_MTU));
     let (a, b) = (pair.a(), pair.b());
     let agent_a = Agent::start(a.ns(), &["--iface", "eth0"]);
@@ -796,6 +805,7 @@ fn jumbo_udp_exact_at_native_xdp_and_egress() {
 
 #[test]
 fn jumbo_udp_exact_at_tc_ingress() {
+    skip_unless_root!();
     let pair = quiet_pair(Some(JUMBO_MTU));
     let (a, b) = (pair.a(), pair.b());
     let agent = Agent::start(b.ns(), &["--iface", "eth0", "--ingress", "tc"]);
@@ -900,6 +910,7 @@ fn vlan_tags_counted(args: &[&str], hook: &str) {
 
 #[test]
 fn vlan_tags_counted_at_native_xdp() {
+    skip_unless_root!();
     vlan_tags_counted(&[], "xdp-native");
 }
 
@@ -907,6 +918,7 @@ fn vlan_tags_counted_at_native_xdp() {
 /// netmon must add its 4 bytes back.
 #[test]
 fn vlan_tags_counted_at_tc_ingress() {
+    skip_unless_root!();
     vlan_tags_counted(&["--ingress", "tc"], "tc");
 }
 
@@ -914,6 +926,7 @@ fn vlan_tags_counted_at_tc_ingress() {
 /// and each counts once in `globals.malformed`.
 #[test]
 fn malformed_frames_pass_and_are_counted() {
+    skip_unless_root!();
     const EACH: u64 = 10;
     const IPPROTO_TCP: u8 = 6;
     let pair = quiet_pair(None);
@@ -986,6 +999,7 @@ fn malformed_frames_pass_and_are_counted() {
 /// evicts, yet the MAC-pair counts (device and interface totals) stay exact.
 #[test]
 fn full_flow_map_evicts_but_device_totals_stay_exact() {
+    skip_unless_root!();
     const SOURCES: u8 = 64;
     const ROUNDS: u64 = 5;
     const PAYLOAD: usize = 64;
@@ -1062,6 +1076,7 @@ fn eth0_flow_rx(flows: &Value, interfaces: &Value) -> Count {
 /// again).
 #[test]
 fn full_flow_table_evicts_into_other_and_totals_stay_exact() {
+    skip_unless_root!();
     const SOURCES: u32 = 1000;
     const ROUNDS: u64 = 2;
     const CAP: u64 = 64;
@@ -1169,6 +1184,7 @@ fn full_flow_table_evicts_into_other_and_totals_stay_exact() {
 
 #[test]
 fn lan_bridge_ports_flows_devices_and_totals() {
+    skip_unless_root!();
     const UDP_COUNT: u64 = 300;
     const PAYLOAD: u64 = 200;
     const PINGS: u64 = 10;
@@ -1244,6 +1260,7 @@ fn lan_bridge_ports_flows_devices_and_totals() {
 /// reported within 5%.
 #[test]
 fn rate_of_a_paced_flow_is_within_five_percent() {
+    skip_unless_root!();
     const PPS: u64 = 2000;
     const PAYLOAD: u64 = 500;
     const FRAME: u64 = PAYLOAD + UDP4_OVERHEAD;
@@ -1308,6 +1325,7 @@ fn rate_of_a_paced_flow_is_within_five_percent() {
 /// forgotten, while the interface totals keep everything.
 #[test]
 fn idle_flow_expires_but_interface_totals_remain() {
+    skip_unless_root!();
     idle_flow_expires(&[]);
 }
 
@@ -1315,6 +1333,7 @@ fn idle_flow_expires_but_interface_totals_remain() {
 /// map, and the agent deletes the idle entry.
 #[test]
 fn idle_flow_map_entry_is_deleted_but_interface_totals_remain() {
+    skip_unless_root!();
     idle_flow_expires(&["--flow-cache-slots", "0"]);
 }
 

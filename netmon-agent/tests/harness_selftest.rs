@@ -35,6 +35,7 @@ fn assert_gone(names: &[String]) {
 
 #[test]
 fn pair_icmp_echo_both_ways_v4_and_v6() {
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     for (from, to) in [(a, b), (b, a)] {
@@ -51,6 +52,7 @@ fn pair_icmp_echo_both_ways_v4_and_v6() {
 
 #[test]
 fn icmp_echo_to_missing_host_returns_zero() {
+    skip_unless_root!();
     let pair = Pair::new();
     let dst = "10.0.0.99".parse().unwrap();
     let replies = pair
@@ -62,6 +64,7 @@ fn icmp_echo_to_missing_host_returns_zero() {
 
 #[test]
 fn pair_udp_datagrams_counted_by_sink_and_sysfs() {
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let sink = b.ns().run(|| udp_sink(sock(b.ip4(), 0)));
@@ -91,6 +94,7 @@ fn pair_udp_datagrams_counted_by_sink_and_sysfs() {
 
 #[test]
 fn pair_udp_over_ipv6() {
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let sink = b.ns().run(|| udp_sink(sock(b.ip6(), 0)));
@@ -102,6 +106,7 @@ fn pair_udp_over_ipv6() {
 
 #[test]
 fn pair_tcp_bulk_10mb_arrives_exactly() {
+    skip_unless_root!();
     const LEN: u64 = 10 << 20;
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
@@ -112,6 +117,7 @@ fn pair_tcp_bulk_10mb_arrives_exactly() {
 
 #[test]
 fn paced_sender_keeps_schedule() {
+    skip_unless_root!();
     let pair = Pair::with_options(PairOptions {
         static_neighbors: true,
         ..PairOptions::default()
@@ -139,6 +145,7 @@ fn paced_sender_keeps_schedule() {
 
 #[test]
 fn pair_addresses_macs_and_jumbo_mtu() {
+    skip_unless_root!();
     let pair = Pair::with_mtu(9000);
     let (a, b) = (pair.a(), pair.b());
     assert_eq!(a.ns().mac("eth0"), Pair::MAC_A);
@@ -158,6 +165,7 @@ fn pair_addresses_macs_and_jumbo_mtu() {
 
 #[test]
 fn run_is_inside_the_namespace_and_propagates_panics() {
+    skip_unless_root!();
     let pair = Pair::new();
     let a = pair.a();
     let index = a.ns().run(|| {
@@ -178,6 +186,7 @@ fn run_is_inside_the_namespace_and_propagates_panics() {
 
 #[test]
 fn exec_reports_failures() {
+    skip_unless_root!();
     let ns = NetNs::new("exec");
     assert!(ns.exec(&["ip", "-br", "link"]).contains("lo"));
     let err = ns
@@ -192,6 +201,7 @@ fn exec_reports_failures() {
 
 #[test]
 fn spawned_process_runs_inside_and_is_terminated() {
+    skip_unless_root!();
     let pair = Pair::new();
     let ns = pair.b().ns();
     let mut child = ns.spawn(Command::new("sh").args([
@@ -219,6 +229,7 @@ fn spawned_process_runs_inside_and_is_terminated() {
 
 #[test]
 fn pair_namespaces_removed_on_drop() {
+    skip_unless_root!();
     let pair = Pair::new();
     let names = pair.netns_names();
     let listed = list_netns();
@@ -229,6 +240,7 @@ fn pair_namespaces_removed_on_drop() {
 
 #[test]
 fn namespaces_removed_when_test_body_panics() {
+    skip_unless_root!();
     let names = RefCell::new(Vec::new());
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let pair = Pair::new();
@@ -245,6 +257,7 @@ fn namespaces_removed_when_test_body_panics() {
 
 #[test]
 fn sweep_removes_only_namespaces_of_dead_processes() {
+    skip_unless_root!();
     let live = NetNs::new("live");
     // A pid that just exited: reuse within this test is vanishingly unlikely.
     let mut exited = Command::new("true").spawn().unwrap();
@@ -285,6 +298,7 @@ fn harness_pid_parses_only_harness_names() {
 
 #[test]
 fn lan_hosts_reach_the_bridge_and_each_other() {
+    skip_unless_root!();
     let lan = Lan::new(3);
     for host in lan.hosts() {
         let (v4, v6) = host.ns().run(|| {
@@ -307,6 +321,7 @@ fn lan_hosts_reach_the_bridge_and_each_other() {
 
 #[test]
 fn raw_frames_reach_the_peer() {
+    skip_unless_root!();
     let pair = Pair::new();
     let (a, b) = (pair.a(), pair.b());
     let sink4 = b.ns().run(|| udp_sink(sock(b.ip4(), 0)));

@@ -107,6 +107,7 @@ fn only_flow(r: &Reading) -> (FlowKey, Counter) {
 
 #[test]
 fn ipv4_udp_is_counted_at_every_hook() {
+    skip_unless_root!();
     let mut k = kernel();
     let frame = udp4(100);
     assert_eq!(frame.len(), 142);
@@ -147,6 +148,7 @@ fn ipv4_udp_is_counted_at_every_hook() {
 
 #[test]
 fn ipv6_extension_headers_are_walked_to_the_l4_protocol() {
+    skip_unless_root!();
     let mut k = kernel();
     let chain = [
         Ipv6Ext::HopByHop,
@@ -175,6 +177,7 @@ fn ipv6_extension_headers_are_walked_to_the_l4_protocol() {
 
 #[test]
 fn ipv6_later_fragment_counts_under_its_protocol_without_an_l4_header() {
+    skip_unless_root!();
     let mut k = kernel();
     // A non-first fragment carries payload bytes where the UDP header would
     // be; it must not be taken for a (truncated) UDP header.
@@ -198,6 +201,7 @@ fn ipv6_later_fragment_counts_under_its_protocol_without_an_l4_header() {
 
 #[test]
 fn too_long_an_ipv6_extension_chain_is_counted_as_such() {
+    skip_unless_root!();
     let mut k = kernel();
     let chain = [Ipv6Ext::DestOpts; 12];
     let frame = udp6(&chain, 8);
@@ -212,6 +216,7 @@ fn too_long_an_ipv6_extension_chain_is_counted_as_such() {
 
 #[test]
 fn one_and_two_vlan_tags() {
+    skip_unless_root!();
     let mut k = kernel();
     let inner = udp4(50);
     let one = vlan(TPID_8021Q, 10, &inner);
@@ -238,6 +243,7 @@ fn one_and_two_vlan_tags() {
 
 #[test]
 fn arp_is_non_ip_and_counted_by_mac_only() {
+    skip_unless_root!();
     let mut k = kernel();
     let frame = arp_request(
         SRC_MAC,
@@ -258,6 +264,7 @@ fn arp_is_non_ip_and_counted_by_mac_only() {
 
 #[test]
 fn truncated_and_malformed_frames_pass_and_are_counted_as_such() {
+    skip_unless_root!();
     let good = udp4(20);
     let mut bad_ihl = good.clone();
     bad_ihl[14] = 0x44; // IHL 4: shorter than the fixed header
@@ -354,6 +361,7 @@ fn truncated_and_malformed_frames_pass_and_are_counted_as_such() {
 /// about a page by the kernel; TC jumbo frames are covered end to end.
 #[test]
 fn jumbo_frames_count_whole_at_xdp() {
+    skip_unless_root!();
     let mut k = kernel();
     let frame = udp4(9000 - 42);
     assert_eq!(frame.len(), 9000);
@@ -366,6 +374,7 @@ fn jumbo_frames_count_whole_at_xdp() {
 
 #[test]
 fn gso_aggregates_count_as_their_segments() {
+    skip_unless_root!();
     let mut k = kernel();
     // Four 500-byte segments in one skb: each segment on the wire repeats
     // the 66 bytes of Ethernet, IPv4 and TCP (with timestamps) headers.
@@ -450,6 +459,7 @@ fn raw_read(k: &mut Kernel) -> Reading {
 
 #[test]
 fn frames_the_flow_cache_cannot_hold_are_counted_in_the_hash_maps() {
+    skip_unless_root!();
     // One bucket of four slots per CPU: at most four flows fit, the rest
     // must fall back to the hash maps without losing or double-counting a
     // frame.
@@ -497,6 +507,7 @@ fn frames_the_flow_cache_cannot_hold_are_counted_in_the_hash_maps() {
 
 #[test]
 fn each_read_gets_the_cache_counts_of_its_own_interval() {
+    skip_unless_root!();
     let mut k = kernel_with_cache(64);
     let frame = udp4(10);
     let len = frame.len() as u64;
@@ -538,6 +549,7 @@ fn each_read_gets_the_cache_counts_of_its_own_interval() {
 
 #[test]
 fn with_the_flow_cache_off_every_frame_goes_to_the_hash_maps() {
+    skip_unless_root!();
     let mut k = kernel_with_cache(0);
     let frame = udp4(10);
     run(&mut k, PROG_XDP, &frame, 1);
@@ -579,6 +591,7 @@ fn sent_by(hosts: std::ops::RangeInclusive<u8>) -> Counter {
 
 #[test]
 fn flows_beyond_the_insert_budget_are_counted_in_their_mac_pairs_aggregate() {
+    skip_unless_root!();
     // One bucket per CPU, two flow-map inserts per interval: hosts 1-4 get
     // the slots, 5 and 6 flow-map entries. That spends the budget: host 6's
     // later frames, and hosts 7-12, go to the aggregate (with the budget
@@ -647,6 +660,7 @@ fn flows_beyond_the_insert_budget_are_counted_in_their_mac_pairs_aggregate() {
 
 #[test]
 fn each_interval_has_its_own_insert_budget() {
+    skip_unless_root!();
     let mut k = kernel_with_budget(4, 1);
     // Hosts 1-4 fill the bucket, 5 takes the interval's one insert; host
     // 5's later frames and host 6 go to the aggregate.
@@ -674,6 +688,7 @@ fn each_interval_has_its_own_insert_budget() {
 
 #[test]
 fn with_no_insert_budget_a_flood_costs_no_flow_map_entry() {
+    skip_unless_root!();
     let mut k = kernel_with_budget(4, 0);
     send_hosts(&mut k, 1..=20);
     let r = raw_read(&mut k);
@@ -687,6 +702,7 @@ fn with_no_insert_budget_a_flood_costs_no_flow_map_entry() {
 
 #[test]
 fn every_flow_of_a_busy_interval_gets_a_slot() {
+    skip_unless_root!();
     // 2,000 flows, each sending three frames in turn, in two intervals:
     // the default cache holds them all, so nothing misses, and the index
     // sized from the first interval still finds them in the second.

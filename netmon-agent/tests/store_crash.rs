@@ -5,6 +5,8 @@
 //! queued in memory (the history is `degraded` meanwhile), and they are all
 //! written once space returns.
 
+mod common;
+
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -280,6 +282,7 @@ fn disk_full_child() {
 
 #[test]
 fn a_full_disk_keeps_intervals_queued_until_space_returns() {
+    skip_unless_root!();
     // A private mount namespace: the tmpfs never appears on the machine's
     // mounts and goes away with the child.
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,13 @@
 //! Shared harness for netmon-agent's privileged integration tests.
 //!
 //! Each test file that needs namespaces starts with `mod common;` and
-//! `use common::*;` (both submodules are re-exported whole). [`netns`] builds and tears down network namespaces and
+//! `use common::*;` (every submodule is re-exported whole). [`netns`] builds and tears down network namespaces and
 //! topologies ([`netns::Pair`], [`netns::Lan`]) and runs code or processes
 //! inside them; [`traffic`] makes traffic from inside them and builds raw
 //! frames. Everything is blocking std code and needs root
 //! ([`netns::require_root`]); `cargo xtask test` runs the tests as root.
+//! Privileged tests start with `skip_unless_root!()` ([`root`]), so a plain
+//! `cargo test` as a normal user skips them and says so once per binary.
 
 #![allow(
     dead_code,
@@ -15,8 +17,10 @@
 
 pub mod agent;
 pub mod netns;
+pub mod root;
 pub mod traffic;
 
 pub use agent::*;
 pub use netns::*;
+pub use root::*;
 pub use traffic::*;

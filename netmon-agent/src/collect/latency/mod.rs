@@ -720,6 +720,9 @@ mod tests {
     /// test process has (root, or a group inside ping_group_range).
     #[test]
     fn probes_loopback() {
+        if crate::test_root::skip_privileged() {
+            return;
+        }
         let socket = open_socket(Family::V4, SocketChoice::Auto).unwrap_or_else(|e| panic!("{e}"));
         let target = resolve(
             "127.0.0.1".parse().unwrap(),
@@ -745,6 +748,9 @@ mod tests {
     /// waiting for replies or sending the later rounds.
     #[test]
     fn a_stop_ends_the_cycle_early() {
+        if crate::test_root::skip_privileged() {
+            return;
+        }
         let socket = open_socket(Family::V4, SocketChoice::Auto).unwrap_or_else(|e| panic!("{e}"));
         let target = resolve(
             "127.0.0.1".parse().unwrap(),
