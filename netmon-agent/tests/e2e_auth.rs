@@ -119,36 +119,6 @@ fn argon2_form(key: &str) -> String {
     line.to_owned()
 }
 
-/// A self-signed certificate for 127.0.0.1 and its key, made by openssl in
-/// `dir`: (cert path, key path).
-fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=netmon-test"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 /// The agent started with `cmd` in `ns`; stopped (SIGTERM, then SIGKILL)
 /// when dropped.
 struct Running<'ns> {

@@ -373,29 +373,7 @@ fn tls_handshake_timeout_closes_silent_clients() {
     let pair = Pair::new();
     let ns = pair.b().ns();
     let tmp = tempfile::tempdir().expect("a temporary directory");
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=netmon-test"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = make_cert(tmp.path());
     // Readable by an agent run as `nobody` (NETMON_TEST_AGENT_USER): a
     // throwaway test key.
     use std::os::unix::fs::PermissionsExt as _;

@@ -94,6 +94,36 @@ impl Reply {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and its key, made by openssl in
+/// `dir`: (cert path, key path).
+pub fn make_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=netmon-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
 /// Checks that `reply` is a JSON error with `status`, `code`, a message and,
 /// if given, `param`; `what` names the request in the failure message.
 pub fn assert_json_error(reply: &Reply, status: u16, code: &str, param: Option<&str>, what: &str) {
