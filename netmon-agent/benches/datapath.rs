@@ -1801,7 +1801,7 @@ fn part3() -> Vec<DrainResult> {
     }
     println!(
         "\nHeap: live bytes (a counting global allocator) of the traffic core after its \
-         first drain, its flow table sized to the flows sent (full), snapshot dropped and \
+         last drain, its flow table sized to the flows sent (full), snapshot dropped and \
          map-read buffers sized before; bytes/flow includes the fixed part (MAC-pair \
          baselines, interfaces). Marginal: {:.0} bytes per flow between the smallest and \
          largest size.",

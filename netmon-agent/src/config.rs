@@ -104,7 +104,7 @@ pub struct Config {
 
     /// Most flows the agent tracks. When full, a new flow evicts the least
     /// recently active one, whose totals move to its interface's "other"
-    /// flows (interface and device totals are unaffected). About 215 bytes
+    /// flows (interface and device totals are unaffected). About 262 bytes
     /// a flow. Default: twice the flow map's default size (65536).
     #[arg(long, default_value_t = crate::traffic::DEFAULT_MAX_FLOWS, value_parser = clap::value_parser!(u32).range(16..=16_777_216), env = "NETMON_MAX_FLOWS")]
     pub max_flows: u32,

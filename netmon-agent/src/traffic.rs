@@ -46,7 +46,7 @@ use crate::{
 pub const MAX_IPS_PER_DEVICE: usize = 16;
 
 /// Default `--max-flows`: twice the flow map's default size (65,536). A
-/// bound on the agent's memory (about 27 MiB of flow entries), not on what
+/// bound on the agent's memory (about 33 MiB of flow entries), not on what
 /// the kernel can count in one interval: the flow cache
 /// (`--flow-cache-memory`) may hold more flows than this, and the least
 /// recently active of them then go to their interface's "other" flows.
