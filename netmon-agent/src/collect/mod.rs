@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod latency;
 pub mod names;
 pub mod netstats;
+pub mod packages;
 pub mod system;
 pub mod vendor;
 
