@@ -25,6 +25,7 @@
 //! [`crate::snapshot`], never `api`, `metrics` or `config` (checked by
 //! tests/layering.rs).
 
+pub mod compliance;
 pub mod discovery;
 pub mod latency;
 pub mod names;
