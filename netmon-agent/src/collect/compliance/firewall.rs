@@ -57,6 +57,7 @@ pub fn read_live(host: &Host, problems: &mut Vec<String>) -> Live {
     if let Content::Text(m) = host.read("/proc/modules", problems)
         && !m.lines().any(|l| l.starts_with("nf_tables "))
         && !host.exists("/sys/module/nf_tables")
+        && !nf_tables_built_in(host, problems)
     {
         return Live::NotLoaded;
     }
@@ -70,6 +71,18 @@ pub fn read_live(host: &Host, problems: &mut Vec<String>) -> Live {
             _ => Live::Unavailable(format!("cannot read the nftables ruleset: {e}")),
         },
     }
+}
+
+/// Whether the running kernel lists nf_tables among its built-in modules
+/// (which need no /sys/module entry). `ProtectKernelModules=` hides the
+/// file: under the shipped units such a kernel reads as one without
+/// nf_tables.
+fn nf_tables_built_in(host: &Host, problems: &mut Vec<String>) -> bool {
+    let Content::Text(release) = host.read("/proc/sys/kernel/osrelease", problems) else {
+        return false;
+    };
+    let list = format!("/lib/modules/{}/modules.builtin", release.trim());
+    matches!(host.read(&list, problems), Content::Text(t) if t.lines().any(|l| l.ends_with("/nf_tables.ko")))
 }
 
 /// UFW's own switch in /etc/ufw/ufw.conf.

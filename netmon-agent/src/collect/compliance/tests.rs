@@ -560,6 +560,11 @@ fn chain(
 fn the_live_ruleset_decides_where_it_is_read() {
     let dir = root("defaults");
     let h = host(dir.path());
+    // nf_tables is a module, not loaded: not asked (that would load it).
+    assert!(matches!(
+        firewall::read_live(&h, &mut Vec::new()),
+        Live::NotLoaded
+    ));
     let decide = |live| firewall::decide(&h, live, &mut Vec::new());
     // UFW on iptables-nft: INPUT's policy drops.
     let ufw = Ruleset {
@@ -997,9 +1002,17 @@ fn reads_the_live_ruleset() {
         assert_eq!(rs.input_filter().map(|c| c.name.as_str()), Some("in"));
         // The whole check, reading this namespace's ruleset.
         let dir = root("defaults");
-        // A kernel without loadable modules (as this VM's): nothing to
-        // load by asking, so the ruleset is read.
-        fs::remove_file(dir.path().join("proc/modules")).unwrap();
+        // The fixture's kernel loads modules and has not loaded nf_tables,
+        // but has it built in: the ruleset is read.
+        fs::create_dir_all(dir.path().join("proc/sys/kernel")).unwrap();
+        fs::write(dir.path().join("proc/sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
+        let builtin = dir.path().join("lib/modules/6.1.0-test");
+        fs::create_dir_all(&builtin).unwrap();
+        fs::write(
+            builtin.join("modules.builtin"),
+            "kernel/fs/ext4/ext4.ko\nkernel/net/netfilter/nf_tables.ko\n",
+        )
+        .unwrap();
         let mut h = host(dir.path());
         h.live = true;
         let o = firewall::check(&h, &mut Vec::new());
