@@ -97,6 +97,7 @@ impl Report {
 
 /// The packages dpkg knows, as of the last parse.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PackageInventory)]
 pub struct Inventory {
     /// When the database was parsed (RFC 3339).
     #[serde(serialize_with = "ser_time")]
@@ -136,6 +137,7 @@ impl Package {
 
 /// One change between two parses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = PackageChange)]
 pub struct Change {
     /// When the parse that saw it ran (RFC 3339).
     #[serde(serialize_with = "ser_time")]
@@ -152,6 +154,7 @@ pub struct Change {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = PackageChangeKind)]
 pub enum ChangeKind {
     Installed,
     Removed,
@@ -1053,6 +1056,26 @@ mod tests {
         assert_eq!(
             v["inventory"]["packages"][0],
             serde_json::json!({"name": "base-files", "version": "12.4+deb12u11", "architecture": "amd64", "status": "installed"})
+        );
+    }
+
+    /// The OpenAPI schema the API will serve, named apart from the others.
+    #[test]
+    fn report_schema() {
+        use utoipa::{PartialSchema, ToSchema};
+        assert_eq!(Report::name(), "PackagesReport");
+        assert_eq!(Inventory::name(), "PackageInventory");
+        let v = serde_json::to_value(<Report as PartialSchema>::schema()).unwrap();
+        let props: Vec<&String> = v["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            props,
+            [
+                "baseline",
+                "changes",
+                "changes_evicted",
+                "database",
+                "inventory"
+            ]
         );
     }
 }

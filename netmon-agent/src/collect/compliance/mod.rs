@@ -187,6 +187,7 @@ pub struct Options {
 /// A check's answer, spelt as the seed spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = ComplianceStatus)]
 pub enum Status {
     Pass,
     Fail,
@@ -205,6 +206,7 @@ impl Status {
 
 /// One check's result: the seed's four fields, then netmon's.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ComplianceCheck)]
 pub struct CheckResult {
     /// The seed's id (`CIS-SSH-ROOT`...).
     pub check_id: String,
@@ -228,6 +230,7 @@ pub struct CheckResult {
 
 /// The seed's score, with netmon's figures beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ComplianceScore)]
 pub struct Score {
     /// Checks that passed (the seed's `pass_count`).
     pub passed: u32,
@@ -262,6 +265,7 @@ impl Score {
 
 /// A check whose status changed from one run to the next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ComplianceChange)]
 pub struct StatusChange {
     #[serde(serialize_with = "ser_time")]
     #[schema(value_type = String)]

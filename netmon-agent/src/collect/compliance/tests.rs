@@ -1024,3 +1024,24 @@ fn reads_the_live_ruleset() {
     .join()
     .unwrap();
 }
+
+/// The OpenAPI schema the API will serve, named apart from the others.
+#[test]
+fn report_schema() {
+    use utoipa::{PartialSchema, ToSchema};
+    assert_eq!(Report::name(), "ComplianceReport");
+    assert_eq!(CheckResult::name(), "ComplianceCheck");
+    let v = serde_json::to_value(<Report as PartialSchema>::schema()).unwrap();
+    let props: Vec<&String> = v["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        props,
+        [
+            "changes",
+            "changes_evicted",
+            "cis_results",
+            "problems",
+            "root",
+            "score"
+        ]
+    );
+}
