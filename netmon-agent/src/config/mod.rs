@@ -10,8 +10,11 @@
 //!   typed on the command line, and an error ([`ConfigError`]) names the
 //!   file and the field;
 //! - `provenance.rs`: [`Loaded`], each option's value and [`Source`];
-//! - `example.rs`: [`example_file`], the shipped `deploy/netmon.toml`.
+//! - `example.rs`: [`example_file`], the shipped `deploy/netmon.toml`;
+//! - `api_limits.rs`: the HTTP API's limits as options (enforced in
+//!   [`crate::api::limits`]: `config` sits below `api/` and does not use it).
 
+pub mod api_limits;
 mod example;
 mod load;
 mod provenance;
@@ -152,7 +155,7 @@ pub struct Config {
     pub access: crate::keys::Options,
 
     #[command(flatten, next_help_heading = "API limits")]
-    pub api_limits: crate::api::limits::Options,
+    pub api_limits: api_limits::Options,
 
     #[command(flatten, next_help_heading = "History")]
     pub store: crate::store::Options,
