@@ -45,11 +45,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "loading the object, attaching it and reading its maps: being split \
          (issue 13, item 3)",
     ),
-    (
-        "netmon-agent/benches/datapath.rs",
-        "eight parts in one file: being split into one file per part with a \
-         shared harness (issue 13, item 3)",
-    ),
 ];
 
 #[test]
