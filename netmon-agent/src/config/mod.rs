@@ -4,7 +4,7 @@
 //! clap defines every option once, in [`Config`] (here), which flattens
 //! each part's own `Options`; the file's keys are the long option names
 //! (`flow-entries = 65536`, or `flow_entries`). The other files:
-//! - `load.rs`: [`load`] parses the command line and environment, then
+//! - `load.rs`: [`load()`] parses the command line and environment, then
 //!   feeds the file's values for the options neither of them set back
 //!   through clap, so a value from the file is checked exactly like one
 //!   typed on the command line, and an error ([`ConfigError`]) names the
