@@ -48,7 +48,7 @@ function LiveRates() {
       ? html`<p class="loading">Waiting for the stream's first interval…</p>`
       : names.map((name) => html`<${IfaceChart} key=${name} name=${name} r=${all.get(name)} />`)}
     ${summary
-      ? html`<p class="hint">Last ${duration(WINDOW_SECONDS)}, every ${duration(summary.interval_seconds)};${' '}
+      ? html`<p class="hint">Last ${duration(WINDOW_SECONDS)}, every ${summary.interval_seconds.toFixed(1)} s;${' '}
           ${summary.devices} devices and ${summary.flows} flows tracked.</p>`
       : null}
   </${Card}>`;
