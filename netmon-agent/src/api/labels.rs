@@ -197,7 +197,108 @@ pub(super) fn names(labels: &BTreeMap<String, Label>) -> HashMap<[u8; 6], String
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use axum::{
+        body::Body,
+        http::{Request, StatusCode},
+    };
+    use tower::ServiceExt as _;
+
+    use super::super::{auth::Keyring, limits, router, test_support};
     use super::*;
+    use crate::{keys::ApiKey, store::Store};
+
+    const KEY: &str = "0123456789abcdef-test";
+    const RO_KEY: &str = "dashboard-key-0123456789";
+    const MAC: &str = "02:00:00:00:00:0A";
+
+    async fn put(
+        store: crate::api::StoreSlot,
+        key: &str,
+        mac: &str,
+        body: &str,
+        max: u32,
+    ) -> (StatusCode, serde_json::Value) {
+        let opts = limits::Options {
+            max_labels: max,
+            ..Default::default()
+        };
+        let http = Arc::new(limits::Http::new(opts, std::time::Duration::from_secs(1)));
+        let keys = Keyring::new(ApiKey::new(KEY).unwrap())
+            .with(Role::ReadOnly, [ApiKey::new(RO_KEY).unwrap()]);
+        let app = router(test_support::state(store, http), Arc::new(keys));
+        let req = Request::put(format!("/api/v1/devices/{mac}/label"))
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let r = app.oneshot(req).await.unwrap();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_admin_key_labels_a_device_in_the_history_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join("h.redb"),
+                crate::store::Retention::default(),
+            )
+            .unwrap(),
+        );
+        let slot = || Ok(Arc::clone(&store));
+        let body = r#"{"name": " printer ", "note": "2nd floor"}"#;
+        let (status, json) = put(slot(), KEY, MAC, body, 1).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["mac"], "02:00:00:00:00:0a");
+        assert_eq!(json["name"], "printer");
+        assert_eq!(
+            store.labels().unwrap()["02:00:00:00:00:0a"].note.as_deref(),
+            Some("2nd floor")
+        );
+        // Read-only keys may not; a full table refuses a new MAC.
+        let (status, _) = put(slot(), RO_KEY, MAC, body, 1).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, json) = put(slot(), KEY, "02:00:00:00:00:0b", body, 1).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["error"]["param"], "mac", "{json}");
+        // Bad input names its field; empty removes.
+        let (status, json) = put(slot(), KEY, MAC, r#"{"name": "a\u0000b"}"#, 1).await;
+        assert_eq!(
+            (status, &json["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &"name".into())
+        );
+        let (status, json) = put(slot(), KEY, MAC, r#"{"nick": "x"}"#, 1).await;
+        assert_eq!(
+            (status, &json["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &"body".into())
+        );
+        let (status, json) = put(slot(), KEY, "printer", body, 1).await;
+        assert_eq!(
+            (status, &json["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &"mac".into())
+        );
+        let (status, json) = put(slot(), KEY, MAC, r#"{"name": "", "note": null}"#, 1).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert!(
+            json["name"].is_null() && json["updated"].is_null(),
+            "{json}"
+        );
+        assert!(store.labels().unwrap().is_empty());
+        // Without a history file: 503 saying why.
+        let (status, json) = put(Err("--no-history".into()), KEY, MAC, body, 1).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--no-history"),
+            "{json}"
+        );
+    }
 
     #[test]
     fn names_and_notes_are_trimmed_bounded_and_free_of_control_characters() {

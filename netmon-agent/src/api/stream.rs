@@ -273,3 +273,113 @@ impl Client {
         behind
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::{
+        body::Body,
+        http::{Request, StatusCode, header},
+    };
+    use tower::ServiceExt as _;
+
+    use super::super::{limits::Http, router, test_support};
+    use crate::keys::ApiKey;
+
+    const KEY: &str = "0123456789abcdef-test";
+    const RO_KEY: &str = "dashboard-key-0123456789";
+
+    fn app(http: &Arc<Http>) -> axum::Router {
+        let keys = super::Keyring::new(ApiKey::new(KEY).unwrap())
+            .with(super::Role::ReadOnly, [ApiKey::new(RO_KEY).unwrap()])
+            .limited(&http.opts, Arc::clone(&http.counters));
+        let state = test_support::state(Err("off".into()), Arc::clone(http));
+        router(state, Arc::new(keys))
+    }
+
+    async fn send(app: &axum::Router, req: Request<Body>) -> axum::response::Response {
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn ticket(app: &axum::Router, key: &str) -> serde_json::Value {
+        let req = Request::post("/api/v1/stream/ticket")
+            .header("x-api-key", key)
+            .body(Body::empty())
+            .unwrap();
+        let r = send(app, req).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn stream(query: &str) -> Request<Body> {
+        Request::get(format!("/api/v1/stream{query}"))
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_ticket_opens_the_stream_once_and_nothing_else() {
+        let http = Arc::new(Http::default());
+        let app = app(&http);
+        let t = ticket(&app, RO_KEY).await;
+        assert_eq!(t["role"], "read-only");
+        assert_eq!(t["expires_in_seconds"], 30.0);
+        assert_eq!(ticket(&app, KEY).await["role"], "admin");
+        let id = t["ticket"].as_str().unwrap();
+        // Good once.
+        let r = send(&app, stream(&format!("?ticket={id}"))).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/event-stream");
+        drop(r);
+        let r = send(&app, stream(&format!("?ticket={id}"))).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // A made-up ticket, or none and no key: 401, counted as failures.
+        let r = send(&app, stream(&format!("?ticket={}", "0".repeat(64)))).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(&app, stream("")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // No other route takes a ticket.
+        let fresh = ticket(&app, RO_KEY).await["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = send(
+            &app,
+            Request::get(format!("/api/v1/limits?ticket={fresh}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // The key still opens the stream without a ticket.
+        let r = send(
+            &app,
+            Request::get("/api/v1/stream")
+                .header("x-api-key", RO_KEY)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let t = &http.tickets;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            (get(&t.issued), get(&t.redeemed), get(&t.rejected)),
+            (3, 1, 2)
+        );
+        assert_eq!(super::Counters::get(&http.counters.auth_failures), 4);
+        // Tickets need a key.
+        let r = send(
+            &app,
+            Request::post("/api/v1/stream/ticket")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+}
