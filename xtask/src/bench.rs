@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: netmon's benchmark (`netmon-agent/benches/datapath.rs`)
+//! `cargo xtask bench`: netmon's benchmark (`netmon-agent/benches/datapath/`)
 //! as root: the programs' cost per packet at each hook, the receiver's packet
 //! rate with and without them, the agent's CPU per drain and per packet, and
 //! its peak memory. It prints one table per part and a markdown summary.

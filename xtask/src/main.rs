@@ -10,7 +10,7 @@
 //! - `run` builds the agent and runs it as root, keeping its state under `target/`.
 //! - `test` is what CI runs (`.ci/run`): rustfmt, clippy on the host crates and
 //!   on the eBPF crate, then `cargo test`.
-//! - `bench` runs `netmon-agent/benches/datapath.rs` as root and prints its
+//! - `bench` runs `netmon-agent/benches/datapath/` as root and prints its
 //!   tables (the README's benchmark section comes from it).
 //!
 //! One module a command. Each has a `clap::Args` struct and

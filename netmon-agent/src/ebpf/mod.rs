@@ -567,6 +567,18 @@ impl Kernel {
         gso_segs: u32,
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), aya::programs::ProgramError> {
+        Kernel::test_run_on(&self.ebpf, program, frame, gso_segs, repeat)
+    }
+
+    /// [`Kernel::test_run`] on any loaded copy of the object, such as the
+    /// benchmark's copy holding the pass-only programs.
+    pub fn test_run_on(
+        ebpf: &Ebpf,
+        program: &str,
+        frame: &[u8],
+        gso_segs: u32,
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), aya::programs::ProgramError> {
         let mut ctx = [0u8; SKB_CTX_SIZE];
         ctx[SKB_GSO_SEGS_OFFSET..SKB_GSO_SEGS_OFFSET + 4].copy_from_slice(&gso_segs.to_ne_bytes());
         let opts = |with_ctx: bool| {
@@ -579,14 +591,12 @@ impl Kernel {
             o
         };
         let result = if program == PROG_XDP || program == netmon_common::PROG_XDP_PASS {
-            self.ebpf
-                .program(program)
+            ebpf.program(program)
                 .and_then(|p| <&Xdp>::try_from(p).ok())
                 .expect("an XDP program of the object")
                 .test_run(opts(false))?
         } else {
-            self.ebpf
-                .program(program)
+            ebpf.program(program)
                 .and_then(|p| <&SchedClassifier>::try_from(p).ok())
                 .expect("a TC program of the object")
                 .test_run(opts(gso_segs > 1))?
