@@ -27,7 +27,9 @@
 //!   `step`, the tier is chosen so that it does not);
 //! - an address with `--auth-max-failures` failed authentications within
 //!   `--auth-failure-window` gets `429` with `Retry-After` until the window
-//!   ends (a correct key still works; see [`super::auth`]).
+//!   ends (a correct key still works; see [`super::auth`]);
+//! - a stream ticket asked for while `--stream-max-tickets` wait unused
+//!   gets `503` (see [`super::tickets`]).
 
 use std::{
     sync::{
@@ -44,6 +46,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{
     AppState,
     error::{ApiError, ApiQuery},
+    tickets::Tickets,
 };
 pub use crate::config::api_limits::Options;
 use crate::metrics::Family;
@@ -86,6 +89,8 @@ pub struct Counters {
     pub argon2_verifications: AtomicU64,
     /// argon2 results forgotten because the cache was full.
     pub auth_cache_evicted: AtomicU64,
+    /// Device labels refused over `--max-labels`.
+    pub labels_refused: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +116,8 @@ pub struct Http {
     /// How often the history records a raw point (the drain interval), for
     /// estimating a raw answer's size.
     pub raw_step: Duration,
+    /// The stream tickets waiting to be used (`--stream-max-tickets`).
+    pub tickets: Arc<Tickets>,
     sse: Arc<Semaphore>,
     store_queries: Arc<Semaphore>,
 }
@@ -127,6 +134,7 @@ impl Http {
         Self {
             sse: Arc::new(Semaphore::new(opts.sse_max_clients as usize)),
             store_queries: Arc::new(Semaphore::new(opts.history_max_queries as usize)),
+            tickets: Arc::new(Tickets::new(opts.stream_max_tickets, super::tickets::TTL)),
             counters: Arc::new(Counters::default()),
             raw_step,
             opts,
@@ -249,12 +257,16 @@ struct LimitValues {
     auth_failure_window_seconds: f64,
     auth_max_sources: u32,
     auth_cache_entries: u32,
+    stream_max_tickets: u32,
+    max_labels: u32,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct OpenNow {
     connections: u64,
     sse_clients: u64,
+    /// Stream tickets issued and not used yet.
+    stream_tickets: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -289,6 +301,15 @@ struct Refused {
     argon2_verifications: u64,
     /// Handlers that panicked.
     panics: u64,
+    /// Stream tickets refused over `stream_max_tickets`.
+    stream_tickets: u64,
+    /// Stream tickets presented that were unknown, used or expired (each
+    /// also counts as an authentication failure).
+    stream_tickets_rejected: u64,
+    /// Stream tickets that expired unused.
+    stream_tickets_expired: u64,
+    /// Device labels refused over `max_labels`.
+    labels: u64,
 }
 
 #[utoipa::path(get, path = "/api/v1/limits", operation_id = "getLimits", tag = "meta",
@@ -297,7 +318,7 @@ async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,
 ) -> Json<LimitsView> {
-    let (o, c) = (&state.http.opts, &state.http.counters);
+    let (o, c, t) = (&state.http.opts, &state.http.counters, &state.http.tickets);
     let g = Counters::get;
     Json(LimitsView {
         limits: LimitValues {
@@ -313,10 +334,13 @@ async fn show(
             auth_failure_window_seconds: o.auth_failure_window.as_secs_f64(),
             auth_max_sources: o.auth_max_sources,
             auth_cache_entries: o.auth_cache_entries,
+            stream_max_tickets: o.stream_max_tickets,
+            max_labels: o.max_labels,
         },
         open: OpenNow {
             connections: g(&c.connections_open),
             sse_clients: g(&c.sse_open),
+            stream_tickets: t.live() as u64,
         },
         refused: Refused {
             connections: g(&c.connections_refused),
@@ -334,6 +358,10 @@ async fn show(
             auth_cache_evicted: g(&c.auth_cache_evicted),
             argon2_verifications: g(&c.argon2_verifications),
             panics: g(&c.panics),
+            stream_tickets: g(&t.refused),
+            stream_tickets_rejected: g(&t.rejected),
+            stream_tickets_expired: g(&t.expired),
+            labels: g(&c.labels_refused),
         },
     })
 }
@@ -352,8 +380,9 @@ impl Drop for SseSlot {
 }
 
 /// The API's limits: what they refused or closed, and what is open now
-/// (`netmon_http_*`); appended to every scrape.
-pub fn encode_http(c: &Counters) -> String {
+/// (`netmon_http_*`), with the stream tickets' figures; appended to every
+/// scrape.
+pub fn encode_http(c: &Counters, t: &Tickets) -> String {
     use Counters as C;
     let mut families = Vec::new();
     let mut gauge = |name, help, v| {
@@ -370,6 +399,11 @@ pub fn encode_http(c: &Counters) -> String {
         "netmon_http_sse_clients",
         "Event stream clients connected now.",
         C::get(&c.sse_open),
+    );
+    gauge(
+        "netmon_http_stream_tickets_waiting",
+        "Stream tickets issued and not used yet (at most --stream-max-tickets).",
+        t.live() as u64,
     );
     let mut counter = |name, help, v| {
         let mut f = Family::counter(name, &[], help);
@@ -411,6 +445,20 @@ pub fn encode_http(c: &Counters) -> String {
         "Wrong keys forgotten from the argon2 result cache because it was full (--auth-cache-entries).",
         C::get(&c.auth_cache_evicted),
     );
+    let mut tickets = Family::counter(
+        "netmon_http_stream_tickets_total",
+        &["outcome"],
+        "Stream tickets by outcome: issued, redeemed (opened a stream), rejected (presented unknown, used or expired), expired (never used).",
+    );
+    for (outcome, v) in [
+        ("issued", &t.issued),
+        ("redeemed", &t.redeemed),
+        ("rejected", &t.rejected),
+        ("expired", &t.expired),
+    ] {
+        tickets.int(&[outcome], C::get(v));
+    }
+    families.push(tickets);
     let mut closed = Family::counter(
         "netmon_http_connections_closed_total",
         &["reason"],
@@ -428,13 +476,15 @@ pub fn encode_http(c: &Counters) -> String {
     let mut refused = Family::counter(
         "netmon_http_requests_refused_total",
         &["reason"],
-        "API requests refused by a limit: sse_clients (503, --sse-max-clients), history_queries (503, --history-max-queries), history_points (400, --history-max-points), auth_rate_limited (429, --auth-max-failures).",
+        "API requests refused by a limit: sse_clients (503, --sse-max-clients), history_queries (503, --history-max-queries), history_points (400, --history-max-points), auth_rate_limited (429, --auth-max-failures), stream_tickets (503, --stream-max-tickets), labels (400, --max-labels).",
     );
     for (reason, v) in [
         ("sse_clients", &c.sse_refused),
         ("history_queries", &c.history_refused),
         ("history_points", &c.history_too_many_points),
         ("auth_rate_limited", &c.auth_rate_limited),
+        ("stream_tickets", &t.refused),
+        ("labels", &c.labels_refused),
     ] {
         refused.int(&[reason], C::get(v));
     }

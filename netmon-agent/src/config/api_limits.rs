@@ -1,8 +1,9 @@
 //! The HTTP API's limits as options: what bounds connections, time, stream
-//! clients, history queries and points, and failed authentications, with
-//! their defaults and ranges. [`crate::api::limits`] enforces them and
-//! counts what they refuse; they are here, not in `api/`, because the
-//! configuration flattens them and sits below the API.
+//! clients and tickets, history queries and points, failed authentications
+//! and device labels, with their defaults and ranges.
+//! [`crate::api::limits`] enforces them and counts what they refuse; they
+//! are here, not in `api/`, because the configuration flattens them and
+//! sits below the API.
 
 use std::time::Duration;
 
@@ -73,6 +74,17 @@ pub struct Options {
     /// the oldest entry is forgotten.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NETMON_AUTH_CACHE_ENTRIES")]
     pub auth_cache_entries: u32,
+
+    /// Most stream tickets (POST /api/v1/stream/ticket, each good for one
+    /// /api/v1/stream connection within 30 s) waiting unused at once; more
+    /// get 503.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), env = "NETMON_STREAM_MAX_TICKETS")]
+    pub stream_max_tickets: u32,
+
+    /// Most devices with a name or note (PUT /api/v1/devices/{mac}/label,
+    /// kept in the history file); a label for one more is refused (400).
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_MAX_LABELS")]
+    pub max_labels: u32,
 }
 
 impl Default for Options {
@@ -90,6 +102,8 @@ impl Default for Options {
             auth_failure_window: Duration::from_secs(60),
             auth_max_sources: 4096,
             auth_cache_entries: 1024,
+            stream_max_tickets: 64,
+            max_labels: 16_384,
         }
     }
 }
