@@ -1,14 +1,21 @@
 //! Builds the eBPF object (netmon-ebpf's `netmon` binary) with aya-build,
 //! which links it with bpf-linker and adds BTF. The result lands in
 //! `$OUT_DIR/netmon` and is embedded by `src/ebpf/mod.rs`.
+//!
+//! Then bundles the web dashboard (`../web`, see `build_web.rs`) into
+//! `$OUT_DIR/web`, embedded by `src/api/dashboard.rs`.
 
 use anyhow::{Context as _, anyhow};
+
+#[path = "build_web.rs"]
+mod web;
 
 /// The nightly that builds the eBPF object. `cargo xtask` installs it (with
 /// rust-src); keep xtask/src/toolchain.rs in step.
 const EBPF_TOOLCHAIN: &str = "nightly-2026-07-01";
 
 fn main() -> anyhow::Result<()> {
+    web::bundle().context("bundling the web dashboard")?;
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

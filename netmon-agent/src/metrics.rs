@@ -353,7 +353,11 @@ pub struct Inputs<'a> {
 }
 
 /// The whole exposition for one scrape of the live state.
-pub fn encode(s: &Snapshot, t: &Telemetry, limits: &Limits) -> String {
+/// Names an admin gave devices, by MAC: the `name` label of their series
+/// (else the hostname).
+pub type Names = HashMap<[u8; 6], String>;
+
+pub fn encode(s: &Snapshot, t: &Telemetry, limits: &Limits, names: &Names) -> String {
     let (sys, ifs, disc, lat) = (
         t.system.get(),
         t.interfaces.get(),
@@ -366,15 +370,19 @@ pub fn encode(s: &Snapshot, t: &Telemetry, limits: &Limits) -> String {
         discovery: Source::of(&t.discovery, &disc),
         latency: Source::of(&t.latency, &lat),
     };
-    encode_inputs(s, &inputs, limits)
+    encode_named(s, &inputs, limits, names)
 }
 
 /// The whole exposition for one scrape: pure, from one snapshot and the
 /// collectors' readings.
 pub fn encode_inputs(s: &Snapshot, t: &Inputs<'_>, limits: &Limits) -> String {
+    encode_named(s, t, limits, &Names::new())
+}
+
+fn encode_named(s: &Snapshot, t: &Inputs<'_>, limits: &Limits, names: &Names) -> String {
     let mut families = Vec::new();
     let discovery = t.discovery.reading();
-    traffic_families(s, discovery, limits, &mut families);
+    traffic_families(s, discovery, limits, names, &mut families);
     if let Some(r) = t.interfaces.reading() {
         interfaces_families(&r.report, &mut families);
     }
@@ -412,6 +420,7 @@ fn traffic_families(
     s: &Snapshot,
     discovery: Option<&Reading<discovery::Report>>,
     limits: &Limits,
+    names: &Names,
     out: &mut Vec<Family>,
 ) {
     const DEV: &[&str] = &["interface", "mac", "ip", "name"];
@@ -465,7 +474,11 @@ fn traffic_families(
         } else {
             device_ip(d.ips.iter().copied())
         };
-        let name = f.and_then(|f| f.hostname.as_deref()).unwrap_or("");
+        let name = names
+            .get(&d.mac)
+            .map(String::as_str)
+            .or_else(|| f.and_then(|f| f.hostname.as_deref()))
+            .unwrap_or("");
         let labels = [iface.as_str(), mac.as_str(), ip.as_str(), name];
         rx_bytes.int(&labels, d.rx.total.bytes);
         rx_packets.int(&labels, d.rx.total.packets);

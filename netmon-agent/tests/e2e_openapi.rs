@@ -27,9 +27,10 @@ use serde_json::Value;
 
 const DOC_PATH: &str = "/api/v1/openapi.json";
 
-/// Every route the server serves (see `src/api/*.rs`, `routes()`), and
-/// whether it needs the key when `/metrics` is open (`--metrics-auth` off,
-/// the default on a loopback listener).
+/// Every route the server serves with GET (see `src/api/*.rs`, `routes()`),
+/// and whether it needs the key when `/metrics` is open (`--metrics-auth`
+/// off, the default on a loopback listener). The dashboard (`/`,
+/// `/assets/*`) is served beside them but is no part of the API document.
 const ROUTES: [(&str, bool); 18] = [
     ("/health", false),
     ("/metrics", false),
@@ -51,9 +52,27 @@ const ROUTES: [(&str, bool); 18] = [
     ("/api/v1/limits", true),
 ];
 
+/// The routes served with another method than GET (all need a key).
+const WRITES: [(&str, &str); 2] = [
+    ("post", "/api/v1/stream/ticket"),
+    ("put", "/api/v1/devices/{mac}/label"),
+];
+
 /// The routes as a set.
 fn routes() -> BTreeSet<&'static str> {
-    ROUTES.iter().map(|(p, _)| *p).collect()
+    ROUTES
+        .iter()
+        .map(|(p, _)| *p)
+        .chain(WRITES.iter().map(|(_, p)| *p))
+        .collect()
+}
+
+/// The method `p` is served with.
+fn method_of(p: &str) -> &'static str {
+    WRITES
+        .iter()
+        .find(|(_, w)| *w == p)
+        .map_or("get", |(m, _)| m)
 }
 
 /// A concrete request path for documented path `p` (MAC of the pair's end A).
@@ -73,10 +92,10 @@ fn fetch_doc(ns: &NetNs) -> Value {
     reply.json
 }
 
-/// The operation `GET p` of `doc`.
+/// The operation of `doc` at `p` (its one method).
 fn op<'a>(doc: &'a Value, p: &str) -> &'a Value {
-    let op = &doc["paths"][p]["get"];
-    assert!(op.is_object(), "no GET {p} in the document");
+    let op = &doc["paths"][p][method_of(p)];
+    assert!(op.is_object(), "no {} {p} in the document", method_of(p));
     op
 }
 
@@ -176,8 +195,9 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
     assert_eq!(documented, routes(), "documented paths != served routes");
     for (p, item) in doc["paths"].as_object().expect("paths") {
         let methods: Vec<&String> = item.as_object().expect("path item").keys().collect();
-        assert_eq!(methods, ["get"], "{p}: only GET is served");
+        assert_eq!(methods, [method_of(p)], "{p}: one method is served");
     }
+    check_writes(ns, &doc);
 
     for &(p, keyed) in &ROUTES {
         assert_eq!(needs_key(&doc, p), keyed, "GET {p}: documented security");
@@ -269,6 +289,14 @@ fn document_lists_exactly_the_served_routes_with_their_security_and_statuses() {
             assert_eq!(bad.json["error"]["code"], "bad_request", "{bad:#?}");
         }
     }
+
+    // The dashboard is served beside the API but is not part of it.
+    let page = http_get_ok(ns, "/", &[]);
+    assert_eq!(page.status, 200, "{page:#?}");
+    assert!(
+        doc["paths"].get("/").is_none(),
+        "the dashboard is not an API route"
+    );
 
     // A path the document does not list is the fallback's JSON 404.
     let missing = http_get_ok(ns, "/api/v1/nope", &[("X-API-KEY", TEST_KEY)]);
@@ -408,13 +436,14 @@ fn metrics_security_follows_metrics_auth_and_the_fuzzer_finds_no_server_error() 
     assert!(ok, "schemathesis found a problem (or did not run):\n{out}");
     // It really tested every operation but the endless stream (and the
     // document itself, which schemathesis leaves out when loading it).
-    for &(p, _) in &ROUTES {
+    for p in routes() {
         if p == "/api/v1/stream" || p == DOC_PATH {
             continue;
         }
+        let m = method_of(p).to_uppercase();
         assert!(
-            tested.contains(&format!("testcase name=\"GET {p}\"")),
-            "schemathesis did not test GET {p}; JUnit report:\n{tested}"
+            tested.contains(&format!("testcase name=\"{m} {p}\"")),
+            "schemathesis did not test {m} {p}; JUnit report:\n{tested}"
         );
     }
     assert_every_parameter_was_accepted(&doc, &exchanges);
@@ -453,7 +482,8 @@ fn assert_every_parameter_was_accepted(doc: &Value, har: &str) {
                 matches(template, &path) && e["response"]["status"].as_u64() != Some(400)
             })
             .collect();
-        for param in item["get"]["parameters"].as_array().into_iter().flatten() {
+        let ops = item.as_object().expect("path item").values();
+        for param in ops.flat_map(|op| op["parameters"].as_array().into_iter().flatten()) {
             let name = param["name"].as_str().expect("a parameter name");
             let sent = |e: &&Value| {
                 param["in"] == "path"
@@ -462,7 +492,7 @@ fn assert_every_parameter_was_accepted(doc: &Value, har: &str) {
                         .is_some_and(|q| q.iter().any(|kv| kv["name"] == name))
             };
             if !accepted.iter().any(sent) {
-                missing.push(format!("GET {template} `{name}`"));
+                missing.push(format!("{template} `{name}`"));
             }
         }
     }
@@ -470,4 +500,47 @@ fn assert_every_parameter_was_accepted(doc: &Value, har: &str) {
         missing.is_empty(),
         "no accepted request carried these parameters: {missing:?}"
     );
+}
+
+/// The routes served with POST and PUT: documented with the key and the
+/// error bodies, refused without a key (401), answered as documented with
+/// the (admin) key, and a JSON 405 for GET.
+fn check_writes(ns: &NetNs, doc: &Value) {
+    for (method, p) in WRITES {
+        let o = op(doc, p);
+        assert!(needs_key(doc, p), "{method} {p}: documented security");
+        let responses = o["responses"].as_object().expect("responses");
+        for status in ["200", "400", "401", "403", "404", "429", "503"] {
+            assert!(
+                responses.contains_key(status),
+                "{method} {p}: no {status} documented"
+            );
+        }
+        let url = concrete(p);
+        let body = serde_json::json!({"name": "openapi-test", "note": null});
+        let body = (method == "put").then_some(&body);
+        let m = method.to_uppercase();
+        let without = http_send(ns, &m, &url, &[], body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(without.status, 401, "{m} {url} without key: {without:#?}");
+        let with = http_send(ns, &m, &url, &[("X-API-KEY", TEST_KEY)], body)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(with.status, 200, "{m} {url}: {with:#?}");
+        let schema = resolve(
+            doc,
+            &o["responses"]["200"]["content"]["application/json"]["schema"],
+        );
+        for field in schema["properties"]
+            .as_object()
+            .expect("a typed body")
+            .keys()
+        {
+            assert!(
+                with.json.get(field).is_some(),
+                "{m} {url}: the answer lacks documented `{field}`: {with:#?}"
+            );
+        }
+        // GET on them is the JSON 405.
+        let get = http_get_ok(ns, &url, &[("X-API-KEY", TEST_KEY)]);
+        assert_json_error(&get, 405, "method_not_allowed", None, &format!("GET {url}"));
+    }
 }

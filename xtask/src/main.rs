@@ -4,7 +4,8 @@
 //! Every command first makes sure the tools the build needs are present and
 //! installs what is missing ([`toolchain::ensure_all`]): the userspace toolchain
 //! pinned in `rust-toolchain.toml`, the nightly (with `rust-src`) that
-//! `netmon-agent/build.rs` builds the eBPF object with, and `bpf-linker`.
+//! `netmon-agent/build.rs` builds the eBPF object with, `bpf-linker`, and
+//! Node.js with the web dashboard's npm packages (`web.rs`).
 //!
 //! - `run` builds the agent and runs it as root, keeping its state under `target/`.
 //! - `test` is what CI runs (`.ci/run`): rustfmt, clippy on the host crates and
@@ -26,6 +27,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 
 mod toolchain;
+mod web;
 
 /// Declares the subcommands, one `module::Variant(ArgsType)` line each (with
 /// its doc comment, which becomes its help): the module, the `Command` variant

@@ -1,6 +1,7 @@
 //! Makes sure the build's tools are installed, and installs what is missing:
-//! the pinned userspace toolchain, the nightly that builds the eBPF object, and
-//! bpf-linker. Each check prints one line so a slow install is not a silent one.
+//! the pinned userspace toolchain, the nightly that builds the eBPF object,
+//! bpf-linker, and the web dashboard's Node.js and packages (see `web.rs`).
+//! Each check prints one line so a slow install is not a silent one.
 
 use std::{env, fs, io, path::Path, process::Command};
 
@@ -42,14 +43,16 @@ const BPF_LINKER_INSTALL: &[&str] = &[
     "llvm-22",
 ];
 
-/// Installs whatever of the two toolchains and bpf-linker is missing.
+/// Installs whatever of the two toolchains, bpf-linker and the dashboard's
+/// tools is missing.
 pub fn ensure_all(root: &Path) -> Result<()> {
     let host = host_triple(root)?;
     let listed = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is needed to install toolchains; see https://rustup.rs")?;
     ensure_toolchain(USERSPACE_TOOLCHAIN, USERSPACE_COMPONENTS, &host, &listed)?;
     ensure_toolchain(EBPF_TOOLCHAIN, EBPF_COMPONENTS, &host, &listed)?;
-    ensure_bpf_linker(root)
+    ensure_bpf_linker(root)?;
+    crate::web::ensure(root)
 }
 
 /// The host's target triple, as the userspace rustc reports it.
@@ -244,7 +247,7 @@ fn bpf_linker_version() -> Result<String> {
     }
 }
 
-fn is_debian_like() -> bool {
+pub fn is_debian_like() -> bool {
     fs::read_to_string("/etc/os-release").is_ok_and(|text| os_release_is_debian_like(&text))
 }
 

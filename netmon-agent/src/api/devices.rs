@@ -26,7 +26,7 @@ use crate::{
             ndp::ProbeStats,
         },
     },
-    ifaces::{format_mac, parse_mac},
+    ifaces::format_mac,
     snapshot::Snapshot,
     traffic::Device,
 };
@@ -125,11 +125,12 @@ async fn list(
     let status = p.status.as_deref().map(parse_status).transpose()?;
     let s = state.snapshot.get();
     let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery);
-    let devices = merge(&s, reading.as_deref().ok())
+    let mut devices: Vec<DeviceView> = merge(&s, reading.as_deref().ok())
         .into_iter()
         .filter(|d| p.interface.as_ref().is_none_or(|i| *i == d.interface))
         .filter(|d| status.is_none_or(|st| d.status == Some(st)))
         .collect();
+    super::labels::apply(&mut devices, &super::labels::current(&state));
     let discovery = match &reading {
         Ok(r) => Avail::Value(DiscoverySummary {
             collection: &r.collection,
@@ -164,28 +165,18 @@ async fn one(
     let s = state.snapshot.get();
     let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery).ok();
     let text = format_mac(wanted);
-    let devices: Vec<DeviceView> = merge(&s, reading.as_deref())
+    let mut devices: Vec<DeviceView> = merge(&s, reading.as_deref())
         .into_iter()
         .filter(|d| d.mac == text)
         .collect();
+    super::labels::apply(&mut devices, &super::labels::current(&state));
     if devices.is_empty() {
         return Err(ApiError::NotFound(format!("no device with MAC {text}")));
     }
     Ok(Json(OneMac { mac: text, devices }))
 }
 
-/// The `{mac}` path parameter: `aa:bb:cc:dd:ee:ff`, any case; else a 400
-/// naming `mac`.
-pub(super) fn mac_param(mac: &str) -> Result<[u8; 6], ApiError> {
-    // parse_mac alone would take a sign ("+a") as a hex digit.
-    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-    parse_mac(mac).filter(|_| plain).ok_or_else(|| {
-        ApiError::bad_request(
-            "mac",
-            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-        )
-    })
-}
+pub(super) use super::error::mac_param;
 
 /// No parameters; unknown ones are refused.
 #[derive(Deserialize)]

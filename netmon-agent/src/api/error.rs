@@ -62,7 +62,7 @@ pub enum ApiError {
     Unavailable(String),
 
     /// The method is not served on this path (405).
-    #[error("method not allowed on this path (only GET is served)")]
+    #[error("method not allowed on this path (see the OpenAPI document for its methods)")]
     MethodNotAllowed,
 
     /// The client's address failed authentication too often (429); it may
@@ -273,6 +273,21 @@ where
         let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
         Ok(Self(value))
     }
+}
+
+/// The `{mac}` path parameter: `aa:bb:cc:dd:ee:ff`, any case; else a 400
+/// naming `mac`.
+pub(super) fn mac_param(mac: &str) -> Result<[u8; 6], ApiError> {
+    // parse_mac alone would take a sign ("+a") as a hex digit.
+    let plain = mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    crate::ifaces::parse_mac(mac)
+        .filter(|_| plain)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "mac",
+                format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+            )
+        })
 }
 
 /// Fallback handler: unknown paths get a 404 with the JSON error body.

@@ -2,8 +2,9 @@
 //! time, stream clients, store queries, points, failed authentications) and
 //! the counters of what was refused or closed because of them.
 //!
-//! Every limit is an option with a default ([`Options`]); [`Http`] holds them
-//! at run time with the semaphores that enforce the per-endpoint caps, and
+//! Every limit is an option with a default ([`Options`], defined with the
+//! other options in [`crate::config::api_limits`]); [`Http`] holds them at
+//! run time with the semaphores that enforce the per-endpoint caps, and
 //! [`Counters`] counts each refusal. The counters are served in `/metrics`
 //! (`netmon_http_*`, see [`encode_http`]).
 //!
@@ -26,7 +27,9 @@
 //!   `step`, the tier is chosen so that it does not);
 //! - an address with `--auth-max-failures` failed authentications within
 //!   `--auth-failure-window` gets `429` with `Retry-After` until the window
-//!   ends (a correct key still works; see [`super::auth`]).
+//!   ends (a correct key still works; see [`super::auth`]);
+//! - a stream ticket asked for while `--stream-max-tickets` wait unused
+//!   gets `503` (see [`super::tickets`]).
 
 use std::{
     sync::{
@@ -43,96 +46,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{
     AppState,
     error::{ApiError, ApiQuery},
+    tickets::Tickets,
 };
+pub use crate::config::api_limits::Options;
 use crate::metrics::Family;
-
-/// Options bounding the API's use of the machine.
-#[derive(Clone, Debug, clap::Args)]
-#[group(id = "api-limit-options")]
-pub struct Options {
-    /// Most API connections open at once. Over it a connection is answered
-    /// 503 and closed at once (closed before the handshake with TLS); those
-    /// already open keep being served.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536), env = "NETMON_HTTP_MAX_CONNECTIONS")]
-    pub http_max_connections: u32,
-
-    /// Longest a client may take to send a request's line and headers,
-    /// counted from the connection's opening (or, on a kept-alive
-    /// connection, from the request's first byte); then the connection is
-    /// closed.
-    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_HTTP_HEADER_TIMEOUT")]
-    pub http_header_timeout: Duration,
-
-    /// A kept-alive connection with no new request for this long is closed,
-    /// and so is one whose client reads nothing of a response for this long.
-    #[arg(long, default_value = "60s", value_parser = crate::units::parse_interval, env = "NETMON_HTTP_IDLE_TIMEOUT")]
-    pub http_idle_timeout: Duration,
-
-    /// Longest a TLS handshake may take (with --tls-cert); then the
-    /// connection is closed.
-    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_TLS_HANDSHAKE_TIMEOUT")]
-    pub tls_handshake_timeout: Duration,
-
-    /// Most /api/v1/stream clients at once; more get 503.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000), env = "NETMON_SSE_MAX_CLIENTS")]
-    pub sse_max_clients: u32,
-
-    /// Most bytes of /api/v1/stream events a client may leave unread (sent
-    /// but not acknowledged by its TCP stack); a client further behind has
-    /// its stream ended.
-    #[arg(long, default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(4096..=64 * 1024 * 1024), env = "NETMON_SSE_MAX_BACKLOG")]
-    pub sse_max_backlog: u32,
-
-    /// Most history queries running on the store at once; more get 503 with
-    /// Retry-After.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256), env = "NETMON_HISTORY_MAX_QUERIES")]
-    pub history_max_queries: u32,
-
-    /// Most points of one series in a history answer. Without `step` the
-    /// finest tier that stays under it is used; an explicit `step` that
-    /// would exceed it gets 400.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=1_000_000), env = "NETMON_HISTORY_MAX_POINTS")]
-    pub history_max_points: u32,
-
-    /// Failed authentications (a missing or wrong key) one address may make
-    /// within --auth-failure-window; then it gets 429 until the window ends.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_AUTH_MAX_FAILURES")]
-    pub auth_max_failures: u32,
-
-    /// The window over which failed authentications are counted.
-    #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_AUTH_FAILURE_WINDOW")]
-    pub auth_failure_window: Duration,
-
-    /// Addresses whose failed authentications are remembered (IPv6 by /64);
-    /// when full, the one whose window ends first is forgotten.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NETMON_AUTH_MAX_SOURCES")]
-    pub auth_max_sources: u32,
-
-    /// Presented keys whose argon2 verification result (match or not) is
-    /// remembered by their sha-256, so no key pays argon2 twice; when full,
-    /// the oldest entry is forgotten.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NETMON_AUTH_CACHE_ENTRIES")]
-    pub auth_cache_entries: u32,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            http_max_connections: 256,
-            http_header_timeout: Duration::from_secs(10),
-            http_idle_timeout: Duration::from_secs(60),
-            tls_handshake_timeout: Duration::from_secs(10),
-            sse_max_clients: 32,
-            sse_max_backlog: 256 * 1024,
-            history_max_queries: 4,
-            history_max_points: 10_000,
-            auth_max_failures: 60,
-            auth_failure_window: Duration::from_secs(60),
-            auth_max_sources: 4096,
-            auth_cache_entries: 1024,
-        }
-    }
-}
 
 /// What the limits refused or closed, and what is open now. Counters only
 /// grow; `*_open` are gauges.
@@ -172,6 +89,8 @@ pub struct Counters {
     pub argon2_verifications: AtomicU64,
     /// argon2 results forgotten because the cache was full.
     pub auth_cache_evicted: AtomicU64,
+    /// Device labels refused over `--max-labels`.
+    pub labels_refused: AtomicU64,
 }
 
 impl Counters {
@@ -197,6 +116,8 @@ pub struct Http {
     /// How often the history records a raw point (the drain interval), for
     /// estimating a raw answer's size.
     pub raw_step: Duration,
+    /// The stream tickets waiting to be used (`--stream-max-tickets`).
+    pub tickets: Arc<Tickets>,
     sse: Arc<Semaphore>,
     store_queries: Arc<Semaphore>,
 }
@@ -213,6 +134,7 @@ impl Http {
         Self {
             sse: Arc::new(Semaphore::new(opts.sse_max_clients as usize)),
             store_queries: Arc::new(Semaphore::new(opts.history_max_queries as usize)),
+            tickets: Arc::new(Tickets::new(opts.stream_max_tickets, super::tickets::TTL)),
             counters: Arc::new(Counters::default()),
             raw_step,
             opts,
@@ -335,12 +257,16 @@ struct LimitValues {
     auth_failure_window_seconds: f64,
     auth_max_sources: u32,
     auth_cache_entries: u32,
+    stream_max_tickets: u32,
+    max_labels: u32,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct OpenNow {
     connections: u64,
     sse_clients: u64,
+    /// Stream tickets issued and not used yet.
+    stream_tickets: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -375,6 +301,15 @@ struct Refused {
     argon2_verifications: u64,
     /// Handlers that panicked.
     panics: u64,
+    /// Stream tickets refused over `stream_max_tickets`.
+    stream_tickets: u64,
+    /// Stream tickets presented that were unknown, used or expired (each
+    /// also counts as an authentication failure).
+    stream_tickets_rejected: u64,
+    /// Stream tickets that expired unused.
+    stream_tickets_expired: u64,
+    /// Device labels refused over `max_labels`.
+    labels: u64,
 }
 
 #[utoipa::path(get, path = "/api/v1/limits", operation_id = "getLimits", tag = "meta",
@@ -383,7 +318,7 @@ async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,
 ) -> Json<LimitsView> {
-    let (o, c) = (&state.http.opts, &state.http.counters);
+    let (o, c, t) = (&state.http.opts, &state.http.counters, &state.http.tickets);
     let g = Counters::get;
     Json(LimitsView {
         limits: LimitValues {
@@ -399,10 +334,13 @@ async fn show(
             auth_failure_window_seconds: o.auth_failure_window.as_secs_f64(),
             auth_max_sources: o.auth_max_sources,
             auth_cache_entries: o.auth_cache_entries,
+            stream_max_tickets: o.stream_max_tickets,
+            max_labels: o.max_labels,
         },
         open: OpenNow {
             connections: g(&c.connections_open),
             sse_clients: g(&c.sse_open),
+            stream_tickets: t.live() as u64,
         },
         refused: Refused {
             connections: g(&c.connections_refused),
@@ -420,6 +358,10 @@ async fn show(
             auth_cache_evicted: g(&c.auth_cache_evicted),
             argon2_verifications: g(&c.argon2_verifications),
             panics: g(&c.panics),
+            stream_tickets: g(&t.refused),
+            stream_tickets_rejected: g(&t.rejected),
+            stream_tickets_expired: g(&t.expired),
+            labels: g(&c.labels_refused),
         },
     })
 }
@@ -438,8 +380,9 @@ impl Drop for SseSlot {
 }
 
 /// The API's limits: what they refused or closed, and what is open now
-/// (`netmon_http_*`); appended to every scrape.
-pub fn encode_http(c: &Counters) -> String {
+/// (`netmon_http_*`), with the stream tickets' figures; appended to every
+/// scrape.
+pub fn encode_http(c: &Counters, t: &Tickets) -> String {
     use Counters as C;
     let mut families = Vec::new();
     let mut gauge = |name, help, v| {
@@ -456,6 +399,11 @@ pub fn encode_http(c: &Counters) -> String {
         "netmon_http_sse_clients",
         "Event stream clients connected now.",
         C::get(&c.sse_open),
+    );
+    gauge(
+        "netmon_http_stream_tickets_waiting",
+        "Stream tickets issued and not used yet (at most --stream-max-tickets).",
+        t.live() as u64,
     );
     let mut counter = |name, help, v| {
         let mut f = Family::counter(name, &[], help);
@@ -497,6 +445,20 @@ pub fn encode_http(c: &Counters) -> String {
         "Wrong keys forgotten from the argon2 result cache because it was full (--auth-cache-entries).",
         C::get(&c.auth_cache_evicted),
     );
+    let mut tickets = Family::counter(
+        "netmon_http_stream_tickets_total",
+        &["outcome"],
+        "Stream tickets by outcome: issued, redeemed (opened a stream), rejected (presented unknown, used or expired), expired (never used).",
+    );
+    for (outcome, v) in [
+        ("issued", &t.issued),
+        ("redeemed", &t.redeemed),
+        ("rejected", &t.rejected),
+        ("expired", &t.expired),
+    ] {
+        tickets.int(&[outcome], C::get(v));
+    }
+    families.push(tickets);
     let mut closed = Family::counter(
         "netmon_http_connections_closed_total",
         &["reason"],
@@ -514,13 +476,15 @@ pub fn encode_http(c: &Counters) -> String {
     let mut refused = Family::counter(
         "netmon_http_requests_refused_total",
         &["reason"],
-        "API requests refused by a limit: sse_clients (503, --sse-max-clients), history_queries (503, --history-max-queries), history_points (400, --history-max-points), auth_rate_limited (429, --auth-max-failures).",
+        "API requests refused by a limit: sse_clients (503, --sse-max-clients), history_queries (503, --history-max-queries), history_points (400, --history-max-points), auth_rate_limited (429, --auth-max-failures), stream_tickets (503, --stream-max-tickets), labels (400, --max-labels).",
     );
     for (reason, v) in [
         ("sse_clients", &c.sse_refused),
         ("history_queries", &c.history_refused),
         ("history_points", &c.history_too_many_points),
         ("auth_rate_limited", &c.auth_rate_limited),
+        ("stream_tickets", &t.refused),
+        ("labels", &c.labels_refused),
     ] {
         refused.int(&[reason], C::get(v));
     }
@@ -535,18 +499,6 @@ pub fn encode_http(c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_matches_the_options_defaults() {
-        use clap::Parser as _;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            limits: Options,
-        }
-        let parsed = Cli::parse_from(["x"]).limits;
-        assert_eq!(format!("{parsed:?}"), format!("{:?}", Options::default()));
-    }
 
     #[test]
     fn slots_are_bounded_counted_and_given_back() {

@@ -40,8 +40,12 @@ struct Params {}
 async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let limits = state.metrics.limits;
     let snapshot = state.snapshot.get();
-    let mut body = metrics::encode(&snapshot, &state.telemetry, &limits);
+    let names = super::labels::names(&super::labels::current(&state));
+    let mut body = metrics::encode(&snapshot, &state.telemetry, &limits, &names);
     body.push_str(&super::health::history_report(&state.store).encode_metrics());
-    body.push_str(&super::limits::encode_http(&state.http.counters));
+    body.push_str(&super::limits::encode_http(
+        &state.http.counters,
+        &state.http.tickets,
+    ));
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -1,8 +1,9 @@
 //! The HTTP API: one small file per resource, merged by [`router`].
 //!
-//! `/health` is open; everything under `/api/v1` needs an API key (see
-//! [`auth`]); admin-only routes (`/api/v1/config`) add
-//! [`auth::require_role`]. Unknown paths get
+//! `/health` and the dashboard ([`dashboard`]: `/`, `/assets/*`) are open;
+//! everything under `/api/v1` needs an API key (see [`auth`]), or for the
+//! stream a ticket obtained with one ([`tickets`]); admin-only routes
+//! (`/api/v1/config`) add [`auth::require_role`]. Unknown paths get
 //! a JSON 404, bad parameters a JSON 400. Every request's query string is at
 //! most [`MAX_QUERY_BYTES`] (else a JSON 400 naming `query`) and its body at
 //! most [`MAX_BODY_BYTES`] (extractors reject more); header sizes are
@@ -13,12 +14,14 @@
 
 pub mod auth;
 pub mod config;
+mod dashboard;
 mod devices;
 pub mod error;
 mod flows;
 mod health;
 mod history;
 mod interfaces;
+mod labels;
 mod latency;
 pub mod limits;
 mod metrics;
@@ -32,6 +35,7 @@ mod system;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod tickets;
 pub mod tls;
 pub mod views;
 
@@ -88,10 +92,10 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         .merge(flows::routes())
         .merge(history::routes())
         .merge(interfaces::routes())
+        .merge(labels::routes())
         .merge(latency::routes())
         .merge(limits::routes())
         .merge(snapshot::routes())
-        .merge(stream::routes())
         .merge(system::routes())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&keys),
@@ -99,7 +103,12 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         ));
     let app = Router::new()
         .merge(health::routes())
+        .merge(dashboard::routes())
         .merge(openapi::routes())
+        .merge(stream::routes(
+            Arc::clone(&keys),
+            Arc::clone(&state.http.tickets),
+        ))
         .merge(metrics::routes(&state.metrics, keys))
         .merge(protected)
         .fallback(error::not_found)

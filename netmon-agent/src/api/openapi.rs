@@ -27,6 +27,7 @@ use utoipa::{
     openapi::{
         Components, RefOr, Response, ResponseBuilder,
         content::ContentBuilder,
+        path::Operation,
         security::{
             ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         },
@@ -60,6 +61,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::latest,
         super::devices::list,
         super::devices::one,
+        super::labels::set,
         super::history::device_history,
         super::flows::list,
         super::interfaces::list,
@@ -70,6 +72,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::top,
         super::history::series,
         super::stream::stream,
+        super::stream::issue_ticket,
         super::config::show,
         super::limits::show,
         openapi_json,
@@ -104,39 +107,50 @@ impl Modify for Common {
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
             let open = OPEN_PATHS.contains(&path.as_str());
-            let Some(op) = item.get.as_mut() else {
-                continue;
-            };
-            if open {
-                // An empty list overrides the document-wide requirement.
-                op.security = Some(Vec::new());
-            }
-            let mut errors = vec![
-                (
-                    "400",
-                    "A parameter is unknown, malformed or out of range, or the query string is too long.",
-                ),
-                ("404", "The resource named in the path does not exist."),
-                (
-                    "503",
-                    "The data is not available: its collector is off or still in its first cycle, the history is off or busy, or a limit is reached (history queries or stream clients at once); `Retry-After` says when to try again.",
-                ),
-            ];
-            if !open {
-                errors.push(("401", "No API key, or a wrong one."));
-                errors.push(("403", "The key's role is too low for this endpoint."));
-                errors.push((
-                    "429",
-                    "This address failed authentication too often lately; `Retry-After` says when it may try again.",
-                ));
-            }
-            for (status, description) in errors {
-                op.responses
-                    .responses
-                    .entry(status.to_string())
-                    .or_insert_with(|| error_response(description));
+            for op in operations(item) {
+                add_errors(op, open);
             }
         }
+    }
+}
+
+/// Every operation of a path item (the API serves GET, POST and PUT).
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [&mut item.get, &mut item.post, &mut item.put]
+        .into_iter()
+        .filter_map(Option::as_mut)
+}
+
+/// The error responses of `op`; `open` when it needs no key.
+fn add_errors(op: &mut Operation, open: bool) {
+    if open {
+        // An empty list overrides the document-wide requirement.
+        op.security = Some(Vec::new());
+    }
+    let mut errors = vec![
+        (
+            "400",
+            "A parameter is unknown, malformed or out of range, or the query string is too long.",
+        ),
+        ("404", "The resource named in the path does not exist."),
+        (
+            "503",
+            "The data is not available: its collector is off or still in its first cycle, the history is off or busy, or a limit is reached (history queries, stream clients or stream tickets at once); `Retry-After` says when to try again.",
+        ),
+    ];
+    if !open {
+        errors.push(("401", "No API key, or a wrong one."));
+        errors.push(("403", "The key's role is too low for this endpoint."));
+        errors.push((
+            "429",
+            "This address failed authentication too often lately; `Retry-After` says when it may try again.",
+        ));
+    }
+    for (status, description) in errors {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| error_response(description));
     }
 }
 
@@ -220,11 +234,21 @@ mod tests {
         );
         assert_eq!(paths["/health"]["get"]["security"], serde_json::json!([]));
         // Validators require unique operation ids.
-        let ids: std::collections::BTreeSet<&str> = paths
+        let ops: Vec<&serde_json::Value> = paths
             .values()
-            .map(|item| item["get"]["operationId"].as_str().unwrap())
+            .flat_map(|item| item.as_object().unwrap().values())
             .collect();
-        assert_eq!(ids.len(), paths.len(), "{ids:?}");
+        let ids: std::collections::BTreeSet<&str> = ops
+            .iter()
+            .map(|op| op["operationId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), ops.len(), "{ids:?}");
+        // Operations other than GET get the error bodies too.
+        let ticket = &paths["/api/v1/stream/ticket"]["post"];
+        assert_eq!(
+            ticket["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
         assert!(paths["/health"]["get"]["responses"].get("401").is_none());
     }
 
@@ -338,7 +362,8 @@ mod tests {
             free_form(schema, &format!("#/components/schemas/{name}"), &mut found);
         }
         for (path, item) in doc["paths"].as_object().unwrap() {
-            for (status, response) in item["get"]["responses"].as_object().unwrap() {
+            let ops = item.as_object().unwrap().values();
+            for (status, response) in ops.flat_map(|op| op["responses"].as_object().unwrap()) {
                 for (media, content) in response["content"].as_object().into_iter().flatten() {
                     if path == PATH || media != "application/json" {
                         continue;

@@ -12,8 +12,8 @@
 //!   core's last drain interval, which the rates cover.
 //! - `connectedDevices[]`: every device on a watched interface (not
 //!   broadcast/multicast groups, not this host's own MACs): `ip` (its first
-//!   IPv4, else its first address), `mac`, `deviceName` (hostname from DHCP
-//!   leases or reverse DNS, else null), `status` (active, idle or gone from
+//!   IPv4, else its first address), `mac`, `deviceName` (the name an admin
+//!   gave it, else its hostname from DHCP leases or reverse DNS, else null), `status` (active, idle or gone from
 //!   discovery; `active` for a device only the traffic counters know),
 //!   `timeChecked` (last seen), and `bandwidth`: totals in bytes, rates in
 //!   bytes per second (`Bps`), `utilizationPercent` the busier direction's
@@ -205,7 +205,9 @@ async fn show(
         .collect();
 
     let discovery = telemetry::latest(CollectorName::Discovery, &t.discovery).ok();
-    let connected_devices = super::devices::merge(&s, discovery.as_deref())
+    let mut devices = super::devices::merge(&s, discovery.as_deref());
+    super::labels::apply(&mut devices, &super::labels::current(&state));
+    let connected_devices = devices
         .into_iter()
         .filter(|d| !d.group && !d.own)
         .map(|d| connected(d, &speeds))
@@ -243,7 +245,7 @@ fn connected(d: DeviceView, speeds: &HashMap<u32, u64>) -> ConnectedDevice {
     let busier_bits = d.rx.bits_per_second.max(d.tx.bits_per_second);
     ConnectedDevice {
         ip,
-        device_name: d.hostname.clone(),
+        device_name: d.name.clone().or_else(|| d.hostname.clone()),
         status: d
             .status
             .map_or_else(|| "active".to_owned(), |s| s.as_str().to_owned()),

@@ -12,34 +12,139 @@
 //! bytes unacknowledged has fallen behind: its stream is ended and counted
 //! (`netmon_http_sse_dropped_total`). One that reads nothing at all is cut
 //! by the server's stalled-write limit.
+//!
+//! Authentication: the key in a header, as everywhere, or `?ticket=` with
+//! a stream ticket (see [`super::tickets`]): `POST /api/v1/stream/ticket`
+//! with a key answers one, good for one stream connection within 30 s.
+//! Browsers' `EventSource` cannot send headers; the ticket keeps the key
+//! out of URLs. A wrong, used or expired ticket is a 401 and counts as a
+//! failed authentication of its address (the same 429 limit applies).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    Extension, Router,
+    Extension, Json, Router,
     extract::State,
-    response::sse::{Event, KeepAlive, Sse},
-    routing::get,
+    extract::{ConnectInfo, Request},
+    middleware::{self, Next},
+    response::{
+        Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+    routing::{get, post},
 };
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 
 use super::{
     AppState,
+    auth::{self, Keyring, Role},
     error::{ApiError, ApiQuery},
     limits::{Counters, SseSlot},
     server::ConnSocket,
+    tickets::Tickets,
     views::Traffic,
 };
 use crate::{ifaces::format_mac, snapshot::Snapshot, units::time};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/stream", get(stream))
+/// The stream (behind a key or a ticket) and the ticket route (behind a
+/// key).
+pub fn routes(keys: Arc<Keyring>, tickets: Arc<Tickets>) -> Router<AppState> {
+    let ticket = Router::new()
+        .route("/api/v1/stream/ticket", post(issue_ticket))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&keys),
+            auth::require_key,
+        ));
+    Router::new()
+        .route("/api/v1/stream", get(stream))
+        .route_layer(middleware::from_fn_with_state(
+            (keys, tickets),
+            key_or_ticket,
+        ))
+        .merge(ticket)
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// A stream ticket from `POST /api/v1/stream/ticket`, instead of a key
+    /// in a header (for browsers' `EventSource`, which cannot send one).
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    #[allow(dead_code, reason = "read by `key_or_ticket` before the handler")]
+    ticket: Option<String>,
+}
+
+/// The answer to `POST /api/v1/stream/ticket`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct TicketView {
+    /// Pass it as `?ticket=` to `/api/v1/stream`; good for one connection.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    ticket: String,
+    /// How long it may wait for its connection.
+    expires_in_seconds: f64,
+    /// The role of the key it was obtained with (`admin` or `read-only`),
+    /// so a client knows what it may do; the ticket itself opens the
+    /// stream only.
+    #[schema(pattern = "^(admin|read-only)$")]
+    role: String,
+}
+
+/// No parameters; unknown ones are refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Params {}
+struct NoParams {}
+
+#[utoipa::path(post, path = "/api/v1/stream/ticket", operation_id = "streamTicket", tag = "traffic",
+    responses((status = 200, description = "A single-use ticket for `/api/v1/stream?ticket=`, good for 30 s.", body = TicketView)))]
+async fn issue_ticket(
+    State(state): State<AppState>,
+    role: Option<Extension<Role>>,
+    ApiQuery(NoParams {}): ApiQuery<NoParams>,
+) -> Result<Json<TicketView>, ApiError> {
+    let issued = state.http.tickets.issue()?;
+    Ok(Json(TicketView {
+        ticket: issued.ticket,
+        expires_in_seconds: issued.ttl.as_secs_f64(),
+        role: role.map_or(Role::ReadOnly, |Extension(r)| r).to_string(),
+    }))
+}
+
+/// The stream's authentication: a `ticket` query parameter is redeemed
+/// (and nothing else is looked at); without one, the key as on every route.
+async fn key_or_ticket(
+    State((keys, tickets)): State<(Arc<Keyring>, Arc<Tickets>)>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let ticket = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("ticket="))
+            .map(str::to_owned)
+    });
+    let Some(ticket) = ticket else {
+        return auth::require_key(State(keys), req, next).await;
+    };
+    if tickets.redeem(&ticket) {
+        req.extensions_mut().insert(Role::ReadOnly);
+        return Ok(next.run(req).await);
+    }
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    tracing::debug!(
+        remote = remote.map(tracing::field::display),
+        "Rejected a stream ticket: unknown, used or expired."
+    );
+    // Counted as a failed authentication of the address (429 past the
+    // limit); the answer is that refusal.
+    match keys.check(None, remote).await {
+        Ok(_) => Err(ApiError::Unauthorized),
+        Err(e) => Err(e),
+    }
+}
 
 /// How often the handler looks for a new drain.
 const POLL: Duration = Duration::from_millis(100);
@@ -105,13 +210,13 @@ fn summary(s: &Snapshot) -> Summary {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/stream", operation_id = "stream", tag = "traffic",
+#[utoipa::path(get, path = "/api/v1/stream", operation_id = "stream", tag = "traffic", params(Params),
     responses((status = 200, description = "Server-sent events: a summary every interval.",
         content_type = "text/event-stream", body = String)))]
 async fn stream(
     State(state): State<AppState>,
     socket: Option<Extension<ConnSocket>>,
-    ApiQuery(Params {}): ApiQuery<Params>,
+    ApiQuery(_): ApiQuery<Params>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let client = Client {
         _slot: state.http.sse_slot()?,
@@ -166,5 +271,115 @@ impl Client {
             );
         }
         behind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::{
+        body::Body,
+        http::{Request, StatusCode, header},
+    };
+    use tower::ServiceExt as _;
+
+    use super::super::{limits::Http, router, test_support};
+    use crate::keys::ApiKey;
+
+    const KEY: &str = "0123456789abcdef-test";
+    const RO_KEY: &str = "dashboard-key-0123456789";
+
+    fn app(http: &Arc<Http>) -> axum::Router {
+        let keys = super::Keyring::new(ApiKey::new(KEY).unwrap())
+            .with(super::Role::ReadOnly, [ApiKey::new(RO_KEY).unwrap()])
+            .limited(&http.opts, Arc::clone(&http.counters));
+        let state = test_support::state(Err("off".into()), Arc::clone(http));
+        router(state, Arc::new(keys))
+    }
+
+    async fn send(app: &axum::Router, req: Request<Body>) -> axum::response::Response {
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    async fn ticket(app: &axum::Router, key: &str) -> serde_json::Value {
+        let req = Request::post("/api/v1/stream/ticket")
+            .header("x-api-key", key)
+            .body(Body::empty())
+            .unwrap();
+        let r = send(app, req).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn stream(query: &str) -> Request<Body> {
+        Request::get(format!("/api/v1/stream{query}"))
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_ticket_opens_the_stream_once_and_nothing_else() {
+        let http = Arc::new(Http::default());
+        let app = app(&http);
+        let t = ticket(&app, RO_KEY).await;
+        assert_eq!(t["role"], "read-only");
+        assert_eq!(t["expires_in_seconds"], 30.0);
+        assert_eq!(ticket(&app, KEY).await["role"], "admin");
+        let id = t["ticket"].as_str().unwrap();
+        // Good once.
+        let r = send(&app, stream(&format!("?ticket={id}"))).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/event-stream");
+        drop(r);
+        let r = send(&app, stream(&format!("?ticket={id}"))).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // A made-up ticket, or none and no key: 401, counted as failures.
+        let r = send(&app, stream(&format!("?ticket={}", "0".repeat(64)))).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(&app, stream("")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // No other route takes a ticket.
+        let fresh = ticket(&app, RO_KEY).await["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = send(
+            &app,
+            Request::get(format!("/api/v1/limits?ticket={fresh}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        // The key still opens the stream without a ticket.
+        let r = send(
+            &app,
+            Request::get("/api/v1/stream")
+                .header("x-api-key", RO_KEY)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let t = &http.tickets;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            (get(&t.issued), get(&t.redeemed), get(&t.rejected)),
+            (3, 1, 2)
+        );
+        assert_eq!(super::Counters::get(&http.counters.auth_failures), 4);
+        // Tickets need a key.
+        let r = send(
+            &app,
+            Request::post("/api/v1/stream/ticket")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 }

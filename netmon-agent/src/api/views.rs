@@ -58,6 +58,11 @@ pub struct DeviceView {
     pub vendor: Option<&'static str>,
     pub locally_administered: bool,
     pub hostname: Option<String>,
+    /// The name an admin gave it (`PUT /api/v1/devices/{mac}/label`),
+    /// shown instead of the hostname; null when none.
+    pub name: Option<String>,
+    /// The admin's note about it; null when none.
+    pub note: Option<String>,
     /// active, idle or gone; null when discovery has no entry for it.
     pub status: Option<Status>,
     /// Every address known for it: the traffic core's first (most recent
@@ -124,6 +129,8 @@ impl DeviceView {
             vendor: found.map_or_else(|| vendor::vendor(mac), |f| f.vendor),
             locally_administered: vendor::locally_administered(mac),
             hostname: found.and_then(|f| f.hostname.clone()),
+            name: None,
+            note: None,
             status: found.map(|f| f.status),
             ips,
             addresses,

@@ -30,6 +30,7 @@
 //! threads after a panic.
 
 pub mod clock;
+pub mod labels;
 pub mod record;
 pub mod recover;
 pub mod retention;

@@ -148,22 +148,47 @@ pub fn assert_json_error(reply: &Reply, status: u16, code: &str, param: Option<&
 /// `GET path` with `headers` on the agent listening at [`LISTEN`] in `ns`,
 /// from a thread inside `ns`.
 pub fn http_get(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    http_send(ns, "GET", path, headers, None)
+}
+
+/// `method path` with `headers` and, if given, a JSON `body`, like
+/// [`http_get`].
+pub fn http_send(
+    ns: &NetNs,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<Reply, String> {
     let url = format!("http://{LISTEN}{path}");
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    let method = method.to_owned();
+    let body = body.map(Value::to_string);
     ns.run(move || {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(5)))
             .build();
         let client = ureq::Agent::new_with_config(config);
-        let mut req = client.get(&url);
+        let mut req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
         for (k, v) in &headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
+        let sent = match body {
+            Some(body) => req
+                .header("content-type", "application/json")
+                .body(body)
+                .map(|r| client.run(r)),
+            None => req.body(()).map(|r| client.run(r)),
+        };
+        let mut resp = sent
+            .map_err(|e| format!("{method} {url}: {e}"))?
+            .map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -176,7 +201,7 @@ pub fn http_get(ns: &NetNs, path: &str, headers: &[(&str, &str)]) -> Result<Repl
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
+            .map_err(|e| format!("{method} {url}: reading the body: {e}"))?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Ok(Reply {
             status,
