@@ -1,8 +1,8 @@
 //! Property tests of every parser that reads what a client or an operator
-//! types: durations and intervals (`config.rs`), sizes (the store's
-//! options), times (the history's `from`/`to`) and MAC addresses (the
-//! `{mac}` path parameter). Each must never panic on any input, accept what
-//! it documents and give back what was written.
+//! types: durations, intervals and sizes (`units.rs`), times (the history's
+//! `from`/`to`) and MAC addresses (the `{mac}` path parameter). Each must
+//! never panic on any input, accept what it documents and give back what
+//! was written.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
