@@ -25,6 +25,7 @@
 //! exits; since every attachment is a BPF link, even SIGKILL leaves nothing
 //! attached.
 
+pub mod alerts;
 pub mod api;
 pub mod check;
 pub mod collect;

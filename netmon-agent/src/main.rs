@@ -3,7 +3,8 @@
 //! `netmon-agent [OPTIONS]` runs the agent; `check`, `config check` and
 //! `config show` (before the options) inspect the machine and the
 //! configuration without starting it; `hash-key` prints the hashed forms of
-//! an API key read on stdin.
+//! an API key read on stdin; `rules` prints the default alert rules as a
+//! Prometheus rules file.
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -44,6 +45,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         (Some("hash-key"), _) => return hash_key(),
+        (Some("rules"), _) => {
+            print!("{}", netmon_agent::alerts::prom::rules_file());
+            return ExitCode::SUCCESS;
+        }
         _ => Mode::Run,
     };
     let loaded = match config::load(args) {

@@ -35,6 +35,7 @@ const LAYERS: &[&[&str]] = &[
     &["api"],
     &["config"],
     &["metrics", "store"],
+    &["alerts"],
     &["collect"],
     &["snapshot"],
     &["ebpf"],
@@ -44,9 +45,9 @@ const LAYERS: &[&[&str]] = &[
     ],
 ];
 /// Subtrees whose children are nodes of their own.
-const SUBTREES: &[&str] = &["collect", "store", "ebpf", "api"];
+const SUBTREES: &[&str] = &["collect", "store", "ebpf", "api", "alerts"];
 /// Layers below the API and configuration...
-const LOWER: &[&str] = &["collect", "store", "ebpf", "units"];
+const LOWER: &[&str] = &["collect", "store", "ebpf", "units", "alerts"];
 /// ...which must not use these.
 const UPPER: &[&str] = &["api", "metrics", "config"];
 /// Modules that use nothing of the crate.

@@ -182,13 +182,18 @@ fn ensure_bpf_linker(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The tools the metrics tests run: `promtool` (checks the exposition) and
-/// the Prometheus server (scrapes the agent), both from Debian's
-/// `prometheus` package.
-const PROMETHEUS_TOOLS: &[&str] = &["/usr/bin/promtool", "/usr/bin/prometheus"];
+/// The tools the metrics and alerts tests run: `promtool` (checks the
+/// exposition and the rules file) and the Prometheus server (scrapes the
+/// agent), from Debian's `prometheus` package, and Alertmanager (receives
+/// the agent's alerts) from `prometheus-alertmanager`.
+const PROMETHEUS_TOOLS: &[&str] = &[
+    "/usr/bin/promtool",
+    "/usr/bin/prometheus",
+    "/usr/bin/prometheus-alertmanager",
+];
 
-/// Installs Debian's `prometheus` package when promtool or the server is
-/// missing (the `e2e_metrics` tests need both).
+/// Installs Debian's `prometheus` and `prometheus-alertmanager` packages when
+/// a tool is missing (the `e2e_metrics` and `alerts_delivery` tests).
 pub fn ensure_prometheus() -> Result<()> {
     let missing: Vec<&str> = PROMETHEUS_TOOLS
         .iter()
@@ -196,7 +201,7 @@ pub fn ensure_prometheus() -> Result<()> {
         .filter(|tool| !Path::new(tool).exists())
         .collect();
     if missing.is_empty() {
-        eprintln!("xtask: promtool and prometheus found");
+        eprintln!("xtask: promtool, prometheus and alertmanager found");
         return Ok(());
     }
     let mut update = Command::new("apt-get");
@@ -205,12 +210,13 @@ pub fn ensure_prometheus() -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive");
     let mut add = Command::new("apt-get");
     add.args(["install", "-y", "--no-install-recommends", "prometheus"])
+        .arg("prometheus-alertmanager")
         .env("DEBIAN_FRONTEND", "noninteractive");
     if !is_debian_like() {
         bail!(
-            "{} missing: install Prometheus (promtool and the server) so that they are at {}",
+            "{} missing: install Prometheus (promtool, the server) and Alertmanager so that they are at {}",
             missing.join(" and "),
-            PROMETHEUS_TOOLS.join(" and ")
+            PROMETHEUS_TOOLS.join(", ")
         );
     }
     if !is_root() {
@@ -226,9 +232,9 @@ pub fn ensure_prometheus() -> Result<()> {
         status(&mut cmd)?;
     }
     if let Some(tool) = PROMETHEUS_TOOLS.iter().find(|t| !Path::new(t).exists()) {
-        bail!("{tool} is still missing after installing the prometheus package");
+        bail!("{tool} is still missing after installing the prometheus packages");
     }
-    eprintln!("xtask: promtool and prometheus installed");
+    eprintln!("xtask: promtool, prometheus and alertmanager installed");
     Ok(())
 }
 
