@@ -32,6 +32,7 @@ pub mod collect;
 pub mod config;
 pub mod ebpf;
 pub mod errors;
+pub mod exposition;
 pub mod ifaces;
 pub mod keys;
 pub mod logging;
