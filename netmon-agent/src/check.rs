@@ -12,7 +12,7 @@ use std::{
 };
 
 use crate::{
-    collect::CollectorName,
+    collect::{CollectorName, Need, SOURCES, registry::Cap},
     config::Config,
     ebpf::{HookMode, Kernel, preflight},
     ifaces, keys,
@@ -187,29 +187,57 @@ fn capabilities(caps: u64, cfg: &Config) -> Vec<Row> {
             rows.push(row(name, Outcome::Pass, format!("needed to {}", cap.why)));
         }
     }
-    let raw_users: Vec<&str> = [CollectorName::Discovery, CollectorName::Latency]
-        .into_iter()
-        .filter(|c| cfg.collect.enabled(*c))
-        .map(CollectorName::as_str)
+    // The collectors that use raw sockets (the registry says), and those
+    // of them that are on.
+    let raw: Vec<(CollectorName, &Need)> = SOURCES
+        .iter()
+        .flat_map(|s| {
+            let name = s.name();
+            s.needs()
+                .iter()
+                .filter(|n| n.cap == Cap::NetRaw)
+                .map(move |n| (name, n))
+        })
         .collect();
+    let on: Vec<(CollectorName, &Need)> = raw
+        .iter()
+        .copied()
+        .filter(|(name, _)| cfg.collect.enabled(*name))
+        .collect();
+    let names = |list: &[(CollectorName, &Need)], sep: &str| {
+        let names: Vec<&str> = list.iter().map(|(name, _)| name.as_str()).collect();
+        names.join(sep)
+    };
+    let uses = |pick: fn(&Need) -> &'static str, sep: &str| {
+        let uses: Vec<&str> = on.iter().map(|(_, n)| pick(n)).collect();
+        uses.join(sep)
+    };
     let has_raw = caps & (1 << CAP_NET_RAW) != 0;
     let name = "capability CAP_NET_RAW";
-    rows.push(match (raw_users.is_empty(), has_raw) {
-        (true, _) => row(name, Outcome::Pass, "not needed: discovery and latency are off"),
+    rows.push(match (on.is_empty(), has_raw) {
+        (true, _) => row(
+            name,
+            Outcome::Pass,
+            format!("not needed: {} are off", names(&raw, " and ")),
+        ),
         (false, true) => row(
             name,
             Outcome::Pass,
-            format!("for {}: ARP sweeps and raw ICMP", raw_users.join(" and ")),
+            format!("for {}: {}", names(&on, " and "), uses(|n| n.what, " and ")),
         ),
         (false, false) => row(
             name,
             Outcome::Warn,
             format!(
-                "missing: {} run without ARP sweeps and without raw ICMP (ping sockets still work where net.ipv4.ping_group_range allows)",
-                raw_users.join(" and ")
+                "missing: {} run without {}",
+                names(&on, " and "),
+                uses(|n| n.without, " and without ")
             ),
         )
-        .fix("grant CAP_NET_RAW, or --disable discovery,latency to silence this"),
+        .fix(format!(
+            "grant CAP_NET_RAW, or --disable {} to silence this",
+            names(&on, ",")
+        )),
     });
     rows
 }

@@ -3,9 +3,10 @@
 //! Loading needs CAP_BPF and CAP_PERFMON (and root may hold much more); from
 //! then on the agent needs only:
 //! - CAP_BPF and CAP_NET_ADMIN, to attach to interfaces that appear later;
-//! - CAP_NET_RAW, while discovery (ARP sweeps) or latency (raw ICMP) is on;
-//! - CAP_DAC_READ_SEARCH, when it holds it and discovery is on, to read DHCP
-//!   lease files whatever their owner.
+//! - what each enabled collector declares it needs ([`crate::collect::Need`]
+//!   in the registry): CAP_NET_RAW while discovery (ARP sweeps) or latency
+//!   (raw ICMP) is on; CAP_DAC_READ_SEARCH, when it holds it and discovery
+//!   is on, to read DHCP lease files whatever their owner.
 //!
 //! Capabilities belong to threads, so this runs on the main thread before
 //! any other thread exists: every thread spawned later inherits the reduced
@@ -14,19 +15,23 @@
 use caps::{CapSet, Capability, CapsHashSet};
 use tracing::{info, warn};
 
-use crate::{collect::CollectorName, config::Config};
+use crate::{
+    collect::{SOURCES, registry::Cap},
+    config::Config,
+};
 
 /// What the running agent keeps, given its configuration and what it holds.
 pub fn needed(cfg: &Config, held: &CapsHashSet) -> CapsHashSet {
     let mut keep: CapsHashSet = [Capability::CAP_BPF, Capability::CAP_NET_ADMIN]
         .into_iter()
         .collect();
-    let discovery = cfg.collect.enabled(CollectorName::Discovery);
-    if discovery || cfg.collect.enabled(CollectorName::Latency) {
-        keep.insert(Capability::CAP_NET_RAW);
-    }
-    if discovery {
-        keep.insert(Capability::CAP_DAC_READ_SEARCH);
+    // What each enabled collector needs (the registry says).
+    let enabled = SOURCES.iter().filter(|s| cfg.collect.enabled(s.name()));
+    for need in enabled.flat_map(|s| s.needs()) {
+        keep.insert(match need.cap {
+            Cap::NetRaw => Capability::CAP_NET_RAW,
+            Cap::DacReadSearch => Capability::CAP_DAC_READ_SEARCH,
+        });
     }
     // CAP_SYS_ADMIN stands in for CAP_BPF on kernels without it; keep it
     // only when that is how the agent got in.

@@ -20,10 +20,10 @@ use super::{
 };
 use crate::{
     collect::{
-        Avail, CollectorName, Cycle, Reading,
+        Avail, Cycle, Reading,
         discovery::{
-            DeviceReport, InventoryStats, NeighbourStats, Report, SweepReport, inventory::Status,
-            ndp::ProbeStats,
+            self, DeviceReport, InventoryStats, NeighbourStats, Report, SweepReport,
+            inventory::Status, ndp::ProbeStats,
         },
     },
     ifaces::format_mac,
@@ -124,7 +124,7 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let status = p.status.as_deref().map(parse_status).transpose()?;
     let s = state.snapshot.get();
-    let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery);
+    let reading = telemetry::latest::<discovery::Discovery>(&state.telemetry);
     let mut devices: Vec<DeviceView> = merge(&s, reading.as_deref().ok())
         .into_iter()
         .filter(|d| p.interface.as_ref().is_none_or(|i| *i == d.interface))
@@ -163,7 +163,7 @@ async fn one(
 ) -> Result<Json<OneMac>, ApiError> {
     let wanted = mac_param(&mac)?;
     let s = state.snapshot.get();
-    let reading = telemetry::latest(CollectorName::Discovery, &state.telemetry.discovery).ok();
+    let reading = telemetry::latest::<discovery::Discovery>(&state.telemetry).ok();
     let text = format_mac(wanted);
     let mut devices: Vec<DeviceView> = merge(&s, reading.as_deref())
         .into_iter()

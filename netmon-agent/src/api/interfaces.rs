@@ -20,7 +20,7 @@ use super::{
     views::Traffic,
 };
 use crate::{
-    collect::{Avail, CollectorName, Reading, netstats},
+    collect::{Avail, Reading, interfaces},
     ebpf::HookMode,
     traffic::{CacheStats, MapStats, OtherFlows, TableStats},
     units::time,
@@ -214,8 +214,8 @@ struct Interfaces<'a> {
     tables: Tables,
     /// Every interface as the kernel counts it (the interfaces collector).
     /// The reading, or `{"unavailable": "<why>"}`.
-    #[schema(value_type = Avail<Reading<netstats::Report>>)]
-    stats: Avail<&'a Reading<netstats::Report>>,
+    #[schema(value_type = Avail<Reading<interfaces::Report>>)]
+    stats: Avail<&'a Reading<interfaces::Report>>,
 }
 
 #[utoipa::path(get, path = "/api/v1/interfaces", operation_id = "listInterfaces", tag = "traffic",
@@ -223,7 +223,7 @@ struct Interfaces<'a> {
 async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
     let s = state.snapshot.get();
     let g = s.globals;
-    let stats = telemetry::latest(CollectorName::Interfaces, &state.telemetry.interfaces);
+    let stats = telemetry::latest::<interfaces::Interfaces>(&state.telemetry);
     let stats = match &stats {
         Ok(reading) => Avail::Value(&**reading),
         Err(ApiError::Unavailable(why)) => Avail::unavailable(why.as_str()),

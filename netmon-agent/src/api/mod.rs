@@ -22,7 +22,6 @@ mod health;
 mod history;
 mod interfaces;
 mod labels;
-mod latency;
 pub mod limits;
 mod metrics;
 mod openapi;
@@ -31,7 +30,6 @@ mod proptests;
 pub mod server;
 mod snapshot;
 mod stream;
-mod system;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
@@ -93,10 +91,9 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         .merge(history::routes())
         .merge(interfaces::routes())
         .merge(labels::routes())
-        .merge(latency::routes())
         .merge(limits::routes())
         .merge(snapshot::routes())
-        .merge(system::routes())
+        .merge(telemetry::routes())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&keys),
             auth::require_key,

@@ -27,7 +27,7 @@ use utoipa::{
     openapi::{
         Components, RefOr, Response, ResponseBuilder,
         content::ContentBuilder,
-        path::Operation,
+        path::{HttpMethod, Operation, OperationBuilder},
         security::{
             ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         },
@@ -35,6 +35,7 @@ use utoipa::{
 };
 
 use super::AppState;
+use crate::collect::SOURCES;
 
 /// The path this document is served at.
 pub const PATH: &str = "/api/v1/openapi.json";
@@ -65,8 +66,6 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::history::device_history,
         super::flows::list,
         super::interfaces::list,
-        super::system::show,
-        super::latency::show,
         super::snapshot::show,
         super::history::history,
         super::history::top,
@@ -79,9 +78,49 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
     security(("api_key" = []), ("bearer" = [])),
-    modifiers(&Common),
+    modifiers(&Sources, &Common),
 )]
 struct Doc;
+
+/// Adds the collectors' views (`GET /api/v1/<name>`, see
+/// [`super::telemetry`]) from the registry, with their body's schemas.
+struct Sources;
+
+impl Modify for Sources {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut schemas = Vec::new();
+        for src in SOURCES {
+            let Some(schema) = src.view() else { continue };
+            let body = schema(&mut schemas);
+            let name = src.name();
+            let response = ResponseBuilder::new()
+                .description(format!("The {name} collector's latest reading."))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            body,
+                        ))))
+                        .build(),
+                )
+                .build();
+            let op = OperationBuilder::new()
+                .operation_id(Some(super::telemetry::operation_id(name)))
+                .tag("telemetry")
+                .response("200", response)
+                .build();
+            openapi.paths.add_path_operation(
+                super::telemetry::path(name),
+                vec![HttpMethod::Get],
+                op,
+            );
+        }
+        let components = openapi.components.get_or_insert_with(Components::new);
+        for (name, schema) in schemas {
+            components.schemas.entry(name).or_insert(schema);
+        }
+    }
+}
 
 /// Adds the security schemes and the error responses every operation has.
 struct Common;

@@ -32,7 +32,7 @@ use super::{
     views::DeviceView,
 };
 use crate::{
-    collect::{Avail, CollectorName, latency::TargetReport},
+    collect::{Avail, discovery, interfaces, latency, latency::TargetReport, system},
     units::time,
 };
 
@@ -143,10 +143,10 @@ async fn show(
 ) -> Result<Json<Snapshot>, ApiError> {
     let s = state.snapshot.get();
     let t = &state.telemetry;
-    let system = t.system.get();
+    let system = t.get::<system::System>();
     let sys = system.as_deref().map(|r| &r.report);
-    let netstats = t.interfaces.get();
-    let ifs = netstats
+    let stats = t.get::<interfaces::Interfaces>();
+    let ifs = stats
         .as_deref()
         .and_then(|r| r.report.interfaces.value().cloned())
         .unwrap_or_default();
@@ -204,7 +204,7 @@ async fn show(
         })
         .collect();
 
-    let discovery = telemetry::latest(CollectorName::Discovery, &t.discovery).ok();
+    let discovery = telemetry::latest::<discovery::Discovery>(t).ok();
     let mut devices = super::devices::merge(&s, discovery.as_deref());
     super::labels::apply(&mut devices, &super::labels::current(&state));
     let connected_devices = devices
@@ -214,7 +214,7 @@ async fn show(
         .collect();
 
     let end = s.updated;
-    let latency = match telemetry::latest(CollectorName::Latency, &t.latency) {
+    let latency = match telemetry::latest::<latency::Latency>(t) {
         Ok(r) => Avail::Value(r.report.targets.clone()),
         Err(e) => Avail::unavailable(e.to_string()),
     };

@@ -1,43 +1,45 @@
-//! Host telemetry: one collector a file, each behind the [`Collector`] trait.
+//! Host telemetry: one collector a module, each behind the [`Collector`]
+//! trait, all of them listed once in [`SOURCES`] (the registry, see
+//! [`registry`]).
 //!
 //! Every collector runs on its own thread at its own interval (set per
 //! collector on the command line), so a slow one (a sweep, a probe waiting
 //! for replies, a filesystem that hangs) never delays the others or the
 //! traffic drain. After each cycle the runner publishes the collector's
-//! report as a [`Reading`] in a [`Latest`] slot, which the API reads.
+//! report as a [`Reading`] in its slot of [`Telemetry`], which the API,
+//! `/metrics` and the history read.
 //!
 //! A collector reports what the machine lacks as [`Avail::Unavailable`]
 //! inside its report, never as zero and never as an error. A collector that
 //! panics is logged and kept running; its previous reading stays published.
 //!
-//! Adding a collector today touches more than this file (its module, its
-//! [`Options`] field, its [`CollectorName`], its [`Telemetry`] slot and its
-//! line in [`Telemetry::spawn`]) and its own file: its API resource
-//! (`api/<name>.rs`, `api/mod.rs`, `api/openapi.rs`, `api/snapshot.rs`), its
-//! `/metrics` families (`metrics.rs`), its history series
-//! (`store/series.rs`, `store/record.rs`), `privileges.rs` and `check.rs`
-//! when it needs a capability, the README, `deploy/netmon.toml` and
-//! docs/design.md: 12 to 16 files (issue 13 has the list and the plan for
-//! a registry).
+//! Adding a collector: its module (the [`Collector`] impl: options, report,
+//! `collect`, and what it contributes: `/metrics` families, history series,
+//! the capabilities it needs, whether it has a `GET /api/v1/<name>` view),
+//! one line in the `registry!` list below, and its row in the README (the
+//! recipe is the README's "Adding a collector"). The runner, the `/metrics`
+//! encoder, the history recorder, the API routes and the OpenAPI document,
+//! the preflight and the privilege dropping iterate the registry.
 //!
 //! Collectors sit below the API, `/metrics` and the configuration: they use
-//! [`crate::units`], [`crate::ifaces`], [`crate::shutdown`] and the latest
-//! [`crate::snapshot`], never `api`, `metrics` or `config` (checked by
-//! tests/layering.rs).
+//! [`crate::units`], [`crate::ifaces`], [`crate::shutdown`],
+//! [`crate::exposition`] and the latest [`crate::snapshot`], never `api`,
+//! `metrics` or `config` (checked by tests/layering.rs).
 
 pub mod compliance;
 pub mod discovery;
+pub mod interfaces;
 pub mod latency;
 pub mod names;
-pub mod netstats;
 pub mod packages;
+pub mod registry;
 pub mod system;
 pub mod vendor;
 
 use std::{
     collections::HashSet,
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, RwLock},
+    sync::Arc,
     thread::{self, JoinHandle},
     time::{Duration, Instant, SystemTime},
 };
@@ -46,48 +48,50 @@ use clap::ValueEnum;
 use serde::Serialize;
 use tracing::{debug, error, warn};
 
+pub use self::registry::{
+    Need, Published, Sample, SampleValues, Slot, Source, State, Telemetry, ViewSchema, view_schema,
+};
 use crate::{shutdown::Stop, snapshot::Shared};
 
-/// One source of telemetry.
-pub trait Collector: Send + 'static {
-    /// Name in logs, options and the API.
+/// One source of telemetry: what it reads ([`Collector::collect`]) and
+/// what it contributes to the rest of the agent.
+pub trait Collector: Send + Sized + 'static {
+    /// Name in logs, options, the API and `/metrics` (`collector` label).
     const NAME: CollectorName;
     /// What one cycle produces.
     type Report: Serialize + Send + Sync + 'static;
+    /// Its command-line options (a `clap::Args` group, flattened into the
+    /// agent's by the registry).
+    type Options: clap::Args + clap::FromArgMatches + Clone + std::fmt::Debug;
+    /// What its history contribution keeps between readings (`()` when
+    /// nothing).
+    type History: Default + Send + 'static;
+    /// The capabilities it needs while on.
+    const NEEDS: &'static [Need] = &[];
+    /// `Some(view_schema::<Report>)` when it has a `GET /api/v1/<name>` view
+    /// answering its latest reading.
+    const VIEW: Option<ViewSchema> = None;
+
+    fn new(opts: &Self::Options, stop: &Stop) -> Self;
+
+    /// How often it runs.
+    fn interval(opts: &Self::Options) -> Duration;
 
     /// Takes one reading. Runs on the collector's own thread, so it may
     /// block (within reason: the next cycle starts only when it returns).
     fn collect(&mut self, ctx: &Context) -> Self::Report;
-}
 
-/// The collectors, as named on the command line and in the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CollectorName {
-    /// CPU, load, memory, filesystems, temperatures, uptime, host info.
-    System,
-    /// Per-interface kernel statistics, link state and speed.
-    Interfaces,
-    /// Devices on the watched networks: neighbour tables, ARP/NDP probes.
-    Discovery,
-    /// ICMP echo round-trip times and loss.
-    Latency,
-}
+    /// Its `/metrics` families from a report.
+    fn metrics(_report: &Self::Report, _out: &mut Vec<crate::exposition::Family>) {}
 
-impl CollectorName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CollectorName::System => "system",
-            CollectorName::Interfaces => "interfaces",
-            CollectorName::Discovery => "discovery",
-            CollectorName::Latency => "latency",
-        }
-    }
-}
-
-impl std::fmt::Display for CollectorName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    /// Its history samples from a reading not recorded yet; `since` is the
+    /// time since the previous one recorded started.
+    fn history(
+        _state: &mut Self::History,
+        _reading: &Reading<Self::Report>,
+        _since: Option<Duration>,
+        _out: &mut Vec<Sample>,
+    ) {
     }
 }
 
@@ -173,54 +177,6 @@ pub(crate) fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// The state of a collector's slot.
-#[derive(Debug)]
-pub enum Slot<R> {
-    /// Turned off with `--disable`.
-    Disabled,
-    /// Enabled, first cycle not finished yet.
-    Pending,
-    Ready(Arc<Reading<R>>),
-}
-
-/// The latest reading of one collector, shared with the API.
-#[derive(Debug)]
-pub struct Latest<R>(Arc<RwLock<Slot<R>>>);
-
-impl<R> Clone for Latest<R> {
-    fn clone(&self) -> Self {
-        Latest(Arc::clone(&self.0))
-    }
-}
-
-impl<R> Default for Latest<R> {
-    fn default() -> Self {
-        Latest(Arc::new(RwLock::new(Slot::Disabled)))
-    }
-}
-
-impl<R> Latest<R> {
-    /// The latest reading, if any.
-    pub fn get(&self) -> Option<Arc<Reading<R>>> {
-        match &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
-            Slot::Ready(r) => Some(Arc::clone(r)),
-            Slot::Disabled | Slot::Pending => None,
-        }
-    }
-
-    /// Whether the collector is turned off.
-    pub fn disabled(&self) -> bool {
-        matches!(
-            *self.0.read().unwrap_or_else(|e| e.into_inner()),
-            Slot::Disabled
-        )
-    }
-
-    fn set(&self, slot: Slot<R>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = slot;
-    }
-}
-
 /// Logs each problem once, when it first appears, and again only after it
 /// went away and came back: a broken sensor does not flood the log.
 #[derive(Debug, Default)]
@@ -258,15 +214,15 @@ pub fn thread_cpu_time() -> Duration {
 }
 
 /// Runs `collector` every `interval` on a thread of its own until `stop`,
-/// publishing each report in `latest`.
+/// publishing each report in `slot`.
 pub fn spawn<C: Collector>(
     mut collector: C,
     interval: Duration,
     ctx: Context,
-    latest: Latest<C::Report>,
+    slot: Slot,
     stop: Stop,
 ) -> JoinHandle<()> {
-    latest.set(Slot::Pending);
+    slot.set(State::Pending);
     thread::Builder::new()
         .name(format!("netmon-{}", C::NAME))
         .spawn(move || {
@@ -286,7 +242,7 @@ pub fn spawn<C: Collector>(
                 match report {
                     Ok(report) => {
                         debug!(collector = %C::NAME, ?wall, ?cpu, "Collected.");
-                        latest.set(Slot::Ready(Arc::new(Reading {
+                        slot.set(State::Ready(Arc::new(Reading {
                             collection: Cycle {
                                 started,
                                 finished: SystemTime::now(),
@@ -317,90 +273,82 @@ pub fn spawn<C: Collector>(
         .expect("spawning a collector thread")
 }
 
-/// Collector options, grouped on the command line.
-#[derive(Clone, Debug, clap::Args)]
-#[group(id = "collector-options")]
-pub struct Options {
-    /// Turn a collector off (repeatable, or comma-separated).
-    #[arg(
-        long = "disable",
-        value_name = "COLLECTOR",
-        value_enum,
-        value_delimiter = ',',
-        env = "NETMON_DISABLE"
-    )]
-    pub disabled: Vec<CollectorName>,
+/// Declares the registry: for each collector (in this order everywhere:
+/// `--disable`, the runner, `/metrics`, the history, the API), its
+/// [`CollectorName`] variant with its help, its options' field and help
+/// heading, and its type. Generates [`CollectorName`], [`Options`] and
+/// [`SOURCES`].
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident $field:ident: $collector:ty, $heading:literal; )*) => {
+        /// The collectors, as named on the command line and in the API.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum CollectorName {
+            $( $(#[$doc])* $variant, )*
+        }
 
-    #[command(flatten, next_help_heading = "System collector")]
-    pub system: system::Options,
-    #[command(flatten, next_help_heading = "Interfaces collector")]
-    pub interfaces: netstats::Options,
-    #[command(flatten, next_help_heading = "Discovery collector")]
-    pub discovery: discovery::Options,
-    #[command(flatten, next_help_heading = "Latency collector")]
-    pub latency: latency::Options,
+        impl CollectorName {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( CollectorName::$variant => stringify!($field), )*
+                }
+            }
+        }
+
+        /// Collector options, grouped on the command line.
+        #[derive(Clone, Debug, clap::Args)]
+        #[group(id = "collector-options")]
+        pub struct Options {
+            /// Turn a collector off (repeatable, or comma-separated).
+            #[arg(
+                long = "disable",
+                value_name = "COLLECTOR",
+                value_enum,
+                value_delimiter = ',',
+                env = "NETMON_DISABLE"
+            )]
+            pub disabled: Vec<CollectorName>,
+            $(
+                #[command(flatten, next_help_heading = $heading)]
+                pub $field: <$collector as Collector>::Options,
+            )*
+        }
+
+        $(
+            impl registry::Select for $collector {
+                fn select(opts: &Options) -> &<$collector as Collector>::Options {
+                    &opts.$field
+                }
+            }
+        )*
+
+        /// Every collector, as a [`Source`].
+        pub static SOURCES: &[&dyn Source] = &[
+            $( &registry::Registered::<$collector>::NEW, )*
+        ];
+    };
+}
+
+registry! {
+    /// CPU, load, memory, filesystems, temperatures, uptime, host info.
+    System system: system::System, "System collector";
+    /// Per-interface kernel statistics, link state and speed.
+    Interfaces interfaces: interfaces::Interfaces, "Interfaces collector";
+    /// Devices on the watched networks: neighbour tables, ARP/NDP probes.
+    Discovery discovery: discovery::Discovery, "Discovery collector";
+    /// ICMP echo round-trip times and loss.
+    Latency latency: latency::Latency, "Latency collector";
+}
+
+impl std::fmt::Display for CollectorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Options {
     pub fn enabled(&self, name: CollectorName) -> bool {
         !self.disabled.contains(&name)
-    }
-}
-
-/// Every collector's latest reading.
-#[derive(Clone, Debug, Default)]
-pub struct Telemetry {
-    pub system: Latest<system::Report>,
-    pub interfaces: Latest<netstats::Report>,
-    pub discovery: Latest<discovery::Report>,
-    pub latency: Latest<latency::Report>,
-}
-
-impl Telemetry {
-    /// Starts every enabled collector.
-    pub fn spawn(&self, opts: &Options, ctx: &Context, stop: &Stop) -> Vec<JoinHandle<()>> {
-        let ctx = &Context {
-            stop: stop.clone(),
-            ..ctx.clone()
-        };
-        let mut threads = Vec::new();
-        if opts.enabled(CollectorName::System) {
-            threads.push(spawn(
-                system::System::new(&opts.system),
-                opts.system.system_interval,
-                ctx.clone(),
-                self.system.clone(),
-                stop.clone(),
-            ));
-        }
-        if opts.enabled(CollectorName::Interfaces) {
-            threads.push(spawn(
-                netstats::NetStats::new(&opts.interfaces),
-                opts.interfaces.interfaces_interval,
-                ctx.clone(),
-                self.interfaces.clone(),
-                stop.clone(),
-            ));
-        }
-        if opts.enabled(CollectorName::Discovery) {
-            threads.push(spawn(
-                discovery::Discovery::new(&opts.discovery),
-                opts.discovery.discovery_interval,
-                ctx.clone(),
-                self.discovery.clone(),
-                stop.clone(),
-            ));
-        }
-        if opts.enabled(CollectorName::Latency) {
-            threads.push(spawn(
-                latency::Latency::new(&opts.latency).with_stop(stop.clone()),
-                opts.latency.latency_interval,
-                ctx.clone(),
-                self.latency.clone(),
-                stop.clone(),
-            ));
-        }
-        threads
     }
 }
 
@@ -413,6 +361,14 @@ mod tests {
     impl Collector for Counting {
         const NAME: CollectorName = CollectorName::System;
         type Report = u32;
+        type Options = system::Options;
+        type History = ();
+        fn new(_: &system::Options, _: &Stop) -> Self {
+            Counting(0)
+        }
+        fn interval(_: &system::Options) -> Duration {
+            Duration::from_millis(10)
+        }
         fn collect(&mut self, _: &Context) -> u32 {
             self.0 += 1;
             assert!(self.0 != 2, "the second cycle panics");
@@ -422,21 +378,21 @@ mod tests {
 
     #[test]
     fn runner_publishes_survives_a_panic_and_stops() {
-        let latest = Latest::default();
+        let slot = Slot::default();
         let stop = Stop::default();
         let t = spawn(
             Counting(0),
             Duration::from_millis(10),
             Context::default(),
-            latest.clone(),
+            slot.clone(),
             stop.clone(),
         );
         let deadline = Instant::now() + Duration::from_secs(10);
-        while latest.get().is_none_or(|r| r.report < 3) {
+        while slot.get::<u32>().is_none_or(|r| r.report < 3) {
             assert!(Instant::now() < deadline, "no third reading");
             thread::sleep(Duration::from_millis(5));
         }
-        let r = latest.get().unwrap();
+        let r = slot.get::<u32>().unwrap();
         assert_eq!(r.collection.failures, 1);
         assert!(r.collection.cycles >= 3);
         stop.stop();

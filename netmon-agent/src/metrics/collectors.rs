@@ -1,9 +1,9 @@
 //! The collectors' own health: up, cycle times, cycles and failures.
 
-use super::{Family, Inputs, Source};
-use crate::collect::{CollectorName, Cycle};
+use super::Family;
+use crate::collect::{Source, State};
 
-pub(super) fn families(t: &Inputs<'_>, out: &mut Vec<Family>) {
+pub(super) fn families(states: &[(&'static dyn Source, State)], out: &mut Vec<Family>) {
     const C: &[&str] = &["collector"];
     let mut up = Family::gauge(
         "netmon_collector_up",
@@ -35,20 +35,13 @@ pub(super) fn families(t: &Inputs<'_>, out: &mut Vec<Family>) {
         C,
         "CPU time of all of a collector's cycles.",
     );
-    fn state<R>(s: Source<'_, R>) -> Option<Option<Cycle>> {
-        match s {
-            Source::Disabled => None,
-            Source::Pending => Some(None),
-            Source::Ready(r) => Some(Some(r.collection)),
-        }
-    }
-    for (name, state) in [
-        (CollectorName::System, state(t.system)),
-        (CollectorName::Interfaces, state(t.interfaces)),
-        (CollectorName::Discovery, state(t.discovery)),
-        (CollectorName::Latency, state(t.latency)),
-    ] {
-        let Some(cycle) = state else { continue };
+    for (src, state) in states {
+        let cycle = match state {
+            State::Disabled => continue,
+            State::Pending => None,
+            State::Ready(r) => Some(*r.collection()),
+        };
+        let name = src.name();
         let l = [name.as_str()];
         up.int(&l, u64::from(cycle.is_some()));
         if let Some(c) = cycle {

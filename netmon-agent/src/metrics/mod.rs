@@ -6,11 +6,12 @@
 //! returns the text, so every rule below is unit-tested on hand-built data.
 //!
 //! Parts: [`options`] (the endpoint's options and the encoder's limits),
-//! [`inputs`] (the collectors' slots for one scrape), one builder file per
-//! source of families (`traffic`, `interfaces`, `system`, `latency`,
-//! `discovery`, `collectors` for the collectors' own health), all written
-//! through [`crate::exposition`]. The history's and the API's own families
-//! are built beside them (`store::status`, `api::limits`).
+//! `traffic` (the traffic core's families) and `collectors` (the
+//! collectors' own health), all written through [`crate::exposition`].
+//! Each collector writes its own families (`collect/<name>/metrics.rs`,
+//! through the registry: [`crate::collect::Source::metrics`]). The
+//! history's and the API's own families are built beside them
+//! (`store::status`, `api::limits`).
 //!
 //! Naming follows Prometheus practice and node_exporter: base units
 //! (`_bytes`, `_seconds`, `_celsius`, `_ratio`), `_total` on counters and
@@ -32,69 +33,42 @@
 //! (`netmon_latency_probes_sent`), not counters.
 
 mod collectors;
-mod discovery;
-pub mod inputs;
-mod interfaces;
-mod latency;
 pub mod options;
-mod system;
 #[cfg(test)]
 mod tests;
 mod traffic;
 
 use std::collections::HashMap;
 
-pub use self::{
-    inputs::{Inputs, Source},
-    options::{Limits, MetricsAuth, Options, Settings},
-};
+pub use self::options::{Limits, MetricsAuth, Options, Settings};
 pub use crate::exposition::{CONTENT_TYPE, Family, escape_label};
-use crate::{collect::Telemetry, snapshot::Snapshot};
+use crate::{
+    collect::{CollectorName, Reading, Source, State, Telemetry, discovery},
+    snapshot::Snapshot,
+};
 
 /// Names an admin gave devices, by MAC: the `name` label of their series
 /// (else the hostname).
 pub type Names = HashMap<[u8; 6], String>;
 
-/// The whole exposition for one scrape of the live state.
+/// The whole exposition for one scrape of the live state: the traffic
+/// core's families, then each enabled collector's (registry order), then
+/// the collectors' own health.
 pub fn encode(s: &Snapshot, t: &Telemetry, limits: &Limits, names: &Names) -> String {
-    let (sys, ifs, disc, lat) = (
-        t.system.get(),
-        t.interfaces.get(),
-        t.discovery.get(),
-        t.latency.get(),
-    );
-    let inputs = Inputs {
-        system: Source::of(&t.system, &sys),
-        interfaces: Source::of(&t.interfaces, &ifs),
-        discovery: Source::of(&t.discovery, &disc),
-        latency: Source::of(&t.latency, &lat),
-    };
-    encode_named(s, &inputs, limits, names)
-}
-
-/// The whole exposition for one scrape: pure, from one snapshot and the
-/// collectors' readings.
-pub fn encode_inputs(s: &Snapshot, t: &Inputs<'_>, limits: &Limits) -> String {
-    encode_named(s, t, limits, &Names::new())
-}
-
-fn encode_named(s: &Snapshot, t: &Inputs<'_>, limits: &Limits, names: &Names) -> String {
+    let states: Vec<(&'static dyn Source, State)> = t.states().collect();
+    let discovery = states
+        .iter()
+        .find(|(src, _)| src.name() == CollectorName::Discovery)
+        .and_then(|(_, st)| st.reading())
+        .and_then(|r| r.as_any().downcast_ref::<Reading<discovery::Report>>());
     let mut families = Vec::new();
-    let discovery = t.discovery.reading();
     traffic::families(s, discovery, limits, names, &mut families);
-    if let Some(r) = t.interfaces.reading() {
-        interfaces::families(&r.report, &mut families);
+    for (src, st) in &states {
+        if let Some(r) = st.reading() {
+            src.metrics(r, &mut families);
+        }
     }
-    if let Some(r) = t.system.reading() {
-        system::families(&r.report, &mut families);
-    }
-    if let Some(r) = t.latency.reading() {
-        latency::families(&r.report, &mut families);
-    }
-    if let Some(r) = discovery {
-        discovery::families(&r.report, &mut families);
-    }
-    collectors::families(t, &mut families);
+    collectors::families(&states, &mut families);
 
     let mut out = String::with_capacity(64 * families.iter().map(|f| f.len() + 2).sum::<usize>());
     for f in &families {

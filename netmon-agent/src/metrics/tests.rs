@@ -8,13 +8,15 @@ use std::{
 
 use netmon_common::{Counter, MacKey, direction};
 
+use std::sync::Arc;
+
 use super::*;
 use crate::{
     collect::{
-        Avail, Cycle, Reading,
+        Avail, CollectorName, Cycle, Reading, State, Telemetry,
         discovery::{self, DeviceReport, inventory::Source as Seen, inventory::Status},
-        latency, netstats,
-        netstats::{Counters, InterfaceStats},
+        interfaces::{self, Counters, InterfaceStats},
+        latency,
         system::{self, Cpu, Filesystem, Host, Memory, Sensor, Temperatures},
     },
     ifaces::{Subnets, format_mac},
@@ -107,13 +109,28 @@ fn found(ifindex: u32, m: [u8; 6], hostname: Option<&str>, status: Status) -> De
     }
 }
 
-fn none<'a>() -> Inputs<'a> {
-    Inputs {
-        system: Source::Disabled,
-        interfaces: Source::Disabled,
-        discovery: Source::Disabled,
-        latency: Source::Disabled,
+fn none() -> Telemetry {
+    Telemetry::default()
+}
+
+/// Every collector disabled but those given.
+fn inputs(slots: &[(CollectorName, State)]) -> Telemetry {
+    let t = Telemetry::default();
+    for (name, state) in slots {
+        t.slot(*name).set(state.clone());
     }
+    t
+}
+
+fn ready<R: serde::Serialize + Send + Sync + Clone + 'static>(r: &Reading<R>) -> State {
+    State::Ready(Arc::new(Reading {
+        collection: r.collection,
+        report: r.report.clone(),
+    }))
+}
+
+fn encode_inputs(s: &Snapshot, t: &Telemetry, limits: &Limits) -> String {
+    encode(s, t, limits, &Names::new())
 }
 
 const LIMITS: Limits = Limits {
@@ -184,11 +201,8 @@ fn device_counters_carry_interface_mac_ip_and_name() {
         devices: vec![found(3, mac(1), Some("printer"), Status::Active)],
         ..discovery::Report::default()
     });
-    let inputs = Inputs {
-        discovery: Source::Ready(&disc),
-        ..none()
-    };
-    let text = encode_inputs(&s, &inputs, &LIMITS);
+    let tel = inputs(&[(CollectorName::Discovery, ready(&disc))]);
+    let text = encode_inputs(&s, &tel, &LIMITS);
     let labels = r#"{interface="eth0",mac="02:00:00:00:00:01",ip="10.9.0.1",name="printer"}"#;
     assert_eq!(
         value(
@@ -251,11 +265,8 @@ fn odd_hostnames_and_interface_names_are_escaped() {
         )],
         ..discovery::Report::default()
     });
-    let inputs = Inputs {
-        discovery: Source::Ready(&disc),
-        ..none()
-    };
-    let text = encode_inputs(&s, &inputs, &LIMITS);
+    let tel = inputs(&[(CollectorName::Discovery, ready(&disc))]);
+    let text = encode_inputs(&s, &tel, &LIMITS);
     let want = r#"netmon_device_transmit_bytes_total{interface="we\"ird\\if",mac="02:00:00:00:00:01",ip="10.9.0.1",name="evil\"} 1\nnetmon_fake 9\\"} 100"#;
     assert!(text.lines().any(|l| l == want), "{text}");
     assert!(
@@ -302,11 +313,8 @@ fn gone_devices_have_no_series() {
         ],
         ..discovery::Report::default()
     });
-    let inputs = Inputs {
-        discovery: Source::Ready(&disc),
-        ..none()
-    };
-    let text = encode_inputs(&s, &inputs, &LIMITS);
+    let tel = inputs(&[(CollectorName::Discovery, ready(&disc))]);
+    let text = encode_inputs(&s, &tel, &LIMITS);
     assert!(!text.contains(&format_mac(mac(1))), "{text}");
     assert!(text.contains(&format_mac(mac(2))), "{text}");
     assert_eq!(value(&text, "netmon_devices").as_deref(), Some("2"));
@@ -408,7 +416,7 @@ fn unavailable_values_have_no_series() {
         tx_bytes: 20,
         ..Counters::default()
     };
-    let ifs = reading(netstats::Report {
+    let ifs = reading(interfaces::Report {
         interfaces: Avail::Value(vec![
             iface(
                 "veth0",
@@ -422,12 +430,11 @@ fn unavailable_values_have_no_series() {
             ),
         ]),
     });
-    let inputs = Inputs {
-        system: Source::Ready(&sys_missing),
-        interfaces: Source::Ready(&ifs),
-        ..none()
-    };
-    let text = encode_inputs(&s, &inputs, &LIMITS);
+    let tel = inputs(&[
+        (CollectorName::System, ready(&sys_missing)),
+        (CollectorName::Interfaces, ready(&ifs)),
+    ]);
+    let text = encode_inputs(&s, &tel, &LIMITS);
     samples(&text);
     for absent in [
         "netmon_cpu_usage_ratio",
@@ -475,11 +482,8 @@ fn unavailable_values_have_no_series() {
         Avail::Value(77),
         Avail::Value(45.5),
     ));
-    let inputs = Inputs {
-        system: Source::Ready(&sys),
-        ..none()
-    };
-    let text = encode_inputs(&s, &inputs, &LIMITS);
+    let tel = inputs(&[(CollectorName::System, ready(&sys))]);
+    let text = encode_inputs(&s, &tel, &LIMITS);
     assert_eq!(
         value(&text, "netmon_cpu_usage_ratio").as_deref(),
         Some("0.25")
@@ -553,12 +557,11 @@ fn latency_reports_gauges_per_target() {
             },
         ],
     });
-    let inputs = Inputs {
-        latency: Source::Ready(&lat),
-        system: Source::Pending,
-        ..none()
-    };
-    let text = encode_inputs(&Snapshot::default(), &inputs, &LIMITS);
+    let tel = inputs(&[
+        (CollectorName::Latency, ready(&lat)),
+        (CollectorName::System, State::Pending),
+    ]);
+    let text = encode_inputs(&Snapshot::default(), &tel, &LIMITS);
     let t = r#"{target="10.0.0.1"}"#;
     assert_eq!(
         value(&text, &format!("netmon_latency_rtt_avg_seconds{t}")).as_deref(),

@@ -27,9 +27,11 @@
 //!   first snapshot recorded counts in full: the programs were attached
 //!   when this agent started, so its totals are all new traffic.
 //! - each collector's reading, when it is newer than the last one stored:
-//!   `system` gauges, one `temperature/<label>` per sensor, one
-//!   `latency/<address>` per target, and per interface (`link/<name>`) the
-//!   deltas of the kernel's counters since the previous reading.
+//!   the samples its history contribution makes of it (through the
+//!   registry, [`crate::collect::Source::history`]): `system` gauges, one
+//!   `temperature/<label>` per sensor, one `latency/<address>` per target,
+//!   and per interface (`link/<name>`) the deltas of the kernel's counters
+//!   since the previous reading.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -47,7 +49,7 @@ use super::{
     Family, Interval, SeriesKey, Store, StoreError, Values, as_ms, epoch_ms, status::Part,
 };
 use crate::{
-    collect::{Avail, Telemetry, netstats},
+    collect::{SOURCES, Sample, SampleValues, Telemetry},
     errors::error_chain,
     ifaces::format_mac,
     snapshot::{FlowSeries, Snapshot},
@@ -121,10 +123,9 @@ pub struct Recorder {
     series_this_hour: HashSet<String>,
     series_per_hour: usize,
     series_stats: Arc<FlowSeriesStats>,
-    last_system: Option<SystemTime>,
-    last_latency: Option<SystemTime>,
-    last_links: Option<SystemTime>,
-    links: HashMap<String, [u64; 8]>,
+    /// Per registered source (registry order): when its last recorded
+    /// reading started, and what its history keeps between readings.
+    sources: Vec<SourceState>,
     pending: VecDeque<Interval>,
     capacity: usize,
     /// Intervals dropped since the agent started.
@@ -148,10 +149,13 @@ impl Recorder {
             series_this_hour: HashSet::new(),
             series_per_hour: DEFAULT_FLOW_SERIES_PER_HOUR as usize,
             series_stats: Arc::default(),
-            last_system: None,
-            last_latency: None,
-            last_links: None,
-            links: HashMap::new(),
+            sources: SOURCES
+                .iter()
+                .map(|s| SourceState {
+                    last: None,
+                    state: s.history_state(),
+                })
+                .collect(),
             pending: VecDeque::new(),
             capacity: MAX_PENDING,
             dropped: 0,
@@ -342,9 +346,7 @@ impl Recorder {
             self.traffic(snapshot, length_ms, epoch_ms(now), &mut samples);
             self.last_snapshot = Some(updated);
         }
-        self.system(telemetry, &mut samples);
-        self.latency(telemetry, &mut samples);
-        self.links(telemetry, &mut samples);
+        self.sources(telemetry, &mut samples);
         if samples.is_empty() && length_ms == 0 {
             return None;
         }
@@ -486,118 +488,52 @@ impl Recorder {
         }
     }
 
-    fn system(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
-        let Some(r) = t.system.get() else { return };
-        if self.last_system == Some(r.collection.started) {
-            return;
-        }
-        self.last_system = Some(r.collection.started);
-        let rep = &r.report;
-        let v = |a: Option<f64>| a.unwrap_or(f64::NAN);
-        let load = rep.load_average.value();
-        let mem = rep.memory.value();
-        out.push((
-            SeriesKey::new(Family::System, &[]),
-            Values::Gauge(vec![
-                v(rep.cpu.value().map(|c| c.usage_percent)),
-                v(load.map(|l| l.one)),
-                v(load.map(|l| l.five)),
-                v(load.map(|l| l.fifteen)),
-                v(mem.map(|m| m.used_bytes as f64)),
-                v(mem.map(|m| m.available_bytes as f64)),
-                v(rep.swap.value().map(|s| s.used_bytes as f64)),
-            ]),
-        ));
-        if let Avail::Value(temps) = &rep.temperatures {
-            for s in &temps.sensors {
-                out.push((
-                    SeriesKey::new(Family::Temperature, &[&s.label]),
-                    Values::Gauge(vec![v(s.celsius.value().copied())]),
-                ));
-            }
-        }
-    }
-
-    fn latency(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
-        let Some(r) = t.latency.get() else { return };
-        if self.last_latency == Some(r.collection.started) {
-            return;
-        }
-        self.last_latency = Some(r.collection.started);
-        for target in &r.report.targets {
-            let rtt = target.rtt.value();
-            let v = |a: Option<f64>| a.unwrap_or(f64::NAN);
-            out.push((
-                SeriesKey::new(Family::Latency, &[&target.address.to_string()]),
-                Values::Gauge(vec![
-                    v(rtt.map(|r| r.avg_seconds)),
-                    v(rtt.map(|r| r.min_seconds)),
-                    v(rtt.map(|r| r.max_seconds)),
-                    v(target.loss_percent.value().copied()),
-                ]),
-            ));
-        }
-    }
-
-    fn links(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
-        let Some(r) = t.interfaces.get() else { return };
-        let started = r.collection.started;
-        if self.last_links == Some(started) {
-            return;
-        }
-        let since = self
-            .last_links
-            .and_then(|p| started.duration_since(p).ok())
-            .map(as_ms);
-        self.last_links = Some(started);
-        let Avail::Value(list) = &r.report.interfaces else {
-            return;
-        };
-        let mut links = HashMap::with_capacity(list.len());
-        for i in list {
-            let Avail::Value(c) = &i.counters else {
-                continue;
-            };
-            let now = link_counters(c);
-            let prev = self.links.get(&i.name).copied();
-            links.insert(i.name.clone(), now);
-            let (Some(prev), Some(since)) = (prev, since) else {
-                continue;
-            };
-            // A counter that went backwards: the interface was re-created,
-            // everything it holds is new.
-            let reset = now.iter().zip(&prev).any(|(n, p)| n < p);
-            let deltas: Vec<u64> = now
-                .iter()
-                .zip(&prev)
-                .map(|(n, p)| if reset { *n } else { n - p })
-                .collect();
-            if deltas.iter().all(|d| *d == 0) {
+    /// Each source's samples from its reading, when that is newer than the
+    /// last one recorded.
+    fn sources(&mut self, t: &Telemetry, out: &mut Vec<(SeriesKey, Values)>) {
+        let mut samples = Vec::new();
+        for ((src, state), mine) in t.states().zip(&mut self.sources) {
+            let Some(r) = state.reading() else { continue };
+            let started = r.collection().started;
+            if mine.last == Some(started) {
                 continue;
             }
-            out.push((
-                SeriesKey::new(Family::Link, &[&i.name]),
-                Values::Counter {
-                    interval_ms: u32::try_from(since).unwrap_or(u32::MAX),
+            let since = mine.last.and_then(|p| started.duration_since(p).ok());
+            mine.last = Some(started);
+            src.history(mine.state.as_mut(), r, since, &mut samples);
+        }
+        for Sample {
+            family,
+            labels,
+            values,
+        } in samples
+        {
+            // A source names only families the store knows.
+            let Some(family) = Family::of(family) else {
+                debug_assert!(false, "unknown series family {family}");
+                continue;
+            };
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let values = match values {
+                SampleValues::Counter {
+                    interval_ms,
+                    deltas,
+                } => Values::Counter {
+                    interval_ms,
                     deltas,
                 },
-            ));
+                SampleValues::Gauge(v) => Values::Gauge(v),
+            };
+            out.push((SeriesKey::new(family, &labels), values));
         }
-        self.links = links;
     }
 }
 
-fn link_counters(c: &netstats::Counters) -> [u64; 8] {
-    [
-        c.rx_bytes,
-        c.rx_packets,
-        c.rx_errors,
-        c.rx_dropped,
-        c.tx_bytes,
-        c.tx_packets,
-        c.tx_errors,
-        c.tx_dropped,
-    ]
+/// What the recorder keeps for one source.
+#[derive(Debug)]
+struct SourceState {
+    last: Option<SystemTime>,
+    state: Box<dyn std::any::Any + Send>,
 }
 
 fn delta(prev: Counter, now: Counter) -> Counter {

@@ -38,9 +38,12 @@ use self::{
     inventory::{Address, Inventory, Limits, Observation, Source, Status},
     ndp::ProbeStats,
 };
+mod metrics;
+
 use super::{
-    Avail, CollectorName, Context, Stop,
+    Avail, CollectorName, Context, Need, Stop,
     names::{self, Hostnames},
+    registry::Cap,
     vendor,
 };
 use crate::ifaces::{format_mac, parse_mac};
@@ -562,6 +565,32 @@ impl Discovery {
 impl super::Collector for Discovery {
     const NAME: CollectorName = CollectorName::Discovery;
     type Report = Report;
+    type Options = Options;
+    type History = ();
+    const NEEDS: &'static [Need] = &[
+        Need {
+            cap: Cap::NetRaw,
+            what: "ARP sweeps",
+            without: "ARP sweeps",
+        },
+        Need {
+            cap: Cap::DacReadSearch,
+            what: "reading DHCP lease files whatever their owner",
+            without: "the lease files its user cannot read",
+        },
+    ];
+
+    fn new(opts: &Options, _: &Stop) -> Self {
+        Discovery::new(opts)
+    }
+
+    fn interval(opts: &Options) -> Duration {
+        opts.discovery_interval
+    }
+
+    fn metrics(report: &Report, out: &mut Vec<crate::exposition::Family>) {
+        metrics::families(report, out);
+    }
 
     fn collect(&mut self, ctx: &Context) -> Report {
         // Lease files changed since the last cycle are read again first.

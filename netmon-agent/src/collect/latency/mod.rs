@@ -36,7 +36,12 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use self::icmp::{EchoSocket, Family, SocketKind};
-use super::{Avail, CollectorName, Context};
+mod history;
+mod metrics;
+
+use super::{
+    Avail, CollectorName, Context, Need, Reading, Sample, ViewSchema, registry::Cap, view_schema,
+};
 use crate::shutdown::Stop;
 
 /// Which socket kind to use.
@@ -566,6 +571,30 @@ fn run_probes(
 impl super::Collector for Latency {
     const NAME: CollectorName = CollectorName::Latency;
     type Report = Report;
+    type Options = Options;
+    type History = ();
+    const NEEDS: &'static [Need] = &[Need {
+        cap: Cap::NetRaw,
+        what: "raw ICMP",
+        without: "raw ICMP (ping sockets still work where net.ipv4.ping_group_range allows)",
+    }];
+    const VIEW: Option<ViewSchema> = Some(view_schema::<Report>);
+
+    fn new(opts: &Options, stop: &Stop) -> Self {
+        Latency::new(opts).with_stop(stop.clone())
+    }
+
+    fn interval(opts: &Options) -> Duration {
+        opts.latency_interval
+    }
+
+    fn metrics(report: &Report, out: &mut Vec<crate::exposition::Family>) {
+        metrics::families(report, out);
+    }
+
+    fn history(_: &mut (), r: &Reading<Report>, _: Option<Duration>, out: &mut Vec<Sample>) {
+        history::samples(r, out);
+    }
 
     fn collect(&mut self, ctx: &Context) -> Report {
         let targets = self.targets(ctx);

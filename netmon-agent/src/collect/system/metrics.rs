@@ -3,8 +3,8 @@
 
 use std::time::SystemTime;
 
-use super::Family;
-use crate::collect::system;
+use super::{self as system};
+use crate::exposition::Family;
 
 pub(super) fn families(r: &system::Report, out: &mut Vec<Family>) {
     let mut usage = Family::gauge(

@@ -1,8 +1,8 @@
 //! The latency collector's families: round trips, loss and probes per
 //! target.
 
-use super::Family;
-use crate::collect::latency;
+use super::{self as latency};
+use crate::exposition::Family;
 
 pub(super) fn families(r: &latency::Report, out: &mut Vec<Family>) {
     const T: &[&str] = &["target"];

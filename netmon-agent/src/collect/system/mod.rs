@@ -38,8 +38,12 @@ use std::{
 use serde::Serialize;
 use sysinfo::{Components, DiskRefreshKind, Disks, MINIMUM_CPU_UPDATE_INTERVAL, MemoryRefreshKind};
 
-use super::{Avail, CollectorName, Context, Problems};
+mod history;
+mod metrics;
+
+use super::{Avail, CollectorName, Context, Problems, Reading, Sample, ViewSchema, view_schema};
 use crate::ifaces::{IfAddr, RTF_UP, addresses_by_name, ipv6_route_lines, route_lines};
+use crate::shutdown::Stop;
 use crate::units::time;
 
 /// Options of the system collector.
@@ -307,6 +311,25 @@ impl System {
 impl super::Collector for System {
     const NAME: CollectorName = CollectorName::System;
     type Report = Report;
+    type Options = Options;
+    type History = ();
+    const VIEW: Option<ViewSchema> = Some(view_schema::<Report>);
+
+    fn new(opts: &Options, _: &Stop) -> Self {
+        System::new(opts)
+    }
+
+    fn interval(opts: &Options) -> Duration {
+        opts.system_interval
+    }
+
+    fn metrics(report: &Report, out: &mut Vec<crate::exposition::Family>) {
+        metrics::families(report, out);
+    }
+
+    fn history(_: &mut (), r: &Reading<Report>, _: Option<Duration>, out: &mut Vec<Sample>) {
+        history::samples(r, out);
+    }
 
     fn collect(&mut self, _ctx: &Context) -> Report {
         let mut problems = Vec::new();

@@ -1,7 +1,7 @@
 //! The discovery collector's families: its inventory by status.
 
-use super::Family;
-use crate::collect::discovery::{self, inventory::Status};
+use super::{self as discovery, inventory::Status};
+use crate::exposition::Family;
 
 pub(super) fn families(r: &discovery::Report, out: &mut Vec<Family>) {
     let mut f = Family::gauge(

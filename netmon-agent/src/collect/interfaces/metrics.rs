@@ -1,10 +1,10 @@
 //! The interfaces collector's families: the kernel's per-interface
 //! counters, state, MTU and speed.
 
-use super::Family;
-use crate::collect::netstats;
+use super::{self as interfaces};
+use crate::exposition::Family;
 
-pub(super) fn families(r: &netstats::Report, out: &mut Vec<Family>) {
+pub(super) fn families(r: &interfaces::Report, out: &mut Vec<Family>) {
     const DEV: &[&str] = &["device"];
     let Some(ifaces) = r.interfaces.value() else {
         return;

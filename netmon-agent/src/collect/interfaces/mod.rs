@@ -4,7 +4,7 @@
 //! utilization of the link speed.
 //!
 //! Reading is kept apart from parsing: [`read_interface`] only gathers the
-//! files of one interface directory under [`NetStats::root`] (the real
+//! files of one interface directory under [`Interfaces::root`] (the real
 //! `/sys/class/net`, or a fixture tree in tests), [`parse_interface`] turns
 //! them into numbers, and [`Rates::between`] is the counter arithmetic.
 //!
@@ -34,8 +34,12 @@ use std::{
 use serde::Serialize;
 use tracing::debug;
 
-use super::{Avail, CollectorName, Context, Problems};
+mod history;
+mod metrics;
+
+use super::{Avail, CollectorName, Context, Problems, Reading, Sample};
 use crate::ifaces::{IfAddr, SYS_CLASS_NET, addresses_by_name, format_mac, parse_mac};
+use crate::shutdown::Stop;
 
 /// Options of the interfaces collector.
 #[derive(Clone, Debug, clap::Args)]
@@ -353,7 +357,7 @@ fn short(s: &str) -> String {
     s.trim().chars().take(40).collect()
 }
 
-pub struct NetStats {
+pub struct Interfaces {
     /// Where interfaces are listed: [`SYS_CLASS_NET`] in production.
     pub root: PathBuf,
     /// Last counters by (ifindex, name), with when they were read.
@@ -361,14 +365,14 @@ pub struct NetStats {
     problems: Problems,
 }
 
-impl NetStats {
+impl Interfaces {
     pub fn new(_opts: &Options) -> Self {
-        NetStats::with_root(PathBuf::from(SYS_CLASS_NET))
+        Interfaces::with_root(PathBuf::from(SYS_CLASS_NET))
     }
 
     /// A collector reading interfaces under `root` instead of /sys/class/net.
     pub fn with_root(root: PathBuf) -> Self {
-        NetStats {
+        Interfaces {
             root,
             prev: HashMap::new(),
             problems: Problems::default(),
@@ -463,9 +467,32 @@ impl NetStats {
     }
 }
 
-impl super::Collector for NetStats {
+impl super::Collector for Interfaces {
     const NAME: CollectorName = CollectorName::Interfaces;
     type Report = Report;
+    type Options = Options;
+    type History = history::Previous;
+
+    fn new(opts: &Options, _: &Stop) -> Self {
+        Interfaces::new(opts)
+    }
+
+    fn interval(opts: &Options) -> Duration {
+        opts.interfaces_interval
+    }
+
+    fn metrics(report: &Report, out: &mut Vec<crate::exposition::Family>) {
+        metrics::families(report, out);
+    }
+
+    fn history(
+        prev: &mut history::Previous,
+        r: &Reading<Report>,
+        since: Option<Duration>,
+        out: &mut Vec<Sample>,
+    ) {
+        history::samples(prev, r, since, out);
+    }
 
     fn collect(&mut self, ctx: &Context) -> Report {
         let mut problems = Vec::new();
@@ -520,7 +547,7 @@ mod tests {
         }
     }
 
-    fn collect_all(c: &mut NetStats) -> Vec<InterfaceStats> {
+    fn collect_all(c: &mut Interfaces) -> Vec<InterfaceStats> {
         c.collect(&Context::default())
             .interfaces
             .value()
@@ -564,7 +591,7 @@ mod tests {
             ],
         );
         fake.stats("lo", counters(5, 1, 5, 1));
-        let all = collect_all(&mut NetStats::with_root(fake.root()));
+        let all = collect_all(&mut Interfaces::with_root(fake.root()));
         let names: Vec<_> = all.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["lo", "eth0", "veth0"], "sorted by ifindex");
         let eth0 = &all[1];
@@ -593,7 +620,7 @@ mod tests {
         ];
         fake.iface("eth0", &files);
         fake.stats("eth0", counters(1_000_000, 1000, 0, 0));
-        let mut c = NetStats::with_root(fake.root());
+        let mut c = Interfaces::with_root(fake.root());
         collect_all(&mut c);
         std::thread::sleep(Duration::from_millis(100));
         fake.stats("eth0", counters(1_500_000, 1500, 250_000, 100));
@@ -669,7 +696,7 @@ mod tests {
             "operstate, mtu, speed, rx_errors: {problems:?}"
         );
         // The collector lists what it can.
-        let all = collect_all(&mut NetStats::with_root(fake.root()));
+        let all = collect_all(&mut Interfaces::with_root(fake.root()));
         let names: Vec<_> = all.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["bad0"]);
         assert!(all[0].rates.value().is_none());
@@ -677,14 +704,14 @@ mod tests {
 
     #[test]
     fn missing_root_is_unavailable() {
-        let mut c = NetStats::with_root(PathBuf::from("/nonexistent/netmon/sys/class/net"));
+        let mut c = Interfaces::with_root(PathBuf::from("/nonexistent/netmon/sys/class/net"));
         assert!(c.collect(&Context::default()).interfaces.value().is_none());
     }
 
     /// Live sanity on this machine: loopback present, counters never decrease.
     #[test]
     fn live_loopback_counters_do_not_decrease() {
-        let mut c = NetStats::new(&Options {
+        let mut c = Interfaces::new(&Options {
             interfaces_interval: Duration::from_secs(1),
         });
         let lo = |all: Vec<InterfaceStats>| {
