@@ -511,6 +511,8 @@ async fn top(
 #[serde(deny_unknown_fields)]
 struct SeriesParams {
     /// Only the series of this family.
+    // The document's pattern lists the registry's families (set by
+    // `openapi::Sources`).
     #[param(pattern = "^(device|flow|interface|link|system|temperature|latency)$")]
     family: Option<String>,
 }
@@ -530,20 +532,18 @@ async fn series(
 ) -> Result<Json<SeriesList>, ApiError> {
     let family = match p.family.as_deref() {
         None => None,
-        Some(f) => Some(
-            Family::ALL
-                .into_iter()
-                .find(|x| x.as_str() == f)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "family",
-                        format!(
-                            "{f:?} is not a family ({})",
-                            Family::ALL.map(Family::as_str).join(", ")
-                        ),
-                    )
-                })?,
-        ),
+        Some(f) => Some(Family::all().find(|x| x.as_str() == f).ok_or_else(|| {
+            ApiError::bad_request(
+                "family",
+                format!(
+                    "{f:?} is not a family ({})",
+                    Family::all()
+                        .map(Family::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?),
     };
     let st = store(&state)?;
     let names = blocking(&state.http, st, move |s| s.series(family)).await?;

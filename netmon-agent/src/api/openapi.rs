@@ -25,7 +25,7 @@ use axum::{Json, Router, extract::State, routing::get};
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        Components, RefOr, Response, ResponseBuilder,
+        Components, RefOr, Response, ResponseBuilder, Schema,
         content::ContentBuilder,
         path::{HttpMethod, Operation, OperationBuilder},
         security::{
@@ -118,6 +118,20 @@ impl Modify for Sources {
         let components = openapi.components.get_or_insert_with(Components::new);
         for (name, schema) in schemas {
             components.schemas.entry(name).or_insert(schema);
+        }
+        // `/api/v1/series?family=`: the families the registry knows.
+        let families: Vec<&str> = crate::store::Family::all()
+            .map(crate::store::Family::as_str)
+            .collect();
+        let family = openapi
+            .paths
+            .paths
+            .get_mut("/api/v1/series")
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut())
+            .and_then(|ps| ps.iter_mut().find(|p| p.name == "family"));
+        if let Some(RefOr::T(Schema::Object(o))) = family.and_then(|p| p.schema.as_mut()) {
+            o.pattern = Some(format!("^({})$", families.join("|")));
         }
     }
 }

@@ -49,7 +49,8 @@ use serde::Serialize;
 use tracing::{debug, error, warn};
 
 pub use self::registry::{
-    Need, Published, Sample, SampleValues, Slot, Source, State, Telemetry, ViewSchema, view_schema,
+    Need, Published, Sample, SampleValues, SeriesFamily, SeriesKind, Slot, Source, State,
+    Telemetry, ViewSchema, view_schema,
 };
 use crate::{shutdown::Stop, snapshot::Shared};
 
@@ -68,6 +69,8 @@ pub trait Collector: Send + Sized + 'static {
     type History: Default + Send + 'static;
     /// The capabilities it needs while on.
     const NEEDS: &'static [Need] = &[];
+    /// The history series families its samples belong to.
+    const SERIES: &'static [SeriesFamily] = &[];
     /// `Some(view_schema::<Report>)` when it has a `GET /api/v1/<name>` view
     /// answering its latest reading.
     const VIEW: Option<ViewSchema> = None;

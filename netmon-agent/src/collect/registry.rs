@@ -76,11 +76,31 @@ pub fn view_schema<R: utoipa::ToSchema + Serialize + 'static>(
     name
 }
 
-/// One history sample a source contributes: its series (`family/labels`,
-/// the family one of the store's) and its values.
+/// A family of history series a source writes (`<name>/<labels>`): its
+/// name, kind and fields, in stored order. The store knows the traffic
+/// core's families and those the registry's sources declare
+/// ([`super::Collector::SERIES`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SeriesFamily {
+    pub name: &'static str,
+    pub kind: SeriesKind,
+    pub fields: &'static [&'static str],
+}
+
+/// How a series family's values add up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SeriesKind {
+    /// Deltas over intervals: summed.
+    Counter,
+    /// Values at an instant: min, avg, max, last.
+    Gauge,
+}
+
+/// One history sample a source contributes: its series (one of its
+/// [`SeriesFamily`]s, with labels) and its values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    pub family: &'static str,
+    pub family: &'static SeriesFamily,
     pub labels: Vec<String>,
     pub values: SampleValues,
 }
@@ -99,6 +119,8 @@ pub trait Source: Sync {
     fn name(&self) -> CollectorName;
     /// The capabilities it needs while on.
     fn needs(&self) -> &'static [Need];
+    /// The history series families it writes.
+    fn series(&self) -> &'static [SeriesFamily];
     /// Whether it has a `GET /api/v1/<name>` view, and that view's schema.
     fn view(&self) -> Option<ViewSchema>;
     /// Starts it on a thread of its own, publishing into `slot`.
@@ -169,6 +191,10 @@ impl<C: Select> Source for Registered<C> {
 
     fn needs(&self) -> &'static [Need] {
         C::NEEDS
+    }
+
+    fn series(&self) -> &'static [SeriesFamily] {
+        C::SERIES
     }
 
     fn view(&self) -> Option<ViewSchema> {

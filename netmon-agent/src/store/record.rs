@@ -508,11 +508,6 @@ impl Recorder {
             values,
         } in samples
         {
-            // A source names only families the store knows.
-            let Some(family) = Family::of(family) else {
-                debug_assert!(false, "unknown series family {family}");
-                continue;
-            };
             let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
             let values = match values {
                 SampleValues::Counter {
@@ -524,7 +519,7 @@ impl Recorder {
                 },
                 SampleValues::Gauge(v) => Values::Gauge(v),
             };
-            out.push((SeriesKey::new(family, &labels), values));
+            out.push((SeriesKey::new(Family::from(family), &labels), values));
         }
     }
 }

@@ -30,6 +30,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::collect::{self, SeriesFamily, SeriesKind};
+
 /// Counter or gauge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -38,96 +40,118 @@ pub enum Kind {
     Gauge,
 }
 
-/// What a series measures; the first component of its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
+/// What a series measures; the first component of its name. The traffic
+/// core's families are the store's own ([`Family::Device`],
+/// [`Family::Flow`], [`Family::Interface`]); the collectors declare theirs
+/// ([`crate::collect::Collector::SERIES`]) and the store knows them
+/// through the registry.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Family(&'static SeriesFamily);
+
+/// The traffic core's families.
+const TRAFFIC: &[SeriesFamily] = &[
+    SeriesFamily {
+        name: "device",
+        kind: SeriesKind::Counter,
+        fields: &["tx_bytes", "tx_packets", "rx_bytes", "rx_packets"],
+    },
+    SeriesFamily {
+        name: "flow",
+        kind: SeriesKind::Counter,
+        fields: &["bytes", "packets"],
+    },
+    SeriesFamily {
+        name: "interface",
+        kind: SeriesKind::Counter,
+        fields: &["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"],
+    },
+];
+
+// The names of an enum's variants, which the families were.
+#[allow(non_upper_case_globals)]
+impl Family {
     /// One MAC on one interface (eBPF counters): `device/<iface>/<mac>`.
-    Device,
+    pub const Device: Family = Family(&TRAFFIC[0]);
     /// One IP conversation (eBPF counters), only the interval's top N by
     /// bytes: `flow/<iface>/<in|out>/<proto>/<src>/<dst>`.
-    Flow,
+    pub const Flow: Family = Family(&TRAFFIC[1]);
     /// A watched interface's frames (eBPF counters): `interface/<iface>`.
-    Interface,
+    pub const Interface: Family = Family(&TRAFFIC[2]);
     /// An interface's kernel statistics (interfaces collector): `link/<iface>`.
-    Link,
+    pub const Link: Family = Family(&collect::interfaces::SERIES[0]);
     /// The host (system collector): `system`.
-    System,
+    pub const System: Family = Family(&collect::system::SERIES[0]);
     /// One sensor (system collector): `temperature/<label>`.
-    Temperature,
+    pub const Temperature: Family = Family(&collect::system::SERIES[1]);
     /// One probe target (latency collector): `latency/<address>`.
-    Latency,
+    pub const Latency: Family = Family(&collect::latency::SERIES[0]);
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
-        Family::Device,
-        Family::Flow,
-        Family::Interface,
-        Family::Link,
-        Family::System,
-        Family::Temperature,
-        Family::Latency,
-    ];
+    /// Every family: the traffic core's, then each registered source's.
+    pub fn all() -> impl Iterator<Item = Family> {
+        TRAFFIC
+            .iter()
+            .chain(collect::SOURCES.iter().flat_map(|s| s.series()))
+            .map(Family)
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Device => "device",
-            Family::Flow => "flow",
-            Family::Interface => "interface",
-            Family::Link => "link",
-            Family::System => "system",
-            Family::Temperature => "temperature",
-            Family::Latency => "latency",
-        }
+        self.0.name
     }
 
     pub fn kind(self) -> Kind {
-        match self {
-            Family::Device | Family::Flow | Family::Interface | Family::Link => Kind::Counter,
-            Family::System | Family::Temperature | Family::Latency => Kind::Gauge,
+        match self.0.kind {
+            SeriesKind::Counter => Kind::Counter,
+            SeriesKind::Gauge => Kind::Gauge,
         }
     }
 
     /// The fields of every sample of this family, in stored order.
     pub fn fields(self) -> &'static [&'static str] {
-        match self {
-            Family::Device => &["tx_bytes", "tx_packets", "rx_bytes", "rx_packets"],
-            Family::Flow => &["bytes", "packets"],
-            Family::Interface => &["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"],
-            Family::Link => &[
-                "rx_bytes",
-                "rx_packets",
-                "rx_errors",
-                "rx_dropped",
-                "tx_bytes",
-                "tx_packets",
-                "tx_errors",
-                "tx_dropped",
-            ],
-            Family::System => &[
-                "cpu_percent",
-                "load_one",
-                "load_five",
-                "load_fifteen",
-                "memory_used_bytes",
-                "memory_available_bytes",
-                "swap_used_bytes",
-            ],
-            Family::Temperature => &["celsius"],
-            Family::Latency => &[
-                "rtt_avg_seconds",
-                "rtt_min_seconds",
-                "rtt_max_seconds",
-                "loss_percent",
-            ],
-        }
+        self.0.fields
     }
 
     /// The family of a series name, from its first component.
     pub fn of(name: &str) -> Option<Family> {
         let head = name.split('/').next().unwrap_or(name);
-        Family::ALL.into_iter().find(|f| f.as_str() == head)
+        Family::all().find(|f| f.as_str() == head)
+    }
+}
+
+impl From<&'static SeriesFamily> for Family {
+    fn from(f: &'static SeriesFamily) -> Self {
+        Family(f)
+    }
+}
+
+impl std::fmt::Debug for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Family {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for Family {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "What a series measures; the first component of its name.",
+            ))
+            .enum_values(Some(Family::all().map(Family::as_str)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Family {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Family")
     }
 }
 

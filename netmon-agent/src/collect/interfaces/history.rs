@@ -5,7 +5,23 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::{Counters, Report};
-use crate::collect::{Avail, Reading, Sample, SampleValues};
+use crate::collect::{Avail, Reading, Sample, SampleValues, SeriesFamily, SeriesKind};
+
+/// `link/<name>`: an interface's kernel statistics.
+pub const SERIES: &[SeriesFamily] = &[SeriesFamily {
+    name: "link",
+    kind: SeriesKind::Counter,
+    fields: &[
+        "rx_bytes",
+        "rx_packets",
+        "rx_errors",
+        "rx_dropped",
+        "tx_bytes",
+        "tx_packets",
+        "tx_errors",
+        "tx_dropped",
+    ],
+}];
 
 /// The counters of the previous reading recorded, by interface name.
 pub type Previous = HashMap<String, [u64; 8]>;
@@ -43,7 +59,7 @@ pub(super) fn samples(
             continue;
         }
         out.push(Sample {
-            family: "link",
+            family: &SERIES[0],
             labels: vec![i.name.clone()],
             values: SampleValues::Counter {
                 interval_ms: u32::try_from(since).unwrap_or(u32::MAX),

@@ -37,7 +37,8 @@ use tracing::debug;
 mod history;
 mod metrics;
 
-use super::{Avail, CollectorName, Context, Problems, Reading, Sample};
+pub use self::history::SERIES;
+use super::{Avail, CollectorName, Context, Problems, Reading, Sample, SeriesFamily};
 use crate::ifaces::{IfAddr, SYS_CLASS_NET, addresses_by_name, format_mac, parse_mac};
 use crate::shutdown::Stop;
 
@@ -472,6 +473,7 @@ impl super::Collector for Interfaces {
     type Report = Report;
     type Options = Options;
     type History = history::Previous;
+    const SERIES: &'static [SeriesFamily] = SERIES;
 
     fn new(opts: &Options, _: &Stop) -> Self {
         Interfaces::new(opts)

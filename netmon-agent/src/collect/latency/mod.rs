@@ -39,8 +39,10 @@ use self::icmp::{EchoSocket, Family, SocketKind};
 mod history;
 mod metrics;
 
+pub use self::history::SERIES;
 use super::{
-    Avail, CollectorName, Context, Need, Reading, Sample, ViewSchema, registry::Cap, view_schema,
+    Avail, CollectorName, Context, Need, Reading, Sample, SeriesFamily, ViewSchema, registry::Cap,
+    view_schema,
 };
 use crate::shutdown::Stop;
 
@@ -578,6 +580,7 @@ impl super::Collector for Latency {
         what: "raw ICMP",
         without: "raw ICMP (ping sockets still work where net.ipv4.ping_group_range allows)",
     }];
+    const SERIES: &'static [SeriesFamily] = SERIES;
     const VIEW: Option<ViewSchema> = Some(view_schema::<Report>);
 
     fn new(opts: &Options, stop: &Stop) -> Self {

@@ -2,7 +2,29 @@
 //! swap) and one `temperature/<label>` per sensor, gauges.
 
 use super::Report;
-use crate::collect::{Avail, Reading, Sample, SampleValues};
+use crate::collect::{Avail, Reading, Sample, SampleValues, SeriesFamily, SeriesKind};
+
+/// `system` (the host) and `temperature/<label>` (one sensor).
+pub const SERIES: &[SeriesFamily] = &[
+    SeriesFamily {
+        name: "system",
+        kind: SeriesKind::Gauge,
+        fields: &[
+            "cpu_percent",
+            "load_one",
+            "load_five",
+            "load_fifteen",
+            "memory_used_bytes",
+            "memory_available_bytes",
+            "swap_used_bytes",
+        ],
+    },
+    SeriesFamily {
+        name: "temperature",
+        kind: SeriesKind::Gauge,
+        fields: &["celsius"],
+    },
+];
 
 pub(super) fn samples(r: &Reading<Report>, out: &mut Vec<Sample>) {
     let rep = &r.report;
@@ -10,7 +32,7 @@ pub(super) fn samples(r: &Reading<Report>, out: &mut Vec<Sample>) {
     let load = rep.load_average.value();
     let mem = rep.memory.value();
     out.push(Sample {
-        family: "system",
+        family: &SERIES[0],
         labels: Vec::new(),
         values: SampleValues::Gauge(vec![
             v(rep.cpu.value().map(|c| c.usage_percent)),
@@ -25,7 +47,7 @@ pub(super) fn samples(r: &Reading<Report>, out: &mut Vec<Sample>) {
     if let Avail::Value(temps) = &rep.temperatures {
         for s in &temps.sensors {
             out.push(Sample {
-                family: "temperature",
+                family: &SERIES[1],
                 labels: vec![s.label.clone()],
                 values: SampleValues::Gauge(vec![v(s.celsius.value().copied())]),
             });

@@ -41,7 +41,10 @@ use sysinfo::{Components, DiskRefreshKind, Disks, MINIMUM_CPU_UPDATE_INTERVAL, M
 mod history;
 mod metrics;
 
-use super::{Avail, CollectorName, Context, Problems, Reading, Sample, ViewSchema, view_schema};
+pub use self::history::SERIES;
+use super::{
+    Avail, CollectorName, Context, Problems, Reading, Sample, SeriesFamily, ViewSchema, view_schema,
+};
 use crate::ifaces::{IfAddr, RTF_UP, addresses_by_name, ipv6_route_lines, route_lines};
 use crate::shutdown::Stop;
 use crate::units::time;
@@ -313,6 +316,7 @@ impl super::Collector for System {
     type Report = Report;
     type Options = Options;
     type History = ();
+    const SERIES: &'static [SeriesFamily] = SERIES;
     const VIEW: Option<ViewSchema> = Some(view_schema::<Report>);
 
     fn new(opts: &Options, _: &Stop) -> Self {
