@@ -16,15 +16,16 @@
 //! - the HTTP API on tokio, which serves the latest snapshot, the
 //!   collectors' readings and the history.
 //!
-//! The collectors and the store's maintenance stop on one
-//! [`shutdown::Stop`]; the drain thread on a channel; the API on the
-//! signal's future. The module graph is layered: see docs/design.md,
+//! Every thread (the drain, the collectors, the store's two) stops on one
+//! [`shutdown::Stop`]; the API on the signal's future. The threads' code is
+//! in [`agent`]. The module graph is layered: see docs/design.md,
 //! "Layering", and tests/layering.rs.
 //!
 //! On shutdown the drain thread detaches every program before the process
 //! exits; since every attachment is a BPF link, even SIGKILL leaves nothing
 //! attached.
 
+pub mod agent;
 pub mod alerts;
 pub mod api;
 pub mod check;
@@ -46,111 +47,21 @@ pub mod store;
 pub mod traffic;
 pub mod units;
 
-/// Skipping this crate's privileged unit tests when `cargo test` runs as a
-/// normal user (the integration tests have `skip_unless_root!` in
-/// tests/common/root.rs); `cargo xtask test` runs them as root.
-#[cfg(test)]
-pub(crate) mod test_root {
-    use std::{io::Write, sync::Once};
-
-    /// True when the calling test should return early because the effective
-    /// user is not root; the first such call writes one line about it
-    /// straight to the stderr handle, which libtest does not capture.
-    pub(crate) fn skip_privileged() -> bool {
-        static NOTE: Once = Once::new();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            return false;
-        }
-        NOTE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "netmon: skipping the privileged tests of netmon_agent's unit tests: \
-                 they need root (run them with cargo xtask test)"
-            );
-        });
-        true
-    }
-}
-
-use std::{
-    collections::{HashMap, HashSet},
-    io,
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, mpsc},
-    thread,
-    time::{Duration, Instant, SystemTime},
-};
+use std::{sync::Arc, time::Duration};
 
 use tracing::{error, info, warn};
 
+pub use crate::agent::Error;
 use crate::{
+    agent::{drain, history, watcher::Watcher},
     api::auth,
     config::{Config, Loaded},
-    ebpf::{AttachError, Attachments, Kernel, LoadError},
-    snapshot::{InterfaceRow, Shared, Snapshot},
-    traffic::{Reading, Traffic},
+    ebpf::{Attachments, Kernel},
+    snapshot::Shared,
 };
 
 /// How long shutdown waits for HTTP requests in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-/// Why the agent could not start (or stopped).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No usable API key.
-    #[error(transparent)]
-    Key(#[from] keys::AuthError),
-    /// The TLS certificate or key cannot be used.
-    #[error(transparent)]
-    Tls(#[from] api::tls::TlsError),
-    /// The history file is of a newer schema or not netmon's.
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    /// Loading the eBPF object failed.
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// Attaching to a requested interface failed.
-    #[error(transparent)]
-    Attach(#[from] Box<AttachError>),
-    /// The interface list could not be read.
-    #[error("cannot list network interfaces in {}", ifaces::SYS_CLASS_NET)]
-    Interfaces(#[source] io::Error),
-    /// No interface matched the default selection.
-    #[error(
-        "no interface to watch: none is up, non-loopback and with a MAC address; name one with --iface"
-    )]
-    NoInterfaces,
-    /// The API could not listen.
-    #[error("cannot listen on {addr}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    /// The API server failed.
-    #[error("the HTTP server failed")]
-    Serve(#[source] io::Error),
-}
-
-impl Error {
-    /// The process exit code for this error (documented in the README).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Key(_) | Error::Tls(_) => 2,
-            Error::Load(LoadError::MissingCapability(_)) => 3,
-            Error::Load(LoadError::NoBtf) => 4,
-            Error::Load(_) => 7,
-            Error::NoInterfaces => 5,
-            Error::Attach(e) if matches!(**e, AttachError::UnknownInterface(_)) => 5,
-            Error::Attach(_) => 6,
-            Error::Listen { .. } => 8,
-            Error::Store(_) => 9,
-            Error::Interfaces(_) | Error::Serve(_) => 1,
-        }
-    }
-}
 
 /// What start-up produced: everything that needs privilege is done.
 pub struct Started {
@@ -217,7 +128,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
     let listener = std::net::TcpListener::bind(cfg.listen).map_err(listen_err)?;
     listener.set_nonblocking(true).map_err(listen_err)?;
 
-    let store = open_store(&cfg)?;
+    let store = history::open_store(&cfg)?;
 
     let mut kernel = Kernel::load(cfg.ingress, cfg.map_sizes())?;
     let mut watcher = Watcher::new(cfg.ifaces.clone());
@@ -234,46 +145,6 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         store,
         effective,
     })
-}
-
-/// Opens the history file. A file netmon must not touch (a newer schema,
-/// not netmon's) stops the start: the operator has to decide. A damaged
-/// file is moved aside and a fresh one started (said loudly; `/health`
-/// says so). A file that cannot be created or opened otherwise
-/// (permissions, a missing volume, open in another process) leaves the
-/// agent running without history, said loudly, and the history endpoints
-/// answer 503 with the reason. A file far over its size budget is cut down
-/// and compacted here, while nothing else uses it; if that fails the agent
-/// goes on with the file as it is.
-fn open_store(cfg: &Config) -> Result<api::StoreSlot, Error> {
-    if cfg.store.no_history {
-        info!("History is off (--no-history).");
-        return Ok(Err(Arc::from("turned off with --no-history")));
-    }
-    let path = cfg.store_path();
-    match store::Store::open_or_recover(&path, cfg.store.retention()) {
-        Ok(mut s) => {
-            info!(path = %path.display(), "History file open.");
-            if let Err(e) = s.compact_oversized(s.now().wall_ms) {
-                warn!(
-                    error = %errors::error_chain(&e),
-                    "Could not compact the oversized history file; going on with it as it is."
-                );
-            }
-            Ok(Ok(Arc::new(s)))
-        }
-        Err(e @ (store::StoreError::Newer { .. } | store::StoreError::Foreign { .. })) => {
-            Err(e.into())
-        }
-        Err(e) => {
-            let reason = format!("{:#}", anyhow::Error::from(e));
-            error!(
-                error = reason,
-                "History disabled: the agent runs without it."
-            );
-            Ok(Err(Arc::from(reason.as_str())))
-        }
-    }
 }
 
 /// Runs a [`start`]ed agent until SIGINT or SIGTERM.
@@ -301,37 +172,24 @@ pub async fn serve(started: Started) -> Result<(), Error> {
 
     let shared = Shared::default();
     let telemetry = collect::Telemetry::default();
-    let stop_collectors = shutdown::Stop::default();
+    // One stop for every thread: the collectors, the history's two and
+    // the drain (which detaches the programs).
+    let stop = shutdown::Stop::default();
     let collectors = telemetry.spawn(
         &cfg.collect,
         &collect::Context {
             traffic: shared.clone(),
-            stop: stop_collectors.clone(),
+            stop: stop.clone(),
         },
-        &stop_collectors,
+        &stop,
     );
     let series = Arc::new(store::record::FlowSeriesStats::default());
     let store_threads = match &store {
-        Ok(st) => spawn_store(&cfg, st, &shared, &telemetry, &stop_collectors, &series),
+        Ok(st) => history::spawn_store(&cfg, st, &shared, &telemetry, &stop, &series),
         Err(_) => Vec::new(),
     };
     let watched = attachments.len();
-    let (stop_tx, stop_rx) = mpsc::channel::<()>();
-    let drain = {
-        let shared = shared.clone();
-        let series = Arc::clone(&series);
-        let cfg = cfg.clone();
-        thread::Builder::new()
-            .name("netmon-drain".into())
-            .spawn(move || {
-                let out = Published {
-                    shared: &shared,
-                    series: &series,
-                };
-                drain_loop(&cfg, kernel, attachments, watcher, out, &stop_rx)
-            })
-            .expect("spawning the drain thread")
-    };
+    let drain = drain::spawn(&cfg, kernel, attachments, watcher, &shared, &series, &stop);
 
     let scheme = if tls { "https" } else { "http" };
     let status = format!(
@@ -340,7 +198,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     );
     // Ready: the programs are attached and the API socket is bound (requests
     // queue until the server below accepts them).
-    notify(&[
+    drain::notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
     ]);
@@ -370,7 +228,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         served = server => served,
         () = async {
             shutdown_signal().await;
-            notify(&[sd_notify::NotifyState::Stopping]);
+            drain::notify(&[sd_notify::NotifyState::Stopping]);
             stopping.notify_one();
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
@@ -379,9 +237,8 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         }
     };
 
-    // Stop the drain thread; it detaches the programs.
-    let _ = stop_tx.send(());
-    stop_collectors.stop();
+    // Stop every thread; the drain detaches the programs.
+    stop.stop();
     if drain.join().is_err() {
         error!("The drain thread panicked.");
     }
@@ -404,318 +261,29 @@ async fn shutdown_signal() {
     }
 }
 
-/// Where the drain loop publishes: the snapshot, and what it copies into
-/// each snapshot from the history's recorder.
-struct Published<'a> {
-    shared: &'a Shared,
-    series: &'a store::record::FlowSeriesStats,
-}
+/// Skipping this crate's privileged unit tests when `cargo test` runs as a
+/// normal user (the integration tests have `skip_unless_root!` in
+/// tests/common/root.rs); `cargo xtask test` runs them as root.
+#[cfg(test)]
+pub(crate) mod test_root {
+    use std::{io::Write, sync::Once};
 
-fn drain_loop(
-    cfg: &Config,
-    mut kernel: Kernel,
-    mut attachments: Attachments,
-    mut watcher: Watcher,
-    out: Published<'_>,
-    stop: &mpsc::Receiver<()>,
-) {
-    let mut traffic = Traffic::with_limits(
-        cfg.idle_expiry,
-        cfg.max_flows as usize,
-        cfg.max_devices as usize,
-    );
-    // The recorder picks the interval's top flows from the listed ones.
-    let listed = snapshot::LISTED_FLOWS.max(cfg.store.store_flows_per_interval as usize);
-    let mut reading = Reading::default();
-    let mut names: HashMap<u32, String> = HashMap::new();
-    let mut next = Instant::now();
-    // systemd's watchdog is answered from this thread, so a drain that hangs
-    // (in a map read, say) stops the answers and gets the service restarted.
-    let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
-    if let Some(every) = watchdog {
-        info!(?every, "Answering systemd's watchdog.");
-    }
-    let mut changes = ifaces::Changes::new();
-    let mut subnets = ifaces::subnets();
-    loop {
-        // Interfaces are listed again only when the kernel says links or
-        // addresses changed (and every Changes::RECHECK): listing them costs
-        // more than reading the maps.
-        if changes.changed() {
-            if let Err(e) = watcher.reconcile(&mut kernel, &mut attachments, false) {
-                warn!(error = %e, "Re-checking interfaces failed.");
-            }
-            subnets = ifaces::subnets();
+    /// True when the calling test should return early because the effective
+    /// user is not root; the first such call writes one line about it
+    /// straight to the stderr handle, which libtest does not capture.
+    pub(crate) fn skip_privileged() -> bool {
+        static NOTE: Once = Once::new();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return false;
         }
-        for a in attachments.values() {
-            names.insert(a.ifindex, a.name.clone());
-        }
-        let removed = !watcher.removed.is_empty();
-        for gone in watcher.removed.drain(..) {
-            traffic.forget_interface(gone);
-        }
-        match kernel.read(&mut reading) {
-            Ok(()) => {
-                let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
-                let (macs, flows) = kernel.delete(&expired);
-                traffic.deleted(macs, flows);
-                let lingering = names.keys().any(|i| !attachments.contains_key(i));
-                if lingering && (removed || !expired.macs.is_empty() || !expired.flows.is_empty()) {
-                    // Keep the names of removed interfaces while devices or
-                    // flows on them are still listed (a pass over every
-                    // flow: only while such names remain).
-                    let in_use: HashSet<u32> = traffic
-                        .devices
-                        .values()
-                        .map(|d| d.ifindex)
-                        .chain(traffic.flows.values().map(|f| f.key.ifindex))
-                        .collect();
-                    names.retain(|i, _| attachments.contains_key(i) || in_use.contains(i));
-                }
-                let mut snap = snapshot(&traffic, &attachments, &names, listed);
-                snap.flow_series = out.series.get();
-                out.shared.set(snap);
-            }
-            Err(e) => {
-                warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Reading the maps failed.")
-            }
-        }
-        next += cfg.interval;
-        let now = Instant::now();
-        if next < now {
-            // A slow read: skip the missed ticks rather than burst.
-            next = now + cfg.interval;
-        }
-        if !wait_for_tick(next, watchdog, stop) {
-            break;
-        }
-    }
-    for (_, a) in attachments.drain() {
-        kernel.detach(a);
-    }
-}
-
-/// The history's two threads, each supervised (a panic restarts it after
-/// a pause, see `store/supervise.rs`): the recorder writes each new
-/// snapshot (and the collectors' new readings) in one transaction,
-/// retrying intervals that could not be written, and at shutdown writes
-/// the last one and everything queued; maintenance folds, expires and
-/// enforces the size budget. Both stop with the collectors.
-fn spawn_store(
-    cfg: &Config,
-    st: &Arc<store::Store>,
-    shared: &Shared,
-    telemetry: &collect::Telemetry,
-    stop: &shutdown::Stop,
-    series: &Arc<store::record::FlowSeriesStats>,
-) -> Vec<thread::JoinHandle<()>> {
-    use store::{status::Part, supervise};
-    /// How long the last write at shutdown may take.
-    const FINISH: Duration = Duration::from_secs(5);
-    let writer = {
-        let (shared, tel) = (shared.clone(), telemetry.clone());
-        let rec = store::record::Recorder::new(cfg.store.store_flows_per_interval as usize)
-            .with_capacity(cfg.store.store_queue_intervals as usize)
-            .with_flow_series_cap(
-                cfg.record.store_flow_series_per_hour as usize,
-                Arc::clone(series),
+        NOTE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "netmon: skipping the privileged tests of netmon_agent's unit tests: \
+                 they need root (run them with cargo xtask test)"
             );
-        let every = cfg.interval;
-        let mut inject = supervise::Injector::from_env(Part::Writer);
-        supervise::spawn(
-            "netmon-store",
-            Part::Writer,
-            Arc::clone(st),
-            stop.clone(),
-            rec,
-            move |rec, st, stop| {
-                let stamp = |st: &store::Store| {
-                    SystemTime::UNIX_EPOCH + Duration::from_millis(st.now().wall_ms)
-                };
-                loop {
-                    inject.tick();
-                    // It logs its own failures (once until they change) and
-                    // keeps unwritten intervals queued.
-                    let _ = rec.write_interval(st, &shared.get(), &tel, stamp(st));
-                    if stop.wait_until(Instant::now() + every) {
-                        st.begin_shutdown();
-                        let deadline = Instant::now() + FINISH;
-                        rec.finish(st, &shared.get(), &tel, stamp(st), deadline);
-                        return;
-                    }
-                }
-            },
-        )
-        .expect("spawning the history writer")
-    };
-    let maintenance = {
-        let every = cfg.store.store_maintenance_interval;
-        supervise::spawn(
-            "netmon-store-maint",
-            Part::Maintenance,
-            Arc::clone(st),
-            stop.clone(),
-            supervise::Injector::from_env(Part::Maintenance),
-            move |inject, st, stop| store::retention::maintenance_loop(st, every, stop, inject),
-        )
-        .expect("spawning the history maintenance")
-    };
-    vec![writer, maintenance]
-}
-
-/// Sleeps until `next`, answering the watchdog every `watchdog` meanwhile.
-/// False when the agent is stopping.
-fn wait_for_tick(next: Instant, watchdog: Option<Duration>, stop: &mpsc::Receiver<()>) -> bool {
-    loop {
-        if watchdog.is_some() {
-            notify(&[sd_notify::NotifyState::Watchdog]);
-        }
-        let left = next.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        match stop.recv_timeout(watchdog.map_or(left, |w| w.min(left))) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-        }
-    }
-}
-
-/// Tells systemd (when it started us with `Type=notify`) about a state
-/// change; without `$NOTIFY_SOCKET` it does nothing.
-fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(states) {
-        warn!(error = %e, "Cannot notify systemd.");
-    }
-}
-
-fn snapshot(
-    traffic: &Traffic,
-    attachments: &Attachments,
-    names: &HashMap<u32, String>,
-    listed: usize,
-) -> Snapshot {
-    let mut interfaces: Vec<_> = attachments
-        .values()
-        .map(|a| InterfaceRow {
-            name: a.name.clone(),
-            ifindex: a.ifindex,
-            ingress: a.ingress,
-            totals: traffic
-                .interfaces
-                .get(&a.ifindex)
-                .copied()
-                .unwrap_or_default(),
-        })
-        .collect();
-    interfaces.sort_by_key(|i| i.ifindex);
-    Snapshot {
-        updated: Some(SystemTime::now()),
-        interval: traffic.interval,
-        interfaces,
-        devices: traffic.devices.values().cloned().collect(),
-        flows: traffic.listed_flows(listed),
-        flow_table: traffic.flow_table,
-        device_table: traffic.device_table,
-        flow_series: Default::default(),
-        globals: traffic.globals,
-        mac_map: traffic.mac_map,
-        flow_map: traffic.flow_map,
-        flow_cache: traffic.flow_cache,
-        names: names.clone(),
-    }
-}
-
-/// Keeps the attachments in step with the system's interfaces: attaches to
-/// interfaces that appear (or are re-created with a new index) and forgets
-/// those that disappear.
-struct Watcher {
-    /// Interfaces named with --iface; empty means the default selection.
-    named: Vec<String>,
-    /// Interfaces whose attach failed, so the failure is logged once.
-    failed: HashMap<u32, String>,
-    /// Interfaces removed since the last call.
-    removed: Vec<u32>,
-}
-
-impl Watcher {
-    fn new(named: Vec<String>) -> Self {
-        Watcher {
-            named,
-            failed: HashMap::new(),
-            removed: Vec::new(),
-        }
-    }
-
-    /// At start-up (`first`) any failure is an error; later, failures are
-    /// logged and retried on the next call.
-    fn reconcile(
-        &mut self,
-        kernel: &mut Kernel,
-        attached: &mut Attachments,
-        first: bool,
-    ) -> Result<(), Error> {
-        let present = ifaces::list(Path::new(ifaces::SYS_CLASS_NET)).map_err(Error::Interfaces)?;
-        let gone: Vec<u32> = attached
-            .iter()
-            .filter(|(ifindex, a)| {
-                !present
-                    .iter()
-                    .any(|i| i.ifindex == **ifindex && i.name == a.name)
-            })
-            .map(|(ifindex, _)| *ifindex)
-            .collect();
-        for ifindex in gone {
-            if let Some(a) = attached.remove(&ifindex) {
-                warn!(
-                    iface = a.name,
-                    ifindex, "Interface went away; will re-attach if it returns."
-                );
-                kernel.detach(a);
-                self.removed.push(ifindex);
-            }
-        }
-        if first
-            && let Some(name) = self
-                .named
-                .iter()
-                .find(|n| !present.iter().any(|i| &i.name == *n))
-        {
-            return Err(Box::new(AttachError::UnknownInterface(name.clone())).into());
-        }
-        let wanted = present.iter().filter(|i| {
-            if self.named.is_empty() {
-                i.watched_by_default()
-            } else {
-                self.named.contains(&i.name)
-            }
         });
-        let mut any = !attached.is_empty();
-        for iface in wanted {
-            if attached.contains_key(&iface.ifindex) {
-                continue;
-            }
-            match kernel.attach(&iface.name, iface.ifindex) {
-                Ok(a) => {
-                    self.failed.remove(&iface.ifindex);
-                    attached.insert(iface.ifindex, a);
-                    any = true;
-                }
-                Err(e) if first => return Err(Box::new(e).into()),
-                Err(e) => {
-                    if self
-                        .failed
-                        .insert(iface.ifindex, iface.name.clone())
-                        .is_none()
-                    {
-                        warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Cannot attach; will retry.");
-                    }
-                }
-            }
-        }
-        if first && !any {
-            return Err(Error::NoInterfaces);
-        }
-        Ok(())
+        true
     }
 }

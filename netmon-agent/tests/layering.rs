@@ -31,6 +31,7 @@ use std::{
 /// lib.rs).
 const LAYERS: &[&[&str]] = &[
     &["crate"],
+    &["agent"],
     &["check", "privileges"],
     &["api"],
     &["config"],
