@@ -35,11 +35,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "options, errors, lifecycle, queries, migrations and tier reads: \
          being split (issue 13, item 3)",
     ),
-    (
-        "netmon-agent/src/ebpf/mod.rs",
-        "loading the object, attaching it and reading its maps: being split \
-         (issue 13, item 3)",
-    ),
 ];
 
 #[test]
