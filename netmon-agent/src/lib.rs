@@ -38,6 +38,7 @@ pub mod logging;
 pub mod lru;
 pub mod metrics;
 pub mod privileges;
+pub mod push;
 pub mod rates;
 pub mod shutdown;
 pub mod snapshot;
@@ -131,6 +132,13 @@ pub enum Error {
     /// The API server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
+    /// The push queue's directory could not be made or read.
+    #[error("cannot open the push queue in {}", dir.display())]
+    Push {
+        dir: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -146,7 +154,7 @@ impl Error {
             Error::Attach(_) => 6,
             Error::Listen { .. } => 8,
             Error::Store(_) => 9,
-            Error::Interfaces(_) | Error::Serve(_) => 1,
+            Error::Interfaces(_) | Error::Serve(_) | Error::Push { .. } => 1,
         }
     }
 }
@@ -165,6 +173,9 @@ pub struct Started {
     store: api::StoreSlot,
     /// What `/api/v1/config` answers.
     effective: Arc<api::config::Effective>,
+    /// The key sent with each push (`--push-key-file`), read before the
+    /// privileges go.
+    push_key: Option<String>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
@@ -205,8 +216,12 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         read_only.len(),
     ));
     let keys = auth::Keyring::new(key).with(auth::Role::ReadOnly, read_only);
-    // Read now: the key file may be readable by root only.
+    // Read now: the key files may be readable by root only.
     let tls = api::tls::load(&cfg.access)?;
+    let push_key = match &cfg.push.push_key_file {
+        None => None,
+        Some(path) => Some(keys::read_secret_file(path)?),
+    };
 
     // Bind first: a taken address fails before anything is attached.
     let listen_err = |source| Error::Listen {
@@ -232,6 +247,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         attachments,
         store,
         effective,
+        push_key,
     })
 }
 
@@ -287,6 +303,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         attachments,
         store,
         effective,
+        push_key,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -344,16 +361,20 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         sd_notify::NotifyState::Status(&status),
     ]);
 
+    let push = start_push(&cfg, push_key.as_deref())?;
+    let state = api::AppState {
+        snapshot: shared,
+        telemetry,
+        server_id: cfg.server_id.clone(),
+        metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
+        store,
+        config: effective,
+        http: Arc::clone(&http),
+        push: push.clone(),
+    };
+    let pusher = push.map(|push| spawn_push(&cfg, push, &state, &stop_collectors));
     let app = api::router(
-        api::AppState {
-            snapshot: shared,
-            telemetry,
-            server_id: cfg.server_id.clone(),
-            metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
-            store,
-            config: effective,
-            http: Arc::clone(&http),
-        },
+        state,
         Arc::new(keys.limited(&cfg.api_limits, Arc::clone(&http.counters))),
     );
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -384,7 +405,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     if drain.join().is_err() {
         error!("The drain thread panicked.");
     }
-    for c in collectors.into_iter().chain(store_threads) {
+    for c in collectors.into_iter().chain(store_threads).chain(pusher) {
         if c.join().is_err() {
             error!("A collector or history thread panicked.");
         }
@@ -392,6 +413,43 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     served.map_err(Error::Serve)?;
     info!("Stopped.");
     Ok(())
+}
+
+/// The receivers' queues and threads for --push-url; `None` without one.
+fn start_push(cfg: &Config, key: Option<&str>) -> Result<Option<Arc<push::Push>>, Error> {
+    if cfg.push.push_urls.is_empty() {
+        return Ok(None);
+    }
+    let push = push::Push::start(&cfg.push, key, &cfg.state_dir).map_err(|source| Error::Push {
+        dir: cfg.state_dir.join("push"),
+        source,
+    })?;
+    Ok(Some(Arc::new(push)))
+}
+
+/// Every --push-interval (default the drain interval), the snapshot goes
+/// to each --push-url through its queue on disk.
+fn spawn_push(
+    cfg: &Config,
+    push: Arc<push::Push>,
+    state: &api::AppState,
+    stop: &shutdown::Stop,
+) -> thread::JoinHandle<()> {
+    let every = cfg.push.push_interval.unwrap_or(cfg.interval);
+    info!(receivers = cfg.push.push_urls.len(), every = ?every, "Pushing the snapshot.");
+    let (state, stop) = (state.clone(), stop.clone());
+    thread::Builder::new()
+        .name("netmon-push".into())
+        .spawn(move || {
+            let mut next = Instant::now() + every;
+            while !stop.wait_until(next) {
+                // After a stall, the next push is an interval from now,
+                // not a burst of the ones missed.
+                next = (next + every).max(Instant::now());
+                push.send(&api::snapshot::json(&state));
+            }
+        })
+        .expect("spawning the push thread")
 }
 
 async fn shutdown_signal() {

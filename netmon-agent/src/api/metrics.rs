@@ -47,5 +47,8 @@ async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Par
         &state.http.counters,
         &state.http.tickets,
     ));
+    if let Some(push) = &state.push {
+        body.push_str(&super::push::encode_metrics(push.outbox()));
+    }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -28,8 +28,9 @@ mod metrics;
 mod openapi;
 #[cfg(test)]
 mod proptests;
+mod push;
 pub mod server;
-mod snapshot;
+pub mod snapshot;
 mod stream;
 mod system;
 pub mod telemetry;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub config: Arc<config::Effective>,
     /// The API's limits and what they refused.
     pub http: Arc<limits::Http>,
+    /// The snapshot's receivers (`--push-url`), when there are any.
+    pub push: Option<Arc<crate::push::Push>>,
 }
 
 /// The history store, or the reason it is off.

@@ -23,6 +23,7 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
             },
         },
         store,
+        push: None,
         config: Default::default(),
         http,
     }
