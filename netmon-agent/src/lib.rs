@@ -37,6 +37,7 @@ pub mod keys;
 pub mod logging;
 pub mod lru;
 pub mod metrics;
+pub mod outbound;
 pub mod privileges;
 pub mod push;
 pub mod rates;
@@ -132,13 +133,9 @@ pub enum Error {
     /// The API server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
-    /// The push queue's directory could not be made or read.
-    #[error("cannot open the push queue in {}", dir.display())]
-    Push {
-        dir: std::path::PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// A push or remote-write queue's directory could not be made or read.
+    #[error(transparent)]
+    Queue(#[from] outbound::QueueError),
 }
 
 impl Error {
@@ -154,7 +151,7 @@ impl Error {
             Error::Attach(_) => 6,
             Error::Listen { .. } => 8,
             Error::Store(_) => 9,
-            Error::Interfaces(_) | Error::Serve(_) | Error::Push { .. } => 1,
+            Error::Interfaces(_) | Error::Serve(_) | Error::Queue(_) => 1,
         }
     }
 }
@@ -173,9 +170,10 @@ pub struct Started {
     store: api::StoreSlot,
     /// What `/api/v1/config` answers.
     effective: Arc<api::config::Effective>,
-    /// The key sent with each push (`--push-key-file`), read before the
-    /// privileges go.
+    /// The key sent with each push (`--push-key-file`) and the
+    /// remote-write token, read before the privileges go.
     push_key: Option<String>,
+    remote_write_bearer: Option<String>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
@@ -222,6 +220,10 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         None => None,
         Some(path) => Some(keys::read_secret_file(path)?),
     };
+    let remote_write_bearer = match &cfg.remote_write.remote_write_bearer_file {
+        None => None,
+        Some(path) => Some(keys::read_secret_file(path)?),
+    };
 
     // Bind first: a taken address fails before anything is attached.
     let listen_err = |source| Error::Listen {
@@ -248,6 +250,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         store,
         effective,
         push_key,
+        remote_write_bearer,
     })
 }
 
@@ -304,6 +307,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         store,
         effective,
         push_key,
+        remote_write_bearer,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -361,7 +365,8 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         sd_notify::NotifyState::Status(&status),
     ]);
 
-    let push = start_push(&cfg, push_key.as_deref())?;
+    let push = outbound::start_push(&cfg, push_key.as_deref())?;
+    let remote_write = outbound::start_remote_write(&cfg, remote_write_bearer.as_deref())?;
     let state = api::AppState {
         snapshot: shared,
         telemetry,
@@ -371,8 +376,11 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         config: effective,
         http: Arc::clone(&http),
         push: push.clone(),
+        remote_write: remote_write.clone(),
     };
-    let pusher = push.map(|push| spawn_push(&cfg, push, &state, &stop_collectors));
+    let pusher = push.map(|push| outbound::spawn_push(&cfg, push, &state, &stop_collectors));
+    let writer =
+        remote_write.map(|rw| outbound::spawn_remote_write(&cfg, rw, &state, &stop_collectors));
     let app = api::router(
         state,
         Arc::new(keys.limited(&cfg.api_limits, Arc::clone(&http.counters))),
@@ -405,7 +413,12 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     if drain.join().is_err() {
         error!("The drain thread panicked.");
     }
-    for c in collectors.into_iter().chain(store_threads).chain(pusher) {
+    for c in collectors
+        .into_iter()
+        .chain(store_threads)
+        .chain(pusher)
+        .chain(writer)
+    {
         if c.join().is_err() {
             error!("A collector or history thread panicked.");
         }
@@ -413,43 +426,6 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     served.map_err(Error::Serve)?;
     info!("Stopped.");
     Ok(())
-}
-
-/// The receivers' queues and threads for --push-url; `None` without one.
-fn start_push(cfg: &Config, key: Option<&str>) -> Result<Option<Arc<push::Push>>, Error> {
-    if cfg.push.push_urls.is_empty() {
-        return Ok(None);
-    }
-    let push = push::Push::start(&cfg.push, key, &cfg.state_dir).map_err(|source| Error::Push {
-        dir: cfg.state_dir.join("push"),
-        source,
-    })?;
-    Ok(Some(Arc::new(push)))
-}
-
-/// Every --push-interval (default the drain interval), the snapshot goes
-/// to each --push-url through its queue on disk.
-fn spawn_push(
-    cfg: &Config,
-    push: Arc<push::Push>,
-    state: &api::AppState,
-    stop: &shutdown::Stop,
-) -> thread::JoinHandle<()> {
-    let every = cfg.push.push_interval.unwrap_or(cfg.interval);
-    info!(receivers = cfg.push.push_urls.len(), every = ?every, "Pushing the snapshot.");
-    let (state, stop) = (state.clone(), stop.clone());
-    thread::Builder::new()
-        .name("netmon-push".into())
-        .spawn(move || {
-            let mut next = Instant::now() + every;
-            while !stop.wait_until(next) {
-                // After a stall, the next push is an interval from now,
-                // not a burst of the ones missed.
-                next = (next + every).max(Instant::now());
-                push.send(&api::snapshot::json(&state));
-            }
-        })
-        .expect("spawning the push thread")
 }
 
 async fn shutdown_signal() {

@@ -233,3 +233,156 @@ fn pushes_survive_a_receiver_outage_without_a_gap() {
     assert_eq!(metric(&m, "netmon_push_dropped_total"), 0, "{m}");
     assert_eq!(metric(&m, "netmon_push_rejected_total"), 0, "{m}");
 }
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// `GET url` from inside `ns`: the status and body.
+fn get_in(ns: &NetNs, url: &str, query: &[(&str, &str)]) -> Option<(u16, String)> {
+    let (url, query): (String, Vec<(String, String)>) = (
+        url.to_owned(),
+        query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
+    ns.run(move || {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        let mut req = ureq::Agent::new_with_config(config).get(&url);
+        for (k, v) in &query {
+            req = req.query(k, v);
+        }
+        let mut resp = req.call().ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.body_mut().read_to_string().ok()?))
+    })
+}
+
+/// The series of `name` for interface eth0 in an exposition, by label set.
+fn eth0_series(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    let mut out: Vec<_> = netmon_agent::push::remote_write::parse_exposition(text, 0)
+        .into_iter()
+        .map(|ts| {
+            let labels: Vec<(String, String)> =
+                ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            (labels, ts.samples[0].value)
+        })
+        .filter(|(labels, _)| {
+            labels.contains(&("__name__".to_owned(), name.to_owned()))
+                && labels.contains(&("interface".to_owned(), "eth0".to_owned()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A real Prometheus started with its remote-write receiver gets netmon's
+/// series from `--remote-write-url`: after the traffic stops, PromQL
+/// answers exactly what `/metrics` says, label for label.
+#[test]
+fn remote_write_reaches_a_real_prometheus() {
+    skip_unless_root!();
+    assert!(
+        std::path::Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} is missing: install Debian's prometheus package (`cargo xtask test` does)"
+    );
+    let pair = Pair::new();
+    let (a, b) = (pair.a(), pair.b());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        "global:\n  scrape_interval: 1h\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(PROMETHEUS);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.path().join("prometheus.yml").display()
+    ))
+    .arg(format!(
+        "--storage.tsdb.path={}",
+        dir.path().join("data").display()
+    ))
+    .arg("--web.listen-address=127.0.0.1:19090")
+    .arg("--web.enable-remote-write-receiver");
+    let mut prometheus = b.ns().spawn(&cmd);
+    let ready = poll_until(Duration::from_secs(60), || {
+        get_in(b.ns(), "http://127.0.0.1:19090/-/ready", &[]).is_some_and(|(s, _)| s == 200)
+    });
+    assert!(
+        ready,
+        "prometheus never got ready:\n{}",
+        prometheus.stderr_text()
+    );
+
+    let _agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--interval=200ms",
+            "--no-history",
+            "--remote-write-url=http://127.0.0.1:19090/api/v1/write",
+            "--remote-write-interval=500ms",
+        ],
+    );
+    udp_exchange(a, b, 100, 300);
+    let metrics = || http_get_ok(b.ns(), "/metrics", &[("X-API-KEY", TEST_KEY)]).text;
+    const NAME: &str = "netmon_interface_receive_bytes_total";
+    // Until /metrics holds still (the traffic is over), then until a write
+    // after that has reached Prometheus: both must say the same.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = eth0_series(&metrics(), NAME);
+        std::thread::sleep(Duration::from_millis(1500));
+        let m = metrics();
+        let now = eth0_series(&m, NAME);
+        let (_, body) = get_in(
+            b.ns(),
+            "http://127.0.0.1:19090/api/v1/query",
+            &[("query", &format!("{NAME}{{interface=\"eth0\"}}"))],
+        )
+        .expect("a PromQL answer");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        let mut promql: Vec<(Vec<(String, String)>, f64)> = answer["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut labels: Vec<(String, String)> = r["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect();
+                labels.sort();
+                (labels, r["value"][1].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        promql.sort_by(|a, b| a.0.cmp(&b.0));
+        if before == now && !now.is_empty() && promql == now {
+            assert!(now.iter().all(|(_, v)| *v >= 300.0 * 142.0), "{m}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PromQL never agreed with /metrics:\n{promql:?}\n{now:?}\n{}",
+            prometheus.stderr_text()
+        );
+    }
+    let m = metrics();
+    for family in [
+        "netmon_remote_write_sent_total",
+        "netmon_remote_write_dropped_total",
+    ] {
+        assert!(m.contains(family), "no {family} in\n{m}");
+    }
+    assert!(
+        m.contains(
+            "netmon_remote_write_rejected_total{url=\"http://127.0.0.1:19090/api/v1/write\"} 0"
+        ),
+        "{m}"
+    );
+    prometheus.terminate();
+}

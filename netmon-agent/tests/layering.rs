@@ -31,7 +31,7 @@ use std::{
 /// lib.rs).
 const LAYERS: &[&[&str]] = &[
     &["crate"],
-    &["check", "privileges"],
+    &["check", "privileges", "outbound"],
     &["api"],
     &["config"],
     &["metrics", "store"],

@@ -24,7 +24,7 @@ mod interfaces;
 mod labels;
 mod latency;
 pub mod limits;
-mod metrics;
+pub mod metrics;
 mod openapi;
 #[cfg(test)]
 mod proptests;
@@ -82,6 +82,8 @@ pub struct AppState {
     pub http: Arc<limits::Http>,
     /// The snapshot's receivers (`--push-url`), when there are any.
     pub push: Option<Arc<crate::push::Push>>,
+    /// The remote-write endpoints (`--remote-write-url`), when there are any.
+    pub remote_write: Option<Arc<crate::push::remote_write::RemoteWrite>>,
 }
 
 /// The history store, or the reason it is off.

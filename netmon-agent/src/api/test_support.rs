@@ -24,6 +24,7 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
         },
         store,
         push: None,
+        remote_write: None,
         config: Default::default(),
         http,
     }

@@ -165,6 +165,9 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "Push")]
     pub push: crate::push::Options,
+
+    #[command(flatten, next_help_heading = "Remote write")]
+    pub remote_write: crate::push::remote_write::Options,
 }
 
 fn parse_cache_slots(s: &str) -> Result<u32, String> {

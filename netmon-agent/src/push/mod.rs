@@ -3,12 +3,15 @@
 //!
 //! - [`spool`]: the bounded on-disk first-in, first-out queue of bodies;
 //! - [`outbox`]: one thread per receiver posting the queue's oldest body,
-//!   with retries and backoff.
+//!   with retries and backoff;
+//! - [`remote_write`]: `/metrics`' series as Prometheus remote-write
+//!   bodies (`--remote-write-url`), through the same outbox.
 //!
 //! [`Push`] gzips each snapshot and hands it to the outbox with the key
 //! as `X-API-KEY` (seed 000's header) and as a Bearer token.
 
 pub mod outbox;
+pub mod remote_write;
 pub mod spool;
 
 use std::{io::Write, path::Path, time::Duration};
