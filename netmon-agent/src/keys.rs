@@ -317,6 +317,28 @@ pub enum AuthError {
     Random(#[source] getrandom::Error),
 }
 
+/// A key this agent sends to another machine (`--push-key-file`): the
+/// file's contents, trimmed; a missing, unreadable or blank file is an
+/// error naming it.
+pub fn read_secret_file(path: &Path) -> Result<String, AuthError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuthError::ReadKeyFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(AuthError::EmptyKeyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(AuthError::BadCharacters {
+            origin: format!("in {}", path.display()),
+        });
+    }
+    Ok(key.to_owned())
+}
+
 /// Finds the API key: `env_value` (the caller's reading of `NETMON_API_KEY`)
 /// if set and not blank, else `key_file` if given, else
 /// `<state_dir>/api-key`, which is created with a new random key if missing.

@@ -39,7 +39,9 @@ pub mod keys;
 pub mod logging;
 pub mod lru;
 pub mod metrics;
+pub mod outbound;
 pub mod privileges;
+pub mod push;
 pub mod rates;
 pub mod shutdown;
 pub mod snapshot;
@@ -77,6 +79,10 @@ pub struct Started {
     store: api::StoreSlot,
     /// What `/api/v1/config` answers.
     effective: Arc<api::config::Effective>,
+    /// The key sent with each push (`--push-key-file`) and the
+    /// remote-write token, read before the privileges go.
+    push_key: Option<String>,
+    remote_write_bearer: Option<String>,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
@@ -117,8 +123,16 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         read_only.len(),
     ));
     let keys = auth::Keyring::new(key).with(auth::Role::ReadOnly, read_only);
-    // Read now: the key file may be readable by root only.
+    // Read now: the key files may be readable by root only.
     let tls = api::tls::load(&cfg.access)?;
+    let push_key = match &cfg.push.push_key_file {
+        None => None,
+        Some(path) => Some(keys::read_secret_file(path)?),
+    };
+    let remote_write_bearer = match &cfg.remote_write.remote_write_bearer_file {
+        None => None,
+        Some(path) => Some(keys::read_secret_file(path)?),
+    };
 
     // Bind first: a taken address fails before anything is attached.
     let listen_err = |source| Error::Listen {
@@ -144,6 +158,8 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         attachments,
         store,
         effective,
+        push_key,
+        remote_write_bearer,
     })
 }
 
@@ -159,6 +175,8 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         attachments,
         store,
         effective,
+        push_key,
+        remote_write_bearer,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -203,16 +221,23 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         sd_notify::NotifyState::Status(&status),
     ]);
 
+    let push = outbound::start_push(&cfg, push_key.as_deref())?;
+    let remote_write = outbound::start_remote_write(&cfg, remote_write_bearer.as_deref())?;
+    let state = api::AppState {
+        snapshot: shared,
+        telemetry,
+        server_id: cfg.server_id.clone(),
+        metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
+        store,
+        config: effective,
+        http: Arc::clone(&http),
+        push: push.clone(),
+        remote_write: remote_write.clone(),
+    };
+    let pusher = push.map(|push| outbound::spawn_push(&cfg, push, &state, &stop));
+    let writer = remote_write.map(|rw| outbound::spawn_remote_write(&cfg, rw, &state, &stop));
     let app = api::router(
-        api::AppState {
-            snapshot: shared,
-            telemetry,
-            server_id: cfg.server_id.clone(),
-            metrics: metrics::Settings::new(&cfg.metrics, cfg.listen),
-            store,
-            config: effective,
-            http: Arc::clone(&http),
-        },
+        state,
         Arc::new(keys.limited(&cfg.api_limits, Arc::clone(&http.counters))),
     );
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -242,7 +267,12 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     if drain.join().is_err() {
         error!("The drain thread panicked.");
     }
-    for c in collectors.into_iter().chain(store_threads) {
+    for c in collectors
+        .into_iter()
+        .chain(store_threads)
+        .chain(pusher)
+        .chain(writer)
+    {
         if c.join().is_err() {
             error!("A collector or history thread panicked.");
         }

@@ -352,6 +352,38 @@ fn disabled_collectors_give_503_or_unavailable_and_bad_parameters_400() {
     assert_eq!(http_get_ok(b, SYSTEM, &[]).status, 401);
 }
 
+/// The schema check catches the shapes the seed's consumers would trip on
+/// (a bare CPU number, rates as fractions, a missing key, a local time),
+/// and passes the seed's own example.
+#[test]
+fn the_seed001_schema_check_can_fail() {
+    let example: Value = serde_json::from_str(seed001::EXAMPLE).unwrap();
+    assert_eq!(seed001_mismatches(&example), Vec::<String>::new());
+    let spoil = |f: &dyn Fn(&mut Value)| {
+        let mut doc = example.clone();
+        f(&mut doc);
+        seed001_mismatches(&doc)
+    };
+    let broken = [
+        spoil(&|d| d["metrics"]["cpu"] = 25.5.into()),
+        spoil(&|d| d["metrics"]["memory"] = 50.0.into()),
+        spoil(&|d| d["metrics"]["disk"] = 50.0.into()),
+        spoil(&|d| d["network"]["connectedDevices"][0]["bandwidth"]["rxRateBps"] = 1.5.into()),
+        spoil(&|d| d["network"]["collectionDurationSeconds"] = 5.2.into()),
+        spoil(&|d| {
+            d["network"]["connectedDevices"][0]["bandwidth"]
+                .as_object_mut()
+                .unwrap()
+                .remove("txBytesTotal");
+        }),
+        spoil(&|d| d["snapshotTime"] = "2024-01-01T12:00:00+01:00".into()),
+        spoil(&|d| d["metrics"]["cpu"]["percent"] = Value::Null),
+    ];
+    for (i, problems) in broken.iter().enumerate() {
+        assert_eq!(problems.len(), 1, "case {i}: {problems:?}");
+    }
+}
+
 /// `/api/v1/snapshot` in the earlier bandwidth agent's shape: its fields are
 /// there with the documented meanings, devices carry the same totals as
 /// `/api/v1/devices`, names come from leases, and extras sit beside them.
@@ -404,7 +436,7 @@ fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
             && d["bandwidth"]["txBytesTotal"] == l["tx"]["bytes"]
             && d["bandwidth"]["rxBytesTotal"] == l["rx"]["bytes"]
             && l["tx"]["bytes"].as_u64().unwrap_or(0) >= 300 * 142
-            && snap["metrics"]["cpu"].is_number()
+            && snap["metrics"]["cpu"]["percent"].is_number()
         {
             break (snap, d);
         }
@@ -416,21 +448,35 @@ fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
     };
     assert_eq!(snap["messageType"], "realtimeSnapshot");
     assert_eq!(snap["serverId"], "gw-1");
-    assert!(snap["snapshotTime"].is_string());
+    // Every key of the seed's documented example, with its JSON type.
+    let problems = seed001_mismatches(&snap);
+    assert!(problems.is_empty(), "{problems:#?}\n{snap:#}");
     let m = &snap["metrics"];
-    for pct in ["cpu", "memory"] {
-        let v = m[pct].as_f64().unwrap_or(-1.0);
-        assert!((0.0..=100.0).contains(&v), "metrics.{pct} = {v}");
+    for pct in [&m["cpu"]["percent"], &m["memory"]["percentUsed"]] {
+        let v = pct.as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&v), "{m:#}");
+    }
+    let mem = &m["memory"];
+    assert!(mem["usedBytes"].as_u64().unwrap() <= mem["totalBytes"].as_u64().unwrap());
+    assert!(mem["freeBytes"].as_u64().unwrap() <= mem["totalBytes"].as_u64().unwrap());
+    // The root filesystem is in the list, in the memory object's style.
+    let disks = m["disk"].as_array().unwrap();
+    let root = disks.iter().find(|d| d["mountpoint"] == "/");
+    let root = root.unwrap_or_else(|| panic!("no / in {m:#}"));
+    for key in ["totalBytes", "usedBytes", "freeBytes"] {
+        assert!(root[key].is_u64(), "{root:#}");
     }
     assert!(
-        m["disk"].is_null() || (0.0..=100.0).contains(&m["disk"].as_f64().unwrap()),
-        "{m:#}"
+        root["device"].is_string() && root["fstype"].is_string(),
+        "{root:#}"
     );
     assert!(m["uptimeSeconds"].as_u64().unwrap() > 0, "{m:#}");
     let n = &snap["network"];
-    // The measured length of the last 200 ms drain interval.
-    let d = n["collectionDurationSeconds"].as_f64().unwrap();
-    assert!((0.1..0.5).contains(&d), "{n:#}");
+    // The last 200 ms drain interval: whole seconds as the seed types it,
+    // and to the fraction beside it.
+    let ms = n["collectionDurationMs"].as_f64().unwrap();
+    assert!((100.0..500.0).contains(&ms), "{n:#}");
+    assert_eq!(n["collectionDurationSeconds"], (ms / 1e3).round() as u64);
     assert!(n["collectionStartTime"].is_string() && n["collectionEndTime"].is_string());
     assert!(
         n["interfaces"].as_array().is_some_and(|l| l
@@ -441,7 +487,8 @@ fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
     assert_eq!(dev["ip"], a.ip4().to_string(), "{dev:#}");
     assert_eq!(dev["status"], "active", "{dev:#}");
     assert!(dev["timeChecked"].is_string(), "{dev:#}");
-    // The busier direction's share of the link speed, where it is known
+    // Rates in bits per second (the seed's `Bps`, whole numbers); the
+    // busier direction's share of the link speed, where it is known
     // (veth reports 10 Gb/s on recent kernels); null, not 0, where not.
     let eth0 = n["interfaces"]
         .as_array()
@@ -456,10 +503,11 @@ fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
         .max(bw["rxRateBps"].as_f64().unwrap());
     match eth0["speedMbps"].as_f64() {
         Some(mbps) => {
-            let want = busier * 8.0 * 100.0 / (mbps * 1e6);
+            // The rates are rounded to whole bits; the share is not.
+            let want = busier * 100.0 / (mbps * 1e6);
             let got = bw["utilizationPercent"].as_f64().unwrap();
             assert!(
-                (got - want).abs() <= want * 1e-9 + 1e-12,
+                (got - want).abs() <= 100.0 / (mbps * 1e6),
                 "{got} != {want}: {dev:#}"
             );
         }

@@ -32,11 +32,11 @@ use std::{
 const LAYERS: &[&[&str]] = &[
     &["crate"],
     &["agent"],
-    &["check", "privileges"],
+    &["check", "privileges", "outbound"],
     &["api"],
     &["config"],
     &["metrics", "store"],
-    &["alerts"],
+    &["alerts", "push"],
     &["collect"],
     &["snapshot"],
     &["ebpf"],
@@ -54,9 +54,9 @@ const LAYERS: &[&[&str]] = &[
     ],
 ];
 /// Subtrees whose children are nodes of their own.
-const SUBTREES: &[&str] = &["collect", "store", "ebpf", "api", "alerts"];
+const SUBTREES: &[&str] = &["collect", "store", "ebpf", "api", "alerts", "push"];
 /// Layers below the API and configuration...
-const LOWER: &[&str] = &["collect", "store", "ebpf", "units", "alerts"];
+const LOWER: &[&str] = &["collect", "store", "ebpf", "units", "alerts", "push"];
 /// ...which must not use these.
 const UPPER: &[&str] = &["api", "metrics", "config"];
 /// Modules that use nothing of the crate.

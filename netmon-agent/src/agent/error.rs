@@ -44,6 +44,9 @@ pub enum Error {
     /// The API server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
+    /// A push or remote-write queue's directory could not be made or read.
+    #[error(transparent)]
+    Queue(#[from] crate::outbound::QueueError),
 }
 
 impl Error {
@@ -59,7 +62,7 @@ impl Error {
             Error::Attach(_) => 6,
             Error::Listen { .. } => 8,
             Error::Store(_) => 9,
-            Error::Interfaces(_) | Error::Serve(_) => 1,
+            Error::Interfaces(_) | Error::Serve(_) | Error::Queue(_) => 1,
         }
     }
 }

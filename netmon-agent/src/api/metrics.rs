@@ -38,14 +38,35 @@ struct Params {}
     responses((status = 200, description = "The Prometheus text exposition.",
         content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        text(&state),
+    )
+        .into_response()
+}
+
+/// The whole exposition, as a scrape gets it: what remote-write sends.
+pub fn text(state: &AppState) -> String {
     let limits = state.metrics.limits;
     let snapshot = state.snapshot.get();
-    let names = super::labels::names(&super::labels::current(&state));
+    let names = super::labels::names(&super::labels::current(state));
     let mut body = metrics::encode(&snapshot, &state.telemetry, &limits, &names);
     body.push_str(&super::health::history_report(&state.store).encode_metrics());
     body.push_str(&super::limits::encode_http(
         &state.http.counters,
         &state.http.tickets,
     ));
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    if let Some(push) = &state.push {
+        body.push_str(&super::push::encode_metrics(
+            push.outbox(),
+            &super::push::PUSH,
+        ));
+    }
+    if let Some(rw) = &state.remote_write {
+        body.push_str(&super::push::encode_metrics(
+            rw.outbox(),
+            &super::push::REMOTE_WRITE,
+        ));
+    }
+    body
 }

@@ -23,12 +23,13 @@ mod history;
 mod interfaces;
 mod labels;
 pub mod limits;
-mod metrics;
+pub mod metrics;
 mod openapi;
 #[cfg(test)]
 mod proptests;
+mod push;
 pub mod server;
-mod snapshot;
+pub mod snapshot;
 mod stream;
 pub mod telemetry;
 #[cfg(test)]
@@ -77,6 +78,10 @@ pub struct AppState {
     pub config: Arc<config::Effective>,
     /// The API's limits and what they refused.
     pub http: Arc<limits::Http>,
+    /// The snapshot's receivers (`--push-url`), when there are any.
+    pub push: Option<Arc<crate::push::Push>>,
+    /// The remote-write endpoints (`--remote-write-url`), when there are any.
+    pub remote_write: Option<Arc<crate::push::remote_write::RemoteWrite>>,
 }
 
 /// The history store, or the reason it is off.

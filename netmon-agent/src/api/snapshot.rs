@@ -3,22 +3,30 @@
 //! "realtimeSnapshot"`), so its consumers keep working, plus netmon's own
 //! fields beside the original ones.
 //!
-//! The original fields and what they hold here:
-//! - `metrics.cpu`, `metrics.memory`, `metrics.disk`: percent used (CPU
-//!   total, memory used of total, the filesystem mounted at `/`);
-//!   `metrics.uptimeSeconds`. A figure the machine cannot give is `null`,
-//!   never 0.
-//! - `network.collectionStartTime`/`EndTime`/`DurationSeconds`: the traffic
-//!   core's last drain interval, which the rates cover.
+//! The seed's fields, field for field with its units and JSON types (a test
+//! holds its documented example as a schema):
+//! - `metrics.cpu {percent}` (all cores), `metrics.memory {totalBytes,
+//!   usedBytes, freeBytes, percentUsed}` (psutil's meaning: `freeBytes` is
+//!   MemFree, `percentUsed` counts available memory as free),
+//!   `metrics.disk [...]` one entry per filesystem in the same style
+//!   (`mountpoint`, `device`, `fstype`, `totalBytes`, `usedBytes`,
+//!   `freeBytes`, `percentUsed`), `metrics.uptimeSeconds`. A figure the
+//!   machine cannot give is `null`, never 0.
+//! - `network.collectionStartTime`/`EndTime`, and `collectionDurationSeconds`
+//!   as the seed types it, a whole number of seconds (rounded; netmon adds
+//!   `collectionDurationMs` with the fraction): the traffic core's last
+//!   drain interval, which the rates cover.
 //! - `connectedDevices[]`: every device on a watched interface (not
 //!   broadcast/multicast groups, not this host's own MACs): `ip` (its first
 //!   IPv4, else its first address), `mac`, `deviceName` (the name an admin
 //!   gave it, else its hostname from DHCP leases or reverse DNS, else null), `status` (active, idle or gone from
 //!   discovery; `active` for a device only the traffic counters know),
 //!   `timeChecked` (last seen), and `bandwidth`: totals in bytes, rates in
-//!   bytes per second (`Bps`), `utilizationPercent` the busier direction's
-//!   share of the interface's link speed (null when the speed is unknown,
-//!   as on virtual links).
+//!   bits per second as whole numbers (`Bps` as the seed uses it: its
+//!   example's 3,276,800 is 3.28% of a 100 Mbit/s link),
+//!   `utilizationPercent` the busier direction's share of the interface's
+//!   link speed (null when the speed is unknown, as on virtual links).
+//!   `network.interfaces[]` carries the same fields per interface.
 
 use std::collections::HashMap;
 
@@ -64,9 +72,10 @@ struct Snapshot {
 #[serde(rename_all = "camelCase")]
 #[schema(as = SnapshotMetrics)]
 struct Metrics {
-    cpu: Option<f64>,
-    memory: Option<f64>,
-    disk: Option<f64>,
+    cpu: Option<Cpu>,
+    memory: Option<Memory>,
+    /// Every mounted filesystem (empty when the machine gives none).
+    disk: Vec<Disk>,
     uptime_seconds: Option<u64>,
     // netmon's additions.
     cpu_per_core: Option<Vec<f64>>,
@@ -76,13 +85,55 @@ struct Metrics {
     hottest_cpu_celsius: Option<f64>,
 }
 
+/// Seed 001's `metrics.cpu`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SnapshotCpu)]
+struct Cpu {
+    /// Busy share of all cores over the collector's last cycle.
+    percent: f64,
+}
+
+/// Seed 001's `metrics.memory`, with psutil's meanings.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SnapshotMemory)]
+struct Memory {
+    total_bytes: u64,
+    /// `total - available`.
+    used_bytes: u64,
+    /// MemFree: memory nothing uses, not even the page cache.
+    free_bytes: u64,
+    /// `used / total`.
+    percent_used: f64,
+}
+
+/// One entry of seed 001's `metrics.disk`, in the style of its memory
+/// object (psutil's `disk_usage` plus the partition's names).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = SnapshotDisk)]
+struct Disk {
+    mountpoint: String,
+    device: String,
+    fstype: String,
+    total_bytes: u64,
+    used_bytes: u64,
+    /// Space unprivileged users may still take.
+    free_bytes: u64,
+    /// `used / total`; null for a filesystem of size 0.
+    percent_used: Option<f64>,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = SnapshotNetwork)]
 struct Network {
     collection_start_time: Option<String>,
     collection_end_time: Option<String>,
-    collection_duration_seconds: f64,
+    /// Whole seconds, as the seed types it.
+    collection_duration_seconds: u64,
+    /// netmon's addition: the interval to the millisecond's fraction.
+    collection_duration_ms: f64,
     interfaces: Vec<Interface>,
     connected_devices: Vec<ConnectedDevice>,
 }
@@ -99,8 +150,10 @@ struct Interface {
     watched: bool,
     rx_bytes_total: Option<u64>,
     tx_bytes_total: Option<u64>,
-    rx_rate_bps: Option<f64>,
-    tx_rate_bps: Option<f64>,
+    /// Bits per second.
+    rx_rate_bps: Option<u64>,
+    /// Bits per second.
+    tx_rate_bps: Option<u64>,
     utilization_percent: Option<f64>,
 }
 
@@ -124,9 +177,17 @@ struct ConnectedDevice {
 struct Bandwidth {
     rx_bytes_total: u64,
     tx_bytes_total: u64,
-    rx_rate_bps: f64,
-    tx_rate_bps: f64,
+    /// Bits per second, rounded to a whole number as in the seed.
+    rx_rate_bps: u64,
+    /// Bits per second, rounded to a whole number as in the seed.
+    tx_rate_bps: u64,
     utilization_percent: Option<f64>,
+}
+
+/// A rate in bits per second as the seed writes it: a whole number.
+fn whole_bits(bits_per_second: f64) -> u64 {
+    // `as` saturates: NaN is 0, a negative rate (never produced) is 0.
+    bits_per_second.round() as u64
 }
 
 fn hostname() -> String {
@@ -141,6 +202,17 @@ async fn show(
     State(state): State<AppState>,
     ApiQuery(Params {}): ApiQuery<Params>,
 ) -> Result<Json<Snapshot>, ApiError> {
+    Ok(Json(build(&state)))
+}
+
+/// The snapshot document as JSON, as `GET /api/v1/snapshot` answers it:
+/// what `--push-url` sends.
+pub fn json(state: &AppState) -> Vec<u8> {
+    // Serializing plain structs to a Vec cannot fail.
+    serde_json::to_vec(&build(state)).unwrap_or_default()
+}
+
+fn build(state: &AppState) -> Snapshot {
     let s = state.snapshot.get();
     let t = &state.telemetry;
     let system = t.get::<system::System>();
@@ -156,12 +228,31 @@ async fn show(
         .collect();
 
     let metrics = Metrics {
-        cpu: sys.and_then(|r| r.cpu.value()).map(|c| c.usage_percent),
-        memory: sys.and_then(|r| r.memory.value()).map(|m| m.used_percent),
+        cpu: sys.and_then(|r| r.cpu.value()).map(|c| Cpu {
+            percent: c.usage_percent,
+        }),
+        memory: sys.and_then(|r| r.memory.value()).map(|m| Memory {
+            total_bytes: m.total_bytes,
+            used_bytes: m.used_bytes,
+            free_bytes: m.free_bytes,
+            percent_used: m.used_percent,
+        }),
         disk: sys
             .and_then(|r| r.filesystems.value())
-            .and_then(|f| f.iter().find(|f| f.mount_point == "/"))
-            .and_then(|f| f.used_percent.value().copied()),
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| Disk {
+                        mountpoint: f.mount_point.clone(),
+                        device: f.device.clone(),
+                        fstype: f.fs_type.clone(),
+                        total_bytes: f.total_bytes,
+                        used_bytes: f.used_bytes,
+                        free_bytes: f.free_bytes,
+                        percent_used: f.used_percent.value().copied(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         uptime_seconds: sys.and_then(|r| r.uptime_seconds.value().copied()),
         cpu_per_core: sys
             .and_then(|r| r.cpu.value())
@@ -194,8 +285,8 @@ async fn show(
                 watched: i.watched,
                 rx_bytes_total: counters.map(|c| c.rx_bytes),
                 tx_bytes_total: counters.map(|c| c.tx_bytes),
-                rx_rate_bps: rates.map(|r| r.rx_bits_per_second / 8.0),
-                tx_rate_bps: rates.map(|r| r.tx_bits_per_second / 8.0),
+                rx_rate_bps: rates.map(|r| whole_bits(r.rx_bits_per_second)),
+                tx_rate_bps: rates.map(|r| whole_bits(r.tx_bits_per_second)),
                 utilization_percent: i
                     .utilization
                     .value()
@@ -206,7 +297,7 @@ async fn show(
 
     let discovery = telemetry::latest::<discovery::Discovery>(t).ok();
     let mut devices = super::devices::merge(&s, discovery.as_deref());
-    super::labels::apply(&mut devices, &super::labels::current(&state));
+    super::labels::apply(&mut devices, &super::labels::current(state));
     let connected_devices = devices
         .into_iter()
         .filter(|d| !d.group && !d.own)
@@ -218,7 +309,7 @@ async fn show(
         Ok(r) => Avail::Value(r.report.targets.clone()),
         Err(e) => Avail::unavailable(e.to_string()),
     };
-    Ok(Json(Snapshot {
+    Snapshot {
         message_type: "realtimeSnapshot",
         server_id: state.server_id.clone().unwrap_or_else(hostname),
         snapshot_time: time(std::time::SystemTime::now()),
@@ -226,13 +317,14 @@ async fn show(
         network: Network {
             collection_start_time: end.map(|e| time(e - s.interval)),
             collection_end_time: end.map(time),
-            collection_duration_seconds: s.interval.as_secs_f64(),
+            collection_duration_seconds: s.interval.as_secs_f64().round() as u64,
+            collection_duration_ms: s.interval.as_secs_f64() * 1e3,
             interfaces,
             connected_devices,
         },
         latency,
         agent_version: env!("CARGO_PKG_VERSION"),
-    }))
+    }
 }
 
 fn connected(d: DeviceView, speeds: &HashMap<u32, u64>) -> ConnectedDevice {
@@ -253,8 +345,8 @@ fn connected(d: DeviceView, speeds: &HashMap<u32, u64>) -> ConnectedDevice {
         bandwidth: Bandwidth {
             rx_bytes_total: d.rx.bytes,
             tx_bytes_total: d.tx.bytes,
-            rx_rate_bps: d.rx.bits_per_second / 8.0,
-            tx_rate_bps: d.tx.bits_per_second / 8.0,
+            rx_rate_bps: whole_bits(d.rx.bits_per_second),
+            tx_rate_bps: whole_bits(d.tx.bits_per_second),
             utilization_percent: speeds
                 .get(&d.ifindex)
                 .filter(|s| **s > 0)

@@ -23,6 +23,8 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
             },
         },
         store,
+        push: None,
+        remote_write: None,
         config: Default::default(),
         http,
     }

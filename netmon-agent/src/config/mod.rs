@@ -162,6 +162,12 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "History")]
     pub record: crate::store::record::Options,
+
+    #[command(flatten, next_help_heading = "Push")]
+    pub push: crate::push::Options,
+
+    #[command(flatten, next_help_heading = "Remote write")]
+    pub remote_write: crate::push::remote_write::Options,
 }
 
 fn parse_cache_slots(s: &str) -> Result<u32, String> {
@@ -255,7 +261,15 @@ pub(super) mod tests {
                 named.push(long);
             }
         }
-        assert_eq!(named, ["api-key-file", "read-only-key-file", "tls-key"]);
+        assert_eq!(
+            named,
+            [
+                "api-key-file",
+                "read-only-key-file",
+                "tls-key",
+                "push-key-file"
+            ]
+        );
     }
 
     #[test]

@@ -18,9 +18,11 @@
 pub mod agent;
 pub mod netns;
 pub mod root;
+pub mod seed001;
 pub mod traffic;
 
 pub use agent::*;
 pub use netns::*;
 pub use root::*;
+pub use seed001::seed001_mismatches;
 pub use traffic::*;

@@ -1,0 +1,154 @@
+//! Pushing to other machines: the snapshot to a hub or any seed-001/000
+//! receiver (`--push-url`), through a bounded queue on disk.
+//!
+//! - [`spool`]: the bounded on-disk first-in, first-out queue of bodies;
+//! - [`outbox`]: one thread per receiver posting the queue's oldest body,
+//!   with retries and backoff;
+//! - [`remote_write`]: `/metrics`' series as Prometheus remote-write
+//!   bodies (`--remote-write-url`), through the same outbox.
+//!
+//! [`Push`] gzips each snapshot and hands it to the outbox with the key
+//! as `X-API-KEY` (seed 000's header) and as a Bearer token.
+
+pub mod outbox;
+pub mod remote_write;
+pub mod spool;
+
+use std::{io::Write, path::Path, time::Duration};
+
+use flate2::{Compression, write::GzEncoder};
+
+pub use self::outbox::{Outbox, Stats, Target};
+
+/// Push options (the "Push" part of `--help`).
+#[derive(Clone, Debug, Default, clap::Args)]
+#[group(id = "push-options")]
+pub struct Options {
+    /// Receiver of the snapshot (repeatable): a netmon hub's
+    /// `/api/v1/ingest`, seed 000's `/ingest`, or any seed-001 receiver.
+    /// Each gets `/api/v1/snapshot`'s document, gzip-compressed, every
+    /// --push-interval.
+    #[arg(long = "push-url", value_name = "URL", env = "NETMON_PUSH_URLS", value_delimiter = ',', value_parser = parse_http_url)]
+    pub push_urls: Vec<String>,
+
+    /// File holding the key sent with each push, as `X-API-KEY` and as
+    /// `Authorization: Bearer` (a hub's per-host token).
+    #[arg(long, value_name = "PATH", env = "NETMON_PUSH_KEY_FILE")]
+    pub push_key_file: Option<std::path::PathBuf>,
+
+    /// How often to push. Default: the drain interval (--interval).
+    #[arg(long, value_parser = crate::units::parse_interval, env = "NETMON_PUSH_INTERVAL")]
+    pub push_interval: Option<Duration>,
+
+    /// Most bytes of snapshots queued on disk for each receiver while it
+    /// is down; past it the oldest are dropped (counted). Queued snapshots
+    /// survive a restart.
+    #[arg(long, default_value = "64MiB", value_parser = crate::units::parse_size, env = "NETMON_PUSH_QUEUE_SIZE")]
+    pub push_queue_size: u64,
+
+    /// Time limit of one push request.
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration, env = "NETMON_PUSH_TIMEOUT")]
+    pub push_timeout: Duration,
+}
+
+/// An `http://` URL (TLS is not built in: put a proxy in front of a remote
+/// receiver, or use a tunnel).
+pub fn parse_http_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{s:?} is not an http:// URL (https is not supported)"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{s:?} names no host"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Gzips snapshots and queues them for every `--push-url`.
+pub struct Push {
+    outbox: Outbox,
+}
+
+impl Push {
+    /// Starts the receivers' threads, with their queues under
+    /// `<state_dir>/push`. `key` is sent with every body.
+    pub fn start(opts: &Options, key: Option<&str>, state_dir: &Path) -> std::io::Result<Push> {
+        let mut headers = vec![
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            ("Content-Encoding".to_owned(), "gzip".to_owned()),
+        ];
+        if let Some(key) = key {
+            headers.push(("X-API-KEY".to_owned(), key.to_owned()));
+            headers.push(("Authorization".to_owned(), format!("Bearer {key}")));
+        }
+        let targets = opts
+            .push_urls
+            .iter()
+            .map(|url| Target {
+                url: url.clone(),
+                headers: headers.clone(),
+            })
+            .collect();
+        let outbox_opts = outbox::Options {
+            queue_bytes: opts.push_queue_size,
+            timeout: opts.push_timeout,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        };
+        let outbox = Outbox::start(
+            targets,
+            &state_dir.join("push"),
+            &outbox_opts,
+            "netmon-push",
+        )?;
+        Ok(Push { outbox })
+    }
+
+    /// Queues one snapshot document (JSON) for every receiver.
+    pub fn send(&self, json: &[u8]) {
+        self.outbox.send(&gzip(json));
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+/// `data`, gzip-compressed.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_when_the_configuration_is_read() {
+        assert!(parse_http_url("http://10.0.0.1:9713/api/v1/ingest").is_ok());
+        assert!(
+            parse_http_url("https://hub/ingest")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(parse_http_url("http:///x").unwrap_err().contains("no host"));
+        assert!(parse_http_url("hub:80").is_err());
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let doc = br#"{"messageType":"realtimeSnapshot"}"#.repeat(100);
+        let packed = gzip(&doc);
+        assert!(packed.len() < doc.len() / 10);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, doc);
+    }
+}
