@@ -1,4 +1,6 @@
-//! The HTTP API: one small file per resource, merged by [`router`].
+//! The HTTP API: one small file per resource, merged by [`router`]; the
+//! collectors' own views (`GET /api/v1/<name>`) come from the registry
+//! ([`telemetry`]).
 //!
 //! `/health` and the dashboard ([`dashboard`]: `/`, `/assets/*`) are open;
 //! everything under `/api/v1` needs an API key (see [`auth`]), or for the

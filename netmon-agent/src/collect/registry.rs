@@ -334,3 +334,78 @@ impl Telemetry {
         self.slot(C::NAME).get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, time::SystemTime};
+
+    use clap::ValueEnum;
+
+    use super::*;
+    use crate::collect::system::System;
+
+    /// `--disable` takes the names the API, the logs and `/metrics` use.
+    #[test]
+    fn every_source_has_one_name_everywhere() {
+        let names: Vec<CollectorName> = SOURCES.iter().map(|s| s.name()).collect();
+        assert_eq!(names, CollectorName::value_variants());
+        for n in names {
+            assert_eq!(n.to_possible_value().unwrap().get_name(), n.as_str());
+        }
+    }
+
+    /// No two families of the history share a name (a source's family
+    /// colliding with the traffic core's, or another source's).
+    #[test]
+    fn history_families_are_unique() {
+        let all: Vec<&str> = crate::store::Family::all()
+            .map(crate::store::Family::as_str)
+            .collect();
+        let unique: HashSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "{all:?}");
+        for src in SOURCES {
+            for f in src.series() {
+                assert!(!f.fields.is_empty(), "{} has no fields", f.name);
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Answer {
+        answer: u32,
+    }
+
+    #[test]
+    fn a_published_reading_is_typed_json_and_health() {
+        let t = Telemetry::default();
+        assert!(t.get::<System>().is_none());
+        assert!(t.states().all(|(_, s)| matches!(s, State::Disabled)));
+        let reading = Reading {
+            collection: Cycle {
+                started: SystemTime::UNIX_EPOCH,
+                finished: SystemTime::UNIX_EPOCH,
+                wall: Duration::from_millis(3),
+                cpu: Duration::from_millis(1),
+                cycles: 1,
+                cpu_total: Duration::from_millis(1),
+                failures: 0,
+            },
+            report: Answer { answer: 42 },
+        };
+        // A reading of the wrong type is not handed out as the system's.
+        t.slot(CollectorName::System)
+            .set(State::Ready(Arc::new(reading)));
+        assert!(t.get::<System>().is_none());
+        let (src, state) = t.states().next().unwrap();
+        assert_eq!(src.name(), CollectorName::System);
+        let r = state.reading().unwrap();
+        assert_eq!(r.collection().cycles, 1);
+        let json: serde_json::Value = serde_json::from_slice(&r.json().unwrap()).unwrap();
+        assert_eq!(json["collection"]["wall_seconds"], 0.003);
+        assert_eq!(json["answer"], 42);
+        // The system source ignores what is not its report.
+        let mut out = Vec::new();
+        src.metrics(r, &mut out);
+        assert!(out.is_empty());
+    }
+}
