@@ -42,6 +42,8 @@ const ENDPOINTS: &[(&str, bool)] = &[
     ("/api/v1/interfaces", true),
     ("/api/v1/system", false),
     ("/api/v1/latency", false),
+    ("/api/v1/compliance", false),
+    ("/api/v1/packages", false),
     ("/api/v1/snapshot", false),
 ];
 

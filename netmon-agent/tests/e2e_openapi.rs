@@ -31,7 +31,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// and whether it needs the key when `/metrics` is open (`--metrics-auth`
 /// off, the default on a loopback listener). The dashboard (`/`,
 /// `/assets/*`) is served beside them but is no part of the API document.
-const ROUTES: [(&str, bool); 18] = [
+const ROUTES: [(&str, bool); 20] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -43,6 +43,8 @@ const ROUTES: [(&str, bool); 18] = [
     ("/api/v1/interfaces", true),
     ("/api/v1/system", true),
     ("/api/v1/latency", true),
+    ("/api/v1/compliance", true),
+    ("/api/v1/packages", true),
     ("/api/v1/snapshot", true),
     ("/api/v1/history", true),
     ("/api/v1/top", true),

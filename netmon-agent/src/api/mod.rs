@@ -27,6 +27,7 @@ mod labels;
 pub mod limits;
 pub mod metrics;
 mod openapi;
+mod packages;
 #[cfg(test)]
 mod proptests;
 mod push;
@@ -99,6 +100,7 @@ pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
         .merge(interfaces::routes())
         .merge(labels::routes())
         .merge(limits::routes())
+        .merge(packages::routes())
         .merge(snapshot::routes())
         .merge(telemetry::routes())
         .route_layer(middleware::from_fn_with_state(

@@ -67,6 +67,7 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::flows::list,
         super::interfaces::list,
         super::snapshot::show,
+        super::packages::show,
         super::history::history,
         super::history::top,
         super::history::series,

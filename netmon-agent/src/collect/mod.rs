@@ -341,6 +341,10 @@ registry! {
     Discovery discovery: discovery::Discovery, "Discovery collector";
     /// ICMP echo round-trip times and loss.
     Latency latency: latency::Latency, "Latency collector";
+    /// Seed 004's ten CIS checks, their evidence and the score.
+    Compliance compliance: compliance::Compliance, "Compliance collector";
+    /// dpkg's package inventory and its changes.
+    Packages packages: packages::Packages, "Packages collector";
 }
 
 impl std::fmt::Display for CollectorName {

@@ -25,6 +25,7 @@
 //! a check or the agent.
 
 mod checks;
+mod collector;
 mod firewall;
 pub mod nft;
 mod units;

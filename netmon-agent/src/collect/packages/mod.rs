@@ -40,6 +40,8 @@ use tracing::warn;
 
 use super::{Avail, ser_time};
 
+mod collector;
+
 /// dpkg's database, relative to the root.
 pub const STATUS: &str = "var/lib/dpkg/status";
 /// dpkg's journal of updates not yet folded into [`STATUS`].
