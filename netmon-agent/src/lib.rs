@@ -131,13 +131,16 @@ pub enum Error {
     /// The API server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
+    /// The webhook secret cannot be read.
+    #[error(transparent)]
+    Alerts(#[from] alerts::run::SecretError),
 }
 
 impl Error {
     /// The process exit code for this error (documented in the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Key(_) | Error::Tls(_) => 2,
+            Error::Key(_) | Error::Tls(_) | Error::Alerts(_) => 2,
             Error::Load(LoadError::MissingCapability(_)) => 3,
             Error::Load(LoadError::NoBtf) => 4,
             Error::Load(_) => 7,
@@ -165,6 +168,8 @@ pub struct Started {
     store: api::StoreSlot,
     /// What `/api/v1/config` answers.
     effective: Arc<api::config::Effective>,
+    /// The alert rules and receivers (the webhook secret read).
+    alerts: alerts::run::Prepared,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
@@ -207,6 +212,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
     let keys = auth::Keyring::new(key).with(auth::Role::ReadOnly, read_only);
     // Read now: the key file may be readable by root only.
     let tls = api::tls::load(&cfg.access)?;
+    let alerts = alerts::run::Prepared::new(&cfg.alerts, &cfg.alert_rules)?;
 
     // Bind first: a taken address fails before anything is attached.
     let listen_err = |source| Error::Listen {
@@ -232,6 +238,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         attachments,
         store,
         effective,
+        alerts,
     })
 }
 
@@ -287,6 +294,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         attachments,
         store,
         effective,
+        alerts,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -314,6 +322,8 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         Ok(st) => spawn_store(&cfg, st, &shared, &telemetry, &stop_collectors, &series),
         Err(_) => Vec::new(),
     };
+    let (alerts, alert_thread) =
+        spawn_alerts(&cfg, alerts, &store, &shared, &telemetry, &stop_collectors);
     let watched = attachments.len();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let drain = {
@@ -353,6 +363,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
             store,
             config: effective,
             http: Arc::clone(&http),
+            alerts,
         },
         Arc::new(keys.limited(&cfg.api_limits, Arc::clone(&http.counters))),
     );
@@ -384,7 +395,11 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     if drain.join().is_err() {
         error!("The drain thread panicked.");
     }
-    for c in collectors.into_iter().chain(store_threads) {
+    for c in collectors
+        .into_iter()
+        .chain(store_threads)
+        .chain(alert_thread)
+    {
         if c.join().is_err() {
             error!("A collector or history thread panicked.");
         }
@@ -560,6 +575,55 @@ fn spawn_store(
         .expect("spawning the history maintenance")
     };
     vec![writer, maintenance]
+}
+
+/// The alerts runner (see `alerts/run.rs`), evaluating every drain
+/// interval over the latest telemetry, with the alert log in the history
+/// file; it stops with the collectors. A runner that cannot start leaves
+/// the agent running without alerts, said loudly.
+fn spawn_alerts(
+    cfg: &Config,
+    prepared: alerts::run::Prepared,
+    store: &api::StoreSlot,
+    shared: &Shared,
+    telemetry: &collect::Telemetry,
+    stop: &shutdown::Stop,
+) -> (alerts::run::Alerts, Option<thread::JoinHandle<()>>) {
+    use alerts::run::{HistorySlot, Inputs};
+    let c = &cfg.collect;
+    let history = match store {
+        Ok(st) => HistorySlot::Open(Arc::new(store::alert_log::AlertHistory {
+            store: Arc::clone(st),
+            max_entries: cfg.alerts.alerts_log_max as usize,
+        })),
+        Err(_) if cfg.store.no_history => HistorySlot::Off,
+        Err(_) => HistorySlot::Failed,
+    };
+    let inputs = Inputs {
+        snapshot: shared.clone(),
+        telemetry: telemetry.clone(),
+        intervals: alerts::values::Intervals {
+            system: c.system.system_interval,
+            interfaces: c.interfaces.interfaces_interval,
+            discovery: c.discovery.discovery_interval,
+            latency: c.latency.latency_interval,
+        },
+        history,
+    };
+    let shared_alerts = alerts::run::Alerts::default();
+    let thread = alerts::run::spawn(
+        &cfg.alerts,
+        prepared,
+        cfg.interval,
+        &shared_alerts,
+        inputs,
+        stop.clone(),
+    )
+    .unwrap_or_else(|e| {
+        error!(error = %e, "Cannot start the alerts runner: no alerts.");
+        None
+    });
+    (shared_alerts, thread)
 }
 
 /// Sleeps until `next`, answering the watchdog every `watchdog` meanwhile.

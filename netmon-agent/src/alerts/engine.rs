@@ -128,6 +128,11 @@ pub enum Target {
     Rule(String),
     /// A device's MAC (any case).
     Device(String),
+    /// One rule's alerts of one device.
+    RuleDevice {
+        rule: String,
+        mac: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -227,6 +232,10 @@ impl Engine {
     pub fn silence(&mut self, target: Target, until: SystemTime) -> Result<(), usize> {
         let target = match target {
             Target::Device(m) => Target::Device(m.to_ascii_lowercase()),
+            Target::RuleDevice { rule, mac } => Target::RuleDevice {
+                rule,
+                mac: mac.to_ascii_lowercase(),
+            },
             t => t,
         };
         if let Some(s) = self.silences.iter_mut().find(|s| s.target == target) {
@@ -278,6 +287,9 @@ impl Engine {
                     Target::Rule(r) => r == rule,
                     Target::Device(m) => {
                         entity.get("mac").is_some_and(|v| v.eq_ignore_ascii_case(m))
+                    }
+                    Target::RuleDevice { rule: r, mac: m } => {
+                        r == rule && entity.get("mac").is_some_and(|v| v.eq_ignore_ascii_case(m))
                     }
                 }
         })

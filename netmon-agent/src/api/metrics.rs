@@ -43,6 +43,7 @@ async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Par
     let names = super::labels::names(&super::labels::current(&state));
     let mut body = metrics::encode(&snapshot, &state.telemetry, &limits, &names);
     body.push_str(&super::health::history_report(&state.store).encode_metrics());
+    body.push_str(&super::alerts::encode_metrics(&state.alerts));
     body.push_str(&super::limits::encode_http(
         &state.http.counters,
         &state.http.tickets,

@@ -12,6 +12,7 @@
 //! answered a JSON 500 (logged and counted) instead of losing the connection.
 //! [`server`] serves the router with the connection limits of [`limits`].
 
+mod alerts;
 pub mod auth;
 pub mod config;
 mod dashboard;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub config: Arc<config::Effective>,
     /// The API's limits and what they refused.
     pub http: Arc<limits::Http>,
+    /// The alerts: active ones, silences, recent transitions, receivers.
+    pub alerts: crate::alerts::run::Alerts,
 }
 
 /// The history store, or the reason it is off.
@@ -87,6 +90,7 @@ pub type StoreSlot = Result<Arc<crate::store::Store>, Arc<str>>;
 /// The whole API; `keys` are the API keys with their roles.
 pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
     let protected = Router::new()
+        .merge(alerts::routes())
         .merge(config::routes())
         .merge(devices::routes())
         .merge(flows::routes())

@@ -25,6 +25,7 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
         store,
         config: Default::default(),
         http,
+        alerts: Default::default(),
     }
 }
 

@@ -162,6 +162,14 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "History")]
     pub record: crate::store::record::Options,
+
+    #[command(flatten, next_help_heading = "Alerts")]
+    pub alerts: crate::alerts::run::Options,
+
+    /// The alert rules: the defaults and the config file's `[alerts]`
+    /// section (a table, not options: see `load.rs`).
+    #[arg(skip)]
+    pub alert_rules: crate::alerts::run::Rules,
 }
 
 fn parse_cache_slots(s: &str) -> Result<u32, String> {
@@ -255,7 +263,15 @@ pub(super) mod tests {
                 named.push(long);
             }
         }
-        assert_eq!(named, ["api-key-file", "read-only-key-file", "tls-key"]);
+        assert_eq!(
+            named,
+            [
+                "api-key-file",
+                "read-only-key-file",
+                "tls-key",
+                "webhook-secret-file"
+            ]
+        );
     }
 
     #[test]

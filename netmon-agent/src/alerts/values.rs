@@ -1,0 +1,359 @@
+//! The one adapter between the agent and the engine: fills [`Values`] (the
+//! names of [`super::NAMES`]) from what the agent has each interval, the
+//! traffic core's [`Snapshot`], the collectors' latest readings and the
+//! history's health.
+//!
+//! What each name reads:
+//! - host: the system collector (CPU, memory as total - available, each
+//!   filesystem, the hottest CPU sensor, the 1-minute load per core);
+//! - `device`: discovery's devices that are not gone (MAC, first IP,
+//!   interface, vendor, hostname), or the traffic core's devices when
+//!   discovery is off; `device_gone`: every discovery device, 1 when gone;
+//! - `device_rx_bps`/`device_tx_bps`: the traffic core's per-device rates;
+//! - interfaces: the interfaces collector, watched interfaces only (a down
+//!   interface the agent does not watch is no one's concern);
+//! - latency: each probe target's average round trip and loss;
+//! - `map_fill_percent`/`map_evictions_total`: the eBPF maps, the flow
+//!   cache, the agent's flow and device tables, discovery's inventory;
+//! - `history_degraded`, `collector_up`: the agent's own health.
+//!
+//! A figure the machine cannot give has no sample (see [`Values::push`]).
+
+use std::time::{Duration, SystemTime};
+
+use super::Values;
+use crate::{
+    collect::{
+        CollectorName, Latest, Telemetry,
+        discovery::{self, inventory::Status},
+        vendor,
+    },
+    ifaces::format_mac,
+    snapshot::Snapshot,
+};
+
+/// The agent's own health, as the runner knows it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Health {
+    /// `None` when the history is off by choice (`--no-history`).
+    pub history_degraded: Option<bool>,
+}
+
+/// Each collector's interval: a reading older than three of them (and of
+/// its own cycle) means the collector is failing.
+#[derive(Clone, Copy, Debug)]
+pub struct Intervals {
+    pub system: Duration,
+    pub interfaces: Duration,
+    pub discovery: Duration,
+    pub latency: Duration,
+}
+
+/// Fills the values of one interval.
+pub fn fill(
+    s: &Snapshot,
+    t: &Telemetry,
+    intervals: &Intervals,
+    health: Health,
+    now: SystemTime,
+) -> Values {
+    let mut v = Values::new();
+    host(&mut v, t);
+    devices(&mut v, s, t);
+    interfaces(&mut v, t);
+    latency(&mut v, t);
+    tables(&mut v, s, t);
+    if let Some(d) = health.history_degraded {
+        v.push("history_degraded", [], f64::from(u8::from(d)));
+    }
+    collectors(&mut v, t, intervals, now);
+    v
+}
+
+fn host(v: &mut Values, t: &Telemetry) {
+    let Some(r) = t.system.get() else { return };
+    let r = &r.report;
+    if let Some(c) = r.cpu.value() {
+        v.push("cpu_percent", [], c.usage_percent);
+        if let (Some(l), cores) = (r.load_average.value(), c.cores.len())
+            && cores > 0
+        {
+            v.push("load_per_core", [], l.one / cores as f64);
+        }
+    }
+    if let Some(m) = r.memory.value()
+        && m.total_bytes > 0
+    {
+        let used = m.total_bytes.saturating_sub(m.available_bytes) as f64;
+        v.push("memory_percent", [], used * 100.0 / m.total_bytes as f64);
+    }
+    for fs in r.filesystems.value().into_iter().flatten() {
+        if let Some(p) = fs.used_percent.value() {
+            v.push(
+                "filesystem_used_percent",
+                [
+                    ("mountpoint", fs.mount_point.as_str()),
+                    ("device", fs.device.as_str()),
+                ],
+                *p,
+            );
+        }
+    }
+    if let Some(temps) = r.temperatures.value() {
+        let hottest = temps
+            .sensors
+            .iter()
+            .filter(|s| s.cpu)
+            .filter_map(|s| Some((s.label.as_str(), *s.celsius.value()?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match (hottest, temps.hottest_cpu_celsius.value()) {
+            (Some((label, c)), _) => {
+                v.push("temperature_celsius", [("sensor", label)], c);
+            }
+            (None, Some(c)) => {
+                v.push("temperature_celsius", [("sensor", "cpu")], *c);
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+fn devices(v: &mut Values, s: &Snapshot, t: &Telemetry) {
+    let reading = t.discovery.get();
+    match &reading {
+        Some(r) => {
+            for d in &r.report.devices {
+                discovered(v, d);
+            }
+        }
+        // Discovery off or not ready: the traffic core's devices are the
+        // ones known (no hostname, the newest IP).
+        None if t.discovery.disabled() => {
+            for d in &s.devices {
+                let mac = format_mac(d.mac);
+                let iface = s.iface_name(d.ifindex);
+                let ip = d.ips.front().map(ToString::to_string).unwrap_or_default();
+                v.push(
+                    "device",
+                    [
+                        ("interface", iface.as_str()),
+                        ("mac", mac.as_str()),
+                        ("ip", ip.as_str()),
+                        ("vendor", vendor::vendor(d.mac).unwrap_or("")),
+                        ("hostname", ""),
+                    ],
+                    1.0,
+                );
+            }
+        }
+        None => {}
+    }
+    for d in &s.devices {
+        let mac = format_mac(d.mac);
+        let iface = s.iface_name(d.ifindex);
+        let labels = [("interface", iface.as_str()), ("mac", mac.as_str())];
+        v.push("device_rx_bps", labels, d.rx.rate.bits_per_second);
+        v.push("device_tx_bps", labels, d.tx.rate.bits_per_second);
+    }
+}
+
+fn discovered(v: &mut Values, d: &discovery::DeviceReport) {
+    let labels = [("interface", d.interface.as_str()), ("mac", d.mac.as_str())];
+    let gone = d.status == Status::Gone;
+    v.push("device_gone", labels, f64::from(u8::from(gone)));
+    if gone {
+        return;
+    }
+    let ip = d
+        .addresses
+        .first()
+        .map(|a| a.ip.to_string())
+        .unwrap_or_default();
+    v.push(
+        "device",
+        [
+            ("interface", d.interface.as_str()),
+            ("mac", d.mac.as_str()),
+            ("ip", ip.as_str()),
+            ("vendor", d.vendor.unwrap_or("")),
+            ("hostname", d.hostname.as_deref().unwrap_or("")),
+        ],
+        1.0,
+    );
+}
+
+fn interfaces(v: &mut Values, t: &Telemetry) {
+    let Some(r) = t.interfaces.get() else { return };
+    for i in r.report.interfaces.value().into_iter().flatten() {
+        if !i.watched {
+            continue;
+        }
+        let l = [("interface", i.name.as_str())];
+        v.push("interface_up", l, f64::from(u8::from(i.oper_state == "up")));
+        if let Some(u) = i.utilization.value() {
+            v.push(
+                "interface_utilization_percent",
+                l,
+                u.rx_percent.max(u.tx_percent),
+            );
+        }
+        if let Some(c) = i.counters.value() {
+            let errors = c.rx_errors.saturating_add(c.tx_errors);
+            let drops = c.rx_dropped.saturating_add(c.tx_dropped);
+            v.push("interface_errors_total", l, errors as f64);
+            v.push("interface_drops_total", l, drops as f64);
+        }
+    }
+}
+
+fn latency(v: &mut Values, t: &Telemetry) {
+    let Some(r) = t.latency.get() else { return };
+    for target in &r.report.targets {
+        let name = target.address.to_string();
+        let l = [("target", name.as_str())];
+        if let Some(rtt) = target.rtt.value() {
+            v.push("latency_rtt_ms", l, rtt.avg_seconds * 1000.0);
+        }
+        if let Some(loss) = target.loss_percent.value() {
+            v.push("latency_loss_percent", l, *loss);
+        }
+    }
+}
+
+fn percent(used: u64, capacity: u64) -> f64 {
+    if capacity == 0 {
+        f64::NAN
+    } else {
+        used as f64 * 100.0 / capacity as f64
+    }
+}
+
+fn tables(v: &mut Values, s: &Snapshot, t: &Telemetry) {
+    if s.updated.is_some() {
+        for (name, used, cap, evictions) in [
+            (
+                "mac_map",
+                s.mac_map.entries,
+                s.mac_map.capacity,
+                Some(s.mac_map.evictions),
+            ),
+            (
+                "flow_map",
+                s.flow_map.entries,
+                s.flow_map.capacity,
+                Some(s.flow_map.evictions),
+            ),
+            (
+                "flow_cache",
+                s.flow_cache.slots_used,
+                s.flow_cache.capacity,
+                None,
+            ),
+            (
+                "flow_table",
+                s.flow_table.entries,
+                s.flow_table.capacity,
+                Some(s.flow_table.evictions),
+            ),
+            (
+                "device_table",
+                s.device_table.entries,
+                s.device_table.capacity,
+                Some(s.device_table.evictions),
+            ),
+        ] {
+            v.push("map_fill_percent", [("map", name)], percent(used, cap));
+            if let Some(e) = evictions {
+                v.push("map_evictions_total", [("map", name)], e as f64);
+            }
+        }
+    }
+    if let Some(r) = t.discovery.get() {
+        let inv = &r.report.inventory;
+        let l = [("map", "discovery_inventory")];
+        v.push(
+            "map_fill_percent",
+            l,
+            percent(inv.devices as u64, inv.max_devices as u64),
+        );
+        v.push("map_evictions_total", l, inv.evicted_total as f64);
+    }
+}
+
+/// 1 when a collector's reading is fresh: finished within three of its
+/// intervals and three of its own cycles' length (a collector that panics
+/// publishes nothing, so its reading ages); 0 while the first cycle runs.
+fn collectors(v: &mut Values, t: &Telemetry, i: &Intervals, now: SystemTime) {
+    fn up<R>(l: &Latest<R>, every: Duration, now: SystemTime) -> Option<bool> {
+        if l.disabled() {
+            return None;
+        }
+        Some(l.get().is_some_and(|r| {
+            let c = &r.collection;
+            let age = now.duration_since(c.finished).unwrap_or_default();
+            age <= 3 * every + 3 * c.wall + Duration::from_secs(1)
+        }))
+    }
+    for (name, state) in [
+        (CollectorName::System, up(&t.system, i.system, now)),
+        (
+            CollectorName::Interfaces,
+            up(&t.interfaces, i.interfaces, now),
+        ),
+        (CollectorName::Discovery, up(&t.discovery, i.discovery, now)),
+        (CollectorName::Latency, up(&t.latency, i.latency, now)),
+    ] {
+        if let Some(ok) = state {
+            v.push(
+                "collector_up",
+                [("collector", name.as_str())],
+                f64::from(u8::from(ok)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{NAMES, rules::labels_of};
+
+    /// Every sample the adapter makes uses a name of NAMES with exactly its
+    /// labels.
+    fn check_names(v: &Values) {
+        for (name, labels, _) in NAMES {
+            for s in v.get(name) {
+                let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+                let mut want: Vec<&str> = labels.to_vec();
+                want.sort_unstable();
+                assert_eq!(keys, want, "{name}");
+                assert_eq!(labels_of(name), *labels);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_agent_has_only_what_it_knows() {
+        let intervals = Intervals {
+            system: Duration::from_secs(1),
+            interfaces: Duration::from_secs(1),
+            discovery: Duration::from_secs(1),
+            latency: Duration::from_secs(1),
+        };
+        let v = fill(
+            &Snapshot::default(),
+            &Telemetry::default(),
+            &intervals,
+            Health {
+                history_degraded: Some(true),
+            },
+            SystemTime::now(),
+        );
+        check_names(&v);
+        assert_eq!(v.get("history_degraded")[0].value, 1.0);
+        // Collectors turned off have no collector_up; no snapshot, no maps.
+        assert!(v.get("collector_up").is_empty());
+        assert!(v.get("map_fill_percent").is_empty());
+        assert!(v.get("cpu_percent").is_empty());
+    }
+}
