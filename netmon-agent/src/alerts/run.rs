@@ -345,7 +345,8 @@ impl Alerts {
         self.lock().evaluated
     }
 
-    fn publish(&self, events: &[Event]) {
+    /// Numbers `events` into the recent transitions (the runner; tests).
+    pub(crate) fn publish(&self, events: &[Event]) {
         let mut inner = self.lock();
         for event in events {
             inner.next_seq += 1;

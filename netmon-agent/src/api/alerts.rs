@@ -654,4 +654,56 @@ mod tests {
             "{text}"
         );
     }
+
+    #[tokio::test]
+    async fn transitions_are_alert_events_on_the_stream() {
+        use futures_util::StreamExt as _;
+        let alerts = crate::alerts::run::Alerts::for_tests(1);
+        let event = |name: &str, to| crate::alerts::engine::Event {
+            at: std::time::SystemTime::UNIX_EPOCH,
+            from: crate::alerts::engine::State::Pending,
+            to,
+            labels: [
+                ("alertname".to_owned(), name.to_owned()),
+                ("severity".to_owned(), "warning".to_owned()),
+            ]
+            .into(),
+            annotations: Default::default(),
+            value: 91.5,
+            silenced: false,
+        };
+        // Before the connection: not sent.
+        alerts.publish(&[event("old", crate::alerts::engine::State::Firing)]);
+        let app = app(alerts.clone());
+        let req = Request::get("/api/v1/stream")
+            .header("x-api-key", RO_KEY)
+            .body(Body::empty())
+            .unwrap();
+        let r = app.oneshot(req).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        alerts.publish(&[event("cpu_high", crate::alerts::engine::State::Firing)]);
+        let mut body = r.into_body().into_data_stream();
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream goes on")
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(text.starts_with("event: alert\n"), "{text}");
+        let data: Value = serde_json::from_str(
+            text.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .expect("a data line"),
+        )
+        .unwrap();
+        assert_eq!(data["name"], "cpu_high");
+        assert_eq!(data["to"], "firing");
+        assert_eq!(data["from"], "pending");
+        assert_eq!(data["value"], 91.5);
+        assert_eq!(data["time"], "1970-01-01T00:00:00.000Z");
+    }
 }
