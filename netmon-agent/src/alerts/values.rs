@@ -26,7 +26,7 @@ use crate::{
     collect::{
         CollectorName, Latest, Telemetry,
         discovery::{self, inventory::Status},
-        vendor,
+        netstats, system, vendor,
     },
     ifaces::format_mac,
     snapshot::Snapshot,
@@ -71,8 +71,12 @@ pub fn fill(
 }
 
 fn host(v: &mut Values, t: &Telemetry) {
-    let Some(r) = t.system.get() else { return };
-    let r = &r.report;
+    if let Some(r) = t.system.get() {
+        host_values(v, &r.report);
+    }
+}
+
+fn host_values(v: &mut Values, r: &system::Report) {
     if let Some(c) = r.cpu.value() {
         v.push("cpu_percent", [], c.usage_percent);
         if let (Some(l), cores) = (r.load_average.value(), c.cores.len())
@@ -183,8 +187,13 @@ fn discovered(v: &mut Values, d: &discovery::DeviceReport) {
 }
 
 fn interfaces(v: &mut Values, t: &Telemetry) {
-    let Some(r) = t.interfaces.get() else { return };
-    for i in r.report.interfaces.value().into_iter().flatten() {
+    if let Some(r) = t.interfaces.get() {
+        interface_values(v, &r.report);
+    }
+}
+
+fn interface_values(v: &mut Values, r: &netstats::Report) {
+    for i in r.interfaces.value().into_iter().flatten() {
         if !i.watched {
             continue;
         }
@@ -330,6 +339,207 @@ mod tests {
                 assert_eq!(labels_of(name), *labels);
             }
         }
+    }
+
+    use crate::{
+        alerts::{
+            engine::{Engine, Options, State},
+            rules::defaults,
+        },
+        collect::{
+            Avail,
+            netstats::{Counters, InterfaceStats, Utilization},
+            system::{Core, Cpu, Filesystem, Host, LoadAverage, Memory, Sensor, Temperatures},
+        },
+    };
+
+    fn sensor(label: &str, cpu: bool, c: f64) -> Sensor {
+        Sensor {
+            label: label.into(),
+            cpu,
+            celsius: Avail::Value(c),
+            critical_celsius: None,
+        }
+    }
+
+    fn na<T>() -> Avail<T> {
+        Avail::unavailable("test")
+    }
+
+    /// A host over every default threshold: CPU 81 %, memory 90 %
+    /// (total - available), /var 95 %, the hottest CPU sensor 72 °C (a
+    /// hotter non-CPU sensor does not count), load 10 on 4 cores.
+    fn hot_host() -> system::Report {
+        system::Report {
+            cpu: Avail::Value(Cpu {
+                usage_percent: 81.0,
+                cores: (0..4)
+                    .map(|i| Core {
+                        name: format!("cpu{i}"),
+                        usage_percent: 81.0,
+                    })
+                    .collect(),
+            }),
+            load_average: Avail::Value(LoadAverage {
+                one: 10.0,
+                five: 1.0,
+                fifteen: 1.0,
+            }),
+            memory: Avail::Value(Memory {
+                total_bytes: 1000,
+                used_bytes: 500,
+                available_bytes: 100,
+                free_bytes: 50,
+                cached_bytes: na(),
+                used_percent: 50.0,
+            }),
+            swap: na(),
+            filesystems: Avail::Value(vec![
+                Filesystem {
+                    mount_point: "/var".into(),
+                    device: "sda2".into(),
+                    fs_type: "ext4".into(),
+                    total_bytes: 100,
+                    used_bytes: 95,
+                    free_bytes: 5,
+                    used_percent: Avail::Value(95.0),
+                    read_only: false,
+                },
+                Filesystem {
+                    mount_point: "/proc-like".into(),
+                    device: "none".into(),
+                    fs_type: "tmpfs".into(),
+                    total_bytes: 0,
+                    used_bytes: 0,
+                    free_bytes: 0,
+                    used_percent: na(),
+                    read_only: false,
+                },
+            ]),
+            temperatures: Avail::Value(Temperatures {
+                sensors: vec![
+                    sensor("nvme Composite", false, 80.0),
+                    sensor("coretemp Core 0", true, 65.0),
+                    sensor("coretemp Package id 0", true, 72.0),
+                ],
+                hottest_cpu_celsius: Avail::Value(72.0),
+            }),
+            uptime_seconds: na(),
+            host: Host {
+                hostname: na(),
+                os_name: na(),
+                os_version: na(),
+                os_long_version: na(),
+                kernel: na(),
+                boot_time: na(),
+                primary_addresses: na(),
+            },
+        }
+    }
+
+    #[test]
+    fn host_readings_become_the_host_values_and_fire_their_rules() {
+        let mut v = Values::new();
+        host_values(&mut v, &hot_host());
+        check_names(&v);
+        let one = |n: &str| {
+            let s = v.get(n);
+            assert_eq!(s.len(), 1, "{n}: {s:?}");
+            (s[0].value, s[0].labels.clone())
+        };
+        assert_eq!(one("cpu_percent").0, 81.0);
+        assert_eq!(one("memory_percent").0, 90.0);
+        assert_eq!(one("load_per_core").0, 2.5);
+        let (c, l) = one("temperature_celsius");
+        assert_eq!((c, l["sensor"].as_str()), (72.0, "coretemp Package id 0"));
+        let (p, l) = one("filesystem_used_percent");
+        assert_eq!(
+            (p, l["mountpoint"].as_str(), l["device"].as_str()),
+            (95.0, "/var", "sda2")
+        );
+        // Each host default goes pending at once (each has a `for`).
+        let mut e = Engine::new(defaults(), Options::default());
+        let out = e.evaluate(
+            &v,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        let mut pending: Vec<&str> = out
+            .events
+            .iter()
+            .filter(|e| e.to == State::Pending)
+            .map(|e| e.labels["alertname"].as_str())
+            .collect();
+        pending.sort_unstable();
+        assert_eq!(
+            pending,
+            [
+                "cpu_high",
+                "disk_full",
+                "load_high",
+                "memory_high",
+                "temperature_high"
+            ]
+        );
+    }
+
+    fn link(name: &str, watched: bool, state: &str, util: Option<(f64, f64)>) -> InterfaceStats {
+        InterfaceStats {
+            name: name.into(),
+            ifindex: 2,
+            watched,
+            mac: na(),
+            addresses: na(),
+            oper_state: state.into(),
+            mtu: na(),
+            speed_mbps: na(),
+            counters: Avail::Value(Counters {
+                rx_bytes: 0,
+                rx_packets: 0,
+                rx_errors: 2,
+                rx_dropped: 5,
+                tx_bytes: 0,
+                tx_packets: 0,
+                tx_errors: 1,
+                tx_dropped: 0,
+            }),
+            rates: na(),
+            utilization: util.map_or(na(), |(rx_percent, tx_percent)| {
+                Avail::Value(Utilization {
+                    rx_percent,
+                    tx_percent,
+                })
+            }),
+        }
+    }
+
+    #[test]
+    fn watched_interfaces_only_with_state_utilization_and_counters() {
+        let r = netstats::Report {
+            interfaces: Avail::Value(vec![
+                link("wan0", true, "down", None),
+                link("lan0", true, "up", Some((12.0, 93.0))),
+                link("docker0", false, "down", None),
+            ]),
+        };
+        let mut v = Values::new();
+        interface_values(&mut v, &r);
+        check_names(&v);
+        let by_iface = |n: &str| -> Vec<(String, f64)> {
+            v.get(n)
+                .iter()
+                .map(|s| (s.labels["interface"].clone(), s.value))
+                .collect()
+        };
+        assert_eq!(
+            by_iface("interface_up"),
+            [("wan0".into(), 0.0), ("lan0".into(), 1.0)]
+        );
+        assert_eq!(
+            by_iface("interface_utilization_percent"),
+            [("lan0".into(), 93.0)]
+        );
+        assert_eq!(by_iface("interface_errors_total")[0].1, 3.0);
+        assert_eq!(by_iface("interface_drops_total")[0].1, 5.0);
     }
 
     #[test]
