@@ -309,15 +309,18 @@ fn new_devices_bursts_and_an_alertmanager_outage() {
             "--discovery-interval=1s",
             "--discovery-sweep-wait=300ms",
             "--disable=latency",
+            "--alerts-learn-devices=2s",
             &am_url,
             &hook_url,
             "--webhook-secret-file",
             secret.to_str().unwrap(),
         ],
     );
-    // The first evaluation (after every collector's first reading) learns
-    // the devices present: h1 only.
+    // The first evaluation (after every collector's first reading) and the
+    // 2 s after it learn the devices present (a first start: the history
+    // knows none).
     agent.wait_for("/api/v1/alerts", WAIT, |b| b["evaluated"].is_string());
+    thread::sleep(Duration::from_secs(3));
     let rules = agent.get("/api/v1/alerts");
     assert_eq!(rules["enabled"], true);
     assert_eq!(rules["rules"], 19, "18 defaults on, and the test's rule");

@@ -87,6 +87,13 @@ pub struct Options {
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(16..=100_000_000), env = "NETMON_ALERTS_LOG_MAX")]
     pub alerts_log_max: u32,
 
+    /// On a first start (no device known from an earlier run), the devices
+    /// that show up this long after the first evaluation are learned
+    /// without a new_device alert: a LAN's devices appear as they talk. 0
+    /// turns it off.
+    #[arg(long, default_value = "10m", value_parser = crate::units::parse_duration, env = "NETMON_ALERTS_LEARN_DEVICES")]
+    pub alerts_learn_devices: Duration,
+
     /// Most silences in force at once (POST /api/v1/alerts/silences).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=256), env = "NETMON_ALERTS_MAX_SILENCES")]
     pub alerts_max_silences: u32,
@@ -408,11 +415,13 @@ pub fn spawn(
             max_known: opts.alerts_max_known_devices as usize,
         },
     );
+    let mut first_start = true;
     if let HistorySlot::Open(h) = &inputs.history {
         match h.known_devices() {
             Ok(macs) if !macs.is_empty() => {
                 tracing::debug!(devices = macs.len(), "Devices known from the alert log.");
                 engine.remember("device", macs.iter().map(String::as_str));
+                first_start = false;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(
@@ -440,6 +449,7 @@ pub fn spawn(
     )?;
     let alerts = alerts.clone();
     let max_known = opts.alerts_max_known_devices as usize;
+    let opts = opts.clone();
     let handle = thread::Builder::new()
         .name("netmon-alerts".into())
         .spawn(move || {
@@ -449,6 +459,12 @@ pub fn spawn(
                 delivery,
                 known: std::collections::HashSet::new(),
                 max_known,
+                learn_for: if first_start {
+                    opts.alerts_learn_devices
+                } else {
+                    Duration::ZERO
+                },
+                learn_until: None,
             };
             runner.run(interval, &stop);
         })?;
@@ -462,6 +478,10 @@ struct Runner {
     /// Device MACs the alert log was told of this run.
     known: std::collections::HashSet<String>,
     max_known: usize,
+    /// `--alerts-learn-devices` on a first start, else zero.
+    learn_for: Duration,
+    /// The end of the learning, set at the first evaluation.
+    learn_until: Option<Instant>,
 }
 
 impl Runner {
@@ -474,6 +494,13 @@ impl Runner {
             }
         }
         let mut next = Instant::now();
+        self.learn_until = Some(next + self.learn_for);
+        if !self.learn_for.is_zero() {
+            tracing::info!(
+                learn_for = ?self.learn_for,
+                "First start: devices showing up meanwhile are learned without a new_device alert."
+            );
+        }
         loop {
             self.tick(SystemTime::now());
             next += interval;
@@ -513,11 +540,19 @@ impl Runner {
             health,
             now,
         );
+        let learning = self.learn_until.is_some_and(|t| Instant::now() < t);
         let outcome = {
             let mut inner = self.alerts.lock();
             let Some(engine) = inner.engine.as_mut() else {
                 return;
             };
+            if learning {
+                let macs = values
+                    .get("device")
+                    .iter()
+                    .filter_map(|s| s.labels.get("mac"));
+                engine.remember("device", macs.map(String::as_str));
+            }
             let out = engine.evaluate(&values, now);
             let counts = engine.counts();
             inner.counts.engine = counts;
