@@ -11,7 +11,8 @@
 //!   discovery is off; `device_gone`: every discovery device, 1 when gone;
 //! - `device_rx_bps`/`device_tx_bps`: the traffic core's per-device rates;
 //! - interfaces: the interfaces collector, watched interfaces only (a down
-//!   interface the agent does not watch is no one's concern);
+//!   interface the agent does not watch is no one's concern); operstate
+//!   `up` or `unknown` (a driver that does not track the link) is up;
 //! - latency: each probe target's average round trip and loss;
 //! - `map_fill_percent`/`map_evictions_total`: the eBPF maps, the flow
 //!   cache, the agent's flow and device tables, discovery's inventory;
@@ -198,7 +199,10 @@ fn interface_values(v: &mut Values, r: &netstats::Report) {
             continue;
         }
         let l = [("interface", i.name.as_str())];
-        v.push("interface_up", l, f64::from(u8::from(i.oper_state == "up")));
+        // `unknown`: the driver does not track the link (dummy, some
+        // virtual devices); not a link that went down.
+        let up = matches!(i.oper_state.as_str(), "up" | "unknown");
+        v.push("interface_up", l, f64::from(u8::from(up)));
         if let Some(u) = i.utilization.value() {
             v.push(
                 "interface_utilization_percent",
@@ -519,6 +523,7 @@ mod tests {
                 link("wan0", true, "down", None),
                 link("lan0", true, "up", Some((12.0, 93.0))),
                 link("docker0", false, "down", None),
+                link("dummy0", true, "unknown", None),
             ]),
         };
         let mut v = Values::new();
@@ -532,7 +537,11 @@ mod tests {
         };
         assert_eq!(
             by_iface("interface_up"),
-            [("wan0".into(), 0.0), ("lan0".into(), 1.0)]
+            [
+                ("wan0".into(), 0.0),
+                ("lan0".into(), 1.0),
+                ("dummy0".into(), 1.0)
+            ]
         );
         assert_eq!(
             by_iface("interface_utilization_percent"),
