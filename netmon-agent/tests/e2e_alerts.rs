@@ -5,7 +5,8 @@
 //!
 //! - hosts `h2` and `h3` start unplugged (their bridge ports detached);
 //!   plugging `h2` in raises `new_device` at Alertmanager within 3
-//!   intervals, with its MAC, IP, interface and vendor as labels;
+//!   intervals, with its MAC, IP, interface and vendor as labels; an
+//!   admin silences it for that device over the API, and ends the silence;
 //! - a burst from `h1` above the test's rule (`device_tx_bps` of h1's MAC
 //!   over 4 Mbit/s) fires, then resolves once it ends (Alertmanager counts
 //!   the resolution and lists the alert no more);
@@ -358,6 +359,32 @@ fn new_devices_bursts_and_an_alertmanager_outage() {
         nd["since"].is_string() && nd["fired_at"].is_string(),
         "{nd:#}"
     );
+    // An admin silences it for h2 (the test key is the admin key): it
+    // shows silenced from the next evaluation; a duration of 0s ends it.
+    let silence = |duration: &str| {
+        let body = serde_json::json!({"rule": "new_device", "mac": h2.to_uppercase(), "duration": duration});
+        http_send(
+            gw,
+            "POST",
+            "/api/v1/alerts/silences",
+            &[("X-API-KEY", TEST_KEY)],
+            Some(&body),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let set = silence("1h");
+    assert_eq!(set.status, 200, "{set:#?}");
+    assert_eq!(set.json["mac"], h2.as_str());
+    agent.wait_for("/api/v1/alerts", WAIT, |b| {
+        b["silences"].as_array().is_some_and(|s| s.len() == 1)
+            && b["alerts"].as_array().unwrap().iter().any(|x| {
+                x["name"] == "new_device"
+                    && x["labels"]["mac"] == h2.as_str()
+                    && x["silenced"] == true
+            })
+    });
+    assert_eq!(silence("0s").status, 200);
+    assert_eq!(silence("0s").status, 404, "ended already");
 
     // (2) A burst fires, then resolves.
     let resolved_before = am.received("resolved");
