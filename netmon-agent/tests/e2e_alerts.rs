@@ -307,7 +307,7 @@ fn new_devices_bursts_and_an_alertmanager_outage() {
             config.to_str().unwrap(),
             "--iface=br0",
             "--interval=1s",
-            "--discovery-interval=1s",
+            "--discovery-interval=500ms",
             "--discovery-sweep-wait=300ms",
             "--disable=latency",
             "--alerts-learn-devices=2s",
