@@ -1,4 +1,4 @@
-//! The alerts runner: every drain interval it fills [`Values`] from the
+//! The alerts runner: every drain interval it fills [`super::Values`] from the
 //! agent's latest telemetry ([`super::values`]), evaluates the rules,
 //! queues what receivers must get ([`super::deliver`]), writes firing and
 //! resolved transitions to the alert log (through [`History`], which the
