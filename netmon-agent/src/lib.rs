@@ -49,7 +49,7 @@ pub mod store;
 pub mod traffic;
 pub mod units;
 
-use std::{sync::Arc, time::Duration};
+use std::{sync::Arc, thread, time::Duration};
 
 use tracing::{error, info, warn};
 
@@ -83,6 +83,8 @@ pub struct Started {
     /// remote-write token, read before the privileges go.
     push_key: Option<String>,
     remote_write_bearer: Option<String>,
+    /// The alert rules and receivers (the webhook secret read).
+    alerts: alerts::run::Prepared,
 }
 
 /// Runs the agent until SIGINT or SIGTERM: [`start`], then [`serve`].
@@ -133,6 +135,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         None => None,
         Some(path) => Some(keys::read_secret_file(path)?),
     };
+    let alerts = alerts::run::Prepared::new(&cfg.alerts, &cfg.alert_rules)?;
 
     // Bind first: a taken address fails before anything is attached.
     let listen_err = |source| Error::Listen {
@@ -160,6 +163,7 @@ pub fn start(loaded: Loaded) -> Result<Started, Error> {
         effective,
         push_key,
         remote_write_bearer,
+        alerts,
     })
 }
 
@@ -177,6 +181,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         effective,
         push_key,
         remote_write_bearer,
+        alerts,
     } = started;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Listen {
         addr: cfg.listen,
@@ -206,6 +211,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         Ok(st) => history::spawn_store(&cfg, st, &shared, &telemetry, &stop, &series),
         Err(_) => Vec::new(),
     };
+    let (alerts, alert_thread) = spawn_alerts(&cfg, alerts, &store, &shared, &telemetry, &stop);
     let watched = attachments.len();
     let drain = drain::spawn(&cfg, kernel, attachments, watcher, &shared, &series, &stop);
 
@@ -233,6 +239,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         http: Arc::clone(&http),
         push: push.clone(),
         remote_write: remote_write.clone(),
+        alerts,
     };
     let pusher = push.map(|push| outbound::spawn_push(&cfg, push, &state, &stop));
     let writer = remote_write.map(|rw| outbound::spawn_remote_write(&cfg, rw, &state, &stop));
@@ -272,6 +279,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         .chain(store_threads)
         .chain(pusher)
         .chain(writer)
+        .chain(alert_thread)
     {
         if c.join().is_err() {
             error!("A collector or history thread panicked.");
@@ -280,6 +288,54 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     served.map_err(Error::Serve)?;
     info!("Stopped.");
     Ok(())
+}
+
+/// The alerts runner (see `alerts/run.rs`), evaluating every drain
+/// interval over the latest telemetry, with the alert log in the history
+/// file; it stops with the collectors. A runner that cannot start leaves
+/// the agent running without alerts, said loudly.
+fn spawn_alerts(
+    cfg: &Config,
+    prepared: alerts::run::Prepared,
+    store: &api::StoreSlot,
+    shared: &Shared,
+    telemetry: &collect::Telemetry,
+    stop: &shutdown::Stop,
+) -> (alerts::run::Alerts, Option<thread::JoinHandle<()>>) {
+    use alerts::run::{HistorySlot, Inputs};
+    let history = match store {
+        Ok(st) => HistorySlot::Open(Arc::new(store::alert_log::AlertHistory {
+            store: Arc::clone(st),
+            max_entries: cfg.alerts.alerts_log_max as usize,
+        })),
+        Err(_) if cfg.store.no_history => HistorySlot::Off,
+        Err(_) => HistorySlot::Failed,
+    };
+    let inputs = Inputs {
+        snapshot: shared.clone(),
+        telemetry: telemetry.clone(),
+        intervals: alerts::values::Intervals(
+            collect::SOURCES
+                .iter()
+                .map(|s| (s.name(), s.interval(&cfg.collect)))
+                .collect(),
+        ),
+        history,
+    };
+    let shared_alerts = alerts::run::Alerts::default();
+    let thread = alerts::run::spawn(
+        &cfg.alerts,
+        prepared,
+        cfg.interval,
+        &shared_alerts,
+        inputs,
+        stop.clone(),
+    )
+    .unwrap_or_else(|e| {
+        error!(error = %e, "Cannot start the alerts runner: no alerts.");
+        None
+    });
+    (shared_alerts, thread)
 }
 
 async fn shutdown_signal() {

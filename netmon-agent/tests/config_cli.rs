@@ -62,6 +62,38 @@ fn config_check_names_the_file_and_the_field() {
 }
 
 #[test]
+fn config_check_validates_the_alert_rules_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config_file(
+        dir.path(),
+        "[[alerts.rules]]\nname = \"wan_down\"\nexpr = 'interface_up{interface=\"wan0\"} < 1'\n\
+         [[alerts.rules]]\nname = \"cpu_high\"\nresolve = 95\n",
+    );
+    let (code, stdout, stderr) = output(agent().args(["config", "check", "--config", &file]));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&file)
+            && stderr.contains("field `alerts.rules[1].resolve`")
+            && stderr.contains("firing side"),
+        "{stderr}"
+    );
+    let file = config_file(
+        dir.path(),
+        "[[alerts.rules]]\nname = \"wan_down\"\nexpr = 'interface_up{interface=\"wan0\"} < 1'\n",
+    );
+    let (code, stdout, stderr) = output(agent().args(["config", "check", "--config", &file]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // A bad receiver URL names its option.
+    let (code, _, stderr) =
+        output(agent().args(["config", "check", "--alertmanager-url", "https://am:9093"]));
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--alertmanager-url") && stderr.contains("http://"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn precedence_is_command_line_then_environment_then_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = config_file(

@@ -31,7 +31,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// and whether it needs the key when `/metrics` is open (`--metrics-auth`
 /// off, the default on a loopback listener). The dashboard (`/`,
 /// `/assets/*`) is served beside them but is no part of the API document.
-const ROUTES: [(&str, bool); 20] = [
+const ROUTES: [(&str, bool); 22] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -52,12 +52,15 @@ const ROUTES: [(&str, bool); 20] = [
     ("/api/v1/stream", true),
     ("/api/v1/config", true),
     ("/api/v1/limits", true),
+    ("/api/v1/alerts", true),
+    ("/api/v1/alerts/history", true),
 ];
 
 /// The routes served with another method than GET (all need a key).
-const WRITES: [(&str, &str); 2] = [
+const WRITES: [(&str, &str); 3] = [
     ("post", "/api/v1/stream/ticket"),
     ("put", "/api/v1/devices/{mac}/label"),
+    ("post", "/api/v1/alerts/silences"),
 ];
 
 /// The routes as a set.
@@ -519,8 +522,16 @@ fn check_writes(ns: &NetNs, doc: &Value) {
             );
         }
         let url = concrete(p);
-        let body = serde_json::json!({"name": "openapi-test", "note": null});
-        let body = (method == "put").then_some(&body);
+        let body = match p {
+            "/api/v1/devices/{mac}/label" => {
+                Some(serde_json::json!({"name": "openapi-test", "note": null}))
+            }
+            "/api/v1/alerts/silences" => {
+                Some(serde_json::json!({"rule": "cpu_high", "duration": "1m"}))
+            }
+            _ => None,
+        };
+        let body = body.as_ref();
         let m = method.to_uppercase();
         let without = http_send(ns, &m, &url, &[], body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(without.status, 401, "{m} {url} without key: {without:#?}");

@@ -164,6 +164,8 @@ try {
   result('rate_chart_moved_ms', Date.now() - moved0);
   await page.waitForTimeout(2 * INTERVAL);
   check((await seriesPixels(page, '#live-rates')) > 0, 'the live chart draws its rx/tx lines');
+  // The overview's alerts card answers (none firing, or the firing ones).
+  await page.waitForSelector('#active-alerts :is(p.ok, ul.alerts)');
   await shoot(page, 'overview');
 
   // 5. The devices table lists the device with the bytes it sent.
@@ -201,6 +203,7 @@ try {
     ['interfaces', 'table'],
     ['system', '.card'],
     ['latency', 'table'],
+    ['alerts', '#alert-log table'],
   ]) {
     await page.goto(`${URL}/#/${hash}`);
     await page.waitForSelector(`main ${ready}`);

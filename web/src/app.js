@@ -14,6 +14,7 @@ import { Flows } from './pages/flows.js';
 import { Interfaces } from './pages/interfaces.js';
 import { System } from './pages/system.js';
 import { Latency } from './pages/latency.js';
+import { Alerts } from './pages/alerts.js';
 
 const PAGES = [
   ['', 'Overview', Overview],
@@ -23,6 +24,7 @@ const PAGES = [
   ['interfaces', 'Interfaces', Interfaces],
   ['system', 'System', System],
   ['latency', 'Latency', Latency],
+  ['alerts', 'Alerts', Alerts],
 ];
 
 function parseHash() {

@@ -37,6 +37,9 @@
 //!    (and over as long a window with no traffic, for comparison).
 //! 5. **Peak RSS** (VmHWM) of the agent after draining 100k flow entries.
 //!
+//! (Parts 6-9: the collectors, the history, the API, the alert rules; see
+//! their files.)
+//!
 //! Phases run in alternating rounds and report medians, and netmon/floor
 //! ratios are taken within each round before the median: shared machines
 //! are noisy. Options, after `cargo xtask bench -- --`: `--seconds S` per
@@ -44,8 +47,8 @@
 //! (default 1: with more, senders and `b`'s NAPI thread share cores),
 //! `--flows 1,2000,flood` and `--hooks xdp,tc-in,tc-eg` (parts 1-2's
 //! traffic and hooks; default all);
-//! `--datapath`, `--drains`, `--collectors` or `--history` run parts 1-2,
-//! part 3, part 6 or parts 7-8 alone, `--agent` parts 3 and 5 (the agent's
+//! `--datapath`, `--drains`, `--collectors`, `--history` or `--alerts` run
+//! parts 1-2, part 3, part 6, parts 7-8 or part 9 alone, `--agent` parts 3 and 5 (the agent's
 //! drain and memory); `--hostile` runs only the hostile part (a
 //! random-source flood, `benches/hostile/mod.rs`) for `--flood-seconds S`
 //! (default 300).
@@ -56,8 +59,9 @@
 //! attached and one phase measured) and [`part1_hooks`] (parts 1-2's runs
 //! and tables), [`part3_drain`], [`part4_5_agent`], [`part6_collectors`]
 //! (the host telemetry collectors and an ARP sweep), [`part7_store`] (the
-//! history store) and [`part8_api`] (API latency with 1000 devices). This
-//! file parses the options, runs the parts and prints the summary.
+//! history store), [`part8_api`] (API latency with 1000 devices) and
+//! [`part9_alerts`] (the alert rules per interval). This file parses the
+//! options, runs the parts and prints the summary.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -72,6 +76,7 @@ mod part4_5_agent;
 mod part6_collectors;
 mod part7_store;
 mod part8_api;
+mod part9_alerts;
 
 use std::time::{Duration, Instant};
 
@@ -125,6 +130,12 @@ fn main() {
         part3_drain::part3();
         return;
     }
+    if opts.only_alerts {
+        let alerts = part9_alerts::part9();
+        summary_header();
+        part9_alerts::summary(&alerts);
+        return;
+    }
     let hooks = part1_hooks::part1_and_2(&opts);
     let drains = part3_drain::part3();
     let agent = part4_5_agent::part4();
@@ -132,6 +143,7 @@ fn main() {
     let collectors = part6_collectors::part6();
     let history = part7_store::part7();
     let api = part8_api::part8();
+    let alerts = part9_alerts::part9();
 
     summary_header();
     part1_hooks::summary(&hooks);
@@ -140,6 +152,7 @@ fn main() {
     part6_collectors::summary(&collectors);
     part7_store::summary(&history);
     part8_api::summary(&api);
+    part9_alerts::summary(&alerts);
     println!("\nTotal time: {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -161,6 +174,8 @@ struct Options {
     flood: Duration,
     /// Part 3 alone (`--drains`).
     only_drains: bool,
+    /// Part 9 alone (`--alerts`).
+    only_alerts: bool,
     /// Parts 1-2's traffic (`--flows 1,2000,flood`; default all of
     /// [`Load::ALL`]).
     loads: Vec<Load>,
@@ -183,6 +198,7 @@ impl Options {
             only_agent: false,
             flood: Duration::from_secs(300),
             only_drains: false,
+            only_alerts: false,
             loads: Load::ALL.to_vec(),
             hooks: Hook::ALL.to_vec(),
         };
@@ -209,6 +225,7 @@ impl Options {
                 "--agent" => opts.only_agent = true,
                 "--flood-seconds" => opts.flood = Duration::from_secs_f64(value("--flood-seconds")),
                 "--drains" => opts.only_drains = true,
+                "--alerts" => opts.only_alerts = true,
                 "--flows" => {
                     opts.loads = text("--flows")
                         .split(',')
@@ -230,7 +247,7 @@ impl Options {
                         .collect();
                 }
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --agent, --hostile, --flood-seconds S"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --agent, --alerts, --hostile, --flood-seconds S"
                 ),
             }
         }

@@ -44,6 +44,9 @@ pub enum Error {
     /// The API server failed.
     #[error("the HTTP server failed")]
     Serve(#[source] io::Error),
+    /// The webhook secret cannot be read.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::run::SecretError),
     /// A push or remote-write queue's directory could not be made or read.
     #[error(transparent)]
     Queue(#[from] crate::outbound::QueueError),
@@ -53,7 +56,7 @@ impl Error {
     /// The process exit code for this error (documented in the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Key(_) | Error::Tls(_) => 2,
+            Error::Key(_) | Error::Tls(_) | Error::Alerts(_) => 2,
             Error::Load(LoadError::MissingCapability(_)) => 3,
             Error::Load(LoadError::NoBtf) => 4,
             Error::Load(_) => 7,

@@ -128,6 +128,11 @@ pub enum Target {
     Rule(String),
     /// A device's MAC (any case).
     Device(String),
+    /// One rule's alerts of one device.
+    RuleDevice {
+        rule: String,
+        mac: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -193,7 +198,7 @@ impl Engine {
         let rules: Vec<usize> = self.new_rules(name);
         for key in keys {
             for &r in &rules {
-                self.learn(r, key.to_owned());
+                self.learn(r, key);
             }
         }
         self.learned = true;
@@ -206,11 +211,12 @@ impl Engine {
     }
 
     /// Remembers `key` for rule `r`; true when it was new.
-    fn learn(&mut self, r: usize, key: String) -> bool {
+    fn learn(&mut self, r: usize, key: &str) -> bool {
         let k = self.known.entry(r).or_default();
-        if k.set.contains(&key) {
+        if k.set.contains(key) {
             return false;
         }
+        let key = key.to_owned();
         if k.order.len() >= self.opts.max_known.max(1)
             && let Some(old) = k.order.pop_front()
         {
@@ -227,6 +233,10 @@ impl Engine {
     pub fn silence(&mut self, target: Target, until: SystemTime) -> Result<(), usize> {
         let target = match target {
             Target::Device(m) => Target::Device(m.to_ascii_lowercase()),
+            Target::RuleDevice { rule, mac } => Target::RuleDevice {
+                rule,
+                mac: mac.to_ascii_lowercase(),
+            },
             t => t,
         };
         if let Some(s) = self.silences.iter_mut().find(|s| s.target == target) {
@@ -279,6 +289,9 @@ impl Engine {
                     Target::Device(m) => {
                         entity.get("mac").is_some_and(|v| v.eq_ignore_ascii_case(m))
                     }
+                    Target::RuleDevice { rule: r, mac: m } => {
+                        r == rule && entity.get("mac").is_some_and(|v| v.eq_ignore_ascii_case(m))
+                    }
                 }
         })
     }
@@ -290,6 +303,14 @@ impl Engine {
         let mut seen: HashSet<Key> = HashSet::new();
         for r in 0..self.rules.len() {
             let rule = self.rules[r].clone();
+            // The entities this rule has alerts for: any other sample that
+            // does not pass the threshold leaves no trace, and needs no key
+            // (most samples at most evaluations: measured in the bench).
+            let existing: HashSet<Labels> = self
+                .alerts
+                .range((r, Labels::new())..(r + 1, Labels::new()))
+                .map(|(k, _)| k.1.clone())
+                .collect();
             for sample in values.get(&rule.expr.name) {
                 if rule
                     .expr
@@ -299,11 +320,11 @@ impl Engine {
                 {
                     continue;
                 }
-                let key = (r, sample.labels.clone());
                 let value = match rule.expr.kind {
                     Kind::Gauge => Some(sample.value),
                     Kind::Rate => {
-                        let prev = self.counters.insert(key.clone(), (sample.value, now));
+                        let key = (r, sample.labels.clone());
+                        let prev = self.counters.insert(key, (sample.value, now));
                         prev.and_then(|(v, t)| {
                             let dt = now.duration_since(t).ok()?.as_secs_f64();
                             // A counter that went down was reset: it counted
@@ -317,16 +338,22 @@ impl Engine {
                         })
                     }
                     Kind::New => {
-                        let id = sample
-                            .labels
-                            .get("mac")
-                            .cloned()
-                            .unwrap_or_else(|| format!("{:?}", sample.labels));
-                        let fresh = self.learn(r, id);
+                        let fresh = match sample.labels.get("mac") {
+                            Some(mac) => self.learn(r, mac),
+                            None => self.learn(r, &format!("{:?}", sample.labels)),
+                        };
                         Some(if fresh && self.learned { 1.0 } else { 0.0 })
                     }
                 };
                 let Some(value) = value else { continue };
+                // What `step` would do for an entity without an alert whose
+                // value does not pass: nothing.
+                if !existing.contains(&sample.labels)
+                    && !rule.expr.op.holds(value, rule.expr.threshold)
+                {
+                    continue;
+                }
+                let key = (r, sample.labels.clone());
                 seen.insert(key.clone());
                 self.step(&rule, key, Some(value), now, &mut out);
             }

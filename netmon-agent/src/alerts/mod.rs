@@ -11,16 +11,25 @@
 //! - [`deliver`]: Alertmanager's v2 API and signed JSON webhooks, one
 //!   thread and one bounded queue per receiver, retries with backoff.
 //! - [`prom`]: the same default rules as a Prometheus rules file over
-//!   netmon's `/metrics` names (`netmon-agent rules`).
+//!   netmon's `/metrics` names (`netmon-agent rules`);
+//! - [`values`]: the one adapter, filling [`Values`] from the agent's
+//!   snapshot and collectors' readings;
+//! - [`run`]: the runner thread (every drain interval: values, evaluation,
+//!   delivery, the alert log) and [`run::Alerts`], what the API, the event
+//!   stream and `/metrics` read; its options (`--alertmanager-url`...).
 //!
-//! The engine reads nothing of the agent directly: whoever runs it fills a
-//! [`Values`] from the telemetry each interval (the one adapter). The names
-//! it knows, and the labels each carries, are listed in [`NAMES`].
+//! The engine reads nothing of the agent directly: the adapter fills a
+//! [`Values`] from the telemetry each interval. The names it knows, and the
+//! labels each carries, are listed in [`NAMES`]. The alert log lives in the
+//! history file (`store/alert_log.rs`), reached through [`run::History`]
+//! (alerts sit below the store).
 
 pub mod deliver;
 pub mod engine;
 pub mod prom;
 pub mod rules;
+pub mod run;
+pub mod values;
 
 use std::collections::BTreeMap;
 

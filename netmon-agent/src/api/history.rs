@@ -71,7 +71,7 @@ fn store_error(e: StoreError) -> ApiError {
 
 /// Runs `f` on the store on the blocking pool, in one of the
 /// `--history-max-queries` slots (503 when none is free).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     http: &Http,
     st: Arc<Store>,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
@@ -139,7 +139,7 @@ fn parse_step(text: Option<&str>) -> Result<Option<Tier>, ApiError> {
 }
 
 /// `[from, to)` in ms, checked.
-fn range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64, u64), ApiError> {
+pub(super) fn range(from: Option<&str>, to: Option<&str>) -> Result<(u64, u64, u64), ApiError> {
     let now = SystemTime::now();
     let to_t = to.map_or(Ok(now), |t| parse_time("to", t, now))?;
     let from_t = match from {

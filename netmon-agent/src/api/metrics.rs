@@ -52,6 +52,7 @@ pub fn text(state: &AppState) -> String {
     let names = super::labels::names(&super::labels::current(state));
     let mut body = metrics::encode(&snapshot, &state.telemetry, &limits, &names);
     body.push_str(&super::health::history_report(&state.store).encode_metrics());
+    body.push_str(&super::alerts::encode_metrics(&state.alerts));
     body.push_str(&super::limits::encode_http(
         &state.http.counters,
         &state.http.tickets,

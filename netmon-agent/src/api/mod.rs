@@ -14,6 +14,7 @@
 //! answered a JSON 500 (logged and counted) instead of losing the connection.
 //! [`server`] serves the router with the connection limits of [`limits`].
 
+mod alerts;
 pub mod auth;
 pub mod config;
 mod dashboard;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub push: Option<Arc<crate::push::Push>>,
     /// The remote-write endpoints (`--remote-write-url`), when there are any.
     pub remote_write: Option<Arc<crate::push::remote_write::RemoteWrite>>,
+    /// The alerts: active ones, silences, recent transitions, receivers.
+    pub alerts: crate::alerts::run::Alerts,
 }
 
 /// The history store, or the reason it is off.
@@ -93,6 +96,7 @@ pub type StoreSlot = Result<Arc<crate::store::Store>, Arc<str>>;
 /// The whole API; `keys` are the API keys with their roles.
 pub fn router(state: AppState, keys: Arc<auth::Keyring>) -> Router {
     let protected = Router::new()
+        .merge(alerts::routes())
         .merge(config::routes())
         .merge(devices::routes())
         .merge(flows::routes())

@@ -75,6 +75,9 @@ const OPEN_PATHS: [&str; 2] = ["/health", PATH];
         super::stream::issue_ticket,
         super::config::show,
         super::limits::show,
+        super::alerts::list,
+        super::alerts::history,
+        super::alerts::silence,
         openapi_json,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorDetail)),
@@ -168,11 +171,17 @@ impl Modify for Common {
     }
 }
 
-/// Every operation of a path item (the API serves GET, POST and PUT).
+/// Every operation of a path item (the API serves GET, POST, PUT and
+/// DELETE).
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
-    [&mut item.get, &mut item.post, &mut item.put]
-        .into_iter()
-        .filter_map(Option::as_mut)
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
 }
 
 /// The error responses of `op`; `open` when it needs no key.

@@ -1,5 +1,6 @@
 //! `GET /api/v1/stream`: Server-Sent Events, one `interval` event per drain
-//! with that interval's summary, for live dashboards. Each event's data is
+//! with that interval's summary, for live dashboards, and an `alert` event
+//! per alert firing or resolving (see `alerts.rs`). Each event's data is
 //! JSON: the drain's time and length, each watched interface's totals and
 //! rates, the device and flow counts, and the five devices that sent the
 //! most in the interval. A comment line every 15 s (or half
@@ -224,11 +225,20 @@ async fn stream(
         max_backlog: u64::from(state.http.opts.sse_max_backlog),
     };
     let keep_alive = KEEP_ALIVE.min(state.http.opts.http_idle_timeout / 2);
-    // The first event is the drain current at connection time.
+    // The first event is the drain current at connection time; `alert`
+    // events are the transitions after it (see `alerts.rs`).
+    let seq = state.alerts.last_seq();
     let events = stream::unfold(
-        (state, None::<Arc<Snapshot>>, client),
-        |(state, last, client)| async move {
+        (state, None::<Arc<Snapshot>>, client, (seq, Vec::new())),
+        |(state, last, client, (mut seq, mut alerts))| async move {
             loop {
+                if alerts.is_empty() {
+                    (alerts, seq) = super::alerts::stream_events(&state.alerts, seq);
+                    alerts.reverse();
+                }
+                if let Some(event) = alerts.pop() {
+                    return Some((Ok(event), (state, last, client, (seq, alerts))));
+                }
                 let s = state.snapshot.get();
                 let new =
                     s.updated.is_some() && last.as_ref().is_none_or(|l| l.updated != s.updated);
@@ -241,7 +251,7 @@ async fn stream(
                         .event("interval")
                         .json_data(summary(&s))
                         .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
-                    return Some((Ok(event), (state, Some(s), client)));
+                    return Some((Ok(event), (state, Some(s), client, (seq, alerts))));
                 }
                 tokio::time::sleep(POLL).await;
             }

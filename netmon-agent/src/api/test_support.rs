@@ -27,6 +27,7 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
         remote_write: None,
         config: Default::default(),
         http,
+        alerts: Default::default(),
     }
 }
 

@@ -123,6 +123,8 @@ pub trait Source: Sync {
     fn series(&self) -> &'static [SeriesFamily];
     /// Whether it has a `GET /api/v1/<name>` view, and that view's schema.
     fn view(&self) -> Option<ViewSchema>;
+    /// How often it runs, with these options.
+    fn interval(&self, opts: &Options) -> Duration;
     /// Starts it on a thread of its own, publishing into `slot`.
     fn spawn(&self, opts: &Options, ctx: Context, slot: &Slot, stop: Stop) -> JoinHandle<()>;
     /// Its `/metrics` families from a reading it published.
@@ -199,6 +201,10 @@ impl<C: Select> Source for Registered<C> {
 
     fn view(&self) -> Option<ViewSchema> {
         C::VIEW
+    }
+
+    fn interval(&self, opts: &Options) -> Duration {
+        C::interval(C::select(opts))
     }
 
     fn spawn(&self, opts: &Options, ctx: Context, slot: &Slot, stop: Stop) -> JoinHandle<()> {

@@ -72,8 +72,27 @@ pub fn example_file() -> String {
         };
         out.push_str(&format!("#{long} = {value}\n"));
     }
+    out.push_str(ALERTS_EXAMPLE);
     out
 }
+
+/// The `[alerts]` section: rules, not options (README, "Alerts").
+/// Doubled `#` so the example stays valid with its settings uncommented.
+const ALERTS_EXAMPLE: &str = "
+# Alert rules (README, \"Alerts\"): the defaults are on without this
+# section; entries named like a default change it, others add a rule.
+#[alerts]
+## defaults = true
+#[[alerts.rules]]
+## name = \"new_device\"
+## enabled = false
+#[[alerts.rules]]
+## name = \"wan_down\"
+## expr = 'interface_up{interface=\"wan0\"} < 1'
+## for = \"30s\"
+## severity = \"critical\"
+## annotations = { summary = \"{{ interface }} is down\" }
+";
 
 /// Splits `text` into lines of at most `width` columns at spaces, keeping
 /// its own line breaks.

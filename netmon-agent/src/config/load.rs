@@ -77,6 +77,7 @@ where
             path: path.clone(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
+    let rules = alert_rules(&text, &path)?;
     let (extra, from_file) = file_args(&cmd, &first, &table, &path)?;
     let mut all = args.clone();
     all.extend(extra);
@@ -84,7 +85,22 @@ where
         Ok(m) => m,
         Err(e) => return Err(blame_file(e, &from_file, &path)),
     };
-    finish(&matches, Some(path), &from_file)
+    let mut loaded = finish(&matches, Some(path), &from_file)?;
+    loaded.config.alert_rules = rules;
+    Ok(loaded)
+}
+
+/// The file's `[alerts]` section (the one table that is not options): the
+/// rules in force, or the error naming the field (`alerts.rules[2].for`).
+fn alert_rules(text: &str, path: &Path) -> Result<crate::alerts::run::Rules, ConfigError> {
+    crate::alerts::rules::Section::from_toml(text)
+        .and_then(|s| s.rules())
+        .map(crate::alerts::run::Rules)
+        .map_err(|e| ConfigError::BadValue {
+            path: path.to_owned(),
+            field: e.field,
+            message: e.message,
+        })
 }
 
 /// The command-line arguments standing for the file's values of options
@@ -104,6 +120,9 @@ fn file_args(
     let mut extra = Vec::new();
     let mut from_file = Vec::new();
     for (key, value) in table {
+        if key == "alerts" {
+            continue; // the rules' section, read by `alert_rules`
+        }
         let field = key.replace('_', "-");
         let bad = |message: String| ConfigError::BadValue {
             path: path.to_owned(),
@@ -290,6 +309,27 @@ mod tests {
             assert!(msg.contains(path.to_str().unwrap()), "{msg}");
             assert!(msg.contains(needle), "{text}: {msg}");
         }
+    }
+
+    #[test]
+    fn the_alerts_section_is_read_and_its_errors_name_the_field() {
+        let (_d, path) = write(
+            "interval = \"2s\"\n[alerts]\n[[alerts.rules]]\nname = \"burst\"\nexpr = \"device_tx_bps > 1000\"\n",
+        );
+        let l = load_with(&path, &[]).unwrap();
+        let rules = &l.config.alert_rules.0;
+        assert!(rules.iter().any(|r| r.name == "burst"));
+        assert!(rules.iter().any(|r| r.name == "cpu_high"), "defaults kept");
+        let (_d, path) = write("[[alerts.rules]]\nname = \"cpu_high\"\nfor = \"soon\"\n");
+        match load_with(&path, &[]).unwrap_err() {
+            ConfigError::BadValue { field, message, .. } => {
+                assert_eq!(field, "alerts.rules[0].for", "{message}");
+            }
+            e => panic!("{e}"),
+        }
+        // No file: the defaults.
+        let l = load(["netmon-agent"]).unwrap();
+        assert_eq!(l.config.alert_rules.0, crate::alerts::rules::defaults());
     }
 
     #[test]

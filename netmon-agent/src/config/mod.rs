@@ -168,6 +168,14 @@ pub struct Config {
 
     #[command(flatten, next_help_heading = "Remote write")]
     pub remote_write: crate::push::remote_write::Options,
+
+    #[command(flatten, next_help_heading = "Alerts")]
+    pub alerts: crate::alerts::run::Options,
+
+    /// The alert rules: the defaults and the config file's `[alerts]`
+    /// section (a table, not options: see `load.rs`).
+    #[arg(skip)]
+    pub alert_rules: crate::alerts::run::Rules,
 }
 
 fn parse_cache_slots(s: &str) -> Result<u32, String> {
@@ -267,7 +275,8 @@ pub(super) mod tests {
                 "api-key-file",
                 "read-only-key-file",
                 "tls-key",
-                "push-key-file"
+                "push-key-file",
+                "webhook-secret-file"
             ]
         );
     }

@@ -29,6 +29,7 @@
 //! says how the history is doing, and [`supervise`] restarts the store's
 //! threads after a panic.
 
+pub mod alert_log;
 pub mod clock;
 pub mod labels;
 pub mod record;

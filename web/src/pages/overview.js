@@ -1,6 +1,6 @@
-// The overview: live rates per interface (from the stream), the busiest
-// devices now, the host's figures, gateway latency, devices by status, and
-// map/cache/history health when something degrades.
+// The overview: the alerts firing, live rates per interface (from the
+// stream), the busiest devices now, the host's figures, gateway latency,
+// devices by status, and map/cache/history health when something degrades.
 
 import { html } from 'htm/preact';
 import { useEffect, useMemo, useRef } from 'preact/hooks';
@@ -10,6 +10,7 @@ import { useObservable } from '../store.js';
 import { latest, rates, WINDOW_SECONDS } from '../stream.js';
 import { avail, bitRate, bytes, celsius, duration, isUnavailable, percent } from '../format.js';
 import { Card, Loaded, Meter, Problem, Stat, deviceHref, deviceName } from '../ui.js';
+import { entity } from './alerts.js';
 
 const RATE_SERIES = [
   { label: 'rx', color: '--rx' },
@@ -30,6 +31,7 @@ export function Overview() {
   });
   return html`<h1>Overview</h1>
     <div class="grid">
+      <${ActiveAlerts} />
       <${LiveRates} />
       <${Busiest} devices=${devices} />
       <${Host} system=${system} />
@@ -37,6 +39,27 @@ export function Overview() {
       <${Counts} devices=${devices} />
       <${Health} />
     </div>`;
+}
+
+/** The alerts firing and pending now, the worst first. */
+function ActiveAlerts() {
+  const poll = usePoll('/api/v1/alerts', 5000);
+  const rank = { critical: 0, warning: 1, info: 2 };
+  return html`<${Card} title="Alerts" class="wide" id="active-alerts">
+    <${Loaded} poll=${poll} render=${(a) => {
+      const now = a.alerts
+        .filter((x) => x.state === 'firing' || x.state === 'pending')
+        .sort((x, y) => (x.state === y.state ? 0 : x.state === 'firing' ? -1 : 1)
+          || (rank[x.severity] ?? 3) - (rank[y.severity] ?? 3));
+      if (!a.enabled) return html`<p class="unavailable">Alerts are off (--no-alerts).</p>`;
+      if (now.length === 0) return html`<p class="ok">No alert firing or pending (${a.rules} rules).</p>`;
+      return html`<ul class="plain alerts">${now.slice(0, 10).map((x) => html`<li data-alert=${x.name}>
+          <span class=${`sev ${x.severity}`}>${x.severity}</span> <strong>${x.name}</strong>
+          ${x.state === 'pending' ? ' (pending)' : ''}${x.silenced ? ' (silenced)' : ''}: ${x.annotations.summary ?? entity(x.labels)}</li>`)}</ul>
+        ${now.length > 10 ? html`<p class="hint">and ${now.length - 10} more.</p>` : null}`;
+    }} />
+    <p class="hint"><a href="#/alerts">Alerts and their log</a></p>
+  </${Card}>`;
 }
 
 function LiveRates() {
