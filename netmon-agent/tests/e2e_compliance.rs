@@ -31,6 +31,26 @@ const IDS: [&str; 10] = [
     "CIS-GDM-AUTOLOGIN",
 ];
 
+/// `GET path` until it answers 200 with `done(body)` (a collector's view
+/// is a 503 until its first cycle ends).
+fn wait_ok(agent: &Agent<'_>, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let last = agent.try_request(path, &[("X-API-KEY", TEST_KEY)]);
+        if let Ok((200, body)) = &last
+            && done(body)
+        {
+            return body.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path}: {last:?}\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn metric_line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     text.lines().find(|l| l.starts_with(prefix))
 }
@@ -44,7 +64,9 @@ fn compliance_is_served_exported_and_recorded() {
     let root_arg = format!("--compliance-root={}", root.display());
     let agent = Agent::start(b.ns(), &["--iface=eth0", "--interval=200ms", &root_arg]);
 
-    let r = agent.wait_for("/api/v1/compliance", WAIT, |r| r["cis_results"].is_array());
+    let r = wait_ok(&agent, "/api/v1/compliance", |r| {
+        r["cis_results"].is_array()
+    });
     let ids: Vec<&str> = r["cis_results"]
         .as_array()
         .unwrap()
@@ -143,7 +165,7 @@ fn packages_lists_exactly_what_dpkg_query_lists() {
     let pair = Pair::new();
     let b = pair.b();
     let agent = Agent::start(b.ns(), &["--iface=eth0", "--interval=200ms"]);
-    let r = agent.wait_for("/api/v1/packages", WAIT, |r| {
+    let r = wait_ok(&agent, "/api/v1/packages", |r| {
         r["inventory"]["packages"].is_array()
     });
     let ours: BTreeSet<(String, String, String, String)> = r["inventory"]["packages"]
