@@ -39,7 +39,12 @@ fn promql(name: &str) -> Option<&'static str> {
              or rate(netmon_network_transmit_bytes_total[5m])) \
              / on (instance, device) max by (instance, device) (netmon_network_speed_bytes) * 100 > {T}"
         }
-        "interface_down" => "netmon_network_up < {T}",
+        // As the agent's own rule: an operstate of `unknown` (dummy and
+        // many virtual links) is not down.
+        "interface_down" => {
+            "netmon_network_up < {T} unless on (instance, device) \
+             netmon_network_operstate{operstate=\"unknown\"}"
+        }
         "interface_errors" => {
             "rate(netmon_network_receive_errs_total[5m]) + rate(netmon_network_transmit_errs_total[5m]) > {T}"
         }

@@ -56,6 +56,11 @@ pub(super) fn families(r: &interfaces::Report, out: &mut Vec<Family>) {
         DEV,
         "1 when the interface's operstate is up, else 0.",
     );
+    let mut operstate = Family::gauge(
+        "netmon_network_operstate",
+        &["device", "operstate"],
+        "1, labelled with the interface's operstate (up, down, unknown, dormant...).",
+    );
     let mut mtu = Family::gauge("netmon_network_mtu_bytes", DEV, "The interface's MTU.");
     let mut speed = Family::gauge(
         "netmon_network_speed_bytes",
@@ -79,6 +84,7 @@ pub(super) fn families(r: &interfaces::Report, out: &mut Vec<Family>) {
             }
         }
         up.int(&l, u64::from(i.oper_state == "up"));
+        operstate.int(&[i.name.as_str(), i.oper_state.as_str()], 1);
         if let Some(m) = i.mtu.value() {
             mtu.int(&l, u64::from(*m));
         }
@@ -87,5 +93,5 @@ pub(super) fn families(r: &interfaces::Report, out: &mut Vec<Family>) {
         }
     }
     out.extend(c);
-    out.extend([up, mtu, speed]);
+    out.extend([up, operstate, mtu, speed]);
 }
