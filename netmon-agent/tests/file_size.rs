@@ -36,11 +36,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
          source: being split with the collector registry (issue 13, item 2)",
     ),
     (
-        "netmon-agent/src/store/mod.rs",
-        "options, errors, lifecycle, queries, migrations and tier reads: \
-         being split (issue 13, item 3)",
-    ),
-    (
         "netmon-agent/src/ebpf/mod.rs",
         "loading the object, attaching it and reading its maps: being split \
          (issue 13, item 3)",

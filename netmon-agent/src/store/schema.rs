@@ -9,9 +9,16 @@
 //!   steady clock tracks it (see `clock.rs`), saved by each maintenance run.
 //! - [`SERIES`] / [`SERIES_NAMES`]: a series' canonical name (see
 //!   `series::SeriesKey`) ↔ its compact id. Ids are never reused.
-//! - [`RAW`], [`M1`], [`H1`]: samples keyed by `(series id, ms since the
-//!   epoch)`, so one series' time range is one range scan. Values are the
-//!   fixed-width little-endian encodings of `series.rs`.
+//! - [`RAW`], [`M1`], [`H1`]: each tier's *open tail*: samples keyed by
+//!   `(series id, ms since the epoch)`, so one series' time range is one
+//!   range scan. Values are the fixed-width little-endian encodings of
+//!   `series.rs`. New samples and buckets land here, one row each, so an
+//!   interval's write never rewrites a growing value.
+//! - [`RAW_CHUNKS`], [`M1_CHUNKS`], [`H1_CHUNKS`]: each tier's *sealed*
+//!   data: one compressed chunk (see `chunk.rs`) per series and time block
+//!   of the tier ([`super::Tier::block_ms`]), keyed by `(series id, block
+//!   start)`. Maintenance seals the tail's complete, folded blocks into them
+//!   (see `stored.rs`); a series' range is read from both.
 //! - [`INTERVALS`]: ms since the epoch → `(interval length in ms, samples
 //!   written)`, one row per committed collection interval. The row is written
 //!   in the same transaction as the interval's samples, so a row's presence
@@ -19,12 +26,16 @@
 //!
 //! History: version 0 lacked [`INTERVALS`] (the file's intervals could only
 //! be found by scanning every series); opening a version-0 file rebuilds it
-//! from [`RAW`] (see `migrate_v0`).
+//! from [`RAW`] (see `migrate_v0`). Version 1 kept every sample in the
+//! tail tables forever (about 100 bytes each); opening a version-1 file
+//! creates the chunk tables and seals its data into chunks, in batches with
+//! progress logged (see `open.rs`). The tails' layout is unchanged, so a
+//! version-1 file is a version-2 file whose data is all in the tails.
 
 use redb::TableDefinition;
 
 /// The layout this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Key in [`META`] of the layout version.
 pub const VERSION_KEY: &str = "schema_version";
@@ -57,3 +68,6 @@ pub const RAW: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw");
 pub const M1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m");
 pub const H1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h");
 pub const INTERVALS: TableDefinition<u64, (u32, u32)> = TableDefinition::new("intervals");
+pub const RAW_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw_chunks");
+pub const M1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m_chunks");
+pub const H1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h_chunks");

@@ -1,7 +1,7 @@
 //! Unit tests of the store on real redb files in temp dirs, driven by an
 //! explicit clock.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netmon_common::{Counter, FlowKey, MacKey, direction};
 use redb::{Database, ReadableDatabase};
@@ -223,41 +223,74 @@ fn expiry_respects_each_tiers_boundary() {
 }
 
 #[test]
-fn the_size_budget_deletes_the_oldest_data_first() {
+fn the_size_budget_deletes_raw_first_then_minutes_then_hours() {
     let dir = tempfile::tempdir().unwrap();
-    let budget = 1 << 20;
-    let r = Retention {
-        size_budget: budget,
-        ..Retention::default()
-    };
-    let s = Store::open(&dir.path().join("h.redb"), r).unwrap();
-    // 100 series per interval, one interval every 10 s over 2 hours.
-    let n = 2 * 360;
-    for i in 0..n {
-        let samples = (0..100).map(|d| dev(&format!("{d:03}"), i + 1)).collect();
-        s.write(&iv(T0 + i * 10_000, samples)).unwrap();
-    }
+    let path = dir.path().join("h.redb");
+    // 100 series, one interval every 10 s over 3 hours, with varied
+    // deltas (so that each tier takes pages), folded and sealed.
+    let n = 3 * 360;
     let now = T0 + n * 10_000;
-    let before = s.usage().unwrap();
-    assert!(before.used_bytes > r.data_budget(), "{before:?}");
-    let rep = s.maintain(now).unwrap();
-    let after = rep.usage.unwrap();
-    assert!(rep.over_budget > 0, "{rep:?}");
-    assert!(after.used_bytes <= r.data_budget(), "{rep:?}");
-    // What is left is the newest data; the oldest is gone.
-    let raw = s
-        .query("device/eth0/000", 0, u64::MAX, Some(Tier::Raw), now)
-        .unwrap();
-    let first = raw.points.first().unwrap().at_ms;
-    assert!(first > T0, "nothing was deleted from the start");
-    assert_eq!(raw.points.last().unwrap().at_ms, now - 10_000);
-    assert_eq!(
-        raw.points.len() as u64,
-        (now - first) / 10_000,
-        "the raw samples left are contiguous up to the newest"
+    {
+        let s = Store::open(&path, Retention::default()).unwrap();
+        for i in 0..n {
+            let samples = (0..100)
+                .map(|d| dev(&format!("{d:03}"), (i * 7919 + d * 104_729) % 100_003))
+                .collect();
+            s.write(&iv(T0 + i * 10_000, samples)).unwrap();
+        }
+        s.maintain(now).unwrap();
+    }
+    let full = {
+        let s = Store::open(&path, Retention::default()).unwrap();
+        s.counts().unwrap()
+    };
+    assert!(full.iter().all(|&c| c > 0), "{full:?}");
+    let used = Store::open(&path, Retention::default())
+        .unwrap()
+        .usage()
+        .unwrap()
+        .used_bytes;
+    let (mut raw_first, mut minutes_next) = (false, false);
+    for share in [0.9, 0.8, 0.5, 0.01] {
+        let r = Retention {
+            size_budget: (2.0 * used as f64 * share) as u64,
+            ..Retention::default()
+        };
+        let s = Store::open(&path, r).unwrap();
+        let rep = s.maintain(now).unwrap();
+        let c = s.counts().unwrap();
+        let by = rep.over_budget_by_tier;
+        eprintln!("share {share}: {c:?} deleted {by:?}");
+        assert!(rep.usage.unwrap().used_bytes <= r.data_budget() || c == [0, 0, 0]);
+        // A tier loses data only once every finer tier is empty (all of it
+        // was folded: `now` is on a whole hour).
+        if c[1] < full[1] {
+            assert_eq!(c[0], 0, "minutes deleted while raw samples are left");
+        }
+        if c[2] < full[2] {
+            assert_eq!(c[..2], [0, 0], "hours deleted while finer data is left");
+        }
+        raw_first |= c[0] < full[0] && c[1] == full[1] && c[2] == full[2];
+        minutes_next |= c[0] == 0 && c[1] < full[1] && c[2] == full[2];
+        // What is left of the raw tier is its newest, contiguous.
+        let raw = s.query("device/eth0/000", 0, u64::MAX, Some(Tier::Raw), now);
+        if let Ok(raw) = raw
+            && let (Some(first), Some(last)) = (raw.points.first(), raw.points.last())
+        {
+            assert_eq!(last.at_ms, now - 10_000);
+            assert_eq!(raw.points.len() as u64, (now - first.at_ms) / 10_000);
+        }
+    }
+    assert!(raw_first, "no budget cut only raw samples");
+    assert!(
+        minutes_next,
+        "no budget cut minutes while keeping every hour"
     );
-    assert_eq!(s.latest(1).unwrap()[0].at_ms, now - 10_000);
-    eprintln!("budget {budget}: {before:?} -> {rep:?}");
+    let s = Store::open(&path, Retention::default()).unwrap();
+    assert!(
+        s.counts().unwrap()[2] < full[2],
+        "the smallest budget cut hours"
+    );
 }
 
 /// `n` device series, one sample each, for the `i`th of intervals 10 s apart
@@ -558,7 +591,7 @@ fn a_newer_or_foreign_file_is_refused_by_name() {
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Newer { found: 99, .. }), "{msg}");
     assert!(
-        msg.contains("version 99") && msg.contains("version 1"),
+        msg.contains("version 99") && msg.contains("version 2"),
         "{msg}"
     );
     assert!(msg.contains(&path.display().to_string()), "{msg}");
