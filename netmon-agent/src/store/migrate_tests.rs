@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase};
 
 use super::*;
 use crate::store::labels::{LABELS, Label};
-use crate::store::schema::{H1, M1};
+use crate::store::schema::{H1, M1, RAW};
 
 const T0: u64 = 1_800_000_000_000; // a whole hour, 2 h into a 6-hour block
 const STEP: u64 = 10_000;

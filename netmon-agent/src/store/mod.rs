@@ -35,6 +35,7 @@ pub mod labels;
 mod open;
 mod options;
 mod query;
+mod raw_tail;
 pub mod record;
 pub mod recover;
 pub mod retention;
@@ -60,7 +61,7 @@ pub use options::{FILE_NAME, Options, Retention, Tier, as_ms, epoch_ms};
 use options::{HOUR_MS, MINUTE_MS};
 use query::fold_into;
 pub use query::{TierSize, Usage};
-use schema::{INTERVALS, META, RAW, SERIES, SERIES_NAMES};
+use schema::{INTERVALS, META, RAW_OPEN, SERIES, SERIES_NAMES};
 pub use series::{Agg, Family, FieldValue, Kind, Point, SeriesKey, Values};
 
 /// One collection interval: every sample written together.
@@ -331,7 +332,8 @@ impl Store {
                 let mut series = tx.open_table(SERIES)?;
                 let mut names = tx.open_table(SERIES_NAMES)?;
                 let mut meta = tx.open_table(META)?;
-                let mut raw = tx.open_table(RAW)?;
+                let mut raw = tx.open_table(RAW_OPEN)?;
+                let mut rows = Vec::with_capacity(iv.samples.len());
                 let mut intervals = tx.open_table(INTERVALS)?;
                 // After the wall clock went back, an interval may land on
                 // one already stored: it takes the next free millisecond
@@ -369,9 +371,10 @@ impl Store {
                             id
                         }
                     };
-                    raw.insert((id, at_ms), values.encode().as_slice())?;
+                    rows.push((id, values.encode()));
                     written += 1;
                 }
+                raw.insert(at_ms, raw_tail::encode(&mut rows).as_slice())?;
                 intervals.insert(at_ms, (iv.length_ms, written))?;
             }
             tx.commit()?;

@@ -2,24 +2,28 @@
 //! older one (see `schema.rs` for the versions).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 use tracing::info;
 
 use super::{
     Family, Kind, NEXT_ID_KEY, Retention, Store, StoreError, clock,
     clock::{Clock, SystemClock, Timeline},
-    recover,
+    raw_tail, recover,
     schema::{
-        self, H1, H1_CHUNKS, INTERVALS, M1, M1_CHUNKS, META, RAW, RAW_CHUNKS, SERIES, SERIES_NAMES,
+        self, H1, H1_CHUNKS, INTERVALS, M1, M1_CHUNKS, META, RAW, RAW_CHUNKS, RAW_OPEN, SERIES,
+        SERIES_NAMES,
     },
-    status,
+    status, stored,
 };
+
+/// Time of version-1 raw rows converted per transaction.
+const CONVERT_WINDOW_MS: u64 = 10 * 60_000;
 
 /// What a read transaction sees of the schema.
 enum Layout {
@@ -79,7 +83,9 @@ impl Store {
             #[cfg(test)]
             maintenance_hook: Mutex::new(None),
         };
-        if store.prepare()? {
+        let migrated = store.prepare()?;
+        // Also after a crash in the middle of a conversion.
+        if store.convert_v1_raw()? || migrated {
             store.seal_all_logged()?;
         }
         store.with_db(|db| {
@@ -101,6 +107,85 @@ impl Store {
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// Moves version 1's raw rows ([`RAW`], keyed by series) into the open
+    /// intervals ([`RAW_OPEN`]), [`CONVERT_WINDOW_MS`] of time per
+    /// transaction, oldest first, logging progress; then drops [`RAW`].
+    /// True when there was such a table.
+    fn convert_v1_raw(&self) -> Result<bool, StoreError> {
+        let mut moved = 0u64;
+        loop {
+            let step = self.with_db(|db| {
+                let tx = db.begin_write()?;
+                if !tx.list_tables()?.any(|t| t.name() == RAW.name()) {
+                    return Ok(None);
+                }
+                let series = stored::all_series(&tx)?;
+                let mut raw = tx.open_table(RAW)?;
+                let mut oldest: Option<u64> = None;
+                for (id, _) in &series {
+                    if let Some(row) = raw.range((*id, 0)..=(*id, u64::MAX))?.next() {
+                        let at = row?.0.value().1;
+                        oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                    }
+                }
+                let Some(from) = oldest else {
+                    drop(raw);
+                    tx.delete_table(RAW)?;
+                    tx.commit()?;
+                    return Ok(Some((0, true)));
+                };
+                let to = from.saturating_add(CONVERT_WINDOW_MS);
+                let mut per_at: BTreeMap<u64, Vec<(u32, Vec<u8>)>> = BTreeMap::new();
+                let mut n = 0;
+                for (id, _) in &series {
+                    for row in raw.extract_from_if((*id, from)..(*id, to), |_, _| true)? {
+                        let (k, v) = row?;
+                        per_at
+                            .entry(k.value().1)
+                            .or_default()
+                            .push((*id, v.value().to_vec()));
+                        n += 1;
+                    }
+                }
+                drop(raw);
+                let mut open = tx.open_table(RAW_OPEN)?;
+                for (at, mut rows) in per_at {
+                    if let Some(old) = open.get(at)?
+                        && let Some(view) = raw_tail::View::new(old.value())
+                    {
+                        let mut kept: Vec<(u32, Vec<u8>)> = (0..view.len())
+                            .filter_map(|i| view.get(i))
+                            .map(|(id, b)| (id, b.to_vec()))
+                            .collect();
+                        kept.append(&mut rows);
+                        rows = kept;
+                    }
+                    open.insert(at, raw_tail::encode(&mut rows).as_slice())?;
+                }
+                drop(open);
+                tx.commit()?;
+                Ok(Some((n, false)))
+            })?;
+            match step {
+                None => return Ok(moved > 0),
+                Some((_, true)) => {
+                    info!(
+                        rows = moved,
+                        "Converted the raw samples of the history file."
+                    );
+                    return Ok(true);
+                }
+                Some((n, false)) => {
+                    moved += n;
+                    info!(
+                        rows = moved,
+                        "Converting the raw samples of the history file into intervals."
+                    );
+                }
+            }
+        }
     }
 
     /// Checks the layout: initialises a new file, migrates an old one.
@@ -200,10 +285,10 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(META)?;
     tx.open_table(SERIES)?;
     tx.open_table(SERIES_NAMES)?;
-    tx.open_table(RAW)?;
     tx.open_table(M1)?;
     tx.open_table(H1)?;
     tx.open_table(INTERVALS)?;
+    tx.open_table(RAW_OPEN)?;
     tx.open_table(RAW_CHUNKS)?;
     tx.open_table(M1_CHUNKS)?;
     tx.open_table(H1_CHUNKS)?;
@@ -231,6 +316,7 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
 /// interval's length is its counter samples' (0 when it had none).
 fn migrate_v0(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     create_tables(tx)?;
+    tx.open_table(RAW)?;
     let mut rows: std::collections::BTreeMap<u64, (u32, u32)> = Default::default();
     {
         let raw = tx.open_table(RAW)?;

@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::{
     Agg, Family, History, IntervalRow, Point, Ranked, SeriesKey, Store, StoreError, Tier, bucket,
-    schema::{self, INTERVALS, META, SERIES},
+    raw_tail,
+    schema::{self, INTERVALS, META, RAW_OPEN, SERIES},
     stored,
 };
 
@@ -160,12 +161,18 @@ impl Store {
             let page = tx.stats()?.page_size() as u64;
             let mut out = [TierSize::default(); 3];
             for (i, t) in Tier::ALL.iter().enumerate() {
-                let tail = tx.open_table(t.table())?;
                 let chunks = tx.open_table(t.chunks())?;
-                let (a, b) = (tail.stats()?, chunks.stats()?);
+                let (tail_samples, a) = if *t == Tier::Raw {
+                    let open = tx.open_table(RAW_OPEN)?;
+                    (raw_tail::count(&open)?, open.stats()?)
+                } else {
+                    let tail = tx.open_table(t.table())?;
+                    (tail.len()?, tail.stats()?)
+                };
+                let b = chunks.stats()?;
                 out[i] = TierSize {
-                    samples: stored::count(&tail, &chunks)?,
-                    tail_samples: tail.len()?,
+                    samples: tail_samples + stored::count(&chunks)?,
+                    tail_samples,
                     chunks: chunks.len()?,
                     page_bytes: (a.leaf_pages()
                         + a.branch_pages()
@@ -186,7 +193,12 @@ impl Store {
             let rtx = db.begin_read()?;
             let mut out = [0; 3];
             for (i, t) in Tier::ALL.iter().enumerate() {
-                out[i] = stored::count(&rtx.open_table(t.table())?, &rtx.open_table(t.chunks())?)?;
+                let tail = if *t == Tier::Raw {
+                    raw_tail::count(&rtx.open_table(RAW_OPEN)?)?
+                } else {
+                    rtx.open_table(t.table())?.len()?
+                };
+                out[i] = tail + stored::count(&rtx.open_table(t.chunks())?)?;
             }
             Ok(out)
         })
@@ -250,11 +262,12 @@ fn read_tier(
     skipped: &mut u32,
 ) -> Result<Vec<(u64, Agg)>, StoreError> {
     let fam = key.family();
-    let tail = rtx.open_table(tier.table())?;
     let chunks = rtx.open_table(tier.chunks())?;
     let Some(step) = tier.step_ms() else {
-        return stored::read(&tail, &chunks, tier, fam, id, (from, to), skipped);
+        let open = rtx.open_table(RAW_OPEN)?;
+        return stored::read_raw(&open, &chunks, fam, id, (from, to), skipped);
     };
+    let tail = rtx.open_table(tier.table())?;
     let (below, done_key) = match tier {
         Tier::Minute => (Tier::Raw, schema::M1_DONE_KEY),
         _ => (Tier::Minute, schema::H1_DONE_KEY),
@@ -265,7 +278,7 @@ fn read_tier(
         .map(|v| v.value())
         .unwrap_or(0);
     let start = bucket(from, step);
-    let mut out = stored::read(
+    let mut out = stored::read_agg(
         &tail,
         &chunks,
         tier,

@@ -70,7 +70,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     Agg, Family, HOUR_MS, MINUTE_MS, Store, StoreError, Tier, Usage, Values, as_ms, bucket,
-    schema::{self, INTERVALS, META, SERIES, SERIES_NAMES},
+    raw_tail,
+    schema::{self, INTERVALS, META, RAW_OPEN, SERIES, SERIES_NAMES},
     status::Part,
     stored,
     supervise::Injector,
@@ -177,7 +178,9 @@ impl Store {
                 }
                 let series = stored::all_series(&tx)?;
                 {
-                    let raw = tx.open_table(Tier::Raw.table())?;
+                    let raw = tx.open_table(RAW_OPEN)?;
+                    let fams: std::collections::HashMap<u32, Family> =
+                        series.iter().copied().collect();
                     let mut m1 = tx.open_table(Tier::Minute.table())?;
                     let mut h1 = tx.open_table(Tier::Hour.table())?;
                     // Summed per bucket first: one merge per bucket.
@@ -197,14 +200,21 @@ impl Store {
                         else {
                             continue;
                         };
-                        for (id, fam) in &series {
-                            let Some(v) = raw.get((*id, at))? else {
-                                continue;
-                            };
-                            let Some(agg) = decode(Tier::Raw, *fam, v.value()) else {
+                        let Some(row) = raw.get(at)? else {
+                            continue;
+                        };
+                        let Some(view) = raw_tail::View::new(row.value()) else {
+                            debug!(at, "Skipping an undecodable interval.");
+                            continue;
+                        };
+                        for i in 0..view.len() {
+                            let Some((id, b)) = view.get(i) else { continue };
+                            let Some(fam) = fams.get(&id) else { continue };
+                            let Some(agg) = decode(Tier::Raw, *fam, b) else {
                                 debug!(series = id, "Skipping an undecodable sample.");
                                 continue;
                             };
+                            let id = &id;
                             add(&mut minutes, (*id, bucket(at, MINUTE_MS)), *fam, &agg);
                             let hour = bucket(at, HOUR_MS);
                             if hour < h1_done {
@@ -330,17 +340,35 @@ impl Store {
                     stop
                 };
                 {
-                    let src = tx.open_table(below.table())?;
+                    // The raw intervals of the window, read once.
+                    let mut raw = if below == Tier::Raw {
+                        let fams = series.iter().copied().collect();
+                        raw_tail::all(&tx.open_table(RAW_OPEN)?, &fams, (start, stop))?
+                    } else {
+                        Default::default()
+                    };
+                    let src = match below {
+                        Tier::Raw => None,
+                        _ => Some(tx.open_table(Tier::Minute.table())?),
+                    };
                     let mut dst = tx.open_table(above.table())?;
                     for (id, fam) in &series {
                         let mut buckets: Vec<(u64, Agg)> = Vec::new();
-                        for row in src.range((*id, start)..(*id, stop))? {
-                            let (k, v) = row?;
-                            match decode(below, *fam, v.value()) {
-                                Some(a) => {
-                                    super::fold_into(&mut buckets, bucket(k.value().1, step), &a)
+                        if let Some(src) = &src {
+                            for row in src.range((*id, start)..(*id, stop))? {
+                                let (k, v) = row?;
+                                match decode(below, *fam, v.value()) {
+                                    Some(a) => super::fold_into(
+                                        &mut buckets,
+                                        bucket(k.value().1, step),
+                                        &a,
+                                    ),
+                                    None => debug!(series = id, "Skipping an undecodable sample."),
                                 }
-                                None => debug!(series = id, "Skipping an undecodable sample."),
+                            }
+                        } else {
+                            for (at, v) in raw.remove(id).unwrap_or_default() {
+                                super::fold_into(&mut buckets, bucket(at, step), &Agg::of(&v));
                             }
                         }
                         for (at, mut agg) in buckets {
@@ -465,6 +493,13 @@ fn next_time(
     series: &[(u32, Family)],
     from: u64,
 ) -> Result<Option<u64>, StoreError> {
+    if tier == Tier::Raw {
+        let t = tx.open_table(RAW_OPEN)?;
+        return Ok(match t.range(from..)?.next() {
+            Some(row) => Some(row?.0.value()),
+            None => None,
+        });
+    }
     let t = tx.open_table(tier.table())?;
     let mut best: Option<u64> = None;
     for (id, _) in series {
@@ -521,8 +556,9 @@ fn forget_empty(
     ids: &mut std::collections::HashMap<String, u32>,
 ) -> Result<u64, StoreError> {
     let mut empty = Vec::new();
+    let open = raw_tail::ids(tx)?;
     for (id, _) in series {
-        let mut any = false;
+        let mut any = open.contains(id);
         for tier in Tier::ALL {
             if stored::has_data(tx, tier, *id)? {
                 any = true;

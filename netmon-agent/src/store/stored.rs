@@ -1,6 +1,7 @@
-//! Each tier's data in two tables: the open tail (one fixed-width row per
-//! sample or bucket, keyed `(series id, time)`) and the sealed chunks (one
-//! compressed chunk per series and time block, see `chunk.rs`).
+//! Each tier's data in two tables: the open tail (raw: one value per
+//! interval, see `raw_tail.rs`; aggregates: one fixed-width row per bucket,
+//! keyed `(series id, time)`) and the sealed chunks (one compressed chunk
+//! per series and time block, see `chunk.rs`).
 //!
 //! - **Writing** goes to the tail only: an interval's samples, a fold's
 //!   buckets. Nothing grows in place, and a crash loses at most the
@@ -27,8 +28,8 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use tracing::{debug, info, warn};
 
 use super::{
-    Agg, Family, Store, StoreError, Tier, Values, bucket, chunk,
-    schema::{self, META, SERIES_NAMES},
+    Agg, Family, Store, StoreError, Tier, Values, bucket, chunk, raw_tail,
+    schema::{self, META, RAW_OPEN, SERIES_NAMES},
     series::DecodeError,
 };
 
@@ -111,10 +112,9 @@ fn merge_sorted<E: Entry>(mut a: Vec<(u64, E)>, b: Vec<(u64, E)>) -> Vec<(u64, E
     out
 }
 
-/// Series `id`'s entries of a tier in `[from, to)`, oldest first; rows and
+/// Series `id`'s sealed entries of a tier in `[from, to)`, oldest first;
 /// chunks that do not decode are counted in `skipped`.
-fn entries<E: Entry>(
-    tail: &impl Rows,
+fn chunk_entries<E: Entry>(
     chunks: &impl Rows,
     block: u64,
     fam: Family,
@@ -132,10 +132,25 @@ fn entries<E: Entry>(
             }
         }
     }
+    Ok(sealed)
+}
+
+/// Series `id`'s stored buckets of an aggregate `tier` in `[from, to)`,
+/// oldest first.
+pub(super) fn read_agg(
+    tail: &impl Rows,
+    chunks: &impl Rows,
+    tier: Tier,
+    fam: Family,
+    id: u32,
+    (from, to): (u64, u64),
+    skipped: &mut u32,
+) -> Result<Vec<(u64, Agg)>, StoreError> {
+    let sealed = chunk_entries::<Agg>(chunks, tier.block_ms(), fam, id, (from, to), skipped)?;
     let mut open = Vec::new();
     for row in tail.range((id, from)..(id, to.max(from)))? {
         let (k, v) = row?;
-        match E::row(fam, v.value()) {
+        match Agg::row(fam, v.value()) {
             Some(e) => open.push((k.value().1, e)),
             None => *skipped += 1,
         }
@@ -143,25 +158,93 @@ fn entries<E: Entry>(
     Ok(merge_sorted(sealed, open))
 }
 
-/// Series `id`'s stored points of `tier` in `[from, to)` as buckets (a raw
-/// sample as a bucket of one), oldest first.
-pub(super) fn read(
-    tail: &impl Rows,
+/// Series `id`'s raw samples in `[from, to)` as buckets of one, oldest
+/// first: its chunks, then the open intervals.
+pub(super) fn read_raw(
+    open: &impl ReadableTable<u64, &'static [u8]>,
     chunks: &impl Rows,
-    tier: Tier,
     fam: Family,
     id: u32,
     range: (u64, u64),
     skipped: &mut u32,
 ) -> Result<Vec<(u64, Agg)>, StoreError> {
-    let block = tier.block_ms();
-    Ok(match tier {
-        Tier::Raw => entries::<Values>(tail, chunks, block, fam, id, range, skipped)?
-            .iter()
-            .map(|(at, v)| (*at, v.agg()))
-            .collect(),
-        _ => entries::<Agg>(tail, chunks, block, fam, id, range, skipped)?,
-    })
+    let sealed = chunk_entries::<Values>(chunks, Tier::Raw.block_ms(), fam, id, range, skipped)?;
+    let tail = raw_tail::series(open, fam, id, range, skipped)?;
+    Ok(merge_sorted(sealed, tail)
+        .iter()
+        .map(|(at, v)| (*at, v.agg()))
+        .collect())
+}
+
+/// Merges `new` entries of block `start` into series `id`'s chunk.
+fn merge_chunk<E: Entry>(
+    chunks: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
+    fam: Family,
+    id: u32,
+    start: u64,
+    new: Vec<(u64, E)>,
+) -> Result<(), StoreError> {
+    let old = match chunks.get((id, start))? {
+        Some(b) => E::decode_chunk(fam, start, b.value()).unwrap_or_else(|_| {
+            warn!(
+                series = id,
+                start, "Replacing an undecodable chunk while sealing."
+            );
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let all = merge_sorted(old, new);
+    chunks.insert((id, start), E::encode_chunk(fam, start, &all).as_slice())?;
+    Ok(())
+}
+
+/// Moves the open intervals below `horizon` into the raw chunks, at most
+/// about [`SEAL_ROWS`] samples; returns the samples moved, the chunks
+/// written and whether intervals below `horizon` are left.
+fn seal_raw(
+    tx: &WriteTransaction,
+    series: &[(u32, Family)],
+    horizon: u64,
+) -> Result<(u64, u64, bool), StoreError> {
+    let fams: std::collections::HashMap<u32, Family> = series.iter().copied().collect();
+    let mut open = tx.open_table(RAW_OPEN)?;
+    // The oldest intervals, up to the row budget.
+    let mut upto = None;
+    let mut rows = 0;
+    let mut more = false;
+    for row in open.range(..horizon)? {
+        let (k, v) = row?;
+        if rows >= SEAL_ROWS {
+            more = true;
+            break;
+        }
+        rows += raw_tail::View::new(v.value()).map_or(0, |v| v.len() as u64);
+        upto = Some(k.value() + 1);
+    }
+    let Some(upto) = upto else {
+        return Ok((0, 0, false));
+    };
+    let per_series = raw_tail::all(&open, &fams, (0, upto))?;
+    let mut chunks = tx.open_table(Tier::Raw.chunks())?;
+    let block = Tier::Raw.block_ms();
+    let mut written = 0;
+    let mut ids: Vec<u32> = per_series.keys().copied().collect();
+    ids.sort_unstable();
+    let mut per_series = per_series;
+    for id in ids {
+        let samples = per_series.remove(&id).unwrap_or_default();
+        let mut blocks: BTreeMap<u64, Vec<(u64, Values)>> = BTreeMap::new();
+        for (at, v) in samples {
+            blocks.entry(bucket(at, block)).or_default().push((at, v));
+        }
+        for (start, new) in blocks {
+            merge_chunk(&mut chunks, fams[&id], id, start, new)?;
+            written += 1;
+        }
+    }
+    open.retain_in(..upto, |_, _| false)?;
+    Ok((rows, written, more))
 }
 
 /// Moves series `id`'s tail rows below `horizon` into their chunks; returns
@@ -193,18 +276,7 @@ fn seal_series<E: Entry>(
     }
     let written = blocks.len() as u64;
     for (start, new) in blocks {
-        let old = match chunks.get((id, start))? {
-            Some(b) => E::decode_chunk(fam, start, b.value()).unwrap_or_else(|_| {
-                warn!(
-                    series = id,
-                    start, "Replacing an undecodable chunk while sealing."
-                );
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
-        let all = merge_sorted(old, new);
-        chunks.insert((id, start), E::encode_chunk(fam, start, &all).as_slice())?;
+        merge_chunk(chunks, fam, id, start, new)?;
     }
     tail.retain_in((id, 0)..(id, horizon), |_, _| false)?;
     Ok((rows, written))
@@ -260,7 +332,11 @@ impl Store {
                     let horizon = horizon(&tx, tier)?;
                     let series = all_series(&tx)?;
                     let (mut rows, mut chunks_written, mut resume) = (0, 0, None);
-                    {
+                    if tier == Tier::Raw {
+                        let (r, c, more) = seal_raw(&tx, &series, horizon)?;
+                        (rows, chunks_written) = (r, c);
+                        resume = more.then_some(0);
+                    } else {
                         let mut tail = tx.open_table(tier.table())?;
                         let mut chunks = tx.open_table(tier.chunks())?;
                         let block = tier.block_ms();
@@ -269,24 +345,14 @@ impl Store {
                                 resume = Some(*id);
                                 break;
                             }
-                            let (r, c) = match tier {
-                                Tier::Raw => seal_series::<Values>(
-                                    &mut tail,
-                                    &mut chunks,
-                                    block,
-                                    *fam,
-                                    *id,
-                                    horizon,
-                                )?,
-                                _ => seal_series::<Agg>(
-                                    &mut tail,
-                                    &mut chunks,
-                                    block,
-                                    *fam,
-                                    *id,
-                                    horizon,
-                                )?,
-                            };
+                            let (r, c) = seal_series::<Agg>(
+                                &mut tail,
+                                &mut chunks,
+                                block,
+                                *fam,
+                                *id,
+                                horizon,
+                            )?;
                             rows += r;
                             chunks_written += c;
                         }
@@ -347,14 +413,19 @@ pub(super) fn delete_before(
     cutoff: u64,
     whole: bool,
 ) -> Result<u64, StoreError> {
-    let mut tail = tx.open_table(tier.table())?;
     let mut chunks = tx.open_table(tier.chunks())?;
     let block = tier.block_ms();
     let mut n = 0;
+    if tier == Tier::Raw {
+        n += raw_tail::delete_before(tx, cutoff)?;
+    }
     for (id, _) in series {
-        for row in tail.extract_from_if((*id, 0)..(*id, cutoff), |_, _| true)? {
-            row?;
-            n += 1;
+        if tier != Tier::Raw {
+            let mut tail = tx.open_table(tier.table())?;
+            for row in tail.extract_from_if((*id, 0)..(*id, cutoff), |_, _| true)? {
+                row?;
+                n += 1;
+            }
         }
         let mut gone = Vec::new();
         for row in chunks.range((*id, 0)..(*id, cutoff))? {
@@ -395,7 +466,16 @@ pub(super) fn oldest(
     series: &[(u32, Family)],
 ) -> Result<Option<u64>, StoreError> {
     let mut best: Option<u64> = None;
-    for t in [tier.table(), tier.chunks()] {
+    if tier == Tier::Raw
+        && let Some(row) = tx.open_table(RAW_OPEN)?.first()?
+    {
+        best = Some(row.0.value());
+    }
+    let mut tables = vec![tier.chunks()];
+    if tier != Tier::Raw {
+        tables.push(tier.table());
+    }
+    for t in tables {
         let t = tx.open_table(t)?;
         for (id, _) in series {
             if let Some(row) = t.range((*id, 0)..=(*id, u64::MAX))?.next() {
@@ -407,9 +487,9 @@ pub(super) fn oldest(
     Ok(best)
 }
 
-/// Samples or buckets stored in `tier`: tail rows and chunk entries.
-pub(super) fn count(tail: &impl Rows, chunks: &impl Rows) -> Result<u64, StoreError> {
-    let mut n = tail.len()?;
+/// Entries in a tier's chunks.
+pub(super) fn count(chunks: &impl Rows) -> Result<u64, StoreError> {
+    let mut n = 0;
     for row in chunks.iter()? {
         n += chunk::count(row?.1.value()).unwrap_or(0);
     }

@@ -8,6 +8,7 @@ use redb::{Database, ReadableDatabase};
 
 use super::record::{self, Recorder};
 use super::*;
+use crate::store::schema::RAW;
 use crate::{collect::Telemetry, snapshot::Snapshot, traffic};
 
 const T0: u64 = 1_800_000_000_000; // a whole hour, ms since the epoch
@@ -958,4 +959,75 @@ fn a_full_queue_drops_the_oldest_intervals_and_counts_them() {
     assert_eq!(kept, [T0 + 4000, T0 + 3000, T0 + 2000], "the oldest went");
     let r = s.status().report();
     assert_eq!((r.dropped, r.queue_capacity, r.queued), (2, 3, 0));
+}
+
+#[test]
+fn sealing_into_chunks_keeps_every_point_and_merges_a_late_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    // 40 minutes at 10 s: a device with traffic in two of three intervals,
+    // a gauge with a gap.
+    let n = 240u64;
+    for i in 0..n {
+        let mut samples = vec![temp(if i % 50 == 3 {
+            f64::NAN
+        } else {
+            40.0 + (i % 7) as f64
+        })];
+        if i % 3 != 0 {
+            samples.push(dev("a", i * 1_000 + i % 11));
+        }
+        s.write(&iv(T0 + i * 10_000, samples)).unwrap();
+    }
+    let now = T0 + n * 10_000;
+    let read = |s: &Store| -> Vec<History> {
+        let mut out = Vec::new();
+        for name in ["device/eth0/a", "temperature/cpu"] {
+            for tier in [Tier::Raw, Tier::Minute] {
+                out.push(s.query(name, 0, u64::MAX, Some(tier), now).unwrap());
+            }
+        }
+        out
+    };
+    let before = read(&s);
+    let rep = s.maintain(now).unwrap();
+    // Raw blocks of 15 minutes below the folded 40th minute: two sealed.
+    assert_eq!(rep.sealed.chunks[0], 4, "{rep:?}");
+    assert_eq!(rep.sealed.rows[0], 180 + 120, "{rep:?}");
+    let sizes = s.tier_sizes().unwrap();
+    assert_eq!(sizes[0].chunks, 4);
+    assert_eq!(sizes[0].tail_samples, 60 + 40, "the last 10 minutes");
+    // Same points, sealed or not (compare through JSON: NaN-free).
+    let json = |h: &[History]| serde_json::to_string(h).unwrap();
+    assert_eq!(json(&read(&s)), json(&before));
+    // The wall clock went back: an interval lands in a sealed block. It is
+    // folded into its minute and merged into the block's chunk.
+    let late = T0 + 5 * 60_000 + 5_000;
+    s.write(&iv(late, vec![dev("a", 7)])).unwrap();
+    let rep = s.maintain(now + 1).unwrap();
+    assert_eq!(rep.folded[0], 1, "{rep:?}");
+    assert_eq!(rep.sealed.rows[0], 1, "{rep:?}");
+    let raw = s
+        .query("device/eth0/a", late, late + 1, Some(Tier::Raw), now)
+        .unwrap();
+    assert_eq!(raw.points.len(), 1);
+    assert_eq!(sum(&raw.points[0], "tx_bytes"), 7);
+    let m = s
+        .query(
+            "device/eth0/a",
+            T0 + 5 * 60_000,
+            T0 + 6 * 60_000,
+            Some(Tier::Minute),
+            now,
+        )
+        .unwrap();
+    let want: u64 = (30..36u64)
+        .filter(|i| i % 3 != 0)
+        .map(|i| i * 1_000 + i % 11)
+        .sum();
+    assert_eq!(sum(&m.points[0], "tx_bytes"), want + 7);
+    assert_eq!(
+        s.counts().unwrap()[0],
+        before[0].points.len() as u64 + n + 1
+    );
 }
