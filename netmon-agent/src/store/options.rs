@@ -170,13 +170,13 @@ impl Tier {
         }
     }
 
-    /// The time block one chunk holds: 15 minutes of raw samples (900 at
+    /// The time block one chunk holds: 30 minutes of raw samples (1,800 at
     /// 1 s), 6 hours of minutes (360), 7 days of hours (168). A block is
     /// sealed once it is complete and folded into the tier above, so the
     /// open tail holds at most about one block of each tier.
     pub fn block_ms(self) -> u64 {
         match self {
-            Tier::Raw => 15 * MINUTE_MS,
+            Tier::Raw => 30 * MINUTE_MS,
             Tier::Minute => 6 * HOUR_MS,
             Tier::Hour => 7 * 24 * HOUR_MS,
         }

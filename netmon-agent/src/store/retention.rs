@@ -32,7 +32,8 @@
 //!    already folded into hours, then hours; only when all of those are
 //!    gone, what is left (the newest raw samples and minutes not folded
 //!    yet). Each cut deletes everything of its tier older than `oldest +
-//!    max(age / 16, one block)` (but not past what is folded), then
+//!    max(age / 16, 1 min)` (but not past what is folded; a chunk that
+//!    starts before the cut goes whole), then
 //!    measures again.
 //!
 //! Each step runs in ordinary write transactions, so queries (read
@@ -514,7 +515,7 @@ fn next_time(
 /// The next cut of the size budget: the finest tier with data that is
 /// folded into the tier above (raw below `m1_done`, minutes below
 /// `h1_done`, any hour), else the finest with any data; and the time before
-/// which its data goes: `oldest + max(age / 16, one block)`, but not past
+/// which its data goes: `oldest + max(age / 16, 1 min)`, but not past
 /// the folded data in the first case.
 fn budget_cut(
     tx: &WriteTransaction,
@@ -530,9 +531,9 @@ fn budget_cut(
     for tier in Tier::ALL {
         oldest[tier as usize] = stored::oldest(tx, tier, series)?;
     }
-    let step = |tier: Tier, from: u64| {
-        from.saturating_add((now_ms.saturating_sub(from) / 16).max(tier.block_ms()))
-    };
+    // A chunk starting before the cut goes whole, so any step makes progress.
+    let step =
+        |_: Tier, from: u64| from.saturating_add((now_ms.saturating_sub(from) / 16).max(MINUTE_MS));
     for (tier, limit) in [
         (Tier::Raw, m1_done),
         (Tier::Minute, h1_done),

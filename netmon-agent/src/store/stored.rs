@@ -171,8 +171,22 @@ pub(super) fn read_raw(
     let sealed = chunk_entries::<Values>(chunks, Tier::Raw.block_ms(), fam, id, range, skipped)?;
     let tail = raw_tail::series(open, fam, id, range, skipped)?;
     Ok(merge_sorted(sealed, tail)
-        .iter()
-        .map(|(at, v)| (*at, v.agg()))
+        .into_iter()
+        .map(|(at, v)| match v {
+            // Moved, not copied: a day of raw samples is 86,400 of them.
+            Values::Counter {
+                interval_ms,
+                deltas,
+            } => (
+                at,
+                Agg::Counter {
+                    covered_ms: u64::from(interval_ms),
+                    samples: 1,
+                    sums: deltas,
+                },
+            ),
+            gauge => (at, gauge.agg()),
+        })
         .collect())
 }
 
