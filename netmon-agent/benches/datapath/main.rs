@@ -47,8 +47,9 @@
 //! (default 1: with more, senders and `b`'s NAPI thread share cores),
 //! `--flows 1,2000,flood` and `--hooks xdp,tc-in,tc-eg` (parts 1-2's
 //! traffic and hooks; default all);
-//! `--datapath`, `--drains`, `--collectors`, `--history` or `--alerts` run
-//! parts 1-2, part 3, part 6, parts 7-8 or part 9 alone, `--agent` parts 3 and 5 (the agent's
+//! `--datapath`, `--drains`, `--collectors`, `--history`, `--store` or
+//! `--alerts` run parts 1-2, part 3, part 6, parts 7-8, part 7 or part 9
+//! alone, `--agent` parts 3 and 5 (the agent's
 //! drain and memory); `--hostile` runs only the hostile part (a
 //! random-source flood, `benches/hostile/mod.rs`) for `--flood-seconds S`
 //! (default 300).
@@ -101,6 +102,12 @@ fn main() {
 
     if opts.only_collectors {
         part6_collectors::part6();
+        return;
+    }
+    if opts.only_store {
+        let h = part7_store::part7();
+        summary_header();
+        part7_store::summary(&h);
         return;
     }
     if opts.only_history {
@@ -164,6 +171,8 @@ struct Options {
     only_collectors: bool,
     /// Parts 7 and 8 alone (`--history`).
     only_history: bool,
+    /// Part 7 alone (`--store`).
+    only_store: bool,
     /// Parts 1 and 2 alone (`--datapath`).
     only_datapath: bool,
     /// The hostile part alone (`--hostile`).
@@ -193,6 +202,7 @@ impl Options {
             senders: 1,
             only_collectors: false,
             only_history: false,
+            only_store: false,
             only_datapath: false,
             only_hostile: false,
             only_agent: false,
@@ -220,6 +230,7 @@ impl Options {
                 "--senders" => opts.senders = value("--senders") as usize,
                 "--collectors" => opts.only_collectors = true,
                 "--history" => opts.only_history = true,
+                "--store" => opts.only_store = true,
                 "--datapath" => opts.only_datapath = true,
                 "--hostile" => opts.only_hostile = true,
                 "--agent" => opts.only_agent = true,
@@ -247,7 +258,7 @@ impl Options {
                         .collect();
                 }
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --agent, --alerts, --hostile, --flood-seconds S"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --store, --agent, --alerts, --hostile, --flood-seconds S"
                 ),
             }
         }

@@ -1,7 +1,19 @@
-//! Part 7: the history store (redb), in process: write rate, bytes per
-//! sample, and long-range queries.
+//! Part 7: the history store (redb), in process: write rate and write
+//! amplification, bytes per stored sample of each tier from the file's
+//! size with 1,000 devices of mixed traffic, long-range queries, and how
+//! many such devices the default size budget holds.
+//!
+//! The traffic model (deterministic): of 1,000 devices, 50 are busy (a
+//! sample every interval: 20 kB-2 MB and the matching packets each way),
+//! 250 light (bursts of 5-60 s of traffic, 1-30 kB a second, in about a
+//! fifth of the time) and 700 idle (a keepalive of one small packet each
+//! way every 30-90 s). A device without traffic in an interval has no
+//! sample, as in the agent. Interval times and lengths carry a few ms of
+//! jitter, as the agent's drain does.
 
 use std::time::{Duration, Instant};
+
+use netmon_agent::store::{Family, Interval, Retention, SeriesKey, Store, Tier, Values};
 
 use crate::harness::median;
 
@@ -9,25 +21,31 @@ use crate::harness::median;
 const STORE_SERIES: usize = 1000;
 /// Intervals written in it.
 const STORE_INTERVALS: u64 = 60;
+/// Devices of the mixed-traffic model.
+const DEVICES: usize = 1000;
+const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % (7 * 86_400_000);
 
 pub struct HistoryBench {
     samples_per_s: f64,
     intervals_per_s: f64,
-    /// Allocated bytes per stored sample, all tiers together.
-    bytes_per_sample: f64,
-    /// Samples in the raw, 1-minute and 1-hour tiers.
+    /// Bytes the writes sent to the disk, per sample and per interval.
+    written_per_sample: f64,
+    written_per_interval: f64,
+    /// Bytes of compacted file per raw sample, 1-minute and 1-hour bucket,
+    /// and how many of each the measurement freed.
+    tier_bytes: [f64; 3],
     tier_samples: [u64; 3],
-    /// Per tier: bytes of its B-tree pages and of its keys and values, per
-    /// sample.
-    tier_bytes: [(f64, f64); 3],
+    /// Per device and second: raw samples; per device and minute / hour:
+    /// buckets (the model's rates).
+    rates: [f64; 3],
+    devices_held: f64,
     day_raw_ms: f64,
     day_raw_points: usize,
     month_minute_ms: f64,
     month_minute_points: usize,
 }
 
-fn device_interval(at_ms: u64, length_ms: u32, devices: usize) -> netmon_agent::store::Interval {
-    use netmon_agent::store::{Family, Interval, SeriesKey, Values};
+fn device_interval(at_ms: u64, length_ms: u32, devices: usize) -> Interval {
     Interval {
         at_ms,
         length_ms,
@@ -46,6 +64,100 @@ fn device_interval(at_ms: u64, length_ms: u32, devices: usize) -> netmon_agent::
     }
 }
 
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The mixed traffic of [`DEVICES`] devices, interval after interval.
+struct Model {
+    rng: Rng,
+    /// Light devices: seconds of burst left; idle: seconds to the next
+    /// keepalive.
+    left: Vec<u64>,
+}
+
+impl Model {
+    fn new() -> Model {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let left = (0..DEVICES).map(|_| rng.below(90)).collect();
+        Model { rng, left }
+    }
+
+    fn key(i: usize) -> SeriesKey {
+        let mac = format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256);
+        SeriesKey::new(Family::Device, &["eth0", &mac])
+    }
+
+    /// The samples of an interval of `secs` seconds ending at `at_ms`.
+    fn interval(&mut self, at_ms: u64, secs: u64) -> Interval {
+        let jitter = self.rng.below(7) as u32;
+        let length_ms = (secs * 1000) as u32 + jitter;
+        // Intervals over a minute: a minute's pattern, scaled.
+        let (secs, scale) = (secs.min(60), secs / secs.min(60));
+        let mut samples = Vec::new();
+        for i in 0..DEVICES {
+            let r = &mut self.rng;
+            let (tx, rx) = if i < 50 {
+                // Busy: every second, in varied amounts.
+                let base = 20_000 + r.below(2_000_000);
+                (base * secs, (base / 8 + r.below(50_000)) * secs)
+            } else if i < 300 {
+                // Light: bursts.
+                let mut bytes = 0;
+                for _ in 0..secs {
+                    if self.left[i] > 0 {
+                        self.left[i] -= 1;
+                        bytes += 1000 + r.below(30_000);
+                    } else if r.below(100) < 4 {
+                        self.left[i] = 5 + r.below(55);
+                    }
+                }
+                (bytes, bytes / 3)
+            } else {
+                // Idle: a keepalive now and then.
+                let mut bytes = 0;
+                for _ in 0..secs {
+                    if self.left[i] == 0 {
+                        self.left[i] = 30 + r.below(60);
+                        bytes += 60 + r.below(60);
+                    } else {
+                        self.left[i] -= 1;
+                    }
+                }
+                (bytes, bytes)
+            };
+            if tx == 0 && rx == 0 {
+                continue;
+            }
+            let (tx, rx) = (tx * scale, rx * scale);
+            let pk = |b: u64| b.div_ceil(1200).max(1);
+            samples.push((
+                Model::key(i),
+                Values::Counter {
+                    interval_ms: length_ms,
+                    deltas: vec![tx, pk(tx), rx, pk(rx)],
+                },
+            ));
+        }
+        Interval {
+            at_ms: at_ms + u64::from(jitter),
+            length_ms,
+            samples,
+        }
+    }
+}
+
 /// Median wall time of `runs` calls of `f`, in ms, and its last result.
 pub fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut times = Vec::new();
@@ -58,56 +170,190 @@ pub fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     (median(times), last.expect("runs > 0"))
 }
 
-pub fn part7() -> HistoryBench {
-    use netmon_agent::store::{Retention, Store, Tier};
-    println!("\n## Part 7: history store (redb)\n");
-    let retention = Retention {
-        raw: Duration::from_secs(48 * 3600),
-        minute: Duration::from_secs(30 * 86400),
-        hour: Duration::from_secs(730 * 86400),
-        size_budget: 1 << 30,
+/// Bytes this process has caused to be written to storage.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The file's size once compacted (a copy, through redb): pages in use,
+/// B-tree overhead included, free pages left out.
+fn compacted_size(path: &std::path::Path) -> u64 {
+    let copy = path.with_extension("compacted");
+    std::fs::copy(path, &copy).expect("copying the file");
+    let mut db = redb::Database::create(&copy).expect("opening the copy");
+    while db.compact().expect("compacting") {}
+    drop(db);
+    let n = std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&copy);
+    n
+}
+
+/// Maintains until nothing is left to fold at `now`.
+fn settle(st: &Store, now: u64) {
+    for _ in 0..1000 {
+        let m = st.maintain(now).expect("maintenance");
+        if m.folded == [0, 0] {
+            break;
+        }
+    }
+}
+
+/// Writes `n` intervals of `secs` seconds of the model from `start`,
+/// maintaining every `maintain_every` intervals; returns the raw samples.
+fn write_model(st: &Store, m: &mut Model, start: u64, n: u64, secs: u64, every: u64) -> u64 {
+    let mut samples = 0;
+    for k in 1..=n {
+        let at = start + k * secs * 1000;
+        let iv = m.interval(at, secs);
+        samples += iv.samples.len() as u64;
+        st.write(&iv).expect("writing");
+        if k % every == 0 {
+            st.maintain(at).expect("maintenance");
+        }
+    }
+    samples
+}
+
+/// Bytes per raw sample, per 1-minute and per 1-hour bucket, from the
+/// compacted file's size: each tier's data is written at its own
+/// resolution, sealed, then deleted by a zero retention, and the file's
+/// shrinkage divided by what was deleted. Returns the figures, the counts
+/// and the model's rates.
+fn tier_bytes(dir: &std::path::Path) -> ([f64; 3], [u64; 3], [f64; 3]) {
+    let keep = Retention::default();
+    // Retentions that drop the `n` finest tiers.
+    let drop_tiers = |n: usize| Retention {
+        raw: if n >= 1 { Duration::ZERO } else { keep.raw },
+        minute: if n >= 2 { Duration::ZERO } else { keep.minute },
+        hour: if n >= 3 { Duration::ZERO } else { keep.hour },
+        ..keep
     };
+    let mut out = [0.0; 3];
+    let mut counts = [0; 3];
+    let mut rates = [0.0; 3];
+    // Each tier at its resolution, long enough that the open tail (about a
+    // block) is a small share as at steady state: 8 h of 1 s intervals; 3
+    // days of 1-minute intervals; 26 weeks of 1-hour intervals (each
+    // interval becomes one raw sample, then one bucket of the tier).
+    for (t, (secs, n)) in [(1u64, 8 * 3600u64), (60, 3 * 1440), (3600, 26 * 7 * 24)]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.join(format!("tier{t}.redb"));
+        let mut m = Model::new();
+        let now = T0 + (n + 1) * secs * 1000;
+        {
+            let st = Store::open(&path, keep).expect("opening a store");
+            let samples = write_model(&st, &mut m, T0, n, secs, 60);
+            settle(&st, now);
+            if t == 0 {
+                rates[0] = samples as f64 / (DEVICES as f64 * (n * secs) as f64);
+            }
+        }
+        // Drop the finer tiers first, then measure the tier itself.
+        let st = Store::open(&path, drop_tiers(t)).expect("opening");
+        settle(&st, now);
+        let before = st.counts().expect("counts");
+        drop(st);
+        let size_with = compacted_size(&path);
+        let st = Store::open(&path, drop_tiers(t + 1)).expect("opening");
+        let rep = st.maintain(now).expect("maintenance");
+        let after = st.counts().expect("counts");
+        drop(st);
+        let size_without = compacted_size(&path);
+        let gone = before[t] - after[t];
+        counts[t] = gone;
+        out[t] = size_with.saturating_sub(size_without) as f64 / gone.max(1) as f64;
+        if t > 0 {
+            // Buckets per device and bucket of the tier.
+            rates[t] = before[t] as f64 / (DEVICES as f64 * n as f64);
+        }
+        println!(
+            "tier {}: {gone} of {:?} stored deleted ({:?} expired), compacted file {size_with} -> {size_without} bytes: {:.2} B each",
+            ["raw", "1 minute", "1 hour"][t],
+            before,
+            rep.expired,
+            out[t]
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+    (out, counts, rates)
+}
+
+pub fn part7() -> HistoryBench {
+    println!("\n## Part 7: history store (redb, compressed chunks)\n");
+    let retention = Retention::default();
     // Writes on the real disk: one fsync per interval is the cost.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
     let st = Store::open(&dir.path().join("w.redb"), retention).expect("opening a store");
     let t0 = 1_700_000_000_000u64;
+    let w0 = written_bytes();
     let start = Instant::now();
     for i in 0..STORE_INTERVALS {
         st.write(&device_interval(t0 + i * 1000, 1000, STORE_SERIES))
             .expect("writing an interval");
     }
     let wall = start.elapsed().as_secs_f64();
+    let written = written_bytes().saturating_sub(w0) as f64;
     let samples_per_s = (STORE_INTERVALS as usize * STORE_SERIES) as f64 / wall;
     let intervals_per_s = STORE_INTERVALS as f64 / wall;
+    let written_per_interval = written / STORE_INTERVALS as f64;
+    let written_per_sample = written_per_interval / STORE_SERIES as f64;
     println!(
-        "writes: {STORE_INTERVALS} intervals of {STORE_SERIES} device samples in {wall:.2} s: {samples_per_s:.0} samples/s ({intervals_per_s:.0} intervals/s, one transaction and fsync each)"
+        "writes: {STORE_INTERVALS} intervals of {STORE_SERIES} device samples in {wall:.2} s: {samples_per_s:.0} samples/s ({intervals_per_s:.0} intervals/s, one transaction and fsync each); {written_per_interval:.0} bytes written to the disk per interval, {written_per_sample:.0} per sample (the row is 48)"
+    );
+    drop(st);
+
+    // Bytes per stored sample of each tier, on tmpfs (the disk's fsyncs
+    // would take minutes), with the mixed traffic of 1,000 devices.
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
+    let (tier_bytes, tier_samples, rates) = tier_bytes(shm.path());
+    // One device's share of the default retentions, at the model's rates.
+    let per_device = rates[0] * 48.0 * 3600.0 * tier_bytes[0]
+        + rates[1] * 30.0 * 1440.0 * tier_bytes[1]
+        + rates[2] * 730.0 * 24.0 * tier_bytes[2];
+    let devices_held = retention.data_budget() as f64 / per_device;
+    println!(
+        "model: {:.3} raw samples per device and second, {:.3} buckets per device and minute, {:.3} per device and hour; one device's default retentions take {:.0} kB; the default budget (1 GiB, pages in use kept within half of it) holds {devices_held:.0} devices",
+        rates[0],
+        rates[1],
+        rates[2],
+        per_device / 1000.0
     );
 
-    // Long ranges, built on tmpfs (the disk's fsyncs would take minutes):
-    // a day of 1 s raw samples and 30 days of 1-minute aggregates of one
-    // device among 10.
-    let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs directory");
+    // Long ranges: a day of 1 s raw samples and 30 days of 1-minute
+    // aggregates of one device among 10, folded and sealed.
     let path = shm.path().join("h.redb");
     let st = Store::open(&path, retention).expect("opening a store");
-    let now = 1_700_000_000_000u64 + 31 * 86_400_000;
+    let now = T0 + 31 * 86_400_000;
     let month_start = now - 30 * 86_400_000;
     let day_start = now - 86_400_000;
     let mut at = month_start;
+    let mut k = 0u64;
     while at < day_start {
         st.write(&device_interval(at, 60_000, 10)).expect("writing");
         at += 60_000;
+        k += 1;
+        if k.is_multiple_of(1440) {
+            st.maintain(at).expect("maintenance");
+        }
     }
     while at < now {
         st.write(&device_interval(at, 1000, 10)).expect("writing");
         at += 1000;
-    }
-    // Fold minutes and hours (several passes: it works in chunks).
-    for _ in 0..200 {
-        let m = st.maintain(now).expect("maintenance");
-        if m.folded == [0, 0] {
-            break;
+        k += 1;
+        if k.is_multiple_of(3600) {
+            st.maintain(at).expect("maintenance");
         }
     }
+    settle(&st, now);
     let series = "device/eth0/02:00:00:00:00:00";
     let (day_raw_ms, day) = timed(5, || {
         st.query(series, day_start, now, Some(Tier::Raw), now)
@@ -122,44 +368,27 @@ pub fn part7() -> HistoryBench {
         day.points.len(),
         month.points.len()
     );
-    let usage = st.usage().expect("usage");
-    let counts = st.counts().expect("counts");
-    let stored: u64 = counts.iter().sum();
-    // Allocated bytes shared out by each tier's share of the samples.
-    let per_sample = usage.used_bytes as f64 / stored.max(1) as f64;
-    println!(
-        "size: {} samples (raw {}, 1 m {}, 1 h {}) in {:.1} MiB allocated: {per_sample:.0} bytes per stored sample",
-        stored,
-        counts[0],
-        counts[1],
-        counts[2],
-        usage.used_bytes as f64 / (1 << 20) as f64
-    );
-    let tiers = st.tier_sizes().expect("tier sizes");
-    let tier_bytes = tiers.map(|t| {
-        let n = t.samples.max(1) as f64;
-        (t.page_bytes as f64 / n, t.stored_bytes as f64 / n)
-    });
-    println!(
-        "\n| tier | samples | B-tree pages | bytes per sample (pages) | bytes per sample (keys and values) |"
-    );
+    let sizes = st.tier_sizes().expect("tier sizes");
+    println!("\n| tier | samples | of which in the open tail | chunks | B-tree pages |");
     println!("|---|---:|---:|---:|---:|");
-    for (name, (t, (pages, stored))) in ["raw", "1 minute", "1 hour"]
-        .iter()
-        .zip(tiers.iter().zip(tier_bytes))
-    {
+    for (name, t) in ["raw", "1 minute", "1 hour"].iter().zip(sizes.iter()) {
         println!(
-            "| {name} | {} | {:.1} MiB | {pages:.0} | {stored:.0} |",
+            "| {name} | {} | {} | {} | {:.1} MiB |",
             t.samples,
+            t.tail_samples,
+            t.chunks,
             t.page_bytes as f64 / (1 << 20) as f64
         );
     }
     HistoryBench {
         samples_per_s,
         intervals_per_s,
-        bytes_per_sample: per_sample,
-        tier_samples: counts,
+        written_per_sample,
+        written_per_interval,
         tier_bytes,
+        tier_samples,
+        rates,
+        devices_held,
         day_raw_ms,
         day_raw_points: day.points.len(),
         month_minute_ms,
@@ -170,24 +399,34 @@ pub fn part7() -> HistoryBench {
 /// Part 7's summary rows.
 pub fn summary(h: &HistoryBench) {
     println!(
-        "| history writes ({STORE_SERIES} device samples an interval, one transaction each) | {:.0} samples/s ({:.0} intervals/s) | - | - |",
+        "| history writes ({STORE_SERIES} device samples an interval, one transaction and fsync each, on disk) | {:.0} samples/s ({:.0} intervals/s) | >= 200,000 samples/s | - |",
         h.samples_per_s, h.intervals_per_s
     );
     println!(
-        "| history bytes per stored sample (allocated pages / samples; raw {}, 1 m {}, 1 h {}) | {:.0} B | - | - |",
-        h.tier_samples[0], h.tier_samples[1], h.tier_samples[2], h.bytes_per_sample
+        "| history write amplification (bytes sent to the disk) | {:.0} B per sample, {:.0} B per interval | - | - |",
+        h.written_per_sample, h.written_per_interval
     );
-    for (name, (pages, stored)) in ["raw", "1-minute", "1-hour"].iter().zip(h.tier_bytes) {
+    for (i, name) in ["raw sample", "1-minute bucket", "1-hour bucket"]
+        .iter()
+        .enumerate()
+    {
         println!(
-            "| history bytes per stored sample, {name} tier (B-tree pages; keys and values) | {pages:.0} B; {stored:.0} B | - | - |"
+            "| history on disk per {name}, 1,000 mixed devices (compacted file size / {} deleted) | {:.2} B | {} | - |",
+            h.tier_samples[i],
+            h.tier_bytes[i],
+            if i == 0 { "<= 4 B" } else { "<= 8 B" }
         );
     }
     println!(
-        "| history query: 24 h of one device, raw ({} points) | {:.1} ms | - | - |",
+        "| devices the default 1 GiB budget holds for 48 h raw + 30 days of minutes + 730 days of hours ({:.3} samples/device/s, {:.3} buckets/device/minute, {:.3}/device/hour) | {:.0} | >= 1,000 | - |",
+        h.rates[0], h.rates[1], h.rates[2], h.devices_held
+    );
+    println!(
+        "| history query: 24 h of one device, raw ({} points) | {:.1} ms | <= 20 ms | - |",
         h.day_raw_points, h.day_raw_ms
     );
     println!(
-        "| history query: 30 days of one device at 1 minute ({} points) | {:.1} ms | - | - |",
+        "| history query: 30 days of one device at 1 minute ({} points) | {:.1} ms | <= 20 ms | - |",
         h.month_minute_points, h.month_minute_ms
     );
 }

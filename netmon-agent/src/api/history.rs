@@ -879,10 +879,11 @@ mod tests {
         assert!(store.usage().unwrap().used_bytes > budget);
         let (addr, _runtime) = serve(Arc::clone(&store));
 
-        // The last five minutes of one series, which the budget keeps.
+        // The last five minutes of one series, per minute: the budget
+        // deletes the raw samples first (they are folded), the minutes stay.
         let first = n - 30;
         let path = format!(
-            "/api/v1/history?series=device/eth0/042&step=raw&from={}&to={}",
+            "/api/v1/history?series=device/eth0/042&step=1m&from={}&to={}",
             ms_time(t0 + first * STEP_MS),
             ms_time(now),
         );
@@ -900,8 +901,12 @@ mod tests {
                     )
                 })
                 .collect();
-            let want: Vec<(u64, u64, u64)> = (first..n)
-                .map(|i| (t0 + i * STEP_MS, i + 1, 2 * (i + 1)))
+            let per_minute = 60_000 / STEP_MS;
+            let want: Vec<(u64, u64, u64)> = (first / per_minute..n / per_minute)
+                .map(|m| {
+                    let tx: u64 = (m * per_minute..(m + 1) * per_minute).map(|i| i + 1).sum();
+                    (t0 + m * 60_000, tx, 2 * tx)
+                })
                 .collect();
             assert_eq!(got, want, "{when}");
         };

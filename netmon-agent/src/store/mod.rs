@@ -30,14 +30,20 @@
 //! threads after a panic.
 
 pub mod alert_log;
+pub mod chunk;
 pub mod clock;
 pub mod labels;
+mod open;
+mod options;
+mod query;
+mod raw_tail;
 pub mod record;
 pub mod recover;
 pub mod retention;
 pub mod schema;
 pub mod series;
 pub mod status;
+mod stored;
 pub mod supervise;
 
 use std::{
@@ -45,190 +51,19 @@ use std::{
     io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock, TryLockError},
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableTable};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use clock::{Clock, Now, SystemClock, Timeline};
-use schema::{H1, INTERVALS, M1, META, RAW, SERIES, SERIES_NAMES};
+use clock::{Clock, Now, Timeline};
+pub use options::{FILE_NAME, Options, Retention, Tier, as_ms, epoch_ms};
+use options::{HOUR_MS, MINUTE_MS};
+use query::fold_into;
+pub use query::{TierSize, Usage};
+use schema::{INTERVALS, META, RAW_OPEN, SERIES, SERIES_NAMES};
 pub use series::{Agg, Family, FieldValue, Kind, Point, SeriesKey, Values};
-
-/// The history file's name in the state directory (`--state-dir`), where
-/// it is kept unless `--store-path` says otherwise.
-pub const FILE_NAME: &str = "netmon.redb";
-
-const MINUTE_MS: u64 = 60_000;
-const HOUR_MS: u64 = 3_600_000;
-
-/// History options.
-#[derive(Clone, Debug, clap::Args)]
-#[group(id = "store-options")]
-pub struct Options {
-    /// The history database file (created with its directory if missing).
-    /// Default: netmon.redb in the state directory (--state-dir).
-    #[arg(long, value_name = "PATH", env = "NETMON_STORE_PATH")]
-    pub store_path: Option<PathBuf>,
-
-    /// Run without history: no file is opened, the history endpoints answer
-    /// 503.
-    #[arg(long, env = "NETMON_NO_HISTORY")]
-    pub no_history: bool,
-
-    /// How long raw interval samples are kept.
-    #[arg(long, default_value = "48h", value_parser = crate::units::parse_duration, env = "NETMON_STORE_RAW_RETENTION")]
-    pub store_raw_retention: Duration,
-
-    /// How long 1-minute aggregates are kept.
-    #[arg(long, default_value = "30days", value_parser = crate::units::parse_duration, env = "NETMON_STORE_MINUTE_RETENTION")]
-    pub store_minute_retention: Duration,
-
-    /// How long 1-hour aggregates are kept.
-    #[arg(long, default_value = "730days", value_parser = crate::units::parse_duration, env = "NETMON_STORE_HOUR_RETENTION")]
-    pub store_hour_retention: Duration,
-
-    /// Disk space for the history file (e.g. 512MiB, 1GiB). The oldest data
-    /// goes first when the pages in use reach half of it: the file keeps
-    /// freed pages for reuse and settles near this size.
-    #[arg(long, default_value = "1GiB", value_parser = crate::units::parse_size, env = "NETMON_STORE_SIZE_BUDGET")]
-    pub store_size_budget: u64,
-
-    /// Flows stored per interval: the interval's top N by bytes.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000), env = "NETMON_STORE_FLOWS_PER_INTERVAL")]
-    pub store_flows_per_interval: u32,
-
-    /// Intervals kept in memory while the history file cannot be written
-    /// (disk full, busy); beyond it the oldest are dropped, counted and
-    /// logged.
-    #[arg(long, default_value_t = record::MAX_PENDING as u32, value_parser = clap::value_parser!(u32).range(1..=86_400), env = "NETMON_STORE_QUEUE_INTERVALS")]
-    pub store_queue_intervals: u32,
-
-    /// How often downsampling, expiry and the size budget run.
-    #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_STORE_MAINTENANCE_INTERVAL")]
-    pub store_maintenance_interval: Duration,
-}
-
-impl Options {
-    /// The history file: `--store-path`, else [`FILE_NAME`] in `state_dir`.
-    pub fn path(&self, state_dir: &Path) -> PathBuf {
-        self.store_path
-            .clone()
-            .unwrap_or_else(|| state_dir.join(FILE_NAME))
-    }
-
-    pub fn retention(&self) -> Retention {
-        Retention {
-            raw: self.store_raw_retention,
-            minute: self.store_minute_retention,
-            hour: self.store_hour_retention,
-            size_budget: self.store_size_budget,
-        }
-    }
-}
-
-/// How long each tier keeps its data, and the size budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Retention {
-    pub raw: Duration,
-    pub minute: Duration,
-    pub hour: Duration,
-    /// Bytes the file should take on disk. The pages in use are kept within
-    /// [`Retention::data_budget`] of it, which leaves room for the free
-    /// pages redb keeps (see `retention.rs`); redb's growth steps can take
-    /// the file a little past it.
-    pub size_budget: u64,
-}
-
-impl Retention {
-    /// The share of [`Retention::size_budget`] the pages in use may take:
-    /// redb grows a file by doubling it and keeps freed pages inside it, so
-    /// a file settles at about twice its pages in use (measured: 2.1-2.4
-    /// times), which keeps it near the size budget.
-    pub const DATA_SHARE: f64 = 0.5;
-
-    /// Bytes of pages in use the file may hold.
-    pub fn data_budget(&self) -> u64 {
-        (self.size_budget as f64 * Self::DATA_SHARE) as u64
-    }
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            raw: Duration::from_secs(48 * 3600),
-            minute: Duration::from_secs(30 * 86_400),
-            hour: Duration::from_secs(730 * 86_400),
-            size_budget: 1 << 30,
-        }
-    }
-}
-
-/// A resolution of the history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// One sample per collection interval.
-    Raw,
-    /// 1-minute aggregates.
-    Minute,
-    /// 1-hour aggregates.
-    Hour,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Raw, Tier::Minute, Tier::Hour];
-
-    /// Bucket width in ms (`None` for raw).
-    pub fn step_ms(self) -> Option<u64> {
-        match self {
-            Tier::Raw => None,
-            Tier::Minute => Some(MINUTE_MS),
-            Tier::Hour => Some(HOUR_MS),
-        }
-    }
-
-    pub fn retention(self, r: &Retention) -> Duration {
-        match self {
-            Tier::Raw => r.raw,
-            Tier::Minute => r.minute,
-            Tier::Hour => r.hour,
-        }
-    }
-
-    fn table(self) -> redb::TableDefinition<'static, (u32, u64), &'static [u8]> {
-        match self {
-            Tier::Raw => RAW,
-            Tier::Minute => M1,
-            Tier::Hour => H1,
-        }
-    }
-
-    /// The finest tier whose retention still covers `from_ms`: a range that
-    /// starts within the raw retention is read raw (48 h by default), one
-    /// within the minute retention per minute, anything older per hour.
-    pub fn for_range(from_ms: u64, now_ms: u64, r: &Retention) -> Tier {
-        let age = now_ms.saturating_sub(from_ms);
-        if age <= as_ms(r.raw) {
-            Tier::Raw
-        } else if age <= as_ms(r.minute) {
-            Tier::Minute
-        } else {
-            Tier::Hour
-        }
-    }
-}
-
-/// `d` in ms, saturating.
-pub fn as_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `t` in ms since the epoch (0 before it).
-pub fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(as_ms).unwrap_or(0)
-}
 
 /// One collection interval: every sample written together.
 #[derive(Clone, Debug, PartialEq)]
@@ -397,86 +232,7 @@ pub struct Store {
     maintenance_hook: Mutex<Option<retention::StepHook>>,
 }
 
-/// What a read transaction sees of the schema.
-enum Layout {
-    Empty,
-    Versioned(u64),
-    Foreign,
-}
-
 impl Store {
-    /// Opens (or creates) the history at `path`, migrating an older layout
-    /// and refusing a newer one.
-    pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
-        Store::open_with_clock(path, retention, Arc::new(SystemClock))
-    }
-
-    /// [`Store::open`] with the time read from `clock`.
-    pub fn open_with_clock(
-        path: &Path,
-        retention: Retention,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Store, StoreError> {
-        Store::open_inner(path, retention, clock).map_err(|e| recover::name_permission(e, path))
-    }
-
-    fn open_inner(
-        path: &Path,
-        retention: Retention,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-                path: dir.to_owned(),
-                source,
-            })?;
-        }
-        if !path.exists() {
-            create_atomically(path, retention, &clock)?;
-        }
-        Store::open_existing(path, retention, clock)
-    }
-
-    fn open_existing(
-        path: &Path,
-        retention: Retention,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Store, StoreError> {
-        let db = open_db(path)?;
-        let store = Store {
-            path: path.to_owned(),
-            db: RwLock::new(Some(db)),
-            ids: Mutex::new(HashMap::new()),
-            retention,
-            clock,
-            timeline: Timeline::default(),
-            status: status::Status::default(),
-            stopping: Default::default(),
-            #[cfg(test)]
-            maintenance_hook: Mutex::new(None),
-        };
-        store.prepare()?;
-        store.with_db(|db| {
-            let rtx = db.begin_read()?;
-            let meta = rtx.open_table(META)?;
-            let get =
-                |k| -> Result<Option<u64>, StoreError> { Ok(meta.get(k)?.map(|v| v.value())) };
-            if let (Some(boot), Some(steady_ms), Some(tracked_ms)) = (
-                get(schema::CLOCK_BOOT_KEY)?,
-                get(schema::CLOCK_STEADY_KEY)?,
-                get(schema::CLOCK_TRACKED_KEY)?,
-            ) {
-                store.timeline.resume(clock::Saved {
-                    boot,
-                    steady_ms,
-                    tracked_ms,
-                });
-            }
-            Ok(())
-        })?;
-        Ok(store)
-    }
-
     /// The time now, from the store's clock; a jump of the wall clock since
     /// the last reading is logged (see `clock.rs`).
     pub fn now(&self) -> Now {
@@ -510,54 +266,6 @@ impl Store {
 
     pub fn retention(&self) -> &Retention {
         &self.retention
-    }
-
-    /// Checks the layout: initialises a new file, migrates an old one.
-    fn prepare(&self) -> Result<(), StoreError> {
-        self.with_db(|db| {
-            let layout = {
-                let rtx = db.begin_read()?;
-                match rtx.open_table(META) {
-                    Ok(meta) => Layout::Versioned(
-                        meta.get(schema::VERSION_KEY)?
-                            .map(|v| v.value())
-                            .unwrap_or(0),
-                    ),
-                    Err(redb::TableError::TableDoesNotExist(_)) => {
-                        if rtx.list_tables()?.next().is_none() {
-                            Layout::Empty
-                        } else {
-                            Layout::Foreign
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            match layout {
-                Layout::Foreign => Err(StoreError::Foreign {
-                    path: self.path.clone(),
-                }),
-                Layout::Versioned(v) if v > schema::SCHEMA_VERSION => Err(StoreError::Newer {
-                    path: self.path.clone(),
-                    found: v,
-                    supported: schema::SCHEMA_VERSION,
-                }),
-                Layout::Versioned(v) if v == schema::SCHEMA_VERSION => Ok(()),
-                Layout::Versioned(v) => {
-                    info!(path = %self.path.display(), from = v, to = schema::SCHEMA_VERSION, "Migrating the history file.");
-                    migrate(db, v)
-                }
-                Layout::Empty => {
-                    let tx = db.begin_write()?;
-                    create_tables(&tx)?;
-                    tx.open_table(META)?
-                        .insert(schema::VERSION_KEY, schema::SCHEMA_VERSION)?;
-                    tx.commit()?;
-                    info!(path = %self.path.display(), "Created the history file.");
-                    Ok(())
-                }
-            }
-        })
     }
 
     /// Runs `f` on the open database. A database closed by an I/O error is
@@ -601,7 +309,7 @@ impl Store {
         if w.is_none() {
             // The id cache holds only committed ids of this same file: it
             // stays valid.
-            *w = Some(open_db(&self.path)?);
+            *w = Some(open::open_db(&self.path)?);
             info!(path = %self.path.display(), "Re-opened the history file.");
         }
         Ok(())
@@ -625,7 +333,8 @@ impl Store {
                 let mut series = tx.open_table(SERIES)?;
                 let mut names = tx.open_table(SERIES_NAMES)?;
                 let mut meta = tx.open_table(META)?;
-                let mut raw = tx.open_table(RAW)?;
+                let mut raw = tx.open_table(RAW_OPEN)?;
+                let mut rows = Vec::with_capacity(iv.samples.len());
                 let mut intervals = tx.open_table(INTERVALS)?;
                 // After the wall clock went back, an interval may land on
                 // one already stored: it takes the next free millisecond
@@ -663,9 +372,10 @@ impl Store {
                             id
                         }
                     };
-                    raw.insert((id, at_ms), values.encode().as_slice())?;
+                    rows.push((id, values.encode()));
                     written += 1;
                 }
+                raw.insert(at_ms, raw_tail::encode(&mut rows).as_slice())?;
                 intervals.insert(at_ms, (iv.length_ms, written))?;
             }
             tx.commit()?;
@@ -674,310 +384,9 @@ impl Store {
             Ok(())
         })
     }
-
-    /// Reads `series` over `[from_ms, to_ms)`, oldest first, from `tier`
-    /// (default: [`Tier::for_range`]). The aggregate tiers include the
-    /// newest buckets not folded yet, computed from the tier below.
-    pub fn query(
-        &self,
-        series: &str,
-        from_ms: u64,
-        to_ms: u64,
-        tier: Option<Tier>,
-        now_ms: u64,
-    ) -> Result<History, StoreError> {
-        let key =
-            SeriesKey::parse(series).ok_or_else(|| StoreError::UnknownSeries(series.into()))?;
-        let tier = tier.unwrap_or_else(|| Tier::for_range(from_ms, now_ms, &self.retention));
-        self.with_db(|db| {
-            let rtx = db.begin_read()?;
-            let id = rtx
-                .open_table(SERIES)?
-                .get(key.as_str())?
-                .map(|v| v.value())
-                .ok_or_else(|| StoreError::UnknownSeries(series.into()))?;
-            let mut skipped = 0;
-            let points = read_tier(&rtx, tier, &key, id, from_ms, to_ms, &mut skipped)?
-                .into_iter()
-                .map(|(at, agg)| Point::new(key.family(), at, &agg))
-                .collect();
-            Ok(History {
-                series: key.as_str().to_owned(),
-                family: key.family(),
-                kind: key.family().kind(),
-                tier,
-                step_seconds: tier.step_ms().map(|s| s as f64 / 1000.0),
-                points,
-                skipped,
-            })
-        })
-    }
-
-    /// The `n` series of `family` with the largest `field` over `[from_ms,
-    /// to_ms)` (a counter's sum, a gauge's average), largest first. Series
-    /// without a value in the window are left out.
-    pub fn top(
-        &self,
-        family: Family,
-        field: &str,
-        from_ms: u64,
-        to_ms: u64,
-        n: usize,
-        now_ms: u64,
-    ) -> Result<Vec<Ranked>, StoreError> {
-        let Some(fi) = family.fields().iter().position(|f| *f == field) else {
-            return Ok(Vec::new());
-        };
-        let tier = Tier::for_range(from_ms, now_ms, &self.retention);
-        self.with_db(|db| {
-            let rtx = db.begin_read()?;
-            let series = rtx.open_table(SERIES)?;
-            let mut ranked = Vec::new();
-            let mut skipped = 0;
-            for entry in series_of(&series, family)? {
-                let (name, id) = entry;
-                let Some(key) = SeriesKey::parse(&name) else {
-                    continue;
-                };
-                let mut total: Option<Agg> = None;
-                for (_, agg) in read_tier(&rtx, tier, &key, id, from_ms, to_ms, &mut skipped)? {
-                    match &mut total {
-                        None => total = Some(agg),
-                        Some(t) => {
-                            t.merge(&agg);
-                        }
-                    }
-                }
-                if let Some(t) = total
-                    && let Some(value) = t.score(fi)
-                {
-                    ranked.push(Ranked {
-                        series: name,
-                        value,
-                        total: Point::new(family, from_ms, &t),
-                    });
-                }
-            }
-            ranked.sort_by(|a, b| b.value.total_cmp(&a.value));
-            ranked.truncate(n);
-            Ok(ranked)
-        })
-    }
-
-    /// The newest `limit` intervals, newest first.
-    pub fn latest(&self, limit: usize) -> Result<Vec<IntervalRow>, StoreError> {
-        self.with_db(|db| {
-            let rtx = db.begin_read()?;
-            let t = rtx.open_table(INTERVALS)?;
-            let mut out = Vec::with_capacity(limit.min(1024));
-            for row in t.iter()?.rev().take(limit) {
-                let (k, v) = row?;
-                let (length_ms, samples) = v.value();
-                out.push(IntervalRow {
-                    at_ms: k.value(),
-                    length_ms,
-                    samples,
-                });
-            }
-            Ok(out)
-        })
-    }
-
-    /// The stored series' names, of one family or all, sorted.
-    pub fn series(&self, family: Option<Family>) -> Result<Vec<String>, StoreError> {
-        self.with_db(|db| {
-            let rtx = db.begin_read()?;
-            let t = rtx.open_table(SERIES)?;
-            let mut out = Vec::new();
-            match family {
-                Some(f) => out.extend(series_of(&t, f)?.into_iter().map(|(n, _)| n)),
-                None => {
-                    for row in t.iter()? {
-                        out.push(row?.0.value().to_owned());
-                    }
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Bytes in the file's pages in use, and the file's length.
-    pub fn usage(&self) -> Result<Usage, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_write()?;
-            let s = tx.stats()?;
-            tx.abort()?;
-            let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-            Ok(Usage {
-                used_bytes: s.allocated_pages() * s.page_size() as u64,
-                stored_bytes: s.stored_bytes(),
-                file_bytes,
-            })
-        })
-    }
-
-    /// Samples and space per tier (raw, 1-minute, 1-hour).
-    pub fn tier_sizes(&self) -> Result<[TierSize; 3], StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_write()?;
-            let page = tx.stats()?.page_size() as u64;
-            let mut out = [TierSize::default(); 3];
-            for (i, t) in Tier::ALL.iter().enumerate() {
-                let table = tx.open_table(t.table())?;
-                let stats = table.stats()?;
-                out[i] = TierSize {
-                    samples: table.len()?,
-                    page_bytes: (stats.leaf_pages() + stats.branch_pages()) * page,
-                    stored_bytes: stats.stored_bytes(),
-                };
-            }
-            tx.abort()?;
-            Ok(out)
-        })
-    }
-
-    /// Samples stored per tier.
-    pub fn counts(&self) -> Result<[u64; 3], StoreError> {
-        self.with_db(|db| {
-            let rtx = db.begin_read()?;
-            let mut out = [0; 3];
-            for (i, t) in Tier::ALL.iter().enumerate() {
-                out[i] = rtx.open_table(t.table())?.len()?;
-            }
-            Ok(out)
-        })
-    }
 }
 
-/// Space one tier's table takes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct TierSize {
-    /// Samples stored.
-    pub samples: u64,
-    /// Bytes of the table's B-tree pages (leaf and branch).
-    pub page_bytes: u64,
-    /// Bytes of its keys and values alone.
-    pub stored_bytes: u64,
-}
-
-/// Space used by the history file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    /// Bytes of allocated pages: what the size budget limits.
-    pub used_bytes: u64,
-    /// Bytes of keys and values (no indexing overhead).
-    pub stored_bytes: u64,
-    /// The file's length (includes free pages until compaction).
-    pub file_bytes: u64,
-}
-
-/// Creates a new history file beside `path` and renames it into place
-/// once its schema is committed: a crash while redb writes a new file's
-/// header would otherwise leave a file that cannot be opened (the crash test
-/// found it). A leftover from such a crash is never the real file: it is
-/// replaced.
-fn create_atomically(
-    path: &Path,
-    retention: Retention,
-    clock: &Arc<dyn Clock>,
-) -> Result<(), StoreError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".creating");
-    let tmp = PathBuf::from(tmp);
-    let io_err = |source| StoreError::Dir {
-        path: path.to_owned(),
-        source,
-    };
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
-    drop(Store::open_existing(&tmp, retention, Arc::clone(clock))?);
-    std::fs::rename(&tmp, path).map_err(io_err)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err)?;
-    }
-    Ok(())
-}
-
-fn open_db(path: &Path) -> Result<Database, StoreError> {
-    Database::builder()
-        .create(path)
-        .map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })
-}
-
-fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-    tx.open_table(META)?;
-    tx.open_table(SERIES)?;
-    tx.open_table(SERIES_NAMES)?;
-    tx.open_table(RAW)?;
-    tx.open_table(M1)?;
-    tx.open_table(H1)?;
-    tx.open_table(INTERVALS)?;
-    Ok(())
-}
-
-/// Brings a file of layout `from` to the current one, in one transaction: a
-/// crash during migration leaves the old layout, migrated again next time.
-fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
-    let tx = db.begin_write()?;
-    if from == 0 {
-        migrate_v0(&tx)?;
-    }
-    tx.open_table(META)?
-        .insert(schema::VERSION_KEY, schema::SCHEMA_VERSION)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// Version 0 → 1: builds the interval table from the raw samples. An
-/// interval's length is its counter samples' (0 when it had none).
-fn migrate_v0(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-    create_tables(tx)?;
-    let mut rows: std::collections::BTreeMap<u64, (u32, u32)> = Default::default();
-    {
-        let raw = tx.open_table(RAW)?;
-        let names = tx.open_table(SERIES_NAMES)?;
-        for row in raw.iter()? {
-            let (k, v) = row?;
-            let (id, at) = k.value();
-            let e = rows.entry(at).or_default();
-            e.1 += 1;
-            let counter = names
-                .get(id)?
-                .and_then(|n| Family::of(n.value()))
-                .is_some_and(|f| f.kind() == Kind::Counter);
-            if counter && v.value().len() >= 4 {
-                e.0 = e.0.max(u32::from_le_bytes([
-                    v.value()[0],
-                    v.value()[1],
-                    v.value()[2],
-                    v.value()[3],
-                ]));
-            }
-        }
-    }
-    let mut t = tx.open_table(INTERVALS)?;
-    for (at, row) in rows {
-        t.insert(at, row)?;
-    }
-    // Version 0 allocated ids as max + 1; keep allocating above them.
-    let next = tx
-        .open_table(SERIES_NAMES)?
-        .last()?
-        .map(|(k, _)| k.value() + 1)
-        .unwrap_or(0);
-    tx.open_table(META)?.insert(NEXT_ID_KEY, u64::from(next))?;
-    Ok(())
-}
-
-const NEXT_ID_KEY: &str = "next_series_id";
+pub(crate) const NEXT_ID_KEY: &str = "next_series_id";
 
 fn next_series_id(meta: &mut redb::Table<&str, u64>) -> Result<u32, StoreError> {
     let next = meta.get(NEXT_ID_KEY)?.map(|v| v.value()).unwrap_or(0);
@@ -987,92 +396,12 @@ fn next_series_id(meta: &mut redb::Table<&str, u64>) -> Result<u32, StoreError> 
     Ok(id)
 }
 
-/// The `(name, id)` of every series of `family`.
-fn series_of(
-    t: &impl ReadableTable<&'static str, u32>,
-    family: Family,
-) -> Result<Vec<(String, u32)>, StoreError> {
-    let name = family.as_str();
-    // Names are `family` or `family/...`: '/' + 1 is '0'.
-    let hi = format!("{name}0");
-    let mut out = Vec::new();
-    for row in t.range::<&str>(name..hi.as_str())? {
-        let (k, v) = row?;
-        if Family::of(k.value()) == Some(family) {
-            out.push((k.value().to_owned(), v.value()));
-        }
-    }
-    Ok(out)
-}
-
 /// Bucket start of `t` for a step.
 fn bucket(t: u64, step: u64) -> u64 {
     t - t % step
 }
 
-/// Points of series `id` in `[from, to)` at `tier`: the tier's stored
-/// buckets up to its folded watermark, then buckets folded on the fly from
-/// the tier below (which does the same, down to raw).
-fn read_tier(
-    rtx: &redb::ReadTransaction,
-    tier: Tier,
-    key: &SeriesKey,
-    id: u32,
-    from: u64,
-    to: u64,
-    skipped: &mut u32,
-) -> Result<Vec<(u64, Agg)>, StoreError> {
-    let fam = key.family();
-    let n = fam.fields().len();
-    let table = rtx.open_table(tier.table())?;
-    let Some(step) = tier.step_ms() else {
-        let mut out = Vec::new();
-        for row in table.range((id, from)..(id, to))? {
-            let (k, v) = row?;
-            match Values::decode(fam.kind(), n, v.value()) {
-                Ok(vals) => out.push((k.value().1, Agg::of(&vals))),
-                Err(_) => *skipped += 1,
-            }
-        }
-        return Ok(out);
-    };
-    let (below, done_key) = match tier {
-        Tier::Minute => (Tier::Raw, schema::M1_DONE_KEY),
-        _ => (Tier::Minute, schema::H1_DONE_KEY),
-    };
-    let done = rtx
-        .open_table(META)?
-        .get(done_key)?
-        .map(|v| v.value())
-        .unwrap_or(0);
-    let start = bucket(from, step);
-    let mut out = Vec::new();
-    for row in table.range((id, start)..(id, to.min(done)))? {
-        let (k, v) = row?;
-        match Agg::decode(fam.kind(), n, v.value()) {
-            Ok(a) => out.push((k.value().1, a)),
-            Err(_) => *skipped += 1,
-        }
-    }
-    let tail_from = start.max(done);
-    if tail_from < to {
-        for (at, agg) in read_tier(rtx, below, key, id, tail_from, to, skipped)? {
-            fold_into(&mut out, bucket(at, step), &agg);
-        }
-    }
-    Ok(out)
-}
-
-/// Adds `agg` to the bucket at `b`, appending it when it is newer than the
-/// last (inputs come in time order).
-fn fold_into(out: &mut Vec<(u64, Agg)>, b: u64, agg: &Agg) {
-    match out.last_mut() {
-        Some((at, last)) if *at == b => {
-            last.merge(agg);
-        }
-        _ => out.push((b, agg.clone())),
-    }
-}
-
+#[cfg(test)]
+mod migrate_tests;
 #[cfg(test)]
 mod tests;

@@ -18,14 +18,23 @@
 //!    merged into their 1-minute buckets, and into their 1-hour buckets
 //!    when those are folded already. So data written at any time is folded
 //!    exactly once, wherever the clock put it.
-//! 2. **Expire** each tier's data older than its retention, but never data
+//! 2. **Seal** each tier's complete, folded blocks from its open tail into
+//!    compressed chunks (see `stored.rs`).
+//! 3. **Expire** each tier's data older than its retention, but never data
 //!    that is not folded into the next tier yet (late intervals included);
-//!    interval rows go with the raw samples. Series with no data left in
-//!    any tier are forgotten.
-//! 3. **Size budget**: while the pages in use exceed the data budget
-//!    ([`super::Retention::data_budget`], half the size budget), delete
-//!    the oldest data first, whatever its tier: everything older than
-//!    `oldest + max(age / 16, 1 min)` in every tier, and measure again.
+//!    interval rows go with the raw samples. A chunk goes once its whole
+//!    block is past the retention. Series with no data left in any tier are
+//!    forgotten.
+//! 4. **Size budget**: while the pages in use exceed the data budget
+//!    ([`super::Retention::data_budget`], half the size budget), delete in
+//!    tier order, so the coarsest tier is the last to lose anything: first
+//!    raw samples already folded into minutes, oldest first, then minutes
+//!    already folded into hours, then hours; only when all of those are
+//!    gone, what is left (the newest raw samples and minutes not folded
+//!    yet). Each cut deletes everything of its tier older than `oldest +
+//!    max(age / 16, 1 min)` (but not past what is folded; a chunk that
+//!    starts before the cut goes whole), then
+//!    measures again.
 //!
 //! Each step runs in ordinary write transactions, so queries (read
 //! transactions, which see the last commit) are answered all along. The
@@ -62,8 +71,10 @@ use tracing::{debug, info, warn};
 
 use super::{
     Agg, Family, HOUR_MS, MINUTE_MS, Store, StoreError, Tier, Usage, Values, as_ms, bucket,
-    schema::{self, INTERVALS, META, SERIES, SERIES_NAMES},
+    raw_tail,
+    schema::{self, INTERVALS, META, RAW_OPEN, SERIES, SERIES_NAMES},
     status::Part,
+    stored,
     supervise::Injector,
 };
 
@@ -91,8 +102,12 @@ pub struct Maintenance {
     pub folded: [u64; 2],
     /// Samples expired from the raw, 1-minute and 1-hour tiers.
     pub expired: [u64; 3],
+    /// Tail rows sealed into chunks, and chunks written, per tier.
+    pub sealed: super::stored::Sealed,
     /// Samples deleted (all tiers) to keep within the size budget.
     pub over_budget: u64,
+    /// Of which per tier (raw, 1-minute, 1-hour).
+    pub over_budget_by_tier: [u64; 3],
     /// Series forgotten because nothing of them was left.
     pub forgotten_series: u64,
     /// Space after the run.
@@ -127,6 +142,7 @@ impl Store {
         if self.is_stopping() {
             return Ok(report);
         }
+        report.sealed = self.seal(&mut |_| {})?;
         self.expire(now.expiry_ms, &mut report)?;
         self.enforce_budget(now.expiry_ms, &mut report)?;
         report.usage = Some(self.usage()?);
@@ -161,9 +177,11 @@ impl Store {
                 if late.is_empty() {
                     return Ok(false);
                 }
-                let series = all_series(&tx)?;
+                let series = stored::all_series(&tx)?;
                 {
-                    let raw = tx.open_table(Tier::Raw.table())?;
+                    let raw = tx.open_table(RAW_OPEN)?;
+                    let fams: std::collections::HashMap<u32, Family> =
+                        series.iter().copied().collect();
                     let mut m1 = tx.open_table(Tier::Minute.table())?;
                     let mut h1 = tx.open_table(Tier::Hour.table())?;
                     // Summed per bucket first: one merge per bucket.
@@ -183,14 +201,21 @@ impl Store {
                         else {
                             continue;
                         };
-                        for (id, fam) in &series {
-                            let Some(v) = raw.get((*id, at))? else {
-                                continue;
-                            };
-                            let Some(agg) = decode(Tier::Raw, *fam, v.value()) else {
+                        let Some(row) = raw.get(at)? else {
+                            continue;
+                        };
+                        let Some(view) = raw_tail::View::new(row.value()) else {
+                            debug!(at, "Skipping an undecodable interval.");
+                            continue;
+                        };
+                        for i in 0..view.len() {
+                            let Some((id, b)) = view.get(i) else { continue };
+                            let Some(fam) = fams.get(&id) else { continue };
+                            let Some(agg) = decode(Tier::Raw, *fam, b) else {
                                 debug!(series = id, "Skipping an undecodable sample.");
                                 continue;
                             };
+                            let id = &id;
                             add(&mut minutes, (*id, bucket(at, MINUTE_MS)), *fam, &agg);
                             let hour = bucket(at, HOUR_MS);
                             if hour < h1_done {
@@ -262,7 +287,7 @@ impl Store {
     }
 
     #[cfg(test)]
-    fn maintenance_step(&self, step: &'static str) {
+    pub(super) fn maintenance_step(&self, step: &'static str) {
         let mut hook = self
             .maintenance_hook
             .lock()
@@ -273,9 +298,9 @@ impl Store {
     }
 
     #[cfg(not(test))]
-    fn maintenance_step(&self, _step: &'static str) {}
+    pub(super) fn maintenance_step(&self, _step: &'static str) {}
 
-    fn lock_ids(&self) -> MutexGuard<'_, std::collections::HashMap<String, u32>> {
+    pub(super) fn lock_ids(&self) -> MutexGuard<'_, std::collections::HashMap<String, u32>> {
         self.ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -296,7 +321,7 @@ impl Store {
             let more = self.with_db(|db| {
                 let tx = db.begin_write()?;
                 let done = tx.open_table(META)?.get(done_key)?.map(|v| v.value());
-                let series = all_series(&tx)?;
+                let series = stored::all_series(&tx)?;
                 // Skip stretches without data (the agent was off).
                 let start = match next_time(&tx, below, &series, done.unwrap_or(0))? {
                     Some(t) => bucket(t, step).max(done.unwrap_or(0)),
@@ -316,17 +341,35 @@ impl Store {
                     stop
                 };
                 {
-                    let src = tx.open_table(below.table())?;
+                    // The raw intervals of the window, read once.
+                    let mut raw = if below == Tier::Raw {
+                        let fams = series.iter().copied().collect();
+                        raw_tail::all(&tx.open_table(RAW_OPEN)?, &fams, (start, stop))?
+                    } else {
+                        Default::default()
+                    };
+                    let src = match below {
+                        Tier::Raw => None,
+                        _ => Some(tx.open_table(Tier::Minute.table())?),
+                    };
                     let mut dst = tx.open_table(above.table())?;
                     for (id, fam) in &series {
                         let mut buckets: Vec<(u64, Agg)> = Vec::new();
-                        for row in src.range((*id, start)..(*id, stop))? {
-                            let (k, v) = row?;
-                            match decode(below, *fam, v.value()) {
-                                Some(a) => {
-                                    super::fold_into(&mut buckets, bucket(k.value().1, step), &a)
+                        if let Some(src) = &src {
+                            for row in src.range((*id, start)..(*id, stop))? {
+                                let (k, v) = row?;
+                                match decode(below, *fam, v.value()) {
+                                    Some(a) => super::fold_into(
+                                        &mut buckets,
+                                        bucket(k.value().1, step),
+                                        &a,
+                                    ),
+                                    None => debug!(series = id, "Skipping an undecodable sample."),
                                 }
-                                None => debug!(series = id, "Skipping an undecodable sample."),
+                            }
+                        } else {
+                            for (at, v) in raw.remove(id).unwrap_or_default() {
+                                super::fold_into(&mut buckets, bucket(at, step), &Agg::of(&v));
                             }
                         }
                         for (at, mut agg) in buckets {
@@ -377,7 +420,7 @@ impl Store {
                         .and_then(|t| t.parse::<u64>().ok())
                 })
                 .unwrap_or(u64::MAX);
-            let series = all_series(&tx)?;
+            let series = stored::all_series(&tx)?;
             for (i, tier) in Tier::ALL.into_iter().enumerate() {
                 let cutoff = now_ms.saturating_sub(as_ms(tier.retention(&self.retention)));
                 let cutoff = match tier {
@@ -385,7 +428,7 @@ impl Store {
                     Tier::Minute => cutoff.min(h1_done),
                     Tier::Hour => cutoff,
                 };
-                report.expired[i] += delete_before(&tx, tier, &series, cutoff)?;
+                report.expired[i] += stored::delete_before(&tx, tier, &series, cutoff, true)?;
                 if tier == Tier::Raw {
                     tx.open_table(INTERVALS)?
                         .retain_in(0..cutoff, |_, _| false)?;
@@ -413,54 +456,35 @@ impl Store {
             let mut ids = self.lock_ids();
             let cut = self.with_db(|db| {
                 let tx = db.begin_write()?;
-                let series = all_series(&tx)?;
-                let mut oldest = None::<u64>;
-                for tier in Tier::ALL {
-                    if let Some(t) = next_time(&tx, tier, &series, 0)? {
-                        oldest = Some(oldest.map_or(t, |o| o.min(t)));
-                    }
-                }
-                let Some(oldest) = oldest else {
+                let series = stored::all_series(&tx)?;
+                let Some((tier, cut)) = budget_cut(&tx, &series, now_ms)? else {
                     return Ok(None);
                 };
-                let cut = oldest + (now_ms.saturating_sub(oldest) / 16).max(MINUTE_MS);
-                let mut n = 0;
-                for tier in Tier::ALL {
-                    n += delete_before(&tx, tier, &series, cut)?;
+                let n = stored::delete_before(&tx, tier, &series, cut, false)?;
+                if tier == Tier::Raw {
+                    tx.open_table(INTERVALS)?.retain_in(0..cut, |_, _| false)?;
                 }
-                tx.open_table(INTERVALS)?.retain_in(0..cut, |_, _| false)?;
                 report.over_budget += n;
+                report.over_budget_by_tier[tier as usize] += n;
                 report.forgotten_series += forget_empty(&tx, &series, &mut ids)?;
                 self.maintenance_step("budget");
                 tx.commit()?;
-                Ok(Some(cut))
+                Ok(Some((tier, cut)))
             })?;
             drop(ids);
             match cut {
-                Some(cut) => warn!(
+                Some((tier, cut)) => warn!(
                     used_bytes = usage.used_bytes,
                     budget = self.retention.size_budget,
+                    ?tier,
                     before_ms = cut,
-                    "History over its size budget: deleted the oldest data."
+                    "History over its size budget: deleted the oldest data of the finest tier left."
                 ),
                 None => return Ok(()),
             }
         }
         Ok(())
     }
-}
-
-/// Every series' id and family.
-fn all_series(tx: &WriteTransaction) -> Result<Vec<(u32, Family)>, StoreError> {
-    let names = tx.open_table(SERIES_NAMES)?;
-    let mut out = Vec::new();
-    for row in names.iter()? {
-        let (k, v) = row?;
-        if let Some(f) = Family::of(v.value()) {
-            out.push((k.value(), f));
-        }
-    }
-    Ok(out)
 }
 
 /// The earliest time at or after `from` with data in `tier`, any series.
@@ -470,6 +494,13 @@ fn next_time(
     series: &[(u32, Family)],
     from: u64,
 ) -> Result<Option<u64>, StoreError> {
+    if tier == Tier::Raw {
+        let t = tx.open_table(RAW_OPEN)?;
+        return Ok(match t.range(from..)?.next() {
+            Some(row) => Some(row?.0.value()),
+            None => None,
+        });
+    }
     let t = tx.open_table(tier.table())?;
     let mut best: Option<u64> = None;
     for (id, _) in series {
@@ -481,22 +512,42 @@ fn next_time(
     Ok(best)
 }
 
-/// Deletes every sample of `tier` before `cutoff`; returns how many.
-fn delete_before(
+/// The next cut of the size budget: the finest tier with data that is
+/// folded into the tier above (raw below `m1_done`, minutes below
+/// `h1_done`, any hour), else the finest with any data; and the time before
+/// which its data goes: `oldest + max(age / 16, 1 min)`, but not past
+/// the folded data in the first case.
+fn budget_cut(
     tx: &WriteTransaction,
-    tier: Tier,
     series: &[(u32, Family)],
-    cutoff: u64,
-) -> Result<u64, StoreError> {
-    let mut t = tx.open_table(tier.table())?;
-    let mut n = 0;
-    for (id, _) in series {
-        for row in t.extract_from_if((*id, 0)..(*id, cutoff), |_, _| true)? {
-            row?;
-            n += 1;
+    now_ms: u64,
+) -> Result<Option<(Tier, u64)>, StoreError> {
+    let (m1_done, h1_done) = {
+        let meta = tx.open_table(META)?;
+        let get = |k| -> Result<u64, StoreError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+        (get(schema::M1_DONE_KEY)?, get(schema::H1_DONE_KEY)?)
+    };
+    let mut oldest = [None; 3];
+    for tier in Tier::ALL {
+        oldest[tier as usize] = stored::oldest(tx, tier, series)?;
+    }
+    // A chunk starting before the cut goes whole, so any step makes progress.
+    let step =
+        |_: Tier, from: u64| from.saturating_add((now_ms.saturating_sub(from) / 16).max(MINUTE_MS));
+    for (tier, limit) in [
+        (Tier::Raw, m1_done),
+        (Tier::Minute, h1_done),
+        (Tier::Hour, u64::MAX),
+    ] {
+        if let Some(from) = oldest[tier as usize]
+            && from < limit
+        {
+            return Ok(Some((tier, step(tier, from).min(limit))));
         }
     }
-    Ok(n)
+    Ok(Tier::ALL
+        .into_iter()
+        .find_map(|t| oldest[t as usize].map(|from| (t, step(t, from)))))
 }
 
 /// Forgets series with no data left in any tier (ids are not reused).
@@ -506,23 +557,17 @@ fn forget_empty(
     ids: &mut std::collections::HashMap<String, u32>,
 ) -> Result<u64, StoreError> {
     let mut empty = Vec::new();
-    {
-        let tables = [
-            tx.open_table(Tier::Raw.table())?,
-            tx.open_table(Tier::Minute.table())?,
-            tx.open_table(Tier::Hour.table())?,
-        ];
-        for (id, _) in series {
-            let mut any = false;
-            for t in &tables {
-                if t.range((*id, 0)..=(*id, u64::MAX))?.next().is_some() {
-                    any = true;
-                    break;
-                }
+    let open = raw_tail::ids(tx)?;
+    for (id, _) in series {
+        let mut any = open.contains(id);
+        for tier in Tier::ALL {
+            if stored::has_data(tx, tier, *id)? {
+                any = true;
+                break;
             }
-            if !any {
-                empty.push(*id);
-            }
+        }
+        if !any {
+            empty.push(*id);
         }
     }
     let mut names = tx.open_table(SERIES_NAMES)?;

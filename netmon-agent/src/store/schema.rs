@@ -9,9 +9,18 @@
 //!   steady clock tracks it (see `clock.rs`), saved by each maintenance run.
 //! - [`SERIES`] / [`SERIES_NAMES`]: a series' canonical name (see
 //!   `series::SeriesKey`) ↔ its compact id. Ids are never reused.
-//! - [`RAW`], [`M1`], [`H1`]: samples keyed by `(series id, ms since the
-//!   epoch)`, so one series' time range is one range scan. Values are the
-//!   fixed-width little-endian encodings of `series.rs`.
+//! - [`RAW_OPEN`]: the raw tier's *open tail*: ms since the epoch → every
+//!   sample of that interval, sorted by series id (see `raw_tail.rs`): an
+//!   interval's write is one new value.
+//! - [`M1`], [`H1`]: the aggregate tiers' open tails: buckets keyed by
+//!   `(series id, bucket start)`, values the fixed-width little-endian
+//!   encodings of `series.rs`, one row each (written by folding, a batch at
+//!   a time).
+//! - [`RAW_CHUNKS`], [`M1_CHUNKS`], [`H1_CHUNKS`]: each tier's *sealed*
+//!   data: one compressed chunk (see `chunk.rs`) per series and time block
+//!   of the tier ([`super::Tier::block_ms`]), keyed by `(series id, block
+//!   start)`. Maintenance seals the tail's complete, folded blocks into them
+//!   (see `stored.rs`); a series' range is read from both.
 //! - [`INTERVALS`]: ms since the epoch → `(interval length in ms, samples
 //!   written)`, one row per committed collection interval. The row is written
 //!   in the same transaction as the interval's samples, so a row's presence
@@ -19,12 +28,17 @@
 //!
 //! History: version 0 lacked [`INTERVALS`] (the file's intervals could only
 //! be found by scanning every series); opening a version-0 file rebuilds it
-//! from [`RAW`] (see `migrate_v0`).
+//! from [`RAW`] (see `migrate_v0`). Version 1 kept every sample as a row
+//! forever (about 100 bytes each), raw samples in [`RAW`] keyed `(series
+//! id, ms)`; opening a version-1 file creates the chunk tables, moves
+//! [`RAW`]'s rows into [`RAW_OPEN`] (then drops [`RAW`]) and seals
+//! everything into chunks, in batches with progress logged (see
+//! `open.rs`). The aggregate tails are unchanged.
 
 use redb::TableDefinition;
 
 /// The layout this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Key in [`META`] of the layout version.
 pub const VERSION_KEY: &str = "schema_version";
@@ -53,7 +67,12 @@ pub fn late_key(at_ms: u64) -> String {
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const SERIES: TableDefinition<&str, u32> = TableDefinition::new("series");
 pub const SERIES_NAMES: TableDefinition<u32, &str> = TableDefinition::new("series_names");
+/// Version 1's raw samples (read only by the migration).
 pub const RAW: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw");
+pub const RAW_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("raw_open");
 pub const M1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m");
 pub const H1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h");
 pub const INTERVALS: TableDefinition<u64, (u32, u32)> = TableDefinition::new("intervals");
+pub const RAW_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw_chunks");
+pub const M1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m_chunks");
+pub const H1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h_chunks");

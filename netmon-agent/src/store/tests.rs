@@ -1,13 +1,14 @@
 //! Unit tests of the store on real redb files in temp dirs, driven by an
 //! explicit clock.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netmon_common::{Counter, FlowKey, MacKey, direction};
 use redb::{Database, ReadableDatabase};
 
 use super::record::{self, Recorder};
 use super::*;
+use crate::store::schema::RAW;
 use crate::{collect::Telemetry, snapshot::Snapshot, traffic};
 
 const T0: u64 = 1_800_000_000_000; // a whole hour, ms since the epoch
@@ -223,41 +224,74 @@ fn expiry_respects_each_tiers_boundary() {
 }
 
 #[test]
-fn the_size_budget_deletes_the_oldest_data_first() {
+fn the_size_budget_deletes_raw_first_then_minutes_then_hours() {
     let dir = tempfile::tempdir().unwrap();
-    let budget = 1 << 20;
-    let r = Retention {
-        size_budget: budget,
-        ..Retention::default()
-    };
-    let s = Store::open(&dir.path().join("h.redb"), r).unwrap();
-    // 100 series per interval, one interval every 10 s over 2 hours.
-    let n = 2 * 360;
-    for i in 0..n {
-        let samples = (0..100).map(|d| dev(&format!("{d:03}"), i + 1)).collect();
-        s.write(&iv(T0 + i * 10_000, samples)).unwrap();
-    }
+    let path = dir.path().join("h.redb");
+    // 100 series, one interval every 10 s over 3 hours, with varied
+    // deltas (so that each tier takes pages), folded and sealed.
+    let n = 3 * 360;
     let now = T0 + n * 10_000;
-    let before = s.usage().unwrap();
-    assert!(before.used_bytes > r.data_budget(), "{before:?}");
-    let rep = s.maintain(now).unwrap();
-    let after = rep.usage.unwrap();
-    assert!(rep.over_budget > 0, "{rep:?}");
-    assert!(after.used_bytes <= r.data_budget(), "{rep:?}");
-    // What is left is the newest data; the oldest is gone.
-    let raw = s
-        .query("device/eth0/000", 0, u64::MAX, Some(Tier::Raw), now)
-        .unwrap();
-    let first = raw.points.first().unwrap().at_ms;
-    assert!(first > T0, "nothing was deleted from the start");
-    assert_eq!(raw.points.last().unwrap().at_ms, now - 10_000);
-    assert_eq!(
-        raw.points.len() as u64,
-        (now - first) / 10_000,
-        "the raw samples left are contiguous up to the newest"
+    {
+        let s = Store::open(&path, Retention::default()).unwrap();
+        for i in 0..n {
+            let samples = (0..100)
+                .map(|d| dev(&format!("{d:03}"), (i * 7919 + d * 104_729) % 100_003))
+                .collect();
+            s.write(&iv(T0 + i * 10_000, samples)).unwrap();
+        }
+        s.maintain(now).unwrap();
+    }
+    let full = {
+        let s = Store::open(&path, Retention::default()).unwrap();
+        s.counts().unwrap()
+    };
+    assert!(full.iter().all(|&c| c > 0), "{full:?}");
+    let used = Store::open(&path, Retention::default())
+        .unwrap()
+        .usage()
+        .unwrap()
+        .used_bytes;
+    let (mut raw_first, mut minutes_next) = (false, false);
+    for share in [0.98, 0.95, 0.9, 0.8, 0.5, 0.01] {
+        let r = Retention {
+            size_budget: (2.0 * used as f64 * share) as u64,
+            ..Retention::default()
+        };
+        let s = Store::open(&path, r).unwrap();
+        let rep = s.maintain(now).unwrap();
+        let c = s.counts().unwrap();
+        let by = rep.over_budget_by_tier;
+        eprintln!("share {share}: {c:?} deleted {by:?}");
+        assert!(rep.usage.unwrap().used_bytes <= r.data_budget() || c == [0, 0, 0]);
+        // A tier loses data only once every finer tier is empty (all of it
+        // was folded: `now` is on a whole hour).
+        if c[1] < full[1] {
+            assert_eq!(c[0], 0, "minutes deleted while raw samples are left");
+        }
+        if c[2] < full[2] {
+            assert_eq!(c[..2], [0, 0], "hours deleted while finer data is left");
+        }
+        raw_first |= c[0] < full[0] && c[1] == full[1] && c[2] == full[2];
+        minutes_next |= c[0] == 0 && c[1] < full[1] && c[2] == full[2];
+        // What is left of the raw tier is its newest, contiguous.
+        let raw = s.query("device/eth0/000", 0, u64::MAX, Some(Tier::Raw), now);
+        if let Ok(raw) = raw
+            && let (Some(first), Some(last)) = (raw.points.first(), raw.points.last())
+        {
+            assert_eq!(last.at_ms, now - 10_000);
+            assert_eq!(raw.points.len() as u64, (now - first.at_ms) / 10_000);
+        }
+    }
+    assert!(raw_first, "no budget cut only raw samples");
+    assert!(
+        minutes_next,
+        "no budget cut minutes while keeping every hour"
     );
-    assert_eq!(s.latest(1).unwrap()[0].at_ms, now - 10_000);
-    eprintln!("budget {budget}: {before:?} -> {rep:?}");
+    let s = Store::open(&path, Retention::default()).unwrap();
+    assert!(
+        s.counts().unwrap()[2] < full[2],
+        "the smallest budget cut hours"
+    );
 }
 
 /// `n` device series, one sample each, for the `i`th of intervals 10 s apart
@@ -558,7 +592,7 @@ fn a_newer_or_foreign_file_is_refused_by_name() {
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Newer { found: 99, .. }), "{msg}");
     assert!(
-        msg.contains("version 99") && msg.contains("version 1"),
+        msg.contains("version 99") && msg.contains("version 2"),
         "{msg}"
     );
     assert!(msg.contains(&path.display().to_string()), "{msg}");
@@ -925,4 +959,76 @@ fn a_full_queue_drops_the_oldest_intervals_and_counts_them() {
     assert_eq!(kept, [T0 + 4000, T0 + 3000, T0 + 2000], "the oldest went");
     let r = s.status().report();
     assert_eq!((r.dropped, r.queue_capacity, r.queued), (2, 3, 0));
+}
+
+#[test]
+fn sealing_into_chunks_keeps_every_point_and_merges_a_late_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    // 40 minutes at 10 s: a device with traffic in two of three intervals,
+    // a gauge with a gap.
+    let n = 240u64;
+    for i in 0..n {
+        let mut samples = vec![temp(if i % 50 == 3 {
+            f64::NAN
+        } else {
+            40.0 + (i % 7) as f64
+        })];
+        if i % 3 != 0 {
+            samples.push(dev("a", i * 1_000 + i % 11));
+        }
+        s.write(&iv(T0 + i * 10_000, samples)).unwrap();
+    }
+    let now = T0 + n * 10_000;
+    let read = |s: &Store| -> Vec<History> {
+        let mut out = Vec::new();
+        for name in ["device/eth0/a", "temperature/cpu"] {
+            for tier in [Tier::Raw, Tier::Minute] {
+                out.push(s.query(name, 0, u64::MAX, Some(tier), now).unwrap());
+            }
+        }
+        out
+    };
+    let before = read(&s);
+    let rep = s.maintain(now).unwrap();
+    // Raw blocks of 30 minutes below the folded 40th minute: one sealed,
+    // a chunk for each of the two series.
+    assert_eq!(rep.sealed.chunks[0], 2, "{rep:?}");
+    assert_eq!(rep.sealed.rows[0], 180 + 120, "{rep:?}");
+    let sizes = s.tier_sizes().unwrap();
+    assert_eq!(sizes[0].chunks, 2);
+    assert_eq!(sizes[0].tail_samples, 60 + 40, "the last 10 minutes");
+    // Same points, sealed or not (compare through JSON: NaN-free).
+    let json = |h: &[History]| serde_json::to_string(h).unwrap();
+    assert_eq!(json(&read(&s)), json(&before));
+    // The wall clock went back: an interval lands in a sealed block. It is
+    // folded into its minute and merged into the block's chunk.
+    let late = T0 + 5 * 60_000 + 5_000;
+    s.write(&iv(late, vec![dev("a", 7)])).unwrap();
+    let rep = s.maintain(now + 1).unwrap();
+    assert_eq!(rep.folded[0], 1, "{rep:?}");
+    assert_eq!(rep.sealed.rows[0], 1, "{rep:?}");
+    let raw = s
+        .query("device/eth0/a", late, late + 1, Some(Tier::Raw), now)
+        .unwrap();
+    assert_eq!(raw.points.len(), 1);
+    assert_eq!(sum(&raw.points[0], "tx_bytes"), 7);
+    let m = s
+        .query(
+            "device/eth0/a",
+            T0 + 5 * 60_000,
+            T0 + 6 * 60_000,
+            Some(Tier::Minute),
+            now,
+        )
+        .unwrap();
+    let want: u64 = (30..36u64)
+        .filter(|i| i % 3 != 0)
+        .map(|i| i * 1_000 + i % 11)
+        .sum();
+    assert_eq!(sum(&m.points[0], "tx_bytes"), want + 7);
+    assert_eq!(
+        s.counts().unwrap()[0],
+        before[0].points.len() as u64 + n + 1
+    );
 }

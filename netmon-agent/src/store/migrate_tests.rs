@@ -1,0 +1,207 @@
+//! Version 1 → 2: a file in the layout every earlier build of this schema
+//! wrote (one fixed-width row per sample and bucket) is opened, its data
+//! sealed into chunks, and every point, label and interval survives.
+
+use redb::{Database, ReadableDatabase};
+
+use super::*;
+use crate::store::labels::{LABELS, Label};
+use crate::store::schema::{H1, M1, RAW};
+
+const T0: u64 = 1_800_000_000_000; // a whole hour, 2 h into a 6-hour block
+const STEP: u64 = 10_000;
+const HOURS: u64 = 8;
+
+/// The series of the fixture: two devices and a gauge.
+const NAMES: [(u32, &str); 3] = [
+    (0, "device/eth0/02:00:00:00:00:0a"),
+    (3, "device/eth0/02:00:00:00:00:0b"),
+    (5, "temperature/cpu"),
+];
+
+fn family(id: u32) -> Family {
+    Family::of(NAMES.iter().find(|(i, _)| *i == id).unwrap().1).unwrap()
+}
+
+/// The raw sample of series `id` at interval `i`, if it has one (device b
+/// is idle most of the time: no sample).
+fn sample(id: u32, i: u64) -> Option<Values> {
+    match id {
+        0 => Some(Values::Counter {
+            interval_ms: 10_000 + (i % 3) as u32,
+            deltas: vec![i * 7919 % 100_003, i % 17, 64 * (i % 5), i % 2],
+        }),
+        3 => i.is_multiple_of(30).then(|| Values::Counter {
+            interval_ms: 10_000,
+            deltas: vec![60, 1, 60, 1],
+        }),
+        _ => Some(Values::Gauge(vec![if i % 100 == 7 {
+            f64::NAN
+        } else {
+            40.0 + (i % 13) as f64 / 4.0
+        }])),
+    }
+}
+
+/// The version-1 writer, as it was: rows in the tail tables, buckets folded
+/// by the old maintenance (computed here with the same `Agg` rules),
+/// intervals, labels, watermarks. Returns the expected points per series
+/// and tier.
+fn write_v1(path: &Path) -> HashMap<(u32, Tier), Vec<(u64, Agg)>> {
+    let mut want: HashMap<(u32, Tier), Vec<(u64, Agg)>> = HashMap::new();
+    let m1_done = T0 + 7 * HOUR_MS;
+    let h1_done = T0 + 6 * HOUR_MS;
+    let db = Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut meta = tx.open_table(META).unwrap();
+        meta.insert(schema::VERSION_KEY, 1).unwrap();
+        meta.insert(schema::M1_DONE_KEY, m1_done).unwrap();
+        meta.insert(schema::H1_DONE_KEY, h1_done).unwrap();
+        meta.insert(NEXT_ID_KEY, 6).unwrap();
+        let mut series = tx.open_table(SERIES).unwrap();
+        let mut names = tx.open_table(SERIES_NAMES).unwrap();
+        for (id, name) in NAMES {
+            series.insert(name, id).unwrap();
+            names.insert(id, name).unwrap();
+        }
+        let mut raw = tx.open_table(RAW).unwrap();
+        let mut intervals = tx.open_table(INTERVALS).unwrap();
+        for i in 0..HOURS * HOUR_MS / STEP {
+            let at = T0 + i * STEP;
+            let mut n = 0;
+            for (id, _) in NAMES {
+                if let Some(v) = sample(id, i) {
+                    raw.insert((id, at), v.encode().as_slice()).unwrap();
+                    want.entry((id, Tier::Raw))
+                        .or_default()
+                        .push((at, Agg::of(&v)));
+                    n += 1;
+                }
+            }
+            intervals.insert(at, (STEP as u32, n)).unwrap();
+        }
+        // Minutes folded up to m1_done, hours up to h1_done; and 10 days of
+        // older hours (their raw samples and minutes long expired).
+        let mut m1 = tx.open_table(M1).unwrap();
+        let mut h1 = tx.open_table(H1).unwrap();
+        for (id, _) in NAMES {
+            let mut minutes: Vec<(u64, Agg)> = Vec::new();
+            for (at, a) in &want[&(id, Tier::Raw)] {
+                if *at < m1_done {
+                    fold_into(&mut minutes, bucket(*at, MINUTE_MS), a);
+                }
+            }
+            let mut hours: Vec<(u64, Agg)> = (1..=240u64)
+                .rev()
+                .map(|h| {
+                    let at = T0 - h * HOUR_MS;
+                    let agg = match family(id).kind() {
+                        Kind::Counter => Agg::Counter {
+                            covered_ms: HOUR_MS,
+                            samples: 360,
+                            sums: vec![h * 1000, h, h * 999, h + 1],
+                        },
+                        Kind::Gauge => Agg::of(&Values::Gauge(vec![h as f64])),
+                    };
+                    (at, agg)
+                })
+                .collect();
+            for (at, a) in &minutes {
+                if *at < h1_done {
+                    fold_into(&mut hours, bucket(*at, HOUR_MS), a);
+                }
+            }
+            for (at, a) in &minutes {
+                m1.insert((id, *at), a.encode().as_slice()).unwrap();
+            }
+            for (at, a) in &hours {
+                h1.insert((id, *at), a.encode().as_slice()).unwrap();
+            }
+            want.insert((id, Tier::Minute), minutes);
+            want.insert((id, Tier::Hour), hours);
+        }
+        let mut labels = tx.open_table(LABELS).unwrap();
+        for (mac, name) in [
+            ("02:00:00:00:00:0a", "printer"),
+            ("02:00:00:00:00:0b", "tv"),
+        ] {
+            let l = Label {
+                name: Some(name.into()),
+                note: None,
+                updated_ms: 1,
+            };
+            labels
+                .insert(mac, serde_json::to_string(&l).unwrap().as_str())
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    want
+}
+
+#[test]
+fn a_version_1_file_is_sealed_into_chunks_keeping_every_point_and_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.redb");
+    let want = write_v1(&path);
+    let counts = |tier| -> u64 {
+        NAMES
+            .iter()
+            .map(|(id, _)| want[&(*id, tier)].len() as u64)
+            .sum()
+    };
+    let total = [counts(Tier::Raw), counts(Tier::Minute), counts(Tier::Hour)];
+    let v1_bytes = std::fs::metadata(&path).unwrap().len();
+    for open in 0..2 {
+        let s = Store::open(&path, Retention::default()).unwrap();
+        assert_eq!(s.counts().unwrap(), total, "open {open}");
+        let sizes = s.tier_sizes().unwrap();
+        // Sealed up to the blocks of the watermarks: raw up to 7 h (the
+        // last hour stays in the tail), minutes up to T0 + 4 h, hours
+        // whole weeks before T0 + 6 h.
+        for (t, size) in sizes.iter().enumerate() {
+            assert!(size.chunks > 0, "tier {t}: nothing sealed: {size:?}");
+            assert!(size.tail_samples < size.samples, "tier {t}: {size:?}");
+        }
+        assert_eq!(sizes[0].tail_samples, counts(Tier::Raw) / 8, "the 8th hour");
+        for (id, name) in NAMES {
+            for tier in Tier::ALL {
+                let h = s.query(name, 0, u64::MAX, Some(tier), T0).unwrap();
+                assert_eq!(h.skipped, 0);
+                let expect: Vec<Point> = want[&(id, tier)]
+                    .iter()
+                    .map(|(at, a)| Point::new(family(id), *at, a))
+                    .collect();
+                let got: Vec<&Point> = h
+                    .points
+                    .iter()
+                    .filter(|p| tier == Tier::Raw || p.at_ms < T0 + 6 * HOUR_MS)
+                    .collect();
+                let expect: Vec<&Point> = expect
+                    .iter()
+                    .filter(|p| tier == Tier::Raw || p.at_ms < T0 + 6 * HOUR_MS)
+                    .collect();
+                assert_eq!(got.len(), expect.len(), "{name} {tier:?}");
+                assert!(got == expect, "{name} {tier:?}: points differ");
+            }
+        }
+        let labels = s.labels().unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels["02:00:00:00:00:0b"].name.as_deref(), Some("tv"));
+        assert_eq!(s.latest(usize::MAX).unwrap().len() as u64, HOURS * 360);
+        let rtx = s.with_db(|db| Ok(db.begin_read()?)).unwrap();
+        let version = rtx
+            .open_table(META)
+            .unwrap()
+            .get(schema::VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(version, schema::SCHEMA_VERSION);
+        eprintln!(
+            "open {open}: {total:?} samples, {sizes:?}; v1 file {v1_bytes} bytes, now {:?}",
+            s.usage().unwrap()
+        );
+    }
+}
