@@ -20,7 +20,7 @@ use crate::harness::median;
 /// Device series written per interval in the write-rate measurement.
 const STORE_SERIES: usize = 1000;
 /// Intervals written in it.
-const STORE_INTERVALS: u64 = 60;
+const STORE_INTERVALS: u64 = 600;
 /// Devices of the mixed-traffic model.
 const DEVICES: usize = 1000;
 const T0: u64 = 1_700_000_000_000 - 1_700_000_000_000 % (7 * 86_400_000);
