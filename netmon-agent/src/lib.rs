@@ -34,6 +34,7 @@ pub mod config;
 pub mod ebpf;
 pub mod errors;
 pub mod exposition;
+pub mod http_post;
 pub mod ifaces;
 pub mod keys;
 pub mod logging;

@@ -25,13 +25,14 @@ use std::{
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use ring::hmac;
 use serde_json::{Value, json};
 
 use super::engine::{Notice, State};
+use crate::http_post::{Backoff, Client, Posted, pause};
 use crate::units;
 
 /// Where alerts go.
@@ -102,7 +103,7 @@ struct Queue {
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::http_post::lock(&self.inner)
     }
 }
 
@@ -196,23 +197,15 @@ impl Drop for Delivery {
     }
 }
 
-enum Posted {
-    Ok,
-    Retry(String),
-    Refused(String),
-}
-
 fn sender(q: &Queue, opts: &Options) {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(opts.timeout))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
+    // A 401 or 403 is a refusal of the batch here (the receiver's
+    // configuration, not a token the agent could send again).
+    let client = Client::new(opts.timeout, false);
     let url = match q.receiver.kind {
         Kind::Alertmanager => format!("{}/api/v2/alerts", q.receiver.url.trim_end_matches('/')),
         Kind::Webhook { .. } => q.receiver.url.clone(),
     };
-    let mut backoff = opts.backoff_min;
+    let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     loop {
         // The batch stays queued while it is posted: a newer notice of
         // the same alert replaces it there and is what goes out next.
@@ -235,66 +228,38 @@ fn sender(q: &Queue, opts: &Options) {
             Kind::Alertmanager => alertmanager_body(&batch),
             Kind::Webhook { .. } => webhook_body(&batch),
         };
-        let done = match post(&agent, &url, &q.receiver.kind, &body) {
+        let signature = match &q.receiver.kind {
+            Kind::Webhook { secret: Some(s) } => Some(signature(s, body.as_bytes())),
+            _ => None,
+        };
+        let headers = [("Content-Type", "application/json")]
+            .into_iter()
+            .chain(signature.as_deref().map(|s| (SIGNATURE_HEADER, s)));
+        match client.post(&url, headers, body.as_bytes()) {
             Posted::Ok => {
                 q.stats.sent.fetch_add(batch.len() as u64, Relaxed);
-                backoff = opts.backoff_min;
-                true
+                backoff.reset();
             }
             Posted::Refused(why) => {
                 tracing::warn!(url = %q.receiver.url, alerts = batch.len(), "The alert receiver refused a batch: {why}");
                 q.stats.rejected.fetch_add(batch.len() as u64, Relaxed);
-                true
             }
             Posted::Retry(why) => {
                 q.stats.failures.fetch_add(1, Relaxed);
-                tracing::warn!(url = %q.receiver.url, retry_in = ?backoff, "Sending alerts failed: {why}");
-                let deadline = Instant::now() + backoff;
-                backoff = (backoff * 2).min(opts.backoff_max);
-                let mut inner = q.lock();
-                while !inner.closed && Instant::now() < deadline {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    inner = q
-                        .cond
-                        .wait_timeout(inner, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-                false
-            }
-        };
-        if done {
-            // Remove what was sent: the queue's front, unless dropped or
-            // replaced meanwhile (then the newer notice stays to be sent).
-            let mut inner = q.lock();
-            for n in &batch {
-                if inner.items.front() == Some(n) {
-                    inner.items.pop_front();
-                } else if let Some(i) = inner.items.iter().position(|o| o == n) {
-                    inner.items.remove(i);
-                }
+                let wait = backoff.step();
+                tracing::warn!(url = %q.receiver.url, retry_in = ?wait, "Sending alerts failed: {why}");
+                drop(pause(q.lock(), &q.cond, wait, |i| i.closed));
+                continue;
             }
         }
-    }
-}
-
-fn post(agent: &ureq::Agent, url: &str, kind: &Kind, body: &str) -> Posted {
-    let mut req = agent.post(url).header("Content-Type", "application/json");
-    if let Kind::Webhook { secret: Some(s) } = kind {
-        req = req.header(SIGNATURE_HEADER, signature(s, body.as_bytes()));
-    }
-    match req.send(body.as_bytes()) {
-        Err(e) => Posted::Retry(e.to_string()),
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let mut text = || {
-                let t = resp.body_mut().read_to_string().unwrap_or_default();
-                t.chars().take(200).collect::<String>()
-            };
-            match status {
-                200..=299 => Posted::Ok,
-                429 | 500.. => Posted::Retry(format!("HTTP {status}: {}", text())),
-                _ => Posted::Refused(format!("HTTP {status}: {}", text())),
+        // Remove what was sent: the queue's front, unless dropped or
+        // replaced meanwhile (then the newer notice stays to be sent).
+        let mut inner = q.lock();
+        for n in &batch {
+            if inner.items.front() == Some(n) {
+                inner.items.pop_front();
+            } else if let Some(i) = inner.items.iter().position(|o| o == n) {
+                inner.items.remove(i);
             }
         }
     }

@@ -19,10 +19,11 @@ use std::{
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use super::spool::Spool;
+use crate::http_post::{Backoff, Client, Posted, pause};
 
 /// A receiver: where bodies go and the headers each post carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +73,7 @@ struct Queue {
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::http_post::lock(&self.inner)
     }
 }
 
@@ -195,48 +196,9 @@ impl Drop for Outbox {
     }
 }
 
-/// How a post ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Posted {
-    Ok,
-    /// May pass: try again later.
-    Retry(String),
-    /// The receiver will never take this body.
-    Refused(String),
-}
-
-/// Posts `body` to `target`.
-pub fn post(agent: &ureq::Agent, target: &Target, body: &[u8]) -> Posted {
-    let mut req = agent.post(&target.url);
-    for (name, value) in &target.headers {
-        req = req.header(name, value);
-    }
-    match req.send(body) {
-        Err(e) => Posted::Retry(e.to_string()),
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let mut text = || {
-                let t = resp.body_mut().read_to_string().unwrap_or_default();
-                t.chars().take(200).collect::<String>()
-            };
-            match status {
-                200..=299 => Posted::Ok,
-                401 | 403 | 408 | 429 | 500.. => {
-                    Posted::Retry(format!("HTTP {status}: {}", text()))
-                }
-                _ => Posted::Refused(format!("HTTP {status}: {}", text())),
-            }
-        }
-    }
-}
-
 fn sender(q: &Queue, opts: &Options) {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(opts.timeout))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    let mut backoff = opts.backoff_min;
+    let client = Client::new(opts.timeout, true);
+    let mut backoff = Backoff::new(opts.backoff_min, opts.backoff_max);
     loop {
         let (entry, body) = {
             let mut inner = q.lock();
@@ -258,47 +220,39 @@ fn sender(q: &Queue, opts: &Options) {
                 inner = q.cond.wait(inner).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let done = match post(&agent, &q.target, &body) {
+        let headers = q
+            .target
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()));
+        match client.post(&q.target.url, headers, &body) {
             Posted::Ok => {
                 q.stats.sent.fetch_add(1, Relaxed);
                 q.stats.sent_bytes.fetch_add(entry.bytes, Relaxed);
-                if backoff > opts.backoff_min {
+                if backoff.reset() {
                     tracing::info!(url = %q.target.url, "The receiver takes bodies again");
                 }
-                backoff = opts.backoff_min;
-                true
             }
             Posted::Refused(why) => {
                 q.stats.rejected.fetch_add(1, Relaxed);
                 tracing::warn!(url = %q.target.url, "The receiver refused a body, dropping it: {why}");
-                true
             }
             Posted::Retry(why) => {
                 q.stats.failures.fetch_add(1, Relaxed);
-                tracing::warn!(url = %q.target.url, retry_in = ?backoff, "Delivery failed: {why}");
-                let deadline = Instant::now() + backoff;
-                backoff = (backoff * 2).min(opts.backoff_max);
-                let mut inner = q.lock();
-                while !inner.closed && Instant::now() < deadline {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    inner = q
-                        .cond
-                        .wait_timeout(inner, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-                false
+                let wait = backoff.step();
+                tracing::warn!(url = %q.target.url, retry_in = ?wait, "Delivery failed: {why}");
+                drop(pause(q.lock(), &q.cond, wait, |i| i.closed));
+                continue;
             }
-        };
-        if done {
-            // Unless a full spool dropped it meanwhile, it is still first.
-            let mut inner = q.lock();
-            if inner.spool.first() == Some(entry)
-                && let Err(e) = inner.spool.pop()
-            {
-                q.stats.spool_errors.fetch_add(1, Relaxed);
-                tracing::warn!(url = %q.target.url, "Could not remove a delivered body: {e}");
-            }
+        }
+        // Delivered or refused: unless a full spool dropped it meanwhile,
+        // it is still first.
+        let mut inner = q.lock();
+        if inner.spool.first() == Some(entry)
+            && let Err(e) = inner.spool.pop()
+        {
+            q.stats.spool_errors.fetch_add(1, Relaxed);
+            tracing::warn!(url = %q.target.url, "Could not remove a delivered body: {e}");
         }
     }
 }
@@ -309,6 +263,7 @@ mod tests {
         io::{BufRead, BufReader, Read, Write},
         net::TcpListener,
         sync::mpsc,
+        time::Instant,
     };
 
     use super::*;
