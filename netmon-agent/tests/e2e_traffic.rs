@@ -26,7 +26,7 @@ mod common;
 
 use std::{
     io, mem,
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
     os::fd::AsRawFd as _,
     sync::{Mutex, MutexGuard, PoisonError},
     thread,
@@ -1372,4 +1372,85 @@ fn idle_flow_expires(extra: &[&str]) {
         "interface totals went back from {counted:?} to {after:?} when entries expired"
     );
     assert_growth_matches(&agent, b.ns(), &port, &base);
+}
+
+/// Multicast and broadcast this host sends on a bridge, which the kernel
+/// loops back to its own stack (`dev_loopback_xmit`: `PACKET_LOOPBACK`, the
+/// data starting at the network header). TC ingress sees those copies with
+/// no Ethernet header; read as Ethernet, their IP header bytes made devices
+/// such as `11:01:fd:00:00:00` (UDP, hop limit 1, from fd00::). They are not
+/// received from the wire and the kernel's counters leave them out, so
+/// netmon must too, while the wire copies stay counted once at egress.
+#[test]
+fn looped_back_multicast_is_not_counted_at_tc_ingress() {
+    skip_unless_root!();
+    const COUNT: u64 = 5;
+    const PAYLOAD: usize = 100;
+    let lan = Lan::new(1);
+    let gw = lan.gw();
+    let br = Lan::BRIDGE;
+    let agent = Agent::start(gw, &["--iface=br0", "--disable=discovery,latency"]);
+    // A bridge has no native XDP: ingress falls back to TC.
+    assert_hook(&agent, br, "tc");
+    // A bridge counts a frame it passes up to its own stack
+    // (`br_pass_frame_up`) after the Ethernet header was pulled: its
+    // `rx_bytes` miss 14 bytes a frame, as a veth end with XDP does (10
+    // 128-byte IP packets from h1 grew br0's rx_bytes by 1280), so
+    // `xdp_here` restores them.
+    let port = [Port {
+        name: br,
+        xdp_here: true,
+        xdp_peer: false,
+    }];
+    let base = quiet_baseline(&agent, gw, &port);
+
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let broadcast = Ipv4Addr::new(10, 0, 0, 255);
+    let br_index = gw.ifindex(br);
+    gw.run(|| {
+        let v6 = std::net::UdpSocket::bind(sock(Lan::GW_IP6, 0)).unwrap();
+        let to6 = SocketAddrV6::new(all_nodes, 9, 0, br_index);
+        let v4 = std::net::UdpSocket::bind(sock(Lan::GW_IP4, 0)).unwrap();
+        v4.set_broadcast(true).unwrap();
+        for _ in 0..COUNT {
+            v6.send_to(&[0u8; PAYLOAD], to6).unwrap();
+            v4.send_to(&[0u8; PAYLOAD], sock(broadcast, 9)).unwrap();
+        }
+    });
+
+    let sel6 = flow(br, "egress", "udp", Lan::GW_IP6, all_nodes);
+    let sel4 = flow(br, "egress", "udp", Lan::GW_IP4, broadcast);
+    let frame6 = PAYLOAD as u64 + UDP6_OVERHEAD;
+    let frame4 = PAYLOAD as u64 + UDP4_OVERHEAD;
+    assert_eq!(
+        wait_flow(&agent, &sel6, COUNT),
+        Count::frames(COUNT, frame6)
+    );
+    assert_eq!(
+        wait_flow(&agent, &sel4, COUNT),
+        Count::frames(COUNT, frame4)
+    );
+    // The looped-back copies would grow the agent's rx and not the kernel's.
+    assert_growth_matches(&agent, gw, &port, &base);
+
+    // Every device is one of the LAN's, or a multicast or broadcast group
+    // address the LAN's frames are sent to; none is made of IP header bytes.
+    let real = [Lan::GW_MAC, Lan::host_mac(1), Lan::port_mac(1)].map(format_mac);
+    let group = |mac: &str| {
+        mac.starts_with("33:33:") || mac.starts_with("01:00:5e:") || mac == "ff:ff:ff:ff:ff:ff"
+    };
+    let answer = agent.get(DEVICES);
+    let devices = answer["devices"].as_array().expect("a device list");
+    let odd: Vec<&Value> = devices
+        .iter()
+        .filter(|d| {
+            let mac = d["mac"].as_str().unwrap_or_default();
+            !real.iter().any(|r| r == mac) && !group(mac)
+        })
+        .collect();
+    assert!(odd.is_empty(), "devices that are no LAN station: {odd:#?}");
+    assert!(
+        find_device(&answer, br, Lan::GW_MAC).is_some(),
+        "the gateway is a device: {answer:#}"
+    );
 }

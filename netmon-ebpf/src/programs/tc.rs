@@ -18,6 +18,11 @@ use crate::{
 
 /// Bytes of a VLAN tag the kernel moved out of the packet into metadata.
 const VLAN_TAG_LEN: u64 = 4;
+/// `skb->pkt_type` of a copy of an outgoing packet (linux/if_packet.h).
+const PACKET_OUTGOING: u32 = 4;
+/// `skb->pkt_type` of the copy of a sent multicast or broadcast packet that
+/// the kernel loops back to its own stack (`dev_loopback_xmit`).
+const PACKET_LOOPBACK: u32 = 5;
 
 /// Counts every received frame and continues (TC_ACT_UNSPEC: the next
 /// program or the default action decides, so netmon never overrides others).
@@ -41,14 +46,25 @@ fn observe(ctx: &TcContext, dir: u8) {
     let skb = ctx.as_ptr().cast::<__sk_buff>();
     // SAFETY: `skb` is the context the kernel passed to this program; these
     // fields are readable by classifiers.
-    let (len, vlan_present, gso_segs, ifindex) = unsafe {
+    let (len, vlan_present, gso_segs, ifindex, pkt_type) = unsafe {
         (
             (*skb).len,
             (*skb).vlan_present,
             (*skb).gso_segs,
             (*skb).ifindex,
+            (*skb).pkt_type,
         )
     };
+    // Not received from the wire: the copy of a multicast or broadcast
+    // packet this host sent that the kernel loops back to its own stack
+    // (e.g. an ICMPv6 echo to ff02::1). Its data starts at the network
+    // header, with no Ethernet header, and the interface's counters leave it
+    // out; the wire copy counts at egress. PACKET_OUTGOING is not seen at
+    // ingress today (only packet taps get such copies); it would not be
+    // received from the wire either.
+    if dir == direction::INGRESS && (pkt_type == PACKET_LOOPBACK || pkt_type == PACKET_OUTGOING) {
+        return;
+    }
     // Headers may sit in paged data (some drivers, GRO); pulling them into
     // the linear area moves bytes but never changes them.
     let want = len.min(MAX_HDR_OFF as u32);
