@@ -205,7 +205,7 @@ pub fn key_ip(bytes: [u8; 16]) -> IpAddr {
 
 /// One full read of the kernel maps.
 #[derive(Debug, Default)]
-pub struct Reading {
+pub struct MapCounts {
     /// Every MAC-pair entry, per-CPU values summed.
     pub macs: Vec<(MacKey, Counter)>,
     /// Every flow entry, per-CPU values summed.
@@ -221,13 +221,13 @@ pub struct Reading {
     pub cache_capacity: u64,
 }
 
-impl Reading {
+impl MapCounts {
     /// This reading with the flow cache's counts merged into `macs` and
     /// `flows` (a cached frame counts in its MAC pair and in its flow), and
     /// `cached` empty. For tests and the benchmark, which read a fresh
     /// object once; the agent folds the parts separately, since only the
     /// maps' values are running totals.
-    pub fn merged(&self) -> Reading {
+    pub fn merged(&self) -> MapCounts {
         let mut macs: HashMap<MacKey, Counter> = self.macs.iter().copied().collect();
         let mut flows: HashMap<FlowKey, Counter> = self.flows.iter().copied().collect();
         for &(key, c) in &self.cached {
@@ -248,7 +248,7 @@ impl Reading {
                 flow.packets += c.packets;
             }
         }
-        Reading {
+        MapCounts {
             macs: macs.into_iter().collect(),
             flows: flows.into_iter().collect(),
             cached: Vec::new(),
@@ -399,7 +399,7 @@ impl Traffic {
         &mut self,
         now: Instant,
         wall: SystemTime,
-        reading: &Reading,
+        reading: &MapCounts,
         subnets: &Subnets,
     ) -> Expired {
         self.generation += 1;
@@ -736,8 +736,8 @@ mod tests {
         Counter { bytes, packets }
     }
 
-    fn reading(macs: &[(MacKey, Counter)], flows: &[(FlowKey, Counter)]) -> Reading {
-        Reading {
+    fn reading(macs: &[(MacKey, Counter)], flows: &[(FlowKey, Counter)]) -> MapCounts {
+        MapCounts {
             macs: macs.to_vec(),
             flows: flows.to_vec(),
             ..Default::default()
@@ -939,8 +939,8 @@ mod tests {
         assert_eq!(b, vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))]);
     }
 
-    fn cached(flows: &[(FlowKey, Counter)]) -> Reading {
-        Reading {
+    fn cached(flows: &[(FlowKey, Counter)]) -> MapCounts {
+        MapCounts {
             cached: flows.to_vec(),
             ..Default::default()
         }

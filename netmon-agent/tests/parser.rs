@@ -16,7 +16,7 @@ use common::{
 };
 use netmon_agent::{
     ebpf::{IngressHook, Kernel, MapSizes},
-    traffic::{Reading, key_ip},
+    traffic::{MapCounts, key_ip},
 };
 use netmon_common::{
     Counter, FlowKey, Globals, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, direction, proto,
@@ -54,7 +54,7 @@ fn run(k: &mut Kernel, program: &str, frame: &[u8], gso_segs: u32) {
 
 /// Reads the maps; `macs` and `flows` of the result hold everything counted
 /// (the flow cache's counts merged in).
-fn read(k: &mut Kernel) -> Reading {
+fn read(k: &mut Kernel) -> MapCounts {
     raw_read(k).merged()
 }
 
@@ -100,7 +100,7 @@ fn c(bytes: usize, packets: u64) -> Counter {
     }
 }
 
-fn only_flow(r: &Reading) -> (FlowKey, Counter) {
+fn only_flow(r: &MapCounts) -> (FlowKey, Counter) {
     assert_eq!(r.flows.len(), 1, "expected one flow, got {:?}", r.flows);
     r.flows[0]
 }
@@ -451,8 +451,8 @@ fn udp4_from(host: u8, payload_len: usize) -> Vec<u8> {
     eth(DST_MAC, SRC_MAC, ETHERTYPE_IPV4, &ip)
 }
 
-fn raw_read(k: &mut Kernel) -> Reading {
-    let mut r = Reading::default();
+fn raw_read(k: &mut Kernel) -> MapCounts {
+    let mut r = MapCounts::default();
     k.read(&mut r).expect("reading the maps");
     r
 }
@@ -481,7 +481,7 @@ fn frames_the_flow_cache_cannot_hold_are_counted_in_the_hash_maps() {
         sent - cached,
         "every frame not in the cache is a miss"
     );
-    let Reading {
+    let MapCounts {
         macs,
         flows: per_flow,
         ..
@@ -628,7 +628,7 @@ fn flows_beyond_the_insert_budget_are_counted_in_their_mac_pairs_aggregate() {
     assert_eq!(r.globals.flow_inserts, 2);
     assert_eq!(r.flows.len(), 2, "hosts 5 and 6: {:?}", r.flows);
 
-    let Reading {
+    let MapCounts {
         macs,
         flows: per_flow,
         ..
@@ -695,7 +695,7 @@ fn with_no_insert_budget_a_flood_costs_no_flow_map_entry() {
     assert!(r.flows.is_empty(), "{:?}", r.flows);
     assert_eq!(r.globals.flow_inserts, 0);
     assert_eq!(r.globals.flows_aggregated, sent_by(5..=20).packets);
-    let Reading { macs, .. } = r.merged();
+    let MapCounts { macs, .. } = r.merged();
     assert_eq!(macs.len(), 1);
     assert_eq!(macs[0].1, sent_by(1..=20), "the MAC pair has every frame");
 }

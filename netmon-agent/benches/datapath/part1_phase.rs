@@ -21,7 +21,7 @@ use aya::{
 };
 use netmon_agent::{
     ebpf::{IngressHook, Kernel, MapSizes, OBJECT},
-    traffic::{Expired, Reading},
+    traffic::{Expired, MapCounts},
 };
 use netmon_common::{PROG_TC_PASS, PROG_XDP_PASS};
 
@@ -112,7 +112,7 @@ impl Datapath {
             pair,
             netmon: Netmon {
                 kernel,
-                reading: Reading::default(),
+                reading: MapCounts::default(),
             },
             floor,
             senders,
@@ -334,7 +334,7 @@ impl Datapath {
 /// netmon's programs and the reading its drains reuse.
 struct Netmon {
     kernel: Kernel,
-    reading: Reading,
+    reading: MapCounts,
 }
 
 impl Netmon {

@@ -12,7 +12,7 @@ use netmon_agent::{
     ebpf::{IngressHook, Kernel, MapSizes},
     ifaces,
     snapshot::{LISTED_FLOWS, Shared, Snapshot},
-    traffic::{Reading, Traffic},
+    traffic::{MapCounts, Traffic},
 };
 use netmon_common::PROG_XDP;
 
@@ -50,7 +50,7 @@ fn thread_cpu() -> Duration {
 pub fn drain(
     kernel: &mut Kernel,
     traffic: &mut Traffic,
-    reading: &mut Reading,
+    reading: &mut MapCounts,
     shared: &Shared,
 ) -> (Duration, Duration, Duration) {
     let t0 = thread_cpu();
@@ -108,7 +108,7 @@ pub fn part3() -> Vec<DrainResult> {
         // (it ends a generation of the flow cache), then every flow again:
         // the heap measured below is the traffic core's alone.
         touch(&mut kernel, n);
-        let mut reading = Reading::default();
+        let mut reading = MapCounts::default();
         kernel.read(&mut reading).expect("reading the maps");
         touch(&mut kernel, n);
         let shared = Shared::default();

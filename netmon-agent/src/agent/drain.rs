@@ -22,7 +22,7 @@ use crate::{
     shutdown::Stop,
     snapshot::{self, InterfaceRow, Shared, Snapshot},
     store,
-    traffic::{Reading, Traffic},
+    traffic::{MapCounts, Traffic},
 };
 
 /// Starts the drain thread; it stops (and detaches) with `stop`.
@@ -75,7 +75,7 @@ pub(super) fn drain_loop(
     );
     // The recorder picks the interval's top flows from the listed ones.
     let listed = snapshot::LISTED_FLOWS.max(cfg.store.store_flows_per_interval as usize);
-    let mut reading = Reading::default();
+    let mut reading = MapCounts::default();
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut next = Instant::now();
     // systemd's watchdog is answered from this thread, so a drain that hangs

@@ -9,7 +9,7 @@ use crate::{
     collect::{
         discovery::{
             DeviceReport,
-            inventory::{Address, Source, Status},
+            inventory::{Address, SeenBy, Status},
         },
         vendor,
     },
@@ -72,7 +72,7 @@ pub struct DeviceView {
     /// Discovery's addresses, each with when it was last seen.
     pub addresses: Vec<Address>,
     /// Where it was seen: neighbour, arp, ndp, traffic.
-    pub sources: Vec<Source>,
+    pub sources: Vec<SeenBy>,
     /// Frames this MAC sent.
     pub tx: Traffic,
     /// Frames sent to this MAC.
@@ -98,9 +98,9 @@ impl DeviceView {
         let mut ips: Vec<IpAddr> = traffic
             .map(|d| d.ips.iter().copied().collect())
             .unwrap_or_default();
-        let mut sources: Vec<Source> = found.map(|f| f.sources.clone()).unwrap_or_default();
-        if traffic.is_some() && !sources.contains(&Source::Traffic) {
-            sources.push(Source::Traffic);
+        let mut sources: Vec<SeenBy> = found.map(|f| f.sources.clone()).unwrap_or_default();
+        if traffic.is_some() && !sources.contains(&SeenBy::Traffic) {
+            sources.push(SeenBy::Traffic);
             sources.sort();
         }
         let addresses = found.map(|f| f.addresses.clone()).unwrap_or_default();

@@ -239,7 +239,7 @@ mod tests {
 
     use super::*;
     use crate::config::{
-        Source,
+        ConfigSource,
         tests::{load_with, write},
     };
 
@@ -253,10 +253,10 @@ mod tests {
         assert_eq!(l.config.ifaces, ["a", "b"]);
         assert_eq!(l.config.flow_entries, 1024);
         assert_eq!(l.config.listen, "127.0.0.1:9001".parse().unwrap());
-        assert_eq!(l.sources["interval"], Source::File);
-        assert_eq!(l.sources["flow-entries"], Source::File);
-        assert_eq!(l.sources["listen"], Source::CommandLine);
-        assert_eq!(l.sources["idle-expiry"], Source::Default);
+        assert_eq!(l.sources["interval"], ConfigSource::File);
+        assert_eq!(l.sources["flow-entries"], ConfigSource::File);
+        assert_eq!(l.sources["listen"], ConfigSource::CommandLine);
+        assert_eq!(l.sources["idle-expiry"], ConfigSource::Default);
         assert_eq!(l.file.as_deref(), Some(path.as_path()));
     }
 

@@ -9,7 +9,7 @@
 //!   through clap, so a value from the file is checked exactly like one
 //!   typed on the command line, and an error ([`ConfigError`]) names the
 //!   file and the field;
-//! - `provenance.rs`: [`Loaded`], each option's value and [`Source`];
+//! - `provenance.rs`: [`Loaded`], each option's value and [`ConfigSource`];
 //! - `example.rs`: [`example_file`], the shipped `deploy/netmon.toml`;
 //! - `api_limits.rs`: the HTTP API's limits as options (enforced in
 //!   [`crate::api::limits`]: `config` sits below `api/` and does not use it).
@@ -27,7 +27,7 @@ use netmon_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MA
 pub use self::{
     example::example_file,
     load::{ConfigError, load},
-    provenance::{Loaded, Setting, Source},
+    provenance::{ConfigSource, Loaded, Setting},
 };
 use crate::ebpf::IngressHook;
 

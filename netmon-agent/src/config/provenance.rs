@@ -12,7 +12,7 @@ use super::{Config, ConfigError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 #[schema(as = ConfigSource)]
-pub enum Source {
+pub enum ConfigSource {
     CommandLine,
     Environment,
     #[serde(rename = "config-file")]
@@ -20,13 +20,13 @@ pub enum Source {
     Default,
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for ConfigSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Source::CommandLine => "command line",
-            Source::Environment => "environment",
-            Source::File => "config file",
-            Source::Default => "default",
+            ConfigSource::CommandLine => "command line",
+            ConfigSource::Environment => "environment",
+            ConfigSource::File => "config file",
+            ConfigSource::Default => "default",
         })
     }
 }
@@ -38,7 +38,7 @@ pub struct Loaded {
     /// The config file read, if one was.
     pub file: Option<PathBuf>,
     /// Each option's source, by long name.
-    pub sources: BTreeMap<String, Source>,
+    pub sources: BTreeMap<String, ConfigSource>,
     /// The effective values, by long name, as clap rendered them.
     pub values: BTreeMap<String, Vec<String>>,
 }
@@ -50,7 +50,7 @@ pub struct Setting {
     /// Its values as given or defaulted (`1s`, `65536`, `true`): none when
     /// not set, several for a repeatable option.
     pub values: Vec<String>,
-    pub source: Source,
+    pub source: ConfigSource,
 }
 
 impl Loaded {
@@ -63,7 +63,11 @@ impl Loaded {
             .iter()
             .filter(|(name, _)| *name != "config")
             .map(|(name, values)| {
-                let source = self.sources.get(name).copied().unwrap_or(Source::Default);
+                let source = self
+                    .sources
+                    .get(name)
+                    .copied()
+                    .unwrap_or(ConfigSource::Default);
                 (
                     name.clone(),
                     Setting {
@@ -77,7 +81,7 @@ impl Loaded {
 }
 
 /// The configuration parsed into `matches`, with each option's source:
-/// [`Source::File`] for the options in `from_file` (those the file set),
+/// [`ConfigSource::File`] for the options in `from_file` (those the file set),
 /// else what clap says of it.
 pub(super) fn finish(
     matches: &ArgMatches,
@@ -95,12 +99,12 @@ pub(super) fn finish(
             continue;
         }
         let source = if from_file.iter().any(|f| f == long) {
-            Source::File
+            ConfigSource::File
         } else {
             match matches.value_source(id) {
-                Some(ValueSource::CommandLine) => Source::CommandLine,
-                Some(ValueSource::EnvVariable) => Source::Environment,
-                _ => Source::Default,
+                Some(ValueSource::CommandLine) => ConfigSource::CommandLine,
+                Some(ValueSource::EnvVariable) => ConfigSource::Environment,
+                _ => ConfigSource::Default,
             }
         };
         sources.insert(long.to_owned(), source);
@@ -134,9 +138,9 @@ mod tests {
             values: values.iter().map(|v| v.to_string()).collect(),
             source,
         };
-        assert_eq!(s["iface"], setting(&["a", "b"], Source::CommandLine));
-        assert_eq!(s["flow-entries"], setting(&["1024"], Source::File));
-        assert_eq!(s["interval"], setting(&["1s"], Source::Default));
-        assert_eq!(s["api-key-file"], setting(&[], Source::Default));
+        assert_eq!(s["iface"], setting(&["a", "b"], ConfigSource::CommandLine));
+        assert_eq!(s["flow-entries"], setting(&["1024"], ConfigSource::File));
+        assert_eq!(s["interval"], setting(&["1s"], ConfigSource::Default));
+        assert_eq!(s["api-key-file"], setting(&[], ConfigSource::Default));
     }
 }

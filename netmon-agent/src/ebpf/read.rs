@@ -15,13 +15,13 @@ use tracing::warn;
 use super::{Kernel, ReadError, batch, cache::set_control};
 use crate::{
     rates::sum,
-    traffic::{Expired, Reading},
+    traffic::{Expired, MapCounts},
 };
 
 impl Kernel {
     /// Reads the flow cache's last generation, both counting maps and the
     /// globals into `r`, summing per-CPU values. Buffers in `r` are reused.
-    pub fn read(&mut self, r: &mut Reading) -> Result<(), ReadError> {
+    pub fn read(&mut self, r: &mut MapCounts) -> Result<(), ReadError> {
         r.macs.clear();
         r.flows.clear();
         r.cached.clear();

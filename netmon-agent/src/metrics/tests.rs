@@ -14,14 +14,14 @@ use super::*;
 use crate::{
     collect::{
         Avail, CollectorName, Cycle, Reading, State, Telemetry,
-        discovery::{self, DeviceReport, inventory::Source as Seen, inventory::Status},
+        discovery::{self, DeviceReport, inventory::SeenBy as Seen, inventory::Status},
         interfaces::{self, Counters, InterfaceStats},
         latency,
         system::{self, Cpu, Filesystem, Host, Memory, Sensor, Temperatures},
     },
     ifaces::{Subnets, format_mac},
     snapshot::Snapshot,
-    traffic::{Reading as MapReading, Traffic},
+    traffic::{MapCounts as MapReading, Traffic},
 };
 
 const ROUTER: [u8; 6] = [2, 0, 0, 0, 0, 0xee];

@@ -548,7 +548,7 @@ mod tests {
     use super::*;
     use crate::{
         ifaces::Subnets,
-        traffic::{Reading, Traffic},
+        traffic::{MapCounts, Traffic},
     };
 
     fn flow(src: u8) -> FlowKey {
@@ -591,7 +591,7 @@ mod tests {
         let start = Instant::now();
         let hour0 = UNIX_EPOCH + Duration::from_secs(1_700_002_800); // on the hour
         let mut step = |secs: u64, bytes: &[u64]| {
-            let reading = Reading {
+            let reading = MapCounts {
                 cached: bytes
                     .iter()
                     .enumerate()
@@ -605,7 +605,7 @@ mod tests {
                         )
                     })
                     .collect(),
-                ..Reading::default()
+                ..MapCounts::default()
             };
             let wall = hour0 + Duration::from_secs(secs);
             t.update(

@@ -670,11 +670,12 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
     let subnets = crate::ifaces::Subnets::default();
     let start = Instant::now();
     let c = |bytes, packets| Counter { bytes, packets };
-    let reading = |macs: Vec<(MacKey, Counter)>, flows: Vec<(FlowKey, Counter)>| traffic::Reading {
-        macs,
-        flows,
-        ..traffic::Reading::default()
-    };
+    let reading =
+        |macs: Vec<(MacKey, Counter)>, flows: Vec<(FlowKey, Counter)>| traffic::MapCounts {
+            macs,
+            flows,
+            ..traffic::MapCounts::default()
+        };
     // Interval 0 (the first: everything counted is new): 1 → 9 has sent
     // 1000 bytes.
     let wall0 = UNIX_EPOCH + Duration::from_millis(T0);

@@ -24,7 +24,8 @@ pub const MAX_ADDRESSES: usize = 16;
 /// Where an observation came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+#[schema(as = Source)]
+pub enum SeenBy {
     /// The kernel's IPv4 neighbour (ARP) table.
     Neighbour,
     /// An ARP reply to the sweep, or an ARP request heard during it.
@@ -90,7 +91,7 @@ pub struct Observation {
     pub ip: Option<IpAddr>,
     /// When the source last saw it active.
     pub seen: SystemTime,
-    pub source: Source,
+    pub source: SeenBy,
 }
 
 /// An address of a device and when it was last seen with it.
@@ -113,7 +114,7 @@ pub struct Device {
     pub addresses: Vec<Address>,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
-    pub sources: BTreeSet<Source>,
+    pub sources: BTreeSet<SeenBy>,
 }
 
 impl Device {
@@ -301,7 +302,7 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
     }
 
-    fn obs(mac: [u8; 6], ip: Option<u8>, seen: SystemTime, source: Source) -> Observation {
+    fn obs(mac: [u8; 6], ip: Option<u8>, seen: SystemTime, source: SeenBy) -> Observation {
         Observation {
             ifindex: 2,
             mac,
@@ -320,7 +321,7 @@ mod tests {
     fn active_then_idle_then_gone_then_forgotten() {
         let mut inv = Inventory::new(limits(10));
         assert_eq!(
-            inv.observe(obs(MAC, Some(5), t(0), Source::Arp), t(0)),
+            inv.observe(obs(MAC, Some(5), t(0), SeenBy::Arp), t(0)),
             Outcome::Added
         );
         assert_eq!(status(&inv, MAC, t(59)), Status::Active);
@@ -336,16 +337,16 @@ mod tests {
     #[test]
     fn a_new_sighting_makes_it_active_again_and_merges_sources_and_addresses() {
         let mut inv = Inventory::new(limits(10));
-        inv.observe(obs(MAC, Some(5), t(0), Source::Neighbour), t(0));
+        inv.observe(obs(MAC, Some(5), t(0), SeenBy::Neighbour), t(0));
         assert_eq!(status(&inv, MAC, t(700)), Status::Gone);
-        inv.observe(obs(MAC, Some(6), t(700), Source::Traffic), t(700));
+        inv.observe(obs(MAC, Some(6), t(700), SeenBy::Traffic), t(700));
         assert_eq!(status(&inv, MAC, t(700)), Status::Active);
         let d = inv.get(2, MAC).unwrap();
         assert_eq!(d.first_seen, t(0));
         assert_eq!(d.last_seen, t(700));
         assert_eq!(
             d.sources.iter().copied().collect::<Vec<_>>(),
-            [Source::Neighbour, Source::Traffic]
+            [SeenBy::Neighbour, SeenBy::Traffic]
         );
         let ips: Vec<_> = d.addresses.iter().map(|a| a.ip.to_string()).collect();
         assert_eq!(ips, ["10.0.0.6", "10.0.0.5"]);
@@ -354,16 +355,16 @@ mod tests {
     #[test]
     fn old_sightings_do_not_move_last_seen_back_nor_add_stale_devices() {
         let mut inv = Inventory::new(limits(10));
-        inv.observe(obs(MAC, None, t(100), Source::Arp), t(100));
-        inv.observe(obs(MAC, None, t(10), Source::Neighbour), t(110));
+        inv.observe(obs(MAC, None, t(100), SeenBy::Arp), t(100));
+        inv.observe(obs(MAC, None, t(10), SeenBy::Neighbour), t(110));
         let d = inv.get(2, MAC).unwrap();
         assert_eq!((d.first_seen, d.last_seen), (t(10), t(100)));
         // A neighbour entry last confirmed two hours ago is not a device.
         let other = [0x00, 0x1b, 0x21, 0, 0, 2];
-        inv.observe(obs(other, Some(9), t(0), Source::Neighbour), t(7200));
+        inv.observe(obs(other, Some(9), t(0), SeenBy::Neighbour), t(7200));
         assert!(inv.get(2, other).is_none());
         // A time from the future is clamped to now.
-        inv.observe(obs(other, None, t(9000), Source::Arp), t(8000));
+        inv.observe(obs(other, None, t(9000), SeenBy::Arp), t(8000));
         assert_eq!(inv.get(2, other).unwrap().last_seen, t(8000));
     }
 
@@ -371,7 +372,7 @@ mod tests {
     fn addresses_are_capped_most_recent_first() {
         let mut inv = Inventory::new(limits(10));
         for i in 0..40u8 {
-            inv.observe(obs(MAC, Some(i), t(u64::from(i)), Source::Arp), t(100));
+            inv.observe(obs(MAC, Some(i), t(u64::from(i)), SeenBy::Arp), t(100));
         }
         let d = inv.get(2, MAC).unwrap();
         assert_eq!(d.addresses.len(), MAX_ADDRESSES);
@@ -383,20 +384,20 @@ mod tests {
     fn a_full_inventory_evicts_the_oldest_inactive_else_refuses() {
         let mut inv = Inventory::new(limits(3));
         let mac = |i: u8| [0x00, 0x1b, 0x21, 0, 1, i];
-        inv.observe(obs(mac(1), None, t(0), Source::Arp), t(0));
-        inv.observe(obs(mac(2), None, t(10), Source::Arp), t(10));
-        inv.observe(obs(mac(3), None, t(500), Source::Arp), t(500));
+        inv.observe(obs(mac(1), None, t(0), SeenBy::Arp), t(0));
+        inv.observe(obs(mac(2), None, t(10), SeenBy::Arp), t(10));
+        inv.observe(obs(mac(3), None, t(500), SeenBy::Arp), t(500));
         // At 520: 1 and 2 are idle, 3 active. 1 is the oldest.
         assert_eq!(
-            inv.observe(obs(mac(4), None, t(520), Source::Arp), t(520)),
+            inv.observe(obs(mac(4), None, t(520), SeenBy::Arp), t(520)),
             Outcome::AddedEvicting
         );
         assert!(inv.get(2, mac(1)).is_none());
         assert_eq!(inv.len(), 3);
-        inv.observe(obs(mac(2), None, t(520), Source::Arp), t(520));
+        inv.observe(obs(mac(2), None, t(520), SeenBy::Arp), t(520));
         // Everyone active now: a fifth is refused, the inventory unchanged.
         assert_eq!(
-            inv.observe(obs(mac(5), None, t(521), Source::Arp), t(521)),
+            inv.observe(obs(mac(5), None, t(521), SeenBy::Arp), t(521)),
             Outcome::Refused
         );
         assert_eq!(inv.len(), 3);

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use self::{
     arp::SweepStats,
-    inventory::{Address, Inventory, Limits, Observation, Source, Status},
+    inventory::{Address, Inventory, Limits, Observation, SeenBy, Status},
     ndp::ProbeStats,
 };
 mod metrics;
@@ -146,7 +146,7 @@ pub struct DeviceReport {
     #[serde(serialize_with = "ser_time")]
     pub last_seen: SystemTime,
     pub status: Status,
-    pub sources: Vec<Source>,
+    pub sources: Vec<SeenBy>,
 }
 
 /// The inventory's size and churn.
@@ -437,7 +437,7 @@ impl Discovery {
                             mac: f.mac,
                             ip: Some(IpAddr::V4(f.ip)),
                             seen: f.at,
-                            source: Source::Arp,
+                            source: SeenBy::Arp,
                         }));
                         subnets.push(stats);
                     }
@@ -524,9 +524,9 @@ impl Discovery {
                         ip: Some(n.ip),
                         seen: now.checked_sub(n.age).unwrap_or(SystemTime::UNIX_EPOCH),
                         source: if n.ip.is_ipv4() {
-                            Source::Neighbour
+                            SeenBy::Neighbour
                         } else {
-                            Source::Ndp
+                            SeenBy::Ndp
                         },
                     });
                 }
@@ -645,7 +645,7 @@ impl super::Collector for Discovery {
                 mac: d.mac,
                 ip: ips.next().copied(),
                 seen: d.last_seen,
-                source: Source::Traffic,
+                source: SeenBy::Traffic,
             });
             // Older addresses: only their existence is known.
             observe.extend(ips.map(|ip| Observation {
@@ -653,7 +653,7 @@ impl super::Collector for Discovery {
                 mac: d.mac,
                 ip: Some(*ip),
                 seen: d.first_seen,
-                source: Source::Traffic,
+                source: SeenBy::Traffic,
             }));
         }
         self.tx_packets = tx_packets;
