@@ -60,7 +60,7 @@ struct Flows {
 }
 
 /// The history writes at most `series_per_hour` distinct flow series an
-/// hour; the flows beyond go to `flow/<iface>/<in|out>/other`.
+/// hour; the flows beyond go to `flow/<iface>/<ingress|egress>/other`.
 #[derive(Serialize, utoipa::ToSchema)]
 struct HistoryFlows {
     /// `--store-flow-series-per-hour` (0 until the history has started).

@@ -205,3 +205,61 @@ fn a_version_1_file_is_sealed_into_chunks_keeping_every_point_and_label() {
         );
     }
 }
+
+/// Version 3 spells a flow series' direction as the API does: opening an
+/// older file renames `flow/<iface>/in|out/...` and keeps each id (so its
+/// data); other names are untouched.
+#[test]
+fn an_older_file_s_flow_directions_become_ingress_and_egress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.redb");
+    write_v1(&path);
+    let old = [
+        (20, "flow/eth0/in/17/10.0.0.1/10.0.0.9"),
+        (21, "flow/eth0/out/6/10.0.0.9/10.0.0.1"),
+        (22, "flow/eth0/in/other"),
+    ];
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut series = tx.open_table(SERIES).unwrap();
+            let mut names = tx.open_table(SERIES_NAMES).unwrap();
+            for (id, name) in old {
+                series.insert(name, id).unwrap();
+                names.insert(id, name).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let s = Store::open(&path, Retention::default()).unwrap();
+    let mut flows = s.series(Some(Family::Flow)).unwrap();
+    flows.sort();
+    assert_eq!(
+        flows,
+        [
+            "flow/eth0/egress/6/10.0.0.9/10.0.0.1",
+            "flow/eth0/ingress/17/10.0.0.1/10.0.0.9",
+            "flow/eth0/ingress/other",
+        ]
+    );
+    let rtx = s.with_db(|db| Ok(db.begin_read()?)).unwrap();
+    let series = rtx.open_table(SERIES).unwrap();
+    assert_eq!(
+        series
+            .get("flow/eth0/ingress/other")
+            .unwrap()
+            .unwrap()
+            .value(),
+        22
+    );
+    assert!(series.get("flow/eth0/in/other").unwrap().is_none());
+    assert_eq!(
+        series
+            .get("device/eth0/02:00:00:00:00:0a")
+            .unwrap()
+            .unwrap()
+            .value(),
+        0
+    );
+}

@@ -306,10 +306,60 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
         migrate_v0(&tx)?;
     }
     create_tables(&tx)?;
+    if from < 3 {
+        rename_directions(&tx)?;
+    }
     tx.open_table(META)?
         .insert(schema::VERSION_KEY, schema::SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Version 2 → 3: `flow/<iface>/in/...` and `.../out/...` become
+/// `.../ingress/...` and `.../egress/...`, the names the API and
+/// `/metrics` use; each series keeps its id, so its data is untouched.
+fn rename_directions(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let renamed: Vec<(u32, String, String)> = {
+        let names = tx.open_table(SERIES_NAMES)?;
+        let mut out = Vec::new();
+        for row in names.iter()? {
+            let (id, name) = row?;
+            let (id, name) = (id.value(), name.value());
+            if let Some(new) = renamed_direction(name) {
+                out.push((id, name.to_owned(), new));
+            }
+        }
+        out
+    };
+    let mut series = tx.open_table(SERIES)?;
+    let mut names = tx.open_table(SERIES_NAMES)?;
+    for (id, old, new) in &renamed {
+        series.remove(old.as_str())?;
+        series.insert(new.as_str(), *id)?;
+        names.insert(*id, new.as_str())?;
+    }
+    if !renamed.is_empty() {
+        info!(
+            series = renamed.len(),
+            "Renamed the flow series' directions (in/out to ingress/egress)."
+        );
+    }
+    Ok(())
+}
+
+/// A version-2 flow series name with its direction spelt as the API does;
+/// `None` for any other name.
+fn renamed_direction(name: &str) -> Option<String> {
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.first() != Some(&"flow") || parts.len() < 4 {
+        return None;
+    }
+    parts[2] = match parts[2] {
+        "in" => "ingress",
+        "out" => "egress",
+        _ => return None,
+    };
+    Some(parts.join("/"))
 }
 
 /// Version 0 → 1: builds the interval table from the raw samples. An

@@ -20,7 +20,7 @@
 //!   [`crate::traffic::Traffic::listed_flows`]). At most
 //!   `--store-flow-series-per-hour` distinct flow series are written in one
 //!   hour of the clock; the deltas of flows beyond that go to one series per
-//!   interface and direction, `flow/<iface>/<in|out>/other` (counted in
+//!   interface and direction, `flow/<iface>/<ingress|egress>/other` (counted in
 //!   [`FlowSeriesStats`]), so a flood of new flows never creates series
 //!   without bound. Devices, interfaces and flows with nothing new get no
 //!   sample. The
@@ -42,7 +42,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use netmon_common::{Counter, FlowKey, direction};
+use netmon_common::{Counter, FlowKey};
 use tracing::{info, warn};
 
 use super::{
@@ -77,7 +77,7 @@ const HOUR_MS: u64 = 3_600_000;
 pub struct Options {
     /// Most distinct flow series the history writes in one hour of the
     /// clock (so at most this many new ones an hour); the flows beyond it
-    /// that hour are added to `flow/<iface>/<in|out>/other`.
+    /// that hour are added to `flow/<iface>/<ingress|egress>/other`.
     #[arg(long, default_value_t = DEFAULT_FLOW_SERIES_PER_HOUR, value_parser = clap::value_parser!(u32).range(0..=1_000_000), env = "NETMON_STORE_FLOW_SERIES_PER_HOUR")]
     pub store_flow_series_per_hour: u32,
 }
@@ -428,11 +428,7 @@ impl Recorder {
                 continue;
             }
             let k = &f.key;
-            let dir = if k.direction == direction::INGRESS {
-                "in"
-            } else {
-                "out"
-            };
+            let dir = crate::units::direction_name(k.direction);
             let name = SeriesKey::new(
                 Family::Flow,
                 &[
@@ -554,7 +550,7 @@ mod tests {
     fn flow(src: u8) -> FlowKey {
         FlowKey {
             ifindex: 3,
-            direction: direction::INGRESS,
+            direction: netmon_common::direction::INGRESS,
             proto: proto::UDP,
             src_mac: [2, 0, 0, 0, 0, src],
             dst_mac: [2, 0, 0, 0, 0, 9],
@@ -624,8 +620,8 @@ mod tests {
             let iv = rec.build(&snap, &tel, wall).expect("an interval");
             flow_series(&iv)
         };
-        let name = |src: u8| format!("flow/eth0/in/17/10.0.0.{src}/10.0.0.9");
-        let other = "flow/eth0/in/other".to_owned();
+        let name = |src: u8| format!("flow/eth0/ingress/17/10.0.0.{src}/10.0.0.9");
+        let other = "flow/eth0/ingress/other".to_owned();
         // By bytes: flows 5, 4, 3 get series; 2 and 1 go to other.
         let want = vec![
             (name(3), 300),

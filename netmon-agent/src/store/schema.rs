@@ -33,12 +33,16 @@
 //! id, ms)`; opening a version-1 file creates the chunk tables, moves
 //! [`RAW`]'s rows into [`RAW_OPEN`] (then drops [`RAW`]) and seals
 //! everything into chunks, in batches with progress logged (see
-//! `open.rs`). The aggregate tails are unchanged.
+//! `open.rs`). The aggregate tails are unchanged. Version 2 named a flow
+//! series' direction `in`/`out` (`flow/<iface>/in/...`) where the API and
+//! `/metrics` say `ingress`/`egress`; opening a version-2 (or older) file
+//! renames them in [`SERIES`] and [`SERIES_NAMES`] (see
+//! `rename_directions` in `open.rs`), ids and data unchanged.
 
 use redb::TableDefinition;
 
 /// The layout this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Key in [`META`] of the layout version.
 pub const VERSION_KEY: &str = "schema_version";

@@ -1,7 +1,7 @@
 //! Series identity and sample encoding.
 //!
 //! A series is named `<family>/<labels>` (e.g. `device/eth0/02:00:00:00:00:01`,
-//! `flow/eth0/in/6/10.0.0.1/10.0.0.2`, `system`); the family fixes its kind
+//! `flow/eth0/ingress/6/10.0.0.1/10.0.0.2`, `system`); the family fixes its kind
 //! and fields ([`Family::fields`]). The file stores each name once, in the
 //! series table, and samples under the name's `u32` id.
 //!
@@ -73,7 +73,7 @@ impl Family {
     /// One MAC on one interface (eBPF counters): `device/<iface>/<mac>`.
     pub const Device: Family = Family(&TRAFFIC[0]);
     /// One IP conversation (eBPF counters), only the interval's top N by
-    /// bytes: `flow/<iface>/<in|out>/<proto>/<src>/<dst>`.
+    /// bytes: `flow/<iface>/<ingress|egress>/<proto>/<src>/<dst>`.
     pub const Flow: Family = Family(&TRAFFIC[1]);
     /// A watched interface's frames (eBPF counters): `interface/<iface>`.
     pub const Interface: Family = Family(&TRAFFIC[2]);

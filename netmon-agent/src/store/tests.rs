@@ -753,8 +753,8 @@ fn the_recorder_stores_traffic_deltas_and_the_top_flows() {
     assert_eq!(
         flows,
         [
-            "flow/eth0/in/17/10.0.0.1/10.0.0.9",
-            "flow/eth0/in/17/10.0.0.3/10.0.0.9"
+            "flow/eth0/ingress/17/10.0.0.1/10.0.0.9",
+            "flow/eth0/ingress/17/10.0.0.3/10.0.0.9"
         ]
     );
     assert_eq!(sum(&q(&flows[1])[0], "bytes"), 9000);
