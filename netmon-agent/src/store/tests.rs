@@ -592,7 +592,7 @@ fn a_newer_or_foreign_file_is_refused_by_name() {
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Newer { found: 99, .. }), "{msg}");
     assert!(
-        msg.contains("version 99") && msg.contains("version 2"),
+        msg.contains("version 99") && msg.contains(&format!("version {}", schema::SCHEMA_VERSION)),
         "{msg}"
     );
     assert!(msg.contains(&path.display().to_string()), "{msg}");
