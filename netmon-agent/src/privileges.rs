@@ -31,6 +31,7 @@ pub fn needed(cfg: &Config, held: &CapsHashSet) -> CapsHashSet {
         keep.insert(match need.cap {
             Cap::NetRaw => Capability::CAP_NET_RAW,
             Cap::DacReadSearch => Capability::CAP_DAC_READ_SEARCH,
+            Cap::SysPtrace => Capability::CAP_SYS_PTRACE,
         });
     }
     // CAP_SYS_ADMIN stands in for CAP_BPF on kernels without it; keep it
@@ -116,11 +117,12 @@ mod tests {
             Capability::CAP_NET_ADMIN,
             Capability::CAP_NET_RAW,
             Capability::CAP_DAC_READ_SEARCH,
+            Capability::CAP_SYS_PTRACE,
         ]
         .into_iter()
         .collect();
         assert_eq!(keep, want);
-        let keep = needed(&cfg(&["--disable", "discovery,latency"]), &all);
+        let keep = needed(&cfg(&["--disable", "discovery,latency,security"]), &all);
         assert_eq!(
             keep,
             [Capability::CAP_BPF, Capability::CAP_NET_ADMIN]

@@ -44,6 +44,7 @@ const ENDPOINTS: &[(&str, bool)] = &[
     ("/api/v1/latency", false),
     ("/api/v1/compliance", false),
     ("/api/v1/packages", false),
+    ("/api/v1/security", false),
     ("/api/v1/snapshot", false),
 ];
 

@@ -1,4 +1,4 @@
-//! The compliance and packages collectors in the running agent: their
+//! The compliance, packages and security collectors in the running agent: their
 //! views, `/metrics` families and history series, through the registry.
 //!
 //! Compliance reads a fixture root (tests/fixtures/compliance/hardened) so
@@ -206,4 +206,61 @@ fn packages_lists_exactly_what_dpkg_query_lists() {
         Some(format!("netmon_packages {}", theirs.len()).as_str()),
         "{m}"
     );
+}
+
+/// A process started from a copy of a binary in /tmp is a `process_in_tmp`
+/// finding with its pid; once its file is deleted it is also a
+/// `deleted_executable`; when it ends, the findings go.
+#[test]
+fn a_process_run_from_tmp_is_a_security_finding() {
+    skip_unless_root!();
+    let pair = Pair::new();
+    let b = pair.b();
+    let dir = tempfile::Builder::new()
+        .prefix("netmon-e2e-sec-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let copy = dir.path().join("sleeper");
+    std::fs::copy("/bin/sleep", &copy).unwrap();
+    let mut child = Command::new(&copy).arg("60").spawn().unwrap();
+    let pid = child.id();
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--interval=200ms",
+            "--security-interval=200ms",
+        ],
+    );
+    let has = |r: &Value, kind: &str| {
+        r["findings"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|f| f["pid"] == pid && f["kind"] == kind))
+    };
+    let r = wait_ok(&agent, "/api/v1/security", |r| has(r, "process_in_tmp"));
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["pid"] == pid)
+        .unwrap()
+        .clone();
+    assert_eq!(f["exe"], copy.display().to_string(), "{f:#}");
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["process"], "sleeper");
+    let m = http_get_ok(b.ns(), "/metrics", &[("X-API-KEY", TEST_KEY)]).text;
+    let line = metric_line(&m, "netmon_security_findings{kind=\"process_in_tmp\"}").unwrap();
+    assert!(!line.ends_with(" 0"), "{line}");
+
+    std::fs::remove_file(&copy).unwrap();
+    wait_ok(&agent, "/api/v1/security", |r| {
+        has(r, "deleted_executable") && has(r, "process_in_tmp")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_ok(&agent, "/api/v1/security", |r| {
+        r["findings"]
+            .as_array()
+            .is_some_and(|l| !l.iter().any(|f| f["pid"] == pid))
+    });
 }

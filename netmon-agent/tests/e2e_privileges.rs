@@ -17,6 +17,7 @@ use common::{
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_NET_RAW: u32 = 13;
 const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_BPF: u32 = 39;
 
 /// `(CapPrm, CapEff, CapBnd, CapAmb)` of every thread of `pid`.
@@ -76,7 +77,13 @@ fn root_keeps_only_what_running_needs_in_every_thread() {
     let agent = Agent::start(pair.a().ns(), &["--iface", Pair::IFNAME]);
     assert_every_thread_holds_only(
         agent.pid(),
-        bits(&[CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_DAC_READ_SEARCH]),
+        bits(&[
+            CAP_BPF,
+            CAP_NET_ADMIN,
+            CAP_NET_RAW,
+            CAP_DAC_READ_SEARCH,
+            CAP_SYS_PTRACE,
+        ]),
     );
     assert!(
         agent
@@ -86,10 +93,16 @@ fn root_keeps_only_what_running_needs_in_every_thread() {
         agent.stderr()
     );
     drop(agent);
-    // Without discovery and latency, CAP_NET_RAW goes too.
+    // Without discovery and latency, CAP_NET_RAW goes too; without
+    // security, CAP_SYS_PTRACE.
     let agent = Agent::start(
         pair.a().ns(),
-        &["--iface", Pair::IFNAME, "--disable", "discovery,latency"],
+        &[
+            "--iface",
+            Pair::IFNAME,
+            "--disable",
+            "discovery,latency,security",
+        ],
     );
     assert_every_thread_holds_only(agent.pid(), bits(&[CAP_BPF, CAP_NET_ADMIN]));
 }

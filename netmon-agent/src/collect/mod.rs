@@ -33,6 +33,7 @@ pub mod latency;
 pub mod names;
 pub mod packages;
 pub mod registry;
+pub mod security;
 pub mod system;
 pub mod vendor;
 
@@ -345,6 +346,8 @@ registry! {
     Compliance compliance: compliance::Compliance, "Compliance collector";
     /// dpkg's package inventory and its changes.
     Packages packages: packages::Packages, "Packages collector";
+    /// Processes run from temporary directories or with deleted executables.
+    Security security: security::Security, "Security collector";
 }
 
 impl std::fmt::Display for CollectorName {

@@ -39,6 +39,8 @@ pub enum Cap {
     NetRaw,
     /// Reading files whatever their owner (kept only when held).
     DacReadSearch,
+    /// Reading other processes' `/proc/<pid>/exe` (kept only when held).
+    SysPtrace,
 }
 
 /// A capability a collector uses, and what for (said by the preflight).
