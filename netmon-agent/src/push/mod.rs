@@ -81,24 +81,12 @@ impl Push {
             headers.push(("X-API-KEY".to_owned(), key.to_owned()));
             headers.push(("Authorization".to_owned(), format!("Bearer {key}")));
         }
-        let targets = opts
-            .push_urls
-            .iter()
-            .map(|url| Target {
-                url: url.clone(),
-                headers: headers.clone(),
-            })
-            .collect();
-        let outbox_opts = outbox::Options {
-            queue_bytes: opts.push_queue_size,
-            timeout: opts.push_timeout,
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-        };
-        let outbox = Outbox::start(
-            targets,
+        let outbox = Outbox::for_urls(
+            &opts.push_urls,
+            &headers,
+            opts.push_queue_size,
+            opts.push_timeout,
             &state_dir.join("push"),
-            &outbox_opts,
             "netmon-push",
         )?;
         Ok(Push { outbox })

@@ -113,6 +113,32 @@ pub fn spool_dir(dir: &Path, url: &str) -> std::path::PathBuf {
 }
 
 impl Outbox {
+    /// An outbox for `urls`, every post carrying `headers`, retried with
+    /// backoff from 1 s to 60 s; queues under `dir` (see [`Outbox::start`]).
+    pub fn for_urls(
+        urls: &[String],
+        headers: &[(String, String)],
+        queue_bytes: u64,
+        timeout: Duration,
+        dir: &Path,
+        thread_name: &str,
+    ) -> std::io::Result<Outbox> {
+        let targets = urls
+            .iter()
+            .map(|url| Target {
+                url: url.clone(),
+                headers: headers.to_vec(),
+            })
+            .collect();
+        let opts = Options {
+            queue_bytes,
+            timeout,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        };
+        Outbox::start(targets, dir, &opts, thread_name)
+    }
+
     /// Opens each target's spool under `dir` (see [`spool_dir`]) and
     /// starts its thread, named `thread_name`. Bodies left from an earlier
     /// run are delivered first.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
-use super::outbox::{self, Outbox, Target};
+use super::outbox::Outbox;
 
 /// `prometheus.WriteRequest`, field numbers as in Prometheus's
 /// `prompb/remote.proto` (metadata, field 3, is not sent).
@@ -106,24 +106,12 @@ impl RemoteWrite {
         if let Some(token) = bearer {
             headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
         }
-        let targets = opts
-            .remote_write_urls
-            .iter()
-            .map(|url| Target {
-                url: url.clone(),
-                headers: headers.clone(),
-            })
-            .collect();
-        let outbox_opts = outbox::Options {
-            queue_bytes: opts.remote_write_queue_size,
-            timeout: Duration::from_secs(30),
-            backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-        };
-        let outbox = Outbox::start(
-            targets,
+        let outbox = Outbox::for_urls(
+            &opts.remote_write_urls,
+            &headers,
+            opts.remote_write_queue_size,
+            Duration::from_secs(30),
             &state_dir.join("remote-write"),
-            &outbox_opts,
             "netmon-remote-write",
         )?;
         Ok(RemoteWrite { outbox })

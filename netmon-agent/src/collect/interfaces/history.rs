@@ -11,16 +11,7 @@ use crate::collect::{Avail, Reading, Sample, SampleValues, SeriesFamily, SeriesK
 pub const SERIES: &[SeriesFamily] = &[SeriesFamily {
     name: "link",
     kind: SeriesKind::Counter,
-    fields: &[
-        "rx_bytes",
-        "rx_packets",
-        "rx_errors",
-        "rx_dropped",
-        "tx_bytes",
-        "tx_packets",
-        "tx_errors",
-        "tx_dropped",
-    ],
+    fields: &Counters::FILES,
 }];
 
 /// The counters of the previous reading recorded, by interface name.
