@@ -49,7 +49,7 @@
 //! traffic and hooks; default all);
 //! `--datapath`, `--drains`, `--collectors`, `--history`, `--store` or
 //! `--alerts` run parts 1-2, part 3, part 6, parts 7-8, part 7 or part 9
-//! alone, `--agent` parts 3 and 5 (the agent's
+//! alone, `--api` part 8 alone, `--agent` parts 3 and 5 (the agent's
 //! drain and memory); `--hostile` runs only the hostile part (a
 //! random-source flood, `benches/hostile/mod.rs`) for `--flood-seconds S`
 //! (default 300).
@@ -115,6 +115,12 @@ fn main() {
         part8_api::part8();
         return;
     }
+    if opts.only_api {
+        let api = part8_api::part8();
+        summary_header();
+        part8_api::summary(&api);
+        return;
+    }
     if opts.only_datapath {
         part1_hooks::part1_and_2(&opts);
         return;
@@ -173,6 +179,8 @@ struct Options {
     only_history: bool,
     /// Part 7 alone (`--store`).
     only_store: bool,
+    /// Part 8 alone (`--api`).
+    only_api: bool,
     /// Parts 1 and 2 alone (`--datapath`).
     only_datapath: bool,
     /// The hostile part alone (`--hostile`).
@@ -203,6 +211,7 @@ impl Options {
             only_collectors: false,
             only_history: false,
             only_store: false,
+            only_api: false,
             only_datapath: false,
             only_hostile: false,
             only_agent: false,
@@ -231,6 +240,7 @@ impl Options {
                 "--collectors" => opts.only_collectors = true,
                 "--history" => opts.only_history = true,
                 "--store" => opts.only_store = true,
+                "--api" => opts.only_api = true,
                 "--datapath" => opts.only_datapath = true,
                 "--hostile" => opts.only_hostile = true,
                 "--agent" => opts.only_agent = true,
@@ -258,7 +268,7 @@ impl Options {
                         .collect();
                 }
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --store, --agent, --alerts, --hostile, --flood-seconds S"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --store, --api, --agent, --alerts, --hostile, --flood-seconds S"
                 ),
             }
         }
