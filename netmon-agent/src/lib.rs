@@ -213,21 +213,6 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         Err(_) => Vec::new(),
     };
     let (alerts, alert_thread) = spawn_alerts(&cfg, alerts, &store, &shared, &telemetry, &stop);
-    let watched = attachments.len();
-    let drain = drain::spawn(&cfg, kernel, attachments, watcher, &shared, &series, &stop);
-
-    let scheme = if tls { "https" } else { "http" };
-    let status = format!(
-        "Watching {watched} interface(s); API on {scheme}://{}.",
-        cfg.listen
-    );
-    // Ready: the programs are attached and the API socket is bound (requests
-    // queue until the server below accepts them).
-    drain::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
-
     let push = outbound::start_push(&cfg, push_key.as_deref())?;
     let remote_write = outbound::start_remote_write(&cfg, remote_write_bearer.as_deref())?;
     let state = api::AppState {
@@ -241,7 +226,23 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         push: push.clone(),
         remote_write: remote_write.clone(),
         alerts,
+        prebuilt: Default::default(),
     };
+    let watched = attachments.len();
+    let drain = drain::spawn(&cfg, kernel, attachments, watcher, &state, &series, &stop);
+
+    let scheme = if tls { "https" } else { "http" };
+    let status = format!(
+        "Watching {watched} interface(s); API on {scheme}://{}.",
+        cfg.listen
+    );
+    // Ready: the programs are attached and the API socket is bound (requests
+    // queue until the server below accepts them).
+    drain::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+
     let pusher = push.map(|push| outbound::spawn_push(&cfg, push, &state, &stop));
     let writer = remote_write.map(|rw| outbound::spawn_remote_write(&cfg, rw, &state, &stop));
     let app = api::router(

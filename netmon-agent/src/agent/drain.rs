@@ -1,7 +1,8 @@
 //! The drain thread: it owns the kernel object. Every interval it re-checks
 //! the interfaces when they changed (the [`Watcher`] attaches to new ones
 //! and forgets removed ones), reads the maps, folds them into
-//! [`Traffic`], deletes idle entries and publishes a [`Snapshot`]; it
+//! [`Traffic`], deletes idle entries, publishes a [`Snapshot`] and builds
+//! the API's answers from it ([`Prebuilt::warm`]); it
 //! answers systemd's watchdog, and when the agent stops it detaches every
 //! program.
 
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 
 use super::watcher::Watcher;
 use crate::{
+    api::{AppState, prebuilt::Prebuilt},
     config::Config,
     ebpf::{Attachments, Kernel},
     ifaces,
@@ -31,33 +33,31 @@ pub fn spawn(
     kernel: Kernel,
     attachments: Attachments,
     watcher: Watcher,
-    shared: &Shared,
+    state: &AppState,
     series: &Arc<store::record::FlowSeriesStats>,
     stop: &Stop,
 ) -> thread::JoinHandle<()> {
-    let (shared, series, cfg, stop) = (
-        shared.clone(),
-        Arc::clone(series),
-        cfg.clone(),
-        stop.clone(),
-    );
+    let (state, series, cfg, stop) = (state.clone(), Arc::clone(series), cfg.clone(), stop.clone());
     thread::Builder::new()
         .name("netmon-drain".into())
         .spawn(move || {
             let out = Published {
-                shared: &shared,
+                shared: &state.snapshot,
                 series: &series,
+                prebuild: &|| Prebuilt::warm(&state),
             };
             drain_loop(&cfg, kernel, attachments, watcher, out, &stop)
         })
         .expect("spawning the drain thread")
 }
 
-/// Where the drain loop publishes: the snapshot, and what it copies into
-/// each snapshot from the history's recorder.
+/// Where the drain loop publishes: the snapshot, what it copies into each
+/// snapshot from the history's recorder, and what it builds from each
+/// snapshot once published (the API's prebuilt answers).
 pub(super) struct Published<'a> {
     pub(super) shared: &'a Shared,
     pub(super) series: &'a store::record::FlowSeriesStats,
+    pub(super) prebuild: &'a dyn Fn(),
 }
 
 pub(super) fn drain_loop(
@@ -124,6 +124,7 @@ pub(super) fn drain_loop(
                 let mut snap = snapshot(&traffic, &attachments, &names, listed);
                 snap.flow_series = out.series.get();
                 out.shared.set(snap);
+                (out.prebuild)();
             }
             Err(e) => {
                 warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Reading the maps failed.")

@@ -7,9 +7,16 @@
 //! `GET /api/v1/devices/{mac}`: the entries of one MAC (case-insensitive
 //! `aa:bb:cc:dd:ee:ff`), one per interface it was seen on.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::Range, sync::Arc};
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -20,7 +27,7 @@ use super::{
 };
 use crate::{
     collect::{
-        Avail, Cycle, Reading,
+        self, Avail, CollectorName, Cycle, Reading,
         discovery::{
             self, DeviceReport, InventoryStats, NeighbourStats, Report, SweepReport,
             inventory::Status, ndp::ProbeStats,
@@ -28,6 +35,7 @@ use crate::{
     },
     ifaces::format_mac,
     snapshot::Snapshot,
+    store::labels::Label,
     traffic::Device,
 };
 
@@ -104,7 +112,7 @@ pub(super) fn merge(s: &Snapshot, reading: Option<&Reading<Report>>) -> Vec<Devi
         .collect()
 }
 
-fn parse_status(s: &str) -> Result<Status, ApiError> {
+pub(super) fn parse_status(s: &str) -> Result<Status, ApiError> {
     match s {
         "active" => Ok(Status::Active),
         "idle" => Ok(Status::Idle),
@@ -121,17 +129,34 @@ fn parse_status(s: &str) -> Result<Status, ApiError> {
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let status = p.status.as_deref().map(parse_status).transpose()?;
-    let s = state.snapshot.get();
-    let reading = telemetry::latest::<discovery::Discovery>(&state.telemetry);
-    let mut devices: Vec<DeviceView> = merge(&s, reading.as_deref().ok())
-        .into_iter()
-        .filter(|d| p.interface.as_ref().is_none_or(|i| *i == d.interface))
-        .filter(|d| status.is_none_or(|st| d.status == Some(st)))
-        .collect();
-    super::labels::apply(&mut devices, &super::labels::current(&state));
-    let discovery = match &reading {
+    let answer = state
+        .prebuilt
+        .devices(
+            &state.snapshot.get(),
+            state.telemetry.slot(CollectorName::Discovery).state(),
+            super::labels::current(&state),
+        )
+        .map_err(ApiError::internal)?;
+    let body = if p.interface.is_none() && status.is_none() {
+        answer.body.clone()
+    } else {
+        answer.filtered(|d| {
+            p.interface.as_ref().is_none_or(|i| *i == d.interface)
+                && status.is_none_or(|st| d.status == Some(st))
+        })
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The answer's body around `devices`.
+fn body<'a>(
+    s: &Snapshot,
+    reading: &'a Result<Arc<Reading<Report>>, ApiError>,
+    devices: Vec<DeviceView>,
+) -> Devices<'a> {
+    let discovery = match reading {
         Ok(r) => Avail::Value(DiscoverySummary {
             collection: &r.collection,
             inventory: &r.report.inventory,
@@ -141,16 +166,120 @@ async fn list(
         }),
         Err(e) => Avail::unavailable(e.to_string()),
     };
-    let body = Devices {
+    Devices {
         updated: s.updated.map(crate::units::time),
         interval_seconds: s.interval.as_secs_f64(),
         devices,
         table: s.device_table.into(),
         discovery,
-    };
-    serde_json::to_value(&body)
-        .map(Json)
-        .map_err(ApiError::internal)
+    }
+}
+
+/// The body as the handler serialized it on each request before the
+/// answers were prebuilt (through a `serde_json::Value`): what
+/// [`Answer`] must reproduce.
+#[cfg(test)]
+pub(super) fn reference_body(
+    s: &Snapshot,
+    reading: &Result<Arc<Reading<Report>>, ApiError>,
+    devices: Vec<DeviceView>,
+) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::to_value(body(s, reading, devices)).unwrap()).unwrap()
+}
+
+/// The answer to `GET /api/v1/devices` without parameters, as bytes, and
+/// where each device is in them, so a filtered answer is a join of ranges
+/// (built by [`super::prebuilt::Prebuilt`]).
+pub(super) struct Answer {
+    /// The whole answer.
+    pub(super) body: Bytes,
+    /// The bytes before the first device (`...,"devices":[`).
+    head: Range<usize>,
+    /// The bytes after the last device (`],...`).
+    tail: Range<usize>,
+    devices: Vec<Placed>,
+}
+
+/// One device's place in [`Answer::body`] and what the filters look at.
+pub(super) struct Placed {
+    range: Range<usize>,
+    pub(super) interface: String,
+    pub(super) status: Option<Status>,
+}
+
+/// Stands for the devices while the rest of the answer is serialized.
+const PLACEHOLDER: &str = "netmon-devices-placeholder";
+/// The placeholder as serialized: only a `devices` field whose value is the
+/// placeholder can write it (quotes inside strings are escaped).
+const DEVICES_MARK: &str = "\"devices\":\"netmon-devices-placeholder\"";
+
+impl Answer {
+    /// The answer from the snapshot `s`, discovery's `state` and the
+    /// devices' `labels`, byte for byte what serializing [`Devices`] as a
+    /// `serde_json::Value` gives.
+    pub(super) fn build(
+        s: &Snapshot,
+        state: &collect::State,
+        labels: &BTreeMap<String, Label>,
+    ) -> serde_json::Result<Answer> {
+        let reading = telemetry::typed::<discovery::Discovery>(state.clone());
+        let mut devices = merge(s, reading.as_deref().ok());
+        super::labels::apply(&mut devices, labels);
+        let mut value = serde_json::to_value(body(s, &reading, Vec::new()))?;
+        value["devices"] = PLACEHOLDER.into();
+        let rest = serde_json::to_string(&value)?;
+        let at = match rest.match_indices(DEVICES_MARK).collect::<Vec<_>>()[..] {
+            [(at, _)] => at,
+            _ => {
+                return Err(serde::ser::Error::custom(
+                    "the devices' place in the answer is not unique",
+                ));
+            }
+        };
+        let mut body = Vec::with_capacity(rest.len() + 800 * devices.len());
+        body.extend_from_slice(&rest.as_bytes()[..at]);
+        body.extend_from_slice(b"\"devices\":[");
+        let head = 0..body.len();
+        let mut placed = Vec::with_capacity(devices.len());
+        for (i, d) in devices.into_iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let start = body.len();
+            serde_json::to_writer(&mut body, &serde_json::to_value(&d)?)?;
+            placed.push(Placed {
+                range: start..body.len(),
+                interface: d.interface,
+                status: d.status,
+            });
+        }
+        body.push(b']');
+        let tail_start = body.len() - 1;
+        body.extend_from_slice(&rest.as_bytes()[at + DEVICES_MARK.len()..]);
+        let tail = tail_start..body.len();
+        Ok(Answer {
+            body: body.into(),
+            head,
+            tail,
+            devices: placed,
+        })
+    }
+
+    /// The answer with only the devices `keep` takes.
+    pub(super) fn filtered(&self, keep: impl Fn(&Placed) -> bool) -> Bytes {
+        let mut out = Vec::with_capacity(self.body.len());
+        out.extend_from_slice(&self.body[self.head.clone()]);
+        let mut first = true;
+        for d in self.devices.iter().filter(|d| keep(d)) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&self.body[d.range.clone()]);
+        }
+        out.extend_from_slice(&self.body[self.tail.clone()]);
+        out.into()
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/devices/{mac}", operation_id = "getDevice", tag = "traffic",

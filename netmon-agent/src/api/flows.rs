@@ -2,11 +2,18 @@
 //! from the snapshot's listed flows (the top [`MAX_LIMIT`] or more by each
 //! order), with the flow table's size, capacity and evictions.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, error::ApiError, error::ApiQuery, views::FlowView};
-use crate::traffic::Flow;
+use crate::{snapshot::Snapshot, traffic::Flow};
 
 /// Flows returned when no limit is given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -77,7 +84,7 @@ struct HistoryFlows {
 async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<Params>,
-) -> Result<Json<Flows>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -86,8 +93,25 @@ async fn list(
         ));
     }
     let s = state.snapshot.get();
-    let top = top_n(&s.flows, limit, p.sort);
-    Ok(Json(Flows {
+    let body = if limit == DEFAULT_LIMIT && p.sort == Sort::default() {
+        state.prebuilt.flows(&s)
+    } else {
+        body(&s, limit, p.sort).map(Bytes::from)
+    }
+    .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The answer without parameters (cached by
+/// [`super::prebuilt::Prebuilt`]).
+pub(super) fn default_body(s: &Snapshot) -> serde_json::Result<Vec<u8>> {
+    body(s, DEFAULT_LIMIT, Sort::default())
+}
+
+/// The top `limit` flows by `sort` of snapshot `s`, as JSON.
+fn body(s: &Snapshot, limit: usize, sort: Sort) -> serde_json::Result<Vec<u8>> {
+    let top = top_n(&s.flows, limit, sort);
+    serde_json::to_vec(&Flows {
         updated: s.updated.map(crate::units::time),
         interval_seconds: s.interval.as_secs_f64(),
         total: s.flow_table.entries,
@@ -98,8 +122,8 @@ async fn list(
             series_this_hour: s.flow_series.this_hour,
             aggregated: s.flow_series.aggregated,
         },
-        flows: top.into_iter().map(|f| FlowView::new(&s, f)).collect(),
-    }))
+        flows: top.into_iter().map(|f| FlowView::new(s, f)).collect(),
+    })
 }
 
 /// The `limit` largest flows by `sort`, largest first; ties broken by key

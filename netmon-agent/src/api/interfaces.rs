@@ -6,8 +6,9 @@
 //! `{"unavailable": "<why>"}` and the rest of the answer is unchanged.
 
 use axum::{
-    Json, Router,
+    Router,
     extract::State,
+    http::header,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -20,8 +21,9 @@ use super::{
     views::Traffic,
 };
 use crate::{
-    collect::{Avail, Reading, interfaces},
+    collect::{self, Avail, CollectorName, Reading, interfaces},
     ebpf::HookMode,
+    snapshot::Snapshot,
     traffic::{CacheStats, MapStats, OtherFlows, TableStats},
     units::time,
 };
@@ -220,16 +222,31 @@ struct Interfaces<'a> {
 
 #[utoipa::path(get, path = "/api/v1/interfaces", operation_id = "listInterfaces", tag = "traffic",
     responses((status = 200, description = "The watched interfaces, the datapath's counters and map fill, and interface statistics.", body = Interfaces)))]
-async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Params>) -> Response {
-    let s = state.snapshot.get();
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(Params {}): ApiQuery<Params>,
+) -> Result<Response, ApiError> {
+    let body = state
+        .prebuilt
+        .interfaces(
+            &state.snapshot.get(),
+            state.telemetry.slot(CollectorName::Interfaces).state(),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The answer for snapshot `s` and the interfaces collector's `state`, as
+/// JSON (cached by [`super::prebuilt::Prebuilt`]).
+pub(super) fn body(s: &Snapshot, state: &collect::State) -> serde_json::Result<Vec<u8>> {
     let g = s.globals;
-    let stats = telemetry::latest::<interfaces::Interfaces>(&state.telemetry);
+    let stats = telemetry::typed::<interfaces::Interfaces>(state.clone());
     let stats = match &stats {
         Ok(reading) => Avail::Value(&**reading),
         Err(ApiError::Unavailable(why)) => Avail::unavailable(why.as_str()),
         Err(e) => Avail::unavailable(e.to_string()),
     };
-    Json(Interfaces {
+    serde_json::to_vec(&Interfaces {
         updated: s.updated.map(time),
         interval_seconds: s.interval.as_secs_f64(),
         interfaces: s
@@ -268,5 +285,4 @@ async fn list(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Param
         },
         stats,
     })
-    .into_response()
 }

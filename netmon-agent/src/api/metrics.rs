@@ -47,10 +47,12 @@ async fn scrape(State(state): State<AppState>, ApiQuery(Params {}): ApiQuery<Par
 
 /// The whole exposition, as a scrape gets it: what remote-write sends.
 pub fn text(state: &AppState) -> String {
-    let limits = state.metrics.limits;
     let snapshot = state.snapshot.get();
     let names = super::labels::names(&super::labels::current(state));
-    let mut body = metrics::encode(&snapshot, &state.telemetry, &limits, &names);
+    let states: Vec<_> = state.telemetry.states().collect();
+    let mut body = state
+        .prebuilt
+        .metrics(&snapshot, &states, &state.metrics.limits, names);
     body.push_str(&super::health::history_report(&state.store).encode_metrics());
     body.push_str(&super::alerts::encode_metrics(&state.alerts));
     body.push_str(&super::limits::encode_http(

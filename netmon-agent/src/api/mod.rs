@@ -29,6 +29,7 @@ pub mod limits;
 pub mod metrics;
 mod openapi;
 mod packages;
+pub mod prebuilt;
 #[cfg(test)]
 mod proptests;
 mod push;
@@ -88,6 +89,8 @@ pub struct AppState {
     pub remote_write: Option<Arc<crate::push::remote_write::RemoteWrite>>,
     /// The alerts: active ones, silences, recent transitions, receivers.
     pub alerts: crate::alerts::run::Alerts,
+    /// The hot endpoints' answers, built once per drain or reading.
+    pub prebuilt: Arc<prebuilt::Prebuilt>,
 }
 
 /// The history store, or the reason it is off.

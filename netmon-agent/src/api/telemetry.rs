@@ -85,7 +85,13 @@ fn absent(name: CollectorName, state: &collect::State) -> ApiError {
 
 /// The latest reading of collector `C`, or the 503 explaining its absence.
 pub fn latest<C: Collector>(t: &Telemetry) -> Result<Arc<Reading<C::Report>>, ApiError> {
-    match t.slot(C::NAME).state() {
+    typed::<C>(t.slot(C::NAME).state())
+}
+
+/// Collector `C`'s reading in `state` (its slot's), or the 503 explaining
+/// its absence.
+pub fn typed<C: Collector>(state: collect::State) -> Result<Arc<Reading<C::Report>>, ApiError> {
+    match state {
         collect::State::Ready(r) => r.into_any().downcast().map_err(|_| {
             ApiError::internal(anyhow::anyhow!(
                 "the {} reading is not of its collector's type",

@@ -28,6 +28,7 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
         config: Default::default(),
         http,
         alerts: Default::default(),
+        prebuilt: Default::default(),
     }
 }
 

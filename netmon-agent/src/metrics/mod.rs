@@ -43,7 +43,7 @@ use std::collections::HashMap;
 pub use self::options::{Limits, MetricsAuth, Options, Settings};
 pub use crate::exposition::{CONTENT_TYPE, Family, escape_label};
 use crate::{
-    collect::{CollectorName, Reading, Source, State, Telemetry, discovery},
+    collect::{CollectorName, Published, Reading, Source, State, Telemetry, discovery},
     snapshot::Snapshot,
 };
 
@@ -53,25 +53,63 @@ pub type Names = HashMap<[u8; 6], String>;
 
 /// The whole exposition for one scrape of the live state: the traffic
 /// core's families, then each enabled collector's (registry order), then
-/// the collectors' own health.
+/// the collectors' own health. The concatenation of [`encode_traffic`],
+/// [`encode_source`] for each reading and [`encode_health`], which the API
+/// caches apart (each changes at its own pace).
 pub fn encode(s: &Snapshot, t: &Telemetry, limits: &Limits, names: &Names) -> String {
     let states: Vec<(&'static dyn Source, State)> = t.states().collect();
-    let discovery = states
+    let mut out = encode_traffic(s, discovery_of(&states), limits, names);
+    for (src, st) in &states {
+        if let Some(r) = st.reading() {
+            out.push_str(&encode_source(*src, r));
+        }
+    }
+    out.push_str(&encode_health(&states));
+    out
+}
+
+/// Discovery's reading among `states`, when it has one (the device series'
+/// addresses, names and statuses).
+pub fn discovery_of<'a>(
+    states: &'a [(&'static dyn Source, State)],
+) -> Option<&'a Reading<discovery::Report>> {
+    states
         .iter()
         .find(|(src, _)| src.name() == CollectorName::Discovery)
         .and_then(|(_, st)| st.reading())
-        .and_then(|r| r.as_any().downcast_ref::<Reading<discovery::Report>>());
+        .and_then(|r| r.as_any().downcast_ref::<Reading<discovery::Report>>())
+}
+
+/// The traffic core's families: what changes with each drain (and with
+/// discovery's reading and the devices' names).
+pub fn encode_traffic(
+    s: &Snapshot,
+    discovery: Option<&Reading<discovery::Report>>,
+    limits: &Limits,
+    names: &Names,
+) -> String {
     let mut families = Vec::new();
     traffic::families(s, discovery, limits, names, &mut families);
-    for (src, st) in &states {
-        if let Some(r) = st.reading() {
-            src.metrics(r, &mut families);
-        }
-    }
-    collectors::families(&states, &mut families);
+    write(&families)
+}
 
+/// One collector's families from its reading `r`.
+pub fn encode_source(src: &dyn Source, r: &dyn Published) -> String {
+    let mut families = Vec::new();
+    src.metrics(r, &mut families);
+    write(&families)
+}
+
+/// The collectors' own health (up, cycle times, cycles, failures).
+pub fn encode_health(states: &[(&'static dyn Source, State)]) -> String {
+    let mut families = Vec::new();
+    collectors::families(states, &mut families);
+    write(&families)
+}
+
+fn write(families: &[Family]) -> String {
     let mut out = String::with_capacity(64 * families.iter().map(|f| f.len() + 2).sum::<usize>());
-    for f in &families {
+    for f in families {
         f.write(&mut out);
     }
     out
