@@ -70,6 +70,9 @@ struct MetricsParts {
     /// Each collector's families by registry index, with the reading they
     /// were written from.
     sources: Vec<Option<SourceEntry>>,
+    /// All of it with the collectors' health, and what that was written
+    /// from: the traffic part and every collector's state.
+    whole: Option<(Arc<str>, Vec<State>, Bytes)>,
 }
 
 /// A collector's families and the reading they were written from.
@@ -174,7 +177,7 @@ impl Prebuilt {
         states: &[(&'static dyn Source, State)],
         limits: &metrics::Limits,
         names: Names,
-    ) -> String {
+    ) -> Bytes {
         let discovery = states
             .iter()
             .find(|(src, _)| src.name() == CollectorName::Discovery)
@@ -203,10 +206,19 @@ impl Prebuilt {
             });
         }
         parts.sources.resize(states.len(), None);
-        let mut texts: Vec<Arc<str>> = Vec::with_capacity(states.len() + 1);
-        if let Some(t) = &parts.traffic {
-            texts.push(Arc::clone(&t.text));
+        let traffic = parts
+            .traffic
+            .as_ref()
+            .map_or_else(|| Arc::from(""), |t| Arc::clone(&t.text));
+        if let Some((_, _, whole)) = parts.whole.as_ref().filter(|(t, was, _)| {
+            Arc::ptr_eq(t, &traffic)
+                && was.len() == states.len()
+                && was.iter().zip(states).all(|(a, (_, b))| same_state(a, b))
+        }) {
+            return whole.clone();
         }
+        let mut texts: Vec<Arc<str>> = Vec::with_capacity(states.len() + 1);
+        texts.push(Arc::clone(&traffic));
         for ((src, st), cached) in states.iter().zip(parts.sources.iter_mut()) {
             let State::Ready(r) = st else {
                 *cached = None;
@@ -223,7 +235,6 @@ impl Prebuilt {
             };
             texts.push(text);
         }
-        drop(parts);
         let health = metrics::encode_health(states);
         let mut out =
             String::with_capacity(texts.iter().map(|t| t.len()).sum::<usize>() + health.len());
@@ -231,7 +242,10 @@ impl Prebuilt {
             out.push_str(t);
         }
         out.push_str(&health);
-        out
+        let whole = Bytes::from(out);
+        let was = states.iter().map(|(_, st)| st.clone()).collect();
+        parts.whole = Some((traffic, was, whole.clone()));
+        whole
     }
 
     /// The devices answer for `snapshot`, discovery's `state` and `labels`:
