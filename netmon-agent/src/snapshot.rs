@@ -92,6 +92,12 @@ impl Shared {
 
     /// Replaces the latest snapshot.
     pub fn set(&self, s: Snapshot) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+        self.publish(Arc::new(s));
+    }
+
+    /// Replaces the latest snapshot with one already shared (the API has
+    /// built its answers from it before).
+    pub fn publish(&self, s: Arc<Snapshot>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = s;
     }
 }

@@ -1,8 +1,8 @@
 //! The drain thread: it owns the kernel object. Every interval it re-checks
 //! the interfaces when they changed (the [`Watcher`] attaches to new ones
 //! and forgets removed ones), reads the maps, folds them into
-//! [`Traffic`], deletes idle entries, publishes a [`Snapshot`] and builds
-//! the API's answers from it ([`Prebuilt::warm`]); it
+//! [`Traffic`], deletes idle entries, builds the API's answers from a new
+//! [`Snapshot`] ([`Prebuilt::warm`]) and publishes it; it
 //! answers systemd's watchdog, and when the agent stops it detaches every
 //! program.
 
@@ -44,7 +44,7 @@ pub fn spawn(
             let out = Published {
                 shared: &state.snapshot,
                 series: &series,
-                prebuild: &|| Prebuilt::warm(&state),
+                prebuild: &|snapshot| Prebuilt::warm(&state, snapshot),
             };
             drain_loop(&cfg, kernel, attachments, watcher, out, &stop)
         })
@@ -53,11 +53,11 @@ pub fn spawn(
 
 /// Where the drain loop publishes: the snapshot, what it copies into each
 /// snapshot from the history's recorder, and what it builds from each
-/// snapshot once published (the API's prebuilt answers).
+/// snapshot before publishing it (the API's prebuilt answers).
 pub(super) struct Published<'a> {
     pub(super) shared: &'a Shared,
     pub(super) series: &'a store::record::FlowSeriesStats,
-    pub(super) prebuild: &'a dyn Fn(),
+    pub(super) prebuild: &'a dyn Fn(&Arc<Snapshot>),
 }
 
 pub(super) fn drain_loop(
@@ -123,8 +123,9 @@ pub(super) fn drain_loop(
                 }
                 let mut snap = snapshot(&traffic, &attachments, &names, listed);
                 snap.flow_series = out.series.get();
-                out.shared.set(snap);
-                (out.prebuild)();
+                let snap = Arc::new(snap);
+                (out.prebuild)(&snap);
+                out.shared.publish(snap);
             }
             Err(e) => {
                 warn!(error = %format!("{:#}", anyhow::Error::from(e)), "Reading the maps failed.")

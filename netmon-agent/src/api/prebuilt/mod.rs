@@ -9,24 +9,27 @@
 //! on each request so every answer is current, are compared by value.
 //!
 //! - `/metrics`: the traffic core's families (per drain, discovery reading
-//!   and names), each collector's families (per reading); the collectors'
-//!   health and the per-request families (history, alerts, HTTP counters,
-//!   push) are written at request time and concatenated in the same order
-//!   as before, so the text is byte for byte what [`crate::metrics::encode`]
-//!   writes.
+//!   and names), each collector's families (per reading) and the
+//!   collectors' health (per their states), as one shared buffer; the
+//!   per-request families (history, alerts, HTTP counters, push) follow it,
+//!   in the same order as before, so the text is byte for byte what
+//!   [`crate::metrics::encode`] writes.
 //! - `/api/v1/devices`: the default answer's bytes, with the byte range of
 //!   each device in it ([`super::devices::Answer`]): an unfiltered request
 //!   is a reference-counted copy of those bytes, a filtered one a join of
 //!   ranges.
+//! - `/api/v1/interfaces` and `/api/v1/flows` without parameters: bytes.
 //!
-//! The drain thread warms both right after it publishes a snapshot
-//! ([`Prebuilt::warm`]), so requests find them built; a request whose
-//! inputs changed since (a new collector reading, a label) builds them once
-//! under the part's lock while other requests for it wait.
+//! The drain thread builds them for each snapshot before it publishes it
+//! ([`Prebuilt::warm`]), outside every lock, so requests neither wait for a
+//! build nor find a published snapshot without its answers. A request
+//! whose inputs changed since (a new collector reading, a label) builds the
+//! part itself.
 //!
-//! Memory: one copy of each answer (the last built), bounded by the device
-//! cap (`--max-devices` for the devices answer, about 700 B a device) and
-//! `/metrics`' series caps (`--metrics-max-devices`, `--metrics-max-flows`).
+//! Memory: the answers of the last two snapshots (the published one and
+//! the one about to be), bounded by the device cap (`--max-devices` for the
+//! devices answer, 470-780 B a device) and `/metrics`' series caps
+//! (`--metrics-max-devices`, `--metrics-max-flows`).
 
 #[cfg(test)]
 mod tests;
@@ -46,16 +49,29 @@ use crate::{
     store::labels::Label,
 };
 
+/// Generations of each answer kept: the published snapshot's and the one
+/// the drain is about to publish.
+const KEPT: usize = 2;
+
 /// The cached parts; one per [`AppState`].
 #[derive(Default)]
 pub struct Prebuilt {
-    metrics: Mutex<MetricsParts>,
-    devices: Mutex<Option<DevicesEntry>>,
+    /// `/metrics`' traffic families, by snapshot, discovery reading and
+    /// names.
+    traffic: Kept<TrafficKey, Arc<str>>,
+    /// Each collector's families by registry index, with the reading they
+    /// were written from.
+    sources: Mutex<Vec<Option<SourceEntry>>>,
+    /// The traffic part, the collectors' parts and their health, by the
+    /// traffic part and every collector's state.
+    whole: Kept<(Arc<str>, Vec<State>), Bytes>,
+    /// `/api/v1/devices`, by snapshot, discovery's state and the labels.
+    devices: Kept<DevicesKey, Arc<devices::Answer>>,
     /// `/api/v1/interfaces`, by snapshot and the interfaces collector's
-    /// reading.
-    interfaces: Mutex<Option<(Arc<Snapshot>, State, Bytes)>>,
+    /// state.
+    interfaces: Kept<(Arc<Snapshot>, State), Bytes>,
     /// `/api/v1/flows` without parameters, by snapshot.
-    flows: Mutex<Option<(Arc<Snapshot>, Bytes)>>,
+    flows: Kept<Arc<Snapshot>, Bytes>,
 }
 
 impl std::fmt::Debug for Prebuilt {
@@ -64,32 +80,47 @@ impl std::fmt::Debug for Prebuilt {
     }
 }
 
-#[derive(Default)]
-struct MetricsParts {
-    traffic: Option<TrafficEntry>,
-    /// Each collector's families by registry index, with the reading they
-    /// were written from.
-    sources: Vec<Option<SourceEntry>>,
-    /// All of it with the collectors' health, and what that was written
-    /// from: the traffic part and every collector's state.
-    whole: Option<(Arc<str>, Vec<State>, Bytes)>,
-}
+/// What the devices answer is built from: the snapshot, discovery's state
+/// and the labels.
+type DevicesKey = (Arc<Snapshot>, State, BTreeMap<String, Label>);
 
 /// A collector's families and the reading they were written from.
 type SourceEntry = (Arc<dyn Published>, Arc<str>);
 
-struct TrafficEntry {
+struct TrafficKey {
     snapshot: Arc<Snapshot>,
     discovery: Option<Arc<dyn Published>>,
     names: Names,
-    text: Arc<str>,
 }
 
-struct DevicesEntry {
-    snapshot: Arc<Snapshot>,
-    discovery: State,
-    labels: BTreeMap<String, Label>,
-    answer: Arc<devices::Answer>,
+/// The last [`KEPT`] values built, newest first, with what they were built
+/// from.
+struct Kept<K, V>(Mutex<Vec<(K, V)>>);
+
+impl<K, V> Default for Kept<K, V> {
+    fn default() -> Self {
+        Kept(Mutex::new(Vec::new()))
+    }
+}
+
+impl<K, V: Clone> Kept<K, V> {
+    /// The value built from `key` (as `same` compares keys), else built
+    /// now by `build`, outside the lock, and kept.
+    fn get_or_build<E>(
+        &self,
+        key: K,
+        same: impl Fn(&K, &K) -> bool,
+        build: impl FnOnce(&K) -> Result<V, E>,
+    ) -> Result<V, E> {
+        if let Some((_, v)) = lock(&self.0).iter().find(|(k, _)| same(k, &key)) {
+            return Ok(v.clone());
+        }
+        let v = build(&key)?;
+        let mut kept = lock(&self.0);
+        kept.insert(0, (key, v.clone()));
+        kept.truncate(KEPT);
+        Ok(v)
+    }
 }
 
 /// The same reading (or the same absence of one).
@@ -112,28 +143,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Prebuilt {
-    /// Builds what the latest snapshot changed: `/metrics`' traffic part
-    /// and the default devices answer (the drain calls this after each
-    /// publication).
-    pub fn warm(state: &AppState) {
+    /// Builds the answers for `snapshot`, which the drain is about to
+    /// publish: `/metrics`' prebuilt part and the default devices,
+    /// interfaces and flows answers.
+    pub fn warm(state: &AppState, snapshot: &Arc<Snapshot>) {
         let states: Vec<(&'static dyn Source, State)> = state.telemetry.states().collect();
         let labels = labels::current(state);
-        let snapshot = state.snapshot.get();
-        state.prebuilt.metrics(
-            &snapshot,
+        let p = &state.prebuilt;
+        p.metrics(
+            snapshot,
             &states,
             &state.metrics.limits,
             labels::names(&labels),
         );
         let discovery = state.telemetry.slot(CollectorName::Discovery).state();
-        if let Err(e) = state.prebuilt.devices(&snapshot, discovery, labels) {
+        if let Err(e) = p.devices(snapshot, discovery, labels) {
             tracing::warn!(error = %e, "Building the devices answer failed.");
         }
         let stats = state.telemetry.slot(CollectorName::Interfaces).state();
-        if let Err(e) = state.prebuilt.interfaces(&snapshot, stats) {
+        if let Err(e) = p.interfaces(snapshot, stats) {
             tracing::warn!(error = %e, "Building the interfaces answer failed.");
         }
-        if let Err(e) = state.prebuilt.flows(&snapshot) {
+        if let Err(e) = p.flows(snapshot) {
             tracing::warn!(error = %e, "Building the flows answer failed.");
         }
     }
@@ -145,28 +176,20 @@ impl Prebuilt {
         snapshot: &Arc<Snapshot>,
         stats: State,
     ) -> serde_json::Result<Bytes> {
-        let mut entry = lock(&self.interfaces);
-        if let Some((_, _, body)) = entry
-            .as_ref()
-            .filter(|(s, st, _)| Arc::ptr_eq(s, snapshot) && same_state(st, &stats))
-        {
-            return Ok(body.clone());
-        }
-        let body = Bytes::from(interfaces::body(snapshot, &stats)?);
-        *entry = Some((Arc::clone(snapshot), stats, body.clone()));
-        Ok(body)
+        self.interfaces.get_or_build(
+            (Arc::clone(snapshot), stats),
+            |a, b| Arc::ptr_eq(&a.0, &b.0) && same_state(&a.1, &b.1),
+            |(s, st)| interfaces::body(s, st).map(Bytes::from),
+        )
     }
 
     /// `/api/v1/flows` without parameters (the top 100 by rate) for
     /// `snapshot`.
     pub(super) fn flows(&self, snapshot: &Arc<Snapshot>) -> serde_json::Result<Bytes> {
-        let mut entry = lock(&self.flows);
-        if let Some((_, body)) = entry.as_ref().filter(|(s, _)| Arc::ptr_eq(s, snapshot)) {
-            return Ok(body.clone());
-        }
-        let body = Bytes::from(flows::default_body(snapshot)?);
-        *entry = Some((Arc::clone(snapshot), body.clone()));
-        Ok(body)
+        self.flows
+            .get_or_build(Arc::clone(snapshot), Arc::ptr_eq, |s| {
+                flows::default_body(s).map(Bytes::from)
+            })
     }
 
     /// The traffic core's, the collectors' and the collectors' health
@@ -185,67 +208,77 @@ impl Prebuilt {
                 State::Ready(r) => Some(Arc::clone(r)),
                 State::Disabled | State::Pending => None,
             });
-        let mut parts = lock(&self.metrics);
-        let fresh = parts.traffic.as_ref().is_some_and(|t| {
-            Arc::ptr_eq(&t.snapshot, snapshot)
-                && match (&t.discovery, &discovery) {
+        let key = TrafficKey {
+            snapshot: Arc::clone(snapshot),
+            discovery,
+            names,
+        };
+        let same = |a: &TrafficKey, b: &TrafficKey| {
+            Arc::ptr_eq(&a.snapshot, &b.snapshot)
+                && match (&a.discovery, &b.discovery) {
                     (None, None) => true,
                     (Some(a), Some(b)) => same_reading(a, b),
                     _ => false,
                 }
-                && t.names == names
+                && a.names == b.names
+        };
+        let Ok(traffic) = self.traffic.get_or_build(key, same, |k| {
+            let text = metrics::encode_traffic(
+                &k.snapshot,
+                metrics::discovery_of(states),
+                limits,
+                &k.names,
+            );
+            Ok::<_, std::convert::Infallible>(Arc::<str>::from(text))
         });
-        if !fresh {
-            let text =
-                metrics::encode_traffic(snapshot, metrics::discovery_of(states), limits, &names);
-            parts.traffic = Some(TrafficEntry {
-                snapshot: Arc::clone(snapshot),
-                discovery,
-                names,
-                text: text.into(),
+        let was = states.iter().map(|(_, st)| st.clone()).collect();
+        let same = |a: &(Arc<str>, Vec<State>), b: &(Arc<str>, Vec<State>)| {
+            Arc::ptr_eq(&a.0, &b.0)
+                && a.1.len() == b.1.len()
+                && a.1.iter().zip(&b.1).all(|(a, b)| same_state(a, b))
+        };
+        let Ok(whole) = self
+            .whole
+            .get_or_build((traffic, was), same, |(traffic, _)| {
+                Ok::<_, std::convert::Infallible>(self.concatenate(traffic, states))
             });
-        }
-        parts.sources.resize(states.len(), None);
-        let traffic = parts
-            .traffic
-            .as_ref()
-            .map_or_else(|| Arc::from(""), |t| Arc::clone(&t.text));
-        if let Some((_, _, whole)) = parts.whole.as_ref().filter(|(t, was, _)| {
-            Arc::ptr_eq(t, &traffic)
-                && was.len() == states.len()
-                && was.iter().zip(states).all(|(a, (_, b))| same_state(a, b))
-        }) {
-            return whole.clone();
-        }
-        let mut texts: Vec<Arc<str>> = Vec::with_capacity(states.len() + 1);
-        texts.push(Arc::clone(&traffic));
-        for ((src, st), cached) in states.iter().zip(parts.sources.iter_mut()) {
-            let State::Ready(r) = st else {
-                *cached = None;
-                continue;
-            };
-            let hit = cached.as_ref().filter(|(was, _)| same_reading(was, r));
-            let text = match hit {
-                Some((_, text)) => Arc::clone(text),
-                None => {
-                    let text: Arc<str> = metrics::encode_source(*src, &**r).into();
-                    *cached = Some((Arc::clone(r), Arc::clone(&text)));
-                    text
-                }
-            };
-            texts.push(text);
+        whole
+    }
+
+    /// `traffic`, each collector's families (cached by reading) and their
+    /// health, in one buffer.
+    fn concatenate(&self, traffic: &str, states: &[(&'static dyn Source, State)]) -> Bytes {
+        let mut texts: Vec<Arc<str>> = Vec::with_capacity(states.len());
+        {
+            let mut sources = lock(&self.sources);
+            sources.resize(states.len(), None);
+            for ((src, st), cached) in states.iter().zip(sources.iter_mut()) {
+                let State::Ready(r) = st else {
+                    *cached = None;
+                    continue;
+                };
+                let hit = cached.as_ref().filter(|(was, _)| same_reading(was, r));
+                let text = match hit {
+                    Some((_, text)) => Arc::clone(text),
+                    None => {
+                        let text: Arc<str> = metrics::encode_source(*src, &**r).into();
+                        *cached = Some((Arc::clone(r), Arc::clone(&text)));
+                        text
+                    }
+                };
+                texts.push(text);
+            }
         }
         let health = metrics::encode_health(states);
-        let mut out =
-            String::with_capacity(texts.iter().map(|t| t.len()).sum::<usize>() + health.len());
+        let mut out = String::with_capacity(
+            traffic.len() + texts.iter().map(|t| t.len()).sum::<usize>() + health.len(),
+        );
+        out.push_str(traffic);
         for t in &texts {
             out.push_str(t);
         }
         out.push_str(&health);
-        let whole = Bytes::from(out);
-        let was = states.iter().map(|(_, st)| st.clone()).collect();
-        parts.whole = Some((traffic, was, whole.clone()));
-        whole
+        Bytes::from(out)
     }
 
     /// The devices answer for `snapshot`, discovery's `state` and `labels`:
@@ -256,21 +289,10 @@ impl Prebuilt {
         discovery: State,
         labels: BTreeMap<String, Label>,
     ) -> serde_json::Result<Arc<devices::Answer>> {
-        let mut entry = lock(&self.devices);
-        if let Some(e) = entry.as_ref().filter(|e| {
-            Arc::ptr_eq(&e.snapshot, snapshot)
-                && same_state(&e.discovery, &discovery)
-                && e.labels == labels
-        }) {
-            return Ok(Arc::clone(&e.answer));
-        }
-        let answer = Arc::new(devices::Answer::build(snapshot, &discovery, &labels)?);
-        *entry = Some(DevicesEntry {
-            snapshot: Arc::clone(snapshot),
-            discovery,
-            labels,
-            answer: Arc::clone(&answer),
-        });
-        Ok(answer)
+        self.devices.get_or_build(
+            (Arc::clone(snapshot), discovery, labels),
+            |a, b| Arc::ptr_eq(&a.0, &b.0) && same_state(&a.1, &b.1) && a.2 == b.2,
+            |(s, st, labels)| devices::Answer::build(s, st, labels).map(Arc::new),
+        )
     }
 }

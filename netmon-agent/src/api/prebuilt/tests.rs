@@ -200,8 +200,11 @@ async fn the_devices_answer_is_what_a_request_built_and_follows_its_inputs() {
         .set_label(&format_mac([2, 0, 0, 0, 0, 4]), Some(&label), 10)
         .unwrap();
     check_devices(&state).await;
-    state.snapshot.set(snapshot(60, 5000));
-    super::Prebuilt::warm(&state);
+    // As the drain does: built first, then published.
+    let next = Arc::new(snapshot(60, 5000));
+    super::Prebuilt::warm(&state, &next);
+    check_devices(&state).await;
+    state.snapshot.publish(next);
     check_devices(&state).await;
 }
 
