@@ -1,0 +1,337 @@
+//! The security collector: seed 002's threat checks, natively, and what a
+//! network agent on a gateway is placed to see.
+//!
+//! Each check is a module that looks at its source once a cycle and
+//! returns what it found as [`Found`] items, each with a key naming its
+//! subject (a process, a socket, an address); the collector's [`Tracker`]
+//! gives a finding its `first_seen` (kept while the same subject is found
+//! cycle after cycle) and `last_seen`, and forgets it when the check no
+//! longer finds it. Checks:
+//!
+//! - [`procs`]: processes run from `/tmp`, `/var/tmp` or `/dev/shm`, and
+//!   processes whose executable was deleted (procfs).
+//!
+//! At most `--security-max-findings` are listed (most severe first); the
+//! rest are counted in `findings_omitted`.
+//!
+//! Not yet here (issue 18): new listening sockets, SSH brute force, ARP
+//! spoofing and gateway impersonation.
+
+pub mod procs;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+
+use super::{
+    CollectorName, Context, ViewSchema,
+    registry::{Cap, Need},
+    ser_time, view_schema,
+};
+use crate::{exposition::Family, shutdown::Stop};
+
+/// Options of the security collector.
+#[derive(Clone, Debug, clap::Args)]
+#[group(id = "security-options")]
+pub struct Options {
+    /// How often the security checks run.
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_interval, env = "NETMON_SECURITY_INTERVAL")]
+    pub security_interval: Duration,
+    /// The procfs the process checks read (`/proc`; tests use a tree of
+    /// their own).
+    #[arg(long, default_value = "/proc", env = "NETMON_SECURITY_PROC")]
+    pub security_proc: PathBuf,
+    /// Most findings listed; the rest are counted in `findings_omitted`.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_FINDINGS")]
+    pub security_max_findings: u32,
+}
+
+/// What a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SecurityFindingKind)]
+pub enum Kind {
+    /// A process whose executable lies under /tmp, /var/tmp or /dev/shm.
+    ProcessInTmp,
+    /// A process whose executable file was deleted after it started (an
+    /// upgrade does this too; a payload that removes itself as well).
+    DeletedExecutable,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::ProcessInTmp, Kind::DeletedExecutable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ProcessInTmp => "process_in_tmp",
+            Kind::DeletedExecutable => "deleted_executable",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            Kind::ProcessInTmp => Severity::Critical,
+            Kind::DeletedExecutable => Severity::Warning,
+        }
+    }
+}
+
+/// How bad a finding is; findings are listed most severe first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SecuritySeverity)]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+/// What a check found in one cycle: a finding without its times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub kind: Kind,
+    /// Names the subject within its kind (a process's pid and start time,
+    /// a socket, an address): the same key cycle after cycle is the same
+    /// finding.
+    pub key: String,
+    pub evidence: String,
+    pub detail: Detail,
+}
+
+/// The subject of a finding, by what kind of thing it is about. Fields
+/// that do not apply are left out of the JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SecurityFindingDetail)]
+pub struct Detail {
+    /// The process (process findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The process's name (`comm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// The executable's path as the kernel names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SecurityFinding)]
+pub struct Finding {
+    pub kind: Kind,
+    pub severity: Severity,
+    /// What the finding rests on.
+    pub evidence: String,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub first_seen: SystemTime,
+    #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String)]
+    pub last_seen: SystemTime,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+/// One cycle's report.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SecurityReport)]
+pub struct Report {
+    /// Findings, most severe first, then by kind and subject.
+    pub findings: Vec<Finding>,
+    /// Findings beyond `--security-max-findings`, not listed.
+    pub findings_omitted: u64,
+    /// Processes looked at.
+    pub processes: u64,
+    /// Processes whose executable could not be read (another user's
+    /// without CAP_SYS_PTRACE, or kernel threads have none: those are
+    /// not counted).
+    pub unreadable: u64,
+}
+
+/// When each finding was first seen, by kind and key; a finding not found
+/// in a cycle is forgotten.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    seen: HashMap<(Kind, String), SystemTime>,
+}
+
+impl Tracker {
+    /// This cycle's findings, with their first and last seen, sorted most
+    /// severe first, then by kind and key.
+    pub fn track(&mut self, now: SystemTime, mut found: Vec<Found>) -> Vec<Finding> {
+        found.sort_by(|a, b| {
+            (a.kind.severity(), a.kind, &a.key).cmp(&(b.kind.severity(), b.kind, &b.key))
+        });
+        let mut seen = HashMap::with_capacity(found.len());
+        let findings = found
+            .into_iter()
+            .map(|f| {
+                let key = (f.kind, f.key);
+                let first_seen = *self.seen.get(&key).unwrap_or(&now);
+                seen.insert(key, first_seen);
+                Finding {
+                    kind: f.kind,
+                    severity: f.kind.severity(),
+                    evidence: f.evidence,
+                    first_seen,
+                    last_seen: now,
+                    detail: f.detail,
+                }
+            })
+            .collect();
+        self.seen = seen;
+        findings
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// The collector's state.
+#[derive(Debug)]
+pub struct Security {
+    opts: Options,
+    tracker: Tracker,
+}
+
+impl Security {
+    pub fn new(opts: &Options) -> Self {
+        Security {
+            opts: opts.clone(),
+            tracker: Tracker::default(),
+        }
+    }
+
+    /// Runs every check once.
+    pub fn scan(&mut self, now: SystemTime) -> Report {
+        let mut found = Vec::new();
+        let procs = procs::scan(&self.opts.security_proc, &mut found);
+        let mut findings = self.tracker.track(now, found);
+        let max = self.opts.security_max_findings as usize;
+        let omitted = findings.len().saturating_sub(max) as u64;
+        findings.truncate(max);
+        Report {
+            findings,
+            findings_omitted: omitted,
+            processes: procs.processes,
+            unreadable: procs.unreadable,
+        }
+    }
+}
+
+impl super::Collector for Security {
+    const NAME: CollectorName = CollectorName::Security;
+    type Report = Report;
+    type Options = Options;
+    type History = ();
+    const VIEW: Option<ViewSchema> = Some(view_schema::<Report>);
+    const NEEDS: &'static [Need] = &[Need {
+        cap: Cap::SysPtrace,
+        what: "reading other processes' executables (/proc/<pid>/exe)",
+        without: "the processes of other users (counted as unreadable)",
+    }];
+
+    fn new(opts: &Options, _: &Stop) -> Self {
+        Security::new(opts)
+    }
+
+    fn interval(opts: &Options) -> Duration {
+        opts.security_interval
+    }
+
+    fn collect(&mut self, _: &Context) -> Report {
+        self.scan(SystemTime::now())
+    }
+
+    fn metrics(r: &Report, out: &mut Vec<Family>) {
+        let mut findings = Family::gauge(
+            "netmon_security_findings",
+            &["kind"],
+            "Security findings now, by kind (listed only: see findings_omitted).",
+        );
+        for kind in Kind::ALL {
+            let n = r.findings.iter().filter(|f| f.kind == kind).count();
+            findings.int(&[kind.as_str()], n as u64);
+        }
+        let mut omitted = Family::gauge(
+            "netmon_security_findings_omitted",
+            &[],
+            "Security findings beyond --security-max-findings, not listed.",
+        );
+        omitted.int(&[], r.findings_omitted);
+        let mut unreadable = Family::gauge(
+            "netmon_security_processes_unreadable",
+            &[],
+            "Processes whose executable the agent could not read (no CAP_SYS_PTRACE).",
+        );
+        unreadable.int(&[], r.unreadable);
+        out.extend([findings, omitted, unreadable]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    fn found(kind: Kind, key: &str) -> Found {
+        Found {
+            kind,
+            key: key.into(),
+            evidence: format!("{key} evidence"),
+            detail: Detail::default(),
+        }
+    }
+
+    #[test]
+    fn a_finding_keeps_its_first_seen_while_it_is_found_and_is_forgotten_after() {
+        let mut t = Tracker::default();
+        let f = t.track(at(0), vec![found(Kind::DeletedExecutable, "a")]);
+        assert_eq!((f[0].first_seen, f[0].last_seen), (at(0), at(0)));
+        let f = t.track(
+            at(10),
+            vec![
+                found(Kind::DeletedExecutable, "b"),
+                found(Kind::DeletedExecutable, "a"),
+                found(Kind::ProcessInTmp, "z"),
+            ],
+        );
+        // Most severe first, then by kind and key.
+        let order: Vec<(Kind, &str)> = f.iter().map(|f| (f.kind, &f.evidence[..1])).collect();
+        assert_eq!(
+            order,
+            [
+                (Kind::ProcessInTmp, "z"),
+                (Kind::DeletedExecutable, "a"),
+                (Kind::DeletedExecutable, "b"),
+            ]
+        );
+        assert_eq!((f[1].first_seen, f[1].last_seen), (at(0), at(10)));
+        assert_eq!(f[2].first_seen, at(10));
+        // Not found once: forgotten; found again: new.
+        assert!(t.track(at(20), vec![]).is_empty());
+        assert!(t.is_empty());
+        let f = t.track(at(30), vec![found(Kind::DeletedExecutable, "a")]);
+        assert_eq!(f[0].first_seen, at(30));
+    }
+
+    #[test]
+    fn a_finding_s_json_leaves_out_fields_that_do_not_apply() {
+        let mut t = Tracker::default();
+        let f = t.track(at(0), vec![found(Kind::DeletedExecutable, "a")]);
+        let json = serde_json::to_value(&f[0]).unwrap();
+        let keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| &k[..]).collect();
+        assert_eq!(
+            keys,
+            ["evidence", "first_seen", "kind", "last_seen", "severity"]
+        );
+        assert_eq!(json["severity"], "warning");
+    }
+}
