@@ -203,7 +203,7 @@ try {
     ['top', 'table'],
     ['flows', 'table'],
     ['interfaces', 'table'],
-    ['system', '.card'],
+    ['system', '#containers :is(table, p.unavailable)'],
     ['latency', 'table'],
     ['alerts', '#alert-log table'],
   ]) {

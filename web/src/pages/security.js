@@ -61,7 +61,7 @@ function Compliance({ now }) {
         <${Stat} label="failed" value=${r.score.failed} />
         <${Stat} label="not applicable" value=${r.score.not_applicable} />
       </div>
-      <p class="hint">Checked ${ago(r.collection.finished, now)} (every --compliance-interval);
+      <p class="hint">Checked ${ago(r.collection.finished, now)} (every --compliance-interval);${' '}
         ${r.score.percent_applicable === null ? 'no check applies here'
           : `${r.score.percent_applicable}% of the checks that apply`}.</p>
       <${SortTable} label="Compliance checks" rows=${r.cis_results} rowKey=${(c) => c.check_id}
@@ -85,7 +85,7 @@ function Packages() {
     <${Loaded} poll=${poll} render=${(r) => {
       const inv = r.inventory;
       if (inv.unavailable) return html`<p class="unavailable">unavailable: ${inv.unavailable}</p>`;
-      return html`<p><strong>${count(inv.count)}</strong> packages in <code>${r.database}</code>, read
+      return html`<p><strong>${count(inv.count)}</strong> packages in <code>${r.database}</code>, read${' '}
           ${localTime(inv.read_at)}${r.baseline ? `; changes since ${localTime(r.baseline)}` : ''}.</p>
         ${inv.problems.length ? html`<p class="problem">${inv.problems.join('; ')}</p>` : null}
         <${SortTable} label="Package changes" rows=${r.changes}
