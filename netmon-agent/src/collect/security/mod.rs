@@ -10,17 +10,21 @@
 //!
 //! - [`procs`]: processes run from `/tmp`, `/var/tmp` or `/dev/shm`, and
 //!   processes whose executable was deleted (procfs).
+//! - [`listeners`]: listening sockets that were not listening when the
+//!   agent started (netlink sock_diag).
 //!
 //! At most `--security-max-findings` are listed (most severe first); the
 //! rest are counted in `findings_omitted`.
 //!
-//! Not yet here (issue 18): new listening sockets, SSH brute force, ARP
-//! spoofing and gateway impersonation.
+//! Not yet here (issue 18): SSH brute force, ARP spoofing and gateway
+//! impersonation.
 
+pub mod listeners;
 pub mod procs;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     path::PathBuf,
     time::{Duration, SystemTime},
 };
@@ -48,6 +52,11 @@ pub struct Options {
     /// Most findings listed; the rest are counted in `findings_omitted`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_FINDINGS")]
     pub security_max_findings: u32,
+    /// Most listening sockets remembered (the baseline taken at start and
+    /// the new ones together); more are counted in `listeners_untracked`
+    /// and not judged.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_LISTENERS")]
+    pub security_max_listeners: u32,
 }
 
 /// What a finding is about.
@@ -60,22 +69,30 @@ pub enum Kind {
     /// A process whose executable file was deleted after it started (an
     /// upgrade does this too; a payload that removes itself as well).
     DeletedExecutable,
+    /// A TCP or UDP socket listening on an address and port it was not
+    /// listening on when the agent started.
+    NewListener,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::ProcessInTmp, Kind::DeletedExecutable];
+    pub const ALL: [Kind; 3] = [
+        Kind::ProcessInTmp,
+        Kind::DeletedExecutable,
+        Kind::NewListener,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ProcessInTmp => "process_in_tmp",
             Kind::DeletedExecutable => "deleted_executable",
+            Kind::NewListener => "new_listener",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
             Kind::ProcessInTmp => Severity::Critical,
-            Kind::DeletedExecutable => Severity::Warning,
+            Kind::DeletedExecutable | Kind::NewListener => Severity::Warning,
         }
     }
 }
@@ -115,6 +132,20 @@ pub struct Detail {
     /// The executable's path as the kernel names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// The socket's protocol, `tcp` or `udp` (listener findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub protocol: Option<&'static str>,
+    /// The address the socket is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<IpAddr>,
+    /// The port the socket is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The socket's owner (listener findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 /// One finding.
@@ -149,6 +180,17 @@ pub struct Report {
     /// without CAP_SYS_PTRACE, or kernel threads have none: those are
     /// not counted).
     pub unreadable: u64,
+    /// Listening sockets now (distinct protocol, address and port).
+    pub listeners: u64,
+    /// Listening sockets beyond `--security-max-listeners`, not judged.
+    pub listeners_untracked: u64,
+    /// sock_diag messages that did not parse this cycle.
+    pub listeners_malformed: u64,
+    /// Why the listening sockets could not be read this cycle, if they
+    /// could not (the listener findings are then those of the last cycle
+    /// read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listeners_error: Option<String>,
 }
 
 /// When each finding was first seen, by kind and key; a finding not found
@@ -196,6 +238,9 @@ impl Tracker {
 pub struct Security {
     opts: Options,
     tracker: Tracker,
+    listeners: listeners::Listeners,
+    /// The last listener findings, kept through a cycle whose dump failed.
+    listening: Vec<Found>,
 }
 
 impl Security {
@@ -203,6 +248,11 @@ impl Security {
         Security {
             opts: opts.clone(),
             tracker: Tracker::default(),
+            listeners: listeners::Listeners::new(
+                opts.security_max_listeners,
+                Some(std::process::id()),
+            ),
+            listening: Vec::new(),
         }
     }
 
@@ -210,6 +260,22 @@ impl Security {
     pub fn scan(&mut self, now: SystemTime) -> Report {
         let mut found = Vec::new();
         let procs = procs::scan(&self.opts.security_proc, &mut found);
+        let mut malformed = 0;
+        let (listening, listeners_error) = match listeners::dump(&mut malformed) {
+            Ok(now) => {
+                let mut out = Vec::new();
+                let c = self
+                    .listeners
+                    .judge(now, &self.opts.security_proc, &mut out);
+                self.listening = out;
+                (c, None)
+            }
+            Err(e) => (
+                listeners::Counts::default(),
+                Some(format!("sock_diag: {e}")),
+            ),
+        };
+        found.extend(self.listening.iter().cloned());
         let mut findings = self.tracker.track(now, found);
         let max = self.opts.security_max_findings as usize;
         let omitted = findings.len().saturating_sub(max) as u64;
@@ -219,6 +285,10 @@ impl Security {
             findings_omitted: omitted,
             processes: procs.processes,
             unreadable: procs.unreadable,
+            listeners: listening.listeners,
+            listeners_untracked: listening.untracked,
+            listeners_malformed: malformed,
+            listeners_error,
         }
     }
 }
@@ -269,7 +339,13 @@ impl super::Collector for Security {
             "Processes whose executable the agent could not read (no CAP_SYS_PTRACE).",
         );
         unreadable.int(&[], r.unreadable);
-        out.extend([findings, omitted, unreadable]);
+        let mut untracked = Family::gauge(
+            "netmon_security_listeners_untracked",
+            &[],
+            "Listening sockets beyond --security-max-listeners, not judged.",
+        );
+        untracked.int(&[], r.listeners_untracked);
+        out.extend([findings, omitted, unreadable, untracked]);
     }
 }
 

@@ -1,0 +1,121 @@
+//! The security collector's host checks in the running agent: a socket
+//! that starts listening in the agent's namespace after it started is a
+//! `new_listener` finding, listed once while it listens and gone when it
+//! closes; failed SSH logins appended to an auth.log are an
+//! `ssh_brute_force` finding.
+//!
+//! Privileged: run as root (`cargo xtask test` does).
+
+mod common;
+
+use std::{
+    net::{TcpListener, UdpSocket},
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `GET /api/v1/security` until `done(body)`.
+fn wait_security(agent: &Agent<'_>, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let last = agent.try_request("/api/v1/security", &[("X-API-KEY", TEST_KEY)]);
+        if let Ok((200, body)) = &last
+            && done(body)
+        {
+            return body.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET /api/v1/security: {last:?}\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn of_kind<'a>(r: &'a Value, kind: &str) -> Vec<&'a Value> {
+    r["findings"]
+        .as_array()
+        .map(|l| l.iter().filter(|f| f["kind"] == kind).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_socket_listening_after_start_is_a_new_listener_once_until_it_closes() {
+    skip_unless_root!();
+    let pair = Pair::new();
+    let b = pair.b();
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--interval=200ms",
+            "--security-interval=200ms",
+        ],
+    );
+    // The baseline (the agent's own API socket among it) is taken.
+    let r = wait_security(&agent, |r| r["listeners"].as_u64() > Some(0));
+    assert!(of_kind(&r, "new_listener").is_empty(), "{r:#}");
+
+    let (tcp, udp) = b.ns().run(|| {
+        (
+            TcpListener::bind("0.0.0.0:0").unwrap(),
+            UdpSocket::bind("[::]:0").unwrap(),
+        )
+    });
+    let (tp, up) = (
+        tcp.local_addr().unwrap().port(),
+        udp.local_addr().unwrap().port(),
+    );
+    let both = |r: &Value| {
+        let l = of_kind(r, "new_listener");
+        l.iter().any(|f| f["port"] == tp) && l.iter().any(|f| f["port"] == up)
+    };
+    let r = wait_security(&agent, both);
+    let first = r.clone();
+    let t: Vec<&Value> = of_kind(&r, "new_listener")
+        .into_iter()
+        .filter(|f| f["port"] == tp)
+        .collect();
+    assert_eq!(t.len(), 1, "{r:#}");
+    assert_eq!(t[0]["protocol"], "tcp");
+    assert_eq!(t[0]["address"], "0.0.0.0");
+    assert_eq!(t[0]["severity"], "warning");
+    assert_eq!(t[0]["pid"], std::process::id(), "{:#}", t[0]);
+    let u = of_kind(&r, "new_listener")
+        .into_iter()
+        .find(|f| f["port"] == up)
+        .unwrap();
+    assert_eq!(
+        (&u["protocol"], &u["address"]),
+        (&"udp".into(), &"::".into())
+    );
+
+    // Cycles later: still listed once, with its first_seen.
+    std::thread::sleep(Duration::from_millis(600));
+    let r = wait_security(&agent, both);
+    let again: Vec<&Value> = of_kind(&r, "new_listener")
+        .into_iter()
+        .filter(|f| f["port"] == tp)
+        .collect();
+    assert_eq!(again.len(), 1, "{r:#}");
+    let was = of_kind(&first, "new_listener")
+        .into_iter()
+        .find(|f| f["port"] == tp)
+        .unwrap();
+    assert_eq!(again[0]["first_seen"], was["first_seen"]);
+    assert_ne!(again[0]["last_seen"], was["last_seen"]);
+    let m = http_get_ok(b.ns(), "/metrics", &[("X-API-KEY", TEST_KEY)]).text;
+    assert!(
+        m.lines()
+            .any(|l| l == "netmon_security_findings{kind=\"new_listener\"} 2"),
+        "{m}"
+    );
+
+    drop((tcp, udp));
+    wait_security(&agent, |r| of_kind(r, "new_listener").is_empty());
+}
