@@ -9,8 +9,9 @@
 mod common;
 
 use std::{
+    io::Write,
     net::{TcpListener, UdpSocket},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use common::*;
@@ -118,4 +119,89 @@ fn a_socket_listening_after_start_is_a_new_listener_once_until_it_closes() {
 
     drop((tcp, udp));
     wait_security(&agent, |r| of_kind(r, "new_listener").is_empty());
+}
+
+#[test]
+fn failed_ssh_logins_appended_to_the_auth_log_are_a_brute_force_finding() {
+    skip_unless_root!();
+    let pair = Pair::new();
+    let b = pair.b();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let log_arg = format!("--security-auth-log={}", log.display());
+    let agent = Agent::start(
+        b.ns(),
+        &[
+            "--iface=eth0",
+            "--interval=200ms",
+            "--security-interval=200ms",
+            "--security-ssh-threshold=3",
+            &log_arg,
+        ],
+    );
+    let append = |lines: &[String]| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+    };
+    let failed = |user: &str, port: u16| {
+        format!(
+            "{} gw sshd[77]: Failed password for {user} from 203.0.113.77 port {port} ssh2",
+            humantime::format_rfc3339_micros(SystemTime::now())
+        )
+    };
+    let read = log.display().to_string();
+    wait_security(&agent, |r| r["ssh_read"] == read.as_str());
+    // Two: below the threshold; an odd line and a login that worked.
+    append(&[
+        failed("root", 40000),
+        failed("admin", 40001),
+        format!(
+            "{} gw sshd[78]: Failed password for root from 203.0.113",
+            humantime::format_rfc3339_micros(SystemTime::now())
+        ),
+        format!(
+            "{} gw sshd[79]: Accepted publickey for alice from 192.0.2.1 port 5 ssh2",
+            humantime::format_rfc3339_micros(SystemTime::now())
+        ),
+    ]);
+    let r = wait_security(&agent, |r| r["ssh_sources"] == 1 && r["ssh_odd_lines"] == 1);
+    assert!(of_kind(&r, "ssh_brute_force").is_empty(), "{r:#}");
+    append(&[failed("oracle", 40002)]);
+    let r = wait_security(&agent, |r| !of_kind(r, "ssh_brute_force").is_empty());
+    let f = of_kind(&r, "ssh_brute_force");
+    assert_eq!(f.len(), 1, "{r:#}");
+    assert_eq!(f[0]["source"], "203.0.113.77");
+    assert_eq!(f[0]["count"], 3);
+    assert_eq!(f[0]["window_seconds"], 600);
+    assert_eq!(f[0]["severity"], "critical");
+    assert_eq!(
+        f[0]["users"],
+        serde_json::json!(["admin", "oracle", "root"])
+    );
+    let first_seen = f[0]["first_seen"].clone();
+    // More attempts: the same finding, counted on.
+    append(&[failed("root", 40003)]);
+    let r = wait_security(&agent, |r| {
+        of_kind(r, "ssh_brute_force")
+            .first()
+            .is_some_and(|f| f["count"] == 4)
+    });
+    assert_eq!(of_kind(&r, "ssh_brute_force")[0]["first_seen"], first_seen);
+    let m = http_get_ok(b.ns(), "/metrics", &[("X-API-KEY", TEST_KEY)]).text;
+    for want in [
+        "netmon_security_findings{kind=\"ssh_brute_force\"} 1",
+        "netmon_security_ssh_odd_lines_total 1",
+        "netmon_security_ssh_sources_evicted_total 0",
+    ] {
+        assert!(m.lines().any(|l| l == want), "{want}\n{m}");
+    }
+    // The odd line was logged once, however many cycles ran since.
+    let logged = agent
+        .stderr()
+        .matches("sshd failure lines not understood")
+        .count();
+    assert_eq!(logged, 1, "{}", agent.stderr());
 }
