@@ -12,7 +12,8 @@
 //! taken. Its owning process is looked up once, when it first appears,
 //! from the socket's inode in `<proc>/<pid>/fd` (another user's process
 //! takes CAP_SYS_PTRACE: without it the owner is left out; the uid comes
-//! from sock_diag and is always there).
+//! from sock_diag and is always there). The sockets new in a cycle are
+//! looked up together, in one walk of procfs.
 //!
 //! There is no "unusual port" severity rule: seed 002 names no list of
 //! ports, and any port that was not listening at start is the signal;
@@ -28,7 +29,7 @@
 //! sockets of the host are left unjudged rather than guessed at).
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt, fs, io,
     net::IpAddr,
     os::fd::AsRawFd,
@@ -215,14 +216,14 @@ pub struct Owner {
     pub process: Option<String>,
 }
 
-/// The process that holds the socket `inode`, from `<proc>/<pid>/fd`
-/// (the first found: a socket shared by a parent and its workers names
-/// the lowest pid).
-pub fn owner(proc: &Path, inode: u32) -> Owner {
-    if inode == 0 {
-        return Owner::default();
+/// The processes that hold the sockets `inodes`, from one walk of
+/// `<proc>/<pid>/fd` (a socket shared by a parent and its workers names
+/// the lowest pid); sockets not found have no owner.
+pub fn owners(proc: &Path, inodes: &HashSet<u32>) -> HashMap<u32, Owner> {
+    let mut found = HashMap::new();
+    if inodes.is_empty() {
+        return found;
     }
-    let want = format!("socket:[{inode}]");
     let mut pids: Vec<u32> = fs::read_dir(proc)
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -236,18 +237,31 @@ pub fn owner(proc: &Path, inode: u32) -> Owner {
             continue;
         };
         for fd in fds.flatten() {
-            if fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str()) {
-                let process = fs::read_to_string(dir.join("comm"))
-                    .map(|c| c.trim_end().to_owned())
-                    .ok();
-                return Owner {
+            let Ok(link) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let inode = link
+                .to_str()
+                .and_then(|l| l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok());
+            let Some(inode) = inode.filter(|i| inodes.contains(i) && !found.contains_key(i)) else {
+                continue;
+            };
+            let process = fs::read_to_string(dir.join("comm"))
+                .map(|c| c.trim_end().to_owned())
+                .ok();
+            found.insert(
+                inode,
+                Owner {
                     pid: Some(pid),
                     process,
-                };
-            }
+                },
+            );
+        }
+        if found.len() == inodes.len() {
+            break;
         }
     }
-    Owner::default()
+    found
 }
 
 /// What the listener check counted this cycle.
@@ -312,11 +326,25 @@ impl Listeners {
             // A socket re-bound on the same address by another process
             // (another inode) is looked up again.
             let entry = match self.new.remove(&addr) {
-                Some((was, owner)) if was.inode == l.inode => (l, owner),
-                _ => (l, owner(proc, l.inode)),
+                Some((was, owner)) if was.inode == l.inode => (l, Some(owner)),
+                _ => (l, None),
             };
             new.insert(addr, entry);
         }
+        // The owners of the sockets new this cycle, in one walk of procfs.
+        let want: HashSet<u32> = new
+            .values()
+            .filter(|(l, o)| o.is_none() && l.inode != 0)
+            .map(|(l, _)| l.inode)
+            .collect();
+        let mut found = owners(proc, &want);
+        let new: BTreeMap<Addr, (Listener, Owner)> = new
+            .into_iter()
+            .map(|(addr, (l, o))| {
+                let o = o.unwrap_or_else(|| found.remove(&l.inode).unwrap_or_default());
+                (addr, (l, o))
+            })
+            .collect();
         for (addr, (l, o)) in &new {
             if o.pid.is_some() && o.pid == self.own {
                 continue;
