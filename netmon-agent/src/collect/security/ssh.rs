@@ -177,8 +177,8 @@ fn timestamp(head: &str, now: SystemTime) -> Option<SystemTime> {
     }
     if first.starts_with(|c: char| c.is_ascii_digit()) {
         let secs: f64 = first.parse().ok()?;
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+        let d = Duration::try_from_secs_f64(secs).ok()?;
+        return SystemTime::UNIX_EPOCH.checked_add(d);
     }
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -187,6 +187,13 @@ fn timestamp(head: &str, now: SystemTime) -> Option<SystemTime> {
     .position(|m| *m == first)?;
     let day: i32 = it.next()?.parse().ok()?;
     let (h, m, s) = hms(it.next()?)?;
+    if !(1..=31).contains(&day)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&m)
+        || !(0..=60).contains(&s)
+    {
+        return None;
+    }
     let year = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .ok()
@@ -217,12 +224,22 @@ fn rfc3339(s: &str) -> Option<SystemTime> {
     } else {
         let i = time.rfind(['+', '-'])?;
         let (h, m) = time[i + 1..].split_once(':')?;
-        let off = h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60;
+        let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+        if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+            return None;
+        }
+        let off = h * 3600 + m * 60;
         (&time[..i], if &time[i..=i] == "-" { -off } else { off })
     };
     let (whole, frac) = time.split_once('.').unwrap_or((time, ""));
     let (h, m, sec) = hms(whole)?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || m > 59 || sec > 60 {
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&m)
+        || !(0..=60).contains(&sec)
+    {
         return None;
     }
     let secs = days_from_civil(y, mo, da) * 86_400 + i64::from(h * 3600 + m * 60 + sec) - offset;
@@ -351,18 +368,9 @@ pub struct JournalReader {
 impl JournalReader {
     pub fn read(&mut self, since: SystemTime) -> Result<Vec<String>, String> {
         let mut cmd = Command::new("journalctl");
-        cmd.args([
-            "-u",
-            "ssh",
-            "-u",
-            "sshd",
-            "-o",
-            "short-unix",
-            "--no-pager",
-            "-q",
-        ])
-        .arg("--show-cursor")
-        .arg(format!("--lines={JOURNAL_LINES}"));
+        cmd.args(["-u", "ssh", "-u", "sshd", "-o", "short-unix", "--no-pager"])
+            .arg("--show-cursor")
+            .arg(format!("--lines={JOURNAL_LINES}"));
         match &self.cursor {
             Some(c) => cmd.arg(format!("--after-cursor={c}")),
             None => {
@@ -373,20 +381,49 @@ impl JournalReader {
             }
         };
         let out = cmd.output().map_err(|e| format!("journalctl: {e}"))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            return Err(format!("journalctl: {}: {}", out.status, err.trim()));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        journal_failed(out.status.success(), &stdout, &stderr)
+            .map_or(Ok(()), |e| Err(format!("journalctl: {e}")))?;
         let mut lines = Vec::new();
-        for l in text.lines() {
+        for l in stdout.lines() {
             match l.strip_prefix("-- cursor: ") {
                 Some(c) => self.cursor = Some(c.to_owned()),
-                None => lines.push(l[..l.len().min(MAX_LINE)].to_owned()),
+                None => lines.push(cut(l, MAX_LINE).to_owned()),
             }
         }
         Ok(lines)
     }
+}
+
+/// Why journalctl failed, if it did. It exits 1 when nothing matches
+/// (systemd 252 prints `-- No entries --`): that is no failure, unless
+/// there is no journal at all (`No journal files were found.`).
+pub fn journal_failed(ok: bool, stdout: &str, stderr: &str) -> Option<String> {
+    let err = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("Hint:"));
+    if ok {
+        return None;
+    }
+    if stdout.lines().any(|l| l == "-- No entries --") && err.is_none() {
+        return None;
+    }
+    Some(err.unwrap_or("failed").trim().to_owned())
+}
+
+/// `s` cut to at most `n` bytes, on a character's boundary.
+fn cut(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// One source's recent attempts.

@@ -256,3 +256,48 @@ fn the_collector_reports_ssh_findings_and_counts_odd_lines() {
     assert_eq!(f.first_seen, now());
     assert_eq!(r.ssh_odd_lines, 2);
 }
+
+#[test]
+fn journalctl_finding_nothing_is_no_failure_and_no_journal_is_one() {
+    // systemd 252: exit 1, `-- No entries --` on stdout.
+    assert_eq!(journal_failed(false, "-- No entries --\n", ""), None);
+    assert_eq!(
+        journal_failed(
+            false,
+            "-- No entries --\n",
+            "No journal files were found.\n"
+        ),
+        Some("No journal files were found.".into())
+    );
+    assert_eq!(
+        journal_failed(
+            true,
+            "1 gw sshd[1]: x\n",
+            "Hint: You are currently not seeing messages from other users and the system.\n"
+        ),
+        None
+    );
+    assert_eq!(
+        journal_failed(false, "", "Failed to add match 'x': Invalid argument\n"),
+        Some("Failed to add match 'x': Invalid argument".into())
+    );
+    assert_eq!(journal_failed(false, "", ""), Some("failed".into()));
+    assert_eq!(cut("aé", 2), "a");
+    assert_eq!(cut("abc", 9), "abc");
+}
+
+proptest::proptest! {
+    /// Any line, sshd's or not, parses to something: never a panic.
+    #[test]
+    fn no_line_panics(
+        head in "(|[0-9]{1,25}(\\.[0-9]{0,9})?|[0-9T:.+Z-]{0,40}|(Jan|Dec) [0-9]{1,6} [0-9:]{0,12}) gw ",
+        tag in "(sshd\\[1\\]: |sshd-session\\[2\\]: |sshd: |x: )",
+        msg in "(Failed |Invalid user |Connection closed by invalid user |error: maximum authentication attempts exceeded for )?\\PC{0,60}( from | port | \\[preauth\\])?\\PC{0,20}",
+    ) {
+        let line = format!("{head}{tag}{msg}");
+        let _ = parse_line(&line, now());
+        let mut b = Brute::new(1, Duration::from_secs(600), 4);
+        b.lines(&[line], now());
+        b.judge(now(), &mut Vec::new());
+    }
+}
