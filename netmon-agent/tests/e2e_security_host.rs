@@ -205,3 +205,54 @@ fn failed_ssh_logins_appended_to_the_auth_log_are_a_brute_force_finding() {
         .count();
     assert_eq!(logged, 1, "{}", agent.stderr());
 }
+
+/// As the capability-restricted unit runs it (`nobody`, four
+/// capabilities): sock_diag still lists the sockets, a root process's
+/// listener has its uid but no pid (its `/proc/<pid>/fd` is not
+/// readable), and a root-only auth.log is an `ssh_error`, logged once.
+#[test]
+fn unprivileged_the_listener_has_its_uid_and_a_root_only_auth_log_is_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    skip_unless_root!();
+    let pair = Pair::new();
+    let b = pair.b();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let log_arg = format!("--security-auth-log={}", log.display());
+    let cmd = unprivileged(
+        UNPRIVILEGED_CAPS,
+        &agent_command(
+            &Agent::state_dir_in(b.ns()),
+            &[
+                "--iface=eth0",
+                "--disable=discovery,latency",
+                "--security-interval=200ms",
+                &log_arg,
+            ],
+        ),
+    );
+    let agent = Agent::start_command(b.ns(), &cmd);
+    let r = wait_security(&agent, |r| r["listeners"].as_u64() > Some(0));
+    let err = r["ssh_error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with(&log.display().to_string()) && err.contains("Permission denied"),
+        "{r:#}"
+    );
+    let tcp = b.ns().run(|| TcpListener::bind("127.0.0.1:0").unwrap());
+    let port = tcp.local_addr().unwrap().port();
+    let r = wait_security(&agent, |r| {
+        of_kind(r, "new_listener").iter().any(|f| f["port"] == port)
+    });
+    let f = of_kind(&r, "new_listener")
+        .into_iter()
+        .find(|f| f["port"] == port)
+        .unwrap();
+    assert_eq!(f["uid"], 0, "{f:#}");
+    assert!(f.get("pid").is_none(), "{f:#}");
+    let needle = format!("{}: Permission denied", log.display());
+    let logged = agent.stderr().matches(&needle).count();
+    assert_eq!(logged, 1, "{}", agent.stderr());
+}
