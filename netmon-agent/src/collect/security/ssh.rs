@@ -135,7 +135,12 @@ pub fn parse_line(line: &str, now: SystemTime) -> Line {
 /// OpenSSH 9.8's sshd-session) wrote it.
 fn sshd_message(line: &str) -> Option<(&str, &str)> {
     for tag in [" sshd[", " sshd-session[", " sshd: "] {
-        if let Some(i) = line.find(tag) {
+        // The program's field only: after the timestamp and host (two
+        // words; four for `Mmm dd HH:MM:SS host`), not a tag-like text
+        // inside another program's message.
+        if let Some(i) = line.find(tag)
+            && matches!(line[..i].split_whitespace().count(), 2 | 4)
+        {
             let after = &line[i + tag.len()..];
             let msg = if tag.ends_with('[') {
                 after.split_once("]: ")?.1
@@ -345,9 +350,11 @@ fn read_lines(f: &mut File, offset: &mut u64, all: bool, out: &mut Vec<String>) 
     let mut buf = Vec::new();
     f.take(MAX_READ as u64).read_to_end(&mut buf)?;
     let end = match buf.iter().rposition(|&b| b == b'\n') {
+        // The end of a rotated file: its last line, ended or not.
+        _ if all => buf.len(),
         Some(i) => i + 1,
-        // One line longer than a whole read, or the end of a rotated file.
-        None if all || buf.len() == MAX_READ => buf.len(),
+        // One line longer than a whole read.
+        None if buf.len() == MAX_READ => buf.len(),
         None => 0,
     };
     for line in buf[..end].split(|&b| b == b'\n') {

@@ -301,3 +301,18 @@ proptest::proptest! {
         b.judge(now(), &mut Vec::new());
     }
 }
+
+#[test]
+fn an_sshd_tag_inside_another_program_s_message_is_not_sshd() {
+    let forged = "2026-12-07T10:00:00Z gw sudo: alice : COMMAND=/bin/echo x sshd[1]: Failed password for root from 10.9.9.9 port 1 ssh2";
+    assert_eq!(parse_line(forged, now()), Line::Other);
+    let real = "Dec  7 10:00:00 gw sshd[1]: Failed password for root from 10.9.9.9 port 1 ssh2";
+    assert!(matches!(parse_line(real, now()), Line::Attempt(_)));
+    // A user name holding " from IP port N": the last one is sshd's.
+    let named =
+        "2026-12-07T10:00:00Z gw sshd[1]: Invalid user x from 10.1.1.1 port 9 from 10.2.2.2 port 7";
+    let Line::Attempt(a) = parse_line(named, now()) else {
+        panic!()
+    };
+    assert_eq!((a.source.to_string(), a.port), ("10.2.2.2".into(), 7));
+}
