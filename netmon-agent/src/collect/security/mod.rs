@@ -10,23 +10,30 @@
 //!
 //! - [`procs`]: processes run from `/tmp`, `/var/tmp` or `/dev/shm`, and
 //!   processes whose executable was deleted (procfs).
+//! - [`listeners`]: listening sockets that were not listening when the
+//!   agent started (netlink sock_diag).
+//! - [`ssh`]: failed SSH logins per source within a window (auth.log, or
+//!   the journal).
 //!
 //! At most `--security-max-findings` are listed (most severe first); the
 //! rest are counted in `findings_omitted`.
 //!
-//! Not yet here (issue 18): new listening sockets, SSH brute force, ARP
-//! spoofing and gateway impersonation.
+//! Not yet here (issue 18): ARP spoofing and gateway impersonation.
 
+pub mod listeners;
 pub mod procs;
+pub mod ssh;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     path::PathBuf,
     time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
 
+use super::Problems;
 use super::{
     CollectorName, Context, ViewSchema,
     registry::{Cap, Need},
@@ -48,6 +55,39 @@ pub struct Options {
     /// Most findings listed; the rest are counted in `findings_omitted`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_FINDINGS")]
     pub security_max_findings: u32,
+    /// Most listening sockets remembered (the baseline taken at start and
+    /// the new ones together); more are counted in `listeners_untracked`
+    /// and not judged.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_LISTENERS")]
+    pub security_max_listeners: u32,
+    /// The log sshd writes to (read incrementally); where it does not
+    /// exist, sshd's journal entries are read (`journalctl`).
+    #[arg(
+        long,
+        default_value = "/var/log/auth.log",
+        env = "NETMON_SECURITY_AUTH_LOG"
+    )]
+    pub security_auth_log: PathBuf,
+    /// Failed SSH logins from one source within `--security-ssh-window`
+    /// that make an `ssh_brute_force` finding (1 to 64).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=ssh::ATTEMPTS_KEPT as i64), env = "NETMON_SECURITY_SSH_THRESHOLD")]
+    pub security_ssh_threshold: u32,
+    /// The window failed SSH logins are counted in (1s to 1day).
+    #[arg(long, default_value = "10m", value_parser = parse_window, env = "NETMON_SECURITY_SSH_WINDOW")]
+    pub security_ssh_window: Duration,
+    /// Most SSH sources tracked; the one whose last attempt is oldest is
+    /// evicted (counted in `ssh_sources_evicted`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_SSH_MAX_SOURCES")]
+    pub security_ssh_max_sources: u32,
+}
+
+/// `--security-ssh-window`: a duration from 1s to a day.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("{s} is outside 1s..=1day"));
+    }
+    Ok(d)
 }
 
 /// What a finding is about.
@@ -60,22 +100,35 @@ pub enum Kind {
     /// A process whose executable file was deleted after it started (an
     /// upgrade does this too; a payload that removes itself as well).
     DeletedExecutable,
+    /// A TCP or UDP socket listening on an address and port it was not
+    /// listening on when the agent started.
+    NewListener,
+    /// `--security-ssh-threshold` or more failed SSH logins from one source
+    /// within `--security-ssh-window`.
+    SshBruteForce,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::ProcessInTmp, Kind::DeletedExecutable];
+    pub const ALL: [Kind; 4] = [
+        Kind::ProcessInTmp,
+        Kind::DeletedExecutable,
+        Kind::NewListener,
+        Kind::SshBruteForce,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ProcessInTmp => "process_in_tmp",
             Kind::DeletedExecutable => "deleted_executable",
+            Kind::NewListener => "new_listener",
+            Kind::SshBruteForce => "ssh_brute_force",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
-            Kind::ProcessInTmp => Severity::Critical,
-            Kind::DeletedExecutable => Severity::Warning,
+            Kind::ProcessInTmp | Kind::SshBruteForce => Severity::Critical,
+            Kind::DeletedExecutable | Kind::NewListener => Severity::Warning,
         }
     }
 }
@@ -115,6 +168,39 @@ pub struct Detail {
     /// The executable's path as the kernel names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// The socket's protocol, `tcp` or `udp` (listener findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub protocol: Option<&'static str>,
+    /// The address the socket is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<IpAddr>,
+    /// The port the socket is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The socket's owner (listener findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The address the failed logins came from (SSH findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub source: Option<IpAddr>,
+    /// Failed logins within the window (at most 64 are counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The window they were counted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    /// The first failed login within the window (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_attempt: Option<String>,
+    /// The last failed login (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<String>,
+    /// User names tried (at most 8; the evidence counts the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
 }
 
 /// One finding.
@@ -149,6 +235,30 @@ pub struct Report {
     /// without CAP_SYS_PTRACE, or kernel threads have none: those are
     /// not counted).
     pub unreadable: u64,
+    /// Listening sockets now (distinct protocol, address and port).
+    pub listeners: u64,
+    /// Listening sockets beyond `--security-max-listeners`, not judged.
+    pub listeners_untracked: u64,
+    /// sock_diag messages that did not parse this cycle.
+    pub listeners_malformed: u64,
+    /// Why the listening sockets could not be read this cycle, if they
+    /// could not (the listener findings are then those of the last cycle
+    /// read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listeners_error: Option<String>,
+    /// Where failed SSH logins were read this cycle: the auth log's path
+    /// or `journal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_read: Option<String>,
+    /// Why they could not be read this cycle, if they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_error: Option<String>,
+    /// Sources with a failed SSH login within the window.
+    pub ssh_sources: u64,
+    /// Sources evicted for room (`--security-ssh-max-sources`) since start.
+    pub ssh_sources_evicted: u64,
+    /// sshd failure lines that did not parse since start (logged once).
+    pub ssh_odd_lines: u64,
 }
 
 /// When each finding was first seen, by kind and key; a finding not found
@@ -196,6 +306,11 @@ impl Tracker {
 pub struct Security {
     opts: Options,
     tracker: Tracker,
+    listeners: listeners::Listeners,
+    /// The last listener findings, kept through a cycle whose dump failed.
+    listening: Vec<Found>,
+    ssh: ssh::Ssh,
+    problems: Problems,
 }
 
 impl Security {
@@ -203,6 +318,18 @@ impl Security {
         Security {
             opts: opts.clone(),
             tracker: Tracker::default(),
+            listeners: listeners::Listeners::new(
+                opts.security_max_listeners,
+                Some(std::process::id()),
+            ),
+            listening: Vec::new(),
+            ssh: ssh::Ssh::new(
+                &opts.security_auth_log,
+                opts.security_ssh_threshold,
+                opts.security_ssh_window,
+                opts.security_ssh_max_sources,
+            ),
+            problems: Problems::default(),
         }
     }
 
@@ -210,6 +337,38 @@ impl Security {
     pub fn scan(&mut self, now: SystemTime) -> Report {
         let mut found = Vec::new();
         let procs = procs::scan(&self.opts.security_proc, &mut found);
+        let mut malformed = 0;
+        let (listening, listeners_error) = match listeners::dump(&mut malformed) {
+            Ok(now) => {
+                let mut out = Vec::new();
+                let c = self
+                    .listeners
+                    .judge(now, &self.opts.security_proc, &mut out);
+                self.listening = out;
+                (c, None)
+            }
+            Err(e) => (
+                listeners::Counts::default(),
+                Some(format!("sock_diag: {e}")),
+            ),
+        };
+        found.extend(self.listening.iter().cloned());
+        let (ssh_read, ssh_error) = match self.ssh.scan(now, &mut found) {
+            Ok(from) => (Some(from), None),
+            Err(e) => (None, Some(e)),
+        };
+        let c = &self.ssh.brute.counts;
+        let mut problems: Vec<String> = [&listeners_error, &ssh_error]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if let Some(odd) = &c.odd_example {
+            problems.push(format!(
+                "sshd failure lines not understood (counted in ssh_odd_lines); the first: {odd}"
+            ));
+        }
+        self.problems.report(CollectorName::Security, problems);
         let mut findings = self.tracker.track(now, found);
         let max = self.opts.security_max_findings as usize;
         let omitted = findings.len().saturating_sub(max) as u64;
@@ -219,6 +378,15 @@ impl Security {
             findings_omitted: omitted,
             processes: procs.processes,
             unreadable: procs.unreadable,
+            listeners: listening.listeners,
+            listeners_untracked: listening.untracked,
+            listeners_malformed: malformed,
+            listeners_error,
+            ssh_read,
+            ssh_error,
+            ssh_sources: c.sources,
+            ssh_sources_evicted: c.evicted,
+            ssh_odd_lines: c.odd_lines,
         }
     }
 }
@@ -269,7 +437,25 @@ impl super::Collector for Security {
             "Processes whose executable the agent could not read (no CAP_SYS_PTRACE).",
         );
         unreadable.int(&[], r.unreadable);
-        out.extend([findings, omitted, unreadable]);
+        let mut untracked = Family::gauge(
+            "netmon_security_listeners_untracked",
+            &[],
+            "Listening sockets beyond --security-max-listeners, not judged.",
+        );
+        untracked.int(&[], r.listeners_untracked);
+        let mut evicted = Family::counter(
+            "netmon_security_ssh_sources_evicted_total",
+            &[],
+            "SSH sources evicted for room (--security-ssh-max-sources).",
+        );
+        evicted.int(&[], r.ssh_sources_evicted);
+        let mut odd = Family::counter(
+            "netmon_security_ssh_odd_lines_total",
+            &[],
+            "sshd failure lines that did not parse.",
+        );
+        odd.int(&[], r.ssh_odd_lines);
+        out.extend([findings, omitted, unreadable, untracked, evicted, odd]);
     }
 }
 

@@ -65,6 +65,7 @@ pub fn scan(proc: &Path, out: &mut Vec<Found>) -> Counts {
                     pid: Some(pid),
                     process: Some(process.clone()),
                     exe: Some(exe.clone()),
+                    ..Detail::default()
                 },
             });
         }
@@ -163,6 +164,12 @@ mod tests {
             security_interval: Duration::from_secs(10),
             security_proc: dir.to_path_buf(),
             security_max_findings: max,
+            security_max_listeners: 100,
+            // A directory: an error, never the host's journal.
+            security_auth_log: dir.to_path_buf(),
+            security_ssh_threshold: 5,
+            security_ssh_window: Duration::from_secs(600),
+            security_ssh_max_sources: 10,
         }
     }
 
