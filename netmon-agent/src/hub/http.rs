@@ -426,3 +426,164 @@ async fn seed004_latest(
     })?;
     Ok(Json((*doc).clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{
+        hub::{hosts::Limits, tokens},
+        store::Retention,
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        app: Router,
+        host: String,
+        read: String,
+    }
+
+    fn fixture(max_body: usize, max_hosts: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(tokens::FILE_NAME);
+        let host = tokens::add(&file, "web01", false).unwrap();
+        let read = tokens::add(&file, "dash", true).unwrap();
+        let limits = Limits {
+            max_hosts,
+            retention: Retention {
+                size_budget: 4 << 20,
+                ..Retention::default()
+            },
+            push_interval: Duration::from_secs(5),
+            stale_intervals: 3,
+        };
+        let state = State {
+            tokens: Arc::new(Tokens::open(file).unwrap()),
+            hosts: Arc::new(Hosts::open(dir.path(), limits).unwrap()),
+            max_body,
+        };
+        Fixture {
+            _dir: dir,
+            app: router(state),
+            host,
+            read,
+        }
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post(path: &str, token: &str, gzip: bool, body: Vec<u8>) -> Request<Body> {
+        let mut b = Request::post(path).header("x-api-key", token);
+        if gzip {
+            b = b.header("content-encoding", "gzip");
+        }
+        b.body(Body::from(body)).unwrap()
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn snap(host: &str) -> Vec<u8> {
+        json!({"messageType": "realtimeSnapshot", "serverId": host,
+            "metrics": {"cpu": {"percent": 3.0}}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn limits_and_refusals_are_json_and_counted() {
+        let f = fixture(4096, 1);
+        let app = &f.app;
+        let (s, b) = send(
+            app,
+            post("/api/v1/ingest", &f.host, true, gz(&snap("web01"))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        // Over the limit as sent, and a gzip bomb over it once inflated.
+        let big = vec![b' '; 8192];
+        let (s, b) = send(app, post("/api/v1/ingest", &f.host, false, big.clone())).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::PAYLOAD_TOO_LARGE, &json!("too_large"))
+        );
+        let (s, _) = send(app, post("/api/v1/ingest", &f.host, true, gz(&big))).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        let (s, b) = send(
+            app,
+            post("/api/v1/ingest", &f.host, true, b"not gzip".to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (s, &b["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &json!("body"))
+        );
+        let (s, b) = send(app, post("/api/v1/ingest", "", false, snap("web01"))).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+        );
+        // A second host is over --max-hosts 1 (its token added while running).
+        let file = f._dir.path().join(tokens::FILE_NAME);
+        let other = tokens::add(&file, "web02", false).unwrap();
+        let (s, b) = send(app, post("/api/v1/ingest", &other, false, snap("web02"))).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::TOO_MANY_REQUESTS, &json!("too_many_hosts"))
+        );
+        let req = Request::get("/api/v1/hub")
+            .header("authorization", format!("Bearer {}", f.read))
+            .body(Body::empty())
+            .unwrap();
+        let (s, b) = send(app, req).await;
+        assert_eq!(s, StatusCode::OK);
+        let c = &b["counters"];
+        assert_eq!(c["ingested"], 1, "{b}");
+        assert_eq!(c["refused"]["tooLarge"], 2, "{b}");
+        assert_eq!(c["refused"]["badBody"], 1, "{b}");
+        assert_eq!(c["refused"]["unauthorized"], 1, "{b}");
+        assert_eq!(c["refused"]["tooManyHosts"], 1, "{b}");
+        // Unknown paths and hosts: JSON 404s; /health needs no token.
+        let get = |p: &str| {
+            Request::get(p)
+                .header("x-dashboard-token", f.read.as_str())
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(send(app, get("/nope")).await.0, StatusCode::NOT_FOUND);
+        let (s, b) = send(app, get("/api/v1/hosts/web09")).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::NOT_FOUND, &json!("not_found"))
+        );
+        let (s, b) = send(app, get("/api/v1/hosts/web01/history?tier=day")).await;
+        assert_eq!(
+            (s, &b["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &json!("tier"))
+        );
+        let (s, b) = send(app, get("/api/v1/hosts/web01/history?since=1h")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            b["history"]["points"].as_array().map(Vec::len),
+            Some(1),
+            "{b}"
+        );
+        let health = Request::get("/health").body(Body::empty()).unwrap();
+        assert_eq!(send(app, health).await.0, StatusCode::OK);
+    }
+}
