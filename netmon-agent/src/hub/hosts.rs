@@ -87,9 +87,14 @@ pub struct Host {
     latest: Mutex<Option<Latest>>,
     /// The newest sample time written, for the next interval's length.
     last_at_ms: Mutex<Option<u64>>,
+    /// The figures of the newest stored sample when the file was opened:
+    /// what the summary shows until the host pushes again.
+    restored: Option<Figures>,
 }
 
-/// A host as `GET /api/v1/hosts` lists it.
+/// A host as `GET /api/v1/hosts` lists it. After a restart of the hub, a
+/// host that has not pushed yet shows its last stored sample's figures,
+/// with `lastSeen` null and `stale` true.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
@@ -192,12 +197,19 @@ impl Hosts {
             .latest(1)
             .ok()
             .and_then(|r| r.first().map(|r| r.at_ms));
+        let restored = last.and_then(|at| {
+            let h = store
+                .query(Family::Host.as_str(), at, at + 1, Some(Tier::Raw), at)
+                .ok()?;
+            h.points.last().map(|p| Figures::from_stored(&p.values))
+        });
         info!(host = %name, path = %path.display(), "Opened the host's history.");
         let host = Arc::new(Host {
             name: name.to_owned(),
             store,
             latest: Mutex::new(None),
             last_at_ms: Mutex::new(last),
+            restored,
         });
         table.insert(name.to_owned(), Arc::clone(&host));
         Ok(host)
@@ -282,7 +294,9 @@ impl Hosts {
             source: latest.as_ref().map(|l| l.kind),
             figures: latest
                 .as_ref()
-                .map(|l| l.figures.clone())
+                .map(|l| &l.figures)
+                .or(h.restored.as_ref())
+                .cloned()
                 .unwrap_or_default(),
             alerts: latest.and_then(|l| l.alerts),
         }
@@ -438,7 +452,12 @@ mod tests {
         let again = Hosts::open(dir.path(), limits(2)).unwrap();
         assert_eq!(again.names(), ["a", "b"]);
         let (s, doc) = again.one("a").unwrap();
-        assert!(doc.is_none() && s.stale);
+        assert!(doc.is_none() && s.stale && s.last_seen.is_none());
+        assert_eq!(
+            s.figures.cpu_percent,
+            Some(2.0),
+            "the last sample's figures"
+        );
         assert_eq!(
             s.last_sample_time.as_deref(),
             Some("2026-01-01T00:00:10.000Z")

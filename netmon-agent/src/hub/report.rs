@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::tokens;
+use crate::store::FieldValue;
 
 /// Which body it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +69,30 @@ impl Figures {
             u(self.devices_active),
             f(self.ping_ms.map(|ms| ms / 1000.0)),
         ]
+    }
+}
+
+impl Figures {
+    /// The figures of a stored `host` sample (the family's fields by name;
+    /// a field not stored or unavailable is unknown).
+    pub fn from_stored(values: &std::collections::BTreeMap<&'static str, FieldValue>) -> Figures {
+        let f = |k: &str| match values.get(k) {
+            Some(FieldValue::Stats { last, .. }) if last.is_finite() => Some(*last),
+            _ => None,
+        };
+        let u = |k: &str| f(k).map(|v| v as u64);
+        Figures {
+            cpu_percent: f("cpu_percent"),
+            memory_used_bytes: u("memory_used_bytes"),
+            memory_total_bytes: u("memory_total_bytes"),
+            memory_percent: f("memory_percent"),
+            disk_percent: f("disk_percent"),
+            rx_bps: f("rx_bits_per_second"),
+            tx_bps: f("tx_bits_per_second"),
+            devices: u("devices"),
+            devices_active: u("devices_active"),
+            ping_ms: f("ping_seconds").map(|s| s * 1000.0),
+        }
     }
 }
 
@@ -274,6 +299,26 @@ mod tests {
         assert_eq!((f.rx_bps, f.tx_bps), (Some(1024.0), Some(5.0)));
         assert_eq!((f.devices, f.devices_active), (Some(2), Some(1)));
         assert_eq!(f.values().len(), crate::store::Family::Host.fields().len());
+        // Back from the store's field names, as a restarted hub reads them.
+        let stored = crate::store::Family::Host
+            .fields()
+            .iter()
+            .zip(f.values())
+            .map(|(k, v)| {
+                let v = if v.is_nan() {
+                    FieldValue::Unavailable
+                } else {
+                    FieldValue::Stats {
+                        min: v,
+                        avg: v,
+                        max: v,
+                        last: v,
+                    }
+                };
+                (*k, v)
+            })
+            .collect();
+        assert_eq!(&Figures::from_stored(&stored), f);
     }
 
     #[test]
