@@ -40,7 +40,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/netmon-hub";
 /// `netmon-agent hub`: receive many agents' pushes, keep each host's
 /// history, serve the host list.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "netmon-agent hub", version)]
+#[command(name = "netmon-agent hub", bin_name = "netmon-agent hub", version)]
 pub struct Options {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -50,8 +50,8 @@ pub struct Options {
     pub listen: SocketAddr,
 
     /// Directory of the token file (hub-tokens) and the hosts' history
-    /// files (hosts/<host>.redb).
-    #[arg(long, default_value = DEFAULT_STATE_DIR, env = "NETMON_HUB_STATE_DIR")]
+    /// files (hosts/<host>.redb). Also taken after `token add|revoke|list`.
+    #[arg(long, global = true, default_value = DEFAULT_STATE_DIR, env = "NETMON_HUB_STATE_DIR")]
     pub state_dir: PathBuf,
 
     /// Most hosts the hub keeps; a new host past it is refused (429,
