@@ -201,10 +201,7 @@ pub fn hash_key(key: &str) -> Result<(String, String), AuthError> {
         .hash_password(key.as_bytes(), &salt)
         .map_err(internal)?
         .to_string();
-    Ok((
-        format!("{SHA256_PREFIX}{}", hex(&sha256(key.as_bytes()))),
-        phc,
-    ))
+    Ok((sha256_form(key), phc))
 }
 
 impl fmt::Debug for ApiKey {
@@ -463,9 +460,7 @@ fn generate_key_file(state_dir: &Path, path: &Path) -> Result<(ApiKey, KeySource
             source,
         })?;
 
-    let mut bytes = [0u8; GENERATED_KEY_BYTES];
-    getrandom::fill(&mut bytes).map_err(AuthError::Random)?;
-    let secret = hex(&bytes);
+    let secret = random_key()?;
 
     let write_err = |source: io::Error| AuthError::WriteKeyFile {
         path: path.to_owned(),
@@ -497,6 +492,21 @@ fn generate_key_file(state_dir: &Path, path: &Path) -> Result<(ApiKey, KeySource
     // 64 lowercase hex digits: valid by construction.
     let key = ApiKey(Secret::Plain(secret.into_bytes().into()));
     Ok((key, KeySource::Generated(path.to_owned())))
+}
+
+/// A new random key: [`GENERATED_KEY_BYTES`] from the OS, hex-encoded (a
+/// hub's host tokens are made the same way as the generated API key).
+pub fn random_key() -> Result<String, AuthError> {
+    let mut bytes = [0u8; GENERATED_KEY_BYTES];
+    getrandom::fill(&mut bytes).map_err(AuthError::Random)?;
+    Ok(hex(&bytes))
+}
+
+/// The `sha256:<hex>` form of `key`, as [`hash_key`] prints it (without
+/// argon2's cost: for keys as random as [`random_key`]'s, which nobody
+/// guesses from their sha-256).
+pub fn sha256_form(key: &str) -> String {
+    format!("{SHA256_PREFIX}{}", hex(&sha256(key.as_bytes())))
 }
 
 fn hex(bytes: &[u8]) -> String {

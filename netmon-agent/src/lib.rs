@@ -35,6 +35,7 @@ pub mod ebpf;
 pub mod errors;
 pub mod exposition;
 pub mod http_post;
+pub mod hub;
 pub mod ifaces;
 pub mod keys;
 pub mod logging;

@@ -4,7 +4,8 @@
 //! `config show` (before the options) inspect the machine and the
 //! configuration without starting it; `hash-key` prints the hashed forms of
 //! an API key read on stdin; `rules` prints the default alert rules as a
-//! Prometheus rules file.
+//! Prometheus rules file; `hub` runs the receiver of many agents' pushes
+//! (see `netmon_agent::hub`).
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         (Some("hash-key"), _) => return hash_key(),
+        (Some("hub"), _) => return netmon_agent::hub::main(args),
         (Some("rules"), _) => {
             print!("{}", netmon_agent::alerts::prom::rules_file());
             return ExitCode::SUCCESS;

@@ -28,10 +28,12 @@ use std::{
 
 /// The top-level modules by layer, top first, as drawn in docs/design.md
 /// ("Layering"): a module uses only modules of lower rows (`crate` is
-/// lib.rs).
+/// lib.rs). `hub` (`netmon-agent hub`, the receiver of many agents'
+/// pushes) is a program beside the agent: it uses `api`'s error types,
+/// `store`, `keys` and `units`, and nothing uses it but main.rs.
 const LAYERS: &[&[&str]] = &[
     &["crate"],
-    &["agent"],
+    &["agent", "hub"],
     &["check", "privileges", "outbound"],
     &["api"],
     &["config"],

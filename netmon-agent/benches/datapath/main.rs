@@ -37,8 +37,8 @@
 //!    (and over as long a window with no traffic, for comparison).
 //! 5. **Peak RSS** (VmHWM) of the agent after draining 100k flow entries.
 //!
-//! (Parts 6-9: the collectors, the history, the API, the alert rules; see
-//! their files.)
+//! (Parts 6-10: the collectors, the history, the API, the alert rules,
+//! the hub with 100 simulated agents; see their files.)
 //!
 //! Phases run in alternating rounds and report medians, and netmon/floor
 //! ratios are taken within each round before the median: shared machines
@@ -49,7 +49,8 @@
 //! traffic and hooks; default all);
 //! `--datapath`, `--drains`, `--collectors`, `--history`, `--store` or
 //! `--alerts` run parts 1-2, part 3, part 6, parts 7-8, part 7 or part 9
-//! alone, `--api` part 8 alone, `--agent` parts 3 and 5 (the agent's
+//! alone, `--api` part 8 alone, `--hub` part 10 (for `--hub-seconds S`,
+//! default 60), `--agent` parts 3 and 5 (the agent's
 //! drain and memory); `--hostile` runs only the hostile part (a
 //! random-source flood, `benches/hostile/mod.rs`) for `--flood-seconds S`
 //! (default 300).
@@ -69,6 +70,7 @@ mod common;
 mod harness;
 #[path = "../hostile/mod.rs"]
 mod hostile;
+mod part10_hub;
 mod part1_hooks;
 mod part1_phase;
 mod part1_traffic;
@@ -143,6 +145,12 @@ fn main() {
         part3_drain::part3();
         return;
     }
+    if opts.only_hub {
+        let hub = part10_hub::part10(opts.hub_seconds);
+        summary_header();
+        part10_hub::summary(&hub);
+        return;
+    }
     if opts.only_alerts {
         let alerts = part9_alerts::part9();
         summary_header();
@@ -157,6 +165,7 @@ fn main() {
     let history = part7_store::part7();
     let api = part8_api::part8();
     let alerts = part9_alerts::part9();
+    let hub = part10_hub::part10(opts.hub_seconds);
 
     summary_header();
     part1_hooks::summary(&hooks);
@@ -166,6 +175,7 @@ fn main() {
     part7_store::summary(&history);
     part8_api::summary(&api);
     part9_alerts::summary(&alerts);
+    part10_hub::summary(&hub);
     println!("\nTotal time: {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -193,6 +203,10 @@ struct Options {
     only_drains: bool,
     /// Part 9 alone (`--alerts`).
     only_alerts: bool,
+    /// Part 10 alone (`--hub`).
+    only_hub: bool,
+    /// Part 10's window (`--hub-seconds`).
+    hub_seconds: Duration,
     /// Parts 1-2's traffic (`--flows 1,2000,flood`; default all of
     /// [`Load::ALL`]).
     loads: Vec<Load>,
@@ -218,6 +232,8 @@ impl Options {
             flood: Duration::from_secs(300),
             only_drains: false,
             only_alerts: false,
+            only_hub: false,
+            hub_seconds: Duration::from_secs(60),
             loads: Load::ALL.to_vec(),
             hooks: Hook::ALL.to_vec(),
         };
@@ -247,6 +263,10 @@ impl Options {
                 "--flood-seconds" => opts.flood = Duration::from_secs_f64(value("--flood-seconds")),
                 "--drains" => opts.only_drains = true,
                 "--alerts" => opts.only_alerts = true,
+                "--hub" => opts.only_hub = true,
+                "--hub-seconds" => {
+                    opts.hub_seconds = Duration::from_secs_f64(value("--hub-seconds"))
+                }
                 "--flows" => {
                     opts.loads = text("--flows")
                         .split(',')
@@ -268,7 +288,7 @@ impl Options {
                         .collect();
                 }
                 other => panic!(
-                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --store, --api, --agent, --alerts, --hostile, --flood-seconds S"
+                    "unknown argument {other:?}; options: --seconds S, --rounds N, --senders N, --flows N,...|flood, --hooks xdp,tc-in,tc-eg, --datapath, --drains, --collectors, --history, --store, --api, --agent, --alerts, --hub, --hub-seconds S, --hostile, --flood-seconds S"
                 ),
             }
         }

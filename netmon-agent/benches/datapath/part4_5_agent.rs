@@ -30,7 +30,7 @@ const RSS_FLOWS: usize = 100_000;
 const RSS_FLOW_CAPACITY: &str = "131072";
 
 /// The total CPU time of process `pid`, all threads, from its CPU clock.
-fn process_cpu(pid: u32) -> Duration {
+pub fn process_cpu(pid: u32) -> Duration {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: `clock` is a live clockid_t for the call.
     let rc = unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) };

@@ -27,6 +27,7 @@
 //! `metrics` or `config` (checked by tests/layering.rs).
 
 pub mod compliance;
+pub mod containers;
 pub mod discovery;
 pub mod interfaces;
 pub mod latency;
@@ -348,6 +349,8 @@ registry! {
     Packages packages: packages::Packages, "Packages collector";
     /// Processes run from temporary directories or with deleted executables.
     Security security: security::Security, "Security collector";
+    /// Docker's or Podman's containers, with their traffic from the eBPF counters.
+    Containers containers: containers::Containers, "Containers collector";
 }
 
 impl std::fmt::Display for CollectorName {

@@ -40,7 +40,9 @@ Subcommands (before the options):
   netmon-agent check [OPTIONS]         preflight: what this machine and configuration lack
   netmon-agent config check [OPTIONS]  validate the configuration (file included), start nothing
   netmon-agent config show [OPTIONS]   print the effective configuration and where each value came from
-  netmon-agent hash-key                print the sha256: and argon2 forms of a key read on stdin";
+  netmon-agent hash-key                print the sha256: and argon2 forms of a key read on stdin
+  netmon-agent hub [OPTIONS]           receive many agents' pushes (see `netmon-agent hub --help`)
+  netmon-agent hub token add|revoke|list  the hub's per-host and read-only tokens";
 
 /// The agent's configuration.
 #[derive(Clone, Debug, Parser)]

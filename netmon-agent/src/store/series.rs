@@ -67,6 +67,26 @@ const TRAFFIC: &[SeriesFamily] = &[
     },
 ];
 
+/// The hub's family (`netmon-agent hub`): one host's pushed snapshot,
+/// summed up. The hub keeps each host in a history file of its own, so the
+/// series has no labels: `host`.
+const HUB: &[SeriesFamily] = &[SeriesFamily {
+    name: "host",
+    kind: SeriesKind::Gauge,
+    fields: &[
+        "cpu_percent",
+        "memory_used_bytes",
+        "memory_total_bytes",
+        "memory_percent",
+        "disk_percent",
+        "rx_bits_per_second",
+        "tx_bits_per_second",
+        "devices",
+        "devices_active",
+        "ping_seconds",
+    ],
+}];
+
 // The names of an enum's variants, which the families were.
 #[allow(non_upper_case_globals)]
 impl Family {
@@ -85,13 +105,17 @@ impl Family {
     pub const Temperature: Family = Family(&collect::system::SERIES[1]);
     /// One probe target (latency collector): `latency/<address>`.
     pub const Latency: Family = Family(&collect::latency::SERIES[0]);
+    /// One host's pushed snapshot, in a hub's history file of that host.
+    pub const Host: Family = Family(&HUB[0]);
 }
 
 impl Family {
-    /// Every family: the traffic core's, then each registered source's.
+    /// Every family: the traffic core's, the hub's, then each registered
+    /// source's.
     pub fn all() -> impl Iterator<Item = Family> {
         TRAFFIC
             .iter()
+            .chain(HUB)
             .chain(collect::SOURCES.iter().flat_map(|s| s.series()))
             .map(Family)
     }

@@ -1,0 +1,589 @@
+//! The hub's endpoints. Every one but `/health` needs a token from the
+//! token file, in `X-API-KEY`, `Authorization: Bearer`, or seed 003's
+//! `X-Auth-Token`/`X-Dashboard-Token`: a host's token pushes as that host
+//! only (a body naming another host gets 403) and reads; a read-only token
+//! reads. Errors are the agent's JSON body, `{"error": {"code",
+//! "message", "param"?}}`.
+//!
+//! - `POST /api/v1/ingest`: a `realtimeSnapshot`, plain or `Content-Encoding:
+//!   gzip`; `POST /ingest`: seed 000's body (or a snapshot), seed 000's answer;
+//! - `GET /api/v1/hosts`, `/api/v1/hosts/{host}` (its summary, latest
+//!   snapshot and devices), `/api/v1/hosts/{host}/history?since=1h&tier=`;
+//! - seed 004's `GET /hosts` (the host names, a JSON list) and
+//!   `GET /latest?hostname=X` (the host's latest report as received);
+//! - `GET /api/v1/hub`: hosts, limits and the refusals counted.
+
+use std::{
+    io::Read,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::{Duration, SystemTime},
+};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, State as Axum},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    hosts::{Hosts, Refusal},
+    report::{self, BadBody, Report},
+    tokens::{Grant, Tokens},
+};
+use crate::{
+    api::error::{ApiError, ApiPath, ApiQuery},
+    store::{Tier, epoch_ms},
+};
+
+#[derive(Clone)]
+pub struct State {
+    pub tokens: Arc<Tokens>,
+    pub hosts: Arc<Hosts>,
+    pub max_body: usize,
+}
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/ingest", post(ingest_snapshot))
+        .route("/ingest", post(ingest_seed000))
+        .route("/api/v1/hosts", get(list_hosts))
+        .route("/api/v1/hosts/{host}", get(one_host))
+        .route("/api/v1/hosts/{host}/history", get(host_history))
+        .route("/api/v1/hub", get(hub))
+        .route("/hosts", get(seed004_hosts))
+        .route("/latest", get(seed004_latest))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// An error answer, in the agent's JSON error shape.
+#[derive(Debug)]
+pub struct Fail {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    param: Option<String>,
+}
+
+impl Fail {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Fail {
+        Fail {
+            status,
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+}
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Fail {
+        let param = match &e {
+            ApiError::BadRequest { param, .. } => Some(param.clone()),
+            _ => None,
+        };
+        Fail {
+            status: e.status(),
+            code: e.code(),
+            message: e.to_string(),
+            param,
+        }
+    }
+}
+
+impl From<BadBody> for Fail {
+    fn from(b: BadBody) -> Fail {
+        Fail {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: format!("invalid `{}`: {}", b.field, b.reason),
+            param: Some(b.field),
+        }
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(p) = self.param {
+            error["param"] = Value::String(p);
+        }
+        let mut r = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="netmon-hub""#),
+            );
+        }
+        r
+    }
+}
+
+async fn not_found() -> Fail {
+    Fail::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The token a request presents, if any.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    h("x-api-key")
+        .or_else(|| h("authorization").and_then(|a| a.strip_prefix("Bearer ")))
+        .or_else(|| h("x-auth-token"))
+        .or_else(|| h("x-dashboard-token"))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+impl State {
+    fn grant(&self, headers: &HeaderMap) -> Result<Grant, Fail> {
+        let unauthorized = || {
+            self.hosts.counters.unauthorized.fetch_add(1, Relaxed);
+            Fail::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing, unknown or revoked token",
+            )
+        };
+        let token = presented(headers).ok_or_else(unauthorized)?;
+        self.tokens.check(token).ok_or_else(unauthorized)
+    }
+
+    /// The host a pushing request's token belongs to.
+    fn pusher(&self, headers: &HeaderMap) -> Result<String, Fail> {
+        match self.grant(headers)? {
+            Grant::Host(h) => Ok(h),
+            Grant::ReadOnly(_) => {
+                self.hosts.counters.forbidden.fetch_add(1, Relaxed);
+                Err(Fail::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "a read-only token cannot push",
+                ))
+            }
+        }
+    }
+
+    /// The body as JSON: at most `max_body` bytes, gunzipped if it says
+    /// so, again at most `max_body` bytes.
+    async fn json_body(&self, headers: &HeaderMap, body: Body) -> Result<Value, Fail> {
+        let c = &self.hosts.counters;
+        let too_large = || {
+            c.too_large.fetch_add(1, Relaxed);
+            Fail::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is over {} bytes (--max-body-size)", self.max_body),
+            )
+        };
+        let gzip = match headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("identity") => false,
+            Some("gzip") => true,
+            Some(other) => {
+                c.bad_encoding.fetch_add(1, Relaxed);
+                return Err(Fail::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_encoding",
+                    format!("Content-Encoding {other:?}: only gzip or none"),
+                ));
+            }
+        };
+        let raw = axum::body::to_bytes(body, self.max_body)
+            .await
+            .map_err(|_| too_large())?;
+        let bad_body = |reason: String| {
+            c.bad_body.fetch_add(1, Relaxed);
+            Fail::from(BadBody {
+                field: "body".into(),
+                reason,
+            })
+        };
+        let plain = if gzip {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(self.max_body as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| bad_body(format!("not gzip: {e}")))?;
+            if out.len() > self.max_body {
+                return Err(too_large());
+            }
+            out
+        } else {
+            raw.to_vec()
+        };
+        serde_json::from_slice(&plain).map_err(|e| bad_body(format!("not JSON: {e}")))
+    }
+
+    /// Checks that `report` is `host`'s, then records it.
+    async fn take(&self, host: &str, report: Result<Report, BadBody>) -> Result<Report, Fail> {
+        let report = report.inspect_err(|_| {
+            self.hosts.counters.bad_body.fetch_add(1, Relaxed);
+        })?;
+        if report.host != host {
+            self.hosts.counters.forbidden.fetch_add(1, Relaxed);
+            return Err(Fail::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this token is {host:?}'s: it cannot push as {:?}",
+                    report.host
+                ),
+            ));
+        }
+        let hosts = Arc::clone(&self.hosts);
+        let now = epoch_ms(SystemTime::now());
+        let kept = report.clone();
+        let done = tokio::task::spawn_blocking(move || hosts.ingest(report, now))
+            .await
+            .map_err(|e| Fail::from(ApiError::internal(e)))?;
+        match done {
+            Ok(()) => Ok(kept),
+            Err(Refusal::TooManyHosts(n)) => {
+                self.hosts.counters.too_many_hosts.fetch_add(1, Relaxed);
+                Err(Fail::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_hosts",
+                    format!("the hub holds its most hosts ({n}, --max-hosts)"),
+                ))
+            }
+            Err(Refusal::Store(e)) => Err(Fail::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("cannot write the host's history: {e}"),
+            )),
+        }
+    }
+}
+
+async fn ingest_snapshot(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Fail> {
+    let host = s.pusher(&headers)?;
+    let doc = s.json_body(&headers, body).await?;
+    let r = s
+        .take(&host, report::snapshot(doc, SystemTime::now()))
+        .await?;
+    Ok(Json(
+        json!({"ingested": true, "host": r.host, "atMs": r.at_ms}),
+    ))
+}
+
+/// Seed 000's `/ingest`: its body (a snapshot is taken too), its answer.
+async fn ingest_seed000(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, Fail> {
+    let host = s.pusher(&headers)?;
+    let doc = s.json_body(&headers, body).await?;
+    let now = SystemTime::now();
+    let parsed = if doc.get("messageType").is_some() {
+        report::snapshot(doc, now)
+    } else {
+        report::seed000(doc, now)
+    };
+    s.take(&host, parsed).await?;
+    Ok(Json(
+        json!({"ingested": true, "ts": crate::units::time(now)}),
+    ))
+}
+
+async fn list_hosts(Axum(s): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    Ok(Json(json!({
+        "staleAfterSeconds": s.hosts.limits.stale_after().as_secs_f64(),
+        "hosts": s.hosts.summaries(),
+    })))
+}
+
+fn unknown_host(host: &str) -> Fail {
+    Fail::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no host {host:?} has pushed to this hub"),
+    )
+}
+
+async fn one_host(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiPath(host): ApiPath<String>,
+) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    let (summary, doc) = s.hosts.one(&host).ok_or_else(|| unknown_host(&host))?;
+    let devices = doc
+        .as_ref()
+        .and_then(|d| d.pointer("/network/connectedDevices").cloned());
+    Ok(Json(json!({
+        "summary": summary,
+        "devices": devices,
+        "snapshot": doc.as_deref(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    since: Option<String>,
+    tier: Option<String>,
+}
+
+async fn host_history(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiPath(host): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HistoryParams>,
+) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    let since = match q.since.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(t) => humantime::parse_duration(t).map_err(|e| {
+            ApiError::bad_request("since", format!("{t:?} is not a duration (1h, 30m): {e}"))
+        })?,
+    };
+    let tier = match q.tier.as_deref() {
+        None => None,
+        Some("raw") => Some(Tier::Raw),
+        Some("minute") => Some(Tier::Minute),
+        Some("hour") => Some(Tier::Hour),
+        Some(t) => {
+            return Err(
+                ApiError::bad_request("tier", format!("{t:?}: raw, minute or hour")).into(),
+            );
+        }
+    };
+    let from = epoch_ms(
+        SystemTime::now()
+            .checked_sub(since)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    );
+    let h = s
+        .hosts
+        .history(&host, from, tier)
+        .ok_or_else(|| unknown_host(&host))?
+        .map_err(|e| {
+            Fail::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(json!({"host": host, "history": h})))
+}
+
+async fn hub(Axum(s): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    Ok(Json(json!({
+        "tokens": s.tokens.len(),
+        "counters": s.hosts.counters(),
+    })))
+}
+
+/// Seed 004's `GET /hosts`: every monitored host name.
+async fn seed004_hosts(Axum(s): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    Ok(Json(json!(s.hosts.names())))
+}
+
+#[derive(Deserialize)]
+struct LatestParams {
+    hostname: Option<String>,
+}
+
+/// Seed 004's `GET /latest?hostname=X`: the host's latest report.
+async fn seed004_latest(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<LatestParams>,
+) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    let host = q
+        .hostname
+        .ok_or_else(|| ApiError::bad_request("hostname", "missing: /latest?hostname=X"))?;
+    let (_, doc) = s.hosts.one(&host).ok_or_else(|| unknown_host(&host))?;
+    let doc = doc.ok_or_else(|| {
+        Fail::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{host:?} has not pushed since the hub started"),
+        )
+    })?;
+    Ok(Json((*doc).clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{
+        hub::{hosts::Limits, tokens},
+        store::Retention,
+    };
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        app: Router,
+        host: String,
+        read: String,
+    }
+
+    fn fixture(max_body: usize, max_hosts: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(tokens::FILE_NAME);
+        let host = tokens::add(&file, "web01", false).unwrap();
+        let read = tokens::add(&file, "dash", true).unwrap();
+        let limits = Limits {
+            max_hosts,
+            retention: Retention {
+                size_budget: 4 << 20,
+                ..Retention::default()
+            },
+            push_interval: Duration::from_secs(5),
+            stale_intervals: 3,
+        };
+        let state = State {
+            tokens: Arc::new(Tokens::open(file).unwrap()),
+            hosts: Arc::new(Hosts::open(dir.path(), limits).unwrap()),
+            max_body,
+        };
+        Fixture {
+            _dir: dir,
+            app: router(state),
+            host,
+            read,
+        }
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value) {
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post(path: &str, token: &str, gzip: bool, body: Vec<u8>) -> Request<Body> {
+        let mut b = Request::post(path).header("x-api-key", token);
+        if gzip {
+            b = b.header("content-encoding", "gzip");
+        }
+        b.body(Body::from(body)).unwrap()
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn snap(host: &str) -> Vec<u8> {
+        json!({"messageType": "realtimeSnapshot", "serverId": host,
+            "metrics": {"cpu": {"percent": 3.0}}})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn limits_and_refusals_are_json_and_counted() {
+        let f = fixture(4096, 1);
+        let app = &f.app;
+        let (s, b) = send(
+            app,
+            post("/api/v1/ingest", &f.host, true, gz(&snap("web01"))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        // Over the limit as sent, and a gzip bomb over it once inflated.
+        let big = vec![b' '; 8192];
+        let (s, b) = send(app, post("/api/v1/ingest", &f.host, false, big.clone())).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::PAYLOAD_TOO_LARGE, &json!("too_large"))
+        );
+        let (s, _) = send(app, post("/api/v1/ingest", &f.host, true, gz(&big))).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        let (s, b) = send(
+            app,
+            post("/api/v1/ingest", &f.host, true, b"not gzip".to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (s, &b["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &json!("body"))
+        );
+        let (s, b) = send(app, post("/api/v1/ingest", "", false, snap("web01"))).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+        );
+        // A second host is over --max-hosts 1 (its token added while running).
+        let file = f._dir.path().join(tokens::FILE_NAME);
+        let other = tokens::add(&file, "web02", false).unwrap();
+        let (s, b) = send(app, post("/api/v1/ingest", &other, false, snap("web02"))).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::TOO_MANY_REQUESTS, &json!("too_many_hosts"))
+        );
+        let req = Request::get("/api/v1/hub")
+            .header("authorization", format!("Bearer {}", f.read))
+            .body(Body::empty())
+            .unwrap();
+        let (s, b) = send(app, req).await;
+        assert_eq!(s, StatusCode::OK);
+        let c = &b["counters"];
+        assert_eq!(c["ingested"], 1, "{b}");
+        assert_eq!(c["refused"]["tooLarge"], 2, "{b}");
+        assert_eq!(c["refused"]["badBody"], 1, "{b}");
+        assert_eq!(c["refused"]["unauthorized"], 1, "{b}");
+        assert_eq!(c["refused"]["tooManyHosts"], 1, "{b}");
+        // Unknown paths and hosts: JSON 404s; /health needs no token.
+        let get = |p: &str| {
+            Request::get(p)
+                .header("x-dashboard-token", f.read.as_str())
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert_eq!(send(app, get("/nope")).await.0, StatusCode::NOT_FOUND);
+        let (s, b) = send(app, get("/api/v1/hosts/web09")).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::NOT_FOUND, &json!("not_found"))
+        );
+        let (s, b) = send(app, get("/api/v1/hosts/web01/history?tier=day")).await;
+        assert_eq!(
+            (s, &b["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &json!("tier"))
+        );
+        let (s, b) = send(app, get("/api/v1/hosts/web01/history?since=1h")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            b["history"]["points"].as_array().map(Vec::len),
+            Some(1),
+            "{b}"
+        );
+        let health = Request::get("/health").body(Body::empty()).unwrap();
+        assert_eq!(send(app, health).await.0, StatusCode::OK);
+    }
+}

@@ -1,0 +1,356 @@
+//! `netmon-agent hub`: three agents, each in its own namespace on a LAN,
+//! push to one hub in the gateway namespace over real HTTP.
+//!
+//! Checked: `/api/v1/hosts` lists the three with the figures of what each
+//! pushed, matching each agent's own `/api/v1/snapshot`; a host token
+//! cannot push as another host (403); a seed-000 style `POST /ingest` with
+//! `X-API-KEY` is taken and shows in seed 004's `/hosts` and `/latest`; a
+//! revoked token gets 401 from the running hub; and a hub stopped for 30 s
+//! loses no interval: each agent's push queue delivers the outage after
+//! the restart, and each host's history has no gap.
+//!
+//! Privileged: run as root (`cargo xtask test` does).
+
+mod common;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use common::*;
+use serde_json::{Value, json};
+
+const HUB_PORT: u16 = 9300;
+
+fn hub_url(path: &str) -> String {
+    format!("http://{}:{HUB_PORT}{path}", Lan::GW_IP4)
+}
+
+/// `method path` on the hub from inside `ns`: status and JSON body.
+fn hub_req(
+    ns: &NetNs,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let url = hub_url(path);
+    let (method, token) = (method.to_owned(), token.to_owned());
+    ns.run(move || {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        let client = ureq::Agent::new_with_config(config);
+        let req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url)
+            .header("X-API-KEY", token.as_str())
+            .header("content-type", "application/json");
+        let sent = match body {
+            Some(b) => client.run(req.body(b.to_string()).unwrap()),
+            None => client.run(req.body(()).unwrap()),
+        };
+        let mut resp = sent.map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    })
+}
+
+fn hub_get(ns: &NetNs, path: &str, token: &str) -> Value {
+    match hub_req(ns, "GET", path, token, None) {
+        Ok((200, v)) => v,
+        other => panic!("GET {path}: {other:?}"),
+    }
+}
+
+/// `netmon-agent hub --state-dir dir token ...`; its stdout.
+fn token(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(agent_bin())
+        .args(["hub", "--state-dir"])
+        .arg(dir)
+        .arg("token")
+        .args(args)
+        .output()
+        .expect("running hub token");
+    assert!(
+        out.status.success(),
+        "hub token {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn start_hub(gw: &NetNs, dir: &Path, read: &str) -> NsChild {
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("hub")
+        .arg(format!("--listen={}:{HUB_PORT}", Lan::GW_IP4))
+        .arg(format!("--state-dir={}", dir.display()))
+        .arg("--push-interval=1s")
+        .env("NETMON_LOG", "info");
+    let mut child = gw.spawn(&cmd);
+    let ok = poll_until(Duration::from_secs(20), || {
+        assert!(
+            child.try_status().is_none(),
+            "the hub exited:\n{}",
+            child.stderr_text()
+        );
+        matches!(hub_req(gw, "GET", "/health", read, None), Ok((200, _)))
+    });
+    assert!(
+        ok,
+        "the hub did not answer /health:\n{}",
+        child.stderr_text()
+    );
+    child
+}
+
+fn host<'a>(hosts: &'a Value, name: &str) -> Option<&'a Value> {
+    hosts["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["host"] == name)
+}
+
+#[test]
+fn three_agents_push_to_one_hub() {
+    skip_unless_root!();
+    let lan = Lan::new(3);
+    let gw = lan.gw();
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = dir.path().join("hub");
+    let read = token(&hub_dir, &["add", "--read-only", "dashboard"]);
+    assert_eq!(read.len(), 64);
+    let mut hub = start_hub(gw, &hub_dir, &read);
+
+    let names = ["h1", "h2", "h3"];
+    let mut tokens = Vec::new();
+    let mut agents = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let t = token(&hub_dir, &["add", name]);
+        let key_file = dir.path().join(format!("{name}.key"));
+        std::fs::write(&key_file, format!("{t}\n")).unwrap();
+        tokens.push(t);
+        agents.push(Agent::start(
+            lan.host(i + 1).ns(),
+            &[
+                "--iface=eth0",
+                &format!("--server-id={name}"),
+                "--no-history",
+                &format!("--push-url={}", hub_url("/api/v1/ingest")),
+                &format!("--push-key-file={}", key_file.display()),
+                "--push-interval=1s",
+            ],
+        ));
+    }
+    // Only hashes on disk.
+    let file = std::fs::read_to_string(hub_dir.join("hub-tokens")).unwrap();
+    assert!(tokens.iter().all(|t| !file.contains(t.as_str())), "{file}");
+
+    // The three, fresh.
+    let mut hosts = Value::Null;
+    let listed = poll_until(Duration::from_secs(30), || {
+        hosts = hub_get(gw, "/api/v1/hosts", &read);
+        names
+            .iter()
+            .all(|n| host(&hosts, n).is_some_and(|h| h["stale"] == false))
+    });
+    assert!(
+        listed,
+        "not all three listed:\n{hosts:#}\n{}",
+        hub.stderr_text()
+    );
+
+    // Each host's figures are those of what it pushed, and match its own API.
+    for (i, name) in names.iter().enumerate() {
+        let own = agents[i].get("/api/v1/snapshot");
+        let one = hub_get(gw, &format!("/api/v1/hosts/{name}"), &read);
+        let (sum, snap) = (&one["summary"], &one["snapshot"]);
+        assert_eq!(snap["serverId"], *name);
+        assert_eq!(
+            sum["cpuPercent"], snap["metrics"]["cpu"]["percent"],
+            "{one:#}"
+        );
+        assert_eq!(
+            sum["memoryTotalBytes"], own["metrics"]["memory"]["totalBytes"],
+            "{name}: hub {one:#}\nagent {own:#}"
+        );
+        assert_eq!(
+            sum["memoryTotalBytes"],
+            snap["metrics"]["memory"]["totalBytes"]
+        );
+        assert_eq!(
+            sum["memoryUsedBytes"],
+            snap["metrics"]["memory"]["usedBytes"]
+        );
+        let fullest = |d: &Value| {
+            d["metrics"]["disk"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["percentUsed"].as_f64())
+                .reduce(f64::max)
+        };
+        assert_eq!(sum["diskPercent"].as_f64(), fullest(snap));
+        let (a, b) = (fullest(&own).unwrap(), fullest(snap).unwrap());
+        assert!((a - b).abs() < 1.0, "{name}: disk {a} vs {b}");
+        let rates = |k: &str| -> f64 {
+            snap["network"]["interfaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|i| i[k].as_f64())
+                .sum()
+        };
+        assert_eq!(sum["rxBps"].as_f64(), Some(rates("rxRateBps")), "{one:#}");
+        assert_eq!(sum["txBps"].as_f64(), Some(rates("txRateBps")), "{one:#}");
+        let own_ifaces: Vec<&Value> = own["network"]["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["name"])
+            .collect();
+        let hub_ifaces: Vec<&Value> = snap["network"]["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["name"])
+            .collect();
+        assert_eq!(own_ifaces, hub_ifaces, "{name}");
+        // Device counts: the agent's own list and the hub's agree once a
+        // push after the agent's answer has arrived.
+        let mut last = (Value::Null, Value::Null);
+        let agree = poll_until(Duration::from_secs(10), || {
+            let own = agents[i].get("/api/v1/snapshot");
+            let n = own["network"]["connectedDevices"].as_array().unwrap().len();
+            std::thread::sleep(Duration::from_millis(1500));
+            let one = hub_get(gw, &format!("/api/v1/hosts/{name}"), &read);
+            last = (own.clone(), one["summary"]["devices"].clone());
+            one["summary"]["devices"] == json!(n)
+                && one["devices"].as_array().map(Vec::len) == Some(n)
+        });
+        assert!(agree, "{name}: devices differ: {last:#?}");
+    }
+
+    // Seed 004's list and latest.
+    let list = hub_get(gw, "/hosts", &read);
+    assert_eq!(list, json!(["h1", "h2", "h3"]));
+    let latest = hub_get(gw, "/latest?hostname=h2", &read);
+    assert_eq!(latest["messageType"], "realtimeSnapshot");
+    assert_eq!(latest["serverId"], "h2");
+    let (status, body) = hub_req(gw, "GET", "/latest", &read, None).unwrap();
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("hostname")),
+        "{body}"
+    );
+
+    // Seed 000's agent: its body with X-API-KEY.
+    let pi = token(&hub_dir, &["add", "pi"]);
+    let seed000 = json!({"host": "pi", "cpu_pct": 12.5, "mem_pct": 40.0, "disk_pct": 55.0,
+        "rx_kbps": 8.0, "tx_kbps": 2.0, "ping_ms": 3.5});
+    let (status, body) = hub_req(gw, "POST", "/ingest", &pi, Some(seed000.clone())).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ingested"], true);
+    assert!(body["ts"].as_str().is_some(), "{body}");
+    assert_eq!(
+        hub_get(gw, "/hosts", &read),
+        json!(["h1", "h2", "h3", "pi"])
+    );
+    assert_eq!(hub_get(gw, "/latest?hostname=pi", &read), seed000);
+    let hosts = hub_get(gw, "/api/v1/hosts", &read);
+    let p = host(&hosts, "pi").unwrap();
+    assert_eq!(
+        (p["cpuPercent"].as_f64(), p["rxBps"].as_f64()),
+        (Some(12.5), Some(8000.0))
+    );
+    // A bad body: a JSON 400 naming the field.
+    let mut bad = seed000.clone();
+    bad["mem_pct"] = json!(140);
+    let (status, body) = hub_req(gw, "POST", "/ingest", &pi, Some(bad)).unwrap();
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("mem_pct")),
+        "{body}"
+    );
+    // A host's token pushing as another host: 403.
+    let mut other = seed000.clone();
+    other["host"] = json!("h1");
+    let (status, body) = hub_req(gw, "POST", "/ingest", &pi, Some(other)).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("forbidden")),
+        "{body}"
+    );
+    // The read-only token cannot push.
+    let (status, _) = hub_req(gw, "POST", "/ingest", &read, Some(seed000.clone())).unwrap();
+    assert_eq!(status, 403);
+
+    // Revoked, the running hub refuses the token.
+    token(&hub_dir, &["revoke", "pi"]);
+    let (status, body) = hub_req(gw, "POST", "/ingest", &pi, Some(seed000)).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("unauthorized")),
+        "{body}"
+    );
+    let (status, _) = hub_req(gw, "GET", "/hosts", &pi, None).unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = hub_req(gw, "GET", "/hosts", "not-a-token-at-all-0000", None).unwrap();
+    assert_eq!(status, 401);
+
+    // The hub stops for 30 s; the agents' queues deliver the outage.
+    let down_ms = now_ms();
+    hub.terminate();
+    std::thread::sleep(Duration::from_secs(30));
+    let mut hub = start_hub(gw, &hub_dir, &read);
+    let up_ms = now_ms();
+    for name in names {
+        let mut points = Vec::new();
+        let caught_up = poll_until(Duration::from_secs(60), || {
+            let h = hub_get(
+                gw,
+                &format!("/api/v1/hosts/{name}/history?since=10m&tier=raw"),
+                &read,
+            );
+            points = h["history"]["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["at_ms"].as_u64().unwrap())
+                .collect();
+            points.last().is_some_and(|&l| l > up_ms + 2000)
+        });
+        assert!(
+            caught_up,
+            "{name}: no push after the restart:\n{}",
+            hub.stderr_text()
+        );
+        let during = points.iter().filter(|&&t| t > down_ms && t < up_ms).count();
+        assert!(
+            during >= 27,
+            "{name}: only {during} samples from the 30 s outage"
+        );
+        for w in points.windows(2) {
+            let step = w[1] - w[0];
+            assert!(
+                step <= 1600,
+                "{name}: a gap of {step} ms at {} in {points:?}",
+                w[0]
+            );
+        }
+    }
+    let stats = hub_get(gw, "/api/v1/hub", &read);
+    assert_eq!(stats["counters"]["hosts"], 4, "{stats:#}");
+    assert_eq!(stats["counters"]["writeFailures"], 0, "{stats:#}");
+    hub.terminate();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
