@@ -108,6 +108,9 @@ pub struct Context {
     /// Set when the agent stops: a cycle that waits (a sweep, probes) ends
     /// early rather than holding up shutdown.
     pub stop: Stop,
+    /// Every collector's latest reading, read-only: a collector may build
+    /// on another's (security reads discovery's address claims).
+    pub telemetry: Telemetry,
 }
 
 /// A value, or why the machine cannot provide it. Serialized as the value

@@ -280,6 +280,9 @@ pub fn sweep(
     let subnet = hosts(t.ip, t.prefix);
     let in_subnet = |ip: Ipv4Addr| ip != t.ip && same_subnet(t.ip, t.prefix, ip);
     let (mut found, mut replied, mut heard) = (Vec::new(), HashSet::new(), HashSet::new());
+    // Every MAC that answers for an address is found: two answering for
+    // one is what the security collector's ARP-spoofing check looks for.
+    let mut answers = HashSet::new();
     let mut malformed = 0u64;
     let mut requests = 0u64;
     let mut buf = [0u8; 256];
@@ -296,7 +299,10 @@ pub fn sweep(
                 continue;
             }
             let new = match arp.op {
-                ARP_REPLY if arp.target_ip == t.ip => replied.insert(arp.sender_ip),
+                ARP_REPLY if arp.target_ip == t.ip => {
+                    replied.insert(arp.sender_ip);
+                    answers.insert((arp.sender_ip, arp.sender_mac))
+                }
                 ARP_REQUEST => heard.insert((arp.sender_ip, arp.sender_mac)),
                 _ => false,
             };

@@ -18,6 +18,7 @@
 //! until it changes.
 
 pub mod arp;
+pub mod claims;
 pub mod inventory;
 pub mod ndp;
 pub mod neigh;
@@ -35,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use self::{
     arp::SweepStats,
+    claims::Claims,
     inventory::{Address, Inventory, Limits, Observation, SeenBy, Status},
     ndp::ProbeStats,
 };
@@ -93,6 +95,12 @@ pub struct Options {
     /// while every one is active.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_DISCOVERY_MAX_DEVICES")]
     pub discovery_max_devices: u32,
+
+    /// Most IPv4 addresses whose claimants (the MACs using each) are kept
+    /// for the security collector's ARP checks; when full, the address
+    /// claimed least recently makes room (counted).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_DISCOVERY_MAX_CLAIMS")]
+    pub discovery_max_claims: u32,
 
     /// Where device hostnames come from: DHCP leases, reverse DNS.
     #[command(flatten)]
@@ -216,6 +224,12 @@ pub struct Report {
     pub own_macs: Vec<OwnMac>,
     /// Lease files read and the reverse-DNS cache.
     pub hostnames: names::Stats,
+    /// IPv4 addresses claimed by more than one MAC (for the security
+    /// collector; not in the JSON).
+    #[serde(skip)]
+    pub contested: Vec<claims::Contested>,
+    #[serde(skip)]
+    pub claims: claims::ClaimStats,
 }
 
 impl Default for Report {
@@ -228,6 +242,8 @@ impl Default for Report {
             ipv6_probe: Avail::unavailable("not run yet"),
             own_macs: Vec::new(),
             hostnames: names::Stats::default(),
+            contested: Vec::new(),
+            claims: claims::ClaimStats::default(),
         }
     }
 }
@@ -278,6 +294,8 @@ pub struct Discovery {
     /// Transmit packet counts of the traffic core's devices at the last
     /// cycle: a device is seen by traffic only when it *sent* frames.
     tx_packets: HashMap<(u32, [u8; 6]), u64>,
+    /// Who claims each IPv4 address (see [`claims`]).
+    claims: Claims,
     once: Once,
 }
 
@@ -309,6 +327,7 @@ impl Discovery {
             sweep: Avail::unavailable(if off { disabled } else { "not run yet" }),
             probes: Avail::unavailable(if off { disabled } else { "not run yet" }),
             tx_packets: HashMap::new(),
+            claims: Claims::new(opts.discovery_max_claims as usize, forget_after),
             once: Once::default(),
         }
     }
@@ -562,6 +581,27 @@ impl Discovery {
     }
 }
 
+impl Discovery {
+    /// Records an observation's IPv4 address as claimed by its MAC: from
+    /// ARP and the neighbour table always; from traffic only when on-link
+    /// (a router's frames carry the addresses of every host behind it).
+    fn claim(&mut self, locals: &[Local], o: &Observation, now: SystemTime) {
+        let Some(IpAddr::V4(ip)) = o.ip else { return };
+        let on_link = || {
+            locals.iter().any(|l| {
+                l.ifindex == o.ifindex
+                    && l.v4
+                        .iter()
+                        .any(|&(a, p)| a != ip && arp::same_subnet(a, p, ip))
+            })
+        };
+        if o.source != SeenBy::Traffic || on_link() {
+            self.claims
+                .claim(o.ifindex, ip, o.mac, o.seen, o.source, now);
+        }
+    }
+}
+
 impl super::Collector for Discovery {
     const NAME: CollectorName = CollectorName::Discovery;
     type Report = Report;
@@ -658,6 +698,11 @@ impl super::Collector for Discovery {
         }
         self.tx_packets = tx_packets;
 
+        self.claims.next_cycle();
+        for o in &observe {
+            self.claim(&locals, o, now);
+        }
+        self.claims.expire(now);
         for o in observe {
             self.inventory.observe(o, now);
         }
@@ -720,6 +765,8 @@ impl super::Collector for Discovery {
             ipv6_probe: self.probes.clone(),
             own_macs,
             hostnames: self.hostnames.stats(),
+            contested: self.claims.contested(|i| snap.iface_name(i)),
+            claims: self.claims.stats(),
         }
     }
 }

@@ -10,25 +10,30 @@
 //!
 //! - [`procs`]: processes run from `/tmp`, `/var/tmp` or `/dev/shm`, and
 //!   processes whose executable was deleted (procfs).
+//! - [`arp`]: ARP spoofing, MAC changes and gateway impersonation, from the
+//!   MACs discovery saw claiming each IPv4 address and the routing table's
+//!   default gateways.
 //!
 //! At most `--security-max-findings` are listed (most severe first); the
 //! rest are counted in `findings_omitted`.
 //!
-//! Not yet here (issue 18): new listening sockets, SSH brute force, ARP
-//! spoofing and gateway impersonation.
+//! Not yet here (issue 18): new listening sockets, SSH brute force,
+//! gratuitous-ARP storms (see [`arp`]).
 
+pub mod arp;
 pub mod procs;
 
 use std::{
     collections::HashMap,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use serde::Serialize;
 
 use super::{
-    CollectorName, Context, ViewSchema,
+    Avail, CollectorName, Context, Reading, ViewSchema, discovery,
     registry::{Cap, Need},
     ser_time, view_schema,
 };
@@ -48,6 +53,11 @@ pub struct Options {
     /// Most findings listed; the rest are counted in `findings_omitted`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_FINDINGS")]
     pub security_max_findings: u32,
+    /// How long a MAC's claim to an IPv4 address counts after it was last
+    /// seen: two MACs claiming one address within it are ARP spoofing (or
+    /// a MAC change, when one stopped before the other started).
+    #[arg(long, default_value = "15m", value_parser = crate::units::parse_duration, env = "NETMON_SECURITY_ARP_WINDOW")]
+    pub security_arp_window: Duration,
 }
 
 /// What a finding is about.
@@ -60,22 +70,40 @@ pub enum Kind {
     /// A process whose executable file was deleted after it started (an
     /// upgrade does this too; a payload that removes itself as well).
     DeletedExecutable,
+    /// Two MACs claim one IPv4 address at once (both answer ARP for it).
+    ArpSpoofing,
+    /// An IPv4 address moved to another MAC (a replaced device looks the
+    /// same).
+    ArpMacChanged,
+    /// A MAC other than the default gateway's claims the gateway's address.
+    GatewayImpersonation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::ProcessInTmp, Kind::DeletedExecutable];
+    pub const ALL: [Kind; 5] = [
+        Kind::ProcessInTmp,
+        Kind::DeletedExecutable,
+        Kind::ArpSpoofing,
+        Kind::ArpMacChanged,
+        Kind::GatewayImpersonation,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ProcessInTmp => "process_in_tmp",
             Kind::DeletedExecutable => "deleted_executable",
+            Kind::ArpSpoofing => "arp_spoofing",
+            Kind::ArpMacChanged => "arp_mac_changed",
+            Kind::GatewayImpersonation => "gateway_impersonation",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
-            Kind::ProcessInTmp => Severity::Critical,
-            Kind::DeletedExecutable => Severity::Warning,
+            Kind::ProcessInTmp | Kind::ArpSpoofing | Kind::GatewayImpersonation => {
+                Severity::Critical
+            }
+            Kind::DeletedExecutable | Kind::ArpMacChanged => Severity::Warning,
         }
     }
 }
@@ -115,6 +143,15 @@ pub struct Detail {
     /// The executable's path as the kernel names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// The IPv4 address (ARP findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The MACs claiming it, the first seen with it first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macs: Option<Vec<String>>,
+    /// The interface it was seen on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
 }
 
 /// One finding.
@@ -149,6 +186,9 @@ pub struct Report {
     /// without CAP_SYS_PTRACE, or kernel threads have none: those are
     /// not counted).
     pub unreadable: u64,
+    /// What the ARP checks looked at; unavailable while discovery is off
+    /// or has not run.
+    pub arp: Avail<arp::ArpStats>,
 }
 
 /// When each finding was first seen, by kind and key; a finding not found
@@ -196,6 +236,8 @@ impl Tracker {
 pub struct Security {
     opts: Options,
     tracker: Tracker,
+    /// Discovery's latest reading (set by `collect`), or why there is none.
+    discovery: Result<Arc<Reading<discovery::Report>>, String>,
 }
 
 impl Security {
@@ -203,6 +245,7 @@ impl Security {
         Security {
             opts: opts.clone(),
             tracker: Tracker::default(),
+            discovery: Err("not read yet".into()),
         }
     }
 
@@ -210,6 +253,16 @@ impl Security {
     pub fn scan(&mut self, now: SystemTime) -> Report {
         let mut found = Vec::new();
         let procs = procs::scan(&self.opts.security_proc, &mut found);
+        let arp = match &self.discovery {
+            Ok(d) => Avail::Value(arp::scan(
+                &d.report,
+                arp::gateways(&self.opts.security_proc),
+                self.opts.security_arp_window,
+                now,
+                &mut found,
+            )),
+            Err(why) => Avail::unavailable(why.clone()),
+        };
         let mut findings = self.tracker.track(now, found);
         let max = self.opts.security_max_findings as usize;
         let omitted = findings.len().saturating_sub(max) as u64;
@@ -219,6 +272,7 @@ impl Security {
             findings_omitted: omitted,
             processes: procs.processes,
             unreadable: procs.unreadable,
+            arp,
         }
     }
 }
@@ -243,7 +297,8 @@ impl super::Collector for Security {
         opts.security_interval
     }
 
-    fn collect(&mut self, _: &Context) -> Report {
+    fn collect(&mut self, ctx: &Context) -> Report {
+        self.discovery = arp::discovery(&ctx.telemetry);
         self.scan(SystemTime::now())
     }
 

@@ -65,6 +65,7 @@ pub fn scan(proc: &Path, out: &mut Vec<Found>) -> Counts {
                     pid: Some(pid),
                     process: Some(process.clone()),
                     exe: Some(exe.clone()),
+                    ..Detail::default()
                 },
             });
         }
@@ -157,6 +158,7 @@ mod tests {
             security_interval: Duration::from_secs(10),
             security_proc: dir.to_path_buf(),
             security_max_findings: max,
+            security_arp_window: Duration::from_secs(900),
         }
     }
 
