@@ -537,6 +537,12 @@ impl Discovery {
                         continue;
                     }
                     used += 1;
+                    if let IpAddr::V4(ip) = n.ip {
+                        let confirmed = now.checked_sub(n.confirmed);
+                        let seen = confirmed.unwrap_or(SystemTime::UNIX_EPOCH);
+                        self.claims
+                            .claim(n.ifindex, ip, n.mac, seen, SeenBy::Neighbour, now);
+                    }
                     observe.push(Observation {
                         ifindex: n.ifindex,
                         mac: n.mac,
@@ -581,24 +587,23 @@ impl Discovery {
     }
 }
 
-impl Discovery {
-    /// Records an observation's IPv4 address as claimed by its MAC: from
-    /// ARP and the neighbour table always; from traffic only when on-link
-    /// (a router's frames carry the addresses of every host behind it).
-    fn claim(&mut self, locals: &[Local], o: &Observation, now: SystemTime) {
-        let Some(IpAddr::V4(ip)) = o.ip else { return };
-        let on_link = || {
-            locals.iter().any(|l| {
-                l.ifindex == o.ifindex
-                    && l.v4
-                        .iter()
-                        .any(|&(a, p)| a != ip && arp::same_subnet(a, p, ip))
-            })
-        };
-        if o.source != SeenBy::Traffic || on_link() {
-            self.claims
-                .claim(o.ifindex, ip, o.mac, o.seen, o.source, now);
-        }
+/// Whether an observation is a claim to its IPv4 address: from ARP
+/// always (the neighbour table's are recorded as it is read, with their
+/// confirmation time); from traffic only when on-link, not one of the
+/// interface's own addresses (a router's frames carry the addresses of
+/// every host behind it).
+fn is_claim(locals: &[Local], o: &Observation) -> bool {
+    let Some(IpAddr::V4(ip)) = o.ip else {
+        return false;
+    };
+    match o.source {
+        SeenBy::Arp => true,
+        SeenBy::Neighbour | SeenBy::Ndp => false,
+        SeenBy::Traffic => locals.iter().any(|l| {
+            l.ifindex == o.ifindex
+                && l.v4.iter().all(|&(a, _)| a != ip)
+                && l.v4.iter().any(|&(a, p)| arp::same_subnet(a, p, ip))
+        }),
     }
 }
 
@@ -657,6 +662,7 @@ impl super::Collector for Discovery {
         }
 
         let now = SystemTime::now();
+        self.claims.next_cycle();
         let neighbours = self.read_neighbours(&watched, &own, now, &mut observe);
 
         let mut tx_packets = HashMap::with_capacity(snap.devices.len());
@@ -698,9 +704,11 @@ impl super::Collector for Discovery {
         }
         self.tx_packets = tx_packets;
 
-        self.claims.next_cycle();
-        for o in &observe {
-            self.claim(&locals, o, now);
+        for o in observe.iter().filter(|o| is_claim(&locals, o)) {
+            if let Some(IpAddr::V4(ip)) = o.ip {
+                self.claims
+                    .claim(o.ifindex, ip, o.mac, o.seen, o.source, now);
+            }
         }
         self.claims.expire(now);
         for o in observe {
@@ -768,5 +776,41 @@ impl super::Collector for Discovery {
             contested: self.claims.contested(|i| snap.iface_name(i)),
             claims: self.claims.stats(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(ifindex: u32, ip: &str, source: SeenBy) -> Observation {
+        Observation {
+            ifindex,
+            mac: [2, 0, 0, 0, 0, 1],
+            ip: Some(ip.parse().unwrap()),
+            seen: SystemTime::UNIX_EPOCH,
+            source,
+        }
+    }
+
+    #[test]
+    fn traffic_claims_only_on_link_addresses_and_arp_any() {
+        let locals = [Local {
+            ifindex: 2,
+            name: "br0".into(),
+            mac: None,
+            v4: vec![(Ipv4Addr::new(10, 0, 0, 254), 24)],
+            v6: Vec::new(),
+        }];
+        let claim = |o| is_claim(&locals, &o);
+        assert!(claim(obs(2, "10.0.0.7", SeenBy::Traffic)));
+        // Behind a router, our own address, another interface: no.
+        assert!(!claim(obs(2, "192.0.2.9", SeenBy::Traffic)));
+        assert!(!claim(obs(2, "10.0.0.254", SeenBy::Traffic)));
+        assert!(!claim(obs(3, "10.0.0.7", SeenBy::Traffic)));
+        assert!(claim(obs(3, "10.9.9.9", SeenBy::Arp)));
+        // IPv6, and neighbours (recorded as the table is read): no.
+        assert!(!claim(obs(2, "fd00::7", SeenBy::Traffic)));
+        assert!(!claim(obs(2, "10.0.0.7", SeenBy::Neighbour)));
     }
 }

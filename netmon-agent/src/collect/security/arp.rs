@@ -435,6 +435,48 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_reports_discovery_s_table_and_says_why_when_it_cannot() {
+        let report = discovery::Report {
+            contested: vec![contested(vec![
+                claim(1, (1, 0), (7, 70)),
+                claim(2, (5, 50), (7, 70)),
+            ])],
+            claims: discovery::claims::ClaimStats {
+                addresses: 12,
+                max_addresses: 8192,
+                evicted_total: 3,
+                macs_evicted_total: 1,
+                cycle: 7,
+            },
+            ..discovery::Report::default()
+        };
+        let mut out = Vec::new();
+        let s = scan(&report, Avail::Value(Vec::new()), WINDOW, t(80), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (
+                s.addresses,
+                s.max_addresses,
+                s.addresses_evicted_total,
+                s.macs_evicted_total,
+                s.contested
+            ),
+            (12, 8192, 3, 1, 1)
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["window_seconds"], 900.0);
+        assert_eq!(json["gateways"], serde_json::json!([]));
+        // Discovery off: the reason, not an empty result.
+        let t = Telemetry::default();
+        assert!(discovery(&t).unwrap_err().contains("--disable discovery"));
+        t.slot(CollectorName::Discovery).set(State::Pending);
+        assert_eq!(
+            discovery(&t).unwrap_err(),
+            "discovery has not finished its first cycle"
+        );
+    }
+
+    #[test]
     fn gateways_are_read_from_the_route_file() {
         let dir = tempfile::tempdir().unwrap();
         assert!(gateways(dir.path()).value().is_none());
