@@ -29,6 +29,13 @@ const ARGS: &[&str] = &[
 
 const ARP_KINDS: [&str; 3] = ["arp_spoofing", "arp_mac_changed", "gateway_impersonation"];
 
+fn storm(body: &Value, mac: [u8; 6]) -> Option<&Value> {
+    body["findings"]
+        .as_array()?
+        .iter()
+        .find(|f| f["kind"] == "gratuitous_arp_storm" && f["macs"][0] == format_mac(mac).as_str())
+}
+
 fn findings(body: &Value) -> Vec<&Value> {
     body["findings"]
         .as_array()
@@ -68,7 +75,9 @@ fn settle(agent: &Agent, lan: &Lan) {
             })
         })
     });
-    let body = agent.wait_for("/api/v1/security", WAIT, |b| b["arp"]["addresses"].is_u64());
+    let body = agent.wait_for("/api/v1/security", WAIT, |b| {
+        b["arp"]["addresses"].is_u64() && b["arp"]["heard"].is_u64()
+    });
     assert!(findings(&body).is_empty(), "{body:#}");
 }
 
@@ -184,4 +193,41 @@ fn an_address_that_moves_to_another_mac_is_a_change() {
     let body = agent.get("/api/v1/security");
     assert!(finding(&body, "arp_spoofing", &ip).is_none(), "{body:#}");
     assert!(finding(&body, "arp_mac_changed", &ip).is_some(), "{body:#}");
+}
+
+#[test]
+fn a_host_flooding_gratuitous_arp_is_a_storm_until_it_stops() {
+    skip_unless_root!();
+    let lan = Lan::new(2);
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    let agent = Agent::start(lan.gw(), ARGS);
+    settle(&agent, &lan);
+    // h1 announces its address about 50 times a second (gratuitous ARP:
+    // who-has its own address, from itself), while the test polls.
+    let frame = arp_request(h1.mac(), h1.ip4(), h1.ip4());
+    let mut found = None;
+    let ok = poll_until(WAIT, || {
+        h1.ns().run(|| {
+            for _ in 0..5 {
+                raw_frame_send("eth0", &frame);
+            }
+        });
+        found = storm(&agent.get("/api/v1/security"), h1.mac()).cloned();
+        found.is_some()
+    });
+    let body = agent.get("/api/v1/security");
+    assert!(ok, "no storm: {body:#}");
+    let f = found.unwrap();
+    assert_eq!(f["severity"], "warning", "{f:#}");
+    assert_eq!(f["iface"], "br0", "{f:#}");
+    assert_eq!(f["ip"], h1.ip4().to_string(), "{f:#}");
+    let evidence = f["evidence"].as_str().unwrap();
+    assert!(
+        evidence.starts_with(&format!("{} sent ", format_mac(h1.mac())))
+            && evidence.ends_with(&format!("announcing {}", h1.ip4())),
+        "{evidence}"
+    );
+    // The quiet host is no storm; when h1 stops, its finding goes.
+    assert!(storm(&body, h2.mac()).is_none(), "{body:#}");
+    agent.wait_for("/api/v1/security", WAIT, |b| storm(b, h1.mac()).is_none());
 }

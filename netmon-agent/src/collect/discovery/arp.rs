@@ -182,7 +182,7 @@ pub struct Target {
 }
 
 /// Opens an `AF_PACKET` socket for ARP bound to `ifindex`.
-fn open(ifindex: u32) -> Result<OwnedFd, DiscoveryError> {
+pub(super) fn open(ifindex: u32) -> Result<OwnedFd, DiscoveryError> {
     let proto = ETH_P_ARP.to_be();
     // SAFETY: plain socket(2) call; the result is checked.
     let fd = unsafe {
@@ -238,7 +238,7 @@ fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
 
 /// Receives one frame that was not sent by this host; None when no frame
 /// is waiting.
-fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
+pub(super) fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
     loop {
         // SAFETY: sockaddr_ll is plain old data.
         let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };

@@ -24,7 +24,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::inventory::SeenBy;
+use super::{
+    Local, arp,
+    inventory::{Observation, SeenBy},
+};
+use std::net::IpAddr;
 
 /// Most MACs kept for one address.
 pub const MAX_MACS_PER_ADDRESS: usize = 4;
@@ -206,6 +210,26 @@ impl Claims {
     }
 }
 
+/// Whether an observation is a claim to its IPv4 address: from ARP
+/// always (the neighbour table's are recorded as it is read, with their
+/// confirmation time); from traffic only when on-link, not one of the
+/// interface's own addresses (a router's frames carry the addresses of
+/// every host behind it).
+pub(super) fn is_claim(locals: &[Local], o: &Observation) -> bool {
+    let Some(IpAddr::V4(ip)) = o.ip else {
+        return false;
+    };
+    match o.source {
+        SeenBy::Arp => true,
+        SeenBy::Neighbour | SeenBy::Ndp => false,
+        SeenBy::Traffic => locals.iter().any(|l| {
+            l.ifindex == o.ifindex
+                && l.v4.iter().all(|&(a, _)| a != ip)
+                && l.v4.iter().any(|&(a, p)| arp::same_subnet(a, p, ip))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +316,36 @@ mod tests {
         assert_eq!(c.stats().addresses, 1);
         c.expire(t(150));
         assert_eq!(c.stats().addresses, 0);
+    }
+
+    fn obs(ifindex: u32, ip: &str, source: SeenBy) -> Observation {
+        Observation {
+            ifindex,
+            mac: [2, 0, 0, 0, 0, 1],
+            ip: Some(ip.parse().unwrap()),
+            seen: SystemTime::UNIX_EPOCH,
+            source,
+        }
+    }
+
+    #[test]
+    fn traffic_claims_only_on_link_addresses_and_arp_any() {
+        let locals = [Local {
+            ifindex: 2,
+            name: "br0".into(),
+            mac: None,
+            v4: vec![(Ipv4Addr::new(10, 0, 0, 254), 24)],
+            v6: Vec::new(),
+        }];
+        let claim = |o| is_claim(&locals, &o);
+        assert!(claim(obs(2, "10.0.0.7", SeenBy::Traffic)));
+        // Behind a router, our own address, another interface: no.
+        assert!(!claim(obs(2, "192.0.2.9", SeenBy::Traffic)));
+        assert!(!claim(obs(2, "10.0.0.254", SeenBy::Traffic)));
+        assert!(!claim(obs(3, "10.0.0.7", SeenBy::Traffic)));
+        assert!(claim(obs(3, "10.9.9.9", SeenBy::Arp)));
+        // IPv6, and neighbours (recorded as the table is read): no.
+        assert!(!claim(obs(2, "fd00::7", SeenBy::Traffic)));
+        assert!(!claim(obs(2, "10.0.0.7", SeenBy::Neighbour)));
     }
 }

@@ -20,6 +20,7 @@
 pub mod arp;
 pub mod claims;
 pub mod inventory;
+pub mod listen;
 pub mod ndp;
 pub mod neigh;
 
@@ -230,6 +231,9 @@ pub struct Report {
     pub contested: Vec<claims::Contested>,
     #[serde(skip)]
     pub claims: claims::ClaimStats,
+    /// Passive ARP this cycle (for the security collector).
+    #[serde(skip)]
+    pub passive: Avail<listen::Passive>,
 }
 
 impl Default for Report {
@@ -244,6 +248,7 @@ impl Default for Report {
             hostnames: names::Stats::default(),
             contested: Vec::new(),
             claims: claims::ClaimStats::default(),
+            passive: Avail::unavailable("not run yet"),
         }
     }
 }
@@ -296,6 +301,7 @@ pub struct Discovery {
     tx_packets: HashMap<(u32, [u8; 6]), u64>,
     /// Who claims each IPv4 address (see [`claims`]).
     claims: Claims,
+    listener: listen::Listener,
     once: Once,
 }
 
@@ -328,6 +334,7 @@ impl Discovery {
             probes: Avail::unavailable(if off { disabled } else { "not run yet" }),
             tx_packets: HashMap::new(),
             claims: Claims::new(opts.discovery_max_claims as usize, forget_after),
+            listener: listen::Listener::default(),
             once: Once::default(),
         }
     }
@@ -587,26 +594,6 @@ impl Discovery {
     }
 }
 
-/// Whether an observation is a claim to its IPv4 address: from ARP
-/// always (the neighbour table's are recorded as it is read, with their
-/// confirmation time); from traffic only when on-link, not one of the
-/// interface's own addresses (a router's frames carry the addresses of
-/// every host behind it).
-fn is_claim(locals: &[Local], o: &Observation) -> bool {
-    let Some(IpAddr::V4(ip)) = o.ip else {
-        return false;
-    };
-    match o.source {
-        SeenBy::Arp => true,
-        SeenBy::Neighbour | SeenBy::Ndp => false,
-        SeenBy::Traffic => locals.iter().any(|l| {
-            l.ifindex == o.ifindex
-                && l.v4.iter().all(|&(a, _)| a != ip)
-                && l.v4.iter().any(|&(a, p)| arp::same_subnet(a, p, ip))
-        }),
-    }
-}
-
 impl super::Collector for Discovery {
     const NAME: CollectorName = CollectorName::Discovery;
     type Report = Report;
@@ -615,8 +602,8 @@ impl super::Collector for Discovery {
     const NEEDS: &'static [Need] = &[
         Need {
             cap: Cap::NetRaw,
-            what: "ARP sweeps",
-            without: "ARP sweeps",
+            what: "ARP sweeps and passive ARP listening",
+            without: "ARP sweeps and passive ARP listening",
         },
         Need {
             cap: Cap::DacReadSearch,
@@ -664,6 +651,31 @@ impl super::Collector for Discovery {
         let now = SystemTime::now();
         self.claims.next_cycle();
         let neighbours = self.read_neighbours(&watched, &own, now, &mut observe);
+        let ifindexes: Vec<u32> = locals.iter().map(|l| l.ifindex).collect();
+        let max = self.opts.discovery_max_claims as usize;
+        let name = |i| snap.iface_name(i);
+        let passive = match self
+            .listener
+            .cycle(&ifindexes, &own, &mut self.claims, max, name, now)
+        {
+            Ok(p) => {
+                self.once.clear("listen");
+                Avail::Value(p)
+            }
+            Err(e) => {
+                let msg = match e {
+                    DiscoveryError::NoRawSockets => "no CAP_NET_RAW: not listening to ARP".into(),
+                    e => e.to_string(),
+                };
+                if self.once.first("listen", &msg) {
+                    warn!(
+                        error = msg,
+                        "Passive ARP listening is off; the sweep and the neighbour table go on."
+                    );
+                }
+                Avail::unavailable(msg)
+            }
+        };
 
         let mut tx_packets = HashMap::with_capacity(snap.devices.len());
         for d in &snap.devices {
@@ -704,7 +716,7 @@ impl super::Collector for Discovery {
         }
         self.tx_packets = tx_packets;
 
-        for o in observe.iter().filter(|o| is_claim(&locals, o)) {
+        for o in observe.iter().filter(|o| claims::is_claim(&locals, o)) {
             if let Some(IpAddr::V4(ip)) = o.ip {
                 self.claims
                     .claim(o.ifindex, ip, o.mac, o.seen, o.source, now);
@@ -775,42 +787,7 @@ impl super::Collector for Discovery {
             hostnames: self.hostnames.stats(),
             contested: self.claims.contested(|i| snap.iface_name(i)),
             claims: self.claims.stats(),
+            passive,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obs(ifindex: u32, ip: &str, source: SeenBy) -> Observation {
-        Observation {
-            ifindex,
-            mac: [2, 0, 0, 0, 0, 1],
-            ip: Some(ip.parse().unwrap()),
-            seen: SystemTime::UNIX_EPOCH,
-            source,
-        }
-    }
-
-    #[test]
-    fn traffic_claims_only_on_link_addresses_and_arp_any() {
-        let locals = [Local {
-            ifindex: 2,
-            name: "br0".into(),
-            mac: None,
-            v4: vec![(Ipv4Addr::new(10, 0, 0, 254), 24)],
-            v6: Vec::new(),
-        }];
-        let claim = |o| is_claim(&locals, &o);
-        assert!(claim(obs(2, "10.0.0.7", SeenBy::Traffic)));
-        // Behind a router, our own address, another interface: no.
-        assert!(!claim(obs(2, "192.0.2.9", SeenBy::Traffic)));
-        assert!(!claim(obs(2, "10.0.0.254", SeenBy::Traffic)));
-        assert!(!claim(obs(3, "10.0.0.7", SeenBy::Traffic)));
-        assert!(claim(obs(3, "10.9.9.9", SeenBy::Arp)));
-        // IPv6, and neighbours (recorded as the table is read): no.
-        assert!(!claim(obs(2, "fd00::7", SeenBy::Traffic)));
-        assert!(!claim(obs(2, "10.0.0.7", SeenBy::Neighbour)));
     }
 }

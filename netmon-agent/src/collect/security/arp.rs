@@ -19,10 +19,12 @@
 //!   seen since (a replaced device or a re-assigned address looks the
 //!   same: the evidence says so).
 //!
-//! Not here: gratuitous-ARP storms. The eBPF counters count ARP frames only
-//! in total (not per sender, nor gratuitous ones apart), and the sweep
-//! hears ARP only while it runs; a storm check needs a per-sender ARP
-//! counter in the eBPF programs first.
+//! - `gratuitous_arp_storm` (warning): one MAC announcing (gratuitous ARP:
+//!   sender and target address the same) faster than
+//!   `--security-garp-rate` a second over discovery's last cycle, from
+//!   discovery's passive ARP listening
+//!   ([`crate::collect::discovery::listen`]). A host sends a few at boot or
+//!   failover; a spoofing tool keeps sending.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -75,6 +77,12 @@ pub struct ArpStats {
     /// The IPv4 default gateways (the gateway check is skipped when
     /// unavailable).
     pub gateways: Avail<Vec<Gateway>>,
+    /// ARP frames discovery heard passively in its last cycle, and the
+    /// senders of gratuitous ARP it could not count (beyond
+    /// `--discovery-max-claims`); unavailable with the reason (no
+    /// CAP_NET_RAW) when it cannot listen.
+    pub heard: Avail<u64>,
+    pub gratuitous_senders_dropped: u64,
 }
 
 /// Discovery's latest reading, or why there is none.
@@ -117,6 +125,7 @@ pub fn scan(
     report: &discovery::Report,
     gateways: Avail<Vec<Gateway>>,
     window: Duration,
+    garp_rate: f64,
     now: SystemTime,
     out: &mut Vec<Found>,
 ) -> ArpStats {
@@ -124,6 +133,10 @@ pub fn scan(
     let gw = gateways.value().unwrap_or(&none);
     for c in &report.contested {
         judge(c, gw, window, now, out);
+    }
+    let passive = report.passive.value();
+    if let Some(p) = passive {
+        storms(p, garp_rate, out);
     }
     let s = report.claims;
     ArpStats {
@@ -134,6 +147,43 @@ pub fn scan(
         contested: report.contested.len() as u64,
         window_seconds: window,
         gateways,
+        heard: match &report.passive {
+            Avail::Value(p) => Avail::Value(p.frames),
+            Avail::Unavailable { unavailable } => Avail::unavailable(unavailable.clone()),
+        },
+        gratuitous_senders_dropped: passive.map_or(0, |p| p.senders_dropped),
+    }
+}
+
+/// A `gratuitous_arp_storm` for each MAC announcing faster than `rate` a
+/// second over the cycle `p` covers.
+pub fn storms(p: &discovery::listen::Passive, rate: f64, out: &mut Vec<Found>) {
+    let Some(seconds) = p.seconds.filter(|s| *s > 0.0) else {
+        return;
+    };
+    for g in &p.gratuitous {
+        let r = g.frames as f64 / seconds;
+        if r < rate {
+            continue;
+        }
+        let ips: Vec<String> = g.ips.iter().map(ToString::to_string).collect();
+        out.push(Found {
+            kind: Kind::GratuitousArpStorm,
+            key: format!("{}/{}", g.interface, format_mac(g.mac)),
+            evidence: format!(
+                "{} sent {} gratuitous ARPs on {} in {seconds:.1} s ({r:.1}/s, --security-garp-rate {rate}), announcing {}",
+                format_mac(g.mac),
+                g.frames,
+                g.interface,
+                ips.join(", ")
+            ),
+            detail: Detail {
+                ip: ips.first().cloned(),
+                macs: Some(vec![format_mac(g.mac)]),
+                iface: Some(g.interface.clone()),
+                ..Detail::default()
+            },
+        });
     }
 }
 
@@ -451,7 +501,14 @@ mod tests {
             ..discovery::Report::default()
         };
         let mut out = Vec::new();
-        let s = scan(&report, Avail::Value(Vec::new()), WINDOW, t(80), &mut out);
+        let s = scan(
+            &report,
+            Avail::Value(Vec::new()),
+            WINDOW,
+            1.0,
+            t(80),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(
             (
@@ -474,6 +531,42 @@ mod tests {
             discovery(&t).unwrap_err(),
             "discovery has not finished its first cycle"
         );
+    }
+
+    #[test]
+    fn a_mac_announcing_faster_than_the_rate_is_a_storm() {
+        use discovery::listen::{Gratuitous, Passive};
+        let g = |mac: u8, frames| Gratuitous {
+            ifindex: 2,
+            interface: "br0".into(),
+            mac: [2, 0, 0, 0, 0, mac],
+            ips: vec![IP, Ipv4Addr::new(10, 0, 0, 2)],
+            frames,
+        };
+        let p = Passive {
+            frames: 60,
+            malformed: 0,
+            gratuitous: vec![g(1, 3), g(2, 50)],
+            senders_dropped: 0,
+            seconds: Some(10.0),
+        };
+        let mut out = Vec::new();
+        storms(&p, 1.0, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let f = &out[0];
+        assert_eq!(f.kind, Kind::GratuitousArpStorm);
+        assert_eq!(f.kind.severity(), Severity::Warning);
+        assert_eq!(f.key, "br0/02:00:00:00:00:02");
+        assert_eq!(
+            f.evidence,
+            "02:00:00:00:00:02 sent 50 gratuitous ARPs on br0 in 10.0 s (5.0/s, \
+             --security-garp-rate 1), announcing 10.0.0.1, 10.0.0.2"
+        );
+        assert_eq!(f.detail.ip.as_deref(), Some("10.0.0.1"));
+        // The first cycle (no span yet) judges nothing.
+        let mut out = Vec::new();
+        storms(&Passive { seconds: None, ..p }, 1.0, &mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -17,8 +17,7 @@
 //! At most `--security-max-findings` are listed (most severe first); the
 //! rest are counted in `findings_omitted`.
 //!
-//! Not yet here (issue 18): new listening sockets, SSH brute force,
-//! gratuitous-ARP storms (see [`arp`]).
+//! Not yet here (issue 18): new listening sockets, SSH brute force.
 
 pub mod arp;
 pub mod procs;
@@ -58,6 +57,18 @@ pub struct Options {
     /// a MAC change, when one stopped before the other started).
     #[arg(long, default_value = "15m", value_parser = crate::units::parse_duration, env = "NETMON_SECURITY_ARP_WINDOW")]
     pub security_arp_window: Duration,
+    /// Gratuitous ARPs a second from one MAC, averaged over a discovery
+    /// cycle, from which it is a `gratuitous_arp_storm`.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_rate, env = "NETMON_SECURITY_GARP_RATE")]
+    pub security_garp_rate: f64,
+}
+
+/// `--security-garp-rate`: a positive, finite number.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s} is not a positive number")),
+    }
 }
 
 /// What a finding is about.
@@ -77,15 +88,19 @@ pub enum Kind {
     ArpMacChanged,
     /// A MAC other than the default gateway's claims the gateway's address.
     GatewayImpersonation,
+    /// One MAC sends gratuitous ARPs (announcements) faster than
+    /// `--security-garp-rate`.
+    GratuitousArpStorm,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::ProcessInTmp,
         Kind::DeletedExecutable,
         Kind::ArpSpoofing,
         Kind::ArpMacChanged,
         Kind::GatewayImpersonation,
+        Kind::GratuitousArpStorm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +110,7 @@ impl Kind {
             Kind::ArpSpoofing => "arp_spoofing",
             Kind::ArpMacChanged => "arp_mac_changed",
             Kind::GatewayImpersonation => "gateway_impersonation",
+            Kind::GratuitousArpStorm => "gratuitous_arp_storm",
         }
     }
 
@@ -103,7 +119,9 @@ impl Kind {
             Kind::ProcessInTmp | Kind::ArpSpoofing | Kind::GatewayImpersonation => {
                 Severity::Critical
             }
-            Kind::DeletedExecutable | Kind::ArpMacChanged => Severity::Warning,
+            Kind::DeletedExecutable | Kind::ArpMacChanged | Kind::GratuitousArpStorm => {
+                Severity::Warning
+            }
         }
     }
 }
@@ -258,6 +276,7 @@ impl Security {
                 &d.report,
                 arp::gateways(&self.opts.security_proc),
                 self.opts.security_arp_window,
+                self.opts.security_garp_rate,
                 now,
                 &mut found,
             )),

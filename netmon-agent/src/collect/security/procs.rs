@@ -159,6 +159,7 @@ mod tests {
             security_proc: dir.to_path_buf(),
             security_max_findings: max,
             security_arp_window: Duration::from_secs(900),
+            security_garp_rate: 1.0,
         }
     }
 
