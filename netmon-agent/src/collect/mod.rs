@@ -349,7 +349,8 @@ registry! {
     Compliance compliance: compliance::Compliance, "Compliance collector";
     /// dpkg's package inventory and its changes.
     Packages packages: packages::Packages, "Packages collector";
-    /// Processes run from temporary directories or with deleted executables.
+    /// Threat checks: processes run from temporary directories or with
+    /// deleted executables; ARP spoofing and gateway impersonation.
     Security security: security::Security, "Security collector";
 }
 
