@@ -8,6 +8,8 @@
 //! two intervals, gets the banner for a wrong key, checks the security
 //! headers and that no page logged a console error, and renames the device
 //! with the admin key; this test then finds the new name in `/metrics`.
+//! On the security page it finds the process this test runs from /tmp,
+//! every compliance check with the API's result and the package count.
 //! Screenshots of every page at 1280 and 390 px land in
 //! `target/dashboard-screenshots/`; the first render of the overview is
 //! printed (`first render of the overview: N ms`).
@@ -79,6 +81,15 @@ fn the_dashboard_works_in_a_real_browser_against_the_real_agent() {
     std::fs::create_dir_all(&tmp).expect("temp dir");
     let keys = tmp.join("read-only-keys");
     std::fs::write(&keys, format!("{RO_KEY}\n")).expect("key file");
+    // A process run from a copy of a binary in /tmp: the security page's
+    // finding (killed when the test ends, however it ends).
+    let tmp_dir = tempfile::Builder::new()
+        .prefix("netmon-e2e-dash-")
+        .tempdir_in("/tmp")
+        .expect("temp dir in /tmp");
+    let copy = tmp_dir.path().join("sleeper");
+    std::fs::copy("/bin/sleep", &copy).expect("copy /bin/sleep");
+    let sleeper = KillOnDrop(Command::new(&copy).arg("600").spawn().expect("sleeper"));
     let agent = Agent::start(
         ns,
         &[
@@ -113,7 +124,7 @@ fn the_dashboard_works_in_a_real_browser_against_the_real_agent() {
                 }
             })
         });
-        let output = run_browser(ns, &web, &tmp, &shots, &mac, sent);
+        let output = run_browser(ns, &web, &tmp, &shots, &mac, sent, sleeper.0.id());
         stop.store(true, Ordering::Relaxed);
         output
     });
@@ -158,6 +169,7 @@ fn the_dashboard_works_in_a_real_browser_against_the_real_agent() {
         "interfaces",
         "system",
         "latency",
+        "security",
         "wrong-key",
     ] {
         for width in [1280, 390] {
@@ -169,9 +181,28 @@ fn the_dashboard_works_in_a_real_browser_against_the_real_agent() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// A child process killed and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the browser script inside `ns` (where the agent listens on
 /// loopback) and returns what it printed; panics if it hangs.
-fn run_browser(ns: &NetNs, web: &Path, tmp: &Path, shots: &Path, mac: &str, sent: u64) -> String {
+#[allow(clippy::too_many_arguments)]
+fn run_browser(
+    ns: &NetNs,
+    web: &Path,
+    tmp: &Path,
+    shots: &Path,
+    mac: &str,
+    sent: u64,
+    tmp_pid: u32,
+) -> String {
     let profile = tmp.join("chromium-profile");
     let home = tmp.join("home");
     std::fs::create_dir_all(&home).expect("home dir");
@@ -188,6 +219,7 @@ fn run_browser(ns: &NetNs, web: &Path, tmp: &Path, shots: &Path, mac: &str, sent
         .env("NETMON_SENT_BYTES", sent.to_string())
         .env("NETMON_INTERVAL_MS", INTERVAL_MS.to_string())
         .env("NETMON_RENAME", RENAMED)
+        .env("NETMON_TMP_PID", tmp_pid.to_string())
         .env("NETMON_SCREENSHOTS", shots)
         .env("NETMON_PROFILE", &profile)
         .env("CHROMIUM", CHROMIUM);

@@ -31,7 +31,7 @@ const DOC_PATH: &str = "/api/v1/openapi.json";
 /// and whether it needs the key when `/metrics` is open (`--metrics-auth`
 /// off, the default on a loopback listener). The dashboard (`/`,
 /// `/assets/*`) is served beside them but is no part of the API document.
-const ROUTES: [(&str, bool); 23] = [
+const ROUTES: [(&str, bool); 24] = [
     ("/health", false),
     ("/metrics", false),
     ("/latest", true),
@@ -46,6 +46,7 @@ const ROUTES: [(&str, bool); 23] = [
     ("/api/v1/compliance", true),
     ("/api/v1/packages", true),
     ("/api/v1/security", true),
+    ("/api/v1/containers", true),
     ("/api/v1/snapshot", true),
     ("/api/v1/history", true),
     ("/api/v1/top", true),

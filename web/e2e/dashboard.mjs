@@ -10,6 +10,7 @@
 //   NETMON_SENT_BYTES   at least this many bytes it sent
 //   NETMON_INTERVAL_MS  the agent's drain interval
 //   NETMON_RENAME       the name to give that device with the admin key
+//   NETMON_TMP_PID      a process the test runs from a copy of a binary in /tmp
 //   NETMON_SCREENSHOTS  where to write the screenshots
 //   NETMON_PROFILE      an empty directory for Chromium's profile
 //   CHROMIUM            the browser (default /usr/bin/chromium)
@@ -33,6 +34,7 @@ const MAC = env('NETMON_DEVICE_MAC');
 const SENT = Number(env('NETMON_SENT_BYTES'));
 const INTERVAL = Number(env('NETMON_INTERVAL_MS'));
 const RENAME = env('NETMON_RENAME');
+const TMP_PID = env('NETMON_TMP_PID');
 const SHOTS = env('NETMON_SCREENSHOTS');
 const PROFILE = env('NETMON_PROFILE');
 const WIDTHS = [1280, 390];
@@ -201,7 +203,7 @@ try {
     ['top', 'table'],
     ['flows', 'table'],
     ['interfaces', 'table'],
-    ['system', '.card'],
+    ['system', '#containers :is(table, p.unavailable)'],
     ['latency', 'table'],
     ['alerts', '#alert-log table'],
   ]) {
@@ -210,6 +212,32 @@ try {
     await page.waitForTimeout(500);
     await shoot(page, hash);
   }
+
+  // 7b. Security: the process run from /tmp is a finding; every compliance
+  // check is a row with the API's result; the package count is the API's.
+  const asRo = { headers: { 'X-API-KEY': RO_KEY } };
+  await page.goto(`${URL}/#/security`);
+  const tmpRow = page.locator('#security-findings tr[data-kind="process_in_tmp"]', { hasText: `pid=${TMP_PID}` });
+  await tmpRow.waitFor();
+  check((await tmpRow.count()) === 1, `one process_in_tmp row for pid ${TMP_PID}`);
+  await page.waitForSelector('#compliance tr[data-check]');
+  const compliance = await (await context.request.get(`${URL}/api/v1/compliance`, asRo)).json();
+  check(compliance.cis_results.length >= 10, 'the API lists at least seed 004\'s 10 checks');
+  check(
+    (await page.locator('#compliance tr[data-check]').count()) === compliance.cis_results.length,
+    'one compliance row a check',
+  );
+  for (const c of compliance.cis_results) {
+    const status = await page.locator(`#compliance tr[data-check="${c.check_id}"]`).getAttribute('data-status');
+    check(status === c.status, `${c.check_id} shows ${c.status} (shows ${status})`);
+  }
+  const packages = await (await context.request.get(`${URL}/api/v1/packages`, asRo)).json();
+  if (packages.inventory.count !== undefined) {
+    const shown = (await page.locator('#packages p strong').first().textContent()).replace(/\D/g, '');
+    check(Number(shown) === packages.inventory.count, `the package count ${packages.inventory.count} (shows ${shown})`);
+  }
+  result('compliance_checks', compliance.cis_results.length);
+  await shoot(page, 'security');
 
   // 8. Keyboard: the devices table sorts from the keyboard.
   await page.goto(`${URL}/#/devices`);

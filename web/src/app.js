@@ -15,6 +15,7 @@ import { Interfaces } from './pages/interfaces.js';
 import { System } from './pages/system.js';
 import { Latency } from './pages/latency.js';
 import { Alerts } from './pages/alerts.js';
+import { Security } from './pages/security.js';
 
 const PAGES = [
   ['', 'Overview', Overview],
@@ -25,6 +26,7 @@ const PAGES = [
   ['system', 'System', System],
   ['latency', 'Latency', Latency],
   ['alerts', 'Alerts', Alerts],
+  ['security', 'Security', Security],
 ];
 
 function parseHash() {

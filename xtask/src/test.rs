@@ -38,6 +38,7 @@ pub struct TestArgs {
 pub fn run(root: &Path, args: TestArgs) -> Result<ExitCode> {
     toolchain::ensure_all(root)?;
     toolchain::ensure_prometheus()?;
+    toolchain::ensure_podman()?;
     crate::web::ensure_browser()?;
 
     let mut steps = Vec::new();

@@ -195,46 +195,73 @@ const PROMETHEUS_TOOLS: &[&str] = &[
 /// Installs Debian's `prometheus` and `prometheus-alertmanager` packages when
 /// a tool is missing (the `e2e_metrics` and `alerts_delivery` tests).
 pub fn ensure_prometheus() -> Result<()> {
-    let missing: Vec<&str> = PROMETHEUS_TOOLS
-        .iter()
-        .copied()
-        .filter(|tool| !Path::new(tool).exists())
-        .collect();
-    if missing.is_empty() {
-        eprintln!("xtask: promtool, prometheus and alertmanager found");
+    ensure_tools(
+        "the metrics and alerts tests",
+        PROMETHEUS_TOOLS,
+        &["prometheus", "prometheus-alertmanager"],
+    )
+}
+
+/// The container engine the containers test runs: Podman (its Engine API
+/// service) with `runc`, which works where cgroups are mounted in hybrid
+/// mode (Debian's default `crun` refuses that).
+const CONTAINER_TOOLS: &[&str] = &["/usr/bin/podman", "/usr/sbin/runc"];
+
+/// Installs Debian's `podman` and `runc` when missing (`e2e_containers`).
+pub fn ensure_podman() -> Result<()> {
+    ensure_tools("the containers test", CONTAINER_TOOLS, &["podman", "runc"])
+}
+
+/// Installs `packages` when one of `tools` is missing.
+fn ensure_tools(what: &str, tools: &[&str], packages: &[&str]) -> Result<()> {
+    if tools.iter().all(|t| Path::new(t).exists()) {
+        eprintln!("xtask: {} found", packages.join(", "));
         return Ok(());
     }
+    apt_install(what, packages)?;
+    if let Some(tool) = tools.iter().find(|t| !Path::new(t).exists()) {
+        bail!(
+            "{tool} is still missing after installing {}",
+            packages.join(", ")
+        );
+    }
+    eprintln!("xtask: {} installed", packages.join(", "));
+    Ok(())
+}
+
+/// `apt-get install -y packages` (non-interactive, after an update), as
+/// root on Debian; elsewhere an error saying what to install.
+pub fn apt_install(what: &str, packages: &[&str]) -> Result<()> {
     let mut update = Command::new("apt-get");
     update
         .arg("update")
         .env("DEBIAN_FRONTEND", "noninteractive");
     let mut add = Command::new("apt-get");
-    add.args(["install", "-y", "--no-install-recommends", "prometheus"])
-        .arg("prometheus-alertmanager")
+    add.args(["install", "-y", "--no-install-recommends"])
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive");
     if !is_debian_like() {
         bail!(
-            "{} missing: install Prometheus (promtool, the server) and Alertmanager so that they are at {}",
-            missing.join(" and "),
-            PROMETHEUS_TOOLS.join(", ")
+            "{} missing for {what}: install them with your system's package manager",
+            packages.join(" and ")
         );
     }
     if !is_root() {
         bail!(
-            "{} missing and installing them needs root. Rerun as root, or run:\n  sudo {}\n  sudo {}",
-            missing.join(" and "),
+            "{} missing for {what}, and installing needs root. Rerun as root, or run:\n  sudo {}\n  sudo {}",
+            packages.join(" and "),
             display(&update),
             display(&add)
         );
     }
     for mut cmd in [update, add] {
-        eprintln!("xtask: installing prometheus: {}", display(&cmd));
+        eprintln!(
+            "xtask: installing {}: {}",
+            packages.join(", "),
+            display(&cmd)
+        );
         status(&mut cmd)?;
     }
-    if let Some(tool) = PROMETHEUS_TOOLS.iter().find(|t| !Path::new(t).exists()) {
-        bail!("{tool} is still missing after installing the prometheus packages");
-    }
-    eprintln!("xtask: promtool, prometheus and alertmanager installed");
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::{fs, path::Path, process::Command, time::SystemTime};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{display, is_root, status, target_dir, toolchain};
+use crate::{display, status, target_dir, toolchain};
 
 /// The browser and driver the dashboard's end-to-end test drives.
 const BROWSER: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromedriver"];
@@ -26,7 +26,7 @@ pub fn ensure(root: &Path) -> Result<()> {
         }
     }
     if !missing.is_empty() {
-        apt_install("the dashboard's build tools", &missing)?;
+        toolchain::apt_install("the dashboard's build tools", &missing)?;
     }
     if !installed_is_current(&web) {
         let mut ci = Command::new("npm");
@@ -54,7 +54,7 @@ pub fn ensure_browser() -> Result<()> {
         eprintln!("xtask: chromium and chromedriver found");
         return Ok(());
     }
-    apt_install(
+    toolchain::apt_install(
         "the dashboard's browser test",
         &["chromium", "chromium-driver"],
     )?;
@@ -84,40 +84,4 @@ fn installed_is_current(web: &Path) -> bool {
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);
     installed.is_some_and(|i| i >= newest)
-}
-
-/// `apt-get install -y packages` (non-interactive, after an update), as
-/// root on Debian; elsewhere an error saying what to install.
-fn apt_install(what: &str, packages: &[&str]) -> Result<()> {
-    let mut update = Command::new("apt-get");
-    update
-        .arg("update")
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    let mut add = Command::new("apt-get");
-    add.args(["install", "-y", "--no-install-recommends"])
-        .args(packages)
-        .env("DEBIAN_FRONTEND", "noninteractive");
-    if !toolchain::is_debian_like() {
-        bail!(
-            "{} missing for {what}: install them (Node.js 18 or later with npm; Chromium)",
-            packages.join(" and ")
-        );
-    }
-    if !is_root() {
-        bail!(
-            "{} missing for {what}, and installing needs root. Rerun as root, or run:\n  sudo {}\n  sudo {}",
-            packages.join(" and "),
-            display(&update),
-            display(&add)
-        );
-    }
-    for mut cmd in [update, add] {
-        eprintln!(
-            "xtask: installing {}: {}",
-            packages.join(", "),
-            display(&cmd)
-        );
-        status(&mut cmd)?;
-    }
-    Ok(())
 }

@@ -27,6 +27,7 @@
 //! `metrics` or `config` (checked by tests/layering.rs).
 
 pub mod compliance;
+pub mod containers;
 pub mod discovery;
 pub mod interfaces;
 pub mod latency;
@@ -352,6 +353,8 @@ registry! {
     /// Threat checks: processes run from temporary directories or with
     /// deleted executables; ARP spoofing and gateway impersonation.
     Security security: security::Security, "Security collector";
+    /// Docker's or Podman's containers, with their traffic from the eBPF counters.
+    Containers containers: containers::Containers, "Containers collector";
 }
 
 impl std::fmt::Display for CollectorName {

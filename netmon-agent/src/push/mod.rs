@@ -7,8 +7,9 @@
 //! - [`remote_write`]: `/metrics`' series as Prometheus remote-write
 //!   bodies (`--remote-write-url`), through the same outbox.
 //!
-//! [`Push`] gzips each snapshot and hands it to the outbox with the key
-//! as `X-API-KEY` (seed 000's header) and as a Bearer token.
+//! [`Push`] gzips each snapshot (or not: `--push-compression none`) and
+//! hands it to the outbox with the key as `X-API-KEY` (seed 000's header)
+//! and as a Bearer token.
 
 pub mod outbox;
 pub mod remote_write;
@@ -16,7 +17,7 @@ pub mod spool;
 
 use std::{io::Write, path::Path, time::Duration};
 
-use flate2::{Compression, write::GzEncoder};
+use flate2::write::GzEncoder;
 
 pub use self::outbox::{Outbox, Stats, Target};
 
@@ -26,8 +27,8 @@ pub use self::outbox::{Outbox, Stats, Target};
 pub struct Options {
     /// Receiver of the snapshot (repeatable): a netmon hub's
     /// `/api/v1/ingest`, seed 000's `/ingest`, or any seed-001 receiver.
-    /// Each gets `/api/v1/snapshot`'s document, gzip-compressed, every
-    /// --push-interval.
+    /// Each gets `/api/v1/snapshot`'s document (gzip-compressed unless
+    /// --push-compression none) every --push-interval.
     #[arg(long = "push-url", value_name = "URL", env = "NETMON_PUSH_URLS", value_delimiter = ',', value_parser = parse_http_url)]
     pub push_urls: Vec<String>,
 
@@ -46,9 +47,24 @@ pub struct Options {
     #[arg(long, default_value = "64MiB", value_parser = crate::units::parse_size, env = "NETMON_PUSH_QUEUE_SIZE")]
     pub push_queue_size: u64,
 
+    /// How the pushed body is sent: `gzip` (`Content-Encoding: gzip`), or
+    /// `none` for receivers that cannot decompress (the earlier Python
+    /// receivers: FastAPI and Flask do not gunzip request bodies).
+    #[arg(long, value_enum, default_value_t = Compression::Gzip, env = "NETMON_PUSH_COMPRESSION")]
+    pub push_compression: Compression,
+
     /// Time limit of one push request.
     #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration, env = "NETMON_PUSH_TIMEOUT")]
     pub push_timeout: Duration,
+}
+
+/// How a pushed body is encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    #[default]
+    Gzip,
+    /// Plain JSON.
+    None,
 }
 
 /// An `http://` URL (TLS is not built in: put a proxy in front of a remote
@@ -64,19 +80,20 @@ pub fn parse_http_url(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Gzips snapshots and queues them for every `--push-url`.
+/// Encodes snapshots and queues them for every `--push-url`.
 pub struct Push {
     outbox: Outbox,
+    compression: Compression,
 }
 
 impl Push {
     /// Starts the receivers' threads, with their queues under
     /// `<state_dir>/push`. `key` is sent with every body.
     pub fn start(opts: &Options, key: Option<&str>, state_dir: &Path) -> std::io::Result<Push> {
-        let mut headers = vec![
-            ("Content-Type".to_owned(), "application/json".to_owned()),
-            ("Content-Encoding".to_owned(), "gzip".to_owned()),
-        ];
+        let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+        if opts.push_compression == Compression::Gzip {
+            headers.push(("Content-Encoding".to_owned(), "gzip".to_owned()));
+        }
         if let Some(key) = key {
             headers.push(("X-API-KEY".to_owned(), key.to_owned()));
             headers.push(("Authorization".to_owned(), format!("Bearer {key}")));
@@ -89,12 +106,18 @@ impl Push {
             &state_dir.join("push"),
             "netmon-push",
         )?;
-        Ok(Push { outbox })
+        Ok(Push {
+            outbox,
+            compression: opts.push_compression,
+        })
     }
 
     /// Queues one snapshot document (JSON) for every receiver.
     pub fn send(&self, json: &[u8]) {
-        self.outbox.send(&gzip(json));
+        match self.compression {
+            Compression::Gzip => self.outbox.send(&gzip(json)),
+            Compression::None => self.outbox.send(json),
+        }
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -104,7 +127,10 @@ impl Push {
 
 /// `data`, gzip-compressed.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::fast());
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
     // Writing to a Vec cannot fail.
     let _ = enc.write_all(data);
     enc.finish().unwrap_or_default()

@@ -336,6 +336,27 @@ impl<'ns> Agent<'ns> {
         }
     }
 
+    /// Polls `GET path` until it answers 200 with `done(body)`: a 503 (a
+    /// collector's first cycle not finished) is waited out. Panics with
+    /// the last answer and the agent's stderr after `timeout`.
+    pub fn wait_ok(&self, path: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.try_request(path, &[("X-API-KEY", TEST_KEY)]);
+            if let Ok((200, body)) = &last
+                && done(body)
+            {
+                return body.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path}: {last:?}\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls `GET path` until `done(body)` holds; panics with the last body
     /// after `timeout`.
     pub fn wait_for(

@@ -9,6 +9,12 @@ import { Card, Loaded, Meter, SortTable, Stat } from '../ui.js';
 export function System() {
   const poll = usePoll('/api/v1/system', 5000);
   return html`<h1>System</h1>
+    ${SystemCards(poll)}
+    <${Containers} />`;
+}
+
+function SystemCards(poll) {
+  return html`
     <${Loaded} poll=${poll} render=${(s) => html`<div class="grid">
       <${Card} title="Host">
         ${isUnavailable(s.host)
@@ -56,4 +62,33 @@ export function System() {
               ]} />`}
       </${Card}>
     </div>`} />`;
+}
+
+/** The containers collector's view: the engine, each container's figures. */
+function Containers() {
+  const poll = usePoll('/api/v1/containers', 10000);
+  const sent = (c, key) => (isUnavailable(c.traffic) ? -1 : c.traffic.reduce((m, t) => Math.max(m, t[key]), 0));
+  return html`<${Card} title="Containers" id="containers" class="wide">
+    <${Loaded} poll=${poll} render=${(r) => (isUnavailable(r.engine)
+      ? html`<p class="unavailable">unavailable: ${r.engine.unavailable}</p>`
+      : html`<p class="hint">${r.engine.name} ${r.engine.version} at <code>${r.engine.socket}</code>;
+          ${Object.entries(r.states).map(([s, n]) => `${n} ${s}`).join(', ') || 'no container'}${r.omitted
+          ? `; ${r.omitted} not listed (--containers-max)` : ''}.</p>
+        <${SortTable} label="Containers" rows=${r.containers} rowKey=${(c) => c.id}
+          rowAttrs=${(c) => ({ 'data-container': c.name })}
+          empty="No container."
+          columns=${[
+            { key: 'name', label: 'Name', cell: (c) => html`<strong>${c.name}</strong>` },
+            { key: 'image', label: 'Image', cell: (c) => c.image || '—' },
+            { key: 'state', label: 'State', cell: (c) => html`<span title=${c.status}>${c.state}</span>` },
+            { key: 'cpu', label: 'CPU', num: true, value: (c) => (isUnavailable(c.cpu_percent) ? -1 : c.cpu_percent),
+              cell: (c) => avail(c.cpu_percent, (p) => percent(p)) },
+            { key: 'memory', label: 'Memory', num: true, value: (c) => (isUnavailable(c.memory_bytes) ? -1 : c.memory_bytes),
+              cell: (c) => avail(c.memory_bytes, bytes) },
+            { key: 'tx', label: 'Sent', num: true, value: (c) => sent(c, 'tx_bytes'),
+              cell: (c) => avail(c.traffic, (l) => (l.length ? l.map((t) => `${bytes(t.tx_bytes)} (${t.interface})`).join(', ') : 'not seen')) },
+            { key: 'rx', label: 'Received', num: true, value: (c) => sent(c, 'rx_bytes'),
+              cell: (c) => avail(c.traffic, (l) => (l.length ? l.map((t) => `${bytes(t.rx_bytes)} (${t.interface})`).join(', ') : 'not seen')) },
+          ]} />`)} />
+  </${Card}>`;
 }

@@ -79,10 +79,16 @@ pub fn judge(exe: &str) -> Vec<(Kind, String)> {
     let mut out = Vec::new();
     let path = match exe.strip_suffix(" (deleted)") {
         Some(path) => {
-            out.push((
-                Kind::DeletedExecutable,
-                format!("the executable {path} was deleted while the process runs"),
-            ));
+            let evidence = match path.strip_prefix("/memfd:") {
+                // memfd_create(2) then execve of /proc/self/fd/N: a file that
+                // never was on disk (fileless malware does this; so do some
+                // runtimes that re-exec themselves, and sandboxes).
+                Some(name) => {
+                    format!("runs an anonymous memory file (memfd {name}), never on disk")
+                }
+                None => format!("the executable {path} was deleted while the process runs"),
+            };
+            out.push((Kind::DeletedExecutable, evidence));
             path
         }
         None => exe,
@@ -177,6 +183,7 @@ mod tests {
             (42, Some("/usr/sbin/sshd (deleted)"), 502),
             (43, Some("/tmpfiles/ok"), 503),
             (44, Some("/var/tmp/gone (deleted)"), 504),
+            (45, Some("/memfd:sealed-1 (deleted)"), 505),
         ]);
         let mut s = Security::new(&opts(dir.path(), 100));
         let r = s.scan(at(0));
@@ -193,7 +200,12 @@ mod tests {
                 (Kind::ProcessInTmp, 44, Severity::Critical),
                 (Kind::DeletedExecutable, 42, Severity::Warning),
                 (Kind::DeletedExecutable, 44, Severity::Warning),
+                (Kind::DeletedExecutable, 45, Severity::Warning),
             ]
+        );
+        assert_eq!(
+            r.findings[5].evidence,
+            "runs an anonymous memory file (memfd sealed-1), never on disk"
         );
         assert_eq!(r.findings[0].evidence, "runs /tmp/.x/miner, under /tmp");
         assert_eq!(r.findings[0].detail.process.as_deref(), Some("prog40"));
@@ -203,7 +215,7 @@ mod tests {
             "the executable /usr/sbin/sshd was deleted while the process runs"
         );
         // pid 2 has no exe (a kernel thread): not a process to judge.
-        assert_eq!((r.processes, r.unreadable), (6, 0));
+        assert_eq!((r.processes, r.unreadable), (7, 0));
     }
 
     #[test]
