@@ -209,7 +209,7 @@ fn packages_lists_exactly_what_dpkg_query_lists() {
 }
 
 /// A process started from a copy of a binary in /tmp is a `process_in_tmp`
-/// finding with its pid; once its file is deleted it is also a
+/// finding with its pid within two cycles (by the cycle count); once its file is deleted it is also a
 /// `deleted_executable`; when it ends, the findings go.
 #[test]
 fn a_process_run_from_tmp_is_a_security_finding() {
@@ -222,22 +222,31 @@ fn a_process_run_from_tmp_is_a_security_finding() {
         .unwrap();
     let copy = dir.path().join("sleeper");
     std::fs::copy("/bin/sleep", &copy).unwrap();
-    let mut child = Command::new(&copy).arg("60").spawn().unwrap();
-    let pid = child.id();
     let agent = Agent::start(
         b.ns(),
-        &[
-            "--iface=eth0",
-            "--interval=200ms",
-            "--security-interval=200ms",
-        ],
+        &["--iface=eth0", "--interval=200ms", "--security-interval=1s"],
     );
+    // The cycle count published before the process starts: the cycle after
+    // the next one at the latest must list it (the next may have begun
+    // before the process did).
+    let before = wait_ok(&agent, "/api/v1/security", |_| true)["collection"]["cycles"]
+        .as_u64()
+        .unwrap();
+    let mut child = Command::new(&copy).arg("60").spawn().unwrap();
+    let pid = child.id();
     let has = |r: &Value, kind: &str| {
         r["findings"]
             .as_array()
             .is_some_and(|l| l.iter().any(|f| f["pid"] == pid && f["kind"] == kind))
     };
     let r = wait_ok(&agent, "/api/v1/security", |r| has(r, "process_in_tmp"));
+    let cycles = r["collection"]["cycles"].as_u64().unwrap();
+    // Cycles are 1 s apart and the view is polled every 100 ms, so the
+    // first reading that lists it is the one seen here.
+    assert!(
+        cycles <= before + 2,
+        "listed in cycle {cycles}, started after cycle {before}"
+    );
     let f = r["findings"]
         .as_array()
         .unwrap()

@@ -64,8 +64,7 @@ fn promql(name: &str) -> Option<&'static str> {
 
 /// The security findings of critical kinds (checked against
 /// `Kind::severity` by a test).
-const SECURITY_CRITICAL: &str =
-    "netmon_security_findings{kind=~\"process_in_tmp|arp_spoofing|gateway_impersonation\"} > {T}";
+const SECURITY_CRITICAL: &str = "netmon_security_findings{kind=~\"process_in_tmp|ssh_brute_force|arp_spoofing|gateway_impersonation\"} > {T}";
 
 /// A YAML double-quoted string.
 fn quoted(s: &str) -> String {

@@ -315,11 +315,18 @@ fn security_values(v: &mut Values, r: &security::Report) {
         let subject = match (&d.ip, &d.iface, d.pid) {
             (Some(ip), Some(iface), _) => format!("{ip} on {iface}"),
             (Some(ip), None, _) => ip.clone(),
+            // A listener: its socket (and its process when known).
+            _ if d.port.is_some() => {
+                let addr = d.address.map(|a| a.to_string()).unwrap_or_default();
+                let proto = d.protocol.unwrap_or("");
+                format!("{proto} {addr} port {}", d.port.unwrap_or(0))
+            }
             (None, _, Some(pid)) => match &d.process {
                 Some(p) => format!("pid {pid} ({p})"),
                 None => format!("pid {pid}"),
             },
-            (None, _, None) => String::new(),
+            // SSH brute force: the source.
+            (None, _, None) => d.source.map(|s| s.to_string()).unwrap_or_default(),
         };
         let severity = match f.severity {
             security::Severity::Critical => "critical",
@@ -619,10 +626,38 @@ mod tests {
                         ..Detail::default()
                     },
                 ),
+                finding(
+                    Kind::NewListener,
+                    Severity::Warning,
+                    Detail {
+                        protocol: Some("tcp"),
+                        address: Some("0.0.0.0".parse().unwrap()),
+                        port: Some(4444),
+                        pid: Some(7),
+                        ..Detail::default()
+                    },
+                ),
+                finding(
+                    Kind::SshBruteForce,
+                    Severity::Critical,
+                    Detail {
+                        source: Some("192.0.2.7".parse().unwrap()),
+                        ..Detail::default()
+                    },
+                ),
             ],
             findings_omitted: 0,
             processes: 2,
             unreadable: 0,
+            listeners: 1,
+            listeners_untracked: 0,
+            listeners_malformed: 0,
+            listeners_error: None,
+            ssh_read: None,
+            ssh_error: None,
+            ssh_sources: 1,
+            ssh_sources_evicted: 0,
+            ssh_odd_lines: 0,
             arp: Avail::unavailable("test"),
         };
         let mut v = Values::new();
@@ -643,12 +678,14 @@ mod tests {
             subjects,
             [
                 ("arp_spoofing", "critical", "10.0.0.2 on br0"),
-                ("deleted_executable", "warning", "pid 42 (sshd)")
+                ("deleted_executable", "warning", "pid 42 (sshd)"),
+                ("new_listener", "warning", "tcp 0.0.0.0 port 4444"),
+                ("ssh_brute_force", "critical", "192.0.2.7"),
             ]
         );
         let mut e = Engine::new(defaults(), Options::default());
         let out = e.evaluate(&v, at);
-        let firing: Vec<(&str, &str, &str)> = out
+        let mut firing: Vec<(&str, &str, &str)> = out
             .events
             .iter()
             .filter(|e| e.to == State::Firing)
@@ -660,9 +697,14 @@ mod tests {
                 )
             })
             .collect();
+        firing.sort_unstable();
+        // The critical ones only.
         assert_eq!(
             firing,
-            [("security_critical", "critical", "10.0.0.2 on br0")]
+            [
+                ("security_critical", "critical", "10.0.0.2 on br0"),
+                ("security_critical", "critical", "192.0.2.7"),
+            ]
         );
         // The finding gone: the alert resolves.
         let out = e.evaluate(&Values::new(), at + Duration::from_secs(10));

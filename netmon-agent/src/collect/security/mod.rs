@@ -13,17 +13,22 @@
 //! - [`arp`]: ARP spoofing, MAC changes and gateway impersonation, from the
 //!   MACs discovery saw claiming each IPv4 address and the routing table's
 //!   default gateways.
+//! - [`listeners`]: listening sockets that were not listening when the
+//!   agent started (netlink sock_diag).
+//! - [`ssh`]: failed SSH logins per source within a window (auth.log, or
+//!   the journal).
 //!
 //! At most `--security-max-findings` are listed (most severe first); the
 //! rest are counted in `findings_omitted`.
-//!
-//! Not yet here (issue 18): new listening sockets, SSH brute force.
 
 pub mod arp;
+pub mod listeners;
 pub mod procs;
+pub mod ssh;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -31,6 +36,7 @@ use std::{
 
 use serde::Serialize;
 
+use super::Problems;
 use super::{
     Avail, CollectorName, Context, Reading, ViewSchema, discovery,
     registry::{Cap, Need},
@@ -61,6 +67,39 @@ pub struct Options {
     /// cycle, from which it is a `gratuitous_arp_storm`.
     #[arg(long, default_value_t = 1.0, value_parser = parse_rate, env = "NETMON_SECURITY_GARP_RATE")]
     pub security_garp_rate: f64,
+    /// Most listening sockets remembered (the baseline taken at start and
+    /// the new ones together); more are counted in `listeners_untracked`
+    /// and not judged.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_LISTENERS")]
+    pub security_max_listeners: u32,
+    /// The log sshd writes to (read incrementally); where it does not
+    /// exist, sshd's journal entries are read (`journalctl`).
+    #[arg(
+        long,
+        default_value = "/var/log/auth.log",
+        env = "NETMON_SECURITY_AUTH_LOG"
+    )]
+    pub security_auth_log: PathBuf,
+    /// Failed SSH logins from one source within `--security-ssh-window`
+    /// that make an `ssh_brute_force` finding (1 to 64).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=ssh::ATTEMPTS_KEPT as i64), env = "NETMON_SECURITY_SSH_THRESHOLD")]
+    pub security_ssh_threshold: u32,
+    /// The window failed SSH logins are counted in (1s to 1day).
+    #[arg(long, default_value = "10m", value_parser = parse_window, env = "NETMON_SECURITY_SSH_WINDOW")]
+    pub security_ssh_window: Duration,
+    /// Most SSH sources tracked; the one whose last attempt is oldest is
+    /// evicted (counted in `ssh_sources_evicted`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_SSH_MAX_SOURCES")]
+    pub security_ssh_max_sources: u32,
+}
+
+/// `--security-ssh-window`: a duration from 1s to a day.
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = crate::units::parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("{s} is outside 1s..=1day"));
+    }
+    Ok(d)
 }
 
 /// `--security-garp-rate`: a positive, finite number.
@@ -91,12 +130,20 @@ pub enum Kind {
     /// One MAC sends gratuitous ARPs (announcements) faster than
     /// `--security-garp-rate`.
     GratuitousArpStorm,
+    /// A TCP or UDP socket listening on an address and port it was not
+    /// listening on when the agent started.
+    NewListener,
+    /// `--security-ssh-threshold` or more failed SSH logins from one source
+    /// within `--security-ssh-window`.
+    SshBruteForce,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ProcessInTmp,
         Kind::DeletedExecutable,
+        Kind::NewListener,
+        Kind::SshBruteForce,
         Kind::ArpSpoofing,
         Kind::ArpMacChanged,
         Kind::GatewayImpersonation,
@@ -111,17 +158,21 @@ impl Kind {
             Kind::ArpMacChanged => "arp_mac_changed",
             Kind::GatewayImpersonation => "gateway_impersonation",
             Kind::GratuitousArpStorm => "gratuitous_arp_storm",
+            Kind::NewListener => "new_listener",
+            Kind::SshBruteForce => "ssh_brute_force",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
-            Kind::ProcessInTmp | Kind::ArpSpoofing | Kind::GatewayImpersonation => {
-                Severity::Critical
-            }
-            Kind::DeletedExecutable | Kind::ArpMacChanged | Kind::GratuitousArpStorm => {
-                Severity::Warning
-            }
+            Kind::ProcessInTmp
+            | Kind::SshBruteForce
+            | Kind::ArpSpoofing
+            | Kind::GatewayImpersonation => Severity::Critical,
+            Kind::DeletedExecutable
+            | Kind::NewListener
+            | Kind::ArpMacChanged
+            | Kind::GratuitousArpStorm => Severity::Warning,
         }
     }
 }
@@ -170,6 +221,39 @@ pub struct Detail {
     /// The interface it was seen on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iface: Option<String>,
+    /// The socket's protocol, `tcp` or `udp` (listener findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub protocol: Option<&'static str>,
+    /// The address the socket is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<IpAddr>,
+    /// The port the socket is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The socket's owner (listener findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The address the failed logins came from (SSH findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub source: Option<IpAddr>,
+    /// Failed logins within the window (at most 64 are counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The window they were counted in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    /// The first failed login within the window (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_attempt: Option<String>,
+    /// The last failed login (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<String>,
+    /// User names tried (at most 8; the evidence counts the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
 }
 
 /// One finding.
@@ -207,6 +291,30 @@ pub struct Report {
     /// What the ARP checks looked at; unavailable while discovery is off
     /// or has not run.
     pub arp: Avail<arp::ArpStats>,
+    /// Listening sockets now (distinct protocol, address and port).
+    pub listeners: u64,
+    /// Listening sockets beyond `--security-max-listeners`, not judged.
+    pub listeners_untracked: u64,
+    /// sock_diag messages that did not parse this cycle.
+    pub listeners_malformed: u64,
+    /// Why the listening sockets could not be read this cycle, if they
+    /// could not (the listener findings are then those of the last cycle
+    /// read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listeners_error: Option<String>,
+    /// Where failed SSH logins were read this cycle: the auth log's path
+    /// or `journal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_read: Option<String>,
+    /// Why they could not be read this cycle, if they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_error: Option<String>,
+    /// Sources with a failed SSH login within the window.
+    pub ssh_sources: u64,
+    /// Sources evicted for room (`--security-ssh-max-sources`) since start.
+    pub ssh_sources_evicted: u64,
+    /// sshd failure lines that did not parse since start (logged once).
+    pub ssh_odd_lines: u64,
 }
 
 /// When each finding was first seen, by kind and key; a finding not found
@@ -256,6 +364,11 @@ pub struct Security {
     tracker: Tracker,
     /// Discovery's latest reading (set by `collect`), or why there is none.
     discovery: Result<Arc<Reading<discovery::Report>>, String>,
+    listeners: listeners::Listeners,
+    /// The last listener findings, kept through a cycle whose dump failed.
+    listening: Vec<Found>,
+    ssh: ssh::Ssh,
+    problems: Problems,
 }
 
 impl Security {
@@ -264,6 +377,18 @@ impl Security {
             opts: opts.clone(),
             tracker: Tracker::default(),
             discovery: Err("not read yet".into()),
+            listeners: listeners::Listeners::new(
+                opts.security_max_listeners,
+                Some(std::process::id()),
+            ),
+            listening: Vec::new(),
+            ssh: ssh::Ssh::new(
+                &opts.security_auth_log,
+                opts.security_ssh_threshold,
+                opts.security_ssh_window,
+                opts.security_ssh_max_sources,
+            ),
+            problems: Problems::default(),
         }
     }
 
@@ -282,6 +407,38 @@ impl Security {
             )),
             Err(why) => Avail::unavailable(why.clone()),
         };
+        let mut malformed = 0;
+        let (listening, listeners_error) = match listeners::dump(&mut malformed) {
+            Ok(now) => {
+                let mut out = Vec::new();
+                let c = self
+                    .listeners
+                    .judge(now, &self.opts.security_proc, &mut out);
+                self.listening = out;
+                (c, None)
+            }
+            Err(e) => (
+                listeners::Counts::default(),
+                Some(format!("sock_diag: {e}")),
+            ),
+        };
+        found.extend(self.listening.iter().cloned());
+        let (ssh_read, ssh_error) = match self.ssh.scan(now, &mut found) {
+            Ok(from) => (Some(from), None),
+            Err(e) => (None, Some(e)),
+        };
+        let c = &self.ssh.brute.counts;
+        let mut problems: Vec<String> = [&listeners_error, &ssh_error]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if let Some(odd) = &c.odd_example {
+            problems.push(format!(
+                "sshd failure lines not understood (counted in ssh_odd_lines); the first: {odd}"
+            ));
+        }
+        self.problems.report(CollectorName::Security, problems);
         let mut findings = self.tracker.track(now, found);
         let max = self.opts.security_max_findings as usize;
         let omitted = findings.len().saturating_sub(max) as u64;
@@ -292,6 +449,15 @@ impl Security {
             processes: procs.processes,
             unreadable: procs.unreadable,
             arp,
+            listeners: listening.listeners,
+            listeners_untracked: listening.untracked,
+            listeners_malformed: malformed,
+            listeners_error,
+            ssh_read,
+            ssh_error,
+            ssh_sources: c.sources,
+            ssh_sources_evicted: c.evicted,
+            ssh_odd_lines: c.odd_lines,
         }
     }
 }
@@ -343,7 +509,25 @@ impl super::Collector for Security {
             "Processes whose executable the agent could not read (no CAP_SYS_PTRACE).",
         );
         unreadable.int(&[], r.unreadable);
-        out.extend([findings, omitted, unreadable]);
+        let mut untracked = Family::gauge(
+            "netmon_security_listeners_untracked",
+            &[],
+            "Listening sockets beyond --security-max-listeners, not judged.",
+        );
+        untracked.int(&[], r.listeners_untracked);
+        let mut evicted = Family::counter(
+            "netmon_security_ssh_sources_evicted_total",
+            &[],
+            "SSH sources evicted for room (--security-ssh-max-sources).",
+        );
+        evicted.int(&[], r.ssh_sources_evicted);
+        let mut odd = Family::counter(
+            "netmon_security_ssh_odd_lines_total",
+            &[],
+            "sshd failure lines that did not parse.",
+        );
+        odd.int(&[], r.ssh_odd_lines);
+        out.extend([findings, omitted, unreadable, untracked, evicted, odd]);
     }
 }
 

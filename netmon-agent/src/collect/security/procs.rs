@@ -166,6 +166,12 @@ mod tests {
             security_max_findings: max,
             security_arp_window: Duration::from_secs(900),
             security_garp_rate: 1.0,
+            security_max_listeners: 100,
+            // A directory: an error, never the host's journal.
+            security_auth_log: dir.to_path_buf(),
+            security_ssh_threshold: 5,
+            security_ssh_window: Duration::from_secs(600),
+            security_ssh_max_sources: 10,
         }
     }
 
