@@ -205,6 +205,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         &collect::Context {
             traffic: shared.clone(),
             stop: stop.clone(),
+            telemetry: telemetry.clone(),
         },
         &stop,
     );

@@ -490,5 +490,5 @@ fn prometheus_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stdout)
     );
     let text = String::from_utf8_lossy(&check.stdout);
-    assert!(text.contains("SUCCESS: 18 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 19 rules found"), "{text}");
 }

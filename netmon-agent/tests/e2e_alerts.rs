@@ -324,7 +324,7 @@ fn new_devices_bursts_and_an_alertmanager_outage() {
     thread::sleep(Duration::from_secs(3));
     let rules = agent.get("/api/v1/alerts");
     assert_eq!(rules["enabled"], true);
-    assert_eq!(rules["rules"], 19, "18 defaults on, and the test's rule");
+    assert_eq!(rules["rules"], 20, "19 defaults on, and the test's rule");
 
     // (1) A new host joins: new_device at Alertmanager within 3 intervals.
     let h2 = format_mac(H2_MAC);

@@ -131,6 +131,11 @@ pub const NAMES: &[(&str, &[&str], &str)] = &[
         &["collector"],
         "1 when a collector's last cycle worked",
     ),
+    (
+        "security_finding",
+        &["kind", "severity", "subject"],
+        "1 for each security finding now (subject: an address on its interface, a process)",
+    ),
 ];
 
 /// One value of one entity.

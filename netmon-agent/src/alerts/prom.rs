@@ -57,9 +57,14 @@ fn promql(name: &str) -> Option<&'static str> {
         "map_evictions" => "rate(netmon_map_evictions_total[5m]) > {T}",
         "history_degraded" => "netmon_history_state{state=\"degraded\"} > {T}",
         "collector_failing" => "netmon_collector_up < {T}",
+        "security_critical" => SECURITY_CRITICAL,
         _ => return None,
     })
 }
+
+/// The security findings of critical kinds (checked against
+/// `Kind::severity` by a test).
+const SECURITY_CRITICAL: &str = "netmon_security_findings{kind=~\"process_in_tmp|ssh_brute_force|arp_spoofing|gateway_impersonation\"} > {T}";
 
 /// A YAML double-quoted string.
 fn quoted(s: &str) -> String {
@@ -103,6 +108,9 @@ fn prom_template(t: &str) -> String {
         .replace("{{ collector }}", "{{ $labels.collector }}")
         .replace("{{ vendor }}", "")
         .replace("{{ ip }}", "{{ $labels.ip }}")
+        .replace("{{ kind }}", "{{ $labels.kind }}")
+        // `/metrics` counts findings by kind: no subject.
+        .replace(" ({{ subject }})", "")
 }
 
 fn rule_yaml(out: &mut String, r: &Rule, expr: &str) {
@@ -162,5 +170,27 @@ mod tests {
         assert!(f.contains("keep_firing_for: 60m"), "new_device");
         assert!(!f.contains('\t'));
         assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn the_security_rule_lists_exactly_the_critical_kinds() {
+        use crate::collect::security::{Kind, Severity};
+        let critical: Vec<&str> = Kind::ALL
+            .iter()
+            .filter(|k| k.severity() == Severity::Critical)
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            SECURITY_CRITICAL,
+            format!(
+                "netmon_security_findings{{kind=~\"{}\"}} > {{T}}",
+                critical.join("|")
+            )
+        );
+        let f = rules_file();
+        assert!(
+            f.contains("summary: \"security finding {{ $labels.kind }}\""),
+            "{f}"
+        );
     }
 }

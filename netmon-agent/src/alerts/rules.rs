@@ -478,6 +478,14 @@ const DEFAULTS: &[Default] = &[
         Warning,
         "collector {{ collector }} is failing",
     ),
+    d(
+        "security_critical",
+        "security_finding{severity=\"critical\"} > 0",
+        None,
+        "0s",
+        Critical,
+        "security finding {{ kind }} ({{ subject }})",
+    ),
 ];
 
 /// How long `new_device` stays firing by default (Alertmanager gets it

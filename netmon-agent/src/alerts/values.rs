@@ -16,7 +16,10 @@
 //! - latency: each probe target's average round trip and loss;
 //! - `map_fill_percent`/`map_evictions_total`: the eBPF maps, the flow
 //!   cache, the agent's flow and device tables, discovery's inventory;
-//! - `history_degraded`, `collector_up`: the agent's own health.
+//! - `history_degraded`, `collector_up`: the agent's own health;
+//! - `security_finding`: the security collector's findings, one sample
+//!   each, with their kind, severity and subject (an address on its
+//!   interface, a process), not their evidence (whose times change).
 //!
 //! A figure the machine cannot give has no sample (see [`Values::push`]).
 
@@ -30,6 +33,7 @@ use crate::{
         interfaces as netstats,
         interfaces::Interfaces,
         latency::Latency,
+        security::{self, Security},
         system::{self, System},
         vendor,
     },
@@ -73,6 +77,9 @@ pub fn fill(
     interfaces(&mut v, t);
     latency(&mut v, t);
     tables(&mut v, s, t);
+    if let Some(r) = t.get::<Security>() {
+        security_values(&mut v, &r.report);
+    }
     if let Some(d) = health.history_degraded {
         v.push("history_degraded", [], f64::from(u8::from(d)));
     }
@@ -299,6 +306,41 @@ fn tables(v: &mut Values, s: &Snapshot, t: &Telemetry) {
             percent(inv.devices as u64, inv.max_devices as u64),
         );
         v.push("map_evictions_total", l, inv.evicted_total as f64);
+    }
+}
+
+fn security_values(v: &mut Values, r: &security::Report) {
+    for f in &r.findings {
+        let d = &f.detail;
+        let subject = match (&d.ip, &d.iface, d.pid) {
+            (Some(ip), Some(iface), _) => format!("{ip} on {iface}"),
+            (Some(ip), None, _) => ip.clone(),
+            // A listener: its socket (and its process when known).
+            _ if d.port.is_some() => {
+                let addr = d.address.map(|a| a.to_string()).unwrap_or_default();
+                let proto = d.protocol.unwrap_or("");
+                format!("{proto} {addr} port {}", d.port.unwrap_or(0))
+            }
+            (None, _, Some(pid)) => match &d.process {
+                Some(p) => format!("pid {pid} ({p})"),
+                None => format!("pid {pid}"),
+            },
+            // SSH brute force: the source.
+            (None, _, None) => d.source.map(|s| s.to_string()).unwrap_or_default(),
+        };
+        let severity = match f.severity {
+            security::Severity::Critical => "critical",
+            security::Severity::Warning => "warning",
+        };
+        v.push(
+            "security_finding",
+            [
+                ("kind", f.kind.as_str()),
+                ("severity", severity),
+                ("subject", subject.as_str()),
+            ],
+            1.0,
+        );
     }
 }
 
@@ -549,6 +591,130 @@ mod tests {
         );
         assert_eq!(by_iface("interface_errors_total")[0].1, 3.0);
         assert_eq!(by_iface("interface_drops_total")[0].1, 5.0);
+    }
+
+    #[test]
+    fn an_arp_spoofing_finding_fires_the_security_rule_at_once() {
+        use crate::collect::security::{Detail, Finding, Kind, Report, Severity};
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let finding = |kind: Kind, severity, detail| Finding {
+            kind,
+            severity,
+            evidence: "two MACs".into(),
+            first_seen: at,
+            last_seen: at,
+            detail,
+        };
+        let r = Report {
+            findings: vec![
+                finding(
+                    Kind::ArpSpoofing,
+                    Severity::Critical,
+                    Detail {
+                        ip: Some("10.0.0.2".into()),
+                        macs: Some(vec!["02:00:00:00:01:02".into(), "02:00:00:00:01:03".into()]),
+                        iface: Some("br0".into()),
+                        ..Detail::default()
+                    },
+                ),
+                finding(
+                    Kind::DeletedExecutable,
+                    Severity::Warning,
+                    Detail {
+                        pid: Some(42),
+                        process: Some("sshd".into()),
+                        ..Detail::default()
+                    },
+                ),
+                finding(
+                    Kind::NewListener,
+                    Severity::Warning,
+                    Detail {
+                        protocol: Some("tcp"),
+                        address: Some("0.0.0.0".parse().unwrap()),
+                        port: Some(4444),
+                        pid: Some(7),
+                        ..Detail::default()
+                    },
+                ),
+                finding(
+                    Kind::SshBruteForce,
+                    Severity::Critical,
+                    Detail {
+                        source: Some("192.0.2.7".parse().unwrap()),
+                        ..Detail::default()
+                    },
+                ),
+            ],
+            findings_omitted: 0,
+            processes: 2,
+            unreadable: 0,
+            listeners: 1,
+            listeners_untracked: 0,
+            listeners_malformed: 0,
+            listeners_error: None,
+            ssh_read: None,
+            ssh_error: None,
+            ssh_sources: 1,
+            ssh_sources_evicted: 0,
+            ssh_odd_lines: 0,
+            arp: Avail::unavailable("test"),
+        };
+        let mut v = Values::new();
+        security_values(&mut v, &r);
+        check_names(&v);
+        let subjects: Vec<(&str, &str, &str)> = v
+            .get("security_finding")
+            .iter()
+            .map(|s| {
+                (
+                    s.labels["kind"].as_str(),
+                    s.labels["severity"].as_str(),
+                    s.labels["subject"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                ("arp_spoofing", "critical", "10.0.0.2 on br0"),
+                ("deleted_executable", "warning", "pid 42 (sshd)"),
+                ("new_listener", "warning", "tcp 0.0.0.0 port 4444"),
+                ("ssh_brute_force", "critical", "192.0.2.7"),
+            ]
+        );
+        let mut e = Engine::new(defaults(), Options::default());
+        let out = e.evaluate(&v, at);
+        let mut firing: Vec<(&str, &str, &str)> = out
+            .events
+            .iter()
+            .filter(|e| e.to == State::Firing)
+            .map(|e| {
+                (
+                    e.labels["alertname"].as_str(),
+                    e.labels["severity"].as_str(),
+                    e.labels["subject"].as_str(),
+                )
+            })
+            .collect();
+        firing.sort_unstable();
+        // The critical ones only.
+        assert_eq!(
+            firing,
+            [
+                ("security_critical", "critical", "10.0.0.2 on br0"),
+                ("security_critical", "critical", "192.0.2.7"),
+            ]
+        );
+        // The finding gone: the alert resolves.
+        let out = e.evaluate(&Values::new(), at + Duration::from_secs(10));
+        assert!(
+            out.events
+                .iter()
+                .any(|e| e.to == State::Resolved && e.labels["alertname"] == "security_critical"),
+            "{:?}",
+            out.events
+        );
     }
 
     #[test]

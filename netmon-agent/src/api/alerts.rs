@@ -573,7 +573,7 @@ mod tests {
         let (s, b) = send(&app, "GET", "/api/v1/alerts", RO_KEY, None).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(b["enabled"], true);
-        assert_eq!(b["rules"], 18, "the default rules but device_gone (off)");
+        assert_eq!(b["rules"], 19, "the default rules but device_gone (off)");
         assert_eq!(b["alerts"], json!([]));
         let body = json!({"rule": "cpu_high", "duration": "1h"});
         let (s, _) = send(

@@ -109,6 +109,9 @@ pub struct Context {
     /// Set when the agent stops: a cycle that waits (a sweep, probes) ends
     /// early rather than holding up shutdown.
     pub stop: Stop,
+    /// Every collector's latest reading, read-only: a collector may build
+    /// on another's (security reads discovery's address claims).
+    pub telemetry: Telemetry,
 }
 
 /// A value, or why the machine cannot provide it. Serialized as the value
@@ -347,7 +350,8 @@ registry! {
     Compliance compliance: compliance::Compliance, "Compliance collector";
     /// dpkg's package inventory and its changes.
     Packages packages: packages::Packages, "Packages collector";
-    /// Processes run from temporary directories or with deleted executables.
+    /// Threat checks: processes run from temporary directories or with
+    /// deleted executables; ARP spoofing and gateway impersonation.
     Security security: security::Security, "Security collector";
     /// Docker's or Podman's containers, with their traffic from the eBPF counters.
     Containers containers: containers::Containers, "Containers collector";

@@ -312,6 +312,7 @@ impl Telemetry {
     pub fn spawn(&self, opts: &Options, ctx: &Context, stop: &Stop) -> Vec<JoinHandle<()>> {
         let ctx = Context {
             stop: stop.clone(),
+            telemetry: self.clone(),
             ..ctx.clone()
         };
         SOURCES

@@ -182,7 +182,7 @@ pub struct Target {
 }
 
 /// Opens an `AF_PACKET` socket for ARP bound to `ifindex`.
-fn open(ifindex: u32) -> Result<OwnedFd, DiscoveryError> {
+pub(super) fn open(ifindex: u32) -> Result<OwnedFd, DiscoveryError> {
     let proto = ETH_P_ARP.to_be();
     // SAFETY: plain socket(2) call; the result is checked.
     let fd = unsafe {
@@ -238,7 +238,7 @@ fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
 
 /// Receives one frame that was not sent by this host; None when no frame
 /// is waiting.
-fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
+pub(super) fn recv_frame(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
     loop {
         // SAFETY: sockaddr_ll is plain old data.
         let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -280,6 +280,9 @@ pub fn sweep(
     let subnet = hosts(t.ip, t.prefix);
     let in_subnet = |ip: Ipv4Addr| ip != t.ip && same_subnet(t.ip, t.prefix, ip);
     let (mut found, mut replied, mut heard) = (Vec::new(), HashSet::new(), HashSet::new());
+    // Every MAC that answers for an address is found: two answering for
+    // one is what the security collector's ARP-spoofing check looks for.
+    let mut answers = HashSet::new();
     let mut malformed = 0u64;
     let mut requests = 0u64;
     let mut buf = [0u8; 256];
@@ -296,7 +299,10 @@ pub fn sweep(
                 continue;
             }
             let new = match arp.op {
-                ARP_REPLY if arp.target_ip == t.ip => replied.insert(arp.sender_ip),
+                ARP_REPLY if arp.target_ip == t.ip => {
+                    replied.insert(arp.sender_ip);
+                    answers.insert((arp.sender_ip, arp.sender_mac))
+                }
                 ARP_REQUEST => heard.insert((arp.sender_ip, arp.sender_mac)),
                 _ => false,
             };

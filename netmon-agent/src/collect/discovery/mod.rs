@@ -18,7 +18,9 @@
 //! until it changes.
 
 pub mod arp;
+pub mod claims;
 pub mod inventory;
+pub mod listen;
 pub mod ndp;
 pub mod neigh;
 
@@ -35,6 +37,7 @@ use tracing::{debug, info, warn};
 
 use self::{
     arp::SweepStats,
+    claims::Claims,
     inventory::{Address, Inventory, Limits, Observation, SeenBy, Status},
     ndp::ProbeStats,
 };
@@ -93,6 +96,12 @@ pub struct Options {
     /// while every one is active.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_DISCOVERY_MAX_DEVICES")]
     pub discovery_max_devices: u32,
+
+    /// Most IPv4 addresses whose claimants (the MACs using each) are kept
+    /// for the security collector's ARP checks; when full, the address
+    /// claimed least recently makes room (counted).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_DISCOVERY_MAX_CLAIMS")]
+    pub discovery_max_claims: u32,
 
     /// Where device hostnames come from: DHCP leases, reverse DNS.
     #[command(flatten)]
@@ -216,6 +225,15 @@ pub struct Report {
     pub own_macs: Vec<OwnMac>,
     /// Lease files read and the reverse-DNS cache.
     pub hostnames: names::Stats,
+    /// IPv4 addresses claimed by more than one MAC (for the security
+    /// collector; not in the JSON).
+    #[serde(skip)]
+    pub contested: Vec<claims::Contested>,
+    #[serde(skip)]
+    pub claims: claims::ClaimStats,
+    /// Passive ARP this cycle (for the security collector).
+    #[serde(skip)]
+    pub passive: Avail<listen::Passive>,
 }
 
 impl Default for Report {
@@ -228,6 +246,9 @@ impl Default for Report {
             ipv6_probe: Avail::unavailable("not run yet"),
             own_macs: Vec::new(),
             hostnames: names::Stats::default(),
+            contested: Vec::new(),
+            claims: claims::ClaimStats::default(),
+            passive: Avail::unavailable("not run yet"),
         }
     }
 }
@@ -278,6 +299,9 @@ pub struct Discovery {
     /// Transmit packet counts of the traffic core's devices at the last
     /// cycle: a device is seen by traffic only when it *sent* frames.
     tx_packets: HashMap<(u32, [u8; 6]), u64>,
+    /// Who claims each IPv4 address (see [`claims`]).
+    claims: Claims,
+    listener: listen::Listener,
     once: Once,
 }
 
@@ -309,6 +333,8 @@ impl Discovery {
             sweep: Avail::unavailable(if off { disabled } else { "not run yet" }),
             probes: Avail::unavailable(if off { disabled } else { "not run yet" }),
             tx_packets: HashMap::new(),
+            claims: Claims::new(opts.discovery_max_claims as usize, forget_after),
+            listener: listen::Listener::default(),
             once: Once::default(),
         }
     }
@@ -518,6 +544,12 @@ impl Discovery {
                         continue;
                     }
                     used += 1;
+                    if let IpAddr::V4(ip) = n.ip {
+                        let confirmed = now.checked_sub(n.confirmed);
+                        let seen = confirmed.unwrap_or(SystemTime::UNIX_EPOCH);
+                        self.claims
+                            .claim(n.ifindex, ip, n.mac, seen, SeenBy::Neighbour, now);
+                    }
                     observe.push(Observation {
                         ifindex: n.ifindex,
                         mac: n.mac,
@@ -570,8 +602,8 @@ impl super::Collector for Discovery {
     const NEEDS: &'static [Need] = &[
         Need {
             cap: Cap::NetRaw,
-            what: "ARP sweeps",
-            without: "ARP sweeps",
+            what: "ARP sweeps and passive ARP listening",
+            without: "ARP sweeps and passive ARP listening",
         },
         Need {
             cap: Cap::DacReadSearch,
@@ -617,7 +649,33 @@ impl super::Collector for Discovery {
         }
 
         let now = SystemTime::now();
+        self.claims.next_cycle();
         let neighbours = self.read_neighbours(&watched, &own, now, &mut observe);
+        let ifindexes: Vec<u32> = locals.iter().map(|l| l.ifindex).collect();
+        let max = self.opts.discovery_max_claims as usize;
+        let name = |i| snap.iface_name(i);
+        let passive = match self
+            .listener
+            .cycle(&ifindexes, &own, &mut self.claims, max, name, now)
+        {
+            Ok(p) => {
+                self.once.clear("listen");
+                Avail::Value(p)
+            }
+            Err(e) => {
+                let msg = match e {
+                    DiscoveryError::NoRawSockets => "no CAP_NET_RAW: not listening to ARP".into(),
+                    e => e.to_string(),
+                };
+                if self.once.first("listen", &msg) {
+                    warn!(
+                        error = msg,
+                        "Passive ARP listening is off; the sweep and the neighbour table go on."
+                    );
+                }
+                Avail::unavailable(msg)
+            }
+        };
 
         let mut tx_packets = HashMap::with_capacity(snap.devices.len());
         for d in &snap.devices {
@@ -658,6 +716,13 @@ impl super::Collector for Discovery {
         }
         self.tx_packets = tx_packets;
 
+        for o in observe.iter().filter(|o| claims::is_claim(&locals, o)) {
+            if let Some(IpAddr::V4(ip)) = o.ip {
+                self.claims
+                    .claim(o.ifindex, ip, o.mac, o.seen, o.source, now);
+            }
+        }
+        self.claims.expire(now);
         for o in observe {
             self.inventory.observe(o, now);
         }
@@ -720,6 +785,9 @@ impl super::Collector for Discovery {
             ipv6_probe: self.probes.clone(),
             own_macs,
             hostnames: self.hostnames.stats(),
+            contested: self.claims.contested(|i| snap.iface_name(i)),
+            claims: self.claims.stats(),
+            passive,
         }
     }
 }

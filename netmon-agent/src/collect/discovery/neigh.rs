@@ -44,6 +44,10 @@ pub struct Neighbour {
     pub mac: [u8; 6],
     /// How long ago the neighbour was last active (see the module docs).
     pub age: Duration,
+    /// How long ago the kernel last confirmed the entry (zero for
+    /// PERMANENT and NOARP): what the ARP claims use, since a STALE
+    /// entry's update (the REACHABLE -> STALE turn) is no answer.
+    pub confirmed: Duration,
 }
 
 /// Why an entry was not used.
@@ -93,14 +97,15 @@ pub fn neighbour(msg: &NeighbourMessage, tick: Duration) -> Result<Neighbour, Sk
     }
     let ip = ip.ok_or(Skip::Unusable)?;
     let ticks = |t: u32| tick * t;
-    let age = match state {
-        NeighbourState::Permanent | NeighbourState::Noarp => Duration::ZERO,
+    let (age, confirmed) = match state {
+        NeighbourState::Permanent | NeighbourState::Noarp => (Duration::ZERO, Duration::ZERO),
         _ => {
             let c = cache.ok_or(Skip::Unusable)?;
-            match state {
+            let age = match state {
                 NeighbourState::Stale => ticks(c.confirmed.min(c.updated)),
                 _ => ticks(c.confirmed),
-            }
+            };
+            (age, ticks(c.confirmed))
         }
     };
     Ok(Neighbour {
@@ -108,6 +113,7 @@ pub fn neighbour(msg: &NeighbourMessage, tick: Duration) -> Result<Neighbour, Sk
         ip,
         mac,
         age,
+        confirmed,
     })
 }
 
@@ -306,6 +312,7 @@ mod tests {
         };
         let stale = neighbour(&msg(NeighbourState::Stale, attrs()), TICK).unwrap();
         assert_eq!(stale.age, Duration::from_secs(3));
+        assert_eq!(stale.confirmed, Duration::from_secs(60));
         let delay = neighbour(&msg(NeighbourState::Delay, attrs()), TICK).unwrap();
         assert_eq!(delay.age, Duration::from_secs(60));
         // A day-old stale entry stays a day old.

@@ -10,6 +10,9 @@
 //!
 //! - [`procs`]: processes run from `/tmp`, `/var/tmp` or `/dev/shm`, and
 //!   processes whose executable was deleted (procfs).
+//! - [`arp`]: ARP spoofing, MAC changes and gateway impersonation, from the
+//!   MACs discovery saw claiming each IPv4 address and the routing table's
+//!   default gateways.
 //! - [`listeners`]: listening sockets that were not listening when the
 //!   agent started (netlink sock_diag).
 //! - [`ssh`]: failed SSH logins per source within a window (auth.log, or
@@ -17,9 +20,8 @@
 //!
 //! At most `--security-max-findings` are listed (most severe first); the
 //! rest are counted in `findings_omitted`.
-//!
-//! Not yet here (issue 18): ARP spoofing and gateway impersonation.
 
+pub mod arp;
 pub mod listeners;
 pub mod procs;
 pub mod ssh;
@@ -28,6 +30,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -35,7 +38,7 @@ use serde::Serialize;
 
 use super::Problems;
 use super::{
-    CollectorName, Context, ViewSchema,
+    Avail, CollectorName, Context, Reading, ViewSchema, discovery,
     registry::{Cap, Need},
     ser_time, view_schema,
 };
@@ -55,6 +58,15 @@ pub struct Options {
     /// Most findings listed; the rest are counted in `findings_omitted`.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_SECURITY_MAX_FINDINGS")]
     pub security_max_findings: u32,
+    /// How long a MAC's claim to an IPv4 address counts after it was last
+    /// seen: two MACs claiming one address within it are ARP spoofing (or
+    /// a MAC change, when one stopped before the other started).
+    #[arg(long, default_value = "15m", value_parser = crate::units::parse_duration, env = "NETMON_SECURITY_ARP_WINDOW")]
+    pub security_arp_window: Duration,
+    /// Gratuitous ARPs a second from one MAC, averaged over a discovery
+    /// cycle, from which it is a `gratuitous_arp_storm`.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_rate, env = "NETMON_SECURITY_GARP_RATE")]
+    pub security_garp_rate: f64,
     /// Most listening sockets remembered (the baseline taken at start and
     /// the new ones together); more are counted in `listeners_untracked`
     /// and not judged.
@@ -90,6 +102,14 @@ fn parse_window(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--security-garp-rate`: a positive, finite number.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s} is not a positive number")),
+    }
+}
+
 /// What a finding is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -100,6 +120,16 @@ pub enum Kind {
     /// A process whose executable file was deleted after it started (an
     /// upgrade does this too; a payload that removes itself as well).
     DeletedExecutable,
+    /// Two MACs claim one IPv4 address at once (both answer ARP for it).
+    ArpSpoofing,
+    /// An IPv4 address moved to another MAC (a replaced device looks the
+    /// same).
+    ArpMacChanged,
+    /// A MAC other than the default gateway's claims the gateway's address.
+    GatewayImpersonation,
+    /// One MAC sends gratuitous ARPs (announcements) faster than
+    /// `--security-garp-rate`.
+    GratuitousArpStorm,
     /// A TCP or UDP socket listening on an address and port it was not
     /// listening on when the agent started.
     NewListener,
@@ -109,17 +139,25 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 8] = [
         Kind::ProcessInTmp,
         Kind::DeletedExecutable,
         Kind::NewListener,
         Kind::SshBruteForce,
+        Kind::ArpSpoofing,
+        Kind::ArpMacChanged,
+        Kind::GatewayImpersonation,
+        Kind::GratuitousArpStorm,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ProcessInTmp => "process_in_tmp",
             Kind::DeletedExecutable => "deleted_executable",
+            Kind::ArpSpoofing => "arp_spoofing",
+            Kind::ArpMacChanged => "arp_mac_changed",
+            Kind::GatewayImpersonation => "gateway_impersonation",
+            Kind::GratuitousArpStorm => "gratuitous_arp_storm",
             Kind::NewListener => "new_listener",
             Kind::SshBruteForce => "ssh_brute_force",
         }
@@ -127,8 +165,14 @@ impl Kind {
 
     pub fn severity(self) -> Severity {
         match self {
-            Kind::ProcessInTmp | Kind::SshBruteForce => Severity::Critical,
-            Kind::DeletedExecutable | Kind::NewListener => Severity::Warning,
+            Kind::ProcessInTmp
+            | Kind::SshBruteForce
+            | Kind::ArpSpoofing
+            | Kind::GatewayImpersonation => Severity::Critical,
+            Kind::DeletedExecutable
+            | Kind::NewListener
+            | Kind::ArpMacChanged
+            | Kind::GratuitousArpStorm => Severity::Warning,
         }
     }
 }
@@ -168,6 +212,15 @@ pub struct Detail {
     /// The executable's path as the kernel names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
+    /// The IPv4 address (ARP findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The MACs claiming it, the first seen with it first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macs: Option<Vec<String>>,
+    /// The interface it was seen on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
     /// The socket's protocol, `tcp` or `udp` (listener findings).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -235,6 +288,9 @@ pub struct Report {
     /// without CAP_SYS_PTRACE, or kernel threads have none: those are
     /// not counted).
     pub unreadable: u64,
+    /// What the ARP checks looked at; unavailable while discovery is off
+    /// or has not run.
+    pub arp: Avail<arp::ArpStats>,
     /// Listening sockets now (distinct protocol, address and port).
     pub listeners: u64,
     /// Listening sockets beyond `--security-max-listeners`, not judged.
@@ -306,6 +362,8 @@ impl Tracker {
 pub struct Security {
     opts: Options,
     tracker: Tracker,
+    /// Discovery's latest reading (set by `collect`), or why there is none.
+    discovery: Result<Arc<Reading<discovery::Report>>, String>,
     listeners: listeners::Listeners,
     /// The last listener findings, kept through a cycle whose dump failed.
     listening: Vec<Found>,
@@ -318,6 +376,7 @@ impl Security {
         Security {
             opts: opts.clone(),
             tracker: Tracker::default(),
+            discovery: Err("not read yet".into()),
             listeners: listeners::Listeners::new(
                 opts.security_max_listeners,
                 Some(std::process::id()),
@@ -337,6 +396,17 @@ impl Security {
     pub fn scan(&mut self, now: SystemTime) -> Report {
         let mut found = Vec::new();
         let procs = procs::scan(&self.opts.security_proc, &mut found);
+        let arp = match &self.discovery {
+            Ok(d) => Avail::Value(arp::scan(
+                &d.report,
+                arp::gateways(&self.opts.security_proc),
+                self.opts.security_arp_window,
+                self.opts.security_garp_rate,
+                now,
+                &mut found,
+            )),
+            Err(why) => Avail::unavailable(why.clone()),
+        };
         let mut malformed = 0;
         let (listening, listeners_error) = match listeners::dump(&mut malformed) {
             Ok(now) => {
@@ -378,6 +448,7 @@ impl Security {
             findings_omitted: omitted,
             processes: procs.processes,
             unreadable: procs.unreadable,
+            arp,
             listeners: listening.listeners,
             listeners_untracked: listening.untracked,
             listeners_malformed: malformed,
@@ -411,7 +482,8 @@ impl super::Collector for Security {
         opts.security_interval
     }
 
-    fn collect(&mut self, _: &Context) -> Report {
+    fn collect(&mut self, ctx: &Context) -> Report {
+        self.discovery = arp::discovery(&ctx.telemetry);
         self.scan(SystemTime::now())
     }
 

@@ -164,6 +164,8 @@ mod tests {
             security_interval: Duration::from_secs(10),
             security_proc: dir.to_path_buf(),
             security_max_findings: max,
+            security_arp_window: Duration::from_secs(900),
+            security_garp_rate: 1.0,
             security_max_listeners: 100,
             // A directory: an error, never the host's journal.
             security_auth_log: dir.to_path_buf(),

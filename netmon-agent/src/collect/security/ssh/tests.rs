@@ -230,6 +230,8 @@ fn the_collector_reports_ssh_findings_and_counts_odd_lines() {
         security_ssh_threshold: 5,
         security_ssh_window: Duration::from_secs(600),
         security_ssh_max_sources: 10,
+        security_arp_window: Duration::from_secs(900),
+        security_garp_rate: 1.0,
     };
     let mut s = Security::new(&opts);
     let r = s.scan(now());
