@@ -11,7 +11,9 @@
 //!   snapshot and devices), `/api/v1/hosts/{host}/history?since=1h&tier=`;
 //! - seed 004's `GET /hosts` (the host names, a JSON list) and
 //!   `GET /latest?hostname=X` (the host's latest report as received);
-//! - `GET /api/v1/hub`: hosts, limits and the refusals counted.
+//! - `GET /api/v1/hub`: hosts, limits and the refusals counted;
+//! - `GET /` and `/assets/{name}`: the agent's web dashboard (no token:
+//!   the page signs in itself), which shows the hosts on a hub.
 
 use std::{
     io::Read,
@@ -62,6 +64,7 @@ pub fn router(state: State) -> Router {
         .route("/latest", get(seed004_latest))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit::limit))
         .route("/health", get(health))
+        .merge(crate::api::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -135,7 +138,8 @@ async fn not_found() -> Fail {
 }
 
 async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    // `hub` tells the dashboard it talks to a hub, not an agent.
+    Json(json!({"status": "ok", "hub": true}))
 }
 
 /// The token a request presents, if any.
@@ -681,5 +685,29 @@ mod tests {
         assert_eq!(b["auth"]["sourcesEvicted"], 3, "{b}");
         assert_eq!(b["auth"]["maxFailures"], 3, "{b}");
         assert_eq!(b["auth"]["maxSources"], 16, "{b}");
+    }
+
+    /// The dashboard at `/` with its security headers and no token;
+    /// `/health` tells the page it talks to a hub.
+    #[tokio::test]
+    async fn the_dashboard_is_served_and_health_says_hub() {
+        let f = fixture(4096, 8);
+        let r = f
+            .app
+            .clone()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let health = Request::get("/health").body(Body::empty()).unwrap();
+        let (s, b) = send(&f.app, health).await;
+        assert_eq!((s, &b["hub"]), (StatusCode::OK, &json!(true)));
+        let asset = Request::get("/assets/nope.js").body(Body::empty()).unwrap();
+        assert_eq!(send(&f.app, asset).await.0, StatusCode::NOT_FOUND);
     }
 }
