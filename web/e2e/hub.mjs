@@ -10,7 +10,7 @@
 //   NETMON_PROFILE      an empty directory for Chromium's profile
 //   CHROMIUM            the browser (default /usr/bin/chromium)
 //
-// Exits non-zero with the reason on the first check that fails.
+// Also: a wrong token is refused at sign-in. Exits non-zero with the reason on the first check that fails.
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -178,6 +178,21 @@ try {
 
   check(errors.length === 0, `no console errors, got:\n${errors.join('\n')}`);
   result('console_errors', errors.length);
+
+  // 5. A wrong token is refused at sign-in (its 401 is the only console error).
+  const wrong = await context.newPage();
+  const wrongErrors = watch(wrong);
+  await wrong.goto(`${URL}/`);
+  await wrong.evaluate(() => sessionStorage.clear());
+  await wrong.reload();
+  await wrong.fill('#key', 'not-the-token-0123456789abcdef');
+  await wrong.click('button[type=submit]');
+  await wrong.waitForSelector('[role=alert]');
+  const alert = (await wrong.textContent('[role=alert]')).trim().replace(/\s+/g, ' ');
+  result('wrong_token_alert', JSON.stringify(alert));
+  check(/hub refused this token/.test(alert), 'the sign-in says the hub refused the token');
+  check(wrongErrors.every((e) => e.includes('401')), `only the 401 is logged: ${wrongErrors.join('\n')}`);
+  await wrong.close();
 } catch (e) {
   failed = e;
 } finally {

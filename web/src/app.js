@@ -99,7 +99,7 @@ export function App() {
         <button type="button" onClick=${signOut}>Sign out</button>
       </div>
     </header>
-    <${Banner} />
+    <${Banner} hub=${hub} />
     <main id="main" ref=${main} tabindex="-1">${page}</main>`;
 }
 
@@ -115,7 +115,7 @@ function Live() {
 }
 
 /** The banner of a refused key or an unreachable agent, with retry. */
-function Banner() {
+function Banner({ hub }) {
   const conn = useObservable(connection);
   const [left, setLeft] = useState(5);
   useEffect(() => {
@@ -135,14 +135,15 @@ function Banner() {
   if (conn.state === 'ok') return null;
   if (conn.state === 'auth') {
     return html`<div class="banner error" role="alert">
-      <strong>Signed-in key refused.</strong> ${conn.message}. Sign in again with a valid key (the
-      admin key is in the agent's state directory).
+      <strong>Signed-in key refused.</strong> ${conn.message}. ${hub
+        ? 'Sign in again with a valid hub token (netmon-agent hub token add --read-only NAME).'
+        : "Sign in again with a valid key (the admin key is in the agent's state directory)."}
       <span class="actions"><button type="button" onClick=${retry}>Retry</button>
       <button type="button" onClick=${signOut}>Sign in again</button></span>
     </div>`;
   }
   return html`<div class="banner warn" role="alert">
-    <strong>Agent unreachable.</strong> ${conn.message}. Retrying in ${left} s.
+    <strong>${hub ? 'Hub' : 'Agent'} unreachable.</strong> ${conn.message}. Retrying in ${left} s.
     <span class="actions"><button type="button" onClick=${retry}>Retry now</button></span>
   </div>`;
 }
