@@ -33,6 +33,23 @@ export function signOut() {
 }
 
 /**
+ * Whom the page talks to: null until known, then `agent` or `hub` (a
+ * `netmon-agent hub`, whose `/health` says `"hub": true`).
+ */
+export const mode = observable(null);
+
+/** Asks `/health` (no key) whether this is a hub; an agent if unsure. */
+export async function detectMode() {
+  try {
+    const res = await fetch('/health', { cache: 'no-store', credentials: 'omit' });
+    const body = await res.json();
+    mode.set(body?.hub === true ? 'hub' : 'agent');
+  } catch {
+    mode.set('agent');
+  }
+}
+
+/**
  * The connection to the agent: `ok`, `auth` (the key was refused), `down`
  * (no answer). `epoch` grows on every retry, so views fetch again.
  */
@@ -78,7 +95,7 @@ export async function api(path, { method = 'GET', body, key, quiet } = {}) {
       referrerPolicy: 'no-referrer',
     });
   } catch (e) {
-    const err = new ApiError('down', 0, `cannot reach the agent at ${location.host} (${e.message})`);
+    const err = new ApiError('down', 0, `cannot reach the ${mode.get() === 'hub' ? 'hub' : 'agent'} at ${location.host} (${e.message})`);
     if (!quiet) setState('down', err.message);
     throw err;
   }
@@ -96,7 +113,7 @@ export async function api(path, { method = 'GET', body, key, quiet } = {}) {
   const after = Number(res.headers.get('retry-after')) || undefined;
   let err;
   if (res.status === 401) {
-    err = new ApiError('auth', 401, `the agent refused the API key: ${message}`);
+    err = new ApiError('auth', 401, `the ${mode.get() === 'hub' ? 'hub' : 'agent'} refused the key: ${message}`);
     if (!quiet) setState('auth', err.message);
   } else if (res.status === 429) {
     err = new ApiError('limited', 429, `${message}`, after);
@@ -107,6 +124,11 @@ export async function api(path, { method = 'GET', body, key, quiet } = {}) {
     err = new ApiError('bad', res.status, message);
   }
   throw err;
+}
+
+/** `/api/v1` path of a hub's host. */
+export function hostPath(name) {
+  return `/api/v1/hosts/${encodeURIComponent(name)}`;
 }
 
 /** `/api/v1` path of a device (`mac` as the API lists it). */

@@ -1,9 +1,11 @@
 // The shell: sign-in, the banner, the navigation and the page of the
-// location's hash (#/devices, #/device/<mac>, ...).
+// location's hash (#/devices, #/device/<mac>, ...). On a hub (its
+// `/health` says so) the pages are the hosts' (#/hosts, #/host/<name>) and
+// the agent's own pages, which need the agent's API, are not shown.
 
 import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, connection, retry, session, signIn, signOut } from './api.js';
+import { api, connection, detectMode, mode as modeObs, retry, session, signIn, signOut } from './api.js';
 import { useObservable } from './store.js';
 import { startStream, stopStream, streamState } from './stream.js';
 import { Overview } from './pages/overview.js';
@@ -16,6 +18,7 @@ import { System } from './pages/system.js';
 import { Latency } from './pages/latency.js';
 import { Alerts } from './pages/alerts.js';
 import { Security } from './pages/security.js';
+import { Host, Hosts } from './pages/hosts.js';
 
 const PAGES = [
   ['', 'Overview', Overview],
@@ -28,6 +31,9 @@ const PAGES = [
   ['alerts', 'Alerts', Alerts],
   ['security', 'Security', Security],
 ];
+
+/** A hub's pages: `#/` is its hosts too. */
+const HUB_PAGES = [['hosts', 'Hosts', Hosts]];
 
 function parseHash() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
@@ -46,46 +52,59 @@ function useRoute() {
 
 export function App() {
   const s = useObservable(session);
+  const mode = useObservable(modeObs);
   const route = useRoute();
   const main = useRef(null);
+  const hub = mode === 'hub';
   useEffect(() => {
-    if (s) startStream();
+    detectMode();
+  }, []);
+  useEffect(() => {
+    // The live stream is the agent's; a hub has none.
+    if (s && mode === 'agent') startStream();
     else stopStream();
-  }, [s?.key]);
+  }, [s?.key, mode]);
+  const pages = hub ? HUB_PAGES : PAGES;
+  const detail = hub ? ['host', 'Host', 'hosts'] : ['device', 'Device', 'devices'];
   useEffect(() => {
-    const name = PAGES.find(([p]) => p === route.page)?.[1] ?? (route.page === 'device' ? 'Device' : '');
-    document.title = name ? `${name} · netmon` : 'netmon';
-  }, [route.page]);
-  if (!s) return html`<${SignIn} />`;
+    const name = pages.find(([p]) => p === route.page)?.[1] ?? (route.page === detail[0] ? detail[1] : '');
+    document.title = `${name ? `${name} · ` : ''}netmon${hub ? ' hub' : ''}`;
+  }, [route.page, hub]);
+  if (!mode) return html`<p class="loading" aria-busy="true">Loading…</p>`;
+  if (!s) return html`<${SignIn} hub=${hub} />`;
   let page;
-  if (route.page === 'device') {
+  if (route.page === 'device' && !hub) {
     page = html`<${Device} mac=${route.arg} role=${s.role} />`;
+  } else if (route.page === 'host' && hub) {
+    page = html`<${Host} name=${route.arg} />`;
+  } else if (hub && route.page === '') {
+    page = html`<${Hosts} />`;
   } else {
-    const found = PAGES.find(([p]) => p === route.page);
-    page = found ? html`<${found[2]} role=${s.role} />` : html`<${NotFound} />`;
+    const found = pages.find(([p]) => p === route.page);
+    page = found ? html`<${found[2]} role=${s.role} />` : html`<${NotFound} hub=${hub} />`;
   }
-  const current = route.page === 'device' ? 'devices' : route.page;
+  const current = route.page === detail[0] ? detail[2] : hub && route.page === '' ? 'hosts' : route.page;
   return html`
     <button type="button" class="skip" onClick=${() => main.current?.focus()}>Skip to content</button>
     <header class="top">
-      <a class="brand" href="#/">netmon</a>
+      <a class="brand" href="#/">netmon${hub ? ' hub' : ''}</a>
       <nav aria-label="Pages">
-        ${PAGES.map(
+        ${pages.map(
           ([p, label]) => html`<a href=${`#/${p}`} aria-current=${p === current ? 'page' : undefined}>${label}</a>`,
         )}
       </nav>
       <div class="session">
-        <${Live} />
+        ${hub ? null : html`<${Live} />`}
         <span class="role" title="The key's role">${s.role}</span>
         <button type="button" onClick=${signOut}>Sign out</button>
       </div>
     </header>
-    <${Banner} />
+    <${Banner} hub=${hub} />
     <main id="main" ref=${main} tabindex="-1">${page}</main>`;
 }
 
-function NotFound() {
-  return html`<h1>No such page</h1><p><a href="#/">Back to the overview</a></p>`;
+function NotFound({ hub }) {
+  return html`<h1>No such page</h1><p><a href="#/">Back to the ${hub ? 'hosts' : 'overview'}</a></p>`;
 }
 
 /** Whether the live stream is up. */
@@ -96,7 +115,7 @@ function Live() {
 }
 
 /** The banner of a refused key or an unreachable agent, with retry. */
-function Banner() {
+function Banner({ hub }) {
   const conn = useObservable(connection);
   const [left, setLeft] = useState(5);
   useEffect(() => {
@@ -116,19 +135,20 @@ function Banner() {
   if (conn.state === 'ok') return null;
   if (conn.state === 'auth') {
     return html`<div class="banner error" role="alert">
-      <strong>Signed-in key refused.</strong> ${conn.message}. Sign in again with a valid key (the
-      admin key is in the agent's state directory).
+      <strong>Signed-in key refused.</strong> ${conn.message}. ${hub
+        ? 'Sign in again with a valid hub token (netmon-agent hub token add --read-only NAME).'
+        : "Sign in again with a valid key (the admin key is in the agent's state directory)."}
       <span class="actions"><button type="button" onClick=${retry}>Retry</button>
       <button type="button" onClick=${signOut}>Sign in again</button></span>
     </div>`;
   }
   return html`<div class="banner warn" role="alert">
-    <strong>Agent unreachable.</strong> ${conn.message}. Retrying in ${left} s.
+    <strong>${hub ? 'Hub' : 'Agent'} unreachable.</strong> ${conn.message}. Retrying in ${left} s.
     <span class="actions"><button type="button" onClick=${retry}>Retry now</button></span>
   </div>`;
 }
 
-function SignIn() {
+function SignIn({ hub }) {
   const [key, setKey] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
@@ -138,8 +158,14 @@ function SignIn() {
     setBusy(true);
     setError(null);
     try {
-      const r = await api('/api/v1/stream/ticket', { method: 'POST', key: key.trim(), quiet: true });
-      signIn(key.trim(), r.role);
+      if (hub) {
+        // Any hub token reads; the hub has no roles to report.
+        await api('/api/v1/hub', { key: key.trim(), quiet: true });
+        signIn(key.trim(), 'read-only');
+      } else {
+        const r = await api('/api/v1/stream/ticket', { method: 'POST', key: key.trim(), quiet: true });
+        signIn(key.trim(), r.role);
+      }
       retry();
     } catch (err) {
       setError(err);
@@ -150,27 +176,32 @@ function SignIn() {
   let message = null;
   if (error) {
     const text = {
-      auth: 'The agent refused this key (401). Check it and try again.',
+      auth: `The ${hub ? 'hub' : 'agent'} refused this ${hub ? 'token' : 'key'} (401). Check it and try again.`,
       limited: `Too many failed sign-ins from this address; try again in ${error.retryAfter ?? 60} s.`,
-      down: `Cannot reach the agent: ${error.message}.`,
+      down: `Cannot reach the ${hub ? 'hub' : 'agent'}: ${error.message}.`,
     }[error.kind] ?? `Sign-in failed: ${error.message}`;
     message = html`<div class="banner error" role="alert">
       <strong>Sign-in failed.</strong> ${text}
       <span class="actions"><button type="button" onClick=${submit} disabled=${busy}>Retry</button></span>
     </div>`;
   }
+  const hint = hub
+    ? html`<p class="hint">This is a netmon hub: sign in with its read-only token
+        (<code>netmon-agent hub token add --read-only NAME</code> prints one) or a host's token.
+        The token stays in this tab (session storage) and is sent in a header only.</p>`
+    : html`<p class="hint">A read-only key is enough to look; renaming a device needs the admin key.
+        The admin key is the file <code>api-key</code> in the agent's state directory
+        (<code>/var/lib/netmon</code>; <code>target/netmon-state</code> under <code>cargo xtask run</code>).
+        The key stays in this tab (session storage) and is sent in a header only.</p>`;
   return html`<main class="signin" id="main">
-    <h1><span class="brand">netmon</span> dashboard</h1>
+    <h1><span class="brand">netmon</span> ${hub ? 'hub' : 'dashboard'}</h1>
     ${message}
     <form onSubmit=${submit} class="card">
-      <label for="key">API key</label>
+      <label for="key">${hub ? 'Hub token' : 'API key'}</label>
       <input id="key" name="key" type="password" autocomplete="current-password" required autofocus
         value=${key} onInput=${(e) => setKey(e.currentTarget.value)} />
       <button type="submit" disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
-      <p class="hint">A read-only key is enough to look; renaming a device needs the admin key.
-        The admin key is the file <code>api-key</code> in the agent's state directory
-        (<code>/var/lib/netmon</code>; <code>target/netmon-state</code> under <code>cargo xtask run</code>).
-        The key stays in this tab (session storage) and is sent in a header only.</p>
+      ${hint}
     </form>
   </main>`;
 }

@@ -14,6 +14,8 @@
 //!   framing), `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`
 //!   and `Referrer-Policy: no-referrer`.
 //! - Unknown assets get the API's JSON 404.
+//! - `netmon-agent hub` serves the same routes; the page asks `/health`
+//!   whether it talks to a hub (`"hub": true`) and then shows the hosts.
 
 use std::sync::LazyLock;
 
@@ -25,7 +27,7 @@ use axum::{
     routing::get,
 };
 
-use super::{AppState, error::ApiError};
+use super::error::ApiError;
 
 /// One embedded file.
 struct File {
@@ -48,7 +50,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// How long a content-hashed asset may be cached.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-pub fn routes() -> Router<AppState> {
+/// The routes, for any router state: the agent's API and the hub serve
+/// the same bundle.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{name}", get(asset))

@@ -17,7 +17,7 @@
 mod alerts;
 pub mod auth;
 pub mod config;
-mod dashboard;
+pub(crate) mod dashboard;
 mod devices;
 pub mod error;
 mod flows;

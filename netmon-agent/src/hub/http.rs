@@ -11,7 +11,9 @@
 //!   snapshot and devices), `/api/v1/hosts/{host}/history?since=1h&tier=`;
 //! - seed 004's `GET /hosts` (the host names, a JSON list) and
 //!   `GET /latest?hostname=X` (the host's latest report as received);
-//! - `GET /api/v1/hub`: hosts, limits and the refusals counted.
+//! - `GET /api/v1/hub`: hosts, limits and the refusals counted;
+//! - `GET /` and `/assets/{name}`: the agent's web dashboard (no token:
+//!   the page signs in itself), which shows the hosts on a hub.
 
 use std::{
     io::Read,
@@ -24,6 +26,7 @@ use axum::{
     body::Body,
     extract::{DefaultBodyLimit, State as Axum},
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -32,6 +35,7 @@ use serde_json::{Value, json};
 
 use super::{
     hosts::{Hosts, Refusal},
+    limit::{self, Limiter},
     report::{self, BadBody, Report},
     tokens::{Grant, Tokens},
 };
@@ -44,12 +48,12 @@ use crate::{
 pub struct State {
     pub tokens: Arc<Tokens>,
     pub hosts: Arc<Hosts>,
+    pub limiter: Arc<Limiter>,
     pub max_body: usize,
 }
 
 pub fn router(state: State) -> Router {
     Router::new()
-        .route("/health", get(health))
         .route("/api/v1/ingest", post(ingest_snapshot))
         .route("/ingest", post(ingest_seed000))
         .route("/api/v1/hosts", get(list_hosts))
@@ -58,6 +62,9 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/hub", get(hub))
         .route("/hosts", get(seed004_hosts))
         .route("/latest", get(seed004_latest))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit::limit))
+        .route("/health", get(health))
+        .merge(crate::api::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -73,7 +80,7 @@ pub struct Fail {
 }
 
 impl Fail {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Fail {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Fail {
         Fail {
             status,
             code,
@@ -131,11 +138,12 @@ async fn not_found() -> Fail {
 }
 
 async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    // `hub` tells the dashboard it talks to a hub, not an agent.
+    Json(json!({"status": "ok", "hub": true}))
 }
 
 /// The token a request presents, if any.
-fn presented(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn presented(headers: &HeaderMap) -> Option<&str> {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     h("x-api-key")
         .or_else(|| h("authorization").and_then(|a| a.strip_prefix("Bearer ")))
@@ -389,9 +397,13 @@ async fn host_history(
 
 async fn hub(Axum(s): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, Fail> {
     s.grant(&headers)?;
+    let auth = s.limiter.view();
+    let mut counters = json!(s.hosts.counters());
+    counters["refused"]["rateLimited"] = json!(auth.rate_limited);
     Ok(Json(json!({
         "tokens": s.tokens.len(),
-        "counters": s.hosts.counters(),
+        "counters": counters,
+        "auth": auth,
     })))
 }
 
@@ -464,6 +476,11 @@ mod tests {
         let state = State {
             tokens: Arc::new(Tokens::open(file).unwrap()),
             hosts: Arc::new(Hosts::open(dir.path(), limits).unwrap()),
+            limiter: Arc::new(Limiter::new(limit::AuthLimits {
+                max_failures: 3,
+                window: Duration::from_secs(60),
+                max_sources: 16,
+            })),
             max_body,
         };
         Fixture {
@@ -585,5 +602,112 @@ mod tests {
         );
         let health = Request::get("/health").body(Body::empty()).unwrap();
         assert_eq!(send(app, health).await.0, StatusCode::OK);
+    }
+
+    /// From one address, 3 failures (a wrong token, none, a revoked one)
+    /// within the window: then 429 with Retry-After for reads and pushes
+    /// without a correct token, while correct tokens still work and other
+    /// addresses are not limited; 17 more sources overflow the table of 16.
+    #[tokio::test]
+    async fn failed_authentications_are_limited_per_source() {
+        use axum::extract::ConnectInfo;
+        let f = fixture(4096, 8);
+        let app = &f.app;
+        let from = |ip: &str, mut req: Request<Body>| {
+            let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+            req
+        };
+        let read = |token: &str| {
+            Request::get("/api/v1/hosts")
+                .header("x-api-key", token)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let file = f._dir.path().join(tokens::FILE_NAME);
+        let revoked = tokens::add(&file, "old", false).unwrap();
+        tokens::revoke(&file, "old").unwrap();
+        let a = "192.0.2.7";
+        for token in ["wrong-token-0123456789", "", &revoked] {
+            let (s, _) = send(app, from(a, read(token))).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED);
+        }
+        let r = app
+            .clone()
+            .oneshot(from(a, read("wrong-token-0123456789")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = r.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let b: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(b["error"]["code"], "rate_limited", "{b}");
+        let (s, _) = send(
+            app,
+            from(a, post("/api/v1/ingest", &revoked, false, snap("old"))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "a push is limited too");
+        // Correct tokens from the same address, and another address.
+        let (s, b) = send(
+            app,
+            from(a, post("/api/v1/ingest", &f.host, false, snap("web01"))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(send(app, from(a, read(&f.read))).await.0, StatusCode::OK);
+        let (s, _) = send(app, from("192.0.2.8", read("wrong-token-0123456789"))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        // /health is outside the limit.
+        let health = Request::get("/health").body(Body::empty()).unwrap();
+        assert_eq!(send(app, from(a, health)).await.0, StatusCode::OK);
+        // The table holds 16 sources: 17 new ones (after a and .8) evict.
+        for i in 0..17 {
+            let ip = format!("198.51.100.{i}");
+            send(app, from(&ip, read("wrong-token-0123456789"))).await;
+        }
+        let (s, b) = send(app, from("192.0.2.9", read(&f.read))).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let req = Request::get("/api/v1/hub")
+            .header("x-api-key", f.read.as_str())
+            .body(Body::empty())
+            .unwrap();
+        let (s, b) = send(app, req).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(b["counters"]["refused"]["rateLimited"], 2, "{b}");
+        assert_eq!(b["counters"]["refused"]["unauthorized"], 21, "{b}");
+        assert_eq!(b["auth"]["rateLimited"], 2, "{b}");
+        assert_eq!(b["auth"]["sourcesEvicted"], 3, "{b}");
+        assert_eq!(b["auth"]["maxFailures"], 3, "{b}");
+        assert_eq!(b["auth"]["maxSources"], 16, "{b}");
+    }
+
+    /// The dashboard at `/` with its security headers and no token;
+    /// `/health` tells the page it talks to a hub.
+    #[tokio::test]
+    async fn the_dashboard_is_served_and_health_says_hub() {
+        let f = fixture(4096, 8);
+        let r = f
+            .app
+            .clone()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let health = Request::get("/health").body(Body::empty()).unwrap();
+        let (s, b) = send(&f.app, health).await;
+        assert_eq!((s, &b["hub"]), (StatusCode::OK, &json!(true)));
+        let asset = Request::get("/assets/nope.js").body(Body::empty()).unwrap();
+        assert_eq!(send(&f.app, asset).await.0, StatusCode::NOT_FOUND);
     }
 }

@@ -9,13 +9,16 @@
 //!   one report;
 //! - `hosts.rs`: the bounded table of hosts, each with its latest report
 //!   and its own history file;
-//! - `http.rs`: the endpoints.
+//! - `http.rs`: the endpoints;
+//! - `limit.rs`: the failure limit: a source address with too many failed
+//!   authentications gets 429 (the agent's table of sources).
 //!
 //! Every limit is an option with a bound ([`Options`]); refusals are
 //! counted (`GET /api/v1/hub`).
 
 pub mod hosts;
 mod http;
+mod limit;
 pub mod report;
 pub mod tokens;
 
@@ -83,6 +86,21 @@ pub struct Options {
     /// How often the hosts' history files are downsampled and expired.
     #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_HUB_MAINTENANCE_INTERVAL")]
     pub maintenance_interval: Duration,
+
+    /// Failed authentications (a missing, unknown or revoked token) one
+    /// address (IPv6 by /64) may make within --auth-failure-window; then,
+    /// without a correct token, it gets 429 until the window ends.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETMON_HUB_AUTH_MAX_FAILURES")]
+    pub auth_max_failures: u32,
+
+    /// The window over which failed authentications are counted.
+    #[arg(long, default_value = "1m", value_parser = crate::units::parse_interval, env = "NETMON_HUB_AUTH_FAILURE_WINDOW")]
+    pub auth_failure_window: Duration,
+
+    /// Addresses whose failed authentications are remembered; when full,
+    /// the one whose window ends first is forgotten (counted).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), env = "NETMON_HUB_AUTH_MAX_SOURCES")]
+    pub auth_max_sources: u32,
 
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, default_value = "info", env = "NETMON_LOG")]
@@ -238,6 +256,11 @@ fn serve(opts: Options) -> ExitCode {
     let state = http::State {
         tokens: Arc::new(tokens),
         hosts,
+        limiter: Arc::new(limit::Limiter::new(limit::AuthLimits {
+            max_failures: opts.auth_max_failures,
+            window: opts.auth_failure_window,
+            max_sources: opts.auth_max_sources as usize,
+        })),
         max_body: opts.max_body_size as usize,
     };
     info!(listen = %opts.listen, state_dir = %opts.state_dir.display(), "Hub listening.");
@@ -249,7 +272,8 @@ fn serve(opts: Options) -> ExitCode {
     let served = runtime.block_on(async move {
         let _ = listener.set_nonblocking(true);
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, http::router(state))
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
     });

@@ -11,7 +11,7 @@ use std::{
 
 /// Failed authentications per source in the current window.
 #[derive(Default)]
-pub(super) struct Failures {
+pub(crate) struct Failures {
     by_source: HashMap<IpAddr, (Instant, u32)>,
 }
 
@@ -19,7 +19,7 @@ impl Failures {
     /// How long `source` stays refused at `now` (until its window ends),
     /// or `None` when it has fewer than `max_failures` failures in a window
     /// that has not ended.
-    pub(super) fn refused_for(
+    pub(crate) fn refused_for(
         &self,
         source: IpAddr,
         now: Instant,
@@ -38,7 +38,7 @@ impl Failures {
     /// its last one ended. The table holds at most `max_sources`: a new
     /// source first drops the ended windows, then the one that ends first;
     /// true when a source still in its window was forgotten.
-    pub(super) fn record(
+    pub(crate) fn record(
         &mut self,
         source: IpAddr,
         now: Instant,
@@ -75,7 +75,7 @@ impl Failures {
 
 /// Whom failures are counted against: the address, or an IPv6 address's
 /// /64 (one host often holds a whole /64).
-pub(super) fn source_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -4,7 +4,8 @@
 //! - `keyring.rs`: [`Keyring`], every key with its [`Role`], and the check
 //!   of a presented key (constant-time compares, argon2 verdicts
 //!   remembered, the failure limit applied);
-//! - `failures.rs`: failed authentications per source, in a bounded table;
+//! - `failures.rs`: failed authentications per source, in a bounded table
+//!   (the hub's limiter uses it too);
 //! - `middleware.rs`: [`require_key`] and [`require_role`], which take the
 //!   key from `X-API-KEY: <key>` or `Authorization: Bearer <key>`.
 //!
@@ -44,6 +45,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub(crate) use self::failures::{Failures, source_key};
 pub use self::{
     keyring::Keyring,
     middleware::{require_key, require_role},

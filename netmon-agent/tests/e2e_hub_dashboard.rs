@@ -1,0 +1,192 @@
+//! The web dashboard served by `netmon-agent hub`, in Debian's headless
+//! Chromium (`web/e2e/hub.mjs`, playwright-core): a real agent in its own
+//! namespace pushes to the hub in the gateway namespace over real HTTP.
+//!
+//! The script signs in with the hub's read-only token, sees only the hub's
+//! pages in the navigation, finds the host on the Hosts page with every
+//! figure equal to the hub's `/api/v1/hosts` answer the page got, opens the
+//! Host page and sees its history chart draw points and its devices, checks
+//! the security headers, and that no page logged a console error.
+//! Screenshots land in `target/dashboard-screenshots/hub-*.png`.
+//!
+//! Needs root (namespaces), Node.js with `web/node_modules` and
+//! `/usr/bin/chromium`: `cargo xtask test` installs all of them.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+const HUB_PORT: u16 = 9300;
+const HOST: &str = "web01";
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits in the workspace")
+        .to_path_buf()
+}
+
+fn hub_url(path: &str) -> String {
+    format!("http://{}:{HUB_PORT}{path}", Lan::GW_IP4)
+}
+
+/// `netmon-agent hub --state-dir dir token ...`; its stdout.
+fn token(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(agent_bin())
+        .args(["hub", "--state-dir"])
+        .arg(dir)
+        .arg("token")
+        .args(args)
+        .output()
+        .expect("running hub token");
+    assert!(
+        out.status.success(),
+        "hub token {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// GET `path` on the hub from inside `ns`: status and body.
+fn hub_get(ns: &NetNs, path: &str, token: &str) -> Option<(u16, String)> {
+    let (url, token) = (hub_url(path), token.to_owned());
+    ns.run(move || {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        let mut r = ureq::Agent::new_with_config(config)
+            .get(&url)
+            .header("X-API-KEY", token.as_str())
+            .call()
+            .ok()?;
+        Some((r.status().as_u16(), r.body_mut().read_to_string().ok()?))
+    })
+}
+
+#[test]
+fn the_hub_dashboard_shows_the_hosts_in_a_real_browser() {
+    skip_unless_root!();
+    let web = workspace().join("web");
+    for (ok, what) in [
+        (
+            Command::new("node")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            "node (apt-get install nodejs npm)",
+        ),
+        (
+            web.join("node_modules/playwright-core/package.json")
+                .exists(),
+            "web/node_modules (npm ci --prefix web)",
+        ),
+        (Path::new(CHROMIUM).exists(), CHROMIUM),
+    ] {
+        assert!(ok, "{what} is missing: `cargo xtask test` installs it");
+    }
+    let shots = workspace().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+
+    let lan = Lan::new(1);
+    let gw = lan.gw();
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = dir.path().join("hub");
+    let read = token(&hub_dir, &["add", "--read-only", "dashboard"]);
+    let host_token = token(&hub_dir, &["add", HOST]);
+    let key_file = dir.path().join("push.key");
+    std::fs::write(&key_file, format!("{host_token}\n")).unwrap();
+
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("hub")
+        .arg(format!("--listen={}:{HUB_PORT}", Lan::GW_IP4))
+        .arg(format!("--state-dir={}", hub_dir.display()))
+        .arg("--push-interval=1s")
+        .env("NETMON_LOG", "info");
+    let mut hub = gw.spawn(&cmd);
+    let _agent = Agent::start(
+        lan.host(1).ns(),
+        &[
+            "--iface=eth0",
+            &format!("--server-id={HOST}"),
+            "--no-history",
+            &format!("--push-url={}", hub_url("/api/v1/ingest")),
+            &format!("--push-key-file={}", key_file.display()),
+            "--push-interval=1s",
+        ],
+    );
+    // The host is listed, fresh, with a few points of history.
+    let mut last = None;
+    let listed = poll_until(Duration::from_secs(30), || {
+        assert!(
+            hub.try_status().is_none(),
+            "the hub exited:\n{}",
+            hub.stderr_text()
+        );
+        last = hub_get(gw, &format!("/api/v1/hosts/{HOST}/history"), &read);
+        last.as_ref().is_some_and(|(s, b)| {
+            *s == 200
+                && serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| {
+                    v["history"]["points"]
+                        .as_array()
+                        .is_some_and(|p| p.len() >= 3)
+                })
+        })
+    });
+    assert!(
+        listed,
+        "no history of {HOST}: {last:?}\n{}",
+        hub.stderr_text()
+    );
+
+    let tmp = dir.path().join("browser");
+    let home = tmp.join("home");
+    std::fs::create_dir_all(&home).expect("home dir");
+    let mut cmd = Command::new("node");
+    cmd.arg(web.join("e2e/hub.mjs"))
+        .current_dir(&web)
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("NETMON_URL", hub_url(""))
+        .env("NETMON_HUB_TOKEN", &read)
+        .env("NETMON_HOST", HOST)
+        .env("NETMON_SCREENSHOTS", &shots)
+        .env("NETMON_PROFILE", tmp.join("chromium-profile"))
+        .env("CHROMIUM", CHROMIUM);
+    let started = Instant::now();
+    let mut child = gw.spawn(&cmd);
+    let status = child.wait_with_timeout(SCRIPT_TIMEOUT);
+    let output = format!(
+        "--- browser script ({:.1} s, {status:?}) ---\n{}{}",
+        started.elapsed().as_secs_f64(),
+        child.stdout_text(),
+        child.stderr_text()
+    );
+    if status.is_none() {
+        child.terminate();
+        panic!("the browser script did not finish in {SCRIPT_TIMEOUT:?}:\n{output}");
+    }
+    eprintln!("{output}");
+    assert!(
+        output.contains("hub dashboard e2e: every check passed"),
+        "the browser checks failed:\n{output}\nhub stderr:\n{}",
+        hub.stderr_text()
+    );
+    for page in ["signin", "hosts", "host"] {
+        for width in [1280, 390] {
+            let file = shots.join(format!("hub-{page}-{width}.png"));
+            let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 1000, "no screenshot {}", file.display());
+        }
+    }
+    hub.terminate();
+}

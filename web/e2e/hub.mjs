@@ -1,0 +1,205 @@
+// Drives the dashboard a `netmon-agent hub` serves, in Debian's headless
+// Chromium (playwright-core). Run by netmon-agent/tests/e2e_hub_dashboard.rs
+// in the hub's namespace while a real agent pushes to it; settings come
+// from the environment:
+//
+//   NETMON_URL          the hub, e.g. http://10.0.0.254:9300
+//   NETMON_HUB_TOKEN    the hub's read-only token
+//   NETMON_HOST         a host that pushes to the hub
+//   NETMON_SCREENSHOTS  where to write the screenshots (hub-*.png)
+//   NETMON_PROFILE      an empty directory for Chromium's profile
+//   CHROMIUM            the browser (default /usr/bin/chromium)
+//
+// Also: a wrong token is refused at sign-in. Exits non-zero with the reason on the first check that fails.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { bitRate, count, percent } from '../src/format.js';
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) throw new Error(`${name} is not set`);
+  return v;
+};
+const URL = env('NETMON_URL');
+const TOKEN = env('NETMON_HUB_TOKEN');
+const HOST = env('NETMON_HOST');
+const SHOTS = env('NETMON_SCREENSHOTS');
+const WIDTHS = [1280, 390];
+const WAIT = 30_000;
+
+mkdirSync(SHOTS, { recursive: true });
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+
+function result(name, value) {
+  console.log(`result ${name} ${value}`);
+}
+
+const context = await chromium.launchPersistentContext(env('NETMON_PROFILE'), {
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  chromiumSandbox: false,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+  viewport: { width: WIDTHS[0], height: 900 },
+});
+context.setDefaultTimeout(WAIT);
+
+function watch(page) {
+  const errors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`exception: ${e.message}`));
+  return errors;
+}
+
+async function shoot(page, name) {
+  for (const width of WIDTHS) {
+    await page.setViewportSize({ width, height: width > 600 ? 900 : 844 });
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: join(SHOTS, `hub-${name}-${width}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: WIDTHS[0], height: 900 });
+}
+
+/** Pixels of the first chart's canvas under `sel` in either series' colour. */
+async function seriesPixels(page, sel) {
+  return page.evaluate((s) => {
+    const canvas = document.querySelector(`${s} canvas`);
+    if (!canvas) return -1;
+    const css = getComputedStyle(document.documentElement);
+    const rgb = (v) => {
+      const probe = document.createElement('span');
+      probe.style.color = css.getPropertyValue(v).trim();
+      document.body.appendChild(probe);
+      const m = getComputedStyle(probe).color.match(/\d+/g).map(Number);
+      probe.remove();
+      return m;
+    };
+    const colours = [rgb('--rx'), rgb('--tx')];
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i + 3] < 128) continue;
+      if (colours.some((c) => Math.abs(c[0] - data[i]) + Math.abs(c[1] - data[i + 1]) + Math.abs(c[2] - data[i + 2]) < 60)) {
+        n += 1;
+      }
+    }
+    return n;
+  }, sel);
+}
+
+let failed = null;
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors = watch(page);
+  // Every /api/v1/hosts answer the page gets, the newest last.
+  let hosts = null;
+  page.on('response', async (r) => {
+    if (new globalThis.URL(r.url()).pathname === '/api/v1/hosts' && r.ok()) {
+      hosts = await r.json().catch(() => hosts);
+    }
+  });
+
+  // 1. The page, its headers, and the hub's sign-in.
+  const response = await page.goto(`${URL}/`);
+  const h = response.headers();
+  check((h['content-security-policy'] ?? '').includes("script-src 'self'"), 'CSP allows scripts from the origin only');
+  check((h['content-security-policy'] ?? '').includes("frame-ancestors 'none'"), 'CSP denies framing');
+  check(h['x-content-type-options'] === 'nosniff', 'X-Content-Type-Options: nosniff');
+  check(h['x-frame-options'] === 'DENY', 'X-Frame-Options: DENY');
+  await page.waitForSelector('#key');
+  const label = await page.textContent('label[for=key]');
+  check(label.includes('Hub token'), `the sign-in asks for a hub token (${label})`);
+  await shoot(page, 'signin');
+
+  // 2. Signed in: the hosts, and only the hub's pages in the navigation.
+  await page.fill('#key', TOKEN);
+  await page.click('button[type=submit]');
+  const row = `tr[data-host="${HOST}"]`;
+  await page.waitForSelector(row);
+  const nav = await page.$$eval('nav[aria-label=Pages] a', (as) => as.map((a) => a.textContent.trim()));
+  check(JSON.stringify(nav) === '["Hosts"]', `only the Hosts page is offered on a hub: ${JSON.stringify(nav)}`);
+  check((await page.$('.live')) === null, 'no live-stream indicator on a hub');
+
+  // 3. The row shows the figures of the answer the page got.
+  let shown = null;
+  let want = null;
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const seen = await page.getAttribute(row, 'data-last-seen');
+    const hostJson = hosts?.hosts?.find((x) => x.host === HOST);
+    if (hostJson && hostJson.lastSeen === seen) {
+      want = [
+        percent(hostJson.cpuPercent),
+        percent(hostJson.memoryPercent),
+        percent(hostJson.diskPercent),
+        bitRate(hostJson.rxBps),
+        bitRate(hostJson.txBps),
+        count(hostJson.devices),
+      ];
+      shown = await page.$$eval(`${row} td`, (tds) => tds.slice(3, 9).map((td) => td.textContent.trim()));
+      const state = await page.textContent(`${row} td:nth-child(3)`);
+      if (JSON.stringify(shown) === JSON.stringify(want)) {
+        check(state.trim() === (hostJson.stale ? 'stale' : 'fresh'), `state ${state} vs stale ${hostJson.stale}`);
+        check(!hostJson.stale, 'the host is fresh');
+        check(Number.isFinite(hostJson.cpuPercent) && Number.isFinite(hostJson.memoryPercent), 'CPU and memory known');
+        break;
+      }
+    }
+    check(Date.now() < deadline, `the row shows the API's figures: ${JSON.stringify(shown)} vs ${JSON.stringify(want)}`);
+    await page.waitForTimeout(200);
+  }
+  result('hosts_row', JSON.stringify(shown));
+  await shoot(page, 'hosts');
+
+  // 4. The Host page: its summary, its devices and its history chart.
+  await page.click(`${row} a`);
+  await page.waitForSelector('#host-summary');
+  check(new globalThis.URL(page.url()).hash === `#/host/${HOST}`, `the Host page's address (${page.url()})`);
+  await page.waitForSelector('#host-devices');
+  await page.waitForFunction(() => Number(document.querySelector('#host-history .chart')?.dataset.points) >= 2);
+  const points = await page.getAttribute('#host-history .chart', 'data-points');
+  result('history_points', points);
+  let pixels = -1;
+  await page.waitForFunction(() => document.querySelector('#host-history canvas'));
+  for (let i = 0; i < 50 && pixels <= 0; i += 1) {
+    pixels = await seriesPixels(page, '#host-history');
+    if (pixels <= 0) await page.waitForTimeout(200);
+  }
+  result('history_pixels', pixels);
+  check(pixels > 0, 'the history chart drew its series');
+  await shoot(page, 'host');
+
+  check(errors.length === 0, `no console errors, got:\n${errors.join('\n')}`);
+  result('console_errors', errors.length);
+
+  // 5. A wrong token is refused at sign-in (its 401 is the only console error).
+  const wrong = await context.newPage();
+  const wrongErrors = watch(wrong);
+  await wrong.goto(`${URL}/`);
+  await wrong.evaluate(() => sessionStorage.clear());
+  await wrong.reload();
+  await wrong.fill('#key', 'not-the-token-0123456789abcdef');
+  await wrong.click('button[type=submit]');
+  await wrong.waitForSelector('[role=alert]');
+  const alert = (await wrong.textContent('[role=alert]')).trim().replace(/\s+/g, ' ');
+  result('wrong_token_alert', JSON.stringify(alert));
+  check(/hub refused this token/.test(alert), 'the sign-in says the hub refused the token');
+  check(wrongErrors.every((e) => e.includes('401')), `only the 401 is logged: ${wrongErrors.join('\n')}`);
+  await wrong.close();
+} catch (e) {
+  failed = e;
+} finally {
+  await context.close();
+}
+if (failed) {
+  console.error(`hub dashboard e2e: ${failed.stack ?? failed}`);
+  process.exit(1);
+}
+console.log('hub dashboard e2e: every check passed');
