@@ -866,11 +866,18 @@ mod tests {
             ..Retention::default()
         };
         let store = Arc::new(Store::open(&dir.path().join("h.redb"), retention).unwrap());
-        // 40 minutes of 100 series: about twice the budget.
+        // 40 minutes of 100 series: about twice the budget. They start on a
+        // 6-hour boundary (a block of the 1-minute tier's chunks, and of
+        // the raw tier's 30-minute ones) in the past, so how much of them
+        // maintenance seals, and so the file's size, does not depend on the
+        // time of day the test runs (from 40 minutes before a 6-hour
+        // boundary on, the data used to straddle it, and the budget did
+        // not bite).
         let n = 240;
         let t0 = {
+            const SIX_HOURS: u64 = 6 * 3_600_000;
             let now = epoch_ms(SystemTime::now());
-            now - now % 60_000 - n * STEP_MS
+            now - now % SIX_HOURS - SIX_HOURS
         };
         for i in 0..n {
             store.write(&interval(t0, i, 100)).unwrap();
