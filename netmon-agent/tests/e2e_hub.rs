@@ -194,6 +194,11 @@ fn three_agents_push_to_one_hub() {
                 .reduce(f64::max)
         };
         assert_eq!(sum["diskPercent"].as_f64(), fullest(snap));
+        // The host's active alerts are those of its last push (the agents
+        // run the default rules).
+        assert!(snap["alerts"]["firing"].is_u64(), "{snap:#}");
+        assert_eq!(sum["alerts"], snap["alerts"], "{one:#}");
+        assert!(own["alerts"]["active"].is_array(), "{own:#}");
         let (a, b) = (fullest(&own).unwrap(), fullest(snap).unwrap());
         assert!((a - b).abs() < 1.0, "{name}: disk {a} vs {b}");
         let rates = |k: &str| -> f64 {

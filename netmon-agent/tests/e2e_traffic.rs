@@ -1285,12 +1285,30 @@ fn rate_of_a_paced_flow_is_within_five_percent() {
                 )
             })
         });
-        thread::sleep(SAMPLE_AT);
-        let answer = agent.get(FLOWS);
-        let sample = find_flow(&answer, &sel)
-            .unwrap_or_else(|| panic!("no flow {sel:?} {SAMPLE_AT:?} into the run:\n{answer:#}"))
-            .clone();
-        (sender.join().expect("the paced sender panicked"), sample)
+        // Three readings, one interval apart: the median is judged, so one
+        // interval in which a sender starved of CPU caught up on its
+        // schedule (a burst above the pace, seen on a loaded machine) does
+        // not decide the result.
+        thread::sleep(SAMPLE_AT - Duration::from_secs(1));
+        let mut samples: Vec<Value> = (0..3)
+            .map(|i| {
+                if i > 0 {
+                    thread::sleep(Duration::from_secs(1));
+                }
+                let answer = agent.get(FLOWS);
+                find_flow(&answer, &sel)
+                    .unwrap_or_else(|| panic!("no flow {sel:?} in the run:\n{answer:#}"))
+                    .clone()
+            })
+            .collect();
+        samples.sort_by(|x, y| {
+            let pps = |v: &Value| v["packets_per_second"].as_f64().unwrap_or(0.0);
+            pps(x).total_cmp(&pps(y))
+        });
+        (
+            sender.join().expect("the paced sender panicked"),
+            samples.swap_remove(1),
+        )
     });
     let achieved = report.sent as f64 / report.elapsed.as_secs_f64();
     // The schedule is absolute, so the sender only falls behind when it is

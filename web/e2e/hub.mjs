@@ -143,12 +143,18 @@ try {
         bitRate(hostJson.txBps),
         count(hostJson.devices),
       ];
-      shown = await page.$$eval(`${row} td`, (tds) => tds.slice(3, 9).map((td) => td.textContent.trim()));
+      want.push(String(hostJson.alerts?.firing));
+      shown = await page.$$eval(`${row} td`, (tds) => [
+        ...tds.slice(3, 9).map((td) => td.textContent.trim()),
+        // The alerts column: the firing count of the host's last push.
+        String(tds[9]?.querySelector('span')?.dataset.firing),
+      ]);
       const state = await page.textContent(`${row} td:nth-child(3)`);
       if (JSON.stringify(shown) === JSON.stringify(want)) {
         check(state.trim() === (hostJson.stale ? 'stale' : 'fresh'), `state ${state} vs stale ${hostJson.stale}`);
         check(!hostJson.stale, 'the host is fresh');
         check(Number.isFinite(hostJson.cpuPercent) && Number.isFinite(hostJson.memoryPercent), 'CPU and memory known');
+        check(Number.isInteger(hostJson.alerts?.firing), `the host's push carries its alerts: ${JSON.stringify(hostJson.alerts)}`);
         break;
       }
     }

@@ -64,6 +64,9 @@ struct Snapshot {
     /// target, or `{"unavailable": "<why>"}` when the latency collector is
     /// off or has not finished a cycle.
     latency: Avail<Vec<TargetReport>>,
+    /// netmon's addition: the alerts pending or firing now (what a hub
+    /// lists per host), or `{"unavailable": "<why>"}` with `--no-alerts`.
+    alerts: Avail<SnapshotAlerts>,
     /// netmon's addition: the agent's version.
     agent_version: &'static str,
 }
@@ -182,6 +185,78 @@ struct Bandwidth {
     /// Bits per second, rounded to a whole number as in the seed.
     tx_rate_bps: u64,
     utilization_percent: Option<f64>,
+}
+
+/// Most alerts a snapshot lists; the rest are counted in `omitted`.
+const MAX_SNAPSHOT_ALERTS: usize = 100;
+
+/// The alerts pending or firing when the snapshot was taken.
+#[derive(Serialize, utoipa::ToSchema)]
+struct SnapshotAlerts {
+    firing: u64,
+    pending: u64,
+    /// Firing first, then by rule; at most 100.
+    active: Vec<SnapshotAlert>,
+    /// Active alerts beyond the 100 listed.
+    omitted: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct SnapshotAlert {
+    name: String,
+    severity: String,
+    /// `pending` or `firing`.
+    state: &'static str,
+    silenced: bool,
+    /// Since when it has been pending (RFC 3339).
+    since: String,
+    /// The labels that tell its entity apart (alertname and severity left
+    /// out).
+    labels: std::collections::BTreeMap<String, String>,
+    summary: Option<String>,
+}
+
+fn snapshot_alerts(alerts: &crate::alerts::run::Alerts) -> Avail<SnapshotAlerts> {
+    use crate::alerts::engine::State;
+    if !alerts.enabled() {
+        return Avail::unavailable("alerts are off (--no-alerts)");
+    }
+    let mut active: Vec<_> = alerts
+        .active()
+        .into_iter()
+        .filter(|a| matches!(a.state, State::Pending | State::Firing))
+        .collect();
+    active.sort_by(|a, b| {
+        b.state
+            .cmp(&a.state)
+            .then_with(|| (&a.rule, &a.labels).cmp(&(&b.rule, &b.labels)))
+    });
+    let firing = active.iter().filter(|a| a.state == State::Firing).count() as u64;
+    let pending = active.len() as u64 - firing;
+    let omitted = active.len().saturating_sub(MAX_SNAPSHOT_ALERTS) as u64;
+    active.truncate(MAX_SNAPSHOT_ALERTS);
+    Avail::Value(SnapshotAlerts {
+        firing,
+        pending,
+        omitted,
+        active: active
+            .into_iter()
+            .map(|a| {
+                let mut labels = a.labels;
+                let severity = labels.remove("severity").unwrap_or_default();
+                labels.remove("alertname");
+                SnapshotAlert {
+                    name: a.rule,
+                    severity,
+                    state: a.state.as_str(),
+                    silenced: a.silenced,
+                    since: time(a.active_since),
+                    labels,
+                    summary: a.annotations.get("summary").cloned(),
+                }
+            })
+            .collect(),
+    })
 }
 
 /// A rate in bits per second as the seed writes it: a whole number.
@@ -323,6 +398,7 @@ fn build(state: &AppState) -> Snapshot {
             connected_devices,
         },
         latency,
+        alerts: snapshot_alerts(&state.alerts),
         agent_version: env!("CARGO_PKG_VERSION"),
     }
 }

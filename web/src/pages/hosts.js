@@ -54,6 +54,7 @@ export function Hosts() {
     { key: 'rx', label: 'Receiving', num: true, value: (h) => h.rxBps ?? -1, cell: (h) => hostCells(h).rx },
     { key: 'tx', label: 'Sending', num: true, value: (h) => h.txBps ?? -1, cell: (h) => hostCells(h).tx },
     { key: 'devices', label: 'Devices', num: true, value: (h) => h.devices ?? -1, cell: (h) => hostCells(h).devices },
+    { key: 'alerts', label: 'Alerts', num: true, value: (h) => alertCount(h.alerts), cell: (h) => html`<${AlertCell} alerts=${h.alerts} />` },
   ];
   return html`<h1>Hosts</h1>
     <${Loaded} poll=${poll} render=${(d) => {
@@ -148,4 +149,20 @@ function HostDevices({ devices, now }) {
     <${SortTable} label="Devices of the host" columns=${columns} rows=${devices} rowKey=${(d) => `${d.interface}/${d.mac}`}
       rowAttrs=${(d) => ({ 'data-mac': d.mac })} empty="The host's latest push lists no device." />
   </${Card}>`;
+}
+
+/** Firing alerts of a host's last push; -1 when it carried none. */
+function alertCount(a) {
+  return a && typeof a.firing === 'number' ? a.firing : -1;
+}
+
+/** "2 firing, 1 pending" with the alerts' names on hover; "—" when the
+ * host's pushes carry no alerts (seed 000's agents, --no-alerts). */
+function AlertCell({ alerts }) {
+  if (!alerts || typeof alerts.firing !== 'number') return '—';
+  const names = alerts.active.map((x) => `${x.name} (${x.severity}, ${x.state})`).join('\n');
+  const text = alerts.firing || alerts.pending
+    ? [alerts.firing ? `${alerts.firing} firing` : '', alerts.pending ? `${alerts.pending} pending` : ''].filter(Boolean).join(', ')
+    : 'none';
+  return html`<span class=${alerts.firing ? 'sev critical' : ''} title=${names || undefined} data-firing=${alerts.firing}>${text}</span>`;
 }
