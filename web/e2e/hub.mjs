@@ -180,6 +180,18 @@ try {
   }
   result('history_pixels', pixels);
   check(pixels > 0, 'the history chart drew its series');
+  // The host's latest push, page by page: one interface row per interface
+  // of the snapshot the hub answers, its filesystems, its alerts card.
+  const one = await (await context.request.get(`${URL}/api/v1/hosts/${HOST}`, { headers: { 'X-API-KEY': TOKEN } })).json();
+  const ifaces = one.snapshot.network.interfaces.map((i) => i.name).sort();
+  await page.waitForSelector('#host-interfaces tr[data-iface]');
+  const shownIfaces = (await page.$$eval('#host-interfaces tr[data-iface]', (trs) => trs.map((tr) => tr.dataset.iface))).sort();
+  check(JSON.stringify(shownIfaces) === JSON.stringify(ifaces), `the host's interfaces ${JSON.stringify(shownIfaces)} vs ${JSON.stringify(ifaces)}`);
+  const disks = await page.$$eval('#host-system tbody tr', (trs) => trs.length);
+  check(disks === Math.max(one.snapshot.metrics.disk.length, 1), `one filesystem row a disk (${disks})`);
+  check((await page.$('#host-alerts :is(table, p)')) !== null, 'the host\'s alerts card answers');
+  check((await page.$('#host-latency :is(table, p)')) !== null, 'the host\'s latency card answers');
+  result('host_interfaces', JSON.stringify(shownIfaces));
   await shoot(page, 'host');
 
   check(errors.length === 0, `no console errors, got:\n${errors.join('\n')}`);

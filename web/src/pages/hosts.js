@@ -1,6 +1,7 @@
 // A hub's pages: every host that pushes to it (#/hosts) and one host
-// (#/host/<name>): its figures, its devices and its history. The figures
-// are those of the host's latest push (`GET /api/v1/hosts`).
+// (#/host/<name>): its figures, its devices and its history, and its
+// alerts, interfaces, system figures and latency probes (host_latest.js).
+// The figures are those of the host's latest push (`GET /api/v1/hosts`).
 
 import { html } from 'htm/preact';
 import { useMemo, useState } from 'preact/hooks';
@@ -9,6 +10,7 @@ import { Chart } from '../chart.js';
 import { useNow, usePoll } from '../hooks.js';
 import { ago, bitRate, bytes, count, localTime, percent } from '../format.js';
 import { Card, Loaded, Meter, SortTable, Stat } from '../ui.js';
+import { HostLatest } from './host_latest.js';
 
 /** What a host row shows, each figure as text (the e2e test uses these). */
 export function hostCells(h) {
@@ -91,6 +93,7 @@ export function Host({ name }) {
         </${Card}>
         <${HostHistory} name=${name} />
         <${HostDevices} devices=${d.devices ?? []} now=${now} />
+        <${HostLatest} snapshot=${d.snapshot} now=${now} />
       </div>`;
     }} />`;
 }
