@@ -1,7 +1,8 @@
 //! The systemd units in `deploy/systemd`: `systemd-analyze verify` accepts
 //! both, both carry the hardening the README promises, and the
 //! capability-restricted one rates at exposure 2.0 or lower in
-//! `systemd-analyze security --offline=yes`. systemd does not run here; the
+//! `systemd-analyze security --offline=yes`; so does the hub's unit, which
+//! holds no capability. systemd does not run here; the
 //! offline analysis needs only the unit file and the binary it starts.
 
 use std::{
@@ -12,6 +13,7 @@ use std::{
 
 const PRIVILEGED: &str = "netmon-agent.service";
 const RESTRICTED: &str = "netmon-agent-caps.service";
+const HUB: &str = "netmon-hub.service";
 
 /// Settings both units must have (the README's security model).
 const REQUIRED: &[&str] = &[
@@ -47,13 +49,15 @@ fn unit_dir() -> PathBuf {
 /// checks that the program exists and is executable).
 fn installed_copy(dir: &Path, unit: &str) -> PathBuf {
     let text = fs::read_to_string(unit_dir().join(unit)).unwrap();
-    assert!(
-        text.contains("ExecStart=/usr/bin/netmon-agent\n"),
-        "{unit}: ExecStart is not /usr/bin/netmon-agent"
-    );
+    let exec = if unit == HUB {
+        "ExecStart=/usr/bin/netmon-agent hub\n"
+    } else {
+        "ExecStart=/usr/bin/netmon-agent\n"
+    };
+    assert!(text.contains(exec), "{unit}: ExecStart is not {exec:?}");
     let text = text.replace(
-        "ExecStart=/usr/bin/netmon-agent\n",
-        &format!("ExecStart={}\n", env!("CARGO_BIN_EXE_netmon-agent")),
+        "ExecStart=/usr/bin/netmon-agent",
+        &format!("ExecStart={}", env!("CARGO_BIN_EXE_netmon-agent")),
     );
     let path = dir.join(unit);
     fs::write(&path, text).unwrap();
@@ -164,6 +168,30 @@ fn restricted_unit_exposure_is_at_most_2() {
     let (_, stdout, stderr) =
         systemd_analyze(&["security", "--offline=yes", path.to_str().unwrap()]);
     let level = exposure(&stdout);
+    assert!(level <= 2.0, "exposure {level} > 2.0:\n{stdout}{stderr}");
+}
+
+#[test]
+fn the_hub_unit_verifies_holds_no_capability_and_rates_at_most_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = installed_copy(dir.path(), HUB);
+    let (ok, stdout, stderr) = systemd_analyze(&["verify", path.to_str().unwrap()]);
+    assert!(ok && stderr.trim().is_empty(), "{HUB}:\n{stdout}{stderr}");
+    let text = fs::read_to_string(unit_dir().join(HUB)).unwrap();
+    for line in [
+        "\nUser=netmon\n",
+        "\nCapabilityBoundingSet=\n",
+        "\nAmbientCapabilities=\n",
+        "\nStateDirectory=netmon-hub\n",
+        "\nNoNewPrivileges=yes\n",
+        "\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
+    ] {
+        assert!(text.contains(line), "{HUB} lacks {line:?}");
+    }
+    let (_, stdout, stderr) =
+        systemd_analyze(&["security", "--offline=yes", path.to_str().unwrap()]);
+    let level = exposure(&stdout);
+    eprintln!("{HUB}: exposure {level}");
     assert!(level <= 2.0, "exposure {level} > 2.0:\n{stdout}{stderr}");
 }
 

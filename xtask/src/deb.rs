@@ -63,6 +63,7 @@ const FILES: &[&str] = &[
     "/usr/bin/netmon-agent",
     "/lib/systemd/system/netmon-agent.service",
     "/lib/systemd/system/netmon-agent-caps.service",
+    "/lib/systemd/system/netmon-hub.service",
     "/etc/netmon/netmon.toml",
     "/usr/share/doc/netmon-agent/README.md",
 ];
@@ -97,6 +98,7 @@ fn install_test(deb: &Path) -> Result<()> {
         "verify",
         "/lib/systemd/system/netmon-agent.service",
         "/lib/systemd/system/netmon-agent-caps.service",
+        "/lib/systemd/system/netmon-hub.service",
     ]))?;
     drop(purge);
     for f in FILES {
