@@ -24,7 +24,7 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
@@ -40,7 +40,6 @@ const DATAGRAMS: usize = 300;
 const PAYLOAD: usize = 1000;
 /// Longest the browser script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -203,38 +202,16 @@ fn run_browser(
     sent: u64,
     tmp_pid: u32,
 ) -> String {
-    let profile = tmp.join("chromium-profile");
-    let home = tmp.join("home");
-    std::fs::create_dir_all(&home).expect("home dir");
-    let mut cmd = Command::new("node");
-    cmd.arg(web.join("e2e/dashboard.mjs"))
-        .current_dir(web)
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("NETMON_URL", format!("http://{LISTEN}"))
-        .env("NETMON_RO_KEY", RO_KEY)
-        .env("NETMON_ADMIN_KEY", TEST_KEY)
-        .env("NETMON_DEVICE_MAC", mac)
-        .env("NETMON_SENT_BYTES", sent.to_string())
-        .env("NETMON_INTERVAL_MS", INTERVAL_MS.to_string())
-        .env("NETMON_RENAME", RENAMED)
-        .env("NETMON_TMP_PID", tmp_pid.to_string())
-        .env("NETMON_SCREENSHOTS", shots)
-        .env("NETMON_PROFILE", &profile)
-        .env("CHROMIUM", CHROMIUM);
-    let started = Instant::now();
-    let mut child = ns.spawn(&cmd);
-    let status = child.wait_with_timeout(SCRIPT_TIMEOUT);
-    let text = format!(
-        "--- browser script ({:.1} s, {status:?}) ---\n{}{}",
-        started.elapsed().as_secs_f64(),
-        child.stdout_text(),
-        child.stderr_text()
-    );
-    if status.is_none() {
-        child.terminate();
-        panic!("the browser script did not finish in {SCRIPT_TIMEOUT:?}:\n{text}");
-    }
-    text
+    let env = [
+        ("NETMON_URL", format!("http://{LISTEN}")),
+        ("NETMON_RO_KEY", RO_KEY.to_owned()),
+        ("NETMON_ADMIN_KEY", TEST_KEY.to_owned()),
+        ("NETMON_DEVICE_MAC", mac.to_owned()),
+        ("NETMON_SENT_BYTES", sent.to_string()),
+        ("NETMON_INTERVAL_MS", INTERVAL_MS.to_string()),
+        ("NETMON_RENAME", RENAMED.to_owned()),
+        ("NETMON_TMP_PID", tmp_pid.to_string()),
+        ("NETMON_SCREENSHOTS", shots.display().to_string()),
+    ];
+    run_browser_script(ns, web, "dashboard.mjs", tmp, &env, SCRIPT_TIMEOUT)
 }

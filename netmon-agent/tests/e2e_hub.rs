@@ -66,23 +66,6 @@ fn hub_get(ns: &NetNs, path: &str, token: &str) -> Value {
     }
 }
 
-/// `netmon-agent hub --state-dir dir token ...`; its stdout.
-fn token(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(agent_bin())
-        .args(["hub", "--state-dir"])
-        .arg(dir)
-        .arg("token")
-        .args(args)
-        .output()
-        .expect("running hub token");
-    assert!(
-        out.status.success(),
-        "hub token {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 fn start_hub(gw: &NetNs, dir: &Path, read: &str) -> NsChild {
     let mut cmd = Command::new(agent_bin());
     cmd.arg("hub")
@@ -121,7 +104,7 @@ fn three_agents_push_to_one_hub() {
     let gw = lan.gw();
     let dir = tempfile::tempdir().unwrap();
     let hub_dir = dir.path().join("hub");
-    let read = token(&hub_dir, &["add", "--read-only", "dashboard"]);
+    let read = hub_token(&hub_dir, &["add", "--read-only", "dashboard"]);
     assert_eq!(read.len(), 64);
     let mut hub = start_hub(gw, &hub_dir, &read);
 
@@ -129,7 +112,7 @@ fn three_agents_push_to_one_hub() {
     let mut tokens = Vec::new();
     let mut agents = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let t = token(&hub_dir, &["add", name]);
+        let t = hub_token(&hub_dir, &["add", name]);
         let key_file = dir.path().join(format!("{name}.key"));
         std::fs::write(&key_file, format!("{t}\n")).unwrap();
         tokens.push(t);
@@ -253,7 +236,7 @@ fn three_agents_push_to_one_hub() {
     );
 
     // Seed 000's agent: its body with X-API-KEY.
-    let pi = token(&hub_dir, &["add", "pi"]);
+    let pi = hub_token(&hub_dir, &["add", "pi"]);
     let seed000 = json!({"host": "pi", "cpu_pct": 12.5, "mem_pct": 40.0, "disk_pct": 55.0,
         "rx_kbps": 8.0, "tx_kbps": 2.0, "ping_ms": 3.5});
     let (status, body) = hub_req(gw, "POST", "/ingest", &pi, Some(seed000.clone())).unwrap();
@@ -294,7 +277,7 @@ fn three_agents_push_to_one_hub() {
     assert_eq!(status, 403);
 
     // Revoked, the running hub refuses the token.
-    token(&hub_dir, &["revoke", "pi"]);
+    hub_token(&hub_dir, &["revoke", "pi"]);
     let (status, body) = hub_req(gw, "POST", "/ingest", &pi, Some(seed000)).unwrap();
     assert_eq!(
         (status, &body["error"]["code"]),

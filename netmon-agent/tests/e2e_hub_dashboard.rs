@@ -17,7 +17,7 @@ mod common;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
@@ -25,7 +25,6 @@ use common::*;
 const HUB_PORT: u16 = 9300;
 const HOST: &str = "web01";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,23 +35,6 @@ fn workspace() -> PathBuf {
 
 fn hub_url(path: &str) -> String {
     format!("http://{}:{HUB_PORT}{path}", Lan::GW_IP4)
-}
-
-/// `netmon-agent hub --state-dir dir token ...`; its stdout.
-fn token(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(agent_bin())
-        .args(["hub", "--state-dir"])
-        .arg(dir)
-        .arg("token")
-        .args(args)
-        .output()
-        .expect("running hub token");
-    assert!(
-        out.status.success(),
-        "hub token {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// GET `path` on the hub from inside `ns`: status and body.
@@ -100,8 +82,8 @@ fn the_hub_dashboard_shows_the_hosts_in_a_real_browser() {
     let gw = lan.gw();
     let dir = tempfile::tempdir().unwrap();
     let hub_dir = dir.path().join("hub");
-    let read = token(&hub_dir, &["add", "--read-only", "dashboard"]);
-    let host_token = token(&hub_dir, &["add", HOST]);
+    let read = hub_token(&hub_dir, &["add", "--read-only", "dashboard"]);
+    let host_token = hub_token(&hub_dir, &["add", HOST]);
     let key_file = dir.path().join("push.key");
     std::fs::write(&key_file, format!("{host_token}\n")).unwrap();
 
@@ -148,33 +130,13 @@ fn the_hub_dashboard_shows_the_hosts_in_a_real_browser() {
     );
 
     let tmp = dir.path().join("browser");
-    let home = tmp.join("home");
-    std::fs::create_dir_all(&home).expect("home dir");
-    let mut cmd = Command::new("node");
-    cmd.arg(web.join("e2e/hub.mjs"))
-        .current_dir(&web)
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env("NETMON_URL", hub_url(""))
-        .env("NETMON_HUB_TOKEN", &read)
-        .env("NETMON_HOST", HOST)
-        .env("NETMON_SCREENSHOTS", &shots)
-        .env("NETMON_PROFILE", tmp.join("chromium-profile"))
-        .env("CHROMIUM", CHROMIUM);
-    let started = Instant::now();
-    let mut child = gw.spawn(&cmd);
-    let status = child.wait_with_timeout(SCRIPT_TIMEOUT);
-    let output = format!(
-        "--- browser script ({:.1} s, {status:?}) ---\n{}{}",
-        started.elapsed().as_secs_f64(),
-        child.stdout_text(),
-        child.stderr_text()
-    );
-    if status.is_none() {
-        child.terminate();
-        panic!("the browser script did not finish in {SCRIPT_TIMEOUT:?}:\n{output}");
-    }
+    let env = [
+        ("NETMON_URL", hub_url("")),
+        ("NETMON_HUB_TOKEN", read.clone()),
+        ("NETMON_HOST", HOST.to_owned()),
+        ("NETMON_SCREENSHOTS", shots.display().to_string()),
+    ];
+    let output = run_browser_script(gw, &web, "hub.mjs", &tmp, &env, SCRIPT_TIMEOUT);
     eprintln!("{output}");
     assert!(
         output.contains("hub dashboard e2e: every check passed"),

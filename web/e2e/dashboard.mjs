@@ -18,15 +18,8 @@
 // Prints one `result <name> <value>` line per measurement and exits non-zero
 // with the reason on the first check that fails.
 
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { check, env, launch, result, seriesPixels, shoot as shootAt, watch } from './common.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const URL = env('NETMON_URL');
 const RO_KEY = env('NETMON_RO_KEY');
 const ADMIN_KEY = env('NETMON_ADMIN_KEY');
@@ -36,90 +29,15 @@ const INTERVAL = Number(env('NETMON_INTERVAL_MS'));
 const RENAME = env('NETMON_RENAME');
 const TMP_PID = env('NETMON_TMP_PID');
 const SHOTS = env('NETMON_SCREENSHOTS');
-const PROFILE = env('NETMON_PROFILE');
-const WIDTHS = [1280, 390];
-/** Longest any single wait takes: the test fails rather than hangs. */
-const WAIT = 30_000;
 
-mkdirSync(SHOTS, { recursive: true });
+const context = await launch();
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
-function result(name, value) {
-  console.log(`result ${name} ${value}`);
-}
-
-const context = await chromium.launchPersistentContext(PROFILE, {
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  chromiumSandbox: false,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-  viewport: { width: WIDTHS[0], height: 900 },
-});
-context.setDefaultTimeout(WAIT);
-
-/** Console errors and uncaught exceptions of `page`, as text. */
-function watch(page) {
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`exception: ${e.message}`));
-  return errors;
-}
-
-async function shoot(page, name) {
-  for (const width of WIDTHS) {
-    await page.setViewportSize({ width, height: width > 600 ? 900 : 844 });
-    // Let charts follow the width before the picture.
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: WIDTHS[0], height: 900 });
-}
+const shoot = (page, name) => shootAt(page, SHOTS, name);
 
 async function signIn(page, key) {
   await page.goto(`${URL}/`);
   await page.fill('#key', key);
   await page.click('button[type=submit]');
-}
-
-/** Pixels of the chart's canvas in either series' colour. */
-async function seriesPixels(page, selector) {
-  return page.evaluate((sel) => {
-    const canvas = document.querySelector(`${sel} canvas`);
-    if (!canvas) return -1;
-    const css = getComputedStyle(document.documentElement);
-    const rgb = (v) => {
-      const probe = document.createElement('span');
-      probe.style.color = css.getPropertyValue(v).trim();
-      document.body.appendChild(probe);
-      const m = getComputedStyle(probe).color.match(/\d+/g).map(Number);
-      probe.remove();
-      return m;
-    };
-    const colours = [rgb('--rx'), rgb('--tx')];
-    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
-    let n = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i + 3] < 128) continue;
-      if (colours.some((c) => Math.abs(c[0] - data[i]) + Math.abs(c[1] - data[i + 1]) + Math.abs(c[2] - data[i + 2]) < 60)) {
-        n += 1;
-      }
-    }
-    return n;
-  }, selector);
 }
 
 let failed = null;

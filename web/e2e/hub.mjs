@@ -12,87 +12,17 @@
 //
 // Also: a wrong token is refused at sign-in. Exits non-zero with the reason on the first check that fails.
 
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { bitRate, count, percent } from '../src/format.js';
+import { WAIT, check, env, launch, result, seriesPixels, shoot as shootAt, watch } from './common.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const URL = env('NETMON_URL');
 const TOKEN = env('NETMON_HUB_TOKEN');
 const HOST = env('NETMON_HOST');
 const SHOTS = env('NETMON_SCREENSHOTS');
-const WIDTHS = [1280, 390];
-const WAIT = 30_000;
 
-mkdirSync(SHOTS, { recursive: true });
+const context = await launch();
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-
-function result(name, value) {
-  console.log(`result ${name} ${value}`);
-}
-
-const context = await chromium.launchPersistentContext(env('NETMON_PROFILE'), {
-  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  chromiumSandbox: false,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  viewport: { width: WIDTHS[0], height: 900 },
-});
-context.setDefaultTimeout(WAIT);
-
-function watch(page) {
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`exception: ${e.message}`));
-  return errors;
-}
-
-async function shoot(page, name) {
-  for (const width of WIDTHS) {
-    await page.setViewportSize({ width, height: width > 600 ? 900 : 844 });
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: join(SHOTS, `hub-${name}-${width}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: WIDTHS[0], height: 900 });
-}
-
-/** Pixels of the first chart's canvas under `sel` in either series' colour. */
-async function seriesPixels(page, sel) {
-  return page.evaluate((s) => {
-    const canvas = document.querySelector(`${s} canvas`);
-    if (!canvas) return -1;
-    const css = getComputedStyle(document.documentElement);
-    const rgb = (v) => {
-      const probe = document.createElement('span');
-      probe.style.color = css.getPropertyValue(v).trim();
-      document.body.appendChild(probe);
-      const m = getComputedStyle(probe).color.match(/\d+/g).map(Number);
-      probe.remove();
-      return m;
-    };
-    const colours = [rgb('--rx'), rgb('--tx')];
-    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
-    let n = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i + 3] < 128) continue;
-      if (colours.some((c) => Math.abs(c[0] - data[i]) + Math.abs(c[1] - data[i + 1]) + Math.abs(c[2] - data[i + 2]) < 60)) {
-        n += 1;
-      }
-    }
-    return n;
-  }, sel);
-}
+const shoot = (page, name) => shootAt(page, SHOTS, `hub-${name}`);
 
 let failed = null;
 try {

@@ -16,12 +16,14 @@
 )]
 
 pub mod agent;
+pub mod browser;
 pub mod netns;
 pub mod root;
 pub mod seed001;
 pub mod traffic;
 
 pub use agent::*;
+pub use browser::*;
 pub use netns::*;
 pub use root::*;
 pub use seed001::seed001_mismatches;
