@@ -196,6 +196,7 @@ pub async fn serve(started: Started) -> Result<(), Error> {
     info!(addr = %cfg.listen, tls, "API listening.");
 
     let shared = Shared::default();
+    let started = std::time::SystemTime::now();
     let telemetry = collect::Telemetry::default();
     // One stop for every thread: the collectors, the history's two and
     // the drain (which detaches the programs).
@@ -229,6 +230,8 @@ pub async fn serve(started: Started) -> Result<(), Error> {
         remote_write: remote_write.clone(),
         alerts,
         prebuilt: Default::default(),
+        snapshot_flows: cfg.push.push_flows as usize,
+        started,
     };
     let watched = attachments.len();
     let drain = drain::spawn(&cfg, kernel, attachments, watcher, &state, &series, &stop);

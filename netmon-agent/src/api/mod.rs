@@ -91,6 +91,12 @@ pub struct AppState {
     pub alerts: crate::alerts::run::Alerts,
     /// The hot endpoints' answers, built once per drain or reading.
     pub prebuilt: Arc<prebuilt::Prebuilt>,
+    /// Most flows `/api/v1/snapshot` (and so each push) lists
+    /// (`--push-flows`).
+    pub snapshot_flows: usize,
+    /// When the agent started counting: the snapshot's `agentStartTime`,
+    /// which tells a hub whether a host's totals are all new to it.
+    pub started: std::time::SystemTime,
 }
 
 /// The history store, or the reason it is off.

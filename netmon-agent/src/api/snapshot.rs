@@ -27,6 +27,11 @@
 //!   `utilizationPercent` the busier direction's share of the interface's
 //!   link speed (null when the speed is unknown, as on virtual links).
 //!   `network.interfaces[]` carries the same fields per interface.
+//!
+//! netmon's additions beside them: `latency`, `alerts`, `agentVersion`,
+//! `agentStartTime`, packet totals in each device's `bandwidth`, and
+//! `flows`: the top `--push-flows` flows by rate exactly as `/api/v1/flows`
+//! lists them, so a hub shows a host's flows and ranks its top talkers.
 
 use std::collections::HashMap;
 
@@ -69,6 +74,12 @@ struct Snapshot {
     alerts: Avail<SnapshotAlerts>,
     /// netmon's addition: the agent's version.
     agent_version: &'static str,
+    /// netmon's addition: when the agent started counting (its devices'
+    /// and flows' totals are since then).
+    agent_start_time: String,
+    /// netmon's addition: the busiest flows (`--push-flows`, 100 by
+    /// default), as `/api/v1/flows` lists them, and how many were left out.
+    flows: super::flows::SnapshotFlows,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -185,6 +196,9 @@ struct Bandwidth {
     /// Bits per second, rounded to a whole number as in the seed.
     tx_rate_bps: u64,
     utilization_percent: Option<f64>,
+    // netmon's additions.
+    rx_packets_total: u64,
+    tx_packets_total: u64,
 }
 
 /// Most alerts a snapshot lists; the rest are counted in `omitted`.
@@ -400,6 +414,8 @@ fn build(state: &AppState) -> Snapshot {
         latency,
         alerts: snapshot_alerts(&state.alerts),
         agent_version: env!("CARGO_PKG_VERSION"),
+        agent_start_time: time(state.started),
+        flows: super::flows::for_snapshot(&s, state.snapshot_flows),
     }
 }
 
@@ -427,6 +443,8 @@ fn connected(d: DeviceView, speeds: &HashMap<u32, u64>) -> ConnectedDevice {
                 .get(&d.ifindex)
                 .filter(|s| **s > 0)
                 .map(|s| busier_bits * 100.0 / (*s as f64 * 1e6)),
+            rx_packets_total: d.rx.packets,
+            tx_packets_total: d.tx.packets,
         },
         interface: d.interface,
         vendor: d.vendor,

@@ -29,6 +29,8 @@ pub fn state(store: StoreSlot, http: Arc<Http>) -> AppState {
         http,
         alerts: Default::default(),
         prebuilt: Default::default(),
+        snapshot_flows: crate::push::DEFAULT_PUSH_FLOWS as usize,
+        started: std::time::SystemTime::now(),
     }
 }
 

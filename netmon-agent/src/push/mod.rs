@@ -53,10 +53,20 @@ pub struct Options {
     #[arg(long, value_enum, default_value_t = Compression::Gzip, env = "NETMON_PUSH_COMPRESSION")]
     pub push_compression: Compression,
 
+    /// Most flows the snapshot lists (`flows.flows`): the busiest by the
+    /// last interval's rate, as `/api/v1/flows` orders them; how many were
+    /// left out is `flows.omitted`. 0 lists none. Bounds the pushed size:
+    /// about 82 bytes gzip-compressed a flow (386 of JSON; README).
+    #[arg(long, default_value_t = DEFAULT_PUSH_FLOWS, value_parser = clap::value_parser!(u32).range(0..=10_000), env = "NETMON_PUSH_FLOWS")]
+    pub push_flows: u32,
+
     /// Time limit of one push request.
     #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration, env = "NETMON_PUSH_TIMEOUT")]
     pub push_timeout: Duration,
 }
+
+/// Default `--push-flows`.
+pub const DEFAULT_PUSH_FLOWS: u32 = 100;
 
 /// How a pushed body is encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
