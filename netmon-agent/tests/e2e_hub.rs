@@ -342,3 +342,213 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// The fields a ranked talker is compared by: its series, its value, and
+/// its totals' values (its time span is each store's own intervals).
+fn talkers(top: &Value) -> Vec<(Value, Value, Value)> {
+    top["top"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no top: {top:#}"))
+        .iter()
+        .map(|r| {
+            (
+                r["series"].clone(),
+                r["value"].clone(),
+                r["total"]["values"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// One agent (history on) pushes to a hub while two hosts exchange UDP:
+/// the hub's flows of the host are the agent's own `/api/v1/flows` of the
+/// same interval field for field (bounded by `--push-flows`, the rest
+/// counted as omitted), its top talkers (flows and devices) are the
+/// agent's own `/api/v1/top` over the same window, and an admin removes
+/// the host: its token then gets 401, its history file is gone, and other
+/// tokens cannot remove hosts.
+#[test]
+fn a_hosts_flows_and_top_talkers_match_its_agent_and_it_can_be_removed() {
+    skip_unless_root!();
+    let lan = Lan::new(2);
+    let gw = lan.gw();
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = dir.path().join("hub");
+    let read = hub_token(&hub_dir, &["add", "--read-only", "dashboard"]);
+    let admin = hub_token(&hub_dir, &["add", "--admin", "ops"]);
+    let mut hub = start_hub(gw, &hub_dir, &read);
+    let token = hub_token(&hub_dir, &["add", "h1"]);
+    let key_file = dir.path().join("h1.key");
+    std::fs::write(&key_file, format!("{token}\n")).unwrap();
+    const LISTED: usize = 3;
+    let agent = Agent::start(
+        lan.host(1).ns(),
+        &[
+            "--iface=eth0",
+            "--server-id=h1",
+            "--interval=1s",
+            &format!("--push-url={}", hub_url("/api/v1/ingest")),
+            &format!("--push-key-file={}", key_file.display()),
+            "--push-interval=1s",
+            &format!("--push-flows={LISTED}"),
+        ],
+    );
+    let listed = poll_until(Duration::from_secs(30), || {
+        hub_req(gw, "GET", "/api/v1/hosts/h1/flows", &read, None).is_ok_and(|(s, _)| s == 200)
+    });
+    assert!(listed, "h1 never pushed:\n{}", hub.stderr_text());
+
+    // Two flows of known sizes each way (and whatever else the link carries).
+    let (h1, h2) = (lan.host(1), lan.host(2));
+    icmp_echo_between(h1, h2);
+    udp_exchange(h1, h2, 1000, 300);
+    udp_exchange(h2, h1, 400, 100);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The flows: the hub's of the interval the agent answered for.
+    let mut own_by_time = std::collections::HashMap::new();
+    let mut last = (Value::Null, Value::Null);
+    let same = poll_until(Duration::from_secs(30), || {
+        let own = agent.get(&format!("/api/v1/flows?limit={LISTED}"));
+        own_by_time.insert(own["updated"].to_string(), own);
+        let hub = hub_get(gw, "/api/v1/hosts/h1/flows", &read);
+        let Some(own) = own_by_time.get(&hub["updated"].to_string()) else {
+            std::thread::sleep(Duration::from_millis(200));
+            return false;
+        };
+        last = (own.clone(), hub.clone());
+        for k in [
+            "flows",
+            "total",
+            "capacity",
+            "evictions",
+            "interval_seconds",
+        ] {
+            assert_eq!(own[k], hub[k], "{k}: agent {own:#}\nhub {hub:#}");
+        }
+        true
+    });
+    assert!(same, "no push of an interval the agent answered: {last:#?}");
+    let (own, hub_flows) = last;
+    // The busiest by rate (the pushes to the hub, now that the UDP bursts
+    // are over), at most --push-flows, the rest counted.
+    let n = hub_flows["flows"].as_array().unwrap().len() as u64;
+    let total = own["total"].as_u64().unwrap();
+    assert_eq!(n, total.min(LISTED as u64), "{hub_flows:#}");
+    assert!(total > LISTED as u64, "more flows than listed: {own:#}");
+    assert_eq!(hub_flows["limit"], LISTED as u64);
+    assert_eq!(
+        hub_flows["omitted"].as_u64(),
+        Some(total - n),
+        "{hub_flows:#}"
+    );
+
+    // The size of what is pushed (printed for the README): the agent's
+    // snapshot, gzip-compressed as its push does.
+    let doc = serde_json::to_vec(&agent.get("/api/v1/snapshot")).unwrap();
+    eprintln!(
+        "snapshot with {n} flows listed: {} B of JSON, {} B gzip-compressed",
+        doc.len(),
+        netmon_agent::push::gzip(&doc).len()
+    );
+
+    // Top talkers over the same window, from each side's history.
+    for (family, limit) in [("flow", 2), ("device", 50)] {
+        let q = format!("top?window=1h&family={family}&limit={limit}");
+        let mut seen = (Vec::new(), Vec::new());
+        let equal = poll_until(Duration::from_secs(20), || {
+            let own = talkers(&agent.get(&format!("/api/v1/{q}")));
+            let hub = talkers(&hub_get(gw, &format!("/api/v1/hosts/h1/{q}"), &read));
+            // The agent also ranks what a push does not list as devices
+            // (groups): compare the hub's against the same series of the
+            // agent's. Devices still talking (the agent and the gateway:
+            // the pushes) move on between the two answers: compare the
+            // quiet ones, h2 among them.
+            let quiet = |t: &(Value, Value, Value)| {
+                family == "flow" || t.0 == format!("device/eth0/{}", format_mac(h2.mac()))
+            };
+            let own: Vec<_> = own
+                .into_iter()
+                .filter(|o| hub.iter().any(|h| h.0 == o.0) && quiet(o))
+                .collect();
+            let hub: Vec<_> = hub.into_iter().filter(quiet).collect();
+            let ok = !hub.is_empty() && own == hub;
+            seen = (own, hub);
+            if !ok {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            ok
+        });
+        assert!(equal, "{family} talkers differ: agent vs hub {seen:#?}");
+        if family == "flow" {
+            // The two UDP flows, their bytes as sent (1000 x 300 egress).
+            let top = &seen.1;
+            assert!(
+                top[0]
+                    .0
+                    .as_str()
+                    .unwrap()
+                    .starts_with("flow/eth0/egress/17/"),
+                "{top:?}"
+            );
+            assert_eq!(top[0].2["packets"], 300, "{top:?}");
+        } else {
+            let h2_mac = format_mac(h2.mac());
+            assert!(
+                seen.1
+                    .iter()
+                    .any(|t| t.0 == format!("device/eth0/{h2_mac}")),
+                "h2 is a talker: {:?}",
+                seen.1
+            );
+        }
+    }
+
+    // Removal: not by a host's or a read-only token; unknown hosts are 404.
+    let file = hub_dir.join("hosts/h1.redb");
+    assert!(file.exists());
+    for t in [&read, &token] {
+        let (status, body) = hub_req(gw, "DELETE", "/api/v1/hosts/h1", t, None).unwrap();
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (403, &json!("forbidden")),
+            "{body}"
+        );
+    }
+    let (status, body) = hub_req(gw, "DELETE", "/api/v1/hosts/nope", &admin, None).unwrap();
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+    let (status, body) = hub_req(gw, "DELETE", "/api/v1/hosts/h1", &admin, None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tokenRevoked"], true, "{body}");
+    assert!(body["historyBytes"].as_u64().unwrap() > 0, "{body}");
+    // The agent goes on pushing with the revoked token: 401, nothing kept.
+    let before = hub_get(gw, "/api/v1/hub", &read)["counters"]["refused"]["unauthorized"]
+        .as_u64()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = hub_get(gw, "/api/v1/hub", &read);
+    assert!(
+        stats["counters"]["refused"]["unauthorized"]
+            .as_u64()
+            .unwrap()
+            >= before + 2,
+        "the agent's pushes are refused: {stats:#}"
+    );
+    assert_eq!(stats["counters"]["removed"], 1, "{stats:#}");
+    assert!(!file.exists(), "the history file is gone");
+    let snap = agent.get("/api/v1/snapshot");
+    let (status, _) = hub_req(gw, "POST", "/api/v1/ingest", &token, Some(snap)).unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(hub_get(gw, "/hosts", &read), json!([]));
+    let (status, _) = hub_req(gw, "GET", "/api/v1/hosts/h1/flows", &read, None).unwrap();
+    assert_eq!(status, 404);
+    hub.terminate();
+}
+
+/// A ping each way, so that both hosts' neighbours are resolved before
+/// the UDP bursts.
+fn icmp_echo_between(a: &Host, b: &Host) {
+    let (ip_b, ip_a) = (b.ip4(), a.ip4());
+    a.ns().run(move || icmp_echo(ip_b.into(), 1, 16));
+    b.ns().run(move || icmp_echo(ip_a.into(), 1, 16));
+}

@@ -129,6 +129,33 @@ fn the_hub_dashboard_shows_the_hosts_in_a_real_browser() {
         hub.stderr_text()
     );
 
+    // Traffic from the host to the gateway, so its flows and top talkers
+    // have real rows; the hub has ranked it before the browser starts.
+    let sink = gw.run(|| udp_sink(std::net::SocketAddr::new(Lan::GW_IP4.into(), 0)));
+    let (to, from) = (sink.local_addr(), lan.host(1).ip4());
+    lan.host(1)
+        .ns()
+        .run(move || icmp_echo(Lan::GW_IP4.into(), 1, 16));
+    lan.host(1).ns().run(move || {
+        udp_send(std::net::SocketAddr::new(from.into(), 0), to, 800, 200);
+    });
+    assert!(sink.wait_for(200, Duration::from_secs(10)));
+    let ranked = poll_until(Duration::from_secs(20), || {
+        hub_get(gw, &format!("/api/v1/hosts/{HOST}/top?family=flow"), &read).is_some_and(
+            |(s, b)| {
+                s == 200
+                    && serde_json::from_str::<serde_json::Value>(&b)
+                        .is_ok_and(|v| v["top"].as_array().is_some_and(|t| !t.is_empty()))
+            },
+        )
+    });
+    assert!(
+        ranked,
+        "the hub ranked no flow of {HOST}:
+{}",
+        hub.stderr_text()
+    );
+
     let tmp = dir.path().join("browser");
     let env = [
         ("NETMON_URL", hub_url("")),

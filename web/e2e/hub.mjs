@@ -28,12 +28,17 @@ let failed = null;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   const errors = watch(page);
-  // Every /api/v1/hosts answer the page gets, the newest last.
+  // Every /api/v1/hosts answer the page gets, the newest last; and the
+  // host's flows and top talkers answers.
   let hosts = null;
+  let flows = null;
+  let top = null;
   page.on('response', async (r) => {
-    if (new globalThis.URL(r.url()).pathname === '/api/v1/hosts' && r.ok()) {
-      hosts = await r.json().catch(() => hosts);
-    }
+    const path = new globalThis.URL(r.url()).pathname;
+    if (!r.ok()) return;
+    if (path === '/api/v1/hosts') hosts = await r.json().catch(() => hosts);
+    if (path === `/api/v1/hosts/${HOST}/flows`) flows = await r.json().catch(() => flows);
+    if (path === `/api/v1/hosts/${HOST}/top`) top = await r.json().catch(() => top);
   });
 
   // 1. The page, its headers, and the hub's sign-in.
@@ -122,6 +127,35 @@ try {
   check((await page.$('#host-alerts :is(table, p)')) !== null, 'the host\'s alerts card answers');
   check((await page.$('#host-latency :is(table, p)')) !== null, 'the host\'s latency card answers');
   result('host_interfaces', JSON.stringify(shownIfaces));
+  // Its flows: one row per flow of the answer the page got, real ones.
+  const flowKey = (x) => `${x.interface}/${x.direction}/${x.protocol_number}/${x.src}/${x.dst}`;
+  let rows = null;
+  let wantRows = null;
+  for (const until = Date.now() + WAIT; ; ) {
+    rows = (await page.$$eval('#host-flows tr[data-flow]', (trs) => trs.map((tr) => tr.dataset.flow))).sort();
+    wantRows = (flows?.flows ?? []).map(flowKey).sort();
+    if (rows.length > 0 && JSON.stringify(rows) === JSON.stringify(wantRows)) break;
+    check(Date.now() < until, `the flows card shows the answer's flows: ${JSON.stringify(rows)} vs ${JSON.stringify(wantRows)}`);
+    await page.waitForTimeout(200);
+  }
+  check(flows.flows.some((x) => x.bytes > 0 && x.protocol === 'udp'), `real UDP flows: ${JSON.stringify(flows.flows)}`);
+  const hint = await page.textContent('#host-flows .hint');
+  check(hint.includes(`top ${count(flows.limit)} by rate`), `the card says how many the push lists: ${hint}`);
+  result('host_flows', JSON.stringify(rows));
+  // Its top talkers, ranked as flows: the answer's series, in its order.
+  await page.selectOption('#host-top select[name=family]', 'flow');
+  let series = null;
+  let wantSeries = null;
+  for (const until = Date.now() + WAIT; ; ) {
+    series = await page.$$eval('#host-top tr[data-series]', (trs) => trs.map((tr) => tr.dataset.series));
+    wantSeries = top?.family === 'flow' ? top.top.map((r) => r.series) : null;
+    if (series.length > 0 && JSON.stringify(series) === JSON.stringify(wantSeries)) break;
+    check(Date.now() < until, `the top talkers card shows the answer's flows: ${JSON.stringify(series)} vs ${JSON.stringify(wantSeries)}`);
+    await page.waitForTimeout(200);
+  }
+  check(series.every((x) => x.startsWith('flow/')) && top.top[0].value > 0, `flow talkers with bytes: ${JSON.stringify(top.top)}`);
+  result('host_top', JSON.stringify(series));
+  check((await page.$('#host-not-pushed .hint')) !== null, 'what a push does not carry is said');
   await shoot(page, 'host');
 
   check(errors.length === 0, `no console errors, got:\n${errors.join('\n')}`);

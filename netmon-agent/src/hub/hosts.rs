@@ -57,6 +57,8 @@ pub struct Counters {
     pub bad_encoding: AtomicU64,
     pub too_many_hosts: AtomicU64,
     pub write_failures: AtomicU64,
+    /// Hosts removed (`DELETE /api/v1/hosts/{host}`).
+    pub removed: AtomicU64,
 }
 
 /// [`Counters`] read.
@@ -66,6 +68,7 @@ pub struct CountersView {
     hosts: usize,
     max_hosts: usize,
     ingested: u64,
+    removed: u64,
     refused: BTreeMap<&'static str, u64>,
     write_failures: u64,
 }
@@ -83,7 +86,11 @@ pub struct Latest {
 
 pub struct Host {
     name: String,
+    path: PathBuf,
     store: Store,
+    /// The devices' and flows' totals of the newest report taken; held
+    /// through each ingest, so a host's reports are taken one at a time.
+    totals: Mutex<super::traffic::Totals>,
     latest: Mutex<Option<Latest>>,
     /// The newest sample time written, for the next interval's length.
     last_at_ms: Mutex<Option<u64>>,
@@ -123,6 +130,9 @@ pub struct Hosts {
     pub limits: Limits,
     table: RwLock<BTreeMap<String, Arc<Host>>>,
     pub counters: Counters,
+    /// When this hub started (ms): an agent that started later has
+    /// totals all new to it.
+    started_ms: u64,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -143,6 +153,7 @@ impl Hosts {
             limits,
             table: RwLock::new(BTreeMap::new()),
             counters: Counters::default(),
+            started_ms: epoch_ms(SystemTime::now()),
         };
         let mut names: Vec<String> = fs::read_dir(&hosts.dir)
             .map_err(|source| StoreError::Dir {
@@ -204,9 +215,12 @@ impl Hosts {
             h.points.last().map(|p| Figures::from_stored(&p.values))
         });
         info!(host = %name, path = %path.display(), "Opened the host's history.");
+        let path = path.clone();
         let host = Arc::new(Host {
             name: name.to_owned(),
+            path,
             store,
+            totals: Mutex::default(),
             latest: Mutex::new(None),
             last_at_ms: Mutex::new(last),
             restored,
@@ -219,23 +233,33 @@ impl Hosts {
     pub fn ingest(&self, report: Report, received_ms: u64) -> Result<(), Refusal> {
         let host = self.get_or_open(&report.host)?;
         let push_ms = self.limits.push_interval.as_millis() as u64;
-        let length_ms = {
+        let mut totals = host.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        let (length_ms, newest) = {
             let last = host
                 .last_at_ms
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match *last {
-                Some(prev) if report.at_ms > prev => report.at_ms - prev,
-                _ => push_ms,
+                Some(prev) if report.at_ms > prev => (report.at_ms - prev, true),
+                Some(_) => (push_ms, false),
+                None => (push_ms, true),
             }
         };
+        let length_ms = u32::try_from(length_ms).unwrap_or(u32::MAX);
+        let mut samples = vec![(
+            SeriesKey::new(Family::Host, &[]),
+            Values::Gauge(report.figures.values()),
+        )];
+        // Taken once written. A late report adds no traffic: the newer
+        // totals hold it.
+        let mut next = totals.clone();
+        if newest && report.kind == Kind::Snapshot {
+            samples.extend(next.samples(&report.doc, length_ms, self.started_ms));
+        }
         let iv = Interval {
             at_ms: report.at_ms,
-            length_ms: u32::try_from(length_ms).unwrap_or(u32::MAX),
-            samples: vec![(
-                SeriesKey::new(Family::Host, &[]),
-                Values::Gauge(report.figures.values()),
-            )],
+            length_ms,
+            samples,
         };
         // Maintenance holds the file for a moment now and then: wait for it.
         let mut tries = 0;
@@ -252,6 +276,7 @@ impl Hosts {
                 }
             }
         }
+        *totals = next;
         {
             let mut last = host
                 .last_at_ms
@@ -351,6 +376,43 @@ impl Hosts {
         )
     }
 
+    /// The `n` device or flow series of `name` with the largest `field`
+    /// over `[from_ms, to_ms)`, as the agent's `/api/v1/top` ranks them.
+    pub fn top(
+        &self,
+        name: &str,
+        family: Family,
+        field: &str,
+        (from_ms, to_ms): (u64, u64),
+        n: usize,
+    ) -> Option<Result<Vec<crate::store::Ranked>, StoreError>> {
+        let h = self.get(name)?;
+        let now = epoch_ms(SystemTime::now());
+        Some(h.store.top(family, field, from_ms, to_ms, n, now))
+    }
+
+    /// Forgets host `name`: out of the table (its latest report and
+    /// totals with it), its history file deleted. Returns the file's size,
+    /// or `None` for an unknown host.
+    pub fn remove(&self, name: &str) -> Option<Result<u64, std::io::Error>> {
+        let host = self
+            .table
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)?;
+        // An ingest in progress finishes on the file, unlinked below.
+        let _taken = host.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        let size = fs::metadata(&host.path).map_or(0, |m| m.len());
+        let done = match fs::remove_file(&host.path) {
+            Ok(()) => Ok(size),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        };
+        self.counters.removed.fetch_add(1, Relaxed);
+        info!(host = %name, path = %host.path.display(), bytes = size, "Removed the host and its history.");
+        Some(done)
+    }
+
     /// Downsampling, expiry and the size budget of every host's file.
     pub fn maintain(&self) {
         let now = epoch_ms(SystemTime::now());
@@ -379,6 +441,7 @@ impl Hosts {
                 .len(),
             max_hosts: self.limits.max_hosts,
             ingested: r(&c.ingested),
+            removed: r(&c.removed),
             refused: BTreeMap::from([
                 ("unauthorized", r(&c.unauthorized)),
                 ("forbidden", r(&c.forbidden)),

@@ -2,13 +2,19 @@
 //! token file, in `X-API-KEY`, `Authorization: Bearer`, or seed 003's
 //! `X-Auth-Token`/`X-Dashboard-Token`: a host's token pushes as that host
 //! only (a body naming another host gets 403) and reads; a read-only token
-//! reads. Errors are the agent's JSON body, `{"error": {"code",
-//! "message", "param"?}}`.
+//! reads; an admin token reads and removes hosts. Errors are the agent's
+//! JSON body, `{"error": {"code", "message", "param"?}}`.
 //!
 //! - `POST /api/v1/ingest`: a `realtimeSnapshot`, plain or `Content-Encoding:
 //!   gzip`; `POST /ingest`: seed 000's body (or a snapshot), seed 000's answer;
 //! - `GET /api/v1/hosts`, `/api/v1/hosts/{host}` (its summary, latest
-//!   snapshot and devices), `/api/v1/hosts/{host}/history?since=1h&tier=`;
+//!   snapshot and devices), `/api/v1/hosts/{host}/history?since=1h&tier=`,
+//!   `/api/v1/hosts/{host}/flows` (its latest push's flows, as its own
+//!   `/api/v1/flows` lists them), `/api/v1/hosts/{host}/top?window=1h&
+//!   family=device|flow&by=bytes|packets&limit=10` (its top talkers from its
+//!   history, as its own `/api/v1/top` ranks them);
+//! - `DELETE /api/v1/hosts/{host}` (an admin token): the host's token
+//!   revoked, its latest report and history file gone;
 //! - seed 004's `GET /hosts` (the host names, a JSON list) and
 //!   `GET /latest?hostname=X` (the host's latest report as received);
 //! - `GET /api/v1/hub`: hosts, limits and the refusals counted;
@@ -57,8 +63,10 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/ingest", post(ingest_snapshot))
         .route("/ingest", post(ingest_seed000))
         .route("/api/v1/hosts", get(list_hosts))
-        .route("/api/v1/hosts/{host}", get(one_host))
+        .route("/api/v1/hosts/{host}", get(one_host).delete(remove_host))
         .route("/api/v1/hosts/{host}/history", get(host_history))
+        .route("/api/v1/hosts/{host}/flows", get(host_flows))
+        .route("/api/v1/hosts/{host}/top", get(host_top))
         .route("/api/v1/hub", get(hub))
         .route("/hosts", get(seed004_hosts))
         .route("/latest", get(seed004_latest))
@@ -171,12 +179,30 @@ impl State {
     fn pusher(&self, headers: &HeaderMap) -> Result<String, Fail> {
         match self.grant(headers)? {
             Grant::Host(h) => Ok(h),
-            Grant::ReadOnly(_) => {
+            Grant::ReadOnly(_) | Grant::Admin(_) => {
                 self.hosts.counters.forbidden.fetch_add(1, Relaxed);
                 Err(Fail::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
-                    "a read-only token cannot push",
+                    "a read-only or admin token cannot push",
+                ))
+            }
+        }
+    }
+
+    /// The admin token's name, or 403 for any other token.
+    fn admin(&self, headers: &HeaderMap) -> Result<String, Fail> {
+        match self.grant(headers)? {
+            Grant::Admin(name) => Ok(name),
+            other => {
+                self.hosts.counters.forbidden.fetch_add(1, Relaxed);
+                Err(Fail::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "only an admin token removes hosts (`hub token add --admin NAME`); this one is {:?}'s",
+                        other.name()
+                    ),
                 ))
             }
         }
@@ -237,7 +263,12 @@ impl State {
     }
 
     /// Checks that `report` is `host`'s, then records it.
-    async fn take(&self, host: &str, report: Result<Report, BadBody>) -> Result<Report, Fail> {
+    async fn take(
+        &self,
+        headers: &HeaderMap,
+        host: &str,
+        report: Result<Report, BadBody>,
+    ) -> Result<Report, Fail> {
         let report = report.inspect_err(|_| {
             self.hosts.counters.bad_body.fetch_add(1, Relaxed);
         })?;
@@ -251,6 +282,18 @@ impl State {
                     report.host
                 ),
             ));
+        }
+        // Checked again after the body was read: a host removed meanwhile
+        // (its token revoked) is not written back.
+        match self.grant(headers)? {
+            Grant::Host(h) if h == host => {}
+            _ => {
+                return Err(Fail::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "the token changed while the body was read",
+                ));
+            }
         }
         let hosts = Arc::clone(&self.hosts);
         let now = epoch_ms(SystemTime::now());
@@ -285,7 +328,7 @@ async fn ingest_snapshot(
     let host = s.pusher(&headers)?;
     let doc = s.json_body(&headers, body).await?;
     let r = s
-        .take(&host, report::snapshot(doc, SystemTime::now()))
+        .take(&headers, &host, report::snapshot(doc, SystemTime::now()))
         .await?;
     Ok(Json(
         json!({"ingested": true, "host": r.host, "atMs": r.at_ms}),
@@ -306,7 +349,7 @@ async fn ingest_seed000(
     } else {
         report::seed000(doc, now)
     };
-    s.take(&host, parsed).await?;
+    s.take(&headers, &host, parsed).await?;
     Ok(Json(
         json!({"ingested": true, "ts": crate::units::time(now)}),
     ))
@@ -395,6 +438,167 @@ async fn host_history(
     Ok(Json(json!({"host": host, "history": h})))
 }
 
+/// `DELETE /api/v1/hosts/{host}`: the host's token revoked first (its
+/// next push gets 401), then its latest report and history file removed.
+async fn remove_host(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiPath(host): ApiPath<String>,
+) -> Result<Json<Value>, Fail> {
+    let by = s.admin(&headers)?;
+    if s.hosts.one(&host).is_none() {
+        return Err(unknown_host(&host));
+    }
+    let internal = |what: String| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", what);
+    let path = s.tokens.path().to_owned();
+    let revoked = {
+        let host = host.clone();
+        tokio::task::spawn_blocking(move || super::tokens::revoke_host(&path, &host))
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(|e| internal(e.to_string()))?
+    };
+    let hosts = Arc::clone(&s.hosts);
+    let name = host.clone();
+    let bytes = tokio::task::spawn_blocking(move || hosts.remove(&name))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .ok_or_else(|| unknown_host(&host))?
+        .map_err(|e| internal(format!("cannot delete the host's history file: {e}")))?;
+    tracing::info!(host = %host, by = %by, token_revoked = revoked, "Host removed.");
+    Ok(Json(json!({
+        "removed": host,
+        "tokenRevoked": revoked,
+        "historyBytes": bytes,
+    })))
+}
+
+/// A host's latest push's flows: the agent's `/api/v1/flows` body for the
+/// top `--push-flows` by rate, plus `host`; `unavailable` when its pushes
+/// carry none.
+async fn host_flows(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiPath(host): ApiPath<String>,
+) -> Result<Json<Value>, Fail> {
+    s.grant(&headers)?;
+    let (_, doc) = s.hosts.one(&host).ok_or_else(|| unknown_host(&host))?;
+    let doc = doc.ok_or_else(|| not_since_start(&host))?;
+    let mut body = match doc.get("flows") {
+        Some(f @ Value::Object(_)) => f.clone(),
+        _ => json!({"unavailable":
+            "this host's pushes carry no flows (seed 000's body, or an agent that sends none)"}),
+    };
+    body["host"] = json!(host);
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopParams {
+    window: Option<String>,
+    family: Option<String>,
+    by: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The store field `by` names for `family`, as the agent's `/api/v1/top`
+/// reads it (`bytes` and `packets` rank what a device sent).
+fn top_field(family: crate::store::Family, by: &str) -> Result<&'static str, ApiError> {
+    use crate::store::Family;
+    Ok(match (family, by) {
+        (Family::Device, "bytes") => "tx_bytes",
+        (Family::Device, "packets") => "tx_packets",
+        (Family::Flow, "bytes") => "bytes",
+        (Family::Flow, "packets") => "packets",
+        (f, named) => f
+            .fields()
+            .iter()
+            .find(|x| **x == named)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "by",
+                    format!(
+                        "{named:?}: rank by bytes, packets or one of {}",
+                        f.fields().join(", ")
+                    ),
+                )
+            })?,
+    })
+}
+
+/// A host's top talkers over `window` from its history, as its own
+/// `/api/v1/top` answers (among the devices and flows its pushes listed).
+async fn host_top(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiPath(host): ApiPath<String>,
+    ApiQuery(p): ApiQuery<TopParams>,
+) -> Result<Json<Value>, Fail> {
+    use crate::store::Family;
+    s.grant(&headers)?;
+    let window = match p.window.as_deref() {
+        None => Duration::from_secs(3600),
+        Some(w) => humantime::parse_duration(w)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ApiError::bad_request("window", format!("{w:?} is not a duration (5m, 1h, 7days)"))
+            })?,
+    };
+    let family = match p.family.as_deref().unwrap_or("device") {
+        "device" => Family::Device,
+        "flow" => Family::Flow,
+        other => {
+            return Err(ApiError::bad_request(
+                "family",
+                format!("{other:?}: top talkers are ranked among device or flow series"),
+            )
+            .into());
+        }
+    };
+    let field = top_field(family, p.by.as_deref().unwrap_or("bytes"))?;
+    let limit = p.limit.unwrap_or(10);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit", format!("{limit} is outside 1..=1000")).into());
+    }
+    let to_ms = epoch_ms(SystemTime::now());
+    let from_ms = to_ms.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+    let hosts = Arc::clone(&s.hosts);
+    let name = host.clone();
+    let ranked = tokio::task::spawn_blocking(move || {
+        hosts.top(&name, family, field, (from_ms, to_ms), limit)
+    })
+    .await
+    .map_err(|e| Fail::from(ApiError::internal(e)))?
+    .ok_or_else(|| unknown_host(&host))?
+    .map_err(|e| {
+        Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+    })?;
+    let t = |ms: u64| crate::units::time(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+    Ok(Json(json!({
+        "host": host,
+        "family": family,
+        "by": field,
+        "from": t(from_ms),
+        "to": t(to_ms),
+        "top": ranked,
+    })))
+}
+
+fn not_since_start(host: &str) -> Fail {
+    Fail::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("{host:?} has not pushed since the hub started"),
+    )
+}
+
 async fn hub(Axum(s): Axum<State>, headers: HeaderMap) -> Result<Json<Value>, Fail> {
     s.grant(&headers)?;
     let auth = s.limiter.view();
@@ -429,13 +633,7 @@ async fn seed004_latest(
         .hostname
         .ok_or_else(|| ApiError::bad_request("hostname", "missing: /latest?hostname=X"))?;
     let (_, doc) = s.hosts.one(&host).ok_or_else(|| unknown_host(&host))?;
-    let doc = doc.ok_or_else(|| {
-        Fail::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{host:?} has not pushed since the hub started"),
-        )
-    })?;
+    let doc = doc.ok_or_else(|| not_since_start(&host))?;
     Ok(Json((*doc).clone()))
 }
 
@@ -448,7 +646,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        hub::{hosts::Limits, tokens},
+        hub::{
+            hosts::Limits,
+            tokens::{self, Grant},
+        },
         store::Retention,
     };
 
@@ -685,6 +886,102 @@ mod tests {
         assert_eq!(b["auth"]["sourcesEvicted"], 3, "{b}");
         assert_eq!(b["auth"]["maxFailures"], 3, "{b}");
         assert_eq!(b["auth"]["maxSources"], 16, "{b}");
+    }
+
+    /// A host's flows as pushed, its top talkers from the deltas of two
+    /// pushes, and its removal: only by an admin token, its file gone, its
+    /// token refused after, counted.
+    #[tokio::test]
+    async fn flows_top_and_removal() {
+        let f = fixture(1 << 20, 8);
+        let app = &f.app;
+        let file = f._dir.path().join(tokens::FILE_NAME);
+        let admin = tokens::add_grant(&file, Grant::Admin("ops".into())).unwrap();
+        let flow = |bytes: u64| {
+            json!({"interface": "eth0", "direction": "egress", "protocol": "udp",
+                "protocol_number": 17, "src": "10.0.0.1", "dst": "10.0.0.2",
+                "src_mac": "02:00:00:00:00:01", "dst_mac": "02:00:00:00:00:02",
+                "bytes": bytes, "packets": bytes / 100, "bits_per_second": 8000.0,
+                "packets_per_second": 10.0, "first_seen": "2026-01-01T00:00:00Z",
+                "last_seen": "2026-01-01T00:00:01Z"})
+        };
+        let now = SystemTime::now() - Duration::from_secs(5);
+        let push = |bytes: u64, at: SystemTime| {
+            let t = crate::units::time(at);
+            json!({"messageType": "realtimeSnapshot", "serverId": "web01",
+                "snapshotTime": t, "agentStartTime": crate::units::time(now),
+                "network": {"collectionEndTime": t},
+                "flows": {"interval_seconds": 1.0, "total": 1, "omitted": 0, "flows": [flow(bytes)]}})
+            .to_string()
+            .into_bytes()
+        };
+        for (bytes, at) in [(1000, now), (1500, now + Duration::from_secs(1))] {
+            let (s, b) = send(app, post("/api/v1/ingest", &f.host, false, push(bytes, at))).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+        let get = |p: &str, token: &str| {
+            Request::get(p)
+                .header("x-api-key", token)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (s, b) = send(app, get("/api/v1/hosts/web01/flows", &f.read)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["flows"], json!([flow(1500)]), "{b}");
+        assert_eq!(b["host"], "web01");
+        let (s, b) = send(
+            app,
+            get("/api/v1/hosts/web01/top?family=flow&window=1h", &f.read),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            b["top"][0]["series"], "flow/eth0/egress/17/10.0.0.1/10.0.0.2",
+            "{b}"
+        );
+        assert_eq!(b["top"][0]["value"], 1500.0, "{b}");
+        let (s, b) = send(app, get("/api/v1/hosts/web01/top?by=nope", &f.read)).await;
+        assert_eq!(
+            (s, &b["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &json!("by"))
+        );
+
+        let delete = |p: &str, token: &str| {
+            Request::delete(p)
+                .header("x-api-key", token)
+                .body(Body::empty())
+                .unwrap()
+        };
+        for token in [&f.read, &f.host] {
+            let (s, b) = send(app, delete("/api/v1/hosts/web01", token)).await;
+            assert_eq!(
+                (s, &b["error"]["code"]),
+                (StatusCode::FORBIDDEN, &json!("forbidden"))
+            );
+        }
+        let (s, b) = send(app, delete("/api/v1/hosts/web09", &admin)).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (StatusCode::NOT_FOUND, &json!("not_found"))
+        );
+        let path = f._dir.path().join("hosts/web01.redb");
+        assert!(path.exists());
+        let (s, b) = send(app, delete("/api/v1/hosts/web01", &admin)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            (&b["removed"], &b["tokenRevoked"]),
+            (&json!("web01"), &json!(true))
+        );
+        assert!(b["historyBytes"].as_u64().unwrap() > 0, "{b}");
+        assert!(!path.exists());
+        let (s, _) = send(app, get("/api/v1/hosts/web01", &f.read)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _) = send(app, post("/api/v1/ingest", &f.host, false, push(2000, now))).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(!path.exists());
+        let (s, b) = send(app, get("/api/v1/hub", &admin)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(b["counters"]["removed"], 1, "{b}");
     }
 
     /// The dashboard at `/` with its security headers and no token;

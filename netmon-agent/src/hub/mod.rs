@@ -9,6 +9,8 @@
 //!   one report;
 //! - `hosts.rs`: the bounded table of hosts, each with its latest report
 //!   and its own history file;
+//! - `traffic.rs`: a host's devices and flows in its history (deltas of
+//!   the totals it pushes), for its top talkers;
 //! - `http.rs`: the endpoints;
 //! - `limit.rs`: the failure limit: a source address with too many failed
 //!   authentications gets 429 (the agent's table of sources).
@@ -21,6 +23,7 @@ mod http;
 mod limit;
 pub mod report;
 pub mod tokens;
+mod traffic;
 
 use std::{
     ffi::OsString,
@@ -123,8 +126,12 @@ pub enum TokenCommand {
         name: String,
         /// A read-only token (a dashboard's): it reads every host, pushes
         /// nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "admin")]
         read_only: bool,
+        /// An admin token: it reads every host and removes hosts
+        /// (`DELETE /api/v1/hosts/{host}`), pushes nothing.
+        #[arg(long)]
+        admin: bool,
     },
     /// Remove NAME's token; a running hub refuses it from its next request.
     Revoke { name: String },
@@ -183,13 +190,24 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
 fn token_command(opts: &Options, cmd: &TokenCommand) -> ExitCode {
     let path = opts.token_file();
     let result = match cmd {
-        TokenCommand::Add { name, read_only } => tokens::add(&path, name, *read_only).map(|t| {
-            println!("{t}");
-            eprintln!(
-                "Token for {name:?} added to {} (only its hash is stored: keep it now).",
-                path.display()
-            );
-        }),
+        TokenCommand::Add {
+            name,
+            read_only,
+            admin,
+        } => {
+            let grant = match (*admin, *read_only) {
+                (true, _) => tokens::Grant::Admin(name.clone()),
+                (false, true) => tokens::Grant::ReadOnly(name.clone()),
+                (false, false) => tokens::Grant::Host(name.clone()),
+            };
+            tokens::add_grant(&path, grant).map(|t| {
+                println!("{t}");
+                eprintln!(
+                    "Token for {name:?} added to {} (only its hash is stored: keep it now).",
+                    path.display()
+                );
+            })
+        }
         TokenCommand::Revoke { name } => tokens::revoke(&path, name).map(|found| {
             if found {
                 eprintln!("Revoked {name:?}.");

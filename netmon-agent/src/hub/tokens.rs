@@ -1,7 +1,7 @@
 //! The hub's tokens: one file, `<state_dir>/hub-tokens`, one token a line
 //! as `<role> <name> sha256:<hex>`, where the role is `host` (the host
-//! `<name>` may push as itself and read) or `read-only` (a dashboard:
-//! reads only). Only the hash is stored: `hub token add` prints the token
+//! `<name>` may push as itself and read), `read-only` (a dashboard:
+//! reads only) or `admin` (reads, and removes hosts). Only the hash is stored: `hub token add` prints the token
 //! once. The hashing is [`crate::keys`]' (the API keys' `sha256:` form);
 //! tokens are [`keys::random_key`]s, 256 random bits, which nobody guesses
 //! from their sha-256, so a check costs one sha-256 and no argon2.
@@ -38,12 +38,14 @@ pub enum Grant {
     Host(String),
     /// Read only (a dashboard), under this name.
     ReadOnly(String),
+    /// Reads, and removes hosts (`DELETE /api/v1/hosts/{host}`).
+    Admin(String),
 }
 
 impl Grant {
     pub fn name(&self) -> &str {
         match self {
-            Grant::Host(n) | Grant::ReadOnly(n) => n,
+            Grant::Host(n) | Grant::ReadOnly(n) | Grant::Admin(n) => n,
         }
     }
 
@@ -51,6 +53,7 @@ impl Grant {
         match self {
             Grant::Host(_) => "host",
             Grant::ReadOnly(_) => "read-only",
+            Grant::Admin(_) => "admin",
         }
     }
 }
@@ -123,13 +126,20 @@ fn parse(contents: &str, path: &Path) -> Result<Vec<Entry>, TokenError> {
         };
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [role, name, hash] = fields[..] else {
-            return Err(err("expected `<host|read-only> <name> sha256:<hex>`".into()));
+            return Err(err(
+                "expected `<host|read-only|admin> <name> sha256:<hex>`".into()
+            ));
         };
         check_name(name).map_err(|e| err(e.to_string()))?;
         let grant = match role {
             "host" => Grant::Host(name.to_owned()),
             "read-only" => Grant::ReadOnly(name.to_owned()),
-            other => return Err(err(format!("unknown role {other:?} (host or read-only)"))),
+            "admin" => Grant::Admin(name.to_owned()),
+            other => {
+                return Err(err(format!(
+                    "unknown role {other:?} (host, read-only or admin)"
+                )));
+            }
         };
         if !hash.starts_with(keys::SHA256_PREFIX) {
             return Err(err("the token must be stored as its sha256: form".into()));
@@ -165,7 +175,8 @@ fn save(path: &Path, entries: &[Entry]) -> Result<(), TokenError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(werr)?;
     }
-    let mut text = String::from("# netmon hub tokens: <host|read-only> <name> sha256:<hex>\n");
+    let mut text =
+        String::from("# netmon hub tokens: <host|read-only|admin> <name> sha256:<hex>\n");
     for e in entries {
         text.push_str(&format!(
             "{} {} {}\n",
@@ -191,6 +202,19 @@ fn save(path: &Path, entries: &[Entry]) -> Result<(), TokenError> {
 /// `hub token add`: a new token for `name`, stored hashed; returns the
 /// token, which nothing keeps.
 pub fn add(path: &Path, name: &str, read_only: bool) -> Result<String, TokenError> {
+    let grant = if read_only {
+        Grant::ReadOnly(name.to_owned())
+    } else {
+        Grant::Host(name.to_owned())
+    };
+    add_grant(path, grant)
+}
+
+/// `hub token add`: a new token of `grant`, stored hashed; returns the
+/// token, which nothing keeps.
+pub fn add_grant(path: &Path, grant: Grant) -> Result<String, TokenError> {
+    let name = grant.name().to_owned();
+    let name = name.as_str();
     check_name(name)?;
     let mut entries = load(path)?;
     if entries.iter().any(|e| e.grant.name() == name) {
@@ -202,11 +226,6 @@ pub fn add(path: &Path, name: &str, read_only: bool) -> Result<String, TokenErro
     let token = keys::random_key()?;
     let hash = keys::sha256_form(&token);
     let key = ApiKey::new(&hash)?;
-    let grant = if read_only {
-        Grant::ReadOnly(name.to_owned())
-    } else {
-        Grant::Host(name.to_owned())
-    };
     entries.push(Entry { grant, hash, key });
     save(path, &entries)?;
     Ok(token)
@@ -217,6 +236,19 @@ pub fn revoke(path: &Path, name: &str) -> Result<bool, TokenError> {
     let mut entries = load(path)?;
     let before = entries.len();
     entries.retain(|e| e.grant.name() != name);
+    if entries.len() == before {
+        return Ok(false);
+    }
+    save(path, &entries)?;
+    Ok(true)
+}
+
+/// Removes host `name`'s token (not a read-only or admin token of that
+/// name); false if it had none.
+pub fn revoke_host(path: &Path, name: &str) -> Result<bool, TokenError> {
+    let mut entries = load(path)?;
+    let before = entries.len();
+    entries.retain(|e| e.grant != Grant::Host(name.to_owned()));
     if entries.len() == before {
         return Ok(false);
     }
@@ -261,6 +293,11 @@ impl Tokens {
     /// How many tokens the file held when last read.
     pub fn len(&self) -> usize {
         self.entries().len()
+    }
+
+    /// The token file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,7 +1,7 @@
 // A host's pages on a hub, from its latest push (the snapshot the hub
 // keeps for it): its alerts, its interfaces, its system figures and its
 // latency probes, as the agent's own pages show them. Flows and top
-// talkers are not in a snapshot, so a hub has none to show.
+// talkers are in host_traffic.js.
 
 import { html } from 'htm/preact';
 import { ago, avail, bitRate, bytes, count, duration, isUnavailable, localTime, percent } from '../format.js';

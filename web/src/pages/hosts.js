@@ -1,6 +1,7 @@
 // A hub's pages: every host that pushes to it (#/hosts) and one host
-// (#/host/<name>): its figures, its devices and its history, and its
-// alerts, interfaces, system figures and latency probes (host_latest.js).
+// (#/host/<name>): its figures, its devices and its history, its top
+// talkers and flows (host_traffic.js), and its alerts, interfaces, system
+// figures and latency probes (host_latest.js).
 // The figures are those of the host's latest push (`GET /api/v1/hosts`).
 
 import { html } from 'htm/preact';
@@ -11,6 +12,7 @@ import { useNow, usePoll } from '../hooks.js';
 import { ago, bitRate, bytes, count, localTime, percent } from '../format.js';
 import { Card, Loaded, Meter, SortTable, Stat } from '../ui.js';
 import { HostLatest } from './host_latest.js';
+import { HostFlows, HostNotPushed, HostTop } from './host_traffic.js';
 
 /** What a host row shows, each figure as text (the e2e test uses these). */
 export function hostCells(h) {
@@ -93,7 +95,10 @@ export function Host({ name }) {
         </${Card}>
         <${HostHistory} name=${name} />
         <${HostDevices} devices=${d.devices ?? []} now=${now} />
+        <${HostTop} name=${name} devices=${d.devices} />
+        <${HostFlows} name=${name} now=${now} />
         <${HostLatest} snapshot=${d.snapshot} now=${now} />
+        <${HostNotPushed} />
       </div>`;
     }} />`;
 }

@@ -44,16 +44,16 @@ export function Top() {
 const PROTOCOLS = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmpv6' };
 
 /** A series name shown for people: device/<iface>/<mac>, flow/<iface>/<dir>/<proto>/<src>/<dst>. */
-function talker(series, names) {
+export function talker(series, names, link = true) {
   const parts = series.split('/');
   if (parts[0] === 'device') {
     const mac = parts.slice(2).join('/');
-    return html`<a href=${deviceHref(mac)}>${names.get(mac) || mac}</a> <span class="muted">on ${parts[1]}</span>`;
+    const who = names.get(mac) || mac;
+    return html`${link ? html`<a href=${deviceHref(mac)}>${who}</a>` : who} <span class="muted">on ${parts[1]}</span>`;
   }
   if (parts[0] === 'flow' && parts.length >= 6) {
     const [, iface, dir, proto, src, dst] = parts;
-    return html`<code>${src}</code> → <code>${dst}</code>
-      <span class="muted">${PROTOCOLS[proto] ?? `proto ${proto}`}, ${dir === 'in' ? 'in' : 'out'} on ${iface}</span>`;
+    return html`<code>${src}</code> → <code>${dst}</code>${' '}<span class="muted">${PROTOCOLS[proto] ?? `proto ${proto}`}, ${dir === 'ingress' ? 'in' : 'out'} on ${iface}</span>`;
   }
   return html`<code>${series}</code>`;
 }
