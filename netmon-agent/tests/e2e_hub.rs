@@ -542,7 +542,38 @@ fn a_hosts_flows_and_top_talkers_match_its_agent_and_it_can_be_removed() {
     assert_eq!(hub_get(gw, "/hosts", &read), json!([]));
     let (status, _) = hub_req(gw, "GET", "/api/v1/hosts/h1/flows", &read, None).unwrap();
     assert_eq!(status, 404);
+
+    // `hub host remove`: refused while the hub holds the host's file,
+    // done once it is stopped.
+    let pi = hub_token(&hub_dir, &["add", "pi"]);
+    let body = json!({"host": "pi", "cpu_pct": 1.0, "mem_pct": 2.0, "disk_pct": 3.0,
+        "rx_kbps": 4.0, "tx_kbps": 5.0});
+    let (status, _) = hub_req(gw, "POST", "/ingest", &pi, Some(body)).unwrap();
+    assert_eq!(status, 200);
+    let pi_file = hub_dir.join("hosts/pi.redb");
+    let remove = |name: &str| {
+        Command::new(agent_bin())
+            .args(["hub", "--state-dir"])
+            .arg(&hub_dir)
+            .args(["host", "remove", name])
+            .output()
+            .unwrap()
+    };
+    let out = remove("pi");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("DELETE /api/v1/hosts/pi"),
+        "{err}"
+    );
+    assert!(pi_file.exists());
     hub.terminate();
+    let out = remove("pi");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!pi_file.exists(), "{err}");
+    let list = hub_token(&hub_dir, &["list"]);
+    assert!(!list.contains("pi"), "{list}");
+    assert!(!remove("nope").status.success());
 }
 
 /// A ping each way, so that both hosts' neighbours are resolved before

@@ -116,6 +116,17 @@ pub enum Command {
     /// Manage the tokens (stored hashed in <state-dir>/hub-tokens).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the hosts of a hub that is not running (a running hub:
+    /// `DELETE /api/v1/hosts/{host}` with an admin token).
+    #[command(subcommand)]
+    Host(HostCommand),
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum HostCommand {
+    /// Revoke HOST's token and delete its history file
+    /// (<state-dir>/hosts/HOST.redb). Refused while a hub holds the file.
+    Remove { name: String },
 }
 
 #[derive(Clone, Debug, Subcommand)]
@@ -183,6 +194,7 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
     };
     match &opts.command {
         Some(Command::Token(t)) => token_command(&opts, t),
+        Some(Command::Host(HostCommand::Remove { name })) => remove_host(&opts, name),
         None => serve(opts),
     }
 }
@@ -228,6 +240,47 @@ fn token_command(opts: &Options, cmd: &TokenCommand) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `hub host remove HOST`, with no hub running: its token revoked, its
+/// history file deleted. A file a running hub holds open cannot be opened
+/// here (redb's lock), so that case is refused with the way that works.
+fn remove_host(opts: &Options, name: &str) -> ExitCode {
+    if let Err(e) = tokens::check_name(name) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let file = opts.state_dir.join("hosts").join(format!("{name}.redb"));
+    let has_file = file.exists();
+    if has_file && let Err(e) = crate::store::Store::open(&file, opts.limits().retention) {
+        eprintln!(
+            "error: cannot open {} ({e}): if a hub is running, remove the host through it: \
+             DELETE /api/v1/hosts/{name} with an admin token (`hub token add --admin NAME`)",
+            file.display()
+        );
+        return ExitCode::from(1);
+    }
+    let revoked = match tokens::revoke_host(&opts.token_file(), name) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !has_file && !revoked {
+        eprintln!("error: no host {name:?}: no token and no history file");
+        return ExitCode::from(1);
+    }
+    if has_file && let Err(e) = std::fs::remove_file(&file) {
+        eprintln!("error: cannot delete {}: {e}", file.display());
+        return ExitCode::from(1);
+    }
+    eprintln!(
+        "Removed {name:?}: token {}, history file {}.",
+        if revoked { "revoked" } else { "none" },
+        if has_file { "deleted" } else { "none" }
+    );
+    ExitCode::SUCCESS
 }
 
 fn serve(opts: Options) -> ExitCode {
