@@ -1,9 +1,10 @@
 //! Part 10: one hub (`netmon-agent hub`, the real binary in its own
 //! namespace) and 100 simulated agents pushing a gzip-compressed snapshot
-//! every 5 s (issue 17: one hub must hold 100 agents at 5 s on this 2-core
-//! VM): the hub's CPU, the ingest latency the agents see (p50, p99, max),
-//! its peak memory; then what one host's history costs on disk per day,
-//! from two simulated hours written with the hub's store code.
+//! with 100 flows and 20 devices every 5 s (issue 17: one hub must hold
+//! 100 agents at 5 s on this 2-core VM): the hub's CPU, the ingest latency
+//! the agents see (p50, p99, max), its peak memory; then what one host's
+//! history costs on disk per day, from two simulated hours written with
+//! the hub's store code.
 
 use std::{
     io::Write,
@@ -26,7 +27,7 @@ use crate::{
 const AGENTS: usize = 100;
 const PUSH_EVERY: Duration = Duration::from_secs(5);
 const LISTEN: &str = "127.0.0.1:9300";
-/// A host's samples in the simulated hours: 2 h at 5 s.
+/// A host's pushes in the simulated hours: 2 h at 5 s.
 const DAY_SAMPLE: usize = 2 * 720;
 
 pub struct HubResult {
@@ -43,15 +44,34 @@ pub struct HubResult {
     file_growth_2h: u64,
 }
 
-/// A snapshot like a small host's: 3 filesystems, 2 interfaces, 20 devices.
-fn snapshot(host: &str) -> Value {
+/// Flows each simulated push lists (`--push-flows`' default).
+const FLOWS: u64 = 100;
+
+/// A snapshot like a small host's: 3 filesystems, 2 interfaces, 20 devices,
+/// and its top 100 flows (distinct addresses, rates and totals as
+/// `/api/v1/flows` lists them), push number `seq` of the host: every total
+/// grows from one push to the next, so the hub writes a delta for each
+/// device and flow.
+fn snapshot(host: &str, seq: u64) -> Value {
     let now = netmon_agent::units::time(SystemTime::now());
+    let flows: Vec<Value> = (0..FLOWS)
+        .map(|i| {
+            let bytes = (i + 1) * 1_000 * (seq + 1) + i * 7_919;
+            json!({"interface": "eth0", "ifindex": 2, "direction": if i % 2 == 0 { "egress" } else { "ingress" },
+                "protocol": "tcp", "protocol_number": 6,
+                "src": format!("192.168.1.{}", 10 + i % 20), "dst": format!("10.{}.{}.{}", i % 7, i * 13 % 251, i * 37 % 251),
+                "src_mac": format!("02:00:00:00:00:{:02x}", i % 20), "dst_mac": "02:00:00:00:01:fe",
+                "bytes": bytes, "packets": bytes / 900, "bits_per_second": (i + 1) as f64 * 1_600.0 / 7.0,
+                "packets_per_second": (i + 1) as f64 / 4.5, "first_seen": "2026-12-07T19:00:00.000Z", "last_seen": now})
+        })
+        .collect();
     let devices: Vec<Value> = (0..20)
         .map(|i| {
             json!({"ip": format!("192.168.1.{}", 10 + i), "mac": format!("02:00:00:00:00:{i:02x}"),
                 "deviceName": format!("device-{i}"), "status": if i % 3 == 0 { "idle" } else { "active" },
                 "timeChecked": now, "interface": "eth0", "vendor": null, "ips": [format!("192.168.1.{}", 10 + i)],
-                "bandwidth": {"rxBytesTotal": 1_000_000 * i, "txBytesTotal": 2_000_000 * i,
+                "bandwidth": {"rxBytesTotal": 1_000_000 * i * (seq + 1), "txBytesTotal": 2_000_000 * i * (seq + 1),
+                    "rxPacketsTotal": 1_000 * i * (seq + 1), "txPacketsTotal": 2_000 * i * (seq + 1),
                     "rxRateBps": 16_384 * i, "txRateBps": 32_768 * i, "utilizationPercent": 0.03 * i as f64}})
         })
         .collect();
@@ -78,7 +98,10 @@ fn snapshot(host: &str) -> Value {
                  "speedMbps": null, "watched": true, "rxBytesTotal": 0, "txBytesTotal": 0,
                  "rxRateBps": 0, "txRateBps": 0, "utilizationPercent": null}],
             "connectedDevices": devices},
-        "latency": {"unavailable": "off"}, "agentVersion": "bench"
+        "latency": {"unavailable": "off"}, "agentVersion": "bench",
+        "agentStartTime": "2026-12-07T19:00:00.000Z",
+        "flows": {"updated": now, "interval_seconds": 5.0, "total": 2_500, "capacity": 131_072,
+            "evictions": 0, "limit": FLOWS, "omitted": 2_500 - FLOWS, "flows": flows}
     })
 }
 
@@ -126,7 +149,7 @@ pub fn part10(seconds: Duration) -> HubResult {
         })
     });
     assert!(up, "the hub did not start:\n{}", hub.stderr_text());
-    let body_bytes = gzip(&snapshot("sim-000")).len();
+    let body_bytes = gzip(&snapshot("sim-000", 0)).len();
 
     let pid = hub.id();
     let url = format!("http://{LISTEN}/api/v1/ingest");
@@ -139,7 +162,7 @@ pub fn part10(seconds: Duration) -> HubResult {
                 .build(),
         );
         for (i, t) in tokens.iter().enumerate() {
-            let body = gzip(&snapshot(&format!("sim-{i:03}")));
+            let body = gzip(&snapshot(&format!("sim-{i:03}"), 0));
             let r = client
                 .post(&url)
                 .header("X-API-KEY", t)
@@ -166,9 +189,11 @@ pub fn part10(seconds: Duration) -> HubResult {
                     // Agents spread over the interval, as independent ones are.
                     let mut next = t0 + PUSH_EVERY * i as u32 / AGENTS as u32;
                     let (mut lat, mut failures) = (Vec::new(), 0);
+                    let mut seq = 0;
                     while next < stop_at {
                         thread::sleep(next.saturating_duration_since(Instant::now()));
-                        let body = gzip(&snapshot(&format!("sim-{i:03}")));
+                        seq += 1;
+                        let body = gzip(&snapshot(&format!("sim-{i:03}"), seq));
                         let t = Instant::now();
                         match client
                             .post(&url)
@@ -237,8 +262,10 @@ pub fn part10(seconds: Duration) -> HubResult {
     println!(
         "\nhub CPU: the process's CPU clock over the window (all threads); latency: each simulated \
          agent's POST until the answer, from {AGENTS} threads in the hub's namespace over loopback \
-         (their own CPU shares the 2 cores). A day on disk: {DAY_SAMPLE} samples (2 h at 5 s) of \
-         one host written through the store as the hub writes them, then one maintenance run; \
+         (their own CPU shares the 2 cores). Each push lists {FLOWS} flows and 20 devices whose \
+         totals grow, so the hub writes 121 series a push. A day on disk: {DAY_SAMPLE} pushes \
+         (2 h at 5 s) of one host written through the store as the hub writes them (its gauges, 20 \
+         device and {FLOWS} flow deltas each), then one maintenance run; \
          pages in use times 12 (redb grows its file by doubling, so the file's growth is not \
          scaled)."
     );
@@ -273,11 +300,35 @@ fn day_on_disk(dir: &std::path::Path) -> (u64, u64) {
             14.0,
             f64::NAN,
         ];
+        // As the hub writes a push: the host's gauges, then a delta for
+        // each of 20 devices and 100 flows (all of them busy).
+        let mut samples = vec![(key.clone(), Values::Gauge(v))];
+        let counter = |deltas: Vec<u64>| Values::Counter {
+            interval_ms: 5000,
+            deltas,
+        };
+        for d in 0..20u64 {
+            let mac = format!("02:00:00:00:00:{d:02x}");
+            let k = SeriesKey::new(Family::Device, &["eth0", &mac]);
+            samples.push((
+                k,
+                counter(vec![2_000 * d + i as u64 % 97, 3 * d, 1_000 * d, 2 * d]),
+            ));
+        }
+        for f in 0..FLOWS {
+            let (src, dst) = (
+                format!("192.168.1.{}", 10 + f % 20),
+                format!("10.{}.{}.{}", f % 7, f * 13 % 251, f * 37 % 251),
+            );
+            let dir = if f % 2 == 0 { "egress" } else { "ingress" };
+            let k = SeriesKey::new(Family::Flow, &["eth0", dir, "6", &src, &dst]);
+            samples.push((k, counter(vec![(f + 1) * 1_000 + i as u64 % 89, f + 1])));
+        }
         store
             .write(&Interval {
                 at_ms: start + i as u64 * 5000,
                 length_ms: 5000,
-                samples: vec![(key.clone(), Values::Gauge(v))],
+                samples,
             })
             .expect("a write");
     };
