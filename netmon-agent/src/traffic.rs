@@ -219,6 +219,9 @@ pub struct MapCounts {
     pub flow_capacity: u64,
     /// Flow-cache slots per generation, all CPUs (0: the cache is off).
     pub cache_capacity: u64,
+    /// When the reading's interval ended: the flow cache's flip, just
+    /// before the maps were read (None: not read from a kernel).
+    pub taken: Option<Instant>,
 }
 
 impl MapCounts {

@@ -105,7 +105,10 @@ pub(super) fn drain_loop(
         }
         match kernel.read(&mut reading) {
             Ok(()) => {
-                let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
+                // The interval is measured to the moment its counts were cut,
+                // not to the end of a read that may have waited.
+                let taken = reading.taken.unwrap_or_else(Instant::now);
+                let expired = traffic.update(taken, SystemTime::now(), &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);
                 let lingering = names.keys().any(|i| !attachments.contains_key(i));

@@ -1,7 +1,7 @@
 //! Reading the maps: the flow cache's finished generation, the counting
 //! maps (batched where the kernel can), the globals; deleting idle entries.
 
-use std::{io, os::fd::AsFd as _};
+use std::{io, os::fd::AsFd as _, time::Instant};
 
 use aya::{
     Ebpf,
@@ -25,7 +25,13 @@ impl Kernel {
         r.macs.clear();
         r.flows.clear();
         r.cached.clear();
-        self.read_cache(&mut r.cached)?;
+        // The interval ends here, for the cache (the flip) and the maps (read
+        // next) alike; the grace period that lets the cache's finished half
+        // be read takes milliseconds, and tens of them on a loaded machine,
+        // so it comes after the maps and the clock is read at the flip: a
+        // delayed drain then still measures the interval its counts cover.
+        let done = self.flip()?;
+        r.taken = Some(Instant::now());
         let (ncpus, batch_ok) = (self.ncpus, self.batch_ok);
         let mac = percpu_map::<MacKey>(&self.ebpf, MAC_MAP)?;
         let batched = read_map(
@@ -55,16 +61,37 @@ impl Kernel {
         r.mac_capacity = u64::from(self.sizes.mac_entries);
         r.flow_capacity = u64::from(self.sizes.flow_entries);
         r.cache_capacity = u64::from(self.sizes.flow_cache_slots) * self.ncpus as u64;
+        if let Some(done) = done {
+            self.read_cache(done, &mut r.cached)?;
+        }
         Ok(())
     }
 
-    /// Ends the flow cache's current generation and appends what it
-    /// counted to `out`: one (key, counter) per slot and CPU that the
-    /// generation claimed. These are exact counts of the interval, not
-    /// running totals.
+    /// Moves the programs to the flow cache's next generation (the other
+    /// half of each CPU's slots); returns the generation that ended, if the
+    /// cache is on.
+    fn flip(&mut self) -> Result<Option<u32>, ReadError> {
+        let done = self.generation;
+        if done == 0 {
+            return Ok(None);
+        }
+        // Skip 0 (cache off) on wrapping, keeping halves alternating.
+        let next = match done.wrapping_add(1) {
+            0 => 2,
+            n => n,
+        };
+        set_control(&mut self.ebpf, 0, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        self.generation = next;
+        Ok(Some(done))
+    }
+
+    /// Appends what the flow cache's generation `done`, ended by
+    /// [`Kernel::flip`], counted to `out`: one (key, counter) per slot and
+    /// CPU that the generation claimed. These are exact counts of the
+    /// interval, not running totals.
     ///
-    /// The programs are moved to the next generation (the other half of
-    /// each CPU's slots); then, once every program that read the old
+    /// The programs were moved to the next generation (the other half of
+    /// each CPU's slots); once every program that read the old
     /// generation has returned (an RCU grace period: programs run inside
     /// RCU read-side sections), nothing writes the old half: it is read and
     /// its used slots zeroed through the memory map, ready for the
@@ -74,18 +101,11 @@ impl Kernel {
     /// reaches its slots through an address computed from the generation
     /// it loaded (message passing with an address dependency, as RCU
     /// readers use).
-    fn read_cache(&mut self, out: &mut Vec<(FlowKey, Counter)>) -> Result<(), ReadError> {
-        let done = self.generation;
-        if done == 0 {
-            return Ok(());
-        }
-        // Skip 0 (cache off) on wrapping, keeping halves alternating.
-        let next = match done.wrapping_add(1) {
-            0 => 2,
-            n => n,
-        };
-        set_control(&mut self.ebpf, 0, next).map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
-        self.generation = next;
+    fn read_cache(
+        &mut self,
+        done: u32,
+        out: &mut Vec<(FlowKey, Counter)>,
+    ) -> Result<(), ReadError> {
         self.grace_period();
         let half = (done & 1) as usize;
         let (mut most, mut missed) = (0, false);
