@@ -3,13 +3,19 @@
 //! size with 1,000 devices of mixed traffic, long-range queries, and how
 //! many such devices the default size budget holds.
 //!
-//! The traffic model (deterministic): of 1,000 devices, 50 are busy (a
-//! sample every interval: 20 kB-2 MB and the matching packets each way),
-//! 250 light (bursts of 5-60 s of traffic, 1-30 kB a second, in about a
-//! fifth of the time) and 700 idle (a keepalive of one small packet each
-//! way every 30-90 s). A device without traffic in an interval has no
-//! sample, as in the agent. Interval times and lengths carry a few ms of
-//! jitter, as the agent's drain does.
+//! The traffic models (deterministic), both measured and printed: of 1,000
+//! devices, 50 are busy (a sample every interval), 250 light (bursts of
+//! 5-60 s of traffic in about a fifth of the time) and 700 idle (a
+//! keepalive of one small packet each way every 30-90 s). A device without
+//! traffic in an interval has no sample, as in the agent. Interval times
+//! and lengths carry a few ms of jitter, as the agent's drain does.
+//! - [`Traffic::Autocorrelated`]: busy devices receive TCP streams whose
+//!   rate follows on from the second before (see [`Model::tcp`]), light
+//!   ones the same in their bursts at 1-30 kB a second.
+//! - [`Traffic::Iid`] (the first model, kept so its figures can be
+//!   compared): each busy second's bytes drawn independently, 20 kB-2 MB;
+//!   light seconds 1-31 kB; rx and packets exact functions of tx bytes
+//!   (which flatters the codec's predictions).
 
 use std::time::{Duration, Instant};
 
