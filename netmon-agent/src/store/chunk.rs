@@ -407,6 +407,27 @@ mod tests {
         assert!(decode_agg(Kind::Gauge, 3, start, &b).is_err());
         assert!(decode_agg(Kind::Counter, 2, start, &b).is_err());
         assert!(decode_raw(Kind::Counter, 2, start, &[9, 1]).is_err());
+        // Any byte changed: an error or other values, never a panic.
+        let c: Vec<(u64, Values)> = (0..300u64)
+            .map(|i| {
+                let d = vec![i * 7919 % 100_003, i % 17, i * 31 % 4099, i % 3];
+                (
+                    start + i * 1000 + i % 5,
+                    Values::Counter {
+                        interval_ms: 1000,
+                        deltas: d,
+                    },
+                )
+            })
+            .collect();
+        let b = encode_raw(Kind::Counter, 4, start, &c);
+        for i in 0..b.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut d = b.clone();
+                d[i] ^= x;
+                let _ = decode_raw(Kind::Counter, 4, start, &d);
+            }
+        }
         assert!(decode_raw(Kind::Counter, 2, start, &[]).is_err());
     }
 }

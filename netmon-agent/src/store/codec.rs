@@ -39,6 +39,8 @@ pub const FORMAT_2: u8 = 2;
 const TAG_PLAIN: u8 = 0;
 const TAG_SCALED: u8 = 1;
 const TAG_GAPS: u8 = 2;
+/// Entries of a chunk, at most.
+const MAX_ENTRIES: usize = 1 << 24;
 /// Fixed-point bits of a [`TAG_SCALED`] ratio.
 const SCALE_BITS: u32 = 20;
 
@@ -229,6 +231,11 @@ impl<'a> Reader<'a> {
         }
         let mut at = 1;
         let n = usize::try_from(get_varint(b, &mut at)?).map_err(|_| damaged())?;
+        // A block holds at most an entry a millisecond (30 minutes of raw
+        // samples: 1.8 million); a damaged count must not allocate more.
+        if n > MAX_ENTRIES {
+            return Err(damaged());
+        }
         let mut r = Reader {
             b,
             at,
@@ -391,6 +398,10 @@ mod tests {
         r.ints().unwrap();
         r.ints().unwrap();
         assert_eq!(r.ints[1], extreme);
+        // A count no block holds is refused before anything is allocated.
+        let mut big = vec![FORMAT_2];
+        put_varint(&mut big, 1 << 40);
+        assert!(Reader::new(&big).is_err());
         // Damage: every truncation is an error, never a panic.
         for k in 0..out.len() {
             let mut r = match Reader::new(&out[..k]) {
