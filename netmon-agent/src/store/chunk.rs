@@ -1,15 +1,21 @@
 //! The compressed chunk: one series' entries (raw samples or buckets) of one
-//! time block, as columns compressed by [`pco`].
+//! time block, as columns compressed by [`pco`] (see `codec.rs` for how a
+//! column is stored).
 //!
-//! Layout: a format byte ([`FORMAT`]), the entry count (LEB128), then one
-//! column after another, each its byte length (LEB128) and a pco standalone
-//! file. Columns, in order:
-//! - times: ms after the block's start (the chunk's key), `u64`;
-//! - raw counter: `interval_ms: u32`, then each field's delta (`u64`);
+//! Layout: a format byte ([`FORMAT`]), the entry count (LEB128), then the
+//! columns. Columns, in order:
+//! - times: ms after the block's start (the chunk's key);
+//! - raw counter: `interval_ms` (or its residual from the gaps between the
+//!   times), then each field's delta (or its residual from the previous or
+//!   the one before: packets from bytes, rx from tx);
 //! - raw gauge: each field's value (`f64`, NaN where unavailable);
-//! - aggregate counter: `covered_ms: u64`, `samples: u32`, each field's sum;
-//! - aggregate gauge: `samples: u32`, then per field `count: u32`, `min`,
-//!   `sum`, `max`, `last` (`f64`).
+//! - aggregate counter: `samples`, `covered_ms` (or its residual from the
+//!   samples), each field's sum (as the raw deltas);
+//! - aggregate gauge: `samples`, then per field `count`, `min`, `sum`,
+//!   `max`, `last` (`f64`).
+//!
+//! Format 1 (schema 3) had no predictions and its own column order
+//! (interval, then fields; covered, samples, sums); it is still read.
 //!
 //! Why pco: it is a column codec for numbers that picks per column what
 //! Gorilla-style encoders hard-wire, and more: delta orders (so regular
@@ -24,128 +30,47 @@
 //! Decoding checks the format byte, each column's length and entry count,
 //! so a damaged chunk is reported ([`DecodeError`]), never misread.
 
-use pco::{ChunkConfig, data_types::Number, standalone};
-
 use super::{
     Agg, Kind, Values,
+    codec::{FORMAT_1, Reader, Writer},
     series::{DecodeError, GaugeField},
 };
 
-/// The chunk layout's version byte.
-pub const FORMAT: u8 = 1;
+/// The chunk layout's version byte, as written.
+pub const FORMAT: u8 = super::codec::FORMAT_2;
 
 /// One series' entries of a block, as stored.
 pub type Entries<T> = Vec<(u64, T)>;
-
-/// A damaged chunk (any length or count that does not fit).
-fn damaged() -> DecodeError {
-    DecodeError {
-        got: 0,
-        expected: 1,
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn get_varint(b: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at).ok_or_else(damaged)?;
-        *at += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(damaged())
-}
-
-/// Writes the chunk's columns.
-struct Writer {
-    out: Vec<u8>,
-    config: ChunkConfig,
-}
-
-impl Writer {
-    fn new(n: usize) -> Writer {
-        let mut out = vec![FORMAT];
-        put_varint(&mut out, n as u64);
-        Writer {
-            out,
-            config: ChunkConfig::default(),
-        }
-    }
-
-    fn column<T: Number>(&mut self, nums: &[T]) {
-        // pco fails only on an invalid configuration; the default is valid.
-        let bytes = standalone::simple_compress(nums, &self.config).unwrap_or_default();
-        put_varint(&mut self.out, bytes.len() as u64);
-        self.out.extend_from_slice(&bytes);
-    }
-}
-
-/// Reads the chunk's columns.
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-    n: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(b: &'a [u8]) -> Result<Reader<'a>, DecodeError> {
-        if b.first() != Some(&FORMAT) {
-            return Err(damaged());
-        }
-        let mut at = 1;
-        let n = usize::try_from(get_varint(b, &mut at)?).map_err(|_| damaged())?;
-        Ok(Reader { b, at, n })
-    }
-
-    fn column<T: Number>(&mut self) -> Result<Vec<T>, DecodeError> {
-        let len = usize::try_from(get_varint(self.b, &mut self.at)?).map_err(|_| damaged())?;
-        let end = self.at.checked_add(len).ok_or_else(damaged)?;
-        let bytes = self.b.get(self.at..end).ok_or_else(damaged)?;
-        self.at = end;
-        let v: Vec<T> = standalone::simple_decompress(bytes).map_err(|_| damaged())?;
-        if v.len() != self.n {
-            return Err(damaged());
-        }
-        Ok(v)
-    }
-
-    fn done(&self) -> Result<(), DecodeError> {
-        if self.at == self.b.len() {
-            Ok(())
-        } else {
-            Err(damaged())
-        }
-    }
-}
 
 /// The entry count of a chunk, read from its header alone.
 pub fn count(b: &[u8]) -> Option<u64> {
     Reader::new(b).ok().map(|r| r.n as u64)
 }
 
+/// The layout version of a chunk.
+pub fn format(b: &[u8]) -> Option<u8> {
+    Reader::new(b).ok().map(|r| r.format())
+}
+
 fn times<T>(start: u64, entries: &[(u64, T)]) -> Vec<u64> {
     entries.iter().map(|(at, _)| at - start).collect()
+}
+
+/// Field columns of a counter: each predicted from the one or two before
+/// it (`first` is the first field's column index).
+fn counter_fields(w: &mut Writer, cols: Vec<Vec<u64>>) {
+    let mut idx: Vec<usize> = Vec::new();
+    for c in cols {
+        let bases: Vec<usize> = idx.iter().rev().take(2).copied().collect();
+        idx.push(w.ints(c, &bases, false));
+    }
 }
 
 /// Encodes raw samples of a series of `n` fields, in time order, of the
 /// block starting at `start` (every time ≥ `start`).
 pub fn encode_raw(kind: Kind, n: usize, start: u64, entries: &[(u64, Values)]) -> Vec<u8> {
     let mut w = Writer::new(entries.len());
-    w.column(&times(start, entries));
+    w.ints(times(start, entries), &[], false);
     match kind {
         Kind::Counter => {
             let mut intervals = Vec::with_capacity(entries.len());
@@ -156,16 +81,14 @@ pub fn encode_raw(kind: Kind, n: usize, start: u64, entries: &[(u64, Values)]) -
                     deltas,
                 } = v
                 {
-                    intervals.push(*interval_ms);
+                    intervals.push(u64::from(*interval_ms));
                     for (c, d) in cols.iter_mut().zip(deltas) {
                         c.push(*d);
                     }
                 }
             }
-            w.column(&intervals);
-            for c in &cols {
-                w.column(c);
-            }
+            w.ints(intervals, &[], true);
+            counter_fields(&mut w, cols);
         }
         Kind::Gauge => {
             let mut cols = vec![Vec::with_capacity(entries.len()); n];
@@ -177,14 +100,14 @@ pub fn encode_raw(kind: Kind, n: usize, start: u64, entries: &[(u64, Values)]) -
                 }
             }
             for c in &cols {
-                w.column(c);
+                w.floats(c);
             }
         }
     }
-    w.out
+    w.finish()
 }
 
-/// Decodes what [`encode_raw`] wrote.
+/// Decodes what [`encode_raw`] wrote (either format).
 pub fn decode_raw(
     kind: Kind,
     n: usize,
@@ -192,11 +115,25 @@ pub fn decode_raw(
     b: &[u8],
 ) -> Result<Entries<Values>, DecodeError> {
     let mut r = Reader::new(b)?;
-    let at: Vec<u64> = r.column()?;
+    let v1 = r.format() == FORMAT_1;
+    let at: Vec<u64> = if v1 {
+        r.legacy()?
+    } else {
+        r.ints()?;
+        std::mem::take(&mut r.ints[0])
+    };
     let out = match kind {
         Kind::Counter => {
-            let intervals: Vec<u32> = r.column()?;
-            let cols: Vec<Vec<u64>> = (0..n).map(|_| r.column()).collect::<Result<_, _>>()?;
+            let (intervals, cols): (Vec<u32>, Vec<Vec<u64>>) = if v1 {
+                let i = r.legacy()?;
+                (i, (0..n).map(|_| r.legacy()).collect::<Result<_, _>>()?)
+            } else {
+                let i = r.ints()?;
+                for _ in 0..n {
+                    r.ints()?;
+                }
+                (r.narrow(i)?, r.ints.split_off(2))
+            };
             (0..r.n)
                 .map(|i| {
                     (
@@ -210,7 +147,9 @@ pub fn decode_raw(
                 .collect()
         }
         Kind::Gauge => {
-            let cols: Vec<Vec<f64>> = (0..n).map(|_| r.column()).collect::<Result<_, _>>()?;
+            let cols: Vec<Vec<f64>> = (0..n)
+                .map(|_| if v1 { r.legacy() } else { r.floats() })
+                .collect::<Result<_, _>>()?;
             (0..r.n)
                 .map(|i| {
                     (
@@ -235,7 +174,11 @@ pub fn encode_agg(kind: Kind, n: usize, start: u64, entries: &[(u64, Agg)]) -> V
     };
     let entries: Vec<&(u64, Agg)> = entries.iter().filter(|(_, a)| fits(a)).collect();
     let mut w = Writer::new(entries.len());
-    w.column(&entries.iter().map(|(at, _)| at - start).collect::<Vec<_>>());
+    w.ints(
+        entries.iter().map(|(at, _)| at - start).collect(),
+        &[],
+        false,
+    );
     match kind {
         Kind::Counter => {
             let mut covered = Vec::with_capacity(entries.len());
@@ -249,17 +192,15 @@ pub fn encode_agg(kind: Kind, n: usize, start: u64, entries: &[(u64, Agg)]) -> V
                 } = a
                 {
                     covered.push(*covered_ms);
-                    samples.push(*s);
+                    samples.push(u64::from(*s));
                     for (c, x) in cols.iter_mut().zip(sums) {
                         c.push(*x);
                     }
                 }
             }
-            w.column(&covered);
-            w.column(&samples);
-            for c in &cols {
-                w.column(c);
-            }
+            let s = w.ints(samples, &[], false);
+            w.ints(covered, &[s], false);
+            counter_fields(&mut w, cols);
         }
         Kind::Gauge => {
             let mut samples = Vec::with_capacity(entries.len());
@@ -267,36 +208,54 @@ pub fn encode_agg(kind: Kind, n: usize, start: u64, entries: &[(u64, Agg)]) -> V
             let mut stats = vec![[const { Vec::new() }; 4]; n];
             for (_, a) in &entries {
                 if let Agg::Gauge { samples: s, fields } = a {
-                    samples.push(*s);
+                    samples.push(u64::from(*s));
                     for (i, f) in fields.iter().enumerate() {
-                        counts[i].push(f.count);
+                        counts[i].push(u64::from(f.count));
                         for (col, x) in stats[i].iter_mut().zip([f.min, f.sum, f.max, f.last]) {
                             col.push(x);
                         }
                     }
                 }
             }
-            w.column(&samples);
-            for i in 0..n {
-                w.column(&counts[i]);
-                for col in &stats[i] {
-                    w.column(col);
+            let s = w.ints(samples, &[], false);
+            for (count, stats) in counts.into_iter().zip(&stats) {
+                w.ints(count, &[s], false);
+                for col in stats {
+                    w.floats(col);
                 }
             }
         }
     }
-    w.out
+    w.finish()
 }
 
-/// Decodes what [`encode_agg`] wrote.
+/// Decodes what [`encode_agg`] wrote (either format).
 pub fn decode_agg(kind: Kind, n: usize, start: u64, b: &[u8]) -> Result<Entries<Agg>, DecodeError> {
     let mut r = Reader::new(b)?;
-    let at: Vec<u64> = r.column()?;
+    let v1 = r.format() == FORMAT_1;
+    let at: Vec<u64> = if v1 {
+        r.legacy()?
+    } else {
+        r.ints()?;
+        std::mem::take(&mut r.ints[0])
+    };
     let out = match kind {
         Kind::Counter => {
-            let covered: Vec<u64> = r.column()?;
-            let samples: Vec<u32> = r.column()?;
-            let cols: Vec<Vec<u64>> = (0..n).map(|_| r.column()).collect::<Result<_, _>>()?;
+            let (covered, samples, cols): (Vec<u64>, Vec<u32>, Vec<Vec<u64>>) = if v1 {
+                let c = r.legacy()?;
+                let s = r.legacy()?;
+                (c, s, (0..n).map(|_| r.legacy()).collect::<Result<_, _>>()?)
+            } else {
+                let s = r.ints()?;
+                r.ints()?;
+                for _ in 0..n {
+                    r.ints()?;
+                }
+                let s = r.narrow(s)?;
+                let mut rest = r.ints.split_off(2);
+                let sums = rest.split_off(1);
+                (rest.pop().unwrap_or_default(), s, sums)
+            };
             (0..r.n)
                 .map(|i| {
                     (
@@ -311,14 +270,32 @@ pub fn decode_agg(kind: Kind, n: usize, start: u64, b: &[u8]) -> Result<Entries<
                 .collect()
         }
         Kind::Gauge => {
-            let samples: Vec<u32> = r.column()?;
+            let samples: Vec<u32> = if v1 {
+                r.legacy()?
+            } else {
+                let s = r.ints()?;
+                r.narrow(s)?
+            };
             let mut fields = Vec::with_capacity(n);
             for _ in 0..n {
-                let count: Vec<u32> = r.column()?;
-                let min: Vec<f64> = r.column()?;
-                let sum: Vec<f64> = r.column()?;
-                let max: Vec<f64> = r.column()?;
-                let last: Vec<f64> = r.column()?;
+                let (count, min, sum, max, last): (Vec<u32>, _, _, _, _) = if v1 {
+                    (
+                        r.legacy()?,
+                        r.legacy()?,
+                        r.legacy()?,
+                        r.legacy()?,
+                        r.legacy()?,
+                    )
+                } else {
+                    let c = r.ints()?;
+                    (
+                        r.narrow(c)?,
+                        r.floats()?,
+                        r.floats()?,
+                        r.floats()?,
+                        r.floats()?,
+                    )
+                };
                 fields.push((count, min, sum, max, last));
             }
             (0..r.n)
@@ -430,6 +407,27 @@ mod tests {
         assert!(decode_agg(Kind::Gauge, 3, start, &b).is_err());
         assert!(decode_agg(Kind::Counter, 2, start, &b).is_err());
         assert!(decode_raw(Kind::Counter, 2, start, &[9, 1]).is_err());
+        // Any byte changed: an error or other values, never a panic.
+        let c: Vec<(u64, Values)> = (0..300u64)
+            .map(|i| {
+                let d = vec![i * 7919 % 100_003, i % 17, i * 31 % 4099, i % 3];
+                (
+                    start + i * 1000 + i % 5,
+                    Values::Counter {
+                        interval_ms: 1000,
+                        deltas: d,
+                    },
+                )
+            })
+            .collect();
+        let b = encode_raw(Kind::Counter, 4, start, &c);
+        for i in 0..b.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut d = b.clone();
+                d[i] ^= x;
+                let _ = decode_raw(Kind::Counter, 4, start, &d);
+            }
+        }
         assert!(decode_raw(Kind::Counter, 2, start, &[]).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Version 1 → 2: a file in the layout every earlier build of this schema
 //! wrote (one fixed-width row per sample and bucket) is opened, its data
 //! sealed into chunks, and every point, label and interval survives.
+//! Version 3 → 4: its chunks (format 1) are rewritten in format 2, every
+//! point kept.
 
 use redb::{Database, ReadableDatabase};
 
@@ -140,6 +142,32 @@ fn write_v1(path: &Path) -> HashMap<(u32, Tier), Vec<(u64, Agg)>> {
     want
 }
 
+/// Every point of `want` is read back as written (aggregates before the
+/// hour folded last; after it the fixture's buckets are partial).
+fn assert_points(s: &Store, want: &HashMap<(u32, Tier), Vec<(u64, Agg)>>) {
+    for (id, name) in NAMES {
+        for tier in Tier::ALL {
+            let h = s.query(name, 0, u64::MAX, Some(tier), T0).unwrap();
+            assert_eq!(h.skipped, 0);
+            let expect: Vec<Point> = want[&(id, tier)]
+                .iter()
+                .map(|(at, a)| Point::new(family(id), *at, a))
+                .collect();
+            let got: Vec<&Point> = h
+                .points
+                .iter()
+                .filter(|p| tier == Tier::Raw || p.at_ms < T0 + 6 * HOUR_MS)
+                .collect();
+            let expect: Vec<&Point> = expect
+                .iter()
+                .filter(|p| tier == Tier::Raw || p.at_ms < T0 + 6 * HOUR_MS)
+                .collect();
+            assert_eq!(got.len(), expect.len(), "{name} {tier:?}");
+            assert!(got == expect, "{name} {tier:?}: points differ");
+        }
+    }
+}
+
 #[test]
 fn a_version_1_file_is_sealed_into_chunks_keeping_every_point_and_label() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,27 +193,7 @@ fn a_version_1_file_is_sealed_into_chunks_keeping_every_point_and_label() {
             assert!(size.tail_samples < size.samples, "tier {t}: {size:?}");
         }
         assert_eq!(sizes[0].tail_samples, counts(Tier::Raw) / 8, "the 8th hour");
-        for (id, name) in NAMES {
-            for tier in Tier::ALL {
-                let h = s.query(name, 0, u64::MAX, Some(tier), T0).unwrap();
-                assert_eq!(h.skipped, 0);
-                let expect: Vec<Point> = want[&(id, tier)]
-                    .iter()
-                    .map(|(at, a)| Point::new(family(id), *at, a))
-                    .collect();
-                let got: Vec<&Point> = h
-                    .points
-                    .iter()
-                    .filter(|p| tier == Tier::Raw || p.at_ms < T0 + 6 * HOUR_MS)
-                    .collect();
-                let expect: Vec<&Point> = expect
-                    .iter()
-                    .filter(|p| tier == Tier::Raw || p.at_ms < T0 + 6 * HOUR_MS)
-                    .collect();
-                assert_eq!(got.len(), expect.len(), "{name} {tier:?}");
-                assert!(got == expect, "{name} {tier:?}: points differ");
-            }
-        }
+        assert_points(&s, &want);
         let labels = s.labels().unwrap();
         assert_eq!(labels.len(), 2);
         assert_eq!(labels["02:00:00:00:00:0b"].name.as_deref(), Some("tv"));
@@ -262,4 +270,196 @@ fn an_older_file_s_flow_directions_become_ingress_and_egress() {
             .value(),
         0
     );
+}
+
+/// Schema 3's chunk layout (format 1), as its encoder wrote it: the count,
+/// then each column a standalone pco file; no predictions.
+struct V1(Vec<u8>);
+
+impl V1 {
+    fn new(n: usize) -> V1 {
+        let mut out = vec![codec::FORMAT_1];
+        codec::put_varint(&mut out, n as u64);
+        V1(out)
+    }
+    fn col<T: pco::data_types::Number>(&mut self, nums: &[T]) -> &mut Self {
+        let b = pco::standalone::simple_compress(nums, &pco::ChunkConfig::default()).unwrap();
+        codec::put_varint(&mut self.0, b.len() as u64);
+        self.0.extend_from_slice(&b);
+        self
+    }
+}
+
+fn v1_raw(fam: Family, start: u64, es: &[(u64, Values)]) -> Vec<u8> {
+    let mut w = V1::new(es.len());
+    w.col(&es.iter().map(|(at, _)| at - start).collect::<Vec<u64>>());
+    let n = fam.fields().len();
+    match fam.kind() {
+        Kind::Counter => {
+            let (mut iv, mut cols) = (Vec::new(), vec![Vec::new(); n]);
+            for (_, v) in es {
+                let Values::Counter {
+                    interval_ms,
+                    deltas,
+                } = v
+                else {
+                    panic!()
+                };
+                iv.push(*interval_ms);
+                cols.iter_mut().zip(deltas).for_each(|(c, d)| c.push(*d));
+            }
+            w.col(&iv);
+            cols.iter().for_each(|c| _ = w.col(c));
+        }
+        Kind::Gauge => {
+            let mut cols = vec![Vec::new(); n];
+            for (_, v) in es {
+                let Values::Gauge(x) = v else { panic!() };
+                cols.iter_mut().zip(x).for_each(|(c, x)| c.push(*x));
+            }
+            cols.iter().for_each(|c| _ = w.col(c));
+        }
+    }
+    w.0
+}
+
+fn v1_agg(fam: Family, start: u64, es: &[(u64, Agg)]) -> Vec<u8> {
+    let mut w = V1::new(es.len());
+    w.col(&es.iter().map(|(at, _)| at - start).collect::<Vec<u64>>());
+    let n = fam.fields().len();
+    match fam.kind() {
+        Kind::Counter => {
+            let (mut cov, mut smp, mut cols) = (Vec::new(), Vec::new(), vec![Vec::new(); n]);
+            for (_, a) in es {
+                let Agg::Counter {
+                    covered_ms,
+                    samples,
+                    sums,
+                } = a
+                else {
+                    panic!()
+                };
+                cov.push(*covered_ms);
+                smp.push(*samples);
+                cols.iter_mut().zip(sums).for_each(|(c, d)| c.push(*d));
+            }
+            w.col(&cov).col(&smp);
+            cols.iter().for_each(|c| _ = w.col(c));
+        }
+        Kind::Gauge => {
+            let mut smp = Vec::new();
+            let mut per: Vec<(Vec<u32>, [Vec<f64>; 4])> = vec![Default::default(); n];
+            for (_, a) in es {
+                let Agg::Gauge { samples, fields } = a else {
+                    panic!()
+                };
+                smp.push(*samples);
+                for ((c, st), f) in per.iter_mut().map(|(c, st)| (c, st)).zip(fields) {
+                    c.push(f.count);
+                    for (col, x) in st.iter_mut().zip([f.min, f.sum, f.max, f.last]) {
+                        col.push(x);
+                    }
+                }
+            }
+            w.col(&smp);
+            for (c, st) in &per {
+                w.col(c);
+                st.iter().for_each(|col| _ = w.col(col));
+            }
+        }
+    }
+    w.0
+}
+
+/// Every chunk's format, per tier.
+fn formats(path: &Path) -> Vec<Vec<u8>> {
+    let db = Database::open(path).unwrap();
+    let rtx = db.begin_read().unwrap();
+    Tier::ALL
+        .iter()
+        .map(|t| {
+            rtx.open_table(t.chunks())
+                .unwrap()
+                .iter()
+                .unwrap()
+                .map(|r| chunk::format(r.unwrap().1.value()).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// Version 3 → 4: a file as version 3 wrote it (chunks of format 1) is
+/// opened, every chunk rewritten in format 2, every point kept; a crash
+/// in the middle (the pending mark still set, some chunks rewritten)
+/// finishes at the next start.
+#[test]
+fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.redb");
+    let want = write_v1(&path);
+    // Sealed by the current code, then each chunk written back as version
+    // 3 wrote it.
+    drop(Store::open(&path, Retention::default()).unwrap());
+    for half in [false, true] {
+        {
+            let db = Database::open(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            for tier in Tier::ALL {
+                let mut t = tx.open_table(tier.chunks()).unwrap();
+                let rows: Vec<((u32, u64), Vec<u8>)> = t
+                    .iter()
+                    .unwrap()
+                    .map(|r| {
+                        let (k, v) = r.unwrap();
+                        (k.value(), v.value().to_vec())
+                    })
+                    .collect();
+                assert!(!rows.is_empty());
+                for (i, ((id, start), b)) in rows.into_iter().enumerate() {
+                    if half && i % 2 == 0 {
+                        continue;
+                    }
+                    let fam = family(id);
+                    let (k, n) = (fam.kind(), fam.fields().len());
+                    let old = if tier == Tier::Raw {
+                        v1_raw(fam, start, &chunk::decode_raw(k, n, start, &b).unwrap())
+                    } else {
+                        v1_agg(fam, start, &chunk::decode_agg(k, n, start, &b).unwrap())
+                    };
+                    t.insert((id, start), old.as_slice()).unwrap();
+                }
+            }
+            let mut meta = tx.open_table(META).unwrap();
+            if half {
+                // A crash after the migration's transaction, before the
+                // rewriting finished.
+                meta.insert(super::recode::RECODE_KEY, 1).unwrap();
+            } else {
+                meta.insert(schema::VERSION_KEY, 3).unwrap();
+            }
+            drop(meta);
+            tx.commit().unwrap();
+        }
+        let before = formats(&path);
+        assert!(before.iter().flatten().any(|f| *f == codec::FORMAT_1));
+        let s = Store::open(&path, Retention::default()).unwrap();
+        assert_points(&s, &want);
+        let rtx = s.with_db(|db| Ok(db.begin_read()?)).unwrap();
+        let meta = rtx.open_table(META).unwrap();
+        assert_eq!(
+            meta.get(schema::VERSION_KEY).unwrap().unwrap().value(),
+            schema::SCHEMA_VERSION
+        );
+        assert!(meta.get(super::recode::RECODE_KEY).unwrap().is_none());
+        drop((meta, rtx, s));
+        let after = formats(&path);
+        assert_eq!(
+            after.iter().map(Vec::len).collect::<Vec<_>>(),
+            before.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        assert!(
+            after.iter().flatten().all(|f| *f == chunk::FORMAT),
+            "{after:?}"
+        );
+    }
 }

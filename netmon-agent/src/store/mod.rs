@@ -32,11 +32,13 @@
 pub mod alert_log;
 pub mod chunk;
 pub mod clock;
+mod codec;
 pub mod labels;
 mod open;
 mod options;
 mod query;
 mod raw_tail;
+mod recode;
 pub mod record;
 pub mod recover;
 pub mod retention;

@@ -88,6 +88,7 @@ impl Store {
         if store.convert_v1_raw()? || migrated {
             store.seal_all_logged()?;
         }
+        store.recode_logged()?;
         store.with_db(|db| {
             let rtx = db.begin_read()?;
             let meta = rtx.open_table(META)?;
@@ -300,6 +301,8 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// Version 1 → 2 creates the chunk tables; the caller then seals the data
 /// (in transactions of its own: a crash meanwhile leaves a valid version-2
 /// file with some data still in the tails, sealed by maintenance later).
+/// Version 3 → 4 marks the chunks for rewriting, which the caller then
+/// does (`recode.rs`).
 fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
     if from == 0 {
@@ -308,6 +311,9 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
     create_tables(&tx)?;
     if from < 3 {
         rename_directions(&tx)?;
+    }
+    if from < 4 {
+        tx.open_table(META)?.insert(super::recode::RECODE_KEY, 1)?;
     }
     tx.open_table(META)?
         .insert(schema::VERSION_KEY, schema::SCHEMA_VERSION)?;

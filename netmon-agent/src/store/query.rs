@@ -180,6 +180,10 @@ impl Store {
                         + b.branch_pages())
                         * page,
                     stored_bytes: a.stored_bytes() + b.stored_bytes(),
+                    tail_stored_bytes: a.stored_bytes(),
+                    chunk_stored_bytes: b.stored_bytes(),
+                    metadata_bytes: a.metadata_bytes() + b.metadata_bytes(),
+                    fragmented_bytes: a.fragmented_bytes() + b.fragmented_bytes(),
                 };
             }
             tx.abort()?;
@@ -218,6 +222,13 @@ pub struct TierSize {
     pub page_bytes: u64,
     /// Bytes of its keys and values alone.
     pub stored_bytes: u64,
+    /// Of which the open tail's and the chunks'.
+    pub tail_stored_bytes: u64,
+    pub chunk_stored_bytes: u64,
+    /// Bytes of the B-trees' own bookkeeping (branch keys, entry offsets).
+    pub metadata_bytes: u64,
+    /// Bytes of allocated pages holding nothing (partly filled pages).
+    pub fragmented_bytes: u64,
 }
 
 /// Space used by the history file.

@@ -37,12 +37,15 @@
 //! series' direction `in`/`out` (`flow/<iface>/in/...`) where the API and
 //! `/metrics` say `ingress`/`egress`; opening a version-2 (or older) file
 //! renames them in [`SERIES`] and [`SERIES_NAMES`] (see
-//! `rename_directions` in `open.rs`), ids and data unchanged.
+//! `rename_directions` in `open.rs`), ids and data unchanged. Version 3
+//! wrote chunks of format 1 (each column a standalone pco file, no
+//! predictions); opening a version-3 (or older) file rewrites them in
+//! format 2 at start-up (see `recode.rs`), every point kept.
 
 use redb::TableDefinition;
 
 /// The layout this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Key in [`META`] of the layout version.
 pub const VERSION_KEY: &str = "schema_version";
