@@ -2,13 +2,12 @@
 
 use std::{
     io,
-    os::fd::{AsFd as _, AsRawFd as _},
+    marker::PhantomData,
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    ptr::NonNull,
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, MapData},
-};
+use aya::{Ebpf, maps::MapData};
 use netmon_common::{
     CACHE_HEADERS_MAP, CACHE_INDEX_MAP, CONTROL_MAP, CacheLayout, CacheSlot, FLOW_CACHE_MAP,
     IndexLine, MIN_INDEX_LINES,
@@ -17,12 +16,16 @@ use netmon_common::{
 /// Index lines a half starts with (32,768 entries, 256 KiB).
 const INITIAL_INDEX_LINES: u32 = 4096;
 
-/// The flow cache's arrays, memory-mapped (read and written by the agent
-/// only in a half no program uses; see [`Kernel::read_cache`]).
+/// The flow cache's arrays. The headers stay memory-mapped; the slots
+/// and the index are mapped only for a drain, and only the ranges the
+/// finished half used: mapping a `BPF_F_MMAPABLE` array maps every page
+/// of it at once (`remap_vmalloc_range`), so a whole 64 MiB cache mapped
+/// for the agent's life would count in its RSS. (Read and written by the
+/// agent only in a half no program uses; see [`Kernel::read_cache`].)
 pub(super) struct CacheMap {
-    slots: Mapped<CacheSlot>,
-    index: Mapped<IndexLine>,
-    headers: Mapped<u64>,
+    slots: Array<CacheSlot>,
+    index: Array<IndexLine>,
+    headers: Window<u64>,
     /// Flow slots per half.
     pub(super) half: u32,
     /// Index lines each half uses in its current (or next) generation.
@@ -30,27 +33,28 @@ pub(super) struct CacheMap {
 }
 
 impl CacheMap {
-    /// Maps the object's flow cache, index and headers, sized for `ncpus`
-    /// CPUs of `half` flow slots per half.
+    /// Opens the object's flow cache and index and maps its headers, sized
+    /// for `ncpus` CPUs of `half` flow slots per half.
     pub(super) fn map(ebpf: &Ebpf, ncpus: usize, half: u32) -> io::Result<CacheMap> {
         let regions = ncpus * 2;
         let lines = INITIAL_INDEX_LINES.min(CacheLayout::index_lines(half));
+        let headers = Array::open(
+            ebpf,
+            CACHE_HEADERS_MAP,
+            regions * CacheLayout::HEADER as usize,
+        )?;
         Ok(CacheMap {
-            slots: Mapped::map(
+            slots: Array::open(
                 ebpf,
                 FLOW_CACHE_MAP,
                 regions * CacheLayout::slots(half) as usize,
             )?,
-            index: Mapped::map(
+            index: Array::open(
                 ebpf,
                 CACHE_INDEX_MAP,
                 regions * CacheLayout::index_lines(half) as usize,
             )?,
-            headers: Mapped::map(
-                ebpf,
-                CACHE_HEADERS_MAP,
-                regions * CacheLayout::HEADER as usize,
-            )?,
+            headers: headers.window(0, regions * CacheLayout::HEADER as usize)?,
             half,
             lines: [lines; 2],
         })
@@ -60,13 +64,13 @@ impl CacheMap {
     /// then frees it (zeroes it), the index lines the half used and its
     /// header. Returns the flow slots it had claimed and the frames that
     /// found none. The caller guarantees no program writes the region
-    /// meanwhile.
+    /// meanwhile. On an error (mapping a range failed) nothing was zeroed.
     pub(super) fn drain(
         &mut self,
         region: usize,
         half: usize,
         mut f: impl FnMut(&CacheSlot),
-    ) -> (u64, u64) {
+    ) -> io::Result<(u64, u64)> {
         let flow_slots = self.half as usize;
         let first_slot = region * CacheLayout::slots(self.half) as usize;
         let header = region * CacheLayout::HEADER as usize;
@@ -76,18 +80,32 @@ impl CacheMap {
         let flows = (self.headers.read(word(CacheLayout::COUNT)) as usize).min(flow_slots);
         let aggregates = (self.headers.read(word(CacheLayout::AGGREGATES)) as usize)
             .min(CacheLayout::slots(0) as usize);
-        for i in (0..flows).chain(flow_slots..flow_slots + aggregates) {
-            let slot = self.slots.read(first_slot + i);
-            if slot.key.ifindex != 0 {
-                f(&slot);
-                self.slots.write(first_slot + i, CacheSlot::default());
+        let missed = self.headers.read(word(CacheLayout::MISSES));
+        // Index entries are written only with a claim: a half that claimed
+        // nothing has nothing to read or clear but its header.
+        if flows + aggregates != 0 {
+            let first_line = region * CacheLayout::index_lines(self.half) as usize;
+            // Every range is mapped before anything is zeroed.
+            let mut index = self.index.window(first_line, self.lines[half] as usize)?;
+            let mut ranges = Vec::with_capacity(2);
+            for (first, n) in [(0, flows), (flow_slots, aggregates)] {
+                if n != 0 {
+                    ranges.push(self.slots.window(first_slot + first, n)?);
+                }
+            }
+            for slots in &mut ranges {
+                for i in 0..slots.len {
+                    let slot = slots.read(i);
+                    if slot.key.ifindex != 0 {
+                        f(&slot);
+                        slots.write(i, CacheSlot::default());
+                    }
+                }
+            }
+            for i in 0..index.len {
+                index.write(i, IndexLine::default());
             }
         }
-        let first_line = region * CacheLayout::index_lines(self.half) as usize;
-        for i in 0..self.lines[half] as usize {
-            self.index.write(first_line + i, IndexLine::default());
-        }
-        let missed = self.headers.read(word(CacheLayout::MISSES));
         for w in [
             CacheLayout::COUNT,
             CacheLayout::INSERTS,
@@ -96,7 +114,7 @@ impl CacheMap {
         ] {
             self.headers.write(word(w), 0);
         }
-        (flows as u64, missed)
+        Ok((flows as u64, missed))
     }
 
     /// The index lines for a half's next generation, given the most flow
@@ -125,48 +143,85 @@ pub(super) fn next_index_lines(lines: u32, claimed: u64, missed: bool, most: u32
     want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
 }
 
-/// A memory-mapped `BPF_F_MMAPABLE` array of `T`.
-struct Mapped<T> {
-    base: std::ptr::NonNull<T>,
+/// A `BPF_F_MMAPABLE` array of `len` elements of `T`, through its own
+/// file descriptor.
+struct Array<T> {
+    fd: OwnedFd,
     len: usize,
+    _t: PhantomData<T>,
 }
 
-// SAFETY: the mapping is plain shared memory owned by this value; access
-// goes through `&mut self` or copies.
-unsafe impl<T> Send for Mapped<T> {}
-
-impl<T: Copy> Mapped<T> {
-    /// Maps the first `len` elements of the object's array `name`.
-    fn map(ebpf: &Ebpf, name: &str, len: usize) -> io::Result<Mapped<T>> {
+impl<T: Copy> Array<T> {
+    /// The object's array `name` of (at least) `len` elements.
+    fn open(ebpf: &Ebpf, name: &str, len: usize) -> io::Result<Array<T>> {
         let map = ebpf
             .map(name)
             .expect("the flow cache's arrays are in the object");
         let aya::maps::Map::Array(data) = map else {
             unreachable!("{name} is an array")
         };
-        let bytes = len * std::mem::size_of::<T>();
-        // SAFETY: mapping a BPF_F_MMAPABLE array's fd, shared, for at most
-        // its size (the kernel refuses more); the result is checked.
+        Ok(Array {
+            fd: data.fd().as_fd().try_clone_to_owned()?,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// Maps elements `first..first + len` (with the rest of their pages).
+    fn window(&self, first: usize, len: usize) -> io::Result<Window<T>> {
+        assert!(first + len <= self.len, "{first} + {len} of {}", self.len);
+        // SAFETY: sysconf reads a constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let size = size_of::<T>();
+        let start = first * size / page * page;
+        let end = ((first + len) * size).div_ceil(page) * page;
+        let offset = libc::off_t::try_from(start)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: mapping pages of a BPF_F_MMAPABLE array's fd, shared,
+        // within its size (the kernel refuses more); the result is checked.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                bytes,
+                end - start,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
+                self.fd.as_raw_fd(),
+                offset,
             )
         };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base = std::ptr::NonNull::new(p.cast::<T>()).expect("mmap never maps at 0");
-        Ok(Mapped { base, len })
+        let map = NonNull::new(p.cast::<u8>()).expect("mmap never maps at 0");
+        // SAFETY: `first`'s offset lies inside the mapping (elements never
+        // straddle pages: sizes here divide the page size).
+        let base = unsafe { NonNull::new_unchecked(p.cast::<u8>().add(first * size - start)) };
+        Ok(Window {
+            map,
+            bytes: end - start,
+            base: base.cast(),
+            len,
+        })
     }
+}
 
+/// A mapped run of elements of a `BPF_F_MMAPABLE` array, unmapped when
+/// dropped.
+struct Window<T> {
+    map: NonNull<u8>,
+    bytes: usize,
+    base: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; access
+// goes through `&mut self` or copies.
+unsafe impl<T> Send for Window<T> {}
+
+impl<T: Copy> Window<T> {
     fn read(&self, i: usize) -> T {
         assert!(i < self.len, "element {i} of {}", self.len);
-        // SAFETY: in bounds (asserted) of a page-aligned mapping of `T`s.
+        // SAFETY: in bounds (asserted) of the mapped elements.
         // Volatile: the kernel's programs write this memory.
         unsafe { std::ptr::read_volatile(self.base.as_ptr().add(i)) }
     }
@@ -178,14 +233,11 @@ impl<T: Copy> Mapped<T> {
     }
 }
 
-impl<T> Drop for Mapped<T> {
+impl<T> Drop for Window<T> {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `map` mapped.
+        // SAFETY: unmapping exactly what `Array::window` mapped.
         unsafe {
-            libc::munmap(
-                self.base.as_ptr().cast(),
-                self.len * std::mem::size_of::<T>(),
-            );
+            libc::munmap(self.map.as_ptr().cast(), self.bytes);
         }
     }
 }
@@ -197,7 +249,7 @@ pub(super) fn set_control(
     index: u32,
     value: u32,
 ) -> Result<(), aya::maps::MapError> {
-    let mut control: Array<&mut MapData, u32> =
-        Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
+    let mut control: aya::maps::Array<&mut MapData, u32> =
+        aya::maps::Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
     control.set(index, &value, 0)
 }

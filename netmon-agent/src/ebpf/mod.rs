@@ -179,6 +179,10 @@ pub enum ReadError {
     /// An aya map operation failed.
     #[error("reading map {0} failed")]
     Map(&'static str, #[source] aya::maps::MapError),
+    /// Memory-mapping a range of the flow cache failed (the cache is
+    /// turned off).
+    #[error("memory-mapping the flow cache failed")]
+    Cache(#[source] io::Error),
 }
 
 /// How a program is attached at one hook.
