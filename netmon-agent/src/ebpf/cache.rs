@@ -9,35 +9,46 @@ use std::{
 
 use aya::{Ebpf, maps::MapData};
 use netmon_common::{
-    CACHE_HEADERS_MAP, CACHE_INDEX_MAP, CONTROL_MAP, CacheLayout, CacheSlot, FLOW_CACHE_MAP,
-    IndexLine, MIN_INDEX_LINES,
+    CACHE_CLAIMS_MAP, CACHE_HEADERS_MAP, CONTROL_MAP, CacheLayout, CacheSlot, FLOW_CACHE_MAP,
+    MIN_TABLE_SLOTS,
 };
 
-/// Index lines a half starts with (32,768 entries, 256 KiB).
-const INITIAL_INDEX_LINES: u32 = 4096;
+/// Table slots a half starts with (4,096 flows at a quarter full, 1 MiB).
+const INITIAL_TABLE_SLOTS: u32 = 16_384;
+/// Slots the agent maps at a time while it reads a half (1 MiB).
+const WINDOW_SLOTS: usize = 16_384;
 
 /// The flow cache's arrays. The headers stay memory-mapped; the slots
-/// and the index are mapped only for a drain, and only the ranges the
-/// finished half used: mapping a `BPF_F_MMAPABLE` array maps every page
-/// of it at once (`remap_vmalloc_range`), so a whole 64 MiB cache mapped
-/// for the agent's life would count in its RSS. (Read and written by the
-/// agent only in a half no program uses; see [`Kernel::read_cache`].)
+/// and the claim lists are mapped only for a drain, and only the ranges
+/// the finished half claimed, a megabyte of slots at a time: mapping a
+/// `BPF_F_MMAPABLE` array maps every page of it at once
+/// (`remap_vmalloc_range`), so a whole 64 MiB cache mapped for the
+/// agent's life would count in its RSS. (Read and written by the agent
+/// only in a half no program uses; see [`Kernel::read_cache`].)
 pub(super) struct CacheMap {
     slots: Array<CacheSlot>,
-    index: Array<IndexLine>,
+    /// `u32` entries, each in 8 bytes (a BPF array's elements are 8-byte
+    /// aligned; the upper half is padding, zero).
+    claims: Array<u64>,
     headers: Window<u64>,
     /// Flow slots per half.
     pub(super) half: u32,
-    /// Index lines each half uses in its current (or next) generation.
-    pub(super) lines: [u32; 2],
+    /// Table slots each half uses in its current (or next) generation.
+    pub(super) table: [u32; 2],
+    /// The slots the region being read claimed, as listed, then grouped
+    /// by window, and where each window's group starts (buffers kept
+    /// between drains).
+    claimed: Vec<u32>,
+    grouped: Vec<u32>,
+    starts: Vec<usize>,
 }
 
 impl CacheMap {
-    /// Opens the object's flow cache and index and maps its headers, sized
+    /// Opens the object's flow cache and claim lists and maps its headers, sized
     /// for `ncpus` CPUs of `half` flow slots per half.
     pub(super) fn map(ebpf: &Ebpf, ncpus: usize, half: u32) -> io::Result<CacheMap> {
         let regions = ncpus * 2;
-        let lines = INITIAL_INDEX_LINES.min(CacheLayout::index_lines(half));
+        let table = INITIAL_TABLE_SLOTS.min(half);
         let headers = Array::open(
             ebpf,
             CACHE_HEADERS_MAP,
@@ -49,30 +60,33 @@ impl CacheMap {
                 FLOW_CACHE_MAP,
                 regions * CacheLayout::slots(half) as usize,
             )?,
-            index: Array::open(
+            claims: Array::open(
                 ebpf,
-                CACHE_INDEX_MAP,
-                regions * CacheLayout::index_lines(half) as usize,
+                CACHE_CLAIMS_MAP,
+                regions * CacheLayout::slots(half) as usize,
             )?,
             headers: headers.window(0, regions * CacheLayout::HEADER as usize)?,
             half,
-            lines: [lines; 2],
+            table: [table; 2],
+            claimed: Vec::new(),
+            grouped: Vec::new(),
+            starts: Vec::new(),
         })
     }
 
-    /// Calls `f` with each slot that `region` (CPU * 2 + `half`) claimed,
-    /// then frees it (zeroes it), the index lines the half used and its
-    /// header. Returns the flow slots it had claimed and the frames that
-    /// found none. The caller guarantees no program writes the region
-    /// meanwhile. On an error (mapping a range failed) nothing was zeroed.
+    /// Calls `f` with each slot that `region` (CPU * 2 + a half) claimed,
+    /// then frees it (zeroes it) and the half's header. Returns the flow
+    /// slots it had claimed and the frames that found none. The caller
+    /// guarantees no program writes the region meanwhile. On an error
+    /// (mapping a range failed) the region is left as it is, part read.
     pub(super) fn drain(
         &mut self,
         region: usize,
-        half: usize,
         mut f: impl FnMut(&CacheSlot),
     ) -> io::Result<(u64, u64)> {
         let flow_slots = self.half as usize;
-        let first_slot = region * CacheLayout::slots(self.half) as usize;
+        let region_slots = CacheLayout::slots(self.half) as usize;
+        let first_slot = region * region_slots;
         let header = region * CacheLayout::HEADER as usize;
         let word = |w: u32| header + w as usize;
         // The programs never claim more than the region holds; the bounds
@@ -81,29 +95,54 @@ impl CacheMap {
         let aggregates = (self.headers.read(word(CacheLayout::AGGREGATES)) as usize)
             .min(CacheLayout::slots(0) as usize);
         let missed = self.headers.read(word(CacheLayout::MISSES));
-        // Index entries are written only with a claim: a half that claimed
-        // nothing has nothing to read or clear but its header.
-        if flows + aggregates != 0 {
-            let first_line = region * CacheLayout::index_lines(self.half) as usize;
-            // Every range is mapped before anything is zeroed.
-            let mut index = self.index.window(first_line, self.lines[half] as usize)?;
-            let mut ranges = Vec::with_capacity(2);
-            for (first, n) in [(0, flows), (flow_slots, aggregates)] {
-                if n != 0 {
-                    ranges.push(self.slots.window(first_slot + first, n)?);
+        self.claimed.clear();
+        for (first, n) in [(0, flows), (flow_slots, aggregates)] {
+            if n == 0 {
+                continue;
+            }
+            let claims = self.claims.window(first_slot + first, n)?;
+            for i in 0..n {
+                let slot = claims.read(i) as u32 as usize;
+                // A damaged entry cannot reach past the region.
+                if slot < region_slots {
+                    self.claimed.push(slot as u32);
                 }
             }
-            for slots in &mut ranges {
-                for i in 0..slots.len {
-                    let slot = slots.read(i);
-                    if slot.key.ifindex != 0 {
-                        f(&slot);
-                        slots.write(i, CacheSlot::default());
-                    }
-                }
+        }
+        // Grouped by window (a counting sort), so each window of slots
+        // is mapped once. (A slot listed twice, which the programs never
+        // do, is read once: the first read zeroes it.)
+        let windows = region_slots.div_ceil(WINDOW_SLOTS);
+        self.starts.clear();
+        self.starts.resize(windows + 1, 0);
+        for &i in &self.claimed {
+            self.starts[i as usize / WINDOW_SLOTS + 1] += 1;
+        }
+        for w in 0..windows {
+            self.starts[w + 1] += self.starts[w];
+        }
+        self.grouped.clear();
+        self.grouped.resize(self.claimed.len(), 0);
+        let mut fill = self.starts.clone();
+        for &i in &self.claimed {
+            let w = i as usize / WINDOW_SLOTS;
+            self.grouped[fill[w]] = i;
+            fill[w] += 1;
+        }
+        for w in 0..windows {
+            let group = &self.grouped[self.starts[w]..self.starts[w + 1]];
+            if group.is_empty() {
+                continue;
             }
-            for i in 0..index.len {
-                index.write(i, IndexLine::default());
+            let start = w * WINDOW_SLOTS;
+            let end = (start + WINDOW_SLOTS).min(region_slots);
+            let mut slots = self.slots.window(first_slot + start, end - start)?;
+            for &i in group {
+                let slot = slots.read(i as usize - start);
+                if slot.key.ifindex != 0 {
+                    f(&slot);
+                    slots.write(i as usize - start, CacheSlot::default());
+                }
             }
         }
         for w in [
@@ -117,30 +156,26 @@ impl CacheMap {
         Ok((flows as u64, missed))
     }
 
-    /// The index lines for a half's next generation, given the most flow
-    /// slots a CPU claimed in it and whether frames found none: four
-    /// entries a flow, so the index is a quarter full and an eight-entry
-    /// line rarely fills; sixteen times as many lines after misses (a
-    /// burst of flows is indexed within a few intervals); shrinking by half
-    /// at most per generation. A small index keeps what a frame touches in
-    /// few pages.
-    pub(super) fn next_lines(&self, half: usize, claimed: u64, missed: bool) -> u32 {
-        next_index_lines(
-            self.lines[half],
-            claimed,
-            missed,
-            CacheLayout::index_lines(self.half),
-        )
+    /// The table slots for a half's next generation, given the most flow
+    /// slots a CPU claimed in it and whether frames found none: four slots
+    /// a flow, so the table is a quarter full and a key's probes rarely
+    /// meet four others (most frames find their flow in the first slot);
+    /// sixteen times as many after misses (a burst of flows is held within
+    /// a few intervals); shrinking by half at most per generation. A small
+    /// table keeps what the frames touch in few pages.
+    pub(super) fn next_table(&self, half: usize, claimed: u64, missed: bool) -> u32 {
+        next_table_slots(self.table[half], claimed, missed, self.half)
     }
 }
 
-/// [`CacheMap::next_lines`] for a half that used `lines` of at most `most`.
-pub(super) fn next_index_lines(lines: u32, claimed: u64, missed: bool, most: u32) -> u32 {
-    let lines = u64::from(lines);
-    let fit = (claimed / 2).max(lines / 2);
-    let want = if missed { fit.max(lines * 16) } else { fit };
+/// [`CacheMap::next_table`] for a half that used `table` slots of at most
+/// `most`.
+pub(super) fn next_table_slots(table: u32, claimed: u64, missed: bool, most: u32) -> u32 {
+    let table = u64::from(table);
+    let fit = (claimed * 4).max(table / 2);
+    let want = if missed { fit.max(table * 16) } else { fit };
     let most = u64::from(most);
-    want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
+    want.clamp(u64::from(MIN_TABLE_SLOTS).min(most), most) as u32
 }
 
 /// A `BPF_F_MMAPABLE` array of `len` elements of `T`, through its own
@@ -243,7 +278,7 @@ impl<T> Drop for Window<T> {
 }
 
 /// Sets entry `index` of the flow cache's control array: 0 the generation
-/// (0 turns the cache off), 1 + h the index lines half h uses.
+/// (0 turns the cache off), 1 + h the table slots half h uses.
 pub(super) fn set_control(
     ebpf: &mut Ebpf,
     index: u32,

@@ -90,7 +90,7 @@ impl Kernel {
         let half = (done & 1) as usize;
         let (mut most, mut missed) = (0, false);
         for cpu in 0..self.ncpus {
-            let drained = self.cache.drain(cpu * 2 + half, half, |s| {
+            let drained = self.cache.drain(cpu * 2 + half, |s| {
                 out.push((
                     s.key,
                     Counter {
@@ -119,12 +119,12 @@ impl Kernel {
             most = most.max(claimed.0);
             missed |= claimed.1 != 0;
         }
-        // Size this half's index for its next generation by what it held
+        // Size this half's table for its next generation by what it held
         // in this one; the flip after next hands it out.
-        let lines = self.cache.next_lines(half, most, missed);
-        set_control(&mut self.ebpf, 1 + half as u32, lines)
+        let table = self.cache.next_table(half, most, missed);
+        set_control(&mut self.ebpf, 1 + half as u32, table)
             .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
-        self.cache.lines[half] = lines;
+        self.cache.table[half] = table;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
