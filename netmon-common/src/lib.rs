@@ -26,15 +26,17 @@ pub const GLOBALS_MAP: &str = "GLOBALS";
 /// (`BPF_F_MMAPABLE`) so the agent reads and clears it without syscalls.
 pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
 /// Name of the three-entry `u32` array that steers the flow cache: the
-/// current generation (0 turns the cache off), then the index lines in use
-/// for half 0 and for half 1.
+/// current generation (0 turns the cache off), then the table slots in use
+/// (at most the flow slots) for half 0 and for half 1.
 pub const CONTROL_MAP: &str = "CONTROL";
 /// Name of the load-time global (a `u32`) giving the flow slots in each
 /// half of [`FLOW_CACHE_MAP`].
 pub const FLOW_CACHE_SLOTS: &str = "FLOW_CACHE_SLOTS";
-/// Name of the flow cache's index: a memory-mappable array of
-/// [`IndexLine`], [`CacheLayout::index_lines`] lines per CPU and half.
-pub const CACHE_INDEX_MAP: &str = "CACHE_INDEX";
+/// Name of the flow cache's claim lists: a memory-mappable array of
+/// `u32` (each in 8 bytes: array elements are 8-byte aligned), per CPU and half [`CacheLayout::slots`] entries laid out as the
+/// slots are: entry `n` the `n`-th flow slot claimed in the generation,
+/// entry `S + n` the `n`-th aggregate slot (each a slot index in the half).
+pub const CACHE_CLAIMS_MAP: &str = "CACHE_CLAIMS";
 /// Name of the flow cache's per-CPU, per-half counters: a memory-mappable
 /// array of `u64`, [`CacheLayout::HEADER`] words per CPU and half.
 pub const CACHE_HEADERS_MAP: &str = "CACHE_HEADERS";
@@ -42,33 +44,24 @@ pub const CACHE_HEADERS_MAP: &str = "CACHE_HEADERS";
 /// may create in [`FLOW_MAP`] per generation (drain interval).
 pub const FLOW_INSERT_BUDGET: &str = "FLOW_INSERT_BUDGET";
 
-/// Entries in one [`IndexLine`].
-pub const INDEX_WAYS: usize = 8;
+/// Slots a key may take in the flow cache's table: the slot its hash
+/// picks and the next ones (linear probing, wrapping at the table's end).
+/// With the table at most half full (a quarter as the agent sizes it), a
+/// key almost never finds sixteen others in its way.
+pub const CACHE_PROBES: u32 = 16;
 /// Slots per half and CPU, after the flow slots, that hold only aggregate
 /// keys ([`FlowKey::other`]), so that a flood which takes every flow slot
-/// cannot take them.
+/// cannot take them (a power of two: a hash's low bits pick one).
 pub const CACHE_AGGREGATE_SLOTS: u32 = 64;
-/// The fewest index lines a half uses.
-pub const MIN_INDEX_LINES: u32 = 8;
-
-/// One line of the flow cache's index: up to [`INDEX_WAYS`] flows whose
-/// hash picks this line, each as a tag (32 bits of the hash, never 0) and
-/// the index of its slot in the half. Entries fill in order and are
-/// emptied only by the agent, so the first empty entry ends a search.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IndexLine {
-    pub tags: [u32; INDEX_WAYS],
-    pub slots: [u32; INDEX_WAYS],
-}
-const _: () = assert!(size_of::<IndexLine>() == 64);
+const _: () = assert!(CACHE_AGGREGATE_SLOTS.is_power_of_two());
+/// The fewest table slots a half uses.
+pub const MIN_TABLE_SLOTS: u32 = 64;
 
 /// Where a CPU's half of the flow cache lives. CPU `c`'s half `h` is
 /// region `r = 2c + h`: slots `r * slots(S)..` of [`FLOW_CACHE_MAP`] (the
-/// `S` flow slots, claimed densely from 0, then the aggregate slots),
-/// lines `r * index_lines(S)..` of [`CACHE_INDEX_MAP`] (of which the
-/// generation uses the number [`CONTROL_MAP`] gives for the half), and
-/// words `r * HEADER..` of [`CACHE_HEADERS_MAP`].
+/// `S` flow slots, of which the generation's table is the first `T`
+/// [`CONTROL_MAP`] gives for the half, then the aggregate slots), entries `r * slots(S)..` of [`CACHE_CLAIMS_MAP`],
+/// and words `r * HEADER..` of [`CACHE_HEADERS_MAP`].
 pub struct CacheLayout;
 
 impl CacheLayout {
@@ -79,7 +72,7 @@ impl CacheLayout {
     /// Header word: aggregate slots claimed in the generation.
     pub const AGGREGATES: u32 = 2;
     /// Header word: frames that found no flow slot in the generation (the
-    /// agent sizes the half's next index by claims and misses).
+    /// agent sizes the half's next table by claims and misses).
     pub const MISSES: u32 = 3;
     /// Header words per region (one cache line).
     pub const HEADER: u32 = 8;
@@ -87,17 +80,6 @@ impl CacheLayout {
     /// Slots of one region: flow slots and aggregate slots.
     pub const fn slots(flow_slots: u32) -> u32 {
         flow_slots + CACHE_AGGREGATE_SLOTS
-    }
-
-    /// Index lines of one region: four entries per slot, so the index is at
-    /// most a quarter full.
-    pub const fn index_lines(flow_slots: u32) -> u32 {
-        let lines = Self::slots(flow_slots) / 2;
-        if lines < MIN_INDEX_LINES {
-            MIN_INDEX_LINES
-        } else {
-            lines
-        }
     }
 }
 
@@ -191,20 +173,22 @@ const _: () = assert!(size_of::<FlowKey>() == 52);
 /// One slot of the flow cache ([`FLOW_CACHE_MAP`]): one cache line.
 ///
 /// The cache is the programs' fast path for IP frames, found with no
-/// hash-map helper call: an inlined hash of the [`FlowKey`] picks an
-/// [`IndexLine`] in the running CPU's current half, whose entry with the
-/// hash's tag names the flow's slot. A new flow claims the half's next
-/// slot (slots are handed out densely, so N flows touch N lines and N/64
-/// pages, however large the cache) and an empty entry of its index line.
-/// The agent counts in generations, the half in use being the low bit of
-/// the generation in [`CONTROL_MAP`]: it moves the programs to the next
-/// generation (the other half), waits for every program already running
-/// to finish (an RCU grace period), then reads the slots the finished half
-/// claimed (its header's counts), which hold exactly that generation's
-/// counts, and zeroes them, the index lines and the counts. It sizes each
-/// half's index for its next generation by what it held in this one. An
-/// IP frame that finds no slot (the half's flow slots or its index line
-/// are full, or its slot's packet count would overflow) goes to
+/// hash-map helper call: an inlined hash of the [`FlowKey`] picks a slot
+/// of the running CPU's current half's table (sized to its flows by the
+/// agent), and the key is in that slot or one of the next
+/// [`CACHE_PROBES`] - 1 (a frame of a known flow mostly touches one line).
+/// A new flow takes the first free one of those, as long as the
+/// generation has claimed fewer than half the table, and records it in
+/// the half's claim list ([`CACHE_CLAIMS_MAP`]). The agent counts in generations,
+/// the half in use being the low bit of the generation in [`CONTROL_MAP`]:
+/// it moves the programs to the next generation (the other half), waits
+/// for every program already running to finish (an RCU grace period),
+/// then reads the slots the finished half claimed (its claim lists, as
+/// long as its header's counts), which hold exactly that generation's
+/// counts, and zeroes them and the counts. It sizes each half's table for
+/// its next generation by what it held in this one. An IP frame that
+/// finds no slot (the slots its key may take are other keys', half the
+/// table is claimed, or its slot's packet count would overflow) goes to
 /// [`MAC_MAP`] and [`FLOW_MAP`] instead, or,
 /// once the CPU has made [`FLOW_INSERT_BUDGET`] flow-map entries in the
 /// generation, to its MAC pair's aggregate key ([`FlowKey::other`]) in the
@@ -250,8 +234,8 @@ pub struct Globals {
     pub mac_inserts: u64,
     /// Entries created in [`FLOW_MAP`].
     pub flow_inserts: u64,
-    /// IP frames that found no flow-cache slot: the half's flow slots or
-    /// the flow's index line were full (or its slot's count was).
+    /// IP frames that found no flow-cache slot: the slots the flow may
+    /// take were other flows' (or its slot's count was full).
     pub cache_misses: u64,
     /// IP frames counted in their MAC pair's aggregate rather than their
     /// flow (see [`FlowKey::other`]), because this CPU's flow-map inserts

@@ -10,7 +10,7 @@
 //! and always in the globals.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::LruPerCpuHashMap};
-use netmon_common::{Counter, FlowKey, Globals};
+use netmon_common::{Counter, Globals};
 
 use crate::{
     cache::Cache,
@@ -73,7 +73,10 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
         c.missed(packets);
         if !c.may_insert() {
             g.flows_aggregated += packets;
-            aggregate(&mut f.flow);
+            // The MAC pair's aggregate key: the cache takes its addresses
+            // as zero (zeroing them here took stores the verifier could
+            // not follow).
+            f.flow.other = 1;
             if c.add_aggregate(&f.flow, bytes, packets) {
                 return;
             }
@@ -96,21 +99,6 @@ pub fn count(ifindex: u32, direction: u8, frame: Option<&mut Frame>, bytes: u64,
                 c.inserted();
             }
         });
-    }
-}
-
-/// Turns a flow key into its MAC pair's aggregate key for the protocol.
-#[inline(always)]
-fn aggregate(key: &mut FlowKey) {
-    key.other = 1;
-    let a = key.src.as_mut_ptr();
-    let b = key.dst.as_mut_ptr();
-    // SAFETY: two 16-byte arrays, each written as two 8-byte halves.
-    // Volatile, or LLVM merges the zeros into a `memset` call.
-    unsafe {
-        for p in [a, a.add(8), b, b.add(8)] {
-            core::ptr::write_volatile(p.cast::<[u8; 8]>(), [0; 8]);
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use netmon_common::{
     CacheLayout, CacheSlot, Counter, DEFAULT_FLOW_CACHE_SLOTS, DEFAULT_FLOW_ENTRIES,
-    DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FlowKey, Globals, IndexLine, MacKey,
+    DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FlowKey, Globals, MacKey,
 };
 
 use crate::parse::Frame;
@@ -29,7 +29,8 @@ pub static FLOW_COUNTERS: LruPerCpuHashMap<FlowKey, Counter> =
     LruPerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
 
 /// The flow cache's slots: per CPU, two halves (the half in use chosen by
-/// the generation's low bit) of [`FLOW_CACHE_SLOTS`] flow slots and
+/// the generation's low bit) of [`FLOW_CACHE_SLOTS`] flow slots (a table
+/// the agent sizes per generation, found by a key's hash) and
 /// [`netmon_common::CACHE_AGGREGATE_SLOTS`] aggregate slots (see
 /// [`netmon_common::CacheSlot`] and [`CacheLayout`]). A plain array the
 /// agent memory-maps; the agent sizes it for every possible CPU.
@@ -39,11 +40,12 @@ pub static FLOW_CACHE: Array<CacheSlot> = Array::with_max_entries(
     BPF_F_MMAPABLE,
 );
 
-/// The flow cache's index: per CPU and half, the lines that find a flow's
-/// slot by its hash.
+/// The flow cache's claim lists: per CPU and half, the slots claimed in
+/// the generation, in order (flow slots from entry 0, aggregate slots from
+/// entry [`FLOW_CACHE_SLOTS`]), so the agent reads only those.
 #[map]
-pub static CACHE_INDEX: Array<IndexLine> = Array::with_max_entries(
-    2 * CacheLayout::index_lines(DEFAULT_FLOW_CACHE_SLOTS),
+pub static CACHE_CLAIMS: Array<u32> = Array::with_max_entries(
+    2 * CacheLayout::slots(DEFAULT_FLOW_CACHE_SLOTS),
     BPF_F_MMAPABLE,
 );
 
@@ -53,7 +55,7 @@ pub static CACHE_HEADERS: Array<u64> =
     Array::with_max_entries(2 * CacheLayout::HEADER, BPF_F_MMAPABLE);
 
 /// Index 0: the flow cache's current generation, set by the agent; 0 while
-/// the cache is off. Index 1 + h: the index lines half h uses.
+/// the cache is off. Index 1 + h: the table slots half h uses.
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(3, 0);
 

@@ -302,7 +302,7 @@ pub fn part1_and_2(opts: &Options) -> Vec<HookResult> {
          the two clock reads the run statistics add to every run. Flow-cache misses: IP frames \
          that found no slot, as a share of the frames netmon counted, from the last drain \
          before the window (after 4 s of the phase's traffic, in which each half of the \
-         cache sizes its index for it) to the end. runs/phase: Δrun_count. \
+         cache sizes its table for it) to the end. runs/phase: Δrun_count. \
          test_run: BPF_PROG_TEST_RUN on one flow's frame, {TEST_RUN_REPEAT} repeats, median of \
          3, statistics off: the program alone.",
         DRAIN_INTERVAL.as_secs()

@@ -60,7 +60,7 @@ pub struct Datapath {
 }
 
 /// Traffic before a netmon phase's window: four drains, in which the flow
-/// cache sizes each half's index for the phase's flows.
+/// cache sizes each half's table for the phase's flows.
 const NETMON_WARMUP: Duration = Duration::from_millis(4_020);
 /// How often the agent drains by default (`--interval`); netmon phases
 /// drain as often, so the flow cache turns over as it does in the agent.
@@ -73,7 +73,7 @@ pub struct Counted {
     pub packets: u64,
     /// IP frames that missed the flow cache (`globals.cache_misses`).
     pub misses: u64,
-    /// The same two from the last drain before the window on (the index
+    /// The same two from the last drain before the window on (the table
     /// sized for the phase's flows).
     pub window_packets: u64,
     pub window_misses: u64,
@@ -280,7 +280,7 @@ impl Datapath {
                 }
             };
             // netmon phases run a few intervals first: the flow cache sizes
-            // each half's index by its last generation.
+            // each half's table by its last generation.
             let warmup = if floor_phase { WARMUP } else { NETMON_WARMUP };
             counted += wait(netmon, started + warmup);
             // The window's misses and count start at the last drain, just

@@ -91,7 +91,7 @@ pub struct Config {
 
     /// Memory for the flow cache, all CPUs together (e.g. 64MiB; 0 turns
     /// the cache off). The cache counts most IP frames without a hash-map
-    /// update; each CPU gets an equal share, 192 bytes per flow slot.
+    /// update; each CPU gets an equal share, 144 bytes per flow slot.
     #[arg(long, default_value = "64MiB", value_parser = parse_cache_memory, env = "NETMON_FLOW_CACHE_MEMORY")]
     pub flow_cache_memory: u64,
 

@@ -2,73 +2,93 @@
 
 use std::{
     io,
-    os::fd::{AsFd as _, AsRawFd as _},
+    marker::PhantomData,
+    os::fd::{AsFd as _, AsRawFd as _, OwnedFd},
+    ptr::NonNull,
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, MapData},
-};
+use aya::{Ebpf, maps::MapData};
 use netmon_common::{
-    CACHE_HEADERS_MAP, CACHE_INDEX_MAP, CONTROL_MAP, CacheLayout, CacheSlot, FLOW_CACHE_MAP,
-    IndexLine, MIN_INDEX_LINES,
+    CACHE_CLAIMS_MAP, CACHE_HEADERS_MAP, CONTROL_MAP, CacheLayout, CacheSlot, FLOW_CACHE_MAP,
+    MIN_TABLE_SLOTS,
 };
 
-/// Index lines a half starts with (32,768 entries, 256 KiB).
-const INITIAL_INDEX_LINES: u32 = 4096;
+/// Table slots a half starts with (16,384 flows at a quarter full, 32,768
+/// at the claim limit, as the index before it held; 4 MiB, of which a few
+/// flows touch a few pages).
+const INITIAL_TABLE_SLOTS: u32 = 65_536;
+/// Slots the agent maps at a time while it reads a half (1 MiB).
+const WINDOW_SLOTS: usize = 16_384;
 
-/// The flow cache's arrays, memory-mapped (read and written by the agent
-/// only in a half no program uses; see [`Kernel::read_cache`]).
+/// The flow cache's arrays. The headers stay memory-mapped; the slots
+/// and the claim lists are mapped only for a drain, and only the ranges
+/// the finished half claimed, a megabyte of slots at a time: mapping a
+/// `BPF_F_MMAPABLE` array maps every page of it at once
+/// (`remap_vmalloc_range`), so a whole 64 MiB cache mapped for the
+/// agent's life would count in its RSS. (Read and written by the agent
+/// only in a half no program uses; see [`Kernel::read_cache`].)
 pub(super) struct CacheMap {
-    slots: Mapped<CacheSlot>,
-    index: Mapped<IndexLine>,
-    headers: Mapped<u64>,
+    slots: Array<CacheSlot>,
+    /// `u32` entries, each in 8 bytes (a BPF array's elements are 8-byte
+    /// aligned; the upper half is padding, zero).
+    claims: Array<u64>,
+    headers: Window<u64>,
     /// Flow slots per half.
     pub(super) half: u32,
-    /// Index lines each half uses in its current (or next) generation.
-    pub(super) lines: [u32; 2],
+    /// Table slots each half uses in its current (or next) generation.
+    pub(super) table: [u32; 2],
+    /// The slots the region being read claimed, as listed, then grouped
+    /// by window, and where each window's group starts (buffers kept
+    /// between drains).
+    claimed: Vec<u32>,
+    grouped: Vec<u32>,
+    starts: Vec<usize>,
 }
 
 impl CacheMap {
-    /// Maps the object's flow cache, index and headers, sized for `ncpus`
-    /// CPUs of `half` flow slots per half.
+    /// Opens the object's flow cache and claim lists and maps its headers, sized
+    /// for `ncpus` CPUs of `half` flow slots per half.
     pub(super) fn map(ebpf: &Ebpf, ncpus: usize, half: u32) -> io::Result<CacheMap> {
         let regions = ncpus * 2;
-        let lines = INITIAL_INDEX_LINES.min(CacheLayout::index_lines(half));
+        let table = INITIAL_TABLE_SLOTS.min(half);
+        let headers = Array::open(
+            ebpf,
+            CACHE_HEADERS_MAP,
+            regions * CacheLayout::HEADER as usize,
+        )?;
         Ok(CacheMap {
-            slots: Mapped::map(
+            slots: Array::open(
                 ebpf,
                 FLOW_CACHE_MAP,
                 regions * CacheLayout::slots(half) as usize,
             )?,
-            index: Mapped::map(
+            claims: Array::open(
                 ebpf,
-                CACHE_INDEX_MAP,
-                regions * CacheLayout::index_lines(half) as usize,
+                CACHE_CLAIMS_MAP,
+                regions * CacheLayout::slots(half) as usize,
             )?,
-            headers: Mapped::map(
-                ebpf,
-                CACHE_HEADERS_MAP,
-                regions * CacheLayout::HEADER as usize,
-            )?,
+            headers: headers.window(0, regions * CacheLayout::HEADER as usize)?,
             half,
-            lines: [lines; 2],
+            table: [table; 2],
+            claimed: Vec::new(),
+            grouped: Vec::new(),
+            starts: Vec::new(),
         })
     }
 
-    /// Calls `f` with each slot that `region` (CPU * 2 + `half`) claimed,
-    /// then frees it (zeroes it), the index lines the half used and its
-    /// header. Returns the flow slots it had claimed and the frames that
-    /// found none. The caller guarantees no program writes the region
-    /// meanwhile.
+    /// Calls `f` with each slot that `region` (CPU * 2 + a half) claimed,
+    /// then frees it (zeroes it) and the half's header. Returns the flow
+    /// slots it had claimed and the frames that found none. The caller
+    /// guarantees no program writes the region meanwhile. On an error
+    /// (mapping a range failed) the region is left as it is, part read.
     pub(super) fn drain(
         &mut self,
         region: usize,
-        half: usize,
         mut f: impl FnMut(&CacheSlot),
-    ) -> (u64, u64) {
+    ) -> io::Result<(u64, u64)> {
         let flow_slots = self.half as usize;
-        let first_slot = region * CacheLayout::slots(self.half) as usize;
+        let region_slots = CacheLayout::slots(self.half) as usize;
+        let first_slot = region * region_slots;
         let header = region * CacheLayout::HEADER as usize;
         let word = |w: u32| header + w as usize;
         // The programs never claim more than the region holds; the bounds
@@ -76,18 +96,57 @@ impl CacheMap {
         let flows = (self.headers.read(word(CacheLayout::COUNT)) as usize).min(flow_slots);
         let aggregates = (self.headers.read(word(CacheLayout::AGGREGATES)) as usize)
             .min(CacheLayout::slots(0) as usize);
-        for i in (0..flows).chain(flow_slots..flow_slots + aggregates) {
-            let slot = self.slots.read(first_slot + i);
-            if slot.key.ifindex != 0 {
-                f(&slot);
-                self.slots.write(first_slot + i, CacheSlot::default());
+        let missed = self.headers.read(word(CacheLayout::MISSES));
+        self.claimed.clear();
+        for (first, n) in [(0, flows), (flow_slots, aggregates)] {
+            if n == 0 {
+                continue;
+            }
+            let claims = self.claims.window(first_slot + first, n)?;
+            for i in 0..n {
+                let slot = claims.read(i) as u32 as usize;
+                // A damaged entry cannot reach past the region.
+                if slot < region_slots {
+                    self.claimed.push(slot as u32);
+                }
             }
         }
-        let first_line = region * CacheLayout::index_lines(self.half) as usize;
-        for i in 0..self.lines[half] as usize {
-            self.index.write(first_line + i, IndexLine::default());
+        // Grouped by window (a counting sort), so each window of slots
+        // is mapped once. (A slot listed twice, which the programs never
+        // do, is read once: the first read zeroes it.)
+        let windows = region_slots.div_ceil(WINDOW_SLOTS);
+        self.starts.clear();
+        self.starts.resize(windows + 1, 0);
+        for &i in &self.claimed {
+            self.starts[i as usize / WINDOW_SLOTS + 1] += 1;
         }
-        let missed = self.headers.read(word(CacheLayout::MISSES));
+        for w in 0..windows {
+            self.starts[w + 1] += self.starts[w];
+        }
+        self.grouped.clear();
+        self.grouped.resize(self.claimed.len(), 0);
+        let mut fill = self.starts.clone();
+        for &i in &self.claimed {
+            let w = i as usize / WINDOW_SLOTS;
+            self.grouped[fill[w]] = i;
+            fill[w] += 1;
+        }
+        for w in 0..windows {
+            let group = &self.grouped[self.starts[w]..self.starts[w + 1]];
+            if group.is_empty() {
+                continue;
+            }
+            let start = w * WINDOW_SLOTS;
+            let end = (start + WINDOW_SLOTS).min(region_slots);
+            let mut slots = self.slots.window(first_slot + start, end - start)?;
+            for &i in group {
+                let slot = slots.read(i as usize - start);
+                if slot.key.ifindex != 0 {
+                    f(&slot);
+                    slots.write(i as usize - start, CacheSlot::default());
+                }
+            }
+        }
         for w in [
             CacheLayout::COUNT,
             CacheLayout::INSERTS,
@@ -96,77 +155,110 @@ impl CacheMap {
         ] {
             self.headers.write(word(w), 0);
         }
-        (flows as u64, missed)
+        Ok((flows as u64, missed))
     }
 
-    /// The index lines for a half's next generation, given the most flow
-    /// slots a CPU claimed in it and whether frames found none: four
-    /// entries a flow, so the index is a quarter full and an eight-entry
-    /// line rarely fills; sixteen times as many lines after misses (a
-    /// burst of flows is indexed within a few intervals); shrinking by half
-    /// at most per generation. A small index keeps what a frame touches in
-    /// few pages.
-    pub(super) fn next_lines(&self, half: usize, claimed: u64, missed: bool) -> u32 {
-        next_index_lines(
-            self.lines[half],
-            claimed,
-            missed,
-            CacheLayout::index_lines(self.half),
-        )
+    /// The table slots for a half's next generation, given the most flow
+    /// slots a CPU claimed in it and whether frames found none: four slots
+    /// a flow, so the table is a quarter full and a key's probes rarely
+    /// meet four others (most frames find their flow in the first slot);
+    /// sixteen times as many after misses (a burst of flows is held within
+    /// a few intervals); shrinking by half at most per generation. A small
+    /// table keeps what the frames touch in few pages.
+    pub(super) fn next_table(&self, half: usize, claimed: u64, missed: bool) -> u32 {
+        next_table_slots(self.table[half], claimed, missed, self.half)
     }
 }
 
-/// [`CacheMap::next_lines`] for a half that used `lines` of at most `most`.
-pub(super) fn next_index_lines(lines: u32, claimed: u64, missed: bool, most: u32) -> u32 {
-    let lines = u64::from(lines);
-    let fit = (claimed / 2).max(lines / 2);
-    let want = if missed { fit.max(lines * 16) } else { fit };
+/// [`CacheMap::next_table`] for a half that used `table` slots of at most
+/// `most`.
+pub(super) fn next_table_slots(table: u32, claimed: u64, missed: bool, most: u32) -> u32 {
+    let table = u64::from(table);
+    let fit = (claimed * 4).max(table / 2);
+    let want = if missed { fit.max(table * 16) } else { fit };
     let most = u64::from(most);
-    want.clamp(u64::from(MIN_INDEX_LINES).min(most), most) as u32
+    want.clamp(u64::from(MIN_TABLE_SLOTS).min(most), most) as u32
 }
 
-/// A memory-mapped `BPF_F_MMAPABLE` array of `T`.
-struct Mapped<T> {
-    base: std::ptr::NonNull<T>,
+/// A `BPF_F_MMAPABLE` array of `len` elements of `T`, through its own
+/// file descriptor.
+struct Array<T> {
+    fd: OwnedFd,
     len: usize,
+    _t: PhantomData<T>,
 }
 
-// SAFETY: the mapping is plain shared memory owned by this value; access
-// goes through `&mut self` or copies.
-unsafe impl<T> Send for Mapped<T> {}
-
-impl<T: Copy> Mapped<T> {
-    /// Maps the first `len` elements of the object's array `name`.
-    fn map(ebpf: &Ebpf, name: &str, len: usize) -> io::Result<Mapped<T>> {
+impl<T: Copy> Array<T> {
+    /// The object's array `name` of (at least) `len` elements.
+    fn open(ebpf: &Ebpf, name: &str, len: usize) -> io::Result<Array<T>> {
         let map = ebpf
             .map(name)
             .expect("the flow cache's arrays are in the object");
         let aya::maps::Map::Array(data) = map else {
             unreachable!("{name} is an array")
         };
-        let bytes = len * std::mem::size_of::<T>();
-        // SAFETY: mapping a BPF_F_MMAPABLE array's fd, shared, for at most
-        // its size (the kernel refuses more); the result is checked.
+        Ok(Array {
+            fd: data.fd().as_fd().try_clone_to_owned()?,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// Maps elements `first..first + len` (with the rest of their pages).
+    fn window(&self, first: usize, len: usize) -> io::Result<Window<T>> {
+        assert!(first + len <= self.len, "{first} + {len} of {}", self.len);
+        // SAFETY: sysconf reads a constant.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let size = size_of::<T>();
+        let start = first * size / page * page;
+        let end = ((first + len) * size).div_ceil(page) * page;
+        let offset = libc::off_t::try_from(start)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: mapping pages of a BPF_F_MMAPABLE array's fd, shared,
+        // within its size (the kernel refuses more); the result is checked.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                bytes,
+                end - start,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                data.fd().as_fd().as_raw_fd(),
-                0,
+                self.fd.as_raw_fd(),
+                offset,
             )
         };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base = std::ptr::NonNull::new(p.cast::<T>()).expect("mmap never maps at 0");
-        Ok(Mapped { base, len })
+        let map = NonNull::new(p.cast::<u8>()).expect("mmap never maps at 0");
+        // SAFETY: `first`'s offset lies inside the mapping (elements never
+        // straddle pages: sizes here divide the page size).
+        let base = unsafe { NonNull::new_unchecked(p.cast::<u8>().add(first * size - start)) };
+        Ok(Window {
+            map,
+            bytes: end - start,
+            base: base.cast(),
+            len,
+        })
     }
+}
 
+/// A mapped run of elements of a `BPF_F_MMAPABLE` array, unmapped when
+/// dropped.
+struct Window<T> {
+    map: NonNull<u8>,
+    bytes: usize,
+    base: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; access
+// goes through `&mut self` or copies.
+unsafe impl<T> Send for Window<T> {}
+
+impl<T: Copy> Window<T> {
     fn read(&self, i: usize) -> T {
         assert!(i < self.len, "element {i} of {}", self.len);
-        // SAFETY: in bounds (asserted) of a page-aligned mapping of `T`s.
+        // SAFETY: in bounds (asserted) of the mapped elements.
         // Volatile: the kernel's programs write this memory.
         unsafe { std::ptr::read_volatile(self.base.as_ptr().add(i)) }
     }
@@ -178,26 +270,23 @@ impl<T: Copy> Mapped<T> {
     }
 }
 
-impl<T> Drop for Mapped<T> {
+impl<T> Drop for Window<T> {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `map` mapped.
+        // SAFETY: unmapping exactly what `Array::window` mapped.
         unsafe {
-            libc::munmap(
-                self.base.as_ptr().cast(),
-                self.len * std::mem::size_of::<T>(),
-            );
+            libc::munmap(self.map.as_ptr().cast(), self.bytes);
         }
     }
 }
 
 /// Sets entry `index` of the flow cache's control array: 0 the generation
-/// (0 turns the cache off), 1 + h the index lines half h uses.
+/// (0 turns the cache off), 1 + h the table slots half h uses.
 pub(super) fn set_control(
     ebpf: &mut Ebpf,
     index: u32,
     value: u32,
 ) -> Result<(), aya::maps::MapError> {
-    let mut control: Array<&mut MapData, u32> =
-        Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
+    let mut control: aya::maps::Array<&mut MapData, u32> =
+        aya::maps::Array::try_from(ebpf.map_mut(CONTROL_MAP).expect("CONTROL is in the object"))?;
     control.set(index, &value, 0)
 }

@@ -18,7 +18,7 @@ use aya::{
     programs::{tc::SchedClassifierLinkId, xdp::XdpLinkId},
 };
 use netmon_common::{
-    CACHE_HEADERS_MAP, CACHE_INDEX_MAP, CacheLayout, CacheSlot, Counter, DEFAULT_FLOW_ENTRIES,
+    CACHE_CLAIMS_MAP, CACHE_HEADERS_MAP, CacheLayout, CacheSlot, Counter, DEFAULT_FLOW_ENTRIES,
     DEFAULT_FLOW_INSERT_BUDGET, DEFAULT_MAC_ENTRIES, FLOW_CACHE_MAP, FLOW_CACHE_SLOTS,
     FLOW_INSERT_BUDGET, FLOW_MAP, FlowKey, MAC_MAP, MacKey, PROG_TC_EGRESS, PROG_TC_INGRESS,
     PROG_XDP,
@@ -143,8 +143,9 @@ pub const DEFAULT_FLOW_CACHE_MEMORY: u64 = 64 << 20;
 pub const MAX_FLOW_CACHE_SLOTS: u32 = 1 << 22;
 
 /// Bytes of the flow cache per flow slot and CPU: two halves of a 64-byte
-/// slot and its share of the index (half a 64-byte line).
-pub const CACHE_BYTES_PER_SLOT: u64 = 2 * (size_of::<CacheSlot>() as u64 + 32);
+/// slot and its claim-list entry (a `u32` in an array, whose elements
+/// take 8 bytes).
+pub const CACHE_BYTES_PER_SLOT: u64 = 2 * (size_of::<CacheSlot>() as u64 + 8);
 /// Flow slots come in multiples of this.
 pub const SLOTS_MULTIPLE: u32 = 4;
 
@@ -179,6 +180,10 @@ pub enum ReadError {
     /// An aya map operation failed.
     #[error("reading map {0} failed")]
     Map(&'static str, #[source] aya::maps::MapError),
+    /// Memory-mapping a range of the flow cache failed (the cache is
+    /// turned off).
+    #[error("memory-mapping the flow cache failed")]
+    Cache(#[source] io::Error),
 }
 
 /// How a program is attached at one hook.
@@ -256,7 +261,7 @@ impl Kernel {
             .map_max_entries(MAC_MAP, sizes.mac_entries)
             .map_max_entries(FLOW_MAP, sizes.flow_entries)
             .map_max_entries(FLOW_CACHE_MAP, regions * CacheLayout::slots(half))
-            .map_max_entries(CACHE_INDEX_MAP, regions * CacheLayout::index_lines(half))
+            .map_max_entries(CACHE_CLAIMS_MAP, regions * CacheLayout::slots(half))
             .map_max_entries(CACHE_HEADERS_MAP, regions * CacheLayout::HEADER)
             .override_global(FLOW_CACHE_SLOTS, &half, true)
             .override_global(FLOW_INSERT_BUDGET, &sizes.flow_insert_budget, true)
@@ -269,7 +274,7 @@ impl Kernel {
         }
         let cache = CacheMap::map(&ebpf, ncpus, half).map_err(LoadError::Mmap)?;
         for h in 0..2 {
-            set_control(&mut ebpf, 1 + h, cache.lines[h as usize]).map_err(LoadError::Control)?;
+            set_control(&mut ebpf, 1 + h, cache.table[h as usize]).map_err(LoadError::Control)?;
         }
         let generation = u32::from(sizes.flow_cache_slots != 0);
         set_control(&mut ebpf, 0, generation).map_err(LoadError::Control)?;
@@ -321,17 +326,17 @@ pub type Attachments = HashMap<u32, Attachment>;
 
 #[cfg(test)]
 mod tests {
-    use netmon_common::MIN_INDEX_LINES;
+    use netmon_common::MIN_TABLE_SLOTS;
 
-    use super::{cache::next_index_lines, *};
+    use super::{cache::next_table_slots, *};
 
     #[test]
     fn the_cache_memory_is_shared_by_the_cpus_in_whole_slots() {
-        // 64 MiB on 2 CPUs: 32 MiB each, 192 bytes a slot, less the
+        // 64 MiB on 2 CPUs: 32 MiB each, 144 bytes a slot, less the
         // aggregate slots and headers.
         let slots = cache_slots_for(64 << 20, 2);
         assert_eq!(slots % SLOTS_MULTIPLE, 0);
-        assert!((174_000..174_800).contains(&slots), "{slots}");
+        assert!((232_500..233_000).contains(&slots), "{slots}");
         let used = u64::from(CacheLayout::slots(slots)) * CACHE_BYTES_PER_SLOT / 2 * 2;
         assert!(used <= 32 << 20, "{used}");
         assert_eq!(cache_slots_for(0, 2), 0, "no memory: off");
@@ -344,22 +349,22 @@ mod tests {
     }
 
     #[test]
-    fn an_index_fits_its_flows_grows_fast_and_shrinks_by_half() {
-        let most = 100_000;
-        // Four entries a flow: 2,000 flows in 1,000 lines of eight.
-        assert_eq!(next_index_lines(1000, 2000, false, most), 1000);
-        // Fewer flows: at most half as many lines at once.
-        assert_eq!(next_index_lines(4096, 10, false, most), 2048);
-        // Misses: sixteen times as many lines, or what the flows need.
-        assert_eq!(next_index_lines(256, 2000, true, most), 4096);
-        assert_eq!(next_index_lines(256, 90_000, true, most), 45_000);
+    fn a_table_fits_its_flows_grows_fast_and_shrinks_by_half() {
+        let most = 200_000;
+        // Four slots a flow: 2,000 flows in 8,000 slots.
+        assert_eq!(next_table_slots(8000, 2000, false, most), 8000);
+        // Fewer flows: at most half as many slots at once.
+        assert_eq!(next_table_slots(16_384, 10, false, most), 8192);
+        // Misses: sixteen times as many slots, or what the flows need.
+        assert_eq!(next_table_slots(1024, 2000, true, most), 16_384);
+        assert_eq!(next_table_slots(1024, 45_000, true, most), 180_000);
         // Within bounds.
-        assert_eq!(next_index_lines(50_000, 1_000_000, true, most), most);
-        assert_eq!(next_index_lines(8, 0, false, most), MIN_INDEX_LINES);
+        assert_eq!(next_table_slots(50_000, 1_000_000, true, most), most);
+        assert_eq!(next_table_slots(64, 0, false, most), MIN_TABLE_SLOTS);
         assert_eq!(
-            next_index_lines(4, 0, false, 4),
+            next_table_slots(4, 0, false, 4),
             4,
-            "a tiny cache's whole index"
+            "a tiny cache's whole table"
         );
     }
 }

@@ -10,7 +10,7 @@ use aya::{
 use netmon_common::{
     CONTROL_MAP, Counter, FLOW_MAP, FlowKey, GLOBALS_MAP, Globals, MAC_MAP, MacKey,
 };
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::{Kernel, ReadError, batch, cache::set_control};
 use crate::{
@@ -110,7 +110,7 @@ impl Kernel {
         let half = (done & 1) as usize;
         let (mut most, mut missed) = (0, false);
         for cpu in 0..self.ncpus {
-            let claimed = self.cache.drain(cpu * 2 + half, half, |s| {
+            let drained = self.cache.drain(cpu * 2 + half, |s| {
                 out.push((
                     s.key,
                     Counter {
@@ -119,15 +119,32 @@ impl Kernel {
                     },
                 ))
             });
+            let claimed = match drained {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // The half could not be read or cleared: using it again
+                    // would count its frames twice, so the cache goes off
+                    // (every frame then goes to the hash maps).
+                    error!(
+                        error = %e,
+                        "Mapping the flow cache failed; turning it off. The frames its last \
+                         generation held are lost."
+                    );
+                    self.generation = 0;
+                    set_control(&mut self.ebpf, 0, 0)
+                        .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+                    return Err(ReadError::Cache(e));
+                }
+            };
             most = most.max(claimed.0);
             missed |= claimed.1 != 0;
         }
-        // Size this half's index for its next generation by what it held
+        // Size this half's table for its next generation by what it held
         // in this one; the flip after next hands it out.
-        let lines = self.cache.next_lines(half, most, missed);
-        set_control(&mut self.ebpf, 1 + half as u32, lines)
+        let table = self.cache.next_table(half, most, missed);
+        set_control(&mut self.ebpf, 1 + half as u32, table)
             .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
-        self.cache.lines[half] = lines;
+        self.cache.table[half] = table;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
