@@ -103,9 +103,15 @@ pub(super) fn drain_loop(
         for gone in watcher.removed.drain(..) {
             traffic.forget_interface(gone);
         }
+        // The interval ends at the flow cache's flip, the first thing the
+        // read does: the time after the read would add the RCU grace
+        // period it waits for (milliseconds to tens of them on a loaded
+        // host, varying from one drain to the next) to one interval and
+        // take it from the next, while the cache's counts stop at the flip.
+        let (now, wall) = (Instant::now(), SystemTime::now());
         match kernel.read(&mut reading) {
             Ok(()) => {
-                let expired = traffic.update(Instant::now(), SystemTime::now(), &reading, &subnets);
+                let expired = traffic.update(now, wall, &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);
                 let lingering = names.keys().any(|i| !attachments.contains_key(i));
@@ -121,7 +127,7 @@ pub(super) fn drain_loop(
                         .collect();
                     names.retain(|i, _| attachments.contains_key(i) || in_use.contains(i));
                 }
-                let mut snap = snapshot(&traffic, &attachments, &names, listed);
+                let mut snap = snapshot(&traffic, &attachments, &names, listed, wall);
                 snap.flow_series = out.series.get();
                 let snap = Arc::new(snap);
                 (out.prebuild)(&snap);
@@ -177,6 +183,7 @@ fn snapshot(
     attachments: &Attachments,
     names: &HashMap<u32, String>,
     listed: usize,
+    updated: SystemTime,
 ) -> Snapshot {
     let mut interfaces: Vec<_> = attachments
         .values()
@@ -193,7 +200,7 @@ fn snapshot(
         .collect();
     interfaces.sort_by_key(|i| i.ifindex);
     Snapshot {
-        updated: Some(SystemTime::now()),
+        updated: Some(updated),
         interval: traffic.interval,
         interfaces,
         devices: traffic.devices.values().cloned().collect(),
