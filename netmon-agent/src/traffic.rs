@@ -36,7 +36,7 @@ use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
 /// unseeded hash (Fx) they could craft collisions that stall the drain.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-use self::fold::CachePair;
+use self::fold::{CachePair, DeviceMemo};
 use crate::{
     ifaces::Subnets,
     lru::{Keyed, Lru},
@@ -469,13 +469,15 @@ impl Traffic {
         // Then the flows, in the order of the flow table's index (see
         // fold::order). A MAC pair's aggregate of flows the maps could not
         // take counted in its devices and interface above, and is no flow.
+        let mut memo = DeviceMemo::default();
         let order = fold::order(&self.flows, &reading.cached, |k| k.other == 0);
         for (j, &(hash, i)) in order.iter().enumerate() {
             if let Some(&next) = order.get(j + fold::AHEAD) {
                 fold::prefetch_entry(&self.flows, &reading.cached, next);
             }
             let (key, d) = reading.cached[i as usize];
-            self.count_flow(key, hash, Counted::Delta(d), now, wall, subnets);
+            let counted = Counted::Delta(d);
+            self.count_flow(key, hash, counted, now, wall, subnets, &mut memo);
         }
         let order = fold::order(&self.flows, &reading.flows, |_| true);
         for (j, &(hash, i)) in order.iter().enumerate() {
@@ -483,7 +485,8 @@ impl Traffic {
                 fold::prefetch_entry(&self.flows, &reading.flows, next);
             }
             let (key, value) = reading.flows[i as usize];
-            self.count_flow(key, hash, Counted::Total(value), now, wall, subnets);
+            let counted = Counted::Total(value);
+            self.count_flow(key, hash, counted, now, wall, subnets, &mut memo);
         }
 
         let expiry = self.idle_expiry;
@@ -607,6 +610,7 @@ impl Traffic {
         now: Instant,
         wall: SystemTime,
         subnets: &Subnets,
+        memo: &mut DeviceMemo,
     ) {
         let generation = self.generation;
         let pos = match self.flows.find_hashed(hash, &key) {
@@ -665,16 +669,20 @@ impl Traffic {
         flow.active_at = now;
         flow.last_seen = wall;
         self.flows.touch(pos);
-        for (mac, ip) in [(key.src_mac, key.src), (key.dst_mac, key.dst)] {
+        for (side, (mac, ip)) in [(key.src_mac, key.src), (key.dst_mac, key.dst)]
+            .into_iter()
+            .enumerate()
+        {
             let ip = key_ip(ip);
             if ip.is_multicast() {
                 continue;
             }
             // The device's most recent address is the usual case, and
             // cheaper to see than whether the address is on-link.
-            let Some(dev) = self.devices.get_mut(&(key.ifindex, mac)) else {
+            let Some(pos) = memo.find(&self.devices, side, (key.ifindex, mac)) else {
                 continue;
             };
+            let dev = self.devices.at_mut(pos);
             if dev.ips.front() != Some(&ip) && subnets.is_local(key.ifindex, ip) {
                 remember_ip(&mut dev.ips, ip);
             }

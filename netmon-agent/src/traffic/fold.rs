@@ -3,7 +3,7 @@
 
 use netmon_common::{Counter, FlowKey};
 
-use super::Flow;
+use super::{Device, Flow};
 use crate::lru::{self, Lru};
 
 /// How many entries ahead of the one folded [`order`]'s users prefetch.
@@ -90,5 +90,37 @@ impl CachePair {
             src: key.src_mac,
             dst: key.dst_mac,
         }
+    }
+}
+
+/// Where the devices of the last flows folded are, one for each side (the
+/// source's and the destination's MAC): consecutive flows mostly share a
+/// device on at least one side (a host and its gateway). Valid for one
+/// fold of flows, which adds and removes no device, so a position found
+/// stays right throughout.
+#[derive(Default)]
+pub(super) struct DeviceMemo {
+    last: [Option<(DeviceKey, usize)>; 2],
+}
+
+/// A device's interface and MAC.
+type DeviceKey = (u32, [u8; 6]);
+
+impl DeviceMemo {
+    /// The position of device `key` in `devices`, seen from `side` (0 or 1).
+    pub(super) fn find(
+        &mut self,
+        devices: &Lru<Device>,
+        side: usize,
+        key: DeviceKey,
+    ) -> Option<usize> {
+        if let Some((k, pos)) = self.last[side]
+            && k == key
+        {
+            return Some(pos);
+        }
+        let pos = devices.find(&key)?;
+        self.last[side] = Some((key, pos));
+        Some(pos)
     }
 }
