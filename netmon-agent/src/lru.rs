@@ -20,15 +20,31 @@ use hashbrown::HashTable;
 /// "No position" in the recency list.
 const NIL: u32 = u32::MAX;
 
+/// A hint to load the cache line at `p`: it never faults, whatever the
+/// address, and changes nothing but the cache.
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A value that carries its key.
 pub trait Keyed {
     type Key: Copy + Eq + Hash;
     fn key(&self) -> Self::Key;
 }
 
-#[derive(Clone, Debug)]
-struct Slot<V> {
-    value: V,
+/// A value's place in the recency list, kept apart from the values: a
+/// touch rewrites its neighbours' links, and in a vector of their own (8
+/// bytes a value) those stay in cache where the values (hundreds of bytes
+/// each) would not.
+#[derive(Clone, Copy, Debug)]
+struct Link {
     /// Towards the most recently touched end.
     newer: u32,
     /// Towards the least recently touched end.
@@ -38,7 +54,9 @@ struct Slot<V> {
 /// At most `capacity` values, least recently touched evicted first.
 #[derive(Debug)]
 pub struct Lru<V: Keyed> {
-    slots: Vec<Slot<V>>,
+    slots: Vec<V>,
+    /// `links[i]` is `slots[i]`'s.
+    links: Vec<Link>,
     index: HashTable<u32>,
     hasher: foldhash::fast::RandomState,
     /// Most recently touched.
@@ -66,6 +84,7 @@ impl<V: Keyed> Lru<V> {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         Lru {
             slots: Vec::with_capacity(capacity),
+            links: Vec::with_capacity(capacity),
             index: HashTable::with_capacity(capacity),
             hasher: foldhash::fast::RandomState::default(),
             head: NIL,
@@ -92,10 +111,44 @@ impl<V: Keyed> Lru<V> {
 
     /// The position of `key`, if present.
     pub fn find(&self, key: &V::Key) -> Option<usize> {
+        self.find_hashed(self.hash(key), key)
+    }
+
+    /// The hash of `key` that [`Lru::find_hashed`] and [`Lru::prefetch`]
+    /// take.
+    pub fn hash_of(&self, key: &V::Key) -> u64 {
+        self.hash(key)
+    }
+
+    /// The index's buckets (a power of two): a key's probe starts at
+    /// bucket `hash & (buckets - 1)`, so lookups in that order read the
+    /// index from one end to the other instead of at random.
+    pub fn index_buckets(&self) -> usize {
+        self.index.num_buckets()
+    }
+
+    /// The position of `key`, whose [`Lru::hash_of`] is `hash`.
+    pub fn find_hashed(&self, hash: u64, key: &V::Key) -> Option<usize> {
         let slots = &self.slots;
         self.index
-            .find(self.hash(key), |&i| slots[i as usize].value.key() == *key)
+            .find(hash, |&i| slots[i as usize].key() == *key)
             .map(|&i| i as usize)
+    }
+
+    /// Starts loading the value with hash `hash` into the CPU's cache
+    /// without waiting for it, so that a lookup a little later finds it
+    /// there: a fold of many keys issues this some keys ahead, and the
+    /// loads of several values overlap instead of each stalling in turn.
+    /// The probe compares no key: it prefetches every value whose index
+    /// tag matches (almost always just the one).
+    pub fn prefetch(&self, hash: u64) {
+        let slots = self.slots.as_ptr();
+        let _ = self.index.find(hash, |&i| {
+            let value = slots.wrapping_add(i as usize);
+            prefetch(value.cast());
+            prefetch(value.cast::<u8>().wrapping_add(64));
+            false
+        });
     }
 
     pub fn contains_key(&self, key: &V::Key) -> bool {
@@ -103,20 +156,20 @@ impl<V: Keyed> Lru<V> {
     }
 
     pub fn get(&self, key: &V::Key) -> Option<&V> {
-        self.find(key).map(|i| &self.slots[i].value)
+        self.find(key).map(|i| &self.slots[i])
     }
 
     /// The value of `key`, without touching it.
     pub fn get_mut(&mut self, key: &V::Key) -> Option<&mut V> {
-        self.find(key).map(|i| &mut self.slots[i].value)
+        self.find(key).map(|i| &mut self.slots[i])
     }
 
     pub fn at(&self, pos: usize) -> &V {
-        &self.slots[pos].value
+        &self.slots[pos]
     }
 
     pub fn at_mut(&mut self, pos: usize) -> &mut V {
-        &mut self.slots[pos].value
+        &mut self.slots[pos]
     }
 
     /// Finds `key`, or inserts `make()` as the most recently touched value,
@@ -124,10 +177,7 @@ impl<V: Keyed> Lru<V> {
     pub fn insert_or_find(&mut self, key: V::Key, make: impl FnOnce() -> V) -> Found<V> {
         let hash = self.hash(&key);
         let slots = &self.slots;
-        if let Some(&i) = self
-            .index
-            .find(hash, |&i| slots[i as usize].value.key() == key)
-        {
+        if let Some(&i) = self.index.find(hash, |&i| slots[i as usize].key() == key) {
             return Found {
                 pos: i as usize,
                 inserted: false,
@@ -140,14 +190,14 @@ impl<V: Keyed> Lru<V> {
             None
         };
         let pos = self.slots.len();
-        self.slots.push(Slot {
-            value: make(),
+        self.slots.push(make());
+        self.links.push(Link {
             newer: NIL,
             older: NIL,
         });
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index.insert_unique(hash, pos as u32, |&i| {
-            hasher.hash_one(slots[i as usize].value.key())
+            hasher.hash_one(slots[i as usize].key())
         });
         self.link_head(pos as u32);
         Found {
@@ -169,7 +219,7 @@ impl<V: Keyed> Lru<V> {
 
     /// The least recently touched value.
     pub fn oldest(&self) -> Option<&V> {
-        (self.tail != NIL).then(|| &self.slots[self.tail as usize].value)
+        (self.tail != NIL).then(|| &self.slots[self.tail as usize])
     }
 
     /// Removes and returns the least recently touched value.
@@ -181,31 +231,32 @@ impl<V: Keyed> Lru<V> {
     pub fn remove_at(&mut self, pos: usize) -> V {
         let p = pos as u32;
         self.unlink(p);
-        let hash = self.hash(&self.slots[pos].value.key());
+        let hash = self.hash(&self.slots[pos].key());
         if let Ok(e) = self.index.find_entry(hash, |&i| i == p) {
             e.remove();
         }
         let last = self.slots.len() - 1;
         let removed = self.slots.swap_remove(pos);
+        self.links.swap_remove(pos);
         if pos != last {
             // The former last value is now at `pos`: repoint its index
             // entry and its neighbours.
-            let hash = self.hash(&self.slots[pos].value.key());
+            let hash = self.hash(&self.slots[pos].key());
             let l = last as u32;
             if let Some(i) = self.index.find_mut(hash, |&i| i == l) {
                 *i = p;
             }
-            let Slot { newer, older, .. } = self.slots[pos];
+            let Link { newer, older } = self.links[pos];
             match newer {
                 NIL => self.head = p,
-                n => self.slots[n as usize].older = p,
+                n => self.links[n as usize].older = p,
             }
             match older {
                 NIL => self.tail = p,
-                o => self.slots[o as usize].newer = p,
+                o => self.links[o as usize].newer = p,
             }
         }
-        removed.value
+        removed
     }
 
     /// Removes `key`'s value, if present.
@@ -215,18 +266,27 @@ impl<V: Keyed> Lru<V> {
 
     /// Every value, in no particular order.
     pub fn values(&self) -> impl ExactSizeIterator<Item = &V> + Clone {
-        self.slots.iter().map(|s| &s.value)
+        self.slots.iter()
     }
 
     pub fn values_mut(&mut self) -> impl ExactSizeIterator<Item = &mut V> {
-        self.slots.iter_mut().map(|s| &mut s.value)
+        self.slots.iter_mut()
+    }
+
+    /// Calls `f` on each value from the most recently touched on, until it
+    /// returns false (or the values end).
+    pub fn newest_while(&mut self, mut f: impl FnMut(&mut V) -> bool) {
+        let mut p = self.head;
+        while p != NIL && f(&mut self.slots[p as usize]) {
+            p = self.links[p as usize].older;
+        }
     }
 
     /// Removes every value for which `keep` is false.
     pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
         let mut i = 0;
         while i < self.slots.len() {
-            if keep(&mut self.slots[i].value) {
+            if keep(&mut self.slots[i]) {
                 i += 1;
             } else {
                 // The last value moved to `i`: look at it next.
@@ -236,30 +296,30 @@ impl<V: Keyed> Lru<V> {
     }
 
     fn unlink(&mut self, p: u32) {
-        let Slot { newer, older, .. } = self.slots[p as usize];
+        let Link { newer, older } = self.links[p as usize];
         match newer {
             NIL => self.head = older,
-            n => self.slots[n as usize].older = older,
+            n => self.links[n as usize].older = older,
         }
         match older {
             NIL => self.tail = newer,
-            o => self.slots[o as usize].newer = newer,
+            o => self.links[o as usize].newer = newer,
         }
-        let s = &mut self.slots[p as usize];
-        s.newer = NIL;
-        s.older = NIL;
+        self.links[p as usize] = Link {
+            newer: NIL,
+            older: NIL,
+        };
     }
 
     fn link_head(&mut self, p: u32) {
         let old = self.head;
-        {
-            let s = &mut self.slots[p as usize];
-            s.newer = NIL;
-            s.older = old;
-        }
+        self.links[p as usize] = Link {
+            newer: NIL,
+            older: old,
+        };
         match old {
             NIL => self.tail = p,
-            o => self.slots[o as usize].newer = p,
+            o => self.links[o as usize].newer = p,
         }
         self.head = p;
     }
@@ -270,9 +330,8 @@ impl<V: Keyed> Lru<V> {
         let mut out = Vec::new();
         let mut p = self.head;
         while p != NIL {
-            let s = &self.slots[p as usize];
-            out.push(s.value.key());
-            p = s.older;
+            out.push(self.slots[p as usize].key());
+            p = self.links[p as usize].older;
         }
         out
     }
@@ -312,8 +371,8 @@ mod tests {
         let mut back: Vec<u32> = Vec::new();
         let mut p = t.tail;
         while p != NIL {
-            back.push(t.slots[p as usize].value.0);
-            p = t.slots[p as usize].newer;
+            back.push(t.slots[p as usize].0);
+            p = t.links[p as usize].newer;
         }
         back.reverse();
         assert_eq!(back, t.order(), "both directions agree");

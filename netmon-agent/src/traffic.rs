@@ -36,11 +36,14 @@ use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
 /// unseeded hash (Fx) they could craft collisions that stall the drain.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+use self::fold::{CachePair, DeviceMemo};
 use crate::{
     ifaces::Subnets,
     lru::{Keyed, Lru},
     rates::{Meter, delta},
 };
+
+mod fold;
 
 /// How many addresses a device remembers, most recently seen first.
 pub const MAX_IPS_PER_DEVICE: usize = 16;
@@ -368,19 +371,24 @@ impl Traffic {
             return self.flows.values().cloned().collect();
         }
         let mut keep = vec![false; len];
-        let mut ranked: Vec<(u64, u64, u32)> = Vec::with_capacity(len);
         if n > 0 {
-            for order in 0..3 {
+            // One pass over the table (its values are hundreds of bytes
+            // each, spread over megabytes) for the three counts the orders
+            // use; each order then ranks this compact copy.
+            let counts: Vec<[u64; 3]> = self
+                .flows
+                .values()
+                .map(|f| [f.last.bytes, f.meter.total.bytes, f.meter.total.packets])
+                .collect();
+            let mut ranked: Vec<(u64, u64, u32)> = Vec::with_capacity(len);
+            for (a, b) in [(0, 1), (1, 2), (2, 1)] {
                 ranked.clear();
-                ranked.extend(self.flows.values().enumerate().map(|(i, f)| {
-                    let t = f.meter.total;
-                    let (a, b) = match order {
-                        0 => (f.last.bytes, t.bytes),
-                        1 => (t.bytes, t.packets),
-                        _ => (t.packets, t.bytes),
-                    };
-                    (a, b, i as u32)
-                }));
+                ranked.extend(
+                    counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c[a], c[b], i as u32)),
+                );
                 ranked.select_nth_unstable_by(n - 1, |x, y| (y.0, y.1).cmp(&(x.0, x.1)));
                 for r in &ranked[..n] {
                     keep[r.2 as usize] = true;
@@ -411,7 +419,7 @@ impl Traffic {
             .last_update
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.interval = elapsed;
-        self.last_update = Some(now);
+        let previous = self.last_update.replace(now);
 
         for &(key, value) in &reading.macs {
             let d = match self.macs.entry(key) {
@@ -438,17 +446,50 @@ impl Traffic {
         }
 
         // The flow cache's counts are the interval's own: no baseline.
+        // First the devices and interfaces, before any flow (so the devices
+        // exist for the flows' addresses). Slots of one MAC pair come in
+        // runs (a CPU's slots, many flows between the same two hosts or a
+        // host and its gateway): a run counts once, with its sum, for two
+        // device lookups a run rather than a slot.
+        let mut run: Option<(CachePair, Counter)> = None;
         for &(key, d) in &reading.cached {
-            let (src, dst) = (key.src_mac, key.dst_mac);
-            self.count_frames(key.ifindex, key.direction, src, dst, d, now, wall);
-            // A MAC pair's aggregate of flows the maps could not take
-            // counts in its devices and interface, and is no flow.
-            if key.other == 0 {
-                self.count_flow(key, Counted::Delta(d), now, wall, subnets);
+            let pair = CachePair::of(&key);
+            match &mut run {
+                Some((p, sum)) if *p == pair => {
+                    sum.bytes += d.bytes;
+                    sum.packets += d.packets;
+                }
+                _ => {
+                    if let Some((p, sum)) = run.replace((pair, d)) {
+                        self.count_frames(p.ifindex, p.direction, p.src, p.dst, sum, now, wall);
+                    }
+                }
             }
         }
-        for &(key, value) in &reading.flows {
-            self.count_flow(key, Counted::Total(value), now, wall, subnets);
+        if let Some((p, sum)) = run {
+            self.count_frames(p.ifindex, p.direction, p.src, p.dst, sum, now, wall);
+        }
+        // Then the flows, in the order of the flow table's index (see
+        // fold::order). A MAC pair's aggregate of flows the maps could not
+        // take counted in its devices and interface above, and is no flow.
+        let mut memo = DeviceMemo::default();
+        let order = fold::order(&self.flows, &reading.cached, |k| k.other == 0);
+        for (j, &(hash, i)) in order.iter().enumerate() {
+            if let Some(&next) = order.get(j + fold::AHEAD) {
+                fold::prefetch_entry(&self.flows, &reading.cached, next);
+            }
+            let (key, d) = reading.cached[i as usize];
+            let counted = Counted::Delta(d);
+            self.count_flow(key, hash, counted, now, wall, subnets, &mut memo);
+        }
+        let order = fold::order(&self.flows, &reading.flows, |_| true);
+        for (j, &(hash, i)) in order.iter().enumerate() {
+            if let Some(&next) = order.get(j + fold::AHEAD) {
+                fold::prefetch_entry(&self.flows, &reading.flows, next);
+            }
+            let (key, value) = reading.flows[i as usize];
+            let counted = Counted::Total(value);
+            self.count_flow(key, hash, counted, now, wall, subnets, &mut memo);
         }
 
         let expiry = self.idle_expiry;
@@ -466,9 +507,17 @@ impl Traffic {
             }
             true
         });
-        for f in self.flows.values_mut() {
+        // Only flows that counted something in this interval or the one
+        // before have a delta, a rate or a last interval to close: those
+        // were touched at `now` or `previous` and lead the table's order
+        // of activity. The rest closed to zero when they went idle.
+        self.flows.newest_while(|f| {
+            if previous.is_some_and(|p| f.active_at < p) {
+                return false;
+            }
             f.last = f.meter.close(elapsed);
-        }
+            true
+        });
         // The table is in order of activity: the idle ones are the oldest.
         while let Some(f) = self.flows.oldest().filter(|f| idle(f.active_at)) {
             // Only entries in this reading are still in the kernel map.
@@ -555,16 +604,19 @@ impl Traffic {
 
     /// Adds what `counted` says to the flow `key` (creating it) and ties
     /// the flow's on-link IPs to its devices. One lookup of the flow.
+    #[allow(clippy::too_many_arguments)]
     fn count_flow(
         &mut self,
         key: FlowKey,
+        hash: u64,
         counted: Counted,
         now: Instant,
         wall: SystemTime,
         subnets: &Subnets,
+        memo: &mut DeviceMemo,
     ) {
         let generation = self.generation;
-        let pos = match self.flows.find(&key) {
+        let pos = match self.flows.find_hashed(hash, &key) {
             Some(pos) => pos,
             None => {
                 // A flow evicted earlier keeps its kernel entry's baseline.
@@ -614,18 +666,27 @@ impl Traffic {
             }
         };
         flow.meter += d;
-        if d.packets == 0 {
+        if d.packets == 0 && d.bytes == 0 {
             return;
         }
         flow.active_at = now;
         flow.last_seen = wall;
         self.flows.touch(pos);
-        for (mac, ip) in [(key.src_mac, key.src), (key.dst_mac, key.dst)] {
+        for (side, (mac, ip)) in [(key.src_mac, key.src), (key.dst_mac, key.dst)]
+            .into_iter()
+            .enumerate()
+        {
             let ip = key_ip(ip);
-            if !subnets.is_local(key.ifindex, ip) || ip.is_multicast() {
+            if ip.is_multicast() {
                 continue;
             }
-            if let Some(dev) = self.devices.get_mut(&(key.ifindex, mac)) {
+            // The device's most recent address is the usual case, and
+            // cheaper to see than whether the address is on-link.
+            let Some(pos) = memo.find(&self.devices, side, (key.ifindex, mac)) else {
+                continue;
+            };
+            let dev = self.devices.at_mut(pos);
+            if dev.ips.front() != Some(&ip) && subnets.is_local(key.ifindex, ip) {
                 remember_ip(&mut dev.ips, ip);
             }
         }
@@ -1101,6 +1162,42 @@ mod tests {
         // Last interval: 5 and (tie on 0 bytes, most bytes) 19; bytes: 19,
         // 18; packets: 0, 1.
         assert_eq!(listed, [0, 1, 5, 18, 19]);
+    }
+
+    /// Only flows active in the interval or the one before are closed
+    /// each drain; every other flow's rate and last interval must still
+    /// read zero, and totals stay exact.
+    #[test]
+    fn idle_flows_read_zero_rates_while_only_active_ones_are_closed() {
+        let clk = clock();
+        let mut t = Traffic::new(Duration::from_secs(300));
+        let s = Subnets::default();
+        let f: Vec<FlowKey> = (0..4u8)
+            .map(|i| flow([10, 0, 1, i], [10, 0, 0, 9]))
+            .collect();
+        // Which flows send 100 bytes in each interval.
+        let active: [&[usize]; 6] = [&[0, 1, 2, 3], &[1], &[], &[2], &[0, 2], &[]];
+        let mut sent = [0u64; 4];
+        for (secs, now_active) in active.iter().enumerate() {
+            let counts: Vec<_> = now_active.iter().map(|&i| (f[i], c(100, 1))).collect();
+            let (now, wall) = clk.at(secs as u64);
+            t.update(now, wall, &cached(&counts), &s);
+            for &i in *now_active {
+                sent[i] += 100;
+            }
+            for (i, key) in f.iter().enumerate() {
+                let flow = &t.flows[key];
+                let was = now_active.contains(&i);
+                assert_eq!(flow.meter.total.bytes, sent[i], "flow {i} at {secs} s");
+                assert_eq!(
+                    flow.last.bytes,
+                    if was { 100 } else { 0 },
+                    "flow {i} at {secs} s"
+                );
+                let bps = if was && secs > 0 { 800.0 } else { 0.0 };
+                assert_eq!(flow.meter.rate.bits_per_second, bps, "flow {i} at {secs} s");
+            }
+        }
     }
 
     #[test]

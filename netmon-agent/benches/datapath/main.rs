@@ -30,8 +30,12 @@
 //!    kernel's.
 //! 3. **Agent CPU per drain** at 1k, 10k, 100k flow entries, in-process:
 //!    [`Kernel::read`](netmon_agent::ebpf::Kernel::read),
-//!    [`Traffic::update`](netmon_agent::traffic::Traffic::update) and the
-//!    snapshot, as the drain loop does them, in thread CPU time.
+//!    [`Traffic::update`](netmon_agent::traffic::Traffic::update), the
+//!    snapshot and the API's prebuilt answers
+//!    ([`Prebuilt::warm`](netmon_agent::api::prebuilt::Prebuilt::warm)), as
+//!    the drain loop does them, in thread CPU time; beside them the
+//!    history's recorder building its interval from the snapshot (its own
+//!    thread in the agent) and the read's wall time.
 //! 4. **Agent CPU per packet** at ~200k packets/s: the real agent binary in
 //!    `b` with `--interval 1s`, its process CPU time over a paced flood
 //!    (and over as long a window with no traffic, for comparison).

@@ -4,14 +4,16 @@
 use std::{
     collections::HashMap,
     net::Ipv4Addr,
-    sync::atomic::Ordering,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
 use netmon_agent::{
+    api::{AppState, prebuilt::Prebuilt},
     ebpf::{IngressHook, Kernel, MapSizes},
     ifaces,
     snapshot::{LISTED_FLOWS, Shared, Snapshot},
+    store::record::Recorder,
     traffic::{MapCounts, Traffic},
 };
 use netmon_common::PROG_XDP;
@@ -22,6 +24,8 @@ use crate::harness::{LIVE_BYTES, clock_time, flood_frame, median, ms};
 const DRAINS: usize = 10;
 const FLOW_COUNTS: [usize; 3] = [1_000, 10_000, 100_000];
 const PART3_FLOW_CAPACITY: u32 = 131_072;
+/// `--store-flows-per-interval`'s default.
+const STORE_FLOWS_PER_INTERVAL: usize = 100;
 
 pub struct DrainResult {
     pub flows: usize,
@@ -29,7 +33,16 @@ pub struct DrainResult {
     pub read_ms: f64,
     update_ms: f64,
     snapshot_ms: f64,
+    prebuilt_ms: f64,
+    /// The drain thread's whole cost: read, update, snapshot and the
+    /// prebuilt answers.
     pub total_ms: f64,
+    /// The history's recorder building its interval from the snapshot (on
+    /// its own thread in the agent).
+    recorder_ms: f64,
+    /// Wall time of the read (the flow cache's flip and RCU grace period
+    /// wait without CPU), median and maximum.
+    read_wall_ms: (f64, f64),
     /// Heap bytes of the agent's traffic core holding these flows (its
     /// flow table sized to them), map-read buffers and snapshot aside.
     table_bytes: usize,
@@ -45,24 +58,67 @@ fn thread_cpu() -> Duration {
     clock_time(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// Thread CPU time of each step of one drain.
+#[derive(Clone, Copy, Default)]
+pub struct Steps {
+    read: Duration,
+    update: Duration,
+    snapshot: Duration,
+    prebuilt: Duration,
+    recorder: Duration,
+    read_wall: Duration,
+}
+
+impl Steps {
+    /// What the drain thread spends.
+    fn drain(&self) -> Duration {
+        self.read + self.update + self.snapshot + self.prebuilt
+    }
+}
+
+/// The API's state as the agent makes it with default options, the
+/// collectors not started and no history: what [`Prebuilt::warm`] reads.
+fn api_state() -> AppState {
+    AppState {
+        snapshot: Shared::default(),
+        telemetry: Default::default(),
+        server_id: None,
+        metrics: netmon_agent::metrics::Settings {
+            needs_key: false,
+            limits: (&netmon_agent::metrics::Options::default()).into(),
+        },
+        store: Err("off in the benchmark".into()),
+        config: Default::default(),
+        http: Default::default(),
+        push: None,
+        remote_write: None,
+        alerts: Default::default(),
+        prebuilt: Default::default(),
+    }
+}
+
 /// One drain as `netmon_agent::drain_loop` does it, timed in thread CPU
-/// time per step: (read, update + delete, snapshot + publish).
+/// time per step (read, update + delete, snapshot, the API's prebuilt
+/// answers), then the history's recorder on the published snapshot.
 pub fn drain(
     kernel: &mut Kernel,
     traffic: &mut Traffic,
     reading: &mut MapCounts,
-    shared: &Shared,
-) -> (Duration, Duration, Duration) {
-    let t0 = thread_cpu();
+    state: &AppState,
+    recorder: &mut Recorder,
+) -> Steps {
+    let (w0, t0) = (Instant::now(), thread_cpu());
+    // As the drain loop: the interval ends at the flow cache's flip.
+    let (now, wall) = (Instant::now(), SystemTime::now());
     kernel.read(reading).expect("reading the maps");
-    let t1 = thread_cpu();
+    let (w1, t1) = (Instant::now(), thread_cpu());
     let subnets = ifaces::subnets();
-    let expired = traffic.update(Instant::now(), SystemTime::now(), reading, &subnets);
+    let expired = traffic.update(now, wall, reading, &subnets);
     let (macs, flows) = kernel.delete(&expired);
     traffic.deleted(macs, flows);
     let t2 = thread_cpu();
-    // What lib.rs's snapshot() builds (no attachments in-process).
-    shared.set(Snapshot {
+    // What the drain loop's snapshot() builds (no attachments in-process).
+    let snap = Arc::new(Snapshot {
         updated: Some(SystemTime::now()),
         interval: traffic.interval,
         interfaces: Vec::new(),
@@ -78,7 +134,20 @@ pub fn drain(
         ..Snapshot::default()
     });
     let t3 = thread_cpu();
-    (t1 - t0, t2 - t1, t3 - t2)
+    Prebuilt::warm(state, &snap);
+    state.snapshot.publish(Arc::clone(&snap));
+    let t4 = thread_cpu();
+    let interval = recorder.build(&snap, &state.telemetry, SystemTime::now());
+    let t5 = thread_cpu();
+    drop(interval);
+    Steps {
+        read: t1 - t0,
+        update: t2 - t1,
+        snapshot: t3 - t2,
+        prebuilt: t4 - t3,
+        recorder: t5 - t4,
+        read_wall: w1 - w0,
+    }
 }
 
 pub fn part3() -> Vec<DrainResult> {
@@ -111,14 +180,20 @@ pub fn part3() -> Vec<DrainResult> {
         let mut reading = MapCounts::default();
         kernel.read(&mut reading).expect("reading the maps");
         touch(&mut kernel, n);
-        let shared = Shared::default();
         let heap0 = LIVE_BYTES.load(Ordering::Relaxed);
         // A flow table of exactly n (a full table: the cost per flow at
         // the cap), devices at the minimum (one MAC pair here).
         let mut traffic = Traffic::with_limits(Duration::from_secs(300), n, 16);
+        let state = api_state();
+        let mut recorder = Recorder::new(STORE_FLOWS_PER_INTERVAL);
         // The first drain creates every flow; later ones update them.
-        let (r, u, s) = drain(&mut kernel, &mut traffic, &mut reading, &shared);
-        let first = r + u + s;
+        let first = drain(
+            &mut kernel,
+            &mut traffic,
+            &mut reading,
+            &state,
+            &mut recorder,
+        );
         // Fewer than `n` when the flows outgrew the flow cache's index
         // (sized by the interval before) and the insert budget: the rest
         // went to the aggregate until the index grew.
@@ -127,21 +202,31 @@ pub fn part3() -> Vec<DrainResult> {
         for _ in 0..DRAINS {
             // Every flow moves between drains, as active flows do.
             touch(&mut kernel, n);
-            samples.push(drain(&mut kernel, &mut traffic, &mut reading, &shared));
+            samples.push(drain(
+                &mut kernel,
+                &mut traffic,
+                &mut reading,
+                &state,
+                &mut recorder,
+            ));
         }
         let flows = traffic.flows.len();
-        shared.set(Snapshot::default());
+        // The API's answers and the recorder's baselines are not the
+        // traffic core's.
+        drop((state, recorder));
         let table_bytes = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap0);
-        let med = |f: fn(&(Duration, Duration, Duration)) -> Duration| {
-            median(samples.iter().map(|s| ms(f(s))).collect())
-        };
+        let med = |f: fn(&Steps) -> Duration| median(samples.iter().map(|s| ms(f(s))).collect());
+        let max_wall = samples.iter().map(|s| ms(s.read_wall)).fold(0.0, f64::max);
         let result = DrainResult {
             flows,
-            first_ms: ms(first),
-            read_ms: med(|s| s.0),
-            update_ms: med(|s| s.1),
-            snapshot_ms: med(|s| s.2),
-            total_ms: med(|s| s.0 + s.1 + s.2),
+            first_ms: ms(first.drain()),
+            read_ms: med(|s| s.read),
+            update_ms: med(|s| s.update),
+            snapshot_ms: med(|s| s.snapshot),
+            prebuilt_ms: med(|s| s.prebuilt),
+            total_ms: med(|s| s.drain()),
+            recorder_ms: med(|s| s.recorder),
+            read_wall_ms: (med(|s| s.read_wall), max_wall),
             table_bytes,
         };
         println!(
@@ -151,19 +236,23 @@ pub fn part3() -> Vec<DrainResult> {
         results.push(result);
     }
     println!(
-        "\n| flow entries | batch read ms | update ms | snapshot ms | drain ms (median of {DRAINS}) | ns/entry | first drain ms | traffic core heap (table = flows) | bytes/flow |"
+        "\n| flow entries | batch read ms (wall: median, max) | update ms | snapshot ms | prebuilt answers ms | drain ms (median of {DRAINS}) | ns/entry | first drain ms | recorder ms (history thread) | traffic core heap (table = flows) | bytes/flow |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.1} MiB | {:.0} |",
+            "| {} | {:.2} ({:.1}, {:.1}) | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} MiB | {:.0} |",
             r.flows,
             r.read_ms,
+            r.read_wall_ms.0,
+            r.read_wall_ms.1,
             r.update_ms,
             r.snapshot_ms,
+            r.prebuilt_ms,
             r.total_ms,
             r.ns_per_entry(),
             r.first_ms,
+            r.recorder_ms,
             r.table_bytes as f64 / 1048576.0,
             r.table_bytes as f64 / r.flows.max(1) as f64
         );

@@ -105,10 +105,14 @@ pub(super) fn drain_loop(
         }
         match kernel.read(&mut reading) {
             Ok(()) => {
-                // The interval is measured to the moment its counts were cut,
-                // not to the end of a read that may have waited.
-                let taken = reading.taken.unwrap_or_else(Instant::now);
-                let expired = traffic.update(taken, SystemTime::now(), &reading, &subnets);
+                // The interval is measured to the moment its counts were
+                // cut (the flow cache's flip, just before the maps are read),
+                // not to the end of a read that waited for a grace period.
+                let now = reading.taken.unwrap_or_else(Instant::now);
+                let wall = SystemTime::now()
+                    .checked_sub(now.elapsed())
+                    .unwrap_or_else(SystemTime::now);
+                let expired = traffic.update(now, wall, &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);
                 let lingering = names.keys().any(|i| !attachments.contains_key(i));
@@ -124,7 +128,7 @@ pub(super) fn drain_loop(
                         .collect();
                     names.retain(|i, _| attachments.contains_key(i) || in_use.contains(i));
                 }
-                let mut snap = snapshot(&traffic, &attachments, &names, listed);
+                let mut snap = snapshot(&traffic, &attachments, &names, listed, wall);
                 snap.flow_series = out.series.get();
                 let snap = Arc::new(snap);
                 (out.prebuild)(&snap);
@@ -180,6 +184,7 @@ fn snapshot(
     attachments: &Attachments,
     names: &HashMap<u32, String>,
     listed: usize,
+    updated: SystemTime,
 ) -> Snapshot {
     let mut interfaces: Vec<_> = attachments
         .values()
@@ -196,7 +201,7 @@ fn snapshot(
         .collect();
     interfaces.sort_by_key(|i| i.ifindex);
     Snapshot {
-        updated: Some(SystemTime::now()),
+        updated: Some(updated),
         interval: traffic.interval,
         interfaces,
         devices: traffic.devices.values().cloned().collect(),
