@@ -94,6 +94,8 @@ fn api_state() -> AppState {
         remote_write: None,
         alerts: Default::default(),
         prebuilt: Default::default(),
+        snapshot_flows: netmon_agent::push::DEFAULT_PUSH_FLOWS as usize,
+        started: std::time::SystemTime::now(),
     }
 }
 
