@@ -361,19 +361,30 @@ impl Hosts {
         Some((self.summary(&h, epoch_ms(SystemTime::now())), doc))
     }
 
-    /// One host's `host` series from `from_ms` on.
+    /// One host's `series` (its `host` series when `None`) from `from_ms`
+    /// on; [`StoreError::UnknownSeries`] when the host never stored it.
     pub fn history(
         &self,
         name: &str,
+        series: Option<&str>,
         from_ms: u64,
         tier: Option<Tier>,
     ) -> Option<Result<History, StoreError>> {
         let h = self.get(name)?;
         let now = epoch_ms(SystemTime::now());
-        Some(
-            h.store
-                .query(Family::Host.as_str(), from_ms, now, tier, now),
-        )
+        let series = series.unwrap_or(Family::Host.as_str());
+        Some(h.store.query(series, from_ms, now, tier, now))
+    }
+
+    /// The names of one host's stored series (of `family` only, if given),
+    /// sorted, as the agent's `/api/v1/series` lists its own.
+    pub fn series(
+        &self,
+        name: &str,
+        family: Option<Family>,
+    ) -> Option<Result<Vec<String>, StoreError>> {
+        let h = self.get(name)?;
+        Some(h.store.series(family))
     }
 
     /// The `n` device or flow series of `name` with the largest `field`
@@ -508,7 +519,10 @@ mod tests {
         assert_eq!(s.figures.cpu_percent, Some(2.0));
         assert!(!s.stale);
         let from = 1_767_225_600_000 - 60_000;
-        let h = hosts.history("a", from, Some(Tier::Raw)).unwrap().unwrap();
+        let h = hosts
+            .history("a", None, from, Some(Tier::Raw))
+            .unwrap()
+            .unwrap();
         assert_eq!(h.points.len(), 3, "{h:?}");
         drop(hosts);
         // Reopened: the hosts are known again, their history kept.

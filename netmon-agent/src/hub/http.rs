@@ -9,6 +9,9 @@
 //!   gzip`; `POST /ingest`: seed 000's body (or a snapshot), seed 000's answer;
 //! - `GET /api/v1/hosts`, `/api/v1/hosts/{host}` (its summary, latest
 //!   snapshot and devices), `/api/v1/hosts/{host}/history?since=1h&tier=`,
+//!   `series=` (one of the host's series, as its own `/api/v1/series` names
+//!   them: `device/<iface>/<mac>`, `flow/...`; default `host`; 404 for one
+//!   it never stored), `/api/v1/hosts/{host}/series?family=` (those names),
 //!   `/api/v1/hosts/{host}/flows` (its latest push's flows, as its own
 //!   `/api/v1/flows` lists them), `/api/v1/hosts/{host}/top?window=1h&
 //!   family=device|flow&by=bytes|packets&limit=10` (its top talkers from its
@@ -65,6 +68,7 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/hosts", get(list_hosts))
         .route("/api/v1/hosts/{host}", get(one_host).delete(remove_host))
         .route("/api/v1/hosts/{host}/history", get(host_history))
+        .route("/api/v1/hosts/{host}/series", get(host_series))
         .route("/api/v1/hosts/{host}/flows", get(host_flows))
         .route("/api/v1/hosts/{host}/top", get(host_top))
         .route("/api/v1/hub", get(hub))
@@ -391,8 +395,29 @@ async fn one_host(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HistoryParams {
+    /// A series name as the agent's `/api/v1/series` lists them; the
+    /// host's own `host` series when not given.
+    series: Option<String>,
     since: Option<String>,
     tier: Option<String>,
+}
+
+/// The agent's `/api/v1/history` answers for a store error: an unknown
+/// series is 404, a busy store 503.
+fn store_fail(e: crate::store::StoreError) -> Fail {
+    use crate::store::StoreError;
+    match e {
+        StoreError::UnknownSeries(name) => Fail::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no series named `{name}` in this host's history"),
+        ),
+        other => Fail::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            other.to_string(),
+        ),
+    }
 }
 
 async fn host_history(
@@ -402,6 +427,15 @@ async fn host_history(
     ApiQuery(q): ApiQuery<HistoryParams>,
 ) -> Result<Json<Value>, Fail> {
     s.grant(&headers)?;
+    if let Some(name) = q.series.as_deref()
+        && crate::store::SeriesKey::parse(name).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "series",
+            format!("{name:?} is not a series name (see /api/v1/hosts/{{host}}/series)"),
+        )
+        .into());
+    }
     let since = match q.since.as_deref() {
         None => Duration::from_secs(3600),
         Some(t) => humantime::parse_duration(t).map_err(|e| {
@@ -424,18 +458,51 @@ async fn host_history(
             .checked_sub(since)
             .unwrap_or(SystemTime::UNIX_EPOCH),
     );
-    let h = s
-        .hosts
-        .history(&host, from, tier)
-        .ok_or_else(|| unknown_host(&host))?
-        .map_err(|e| {
-            Fail::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-        })?;
+    let hosts = Arc::clone(&s.hosts);
+    let name = host.clone();
+    let h =
+        tokio::task::spawn_blocking(move || hosts.history(&name, q.series.as_deref(), from, tier))
+            .await
+            .map_err(|e| Fail::from(ApiError::internal(e)))?
+            .ok_or_else(|| unknown_host(&host))?
+            .map_err(store_fail)?;
     Ok(Json(json!({"host": host, "history": h})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesParams {
+    family: Option<String>,
+}
+
+/// `GET /api/v1/hosts/{host}/series[?family=F]`: the host's stored series
+/// names, sorted, as the agent's `/api/v1/series` answers.
+async fn host_series(
+    Axum(s): Axum<State>,
+    headers: HeaderMap,
+    ApiPath(host): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SeriesParams>,
+) -> Result<Json<Value>, Fail> {
+    use crate::store::Family;
+    s.grant(&headers)?;
+    let family = match q.family.as_deref() {
+        None => None,
+        Some(f) => Some(Family::all().find(|x| x.as_str() == f).ok_or_else(|| {
+            let all: Vec<_> = Family::all().map(Family::as_str).collect();
+            ApiError::bad_request(
+                "family",
+                format!("{f:?} is not a family ({})", all.join(", ")),
+            )
+        })?),
+    };
+    let hosts = Arc::clone(&s.hosts);
+    let name = host.clone();
+    let names = tokio::task::spawn_blocking(move || hosts.series(&name, family))
+        .await
+        .map_err(|e| Fail::from(ApiError::internal(e)))?
+        .ok_or_else(|| unknown_host(&host))?
+        .map_err(store_fail)?;
+    Ok(Json(json!({"host": host, "series": names})))
 }
 
 /// `DELETE /api/v1/hosts/{host}`: the host's token revoked first (its
@@ -906,11 +973,18 @@ mod tests {
                 "last_seen": "2026-01-01T00:00:01Z"})
         };
         let now = SystemTime::now() - Duration::from_secs(5);
+        // The device's totals grow with the flow's: tx by `bytes`, rx by
+        // a fifth of it.
+        let device = |bytes: u64| {
+            json!({"interface": "eth0", "mac": "02:00:00:00:00:01", "bandwidth": {
+                "txBytesTotal": bytes, "txPacketsTotal": bytes / 100,
+                "rxBytesTotal": bytes / 5, "rxPacketsTotal": bytes / 500}})
+        };
         let push = |bytes: u64, at: SystemTime| {
             let t = crate::units::time(at);
             json!({"messageType": "realtimeSnapshot", "serverId": "web01",
                 "snapshotTime": t, "agentStartTime": crate::units::time(now),
-                "network": {"collectionEndTime": t},
+                "network": {"collectionEndTime": t, "connectedDevices": [device(bytes)]},
                 "flows": {"interval_seconds": 1.0, "total": 1, "omitted": 0, "flows": [flow(bytes)]}})
             .to_string()
             .into_bytes()
@@ -940,6 +1014,67 @@ mod tests {
             "{b}"
         );
         assert_eq!(b["top"][0]["value"], 1500.0, "{b}");
+        // The device's history: the hub's first sight of an agent that
+        // ran before it is a baseline, so what it stored is the second
+        // push's totals minus the first's.
+        let dev = "device/eth0/02:00:00:00:00:01";
+        let (s, b) = send(
+            app,
+            get(
+                &format!("/api/v1/hosts/web01/history?series={dev}&tier=raw"),
+                &f.read,
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["history"]["series"], dev, "{b}");
+        let points = b["history"]["points"].as_array().unwrap();
+        assert_eq!(points.len(), 1, "{b}");
+        assert_eq!(
+            points[0]["values"],
+            json!({"tx_bytes": 500, "tx_packets": 5, "rx_bytes": 100, "rx_packets": 1}),
+            "{b}"
+        );
+        let (s, b) = send(
+            app,
+            get("/api/v1/hosts/web01/series?family=device", &f.read),
+        )
+        .await;
+        assert_eq!((s, &b["series"]), (StatusCode::OK, &json!([dev])), "{b}");
+        let (s, b) = send(app, get("/api/v1/hosts/web01/series", &f.read)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(
+            b["series"],
+            json!([dev, "flow/eth0/egress/17/10.0.0.1/10.0.0.2", "host"]),
+            "{b}"
+        );
+        for (q, status, param) in [
+            ("series=nope", StatusCode::BAD_REQUEST, json!("series")),
+            ("series=", StatusCode::BAD_REQUEST, json!("series")),
+            ("series=device/eth9/x", StatusCode::NOT_FOUND, Value::Null),
+        ] {
+            let (s, b) = send(
+                app,
+                get(&format!("/api/v1/hosts/web01/history?{q}"), &f.read),
+            )
+            .await;
+            assert_eq!((s, &b["error"]["param"]), (status, &param), "{q}: {b}");
+        }
+        let (s, b) = send(app, get("/api/v1/hosts/web01/series?family=x", &f.read)).await;
+        assert_eq!(
+            (s, &b["error"]["param"]),
+            (StatusCode::BAD_REQUEST, &json!("family"))
+        );
+        let (s, _) = send(
+            app,
+            get(
+                &format!("/api/v1/hosts/web09/history?series={dev}"),
+                &f.read,
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
         let (s, b) = send(app, get("/api/v1/hosts/web01/top?by=nope", &f.read)).await;
         assert_eq!(
             (s, &b["error"]["param"]),
