@@ -504,6 +504,97 @@ fn a_hosts_flows_and_top_talkers_match_its_agent_and_it_can_be_removed() {
         }
     }
 
+    // A device's history on the hub (h2, quiet now): the sum of its points
+    // equals the totals its latest push carried (the agent started after
+    // the hub, so all it counted is new) and the agent's own history of
+    // the same series, field for field.
+    let series = format!("device/eth0/{}", format_mac(h2.mac()));
+    let sums = |history: &Value| {
+        let mut out = std::collections::BTreeMap::new();
+        for p in history["points"].as_array().into_iter().flatten() {
+            for (k, v) in p["values"].as_object().unwrap() {
+                *out.entry(k.clone()).or_insert(0) += v.as_u64().unwrap();
+            }
+        }
+        out
+    };
+    let mut seen = Value::Null;
+    let equal = poll_until(Duration::from_secs(20), || {
+        let on_hub = hub_get(
+            gw,
+            &format!("/api/v1/hosts/h1/history?series={series}&tier=raw"),
+            &read,
+        );
+        let own = agent.get(&format!("/api/v1/history?series={series}&step=raw"));
+        let latest = hub_get(gw, "/api/v1/hosts/h1", &read);
+        let pushed = latest["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["mac"] == format_mac(h2.mac()))
+            .map(|d| {
+                let b = &d["bandwidth"];
+                ["rx_bytes", "rx_packets", "tx_bytes", "tx_packets"]
+                    .into_iter()
+                    .zip([
+                        "rxBytesTotal",
+                        "rxPacketsTotal",
+                        "txBytesTotal",
+                        "txPacketsTotal",
+                    ])
+                    .map(|(k, t)| (k.to_owned(), b[t].as_u64().unwrap()))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            });
+        let h = sums(&on_hub["history"]);
+        let ok = on_hub["history"]["series"] == series.as_str()
+            && h.get("tx_bytes").is_some_and(|b| *b > 0)
+            && Some(&h) == pushed.as_ref()
+            && h == sums(&own);
+        seen = json!({"hub": h, "pushed": pushed, "agent": sums(&own)});
+        if !ok {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ok
+    });
+    assert!(equal, "h2's history on the hub differs: {seen:#}");
+    eprintln!("h2's history on the hub: {seen}");
+    // h2 sent h1 100 datagrams of 400 bytes of payload: at least that much.
+    assert!(
+        seen["hub"]["tx_bytes"].as_u64().unwrap() >= 100 * 400,
+        "{seen}"
+    );
+    let (status, names) = hub_req(
+        gw,
+        "GET",
+        "/api/v1/hosts/h1/series?family=device",
+        &read,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{names}");
+    assert!(
+        names["series"].as_array().unwrap().contains(&json!(series)),
+        "{names}"
+    );
+    for (q, want, param) in [
+        ("series=nope", 400, json!("series")),
+        ("series=device/eth0/02:00:00:00:00:99", 404, Value::Null),
+    ] {
+        let (status, body) = hub_req(
+            gw,
+            "GET",
+            &format!("/api/v1/hosts/h1/history?{q}"),
+            &read,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (status, &body["error"]["param"]),
+            (want, &param),
+            "{q}: {body}"
+        );
+    }
+
     // Removal: not by a host's or a read-only token; unknown hosts are 404.
     let file = hub_dir.join("hosts/h1.redb");
     assert!(file.exists());

@@ -5,7 +5,9 @@
 //! The script signs in with the hub's read-only token, sees only the hub's
 //! pages in the navigation, finds the host on the Hosts page with every
 //! figure equal to the hub's `/api/v1/hosts` answer the page got, opens the
-//! Host page and sees its history chart draw points and its devices, checks
+//! Host page and sees its history chart draw points and its devices, opens
+//! a device's view from its row and sees its traffic chart draw the
+//! hub's history of the device (real points, real bytes), checks
 //! the security headers, and that no page logged a console error.
 //! Screenshots land in `target/dashboard-screenshots/hub-*.png`.
 //!
@@ -156,6 +158,36 @@ fn the_hub_dashboard_shows_the_hosts_in_a_real_browser() {
         hub.stderr_text()
     );
 
+    // The gateway's device series on the hub holds two samples of traffic
+    // (a second burst after the first is stored), so the device view's
+    // chart has a line to draw.
+    let gw_series = format!("device/eth0/{}", format_mac(gw.mac("br0")));
+    let points = |read: &str| {
+        hub_get(
+            gw,
+            &format!("/api/v1/hosts/{HOST}/history?series={gw_series}&tier=raw"),
+            read,
+        )
+        .filter(|(s, _)| *s == 200)
+        .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["history"]["points"].as_array().map(Vec::len))
+        .unwrap_or(0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(20), || points(&read) >= 1),
+        "no history of {gw_series} on the hub:\n{}",
+        hub.stderr_text()
+    );
+    let before = points(&read);
+    lan.host(1).ns().run(move || {
+        udp_send(std::net::SocketAddr::new(from.into(), 0), to, 800, 50);
+    });
+    assert!(sink.wait_for(250, Duration::from_secs(10)));
+    assert!(
+        poll_until(Duration::from_secs(20), || points(&read) > before),
+        "the second burst is not in {gw_series}'s history on the hub"
+    );
+
     let tmp = dir.path().join("browser");
     let env = [
         ("NETMON_URL", hub_url("")),
@@ -170,7 +202,7 @@ fn the_hub_dashboard_shows_the_hosts_in_a_real_browser() {
         "the browser checks failed:\n{output}\nhub stderr:\n{}",
         hub.stderr_text()
     );
-    for page in ["signin", "hosts", "host"] {
+    for page in ["signin", "hosts", "host", "host-device"] {
         for width in [1280, 390] {
             let file = shots.join(format!("hub-{page}-{width}.png"));
             let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);

@@ -158,6 +158,37 @@ try {
   check((await page.$('#host-not-pushed .hint')) !== null, 'what a push does not carry is said');
   await shoot(page, 'host');
 
+  // 4b. A device's view: from its row's link to its traffic chart, whose
+  // points are the hub's history of its series, with real traffic.
+  await page.waitForSelector('#host-devices tbody tr[data-mac] a');
+  const link = await page.$('#host-devices tbody tr[data-mac] a');
+  check(link !== null, 'a device row links to its view');
+  const href = await link.getAttribute('href');
+  await link.click();
+  await page.waitForSelector('#host-device-history');
+  const shownHash = new globalThis.URL(page.url()).hash;
+  check(shownHash === href && /^#\/host\/[^/]+\/device\/[^/]+\/[^/]+$/.test(href), `the device view's address (${page.url()}, ${href})`);
+  const [, , , , iface, mac] = href.split('/').map(decodeURIComponent);
+  const devSeries = `device/${iface}/${mac}`;
+  const history = await page.evaluate(
+    async ([path, token]) => (await fetch(path, { headers: { 'x-api-key': token } })).json(),
+    [`/api/v1/hosts/${HOST}/history?series=${encodeURIComponent(devSeries)}&since=1h`, TOKEN],
+  );
+  const pts = history?.history?.points ?? [];
+  const sent = pts.reduce((a, p) => a + (p.values.rx_bytes ?? 0) + (p.values.tx_bytes ?? 0), 0);
+  check(history?.history?.series === devSeries && pts.length > 0 && sent > 0, `the device's history on the hub has traffic: ${JSON.stringify(history).slice(0, 400)}`);
+  await page.waitForFunction(() => Number(document.querySelector('#host-device-history .chart')?.dataset.points) >= 1);
+  const devPoints = Number(await page.getAttribute('#host-device-history .chart', 'data-points'));
+  check(devPoints >= 2 && devPoints >= pts.length, `the chart draws the series' ${pts.length} points (and zeros between): ${devPoints}`);
+  let devPixels = 0;
+  for (const until = Date.now() + WAIT; devPixels <= 0 && Date.now() < until; ) {
+    devPixels = await seriesPixels(page, '#host-device-history');
+    if (devPixels <= 0) await page.waitForTimeout(200);
+  }
+  check(devPixels > 0, 'the device chart draws its series');
+  result('host_device', JSON.stringify({ series: devSeries, points: pts.length, bytes: sent, chartPoints: devPoints }));
+  await shoot(page, 'host-device');
+
   check(errors.length === 0, `no console errors, got:\n${errors.join('\n')}`);
   result('console_errors', errors.length);
 

@@ -18,6 +18,7 @@ import { System } from './pages/system.js';
 import { Latency } from './pages/latency.js';
 import { Alerts } from './pages/alerts.js';
 import { Security } from './pages/security.js';
+import { HostDevice } from './pages/host_device.js';
 import { Host, Hosts } from './pages/hosts.js';
 
 const PAGES = [
@@ -37,7 +38,19 @@ const HUB_PAGES = [['hosts', 'Hosts', Hosts]];
 
 function parseHash() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
-  return { page: parts[0] ?? '', arg: decodeURIComponent(parts.slice(1).join('/')) };
+  return {
+    page: parts[0] ?? '',
+    arg: decodeURIComponent(parts.slice(1).join('/')),
+    // Each part decoded on its own: a host's device view is
+    // #/host/<name>/device/<iface>/<mac>.
+    args: parts.slice(1).map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        return p;
+      }
+    }),
+  };
 }
 
 function useRoute() {
@@ -75,6 +88,9 @@ export function App() {
   let page;
   if (route.page === 'device' && !hub) {
     page = html`<${Device} mac=${route.arg} role=${s.role} />`;
+  } else if (route.page === 'host' && hub && route.args[1] === 'device' && route.args.length === 4) {
+    const [name, , iface, mac] = route.args;
+    page = html`<${HostDevice} key=${route.arg} name=${name} iface=${iface} mac=${mac} />`;
   } else if (route.page === 'host' && hub) {
     page = html`<${Host} name=${route.arg} />`;
   } else if (hub && route.page === '') {

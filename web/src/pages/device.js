@@ -56,18 +56,29 @@ function Facts({ d, now }) {
 }
 
 function History({ mac }) {
-  const [range, setRange] = useState('1h');
-  const poll = usePoll(`${devicePath(mac)}/history?from=${FROM[range]}`, range === '1h' ? 10000 : 60000);
-  const data = useMemo(() => (poll.data ? toRates(poll.data) : null), [poll.data]);
-  const tier = poll.data?.series[0]?.tier;
-  const span = poll.data?.series[0];
+  return html`<${TrafficHistory} id="device-history" ranges=${RANGES} label=${(r) => `Traffic of ${mac} over ${r}`}
+    url=${(r) => `${devicePath(mac)}/history?from=${FROM[r]}`} />`;
+}
+
+/**
+ * A device's rx/tx bit/s over a chosen range, from a history answer:
+ * `url(range)` is polled, `pick(answer)` is what `toRates` reads (the
+ * agent's answer itself; a hub wraps it in `history`).
+ */
+export function TrafficHistory({ id, ranges, url, label, pick = (d) => d }) {
+  const [range, setRange] = useState(ranges[0]);
+  const poll = usePoll(url(range), range === ranges[0] ? 10000 : 60000);
+  const answer = poll.data ? pick(poll.data) : null;
+  const data = useMemo(() => (answer ? toRates(answer) : null), [poll.data]);
+  const span = answer ? (Array.isArray(answer.series) ? answer.series[0] : answer) : null;
+  const tier = span?.tier;
   const xRange = useMemo(
-    () => (span ? [Date.parse(span.from) / 1000, Date.parse(span.to) / 1000] : undefined),
+    () => (span?.from ? [Date.parse(span.from) / 1000, Date.parse(span.to) / 1000] : undefined),
     [span?.from, span?.to],
   );
-  return html`<${Card} title="Traffic" class="wide" id="device-history">
+  return html`<${Card} title="Traffic" class="wide" id=${id}>
     <div class="controls" role="group" aria-label="Range">
-      ${RANGES.map((r) => html`<button type="button" class=${r === range ? 'on' : ''}
+      ${ranges.map((r) => html`<button type="button" class=${r === range ? 'on' : ''}
         aria-pressed=${r === range} onClick=${() => setRange(r)}>${r}</button>`)}
       ${tier ? html`<span class="hint">from the ${tier === 'raw' ? 'raw samples' : `${tier} aggregates`}</span>` : null}
     </div>
@@ -75,8 +86,7 @@ function History({ mac }) {
       ? html`<p class="unavailable">unavailable: nothing stored for this device in the last ${range}</p>`
       : html`<${Problem} error=${poll.error} />`}
     ${data && data[0].length > 0
-      ? html`<${Chart} data=${data} series=${SERIES} format=${bitRate} xRange=${xRange}
-          label=${`Traffic of ${mac} over ${range}`} />`
+      ? html`<${Chart} data=${data} series=${SERIES} format=${bitRate} xRange=${xRange} label=${label(range)} />`
       : data ? html`<p class="unavailable">unavailable: no traffic stored in the last ${range}</p>` : null}
   </${Card}>`;
 }

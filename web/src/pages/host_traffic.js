@@ -82,7 +82,8 @@ export function HostTop({ name, devices }) {
 export function HostNotPushed() {
   return html`<${Card} title="Security and device details" class="wide" id="host-not-pushed">
     <p class="hint">A push carries no security findings, compliance checks or package changes, and no
-      per-device history, labels or discovery details: those are on the host's own dashboard
-      (its agent's address). The hub keeps each device's and listed flow's traffic for the top talkers above.</p>
+      device labels or discovery details: those are on the host's own dashboard (its agent's address).
+      The hub keeps each device's and listed flow's traffic: the top talkers above, and each device's
+      history on its own view (a device's link in the devices card).</p>
   </${Card}>`;
 }

@@ -1,5 +1,6 @@
 // A hub's pages: every host that pushes to it (#/hosts) and one host
-// (#/host/<name>): its figures, its devices and its history, its top
+// (#/host/<name>): its figures, its devices (each linking to its view,
+// host_device.js) and its history, its top
 // talkers and flows (host_traffic.js), and its alerts, interfaces, system
 // figures and latency probes (host_latest.js).
 // The figures are those of the host's latest push (`GET /api/v1/hosts`).
@@ -11,6 +12,7 @@ import { Chart } from '../chart.js';
 import { useNow, usePoll } from '../hooks.js';
 import { ago, bitRate, bytes, count, localTime, percent } from '../format.js';
 import { Card, Loaded, Meter, SortTable, Stat } from '../ui.js';
+import { hostDeviceHref } from './host_device.js';
 import { HostLatest } from './host_latest.js';
 import { HostFlows, HostNotPushed, HostTop } from './host_traffic.js';
 
@@ -94,7 +96,7 @@ export function Host({ name }) {
           <${Meter} ratio=${(h.memoryPercent ?? 0) / 100} label="memory used" />
         </${Card}>
         <${HostHistory} name=${name} />
-        <${HostDevices} devices=${d.devices ?? []} now=${now} />
+        <${HostDevices} name=${name} devices=${d.devices ?? []} now=${now} />
         <${HostTop} name=${name} devices=${d.devices} />
         <${HostFlows} name=${name} now=${now} />
         <${HostLatest} snapshot=${d.snapshot} now=${now} />
@@ -144,9 +146,14 @@ function HostHistory({ name }) {
   </${Card}>`;
 }
 
-function HostDevices({ devices, now }) {
+function HostDevices({ name, devices, now }) {
   const columns = [
-    { key: 'name', label: 'Device', value: (d) => d.deviceName ?? d.mac, cell: (d) => d.deviceName ?? html`<code>${d.mac}</code>` },
+    {
+      key: 'name',
+      label: 'Device',
+      value: (d) => d.deviceName ?? d.mac,
+      cell: (d) => html`<a href=${hostDeviceHref(name, d.interface, d.mac)} title="Its traffic history on the hub">${d.deviceName ?? html`<code>${d.mac}</code>`}</a>`,
+    },
     { key: 'ip', label: 'Address', cell: (d) => d.ip ?? '—' },
     { key: 'status', label: 'Status' },
     { key: 'rx', label: 'Receiving', num: true, value: (d) => d.bandwidth?.rxRateBps ?? 0, cell: (d) => bitRate(d.bandwidth?.rxRateBps) },
