@@ -63,19 +63,22 @@ function History({ mac }) {
 /**
  * A device's rx/tx bit/s over a chosen range, from a history answer:
  * `url(range)` is polled, `pick(answer)` is what `toRates` reads (the
- * agent's answer itself; a hub wraps it in `history`).
+ * agent's answer itself; a hub wraps it in `history`). The x axis spans
+ * the answer's `from` to `to`, or (a hub's answer has neither) the last
+ * `seconds[range]` up to when it came.
  */
-export function TrafficHistory({ id, ranges, url, label, pick = (d) => d }) {
+export function TrafficHistory({ id, ranges, url, label, pick = (d) => d, seconds = {} }) {
   const [range, setRange] = useState(ranges[0]);
   const poll = usePoll(url(range), range === ranges[0] ? 10000 : 60000);
   const answer = poll.data ? pick(poll.data) : null;
   const data = useMemo(() => (answer ? toRates(answer) : null), [poll.data]);
   const span = answer ? (Array.isArray(answer.series) ? answer.series[0] : answer) : null;
   const tier = span?.tier;
-  const xRange = useMemo(
-    () => (span?.from ? [Date.parse(span.from) / 1000, Date.parse(span.to) / 1000] : undefined),
-    [span?.from, span?.to],
-  );
+  const xRange = useMemo(() => {
+    if (span?.from) return [Date.parse(span.from) / 1000, Date.parse(span.to) / 1000];
+    const now = Date.now() / 1000;
+    return span && seconds[range] ? [now - seconds[range], now] : undefined;
+  }, [span?.from, span?.to, poll.data, range]);
   return html`<${Card} title="Traffic" class="wide" id=${id}>
     <div class="controls" role="group" aria-label="Range">
       ${ranges.map((r) => html`<button type="button" class=${r === range ? 'on' : ''}

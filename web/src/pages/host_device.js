@@ -12,6 +12,7 @@ import { TrafficHistory } from './device.js';
 
 const RANGES = ['1h', '24h', '7d'];
 const SINCE = { '1h': '1h', '24h': '24h', '7d': '7days' };
+const SECONDS = { '1h': 3600, '24h': 86400, '7d': 7 * 86400 };
 
 /** The hub's address of a host's device view. */
 export function hostDeviceHref(host, iface, mac) {
@@ -29,7 +30,7 @@ export function HostDevice({ name, iface, mac }) {
         const dev = (d.devices ?? []).find((x) => x.mac === mac && x.interface === iface);
         return html`<${Facts} d=${dev} now=${now} />`;
       }} />
-      <${TrafficHistory} id="host-device-history" ranges=${RANGES} pick=${(a) => a.history}
+      <${TrafficHistory} id="host-device-history" ranges=${RANGES} pick=${(a) => a.history} seconds=${SECONDS}
         label=${(r) => `Traffic of ${mac} on ${name} over ${r}`}
         url=${(r) => `${hostPath(name)}/history?series=${encodeURIComponent(series)}&since=${SINCE[r]}`} />
     </div>`;
