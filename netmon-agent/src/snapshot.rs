@@ -25,6 +25,9 @@ pub const LISTED_FLOWS: usize = 10_000;
 pub struct InterfaceRow {
     pub name: String,
     pub ifindex: u32,
+    /// The interface's own MAC (from sysfs), so its frames' device is
+    /// known as this host's before discovery's first cycle.
+    pub mac: Option<[u8; 6]>,
     pub ingress: HookMode,
     pub totals: InterfaceTotals,
 }

@@ -527,3 +527,51 @@ fn snapshot_has_the_legacy_shape_and_agrees_with_the_other_endpoints() {
     let r = http_get_ok(b.ns(), "/api/v1/snapshot?x=1", &[("X-API-KEY", TEST_KEY)]);
     assert_eq!(r.status, 400, "{r:#?}");
 }
+
+/// Without discovery (which lists this host's own MACs), the watched
+/// interface's own MAC is still known as this host's: `self` in
+/// `/api/v1/devices`, and not a connected device in the snapshot.
+#[test]
+fn own_mac_is_known_without_discovery() {
+    skip_unless_root!();
+    let pair = Pair::new();
+    let (a, b) = (pair.a(), pair.b());
+    let agent = Agent::start(b.ns(), &["--iface=eth0", "--disable", "discovery"]);
+    udp_exchange(a, b, 20, 100);
+    let own = format_mac(b.mac());
+    let peer = format_mac(a.mac());
+    let listed = |devices: &Value, mac: &str| -> Option<Value> {
+        devices["devices"]
+            .as_array()?
+            .iter()
+            .find(|d| d["mac"] == mac)
+            .cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let devices = loop {
+        let devices = agent.get("/api/v1/devices");
+        if listed(&devices, &own).is_some() && listed(&devices, &peer).is_some() {
+            break devices;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both MACs not listed: {devices:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(listed(&devices, &own).unwrap()["self"], true, "{devices:#}");
+    assert_eq!(
+        listed(&devices, &peer).unwrap()["self"],
+        false,
+        "{devices:#}"
+    );
+    let snap = agent.get("/api/v1/snapshot");
+    let connected: Vec<&Value> = snap["network"]["connectedDevices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["mac"])
+        .collect();
+    assert!(connected.contains(&&Value::from(peer.as_str())), "{snap:#}");
+    assert!(!connected.contains(&&Value::from(own.as_str())), "{snap:#}");
+}

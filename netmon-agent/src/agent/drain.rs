@@ -77,6 +77,7 @@ pub(super) fn drain_loop(
     let listed = snapshot::LISTED_FLOWS.max(cfg.store.store_flows_per_interval as usize);
     let mut reading = MapCounts::default();
     let mut names: HashMap<u32, String> = HashMap::new();
+    let mut own_macs: HashMap<u32, Option<[u8; 6]>> = HashMap::new();
     let mut next = Instant::now();
     // systemd's watchdog is answered from this thread, so a drain that hangs
     // (in a map read, say) stops the answers and gets the service restarted.
@@ -95,9 +96,14 @@ pub(super) fn drain_loop(
                 warn!(error = %e, "Re-checking interfaces failed.");
             }
             subnets = ifaces::subnets();
+            // A link notification may be a changed MAC: read them again.
+            own_macs.clear();
         }
         for a in attachments.values() {
             names.insert(a.ifindex, a.name.clone());
+            own_macs
+                .entry(a.ifindex)
+                .or_insert_with(|| own_mac(&a.name));
         }
         let removed = !watcher.removed.is_empty();
         for gone in watcher.removed.drain(..) {
@@ -129,6 +135,9 @@ pub(super) fn drain_loop(
                     names.retain(|i, _| attachments.contains_key(i) || in_use.contains(i));
                 }
                 let mut snap = snapshot(&traffic, &attachments, &names, listed, wall);
+                for i in &mut snap.interfaces {
+                    i.mac = own_macs.get(&i.ifindex).copied().flatten();
+                }
                 snap.flow_series = out.series.get();
                 let snap = Arc::new(snap);
                 (out.prebuild)(&snap);
@@ -191,6 +200,7 @@ fn snapshot(
         .map(|a| InterfaceRow {
             name: a.name.clone(),
             ifindex: a.ifindex,
+            mac: None,
             ingress: a.ingress,
             totals: traffic
                 .interfaces
@@ -215,4 +225,11 @@ fn snapshot(
         flow_cache: traffic.flow_cache,
         names: names.clone(),
     }
+}
+
+/// The MAC of interface `name` from sysfs; None where it has none (or
+/// cannot be read).
+fn own_mac(name: &str) -> Option<[u8; 6]> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
+    ifaces::parse_mac(text.trim())
 }

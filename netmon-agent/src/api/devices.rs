@@ -104,9 +104,14 @@ pub(super) fn merge(s: &Snapshot, reading: Option<&Reading<Report>>) -> Vec<Devi
     by_key
         .into_iter()
         .map(|((ifindex, mac), (t, f))| {
+            // Discovery's list, or the watched interface's own MAC (known
+            // from the first drain, before discovery's first cycle).
             let own = own
                 .iter()
-                .any(|(i, m)| *i == ifindex && *m == format_mac(mac));
+                .any(|(i, m)| *i == ifindex && *m == format_mac(mac))
+                || s.interfaces
+                    .iter()
+                    .any(|i| i.ifindex == ifindex && i.mac == Some(mac));
             DeviceView::merged(s, t, f, own)
         })
         .collect()
