@@ -462,26 +462,7 @@ async fn top(
     // `bytes`/`packets` rank what a device sent (a talker); the fields
     // themselves may be named too.
     let by = p.by.as_deref().unwrap_or("bytes");
-    let field: &'static str = match (family, by) {
-        (Family::Device, "bytes") => "tx_bytes",
-        (Family::Device, "packets") => "tx_packets",
-        (Family::Flow, "bytes") => "bytes",
-        (Family::Flow, "packets") => "packets",
-        (f, named) => f
-            .fields()
-            .iter()
-            .find(|x| **x == named)
-            .copied()
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "by",
-                    format!(
-                        "{named:?}: rank by bytes, packets or one of {}",
-                        f.fields().join(", ")
-                    ),
-                )
-            })?,
-    };
+    let field = top_field(family, by)?;
     let limit = p.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -630,6 +611,32 @@ async fn latest(
     })
     .await?;
     Ok(Json(LatestList { latest: rows }))
+}
+
+/// The store field `by` names for `family`, as `/api/v1/top` (and the
+/// hub's per-host top) reads it: `bytes` and `packets` rank what a device
+/// sent (a talker); the fields themselves may be named too.
+pub(crate) fn top_field(family: Family, by: &str) -> Result<&'static str, ApiError> {
+    Ok(match (family, by) {
+        (Family::Device, "bytes") => "tx_bytes",
+        (Family::Device, "packets") => "tx_packets",
+        (Family::Flow, "bytes") => "bytes",
+        (Family::Flow, "packets") => "packets",
+        (f, named) => f
+            .fields()
+            .iter()
+            .find(|x| **x == named)
+            .copied()
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "by",
+                    format!(
+                        "{named:?}: rank by bytes, packets or one of {}",
+                        f.fields().join(", ")
+                    ),
+                )
+            })?,
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod devices;
 pub mod error;
 mod flows;
 mod health;
-mod history;
+pub(crate) mod history;
 mod interfaces;
 mod labels;
 pub mod limits;

@@ -569,32 +569,6 @@ struct TopParams {
     limit: Option<usize>,
 }
 
-/// The store field `by` names for `family`, as the agent's `/api/v1/top`
-/// reads it (`bytes` and `packets` rank what a device sent).
-fn top_field(family: crate::store::Family, by: &str) -> Result<&'static str, ApiError> {
-    use crate::store::Family;
-    Ok(match (family, by) {
-        (Family::Device, "bytes") => "tx_bytes",
-        (Family::Device, "packets") => "tx_packets",
-        (Family::Flow, "bytes") => "bytes",
-        (Family::Flow, "packets") => "packets",
-        (f, named) => f
-            .fields()
-            .iter()
-            .find(|x| **x == named)
-            .copied()
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "by",
-                    format!(
-                        "{named:?}: rank by bytes, packets or one of {}",
-                        f.fields().join(", ")
-                    ),
-                )
-            })?,
-    })
-}
-
 /// A host's top talkers over `window` from its history, as its own
 /// `/api/v1/top` answers (among the devices and flows its pushes listed).
 async fn host_top(
@@ -625,7 +599,7 @@ async fn host_top(
             .into());
         }
     };
-    let field = top_field(family, p.by.as_deref().unwrap_or("bytes"))?;
+    let field = crate::api::history::top_field(family, p.by.as_deref().unwrap_or("bytes"))?;
     let limit = p.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit", format!("{limit} is outside 1..=1000")).into());

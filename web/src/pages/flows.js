@@ -29,15 +29,21 @@ export function Flows() {
           the history stored ${count(f.history.series_this_hour)} flow series this hour (cap ${count(f.history.series_per_hour)}).</p>
         <${SortTable} label="Flows" rows=${rows} initial=${{ key: sort === 'rate' ? 'rate' : sort, desc: true }}
           rowKey=${(x) => `${x.interface}/${x.direction}/${x.protocol_number}/${x.src}/${x.dst}`}
-          columns=${[
-            { key: 'src', label: 'Source', cell: (x) => html`<code>${x.src}</code>` },
-            { key: 'dst', label: 'Destination', cell: (x) => html`<code>${x.dst}</code>` },
-            { key: 'protocol', label: 'Protocol' },
-            { key: 'interface', label: 'Interface', cell: (x) => `${x.interface} ${x.direction === 'ingress' ? 'in' : 'out'}` },
-            { key: 'rate', label: 'Rate', num: true, value: (x) => x.bits_per_second, cell: (x) => bitRate(x.bits_per_second) },
-            { key: 'bytes', label: 'Bytes', num: true, cell: (x) => html`<span title=${count(x.bytes)}>${bytes(x.bytes)}</span>` },
-            { key: 'packets', label: 'Packets', num: true, cell: (x) => count(x.packets) },
-            { key: 'last_seen', label: 'Last seen', value: (x) => Date.parse(x.last_seen), cell: (x) => ago(x.last_seen, now) },
-          ]} />`;
+          columns=${flowColumns(now)} />`;
     }} />`;
+}
+
+/** The flow table's columns, as the agent's Flows page and a hub host's
+ * flows show them (`now` for the "last seen" ages). */
+export function flowColumns(now) {
+  return [
+    { key: 'src', label: 'Source', cell: (x) => html`<code>${x.src}</code>` },
+    { key: 'dst', label: 'Destination', cell: (x) => html`<code>${x.dst}</code>` },
+    { key: 'protocol', label: 'Protocol' },
+    { key: 'interface', label: 'Interface', cell: (x) => `${x.interface} ${x.direction === 'ingress' ? 'in' : 'out'}` },
+    { key: 'rate', label: 'Rate', num: true, value: (x) => x.bits_per_second, cell: (x) => bitRate(x.bits_per_second) },
+    { key: 'bytes', label: 'Bytes', num: true, cell: (x) => html`<span title=${count(x.bytes)}>${bytes(x.bytes)}</span>` },
+    { key: 'packets', label: 'Packets', num: true, cell: (x) => count(x.packets) },
+    { key: 'last_seen', label: 'Last seen', value: (x) => Date.parse(x.last_seen), cell: (x) => ago(x.last_seen, now) },
+  ];
 }

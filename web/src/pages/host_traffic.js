@@ -8,8 +8,9 @@ import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { hostPath } from '../api.js';
 import { usePoll } from '../hooks.js';
-import { ago, bitRate, bytes, count, isUnavailable, localTime } from '../format.js';
+import { bytes, count, isUnavailable, localTime } from '../format.js';
 import { Card, Loaded, SortTable } from '../ui.js';
+import { flowColumns } from './flows.js';
 import { talker } from './top.js';
 
 /** A flow's row key, as the agent's Flows page keys it. */
@@ -28,16 +29,7 @@ export function HostFlows({ name, now }) {
         <${SortTable} label="Flows of the host" rows=${f.flows} initial=${{ key: 'rate', desc: true }}
           rowKey=${flowKey} rowAttrs=${(x) => ({ 'data-flow': flowKey(x) })}
           empty="The host's latest push lists no flow."
-          columns=${[
-            { key: 'src', label: 'Source', cell: (x) => html`<code>${x.src}</code>` },
-            { key: 'dst', label: 'Destination', cell: (x) => html`<code>${x.dst}</code>` },
-            { key: 'protocol', label: 'Protocol' },
-            { key: 'interface', label: 'Interface', cell: (x) => `${x.interface} ${x.direction === 'ingress' ? 'in' : 'out'}` },
-            { key: 'rate', label: 'Rate', num: true, value: (x) => x.bits_per_second, cell: (x) => bitRate(x.bits_per_second) },
-            { key: 'bytes', label: 'Bytes', num: true, cell: (x) => html`<span title=${count(x.bytes)}>${bytes(x.bytes)}</span>` },
-            { key: 'packets', label: 'Packets', num: true, cell: (x) => count(x.packets) },
-            { key: 'last_seen', label: 'Last seen', value: (x) => Date.parse(x.last_seen), cell: (x) => ago(x.last_seen, now) },
-          ]} />`;
+          columns=${flowColumns(now)} />`;
     }} />
   </${Card}>`;
 }
