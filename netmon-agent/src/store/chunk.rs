@@ -115,13 +115,7 @@ pub fn decode_raw(
     b: &[u8],
 ) -> Result<Entries<Values>, DecodeError> {
     let mut r = Reader::new(b)?;
-    let v1 = r.format() == FORMAT_1;
-    let at: Vec<u64> = if v1 {
-        r.legacy()?
-    } else {
-        r.ints()?;
-        std::mem::take(&mut r.ints[0])
-    };
+    let (v1, at) = chunk_times(&mut r)?;
     let out = match kind {
         Kind::Counter => {
             let (intervals, cols): (Vec<u32>, Vec<Vec<u64>>) = if v1 {
@@ -229,16 +223,20 @@ pub fn encode_agg(kind: Kind, n: usize, start: u64, entries: &[(u64, Agg)]) -> V
     w.finish()
 }
 
+/// Whether the chunk in `r` is format 1, and its times (its first
+/// column; format 2 decodes the integer columns with them).
+fn chunk_times(r: &mut Reader<'_>) -> Result<(bool, Vec<u64>), DecodeError> {
+    if r.format() == FORMAT_1 {
+        return Ok((true, r.legacy()?));
+    }
+    r.ints()?;
+    Ok((false, std::mem::take(&mut r.ints[0])))
+}
+
 /// Decodes what [`encode_agg`] wrote (either format).
 pub fn decode_agg(kind: Kind, n: usize, start: u64, b: &[u8]) -> Result<Entries<Agg>, DecodeError> {
     let mut r = Reader::new(b)?;
-    let v1 = r.format() == FORMAT_1;
-    let at: Vec<u64> = if v1 {
-        r.legacy()?
-    } else {
-        r.ints()?;
-        std::mem::take(&mut r.ints[0])
-    };
+    let (v1, at) = chunk_times(&mut r)?;
     let out = match kind {
         Kind::Counter => {
             let (covered, samples, cols): (Vec<u64>, Vec<u32>, Vec<Vec<u64>>) = if v1 {
