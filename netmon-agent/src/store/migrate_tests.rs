@@ -2,7 +2,7 @@
 //! wrote (one fixed-width row per sample and bucket) is opened, its data
 //! sealed into chunks, and every point, label and interval survives.
 //! Version 3 → 4: its chunks (format 1) are rewritten in format 2, every
-//! point kept.
+//! point kept. Version 4 → 5: chunks move into the time-first tables.
 
 use redb::{Database, ReadableDatabase};
 
@@ -406,7 +406,7 @@ fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
             let tx = db.begin_write().unwrap();
             for tier in Tier::ALL {
                 let mut t = tx.open_table(tier.chunks()).unwrap();
-                let rows: Vec<((u32, u64), Vec<u8>)> = t
+                let rows: Vec<((u64, u32), Vec<u8>)> = t
                     .iter()
                     .unwrap()
                     .map(|r| {
@@ -415,7 +415,7 @@ fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
                     })
                     .collect();
                 assert!(!rows.is_empty());
-                for (i, ((id, start), b)) in rows.into_iter().enumerate() {
+                for (i, ((start, id), b)) in rows.into_iter().enumerate() {
                     if half && i % 2 == 0 {
                         continue;
                     }
@@ -426,7 +426,7 @@ fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
                     } else {
                         v1_agg(fam, start, &chunk::decode_agg(k, n, start, &b).unwrap())
                     };
-                    t.insert((id, start), old.as_slice()).unwrap();
+                    t.insert((start, id), old.as_slice()).unwrap();
                 }
             }
             let mut meta = tx.open_table(META).unwrap();
@@ -461,5 +461,93 @@ fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
             after.iter().flatten().all(|f| *f == chunk::FORMAT),
             "{after:?}"
         );
+    }
+}
+
+/// The file as version 4 laid it out: every chunk of the current tables
+/// moved into version 4's, keyed `(series id, block start)`, the
+/// time-first tables gone (all chunks when `all`, else every other one,
+/// as a crash in the middle of the migration leaves it).
+fn to_v4(path: &Path, all: bool) -> usize {
+    let db = Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    let mut moved = 0;
+    for tier in Tier::ALL {
+        let old = match tier {
+            Tier::Raw => schema::V4_RAW_CHUNKS,
+            Tier::Minute => schema::V4_M1_CHUNKS,
+            Tier::Hour => schema::V4_H1_CHUNKS,
+        };
+        let mut new = tx.open_table(tier.chunks()).unwrap();
+        let rows: Vec<((u64, u32), Vec<u8>)> = new
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect();
+        assert!(!rows.is_empty());
+        let mut v4 = tx.open_table(old).unwrap();
+        for (i, ((start, id), b)) in rows.into_iter().enumerate() {
+            if !all && i % 2 == 0 {
+                continue;
+            }
+            new.remove((start, id)).unwrap();
+            v4.insert((id, start), b.as_slice()).unwrap();
+            moved += 1;
+        }
+    }
+    let mut meta = tx.open_table(META).unwrap();
+    if all {
+        meta.insert(schema::VERSION_KEY, 4).unwrap();
+        drop(meta);
+        for tier in Tier::ALL {
+            tx.delete_table(tier.chunks()).unwrap();
+        }
+        tx.delete_table(schema::CHUNK_LAST).unwrap();
+    } else {
+        meta.insert(super::rekey::REKEY_KEY, 1).unwrap();
+        drop(meta);
+    }
+    tx.commit().unwrap();
+    moved
+}
+
+/// Version 4 → 5: a file with version 4's series-first chunk tables is
+/// opened, every chunk moved into the time-first tables, every point kept,
+/// the old tables dropped; a crash in the middle (the mark still set, half
+/// the chunks moved) finishes at the next start. Series with chunks left
+/// are not forgotten by maintenance afterwards.
+#[test]
+fn a_version_4_file_s_chunks_are_reordered_by_time_keeping_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.redb");
+    let want = write_v1(&path);
+    drop(Store::open(&path, Retention::default()).unwrap());
+    for all in [true, false] {
+        let moved = to_v4(&path, all);
+        assert!(moved > 0);
+        let s = Store::open(&path, Retention::default()).unwrap();
+        assert_points(&s, &want);
+        assert_eq!(s.series(None).unwrap().len(), NAMES.len());
+        let rtx = s.with_db(|db| Ok(db.begin_read()?)).unwrap();
+        let meta = rtx.open_table(META).unwrap();
+        assert_eq!(
+            meta.get(schema::VERSION_KEY).unwrap().unwrap().value(),
+            schema::SCHEMA_VERSION
+        );
+        assert!(meta.get(super::rekey::REKEY_KEY).unwrap().is_none());
+        let names: Vec<String> = rtx
+            .list_tables()
+            .unwrap()
+            .map(|t| redb::TableHandle::name(&t).to_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n == "raw_chunks"), "{names:?}");
+        drop((meta, rtx));
+        // Maintenance at the fixture's time keeps every series and point.
+        s.maintain(T0).unwrap();
+        assert_eq!(s.series(None).unwrap().len(), NAMES.len());
+        assert_points(&s, &want);
     }
 }

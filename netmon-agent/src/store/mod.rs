@@ -41,6 +41,7 @@ mod raw_tail;
 mod recode;
 pub mod record;
 pub mod recover;
+mod rekey;
 pub mod retention;
 pub mod schema;
 pub mod series;

@@ -84,6 +84,7 @@ impl Store {
             maintenance_hook: Mutex::new(None),
         };
         let migrated = store.prepare()?;
+        store.rekey_logged()?;
         // Also after a crash in the middle of a conversion.
         if store.convert_v1_raw()? || migrated {
             store.seal_all_logged()?;
@@ -293,6 +294,7 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(RAW_CHUNKS)?;
     tx.open_table(M1_CHUNKS)?;
     tx.open_table(H1_CHUNKS)?;
+    tx.open_table(schema::CHUNK_LAST)?;
     Ok(())
 }
 
@@ -302,7 +304,8 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// (in transactions of its own: a crash meanwhile leaves a valid version-2
 /// file with some data still in the tails, sealed by maintenance later).
 /// Version 3 → 4 marks the chunks for rewriting, which the caller then
-/// does (`recode.rs`).
+/// does (`recode.rs`); version 4 → 5 marks them for moving into the
+/// time-first tables, which the caller does first (`rekey.rs`).
 fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
     if from == 0 {
@@ -314,6 +317,9 @@ fn migrate(db: &Database, from: u64) -> Result<(), StoreError> {
     }
     if from < 4 {
         tx.open_table(META)?.insert(super::recode::RECODE_KEY, 1)?;
+    }
+    if from < 5 {
+        tx.open_table(META)?.insert(super::rekey::REKEY_KEY, 1)?;
     }
     tx.open_table(META)?
         .insert(schema::VERSION_KEY, schema::SCHEMA_VERSION)?;

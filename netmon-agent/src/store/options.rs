@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{
     record,
-    schema::{H1, H1_CHUNKS, M1, M1_CHUNKS, RAW, RAW_CHUNKS},
+    schema::{ChunkKey, H1, H1_CHUNKS, M1, M1_CHUNKS, RAW, RAW_CHUNKS},
 };
 
 /// The history file's name in the state directory (`--state-dir`), where
@@ -162,7 +162,7 @@ impl Tier {
     }
 
     /// The tier's sealed chunks (see `stored.rs`).
-    pub(crate) fn chunks(self) -> redb::TableDefinition<'static, (u32, u64), &'static [u8]> {
+    pub(crate) fn chunks(self) -> redb::TableDefinition<'static, ChunkKey, &'static [u8]> {
         match self {
             Tier::Raw => RAW_CHUNKS,
             Tier::Minute => M1_CHUNKS,

@@ -54,7 +54,7 @@ impl Store {
         let (mut seen, mut rewritten) = (0u64, 0u64);
         info!("Recompressing the history's chunks.");
         for tier in Tier::ALL {
-            let mut from = Some((0u32, 0u64));
+            let mut from = Some((0u64, 0u32));
             while let Some(at) = from {
                 let step = self.with_db(|db| {
                     let tx = db.begin_write()?;
@@ -70,8 +70,8 @@ impl Store {
                             break;
                         }
                         n += 1;
-                        if let Some(fam) = fams.get(&key.0)
-                            && let Some(b) = recoded(tier, *fam, key.1, v.value())
+                        if let Some(fam) = fams.get(&key.1)
+                            && let Some(b) = recoded(tier, *fam, key.0, v.value())
                         {
                             redo.push((key, b));
                         }

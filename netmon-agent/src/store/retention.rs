@@ -573,6 +573,7 @@ fn forget_empty(
     let mut names = tx.open_table(SERIES_NAMES)?;
     let mut by_name = tx.open_table(SERIES)?;
     for id in &empty {
+        stored::forget(tx, *id)?;
         if let Some(name) = names.remove(*id)? {
             let name = name.value().to_owned();
             by_name.remove(name.as_str())?;

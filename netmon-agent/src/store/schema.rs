@@ -18,9 +18,15 @@
 //!   a time).
 //! - [`RAW_CHUNKS`], [`M1_CHUNKS`], [`H1_CHUNKS`]: each tier's *sealed*
 //!   data: one compressed chunk (see `chunk.rs`) per series and time block
-//!   of the tier ([`super::Tier::block_ms`]), keyed by `(series id, block
-//!   start)`. Maintenance seals the tail's complete, folded blocks into them
-//!   (see `stored.rs`); a series' range is read from both.
+//!   of the tier ([`super::Tier::block_ms`]), keyed by `(block start,
+//!   series id)`: time first, so sealing a block appends after every other
+//!   key and redb's leaves stay packed. Maintenance seals the tail's
+//!   complete, folded blocks into them (see `stored.rs`); a series' range
+//!   is read from both.
+//! - [`CHUNK_LAST`]: `(tier, series id)` → the start of the series' newest
+//!   chunk in the tier, so whether a series has any chunk left is one
+//!   lookup (its newest block against the table's oldest) instead of a
+//!   scan of the time-ordered chunks.
 //! - [`INTERVALS`]: ms since the epoch → `(interval length in ms, samples
 //!   written)`, one row per committed collection interval. The row is written
 //!   in the same transaction as the interval's samples, so a row's presence
@@ -40,12 +46,17 @@
 //! `rename_directions` in `open.rs`), ids and data unchanged. Version 3
 //! wrote chunks of format 1 (each column a standalone pco file, no
 //! predictions); opening a version-3 (or older) file rewrites them in
-//! format 2 at start-up (see `recode.rs`), every point kept.
+//! format 2 at start-up (see `recode.rs`), every point kept. Version 4
+//! keyed chunks by `(series id, block start)` in tables of their own names
+//! ([`V4_RAW_CHUNKS`] ...), so each seal inserted a chunk per series all
+//! over the B-tree and left pages part empty (27-39% of each tier);
+//! opening a version-4 (or older) file moves them into the time-first
+//! tables at start-up (see `rekey.rs`), every chunk kept byte for byte.
 
 use redb::TableDefinition;
 
 /// The layout this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Key in [`META`] of the layout version.
 pub const VERSION_KEY: &str = "schema_version";
@@ -80,6 +91,14 @@ pub const RAW_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("raw_open
 pub const M1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m");
 pub const H1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h");
 pub const INTERVALS: TableDefinition<u64, (u32, u32)> = TableDefinition::new("intervals");
-pub const RAW_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw_chunks");
-pub const M1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m_chunks");
-pub const H1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h_chunks");
+/// A chunk's key: its block's start, then its series id.
+pub type ChunkKey = (u64, u32);
+pub const RAW_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("raw_blocks");
+pub const M1_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("agg_1m_blocks");
+pub const H1_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("agg_1h_blocks");
+pub const CHUNK_LAST: TableDefinition<(u8, u32), u64> = TableDefinition::new("chunk_last_block");
+/// Version 4's chunk tables, keyed series first (read only by the
+/// migration, `rekey.rs`).
+pub const V4_RAW_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("raw_chunks");
+pub const V4_M1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m_chunks");
+pub const V4_H1_CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h_chunks");

@@ -1,26 +1,32 @@
 //! Each tier's data in two tables: the open tail (raw: one value per
 //! interval, see `raw_tail.rs`; aggregates: one fixed-width row per bucket,
 //! keyed `(series id, time)`) and the sealed chunks (one compressed chunk
-//! per series and time block, see `chunk.rs`).
+//! per series and time block, see `chunk.rs`, keyed `(block start, series
+//! id)`).
 //!
 //! - **Writing** goes to the tail only: an interval's samples, a fold's
 //!   buckets. Nothing grows in place, and a crash loses at most the
 //!   transaction in flight, as before.
 //! - **Sealing** ([`Store::seal`], a maintenance step) moves every tail row
 //!   below the tier's horizon into its block's chunk, in one transaction
-//!   per batch of series: the chunk is written and the rows deleted
-//!   together, so a crash leaves either. The horizon is the start of the
+//!   per batch (raw: whole blocks; aggregates: series of one block): the
+//!   chunk is written and the rows deleted together, so a crash leaves
+//!   either. Chunks are inserted in key order, block by block and series by
+//!   series within it, so a seal appends after every key in the table (redb
+//!   then leaves the full leaves packed). The horizon is the start of the
 //!   block holding the tier's fold watermark (`m1_done` for raw, `h1_done`
 //!   for minutes and hours) and, for raw, the block of the oldest late
 //!   interval not folded yet: what is still to be folded stays in the tail,
 //!   where folding reads it. A row that lands below the horizon later (the
 //!   wall clock went back) is merged into its chunk by the next seal.
-//! - **Reading** a series' range reads the chunks of the blocks it covers,
-//!   then the tail, and merges them by time (a bucket present in both, after
+//! - **Reading** a series' range looks up its chunk in each block the range
+//!   covers (within the table's oldest and newest blocks), then the tail, and merges them by time (a bucket present in both, after
 //!   a late fold, is merged as [`Agg::merge`] does).
 //! - **Deleting**: expiry deletes a chunk once its whole block is past the
 //!   cutoff (retention is rounded up to a block); the size budget deletes
-//!   every chunk that starts before its cut.
+//!   every chunk that starts before its cut: either is a range at the
+//!   table's start. Whether a series has a chunk left is [`CHUNK_LAST`]
+//!   (its newest block) against the table's oldest block.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     Agg, Family, Store, StoreError, Tier, Values, bucket, chunk, raw_tail,
-    schema::{self, META, RAW_OPEN, SERIES_NAMES},
+    schema::{self, CHUNK_LAST, ChunkKey, META, RAW_OPEN, SERIES_NAMES},
     series::DecodeError,
 };
 
@@ -83,12 +89,27 @@ impl Entry for Agg {
     }
 }
 
-/// A tail or chunk table, of a read or a write transaction.
+/// An aggregate tier's tail table, of a read or a write transaction.
 pub(super) trait Rows:
     ReadableTable<(u32, u64), &'static [u8]> + ReadableTableMetadata
 {
 }
 impl<T: ReadableTable<(u32, u64), &'static [u8]> + ReadableTableMetadata> Rows for T {}
+
+/// A chunk table, of a read or a write transaction.
+pub(super) trait Chunks:
+    ReadableTable<ChunkKey, &'static [u8]> + ReadableTableMetadata
+{
+}
+impl<T: ReadableTable<ChunkKey, &'static [u8]> + ReadableTableMetadata> Chunks for T {}
+
+/// The oldest and newest block start in a chunk table.
+fn block_span(chunks: &impl Chunks) -> Result<Option<(u64, u64)>, StoreError> {
+    let (Some(first), Some(last)) = (chunks.first()?, chunks.last()?) else {
+        return Ok(None);
+    };
+    Ok(Some((first.0.value().0, last.0.value().0)))
+}
 
 /// `b` (newer rows) merged into `a`, by time; equal times absorbed.
 fn merge_sorted<E: Entry>(mut a: Vec<(u64, E)>, b: Vec<(u64, E)>) -> Vec<(u64, E)> {
@@ -115,7 +136,7 @@ fn merge_sorted<E: Entry>(mut a: Vec<(u64, E)>, b: Vec<(u64, E)>) -> Vec<(u64, E
 /// Series `id`'s sealed entries of a tier in `[from, to)`, oldest first;
 /// chunks that do not decode are counted in `skipped`.
 fn chunk_entries<E: Entry>(
-    chunks: &impl Rows,
+    chunks: &impl Chunks,
     block: u64,
     fam: Family,
     id: u32,
@@ -123,14 +144,19 @@ fn chunk_entries<E: Entry>(
     skipped: &mut u32,
 ) -> Result<Vec<(u64, E)>, StoreError> {
     let mut sealed = Vec::new();
-    if from < to {
-        for row in chunks.range((id, bucket(from, block))..(id, to))? {
-            let (k, v) = row?;
-            match E::decode_chunk(fam, k.value().1, v.value()) {
+    let Some((first, last)) = block_span(chunks)? else {
+        return Ok(sealed);
+    };
+    // One lookup per block of the range that the table holds.
+    let mut start = bucket(from, block).max(first);
+    while start < to && start <= last {
+        if let Some(v) = chunks.get((start, id))? {
+            match E::decode_chunk(fam, start, v.value()) {
                 Ok(es) => sealed.extend(es.into_iter().filter(|(at, _)| (from..to).contains(at))),
                 Err(_) => *skipped += 1,
             }
         }
+        start += block;
     }
     Ok(sealed)
 }
@@ -139,7 +165,7 @@ fn chunk_entries<E: Entry>(
 /// oldest first.
 pub(super) fn read_agg(
     tail: &impl Rows,
-    chunks: &impl Rows,
+    chunks: &impl Chunks,
     tier: Tier,
     fam: Family,
     id: u32,
@@ -162,7 +188,7 @@ pub(super) fn read_agg(
 /// first: its chunks, then the open intervals.
 pub(super) fn read_raw(
     open: &impl ReadableTable<u64, &'static [u8]>,
-    chunks: &impl Rows,
+    chunks: &impl Chunks,
     fam: Family,
     id: u32,
     range: (u64, u64),
@@ -190,15 +216,43 @@ pub(super) fn read_raw(
         .collect())
 }
 
+/// A tier's chunk table and its [`CHUNK_LAST`] entries, open for writing.
+pub(super) struct ChunkWriter<'tx> {
+    tier: Tier,
+    pub chunks: redb::Table<'tx, ChunkKey, &'static [u8]>,
+    last: redb::Table<'tx, (u8, u32), u64>,
+}
+
+impl<'tx> ChunkWriter<'tx> {
+    pub fn open(tx: &'tx WriteTransaction, tier: Tier) -> Result<Self, StoreError> {
+        Ok(ChunkWriter {
+            tier,
+            chunks: tx.open_table(tier.chunks())?,
+            last: tx.open_table(CHUNK_LAST)?,
+        })
+    }
+
+    /// Stores series `id`'s chunk of block `start`, replacing any.
+    pub fn put(&mut self, id: u32, start: u64, b: &[u8]) -> Result<(), StoreError> {
+        self.chunks.insert((start, id), b)?;
+        let key = (self.tier as u8, id);
+        let newest = self.last.get(key)?.map(|v| v.value());
+        if newest.is_none_or(|n| n < start) {
+            self.last.insert(key, start)?;
+        }
+        Ok(())
+    }
+}
+
 /// Merges `new` entries of block `start` into series `id`'s chunk.
 fn merge_chunk<E: Entry>(
-    chunks: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
+    w: &mut ChunkWriter<'_>,
     fam: Family,
     id: u32,
     start: u64,
     new: Vec<(u64, E)>,
 ) -> Result<(), StoreError> {
-    let old = match chunks.get((id, start))? {
+    let old = match w.chunks.get((start, id))? {
         Some(b) => E::decode_chunk(fam, start, b.value()).unwrap_or_else(|_| {
             warn!(
                 series = id,
@@ -209,29 +263,40 @@ fn merge_chunk<E: Entry>(
         None => Vec::new(),
     };
     let all = merge_sorted(old, new);
-    chunks.insert((id, start), E::encode_chunk(fam, start, &all).as_slice())?;
-    Ok(())
+    w.put(id, start, &E::encode_chunk(fam, start, &all))
 }
 
-/// Moves the open intervals below `horizon` into the raw chunks, at most
-/// about [`SEAL_ROWS`] samples; returns the samples moved, the chunks
-/// written and whether intervals below `horizon` are left.
+/// Series whose raw samples are gathered at once while sealing (bounds the
+/// memory of a block of busy series).
+const SEAL_GROUP: usize = 256;
+
+/// Moves the open intervals below `horizon` into the raw chunks, whole
+/// blocks at a time, until about [`SEAL_ROWS`] samples; returns the
+/// samples moved, the chunks written and whether intervals below
+/// `horizon` are left. Each block's chunks are written in series order, a
+/// group of series at a time, so every insert lands after the table's
+/// keys.
 fn seal_raw(
     tx: &WriteTransaction,
     series: &[(u32, Family)],
     horizon: u64,
 ) -> Result<(u64, u64, bool), StoreError> {
-    let fams: std::collections::HashMap<u32, Family> = series.iter().copied().collect();
+    let block = Tier::Raw.block_ms();
     let mut open = tx.open_table(RAW_OPEN)?;
-    // The oldest intervals, up to the row budget.
+    // The blocks of the oldest intervals, whole, up to the row budget.
+    let mut blocks: Vec<u64> = Vec::new();
     let mut upto = None;
     let mut rows = 0;
     let mut more = false;
     for row in open.range(..horizon)? {
         let (k, v) = row?;
-        if rows >= SEAL_ROWS {
-            more = true;
-            break;
+        let b = bucket(k.value(), block);
+        if blocks.last() != Some(&b) {
+            if rows >= SEAL_ROWS {
+                more = true;
+                break;
+            }
+            blocks.push(b);
         }
         rows += raw_tail::View::new(v.value()).map_or(0, |v| v.len() as u64);
         upto = Some(k.value() + 1);
@@ -239,39 +304,38 @@ fn seal_raw(
     let Some(upto) = upto else {
         return Ok((0, 0, false));
     };
-    let per_series = raw_tail::all(&open, &fams, (0, upto))?;
-    let mut chunks = tx.open_table(Tier::Raw.chunks())?;
-    let block = Tier::Raw.block_ms();
+    let mut ids: Vec<(u32, Family)> = series.to_vec();
+    ids.sort_unstable_by_key(|(id, _)| *id);
+    let mut w = ChunkWriter::open(tx, Tier::Raw)?;
     let mut written = 0;
-    let mut ids: Vec<u32> = per_series.keys().copied().collect();
-    ids.sort_unstable();
-    let mut per_series = per_series;
-    for id in ids {
-        let samples = per_series.remove(&id).unwrap_or_default();
-        let mut blocks: BTreeMap<u64, Vec<(u64, Values)>> = BTreeMap::new();
-        for (at, v) in samples {
-            blocks.entry(bucket(at, block)).or_default().push((at, v));
-        }
-        for (start, new) in blocks {
-            merge_chunk(&mut chunks, fams[&id], id, start, new)?;
-            written += 1;
+    for start in blocks {
+        let range = (start, (start + block).min(upto));
+        for group in ids.chunks(SEAL_GROUP) {
+            let fams: std::collections::HashMap<u32, Family> = group.iter().copied().collect();
+            let per_series: BTreeMap<u32, Vec<(u64, Values)>> =
+                raw_tail::all(&open, &fams, range)?.into_iter().collect();
+            for (id, new) in per_series {
+                merge_chunk(&mut w, fams[&id], id, start, new)?;
+                written += 1;
+            }
         }
     }
     open.retain_in(..upto, |_, _| false)?;
     Ok((rows, written, more))
 }
 
-/// Moves series `id`'s tail rows below `horizon` into their chunks; returns
-/// the rows moved and the chunks written.
-fn seal_series<E: Entry>(
-    tail: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
-    chunks: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
+/// Entries per block start.
+type Blocks<E> = BTreeMap<u64, Vec<(u64, E)>>;
+
+/// Series `id`'s tail rows below `horizon`, per block; the rows read.
+fn tail_blocks<E: Entry>(
+    tail: &redb::Table<'_, (u32, u64), &'static [u8]>,
     block: u64,
     fam: Family,
     id: u32,
     horizon: u64,
-) -> Result<(u64, u64), StoreError> {
-    let mut blocks: BTreeMap<u64, Vec<(u64, E)>> = BTreeMap::new();
+) -> Result<(Blocks<E>, u64), StoreError> {
+    let mut blocks: Blocks<E> = BTreeMap::new();
     let mut rows = 0;
     for row in tail.range((id, 0)..(id, horizon))? {
         let (k, v) = row?;
@@ -285,15 +349,45 @@ fn seal_series<E: Entry>(
             ),
         }
     }
-    if rows == 0 {
-        return Ok((0, 0));
+    Ok((blocks, rows))
+}
+
+/// Moves an aggregate tier's tail rows below `horizon` into chunks, for
+/// the series from id `next` on, until about [`SEAL_ROWS`] rows; returns
+/// the rows moved, the chunks written and the id to resume from. The
+/// chunks are gathered first and written in key order (block, then
+/// series), so sealing the one block due appends.
+fn seal_agg(
+    tx: &WriteTransaction,
+    tier: Tier,
+    series: &[(u32, Family)],
+    next: u32,
+    horizon: u64,
+) -> Result<(u64, u64, Option<u32>), StoreError> {
+    let mut tail = tx.open_table(tier.table())?;
+    let block = tier.block_ms();
+    let mut sealed: BTreeMap<ChunkKey, (Family, Vec<(u64, Agg)>)> = BTreeMap::new();
+    let (mut rows, mut resume) = (0, None);
+    for (id, fam) in series.iter().filter(|(id, _)| *id >= next) {
+        if rows >= SEAL_ROWS {
+            resume = Some(*id);
+            break;
+        }
+        let (blocks, r) = tail_blocks::<Agg>(&tail, block, *fam, *id, horizon)?;
+        if r > 0 {
+            tail.retain_in((*id, 0)..(*id, horizon), |_, _| false)?;
+        }
+        rows += r;
+        for (start, es) in blocks {
+            sealed.insert((start, *id), (*fam, es));
+        }
     }
-    let written = blocks.len() as u64;
-    for (start, new) in blocks {
-        merge_chunk(chunks, fam, id, start, new)?;
+    let mut w = ChunkWriter::open(tx, tier)?;
+    let written = sealed.len() as u64;
+    for ((start, id), (fam, es)) in sealed {
+        merge_chunk(&mut w, fam, id, start, es)?;
     }
-    tail.retain_in((id, 0)..(id, horizon), |_, _| false)?;
-    Ok((rows, written))
+    Ok((rows, written, resume))
 }
 
 /// The time below which `tier`'s tail is sealed (see the module docs).
@@ -345,32 +439,12 @@ impl Store {
                     let tx = db.begin_write()?;
                     let horizon = horizon(&tx, tier)?;
                     let series = all_series(&tx)?;
-                    let (mut rows, mut chunks_written, mut resume) = (0, 0, None);
-                    if tier == Tier::Raw {
+                    let (rows, chunks_written, resume) = if tier == Tier::Raw {
                         let (r, c, more) = seal_raw(&tx, &series, horizon)?;
-                        (rows, chunks_written) = (r, c);
-                        resume = more.then_some(0);
+                        (r, c, more.then_some(0))
                     } else {
-                        let mut tail = tx.open_table(tier.table())?;
-                        let mut chunks = tx.open_table(tier.chunks())?;
-                        let block = tier.block_ms();
-                        for (id, fam) in series.iter().filter(|(id, _)| *id >= next) {
-                            if rows >= SEAL_ROWS {
-                                resume = Some(*id);
-                                break;
-                            }
-                            let (r, c) = seal_series::<Agg>(
-                                &mut tail,
-                                &mut chunks,
-                                block,
-                                *fam,
-                                *id,
-                                horizon,
-                            )?;
-                            rows += r;
-                            chunks_written += c;
-                        }
-                    }
+                        seal_agg(&tx, tier, &series, next, horizon)?
+                    };
                     if rows > 0 {
                         self.maintenance_step("seal");
                         tx.commit()?;
@@ -418,8 +492,9 @@ impl Store {
 }
 
 /// Deletes `tier`'s data of the given series before `cutoff`: tail rows
-/// before it, and chunks whose whole block is before it (`whole`) or that
-/// start before it. Returns the samples or buckets deleted.
+/// before it, and chunks (of any series) whose whole block is before it
+/// (`whole`) or that start before it. Returns the samples or buckets
+/// deleted.
 pub(super) fn delete_before(
     tx: &WriteTransaction,
     tier: Tier,
@@ -427,49 +502,57 @@ pub(super) fn delete_before(
     cutoff: u64,
     whole: bool,
 ) -> Result<u64, StoreError> {
-    let mut chunks = tx.open_table(tier.chunks())?;
     let block = tier.block_ms();
     let mut n = 0;
     if tier == Tier::Raw {
         n += raw_tail::delete_before(tx, cutoff)?;
-    }
-    for (id, _) in series {
-        if tier != Tier::Raw {
-            let mut tail = tx.open_table(tier.table())?;
+    } else {
+        let mut tail = tx.open_table(tier.table())?;
+        for (id, _) in series {
             for row in tail.extract_from_if((*id, 0)..(*id, cutoff), |_, _| true)? {
                 row?;
                 n += 1;
             }
         }
-        let mut gone = Vec::new();
-        for row in chunks.range((*id, 0)..(*id, cutoff))? {
-            let (k, v) = row?;
-            let start = k.value().1;
-            if !whole || start.saturating_add(block) <= cutoff {
-                gone.push(start);
-                n += chunk::count(v.value()).unwrap_or(0);
-            }
-        }
-        for start in gone {
-            chunks.remove((*id, start))?;
-        }
+    }
+    // Chunks are keyed by block first: the ones to go are the table's start.
+    let mut chunks = tx.open_table(tier.chunks())?;
+    let gone = |start: u64| !whole || start.saturating_add(block) <= cutoff;
+    for row in chunks.extract_from_if(..(cutoff, 0), |k, _| gone(k.0))? {
+        n += chunk::count(row?.1.value()).unwrap_or(0);
     }
     Ok(n)
 }
 
 /// Whether series `id` has anything in `tier`.
 pub(super) fn has_data(tx: &WriteTransaction, tier: Tier, id: u32) -> Result<bool, StoreError> {
-    for t in [tier.table(), tier.chunks()] {
-        if tx
-            .open_table(t)?
+    if tier != Tier::Raw
+        && tx
+            .open_table(tier.table())?
             .range((id, 0)..=(id, u64::MAX))?
             .next()
             .is_some()
-        {
-            return Ok(true);
-        }
+    {
+        return Ok(true);
     }
-    Ok(false)
+    // Its newest chunk is there unless the table's oldest block is newer.
+    let Some(newest) = tx
+        .open_table(CHUNK_LAST)?
+        .get((tier as u8, id))?
+        .map(|v| v.value())
+    else {
+        return Ok(false);
+    };
+    Ok(block_span(&tx.open_table(tier.chunks())?)?.is_some_and(|(first, _)| first <= newest))
+}
+
+/// Forgets series `id`'s newest chunks (the series is forgotten).
+pub(super) fn forget(tx: &WriteTransaction, id: u32) -> Result<(), StoreError> {
+    let mut last = tx.open_table(CHUNK_LAST)?;
+    for tier in Tier::ALL {
+        last.remove((tier as u8, id))?;
+    }
+    Ok(())
 }
 
 /// The oldest time with data in `tier` (a chunk counts from its block's
@@ -479,22 +562,17 @@ pub(super) fn oldest(
     tier: Tier,
     series: &[(u32, Family)],
 ) -> Result<Option<u64>, StoreError> {
-    let mut best: Option<u64> = None;
-    if tier == Tier::Raw
-        && let Some(row) = tx.open_table(RAW_OPEN)?.first()?
-    {
-        best = Some(row.0.value());
-    }
-    let mut tables = vec![tier.chunks()];
-    if tier != Tier::Raw {
-        tables.push(tier.table());
-    }
-    for t in tables {
-        let t = tx.open_table(t)?;
+    let mut best = block_span(&tx.open_table(tier.chunks())?)?.map(|(first, _)| first);
+    let mut min = |at: u64| best = Some(best.map_or(at, |b: u64| b.min(at)));
+    if tier == Tier::Raw {
+        if let Some(row) = tx.open_table(RAW_OPEN)?.first()? {
+            min(row.0.value());
+        }
+    } else {
+        let t = tx.open_table(tier.table())?;
         for (id, _) in series {
             if let Some(row) = t.range((*id, 0)..=(*id, u64::MAX))?.next() {
-                let at = row?.0.value().1;
-                best = Some(best.map_or(at, |b| b.min(at)));
+                min(row?.0.value().1);
             }
         }
     }
@@ -502,7 +580,7 @@ pub(super) fn oldest(
 }
 
 /// Entries in a tier's chunks.
-pub(super) fn count(chunks: &impl Rows) -> Result<u64, StoreError> {
+pub(super) fn count(chunks: &impl Chunks) -> Result<u64, StoreError> {
     let mut n = 0;
     for row in chunks.iter()? {
         n += chunk::count(row?.1.value()).unwrap_or(0);
