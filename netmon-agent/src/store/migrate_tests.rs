@@ -4,6 +4,10 @@
 //! Version 3 → 4: its chunks (format 1) are rewritten in format 2, every
 //! point kept. Version 4 → 5: chunks move into the time-first tables.
 
+use std::collections::BTreeMap;
+
+use super::block::Read as _;
+
 use redb::{Database, ReadableDatabase};
 
 use super::*;
@@ -371,21 +375,40 @@ fn v1_agg(fam: Family, start: u64, es: &[(u64, Agg)]) -> Vec<u8> {
     w.0
 }
 
+/// Every chunk of a tier: `((block start, series id), bytes)`.
+fn all_chunks(tx: &redb::WriteTransaction, tier: Tier) -> Vec<((u64, u32), Vec<u8>)> {
+    let w = block::Writer::open(tx, tier).unwrap();
+    let starts: Vec<u64> = w
+        .blocks
+        .index
+        .iter()
+        .unwrap()
+        .map(|r| r.unwrap().0.value())
+        .collect();
+    let mut out = Vec::new();
+    for start in starts {
+        for (id, b) in w.blocks.read(start).unwrap() {
+            out.push(((start, id), b));
+        }
+    }
+    out
+}
+
 /// Every chunk's format, per tier.
 fn formats(path: &Path) -> Vec<Vec<u8>> {
     let db = Database::open(path).unwrap();
-    let rtx = db.begin_read().unwrap();
-    Tier::ALL
+    let tx = db.begin_write().unwrap();
+    let out = Tier::ALL
         .iter()
         .map(|t| {
-            rtx.open_table(t.chunks())
-                .unwrap()
+            all_chunks(&tx, *t)
                 .iter()
-                .unwrap()
-                .map(|r| chunk::format(r.unwrap().1.value()).unwrap())
+                .map(|(_, b)| chunk::format(b).unwrap())
                 .collect()
         })
-        .collect()
+        .collect();
+    tx.abort().unwrap();
+    out
 }
 
 /// Version 3 → 4: a file as version 3 wrote it (chunks of format 1) is
@@ -405,18 +428,12 @@ fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
             let db = Database::open(&path).unwrap();
             let tx = db.begin_write().unwrap();
             for tier in Tier::ALL {
-                let mut t = tx.open_table(tier.chunks()).unwrap();
-                let rows: Vec<((u64, u32), Vec<u8>)> = t
-                    .iter()
-                    .unwrap()
-                    .map(|r| {
-                        let (k, v) = r.unwrap();
-                        (k.value(), v.value().to_vec())
-                    })
-                    .collect();
+                let rows = all_chunks(&tx, tier);
                 assert!(!rows.is_empty());
+                let mut blocks: BTreeMap<u64, block::Chunks> = BTreeMap::new();
                 for (i, ((start, id), b)) in rows.into_iter().enumerate() {
                     if half && i % 2 == 0 {
+                        blocks.entry(start).or_default().insert(id, b);
                         continue;
                     }
                     let fam = family(id);
@@ -426,7 +443,11 @@ fn a_version_3_file_s_chunks_are_recompressed_keeping_every_point() {
                     } else {
                         v1_agg(fam, start, &chunk::decode_agg(k, n, start, &b).unwrap())
                     };
-                    t.insert((start, id), old.as_slice()).unwrap();
+                    blocks.entry(start).or_default().insert(id, old);
+                }
+                let mut w = block::Writer::open(&tx, tier).unwrap();
+                for (start, chunks) in blocks {
+                    w.write(start, &chunks).unwrap();
                 }
             }
             let mut meta = tx.open_table(META).unwrap();
@@ -478,24 +499,22 @@ fn to_v4(path: &Path, all: bool) -> usize {
             Tier::Minute => schema::V4_M1_CHUNKS,
             Tier::Hour => schema::V4_H1_CHUNKS,
         };
-        let mut new = tx.open_table(tier.chunks()).unwrap();
-        let rows: Vec<((u64, u32), Vec<u8>)> = new
-            .iter()
-            .unwrap()
-            .map(|r| {
-                let (k, v) = r.unwrap();
-                (k.value(), v.value().to_vec())
-            })
-            .collect();
+        let rows = all_chunks(&tx, tier);
         assert!(!rows.is_empty());
         let mut v4 = tx.open_table(old).unwrap();
+        let mut left: BTreeMap<u64, block::Chunks> = BTreeMap::new();
         for (i, ((start, id), b)) in rows.into_iter().enumerate() {
+            left.entry(start).or_default();
             if !all && i % 2 == 0 {
+                left.entry(start).or_default().insert(id, b);
                 continue;
             }
-            new.remove((start, id)).unwrap();
             v4.insert((id, start), b.as_slice()).unwrap();
             moved += 1;
+        }
+        let mut w = block::Writer::open(&tx, tier).unwrap();
+        for (start, chunks) in left {
+            w.write(start, &chunks).unwrap();
         }
     }
     let mut meta = tx.open_table(META).unwrap();
@@ -504,6 +523,7 @@ fn to_v4(path: &Path, all: bool) -> usize {
         drop(meta);
         for tier in Tier::ALL {
             tx.delete_table(tier.chunks()).unwrap();
+            tx.delete_table(tier.index()).unwrap();
         }
         tx.delete_table(schema::CHUNK_LAST).unwrap();
     } else {

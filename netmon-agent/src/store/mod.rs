@@ -30,6 +30,7 @@
 //! threads after a panic.
 
 pub mod alert_log;
+mod block;
 pub mod chunk;
 pub mod clock;
 mod codec;

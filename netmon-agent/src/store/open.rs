@@ -294,6 +294,9 @@ fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(RAW_CHUNKS)?;
     tx.open_table(M1_CHUNKS)?;
     tx.open_table(H1_CHUNKS)?;
+    tx.open_table(schema::RAW_INDEX)?;
+    tx.open_table(schema::M1_INDEX)?;
+    tx.open_table(schema::H1_INDEX)?;
     tx.open_table(schema::CHUNK_LAST)?;
     Ok(())
 }

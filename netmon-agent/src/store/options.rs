@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::{
     record,
-    schema::{ChunkKey, H1, H1_CHUNKS, M1, M1_CHUNKS, RAW, RAW_CHUNKS},
+    schema::{
+        ChunkKey, H1, H1_CHUNKS, H1_INDEX, M1, M1_CHUNKS, M1_INDEX, RAW, RAW_CHUNKS, RAW_INDEX,
+    },
 };
 
 /// The history file's name in the state directory (`--state-dir`), where
@@ -167,6 +169,15 @@ impl Tier {
             Tier::Raw => RAW_CHUNKS,
             Tier::Minute => M1_CHUNKS,
             Tier::Hour => H1_CHUNKS,
+        }
+    }
+
+    /// The index of the tier's sealed blocks (see `block.rs`).
+    pub(crate) fn index(self) -> redb::TableDefinition<'static, u64, &'static [u8]> {
+        match self {
+            Tier::Raw => RAW_INDEX,
+            Tier::Minute => M1_INDEX,
+            Tier::Hour => H1_INDEX,
         }
     }
 

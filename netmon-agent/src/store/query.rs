@@ -5,8 +5,9 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
 use super::{
-    Agg, Family, History, IntervalRow, Point, Ranked, SeriesKey, Store, StoreError, Tier, bucket,
-    raw_tail,
+    Agg, Family, History, IntervalRow, Point, Ranked, SeriesKey, Store, StoreError, Tier,
+    block::{self, Read as _},
+    bucket, raw_tail,
     schema::{self, INTERVALS, META, RAW_OPEN, SERIES},
     stored,
 };
@@ -161,7 +162,11 @@ impl Store {
             let page = tx.stats()?.page_size() as u64;
             let mut out = [TierSize::default(); 3];
             for (i, t) in Tier::ALL.iter().enumerate() {
-                let chunks = tx.open_table(t.chunks())?;
+                let blocks = block::Blocks {
+                    pieces: tx.open_table(t.chunks())?,
+                    index: tx.open_table(t.index())?,
+                };
+                let (sealed, chunks) = blocks.count()?;
                 let (tail_samples, a) = if *t == Tier::Raw {
                     let open = tx.open_table(RAW_OPEN)?;
                     (raw_tail::count(&open)?, open.stats()?)
@@ -169,21 +174,23 @@ impl Store {
                     let tail = tx.open_table(t.table())?;
                     (tail.len()?, tail.stats()?)
                 };
-                let b = chunks.stats()?;
+                let (b, c) = (blocks.pieces.stats()?, blocks.index.stats()?);
                 out[i] = TierSize {
-                    samples: tail_samples + stored::count(&chunks)?,
+                    samples: tail_samples + sealed,
                     tail_samples,
-                    chunks: chunks.len()?,
-                    page_bytes: (a.leaf_pages()
-                        + a.branch_pages()
-                        + b.leaf_pages()
-                        + b.branch_pages())
+                    chunks,
+                    page_bytes: [&a, &b, &c]
+                        .iter()
+                        .map(|s| s.leaf_pages() + s.branch_pages())
+                        .sum::<u64>()
                         * page,
-                    stored_bytes: a.stored_bytes() + b.stored_bytes(),
+                    stored_bytes: a.stored_bytes() + b.stored_bytes() + c.stored_bytes(),
                     tail_stored_bytes: a.stored_bytes(),
-                    chunk_stored_bytes: b.stored_bytes(),
-                    metadata_bytes: a.metadata_bytes() + b.metadata_bytes(),
-                    fragmented_bytes: a.fragmented_bytes() + b.fragmented_bytes(),
+                    chunk_stored_bytes: b.stored_bytes() + c.stored_bytes(),
+                    metadata_bytes: a.metadata_bytes() + b.metadata_bytes() + c.metadata_bytes(),
+                    fragmented_bytes: a.fragmented_bytes()
+                        + b.fragmented_bytes()
+                        + c.fragmented_bytes(),
                 };
             }
             tx.abort()?;
@@ -202,7 +209,7 @@ impl Store {
                 } else {
                     rtx.open_table(t.table())?.len()?
                 };
-                out[i] = tail + stored::count(&rtx.open_table(t.chunks())?)?;
+                out[i] = tail + block::open_read(&rtx, *t)?.count()?.0;
             }
             Ok(out)
         })
@@ -273,7 +280,7 @@ fn read_tier(
     skipped: &mut u32,
 ) -> Result<Vec<(u64, Agg)>, StoreError> {
     let fam = key.family();
-    let chunks = rtx.open_table(tier.chunks())?;
+    let chunks = block::open_read(rtx, tier)?;
     let Some(step) = tier.step_ms() else {
         let open = rtx.open_table(RAW_OPEN)?;
         return stored::read_raw(&open, &chunks, fam, id, (from, to), skipped);

@@ -13,7 +13,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use tracing::info;
 
 use super::{
-    Agg, Family, Store, StoreError, Tier, Values, chunk, codec,
+    Agg, Family, Store, StoreError, Tier, Values,
+    block::{self, Read as _},
+    chunk, codec,
     schema::META,
     stored::{Entry, all_series},
 };
@@ -21,7 +23,7 @@ use super::{
 /// Key in `meta` while format-1 chunks may be left.
 pub const RECODE_KEY: &str = "recode_chunks";
 
-/// Chunks looked at per transaction.
+/// Chunks looked at per transaction, about (whole blocks).
 const BATCH: usize = 4000;
 
 /// The chunk `b` of series family `fam`, block `start`, in the current
@@ -54,33 +56,41 @@ impl Store {
         let (mut seen, mut rewritten) = (0u64, 0u64);
         info!("Recompressing the history's chunks.");
         for tier in Tier::ALL {
-            let mut from = Some((0u64, 0u32));
+            let mut from = Some(0u64);
             while let Some(at) = from {
                 let step = self.with_db(|db| {
                     let tx = db.begin_write()?;
                     let fams: HashMap<u32, Family> = all_series(&tx)?.into_iter().collect();
-                    let mut chunks = tx.open_table(tier.chunks())?;
-                    let mut redo = Vec::new();
-                    let (mut n, mut next) = (0, None);
-                    for row in chunks.range(at..)? {
-                        let (k, v) = row?;
-                        let key = k.value();
-                        if n == BATCH {
-                            next = Some(key);
+                    let mut w = block::Writer::open(&tx, tier)?;
+                    let starts: Vec<u64> = w
+                        .blocks
+                        .index
+                        .range(at..)?
+                        .map(|r| r.map(|(k, _)| k.value()))
+                        .collect::<Result<_, _>>()?;
+                    let (mut n, mut done, mut next) = (0, 0u64, None);
+                    for start in starts {
+                        if n >= BATCH {
+                            next = Some(start);
                             break;
                         }
-                        n += 1;
-                        if let Some(fam) = fams.get(&key.1)
-                            && let Some(b) = recoded(tier, *fam, key.0, v.value())
-                        {
-                            redo.push((key, b));
+                        let mut chunks = w.blocks.read(start)?;
+                        n += chunks.len();
+                        let mut changed = false;
+                        for (id, b) in chunks.iter_mut() {
+                            if let Some(fam) = fams.get(id)
+                                && let Some(new) = recoded(tier, *fam, start, b)
+                            {
+                                *b = new;
+                                changed = true;
+                                done += 1;
+                            }
+                        }
+                        if changed {
+                            w.write(start, &chunks)?;
                         }
                     }
-                    let done = redo.len() as u64;
-                    for (key, b) in redo {
-                        chunks.insert(key, b.as_slice())?;
-                    }
-                    drop(chunks);
+                    drop(w);
                     if next.is_none() && tier == Tier::Hour {
                         tx.open_table(META)?.remove(RECODE_KEY)?;
                     }

@@ -1,12 +1,11 @@
-//! Version 4 → 5: every chunk moves from version 4's tables, keyed by
-//! `(series id, block start)`, into the time-first tables (`(block start,
-//! series id)`, see `schema.rs`), byte for byte, at start-up, a batch of
-//! chunks per transaction, progress logged.
+//! Version 4 → 5: every chunk moves from version 4's tables, a row each
+//! keyed by `(series id, block start)`, into the blocks of `block.rs`,
+//! byte for byte, at start-up, whole blocks per transaction (about
+//! [`BATCH`] chunks), progress logged.
 //!
-//! The chunks are moved in the new key order (block by block, series by
-//! series), so the new tables are filled by appends and their pages stay
-//! packed. Each transaction inserts a batch into the new table and removes
-//! it from the old one, so a crash meanwhile resumes where it stopped at
+//! The blocks are written oldest first, so the new tables are filled by
+//! appends and their pages stay packed. Each transaction writes its blocks
+//! and removes their chunks from the old table, so a crash meanwhile resumes where it stopped at
 //! the next start: the migration's transaction sets [`REKEY_KEY`] in
 //! `meta`, and the last batch drops the old tables and removes it. Nothing
 //! reads the store until this is done (it runs in `Store::open`).
@@ -16,14 +15,14 @@ use tracing::info;
 
 use super::{
     Store, StoreError, Tier,
+    block::{self, Read as _},
     schema::{META, V4_H1_CHUNKS, V4_M1_CHUNKS, V4_RAW_CHUNKS},
-    stored::ChunkWriter,
 };
 
 /// Key in `meta` while version 4's chunk tables may hold chunks.
 pub const REKEY_KEY: &str = "rekey_chunks";
 
-/// Chunks moved per transaction.
+/// Chunks moved per transaction, about (whole blocks).
 const BATCH: usize = 4000;
 
 type V4Table = TableDefinition<'static, (u32, u64), &'static [u8]>;
@@ -75,25 +74,41 @@ impl Store {
                 chunks = total,
                 "Reordering the history's chunks by time."
             );
-            for (done, batch) in keys.chunks(BATCH).enumerate() {
+            let mut at = 0;
+            while at < total {
+                // Whole blocks, up to about BATCH chunks.
+                let mut end = at;
+                while end < total && (end - at < BATCH || keys[end].0 == keys[end - 1].0) {
+                    end += 1;
+                }
+                let batch = &keys[at..end];
                 self.with_db(|db| {
                     let tx = db.begin_write()?;
                     {
                         let mut old = tx.open_table(v4(tier))?;
-                        let mut w = ChunkWriter::open(&tx, tier)?;
-                        for &(start, id) in batch {
-                            if let Some(b) = old.remove((id, start))? {
-                                w.put(id, start, b.value())?;
+                        let mut w = block::Writer::open(&tx, tier)?;
+                        let mut i = 0;
+                        while i < batch.len() {
+                            let start = batch[i].0;
+                            let mut chunks = w.blocks.read(start)?;
+                            while i < batch.len() && batch[i].0 == start {
+                                let id = batch[i].1;
+                                if let Some(b) = old.remove((id, start))? {
+                                    chunks.insert(id, b.value().to_vec());
+                                }
+                                i += 1;
                             }
+                            w.write(start, &chunks)?;
                         }
                     }
                     tx.commit()?;
                     Ok(())
                 })?;
                 moved += batch.len() as u64;
+                at = end;
                 info!(
                     ?tier,
-                    moved = (done * BATCH + batch.len()),
+                    moved = at,
                     of = total,
                     "Reordering the history's chunks by time."
                 );

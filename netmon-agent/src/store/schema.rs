@@ -16,13 +16,16 @@
 //!   `(series id, bucket start)`, values the fixed-width little-endian
 //!   encodings of `series.rs`, one row each (written by folding, a batch at
 //!   a time).
-//! - [`RAW_CHUNKS`], [`M1_CHUNKS`], [`H1_CHUNKS`]: each tier's *sealed*
-//!   data: one compressed chunk (see `chunk.rs`) per series and time block
-//!   of the tier ([`super::Tier::block_ms`]), keyed by `(block start,
-//!   series id)`: time first, so sealing a block appends after every other
-//!   key and redb's leaves stay packed. Maintenance seals the tail's
-//!   complete, folded blocks into them (see `stored.rs`); a series' range
-//!   is read from both.
+//! - [`RAW_CHUNKS`], [`M1_CHUNKS`], [`H1_CHUNKS`] with [`RAW_INDEX`],
+//!   [`M1_INDEX`], [`H1_INDEX`]: each tier's *sealed* data, one *block*
+//!   per time block of the tier ([`super::Tier::block_ms`]): every series'
+//!   compressed chunk of the block (see `chunk.rs`) laid end to end, cut
+//!   into pieces that each fill a B-tree page, keyed `(block start, piece
+//!   number)`; the index (block start → each series' id, length and entry
+//!   count, see `block.rs`) says where a series' chunk is. Sealing a block
+//!   appends after every key, so pages are full. Maintenance seals the
+//!   tail's complete, folded blocks into them (see `stored.rs`); a series'
+//!   range is read from both.
 //! - [`CHUNK_LAST`]: `(tier, series id)` → the start of the series' newest
 //!   chunk in the tier, so whether a series has any chunk left is one
 //!   lookup (its newest block against the table's oldest) instead of a
@@ -47,11 +50,12 @@
 //! wrote chunks of format 1 (each column a standalone pco file, no
 //! predictions); opening a version-3 (or older) file rewrites them in
 //! format 2 at start-up (see `recode.rs`), every point kept. Version 4
-//! keyed chunks by `(series id, block start)` in tables of their own names
-//! ([`V4_RAW_CHUNKS`] ...), so each seal inserted a chunk per series all
-//! over the B-tree and left pages part empty (27-39% of each tier);
-//! opening a version-4 (or older) file moves them into the time-first
-//! tables at start-up (see `rekey.rs`), every chunk kept byte for byte.
+//! kept a chunk per row keyed by `(series id, block start)` in tables of
+//! their own names ([`V4_RAW_CHUNKS`] ...), so each seal inserted a chunk
+//! per series all over the B-tree and left pages part empty (27-39% of
+//! each tier; and a value over a page got a power-of-two run of pages);
+//! opening a version-4 (or older) file moves them into blocks at start-up
+//! (see `rekey.rs`), every chunk kept byte for byte.
 
 use redb::TableDefinition;
 
@@ -91,11 +95,14 @@ pub const RAW_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("raw_open
 pub const M1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1m");
 pub const H1: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("agg_1h");
 pub const INTERVALS: TableDefinition<u64, (u32, u32)> = TableDefinition::new("intervals");
-/// A chunk's key: its block's start, then its series id.
+/// A piece's key: its block's start, then its number in the block.
 pub type ChunkKey = (u64, u32);
-pub const RAW_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("raw_blocks");
-pub const M1_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("agg_1m_blocks");
-pub const H1_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("agg_1h_blocks");
+pub const RAW_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("raw_block_pieces");
+pub const M1_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("agg_1m_block_pieces");
+pub const H1_CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("agg_1h_block_pieces");
+pub const RAW_INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("raw_block_index");
+pub const M1_INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("agg_1m_block_index");
+pub const H1_INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("agg_1h_block_index");
 pub const CHUNK_LAST: TableDefinition<(u8, u32), u64> = TableDefinition::new("chunk_last_block");
 /// Version 4's chunk tables, keyed series first (read only by the
 /// migration, `rekey.rs`).

@@ -34,8 +34,10 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use tracing::{debug, info, warn};
 
 use super::{
-    Agg, Family, Store, StoreError, Tier, Values, bucket, chunk, raw_tail,
-    schema::{self, CHUNK_LAST, ChunkKey, META, RAW_OPEN, SERIES_NAMES},
+    Agg, Family, Store, StoreError, Tier, Values,
+    block::{self, Read as _},
+    bucket, chunk, raw_tail,
+    schema::{self, CHUNK_LAST, META, RAW_OPEN, SERIES_NAMES},
     series::DecodeError,
 };
 
@@ -96,21 +98,6 @@ pub(super) trait Rows:
 }
 impl<T: ReadableTable<(u32, u64), &'static [u8]> + ReadableTableMetadata> Rows for T {}
 
-/// A chunk table, of a read or a write transaction.
-pub(super) trait Chunks:
-    ReadableTable<ChunkKey, &'static [u8]> + ReadableTableMetadata
-{
-}
-impl<T: ReadableTable<ChunkKey, &'static [u8]> + ReadableTableMetadata> Chunks for T {}
-
-/// The oldest and newest block start in a chunk table.
-fn block_span(chunks: &impl Chunks) -> Result<Option<(u64, u64)>, StoreError> {
-    let (Some(first), Some(last)) = (chunks.first()?, chunks.last()?) else {
-        return Ok(None);
-    };
-    Ok(Some((first.0.value().0, last.0.value().0)))
-}
-
 /// `b` (newer rows) merged into `a`, by time; equal times absorbed.
 fn merge_sorted<E: Entry>(mut a: Vec<(u64, E)>, b: Vec<(u64, E)>) -> Vec<(u64, E)> {
     if a.last().is_none_or(|l| b.first().is_none_or(|f| l.0 < f.0)) {
@@ -136,7 +123,7 @@ fn merge_sorted<E: Entry>(mut a: Vec<(u64, E)>, b: Vec<(u64, E)>) -> Vec<(u64, E
 /// Series `id`'s sealed entries of a tier in `[from, to)`, oldest first;
 /// chunks that do not decode are counted in `skipped`.
 fn chunk_entries<E: Entry>(
-    chunks: &impl Chunks,
+    blocks: &impl block::Read,
     block: u64,
     fam: Family,
     id: u32,
@@ -144,14 +131,14 @@ fn chunk_entries<E: Entry>(
     skipped: &mut u32,
 ) -> Result<Vec<(u64, E)>, StoreError> {
     let mut sealed = Vec::new();
-    let Some((first, last)) = block_span(chunks)? else {
+    let Some((first, last)) = blocks.span()? else {
         return Ok(sealed);
     };
     // One lookup per block of the range that the table holds.
     let mut start = bucket(from, block).max(first);
     while start < to && start <= last {
-        if let Some(v) = chunks.get((start, id))? {
-            match E::decode_chunk(fam, start, v.value()) {
+        if let Some(b) = blocks.chunk(start, id)? {
+            match E::decode_chunk(fam, start, &b) {
                 Ok(es) => sealed.extend(es.into_iter().filter(|(at, _)| (from..to).contains(at))),
                 Err(_) => *skipped += 1,
             }
@@ -165,14 +152,14 @@ fn chunk_entries<E: Entry>(
 /// oldest first.
 pub(super) fn read_agg(
     tail: &impl Rows,
-    chunks: &impl Chunks,
+    blocks: &impl block::Read,
     tier: Tier,
     fam: Family,
     id: u32,
     (from, to): (u64, u64),
     skipped: &mut u32,
 ) -> Result<Vec<(u64, Agg)>, StoreError> {
-    let sealed = chunk_entries::<Agg>(chunks, tier.block_ms(), fam, id, (from, to), skipped)?;
+    let sealed = chunk_entries::<Agg>(blocks, tier.block_ms(), fam, id, (from, to), skipped)?;
     let mut open = Vec::new();
     for row in tail.range((id, from)..(id, to.max(from)))? {
         let (k, v) = row?;
@@ -188,13 +175,13 @@ pub(super) fn read_agg(
 /// first: its chunks, then the open intervals.
 pub(super) fn read_raw(
     open: &impl ReadableTable<u64, &'static [u8]>,
-    chunks: &impl Chunks,
+    blocks: &impl block::Read,
     fam: Family,
     id: u32,
     range: (u64, u64),
     skipped: &mut u32,
 ) -> Result<Vec<(u64, Agg)>, StoreError> {
-    let sealed = chunk_entries::<Values>(chunks, Tier::Raw.block_ms(), fam, id, range, skipped)?;
+    let sealed = chunk_entries::<Values>(blocks, Tier::Raw.block_ms(), fam, id, range, skipped)?;
     let tail = raw_tail::series(open, fam, id, range, skipped)?;
     Ok(merge_sorted(sealed, tail)
         .into_iter()
@@ -216,44 +203,17 @@ pub(super) fn read_raw(
         .collect())
 }
 
-/// A tier's chunk table and its [`CHUNK_LAST`] entries, open for writing.
-pub(super) struct ChunkWriter<'tx> {
-    tier: Tier,
-    pub chunks: redb::Table<'tx, ChunkKey, &'static [u8]>,
-    last: redb::Table<'tx, (u8, u32), u64>,
-}
-
-impl<'tx> ChunkWriter<'tx> {
-    pub fn open(tx: &'tx WriteTransaction, tier: Tier) -> Result<Self, StoreError> {
-        Ok(ChunkWriter {
-            tier,
-            chunks: tx.open_table(tier.chunks())?,
-            last: tx.open_table(CHUNK_LAST)?,
-        })
-    }
-
-    /// Stores series `id`'s chunk of block `start`, replacing any.
-    pub fn put(&mut self, id: u32, start: u64, b: &[u8]) -> Result<(), StoreError> {
-        self.chunks.insert((start, id), b)?;
-        let key = (self.tier as u8, id);
-        let newest = self.last.get(key)?.map(|v| v.value());
-        if newest.is_none_or(|n| n < start) {
-            self.last.insert(key, start)?;
-        }
-        Ok(())
-    }
-}
-
-/// Merges `new` entries of block `start` into series `id`'s chunk.
+/// Merges `new` entries of series `id` into its chunk among a block's
+/// `chunks` (as read from the file).
 fn merge_chunk<E: Entry>(
-    w: &mut ChunkWriter<'_>,
+    chunks: &mut block::Chunks,
     fam: Family,
     id: u32,
     start: u64,
     new: Vec<(u64, E)>,
-) -> Result<(), StoreError> {
-    let old = match w.chunks.get((start, id))? {
-        Some(b) => E::decode_chunk(fam, start, b.value()).unwrap_or_else(|_| {
+) {
+    let old = match chunks.get(&id) {
+        Some(b) => E::decode_chunk(fam, start, b).unwrap_or_else(|_| {
             warn!(
                 series = id,
                 start, "Replacing an undecodable chunk while sealing."
@@ -263,7 +223,7 @@ fn merge_chunk<E: Entry>(
         None => Vec::new(),
     };
     let all = merge_sorted(old, new);
-    w.put(id, start, &E::encode_chunk(fam, start, &all))
+    chunks.insert(id, E::encode_chunk(fam, start, &all));
 }
 
 /// Series whose raw samples are gathered at once while sealing (bounds the
@@ -306,19 +266,21 @@ fn seal_raw(
     };
     let mut ids: Vec<(u32, Family)> = series.to_vec();
     ids.sort_unstable_by_key(|(id, _)| *id);
-    let mut w = ChunkWriter::open(tx, Tier::Raw)?;
+    let mut w = block::Writer::open(tx, Tier::Raw)?;
     let mut written = 0;
     for start in blocks {
         let range = (start, (start + block).min(upto));
+        // What the block holds already (after a late interval), then each
+        // group's samples merged in, compressed as they come.
+        let mut chunks = w.blocks.read(start)?;
         for group in ids.chunks(SEAL_GROUP) {
             let fams: std::collections::HashMap<u32, Family> = group.iter().copied().collect();
-            let per_series: BTreeMap<u32, Vec<(u64, Values)>> =
-                raw_tail::all(&open, &fams, range)?.into_iter().collect();
-            for (id, new) in per_series {
-                merge_chunk(&mut w, fams[&id], id, start, new)?;
+            for (id, new) in raw_tail::all(&open, &fams, range)? {
+                merge_chunk(&mut chunks, fams[&id], id, start, new);
                 written += 1;
             }
         }
+        w.write(start, &chunks)?;
     }
     open.retain_in(..upto, |_, _| false)?;
     Ok((rows, written, more))
@@ -352,42 +314,51 @@ fn tail_blocks<E: Entry>(
     Ok((blocks, rows))
 }
 
-/// Moves an aggregate tier's tail rows below `horizon` into chunks, for
-/// the series from id `next` on, until about [`SEAL_ROWS`] rows; returns
-/// the rows moved, the chunks written and the id to resume from. The
-/// chunks are gathered first and written in key order (block, then
-/// series), so sealing the one block due appends.
+/// Moves an aggregate tier's tail rows of its oldest block below
+/// `horizon` into that block, every series; returns the rows moved, the
+/// chunks written and whether rows below `horizon` are left. A block is
+/// written once, after every older one: an append.
 fn seal_agg(
     tx: &WriteTransaction,
     tier: Tier,
     series: &[(u32, Family)],
-    next: u32,
     horizon: u64,
-) -> Result<(u64, u64, Option<u32>), StoreError> {
+) -> Result<(u64, u64, bool), StoreError> {
     let mut tail = tx.open_table(tier.table())?;
     let block = tier.block_ms();
-    let mut sealed: BTreeMap<ChunkKey, (Family, Vec<(u64, Agg)>)> = BTreeMap::new();
-    let (mut rows, mut resume) = (0, None);
-    for (id, fam) in series.iter().filter(|(id, _)| *id >= next) {
-        if rows >= SEAL_ROWS {
-            resume = Some(*id);
-            break;
+    // The oldest block with tail rows, one seek per series.
+    let mut oldest: Option<u64> = None;
+    for (id, _) in series {
+        if let Some(row) = tail.range((*id, 0)..(*id, horizon))?.next() {
+            let at = row?.0.value().1;
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
         }
-        let (blocks, r) = tail_blocks::<Agg>(&tail, block, *fam, *id, horizon)?;
+    }
+    let Some(oldest) = oldest else {
+        return Ok((0, 0, false));
+    };
+    let start = bucket(oldest, block);
+    let end = (start + block).min(horizon);
+    let mut w = block::Writer::open(tx, tier)?;
+    let mut chunks = w.blocks.read(start)?;
+    let (mut rows, mut written, mut more) = (0, 0, false);
+    for (id, fam) in series {
+        let (blocks, r) = tail_blocks::<Agg>(&tail, block, *fam, *id, end)?;
         if r > 0 {
-            tail.retain_in((*id, 0)..(*id, horizon), |_, _| false)?;
+            tail.retain_in((*id, 0)..(*id, end), |_, _| false)?;
+            rows += r;
         }
-        rows += r;
-        for (start, es) in blocks {
-            sealed.insert((start, *id), (*fam, es));
+        for (b, es) in blocks {
+            // Rows of an older block (none: it was the oldest) stay put.
+            if b == start {
+                merge_chunk(&mut chunks, *fam, *id, start, es);
+                written += 1;
+            }
         }
+        more = more || tail.range((*id, end)..(*id, horizon))?.next().is_some();
     }
-    let mut w = ChunkWriter::open(tx, tier)?;
-    let written = sealed.len() as u64;
-    for ((start, id), (fam, es)) in sealed {
-        merge_chunk(&mut w, fam, id, start, es)?;
-    }
-    Ok((rows, written, resume))
+    w.write(start, &chunks)?;
+    Ok((rows, written, more))
 }
 
 /// The time below which `tier`'s tail is sealed (see the module docs).
@@ -424,12 +395,12 @@ pub struct Sealed {
 
 impl Store {
     /// Seals every tier's tail below its horizon into chunks (see the
-    /// module docs), in transactions of at most about [`SEAL_ROWS`] rows;
-    /// `progress` is told the rows sealed so far after each.
+    /// module docs), a block per transaction (raw: whole blocks up to about
+    /// [`SEAL_ROWS`] samples); `progress` is told the rows sealed so far
+    /// after each.
     pub(crate) fn seal(&self, progress: &mut dyn FnMut(&Sealed)) -> Result<Sealed, StoreError> {
         let mut done = Sealed::default();
         for (i, tier) in Tier::ALL.into_iter().enumerate() {
-            let mut next = 0u32;
             loop {
                 if self.is_stopping() {
                     return Ok(done);
@@ -439,26 +410,24 @@ impl Store {
                     let tx = db.begin_write()?;
                     let horizon = horizon(&tx, tier)?;
                     let series = all_series(&tx)?;
-                    let (rows, chunks_written, resume) = if tier == Tier::Raw {
-                        let (r, c, more) = seal_raw(&tx, &series, horizon)?;
-                        (r, c, more.then_some(0))
+                    let (rows, chunks_written, more) = if tier == Tier::Raw {
+                        seal_raw(&tx, &series, horizon)?
                     } else {
-                        seal_agg(&tx, tier, &series, next, horizon)?
+                        seal_agg(&tx, tier, &series, horizon)?
                     };
                     if rows > 0 {
                         self.maintenance_step("seal");
                         tx.commit()?;
                     }
-                    Ok((rows, chunks_written, resume))
+                    Ok((rows, chunks_written, more && rows > 0))
                 })?;
                 done.rows[i] += step.0;
                 done.chunks[i] += step.1;
                 if step.0 > 0 {
                     progress(&done);
                 }
-                match step.2 {
-                    Some(id) => next = id,
-                    None => break,
+                if !step.2 {
+                    break;
                 }
             }
         }
@@ -515,12 +484,13 @@ pub(super) fn delete_before(
             }
         }
     }
-    // Chunks are keyed by block first: the ones to go are the table's start.
-    let mut chunks = tx.open_table(tier.chunks())?;
-    let gone = |start: u64| !whole || start.saturating_add(block) <= cutoff;
-    for row in chunks.extract_from_if(..(cutoff, 0), |k, _| gone(k.0))? {
-        n += chunk::count(row?.1.value()).unwrap_or(0);
-    }
+    // Blocks are keyed by their start: the ones to go are the table's start.
+    let before = if whole {
+        cutoff.checked_sub(block).map_or(0, |c| c + 1)
+    } else {
+        cutoff
+    };
+    n += block::Writer::open(tx, tier)?.delete_before(before)?;
     Ok(n)
 }
 
@@ -543,7 +513,8 @@ pub(super) fn has_data(tx: &WriteTransaction, tier: Tier, id: u32) -> Result<boo
     else {
         return Ok(false);
     };
-    Ok(block_span(&tx.open_table(tier.chunks())?)?.is_some_and(|(first, _)| first <= newest))
+    let first = tx.open_table(tier.index())?.first()?.map(|r| r.0.value());
+    Ok(first.is_some_and(|first| first <= newest))
 }
 
 /// Forgets series `id`'s newest chunks (the series is forgotten).
@@ -562,7 +533,7 @@ pub(super) fn oldest(
     tier: Tier,
     series: &[(u32, Family)],
 ) -> Result<Option<u64>, StoreError> {
-    let mut best = block_span(&tx.open_table(tier.chunks())?)?.map(|(first, _)| first);
+    let mut best = tx.open_table(tier.index())?.first()?.map(|r| r.0.value());
     let mut min = |at: u64| best = Some(best.map_or(at, |b: u64| b.min(at)));
     if tier == Tier::Raw {
         if let Some(row) = tx.open_table(RAW_OPEN)?.first()? {
@@ -577,15 +548,6 @@ pub(super) fn oldest(
         }
     }
     Ok(best)
-}
-
-/// Entries in a tier's chunks.
-pub(super) fn count(chunks: &impl Chunks) -> Result<u64, StoreError> {
-    let mut n = 0;
-    for row in chunks.iter()? {
-        n += chunk::count(row?.1.value()).unwrap_or(0);
-    }
-    Ok(n)
 }
 
 /// Every series' id and family.
