@@ -401,7 +401,7 @@ fn tier_bytes(dir: &std::path::Path, traffic: Traffic) -> ([f64; 3], [u64; 3], [
         let before = st.counts().expect("counts");
         let z = st.tier_sizes().expect("tier sizes")[t];
         println!(
-            "tier {}: {} entries ({} in the open tail), {} chunks; chunks' keys and values {} B ({:.2} B an entry), tail's {} B, B-tree bookkeeping {} B, free space in pages {} B, pages {} B",
+            "tier {}: {} entries ({} in the open tail), {} chunks; blocks' pieces and index {} B ({:.2} B an entry), tail's {} B, B-tree bookkeeping {} B, free space in pages {} B, pages {} B",
             ["raw", "1 minute", "1 hour"][t],
             z.samples,
             z.tail_samples,
