@@ -14,9 +14,15 @@
 //! - [`TAG_GAPS`]: the residuals from the gaps between successive times
 //!   (interval lengths).
 //!
+//! An integer column's body (its values or residuals) is a pco chunk, or,
+//! flagged in the tag, one LEB128 value when every entry has it
+//! ([`BODY_CONST`]: an idle counter's zeros, regular interval lengths) or
+//! each entry as LEB128 ([`BODY_VARINTS`]: a few entries, where pco's
+//! metadata, 10-20 bytes a column, would cost more than the values).
+//!
 //! The writer tries each candidate the chunk layer names and keeps the
 //! smallest, so a prediction that does not hold costs nothing. Floats are
-//! stored plain.
+//! stored plain, in pco.
 //!
 //! Format 1 (read only, schema 3's chunks): no shared header, no tags,
 //! every column a pco standalone file (its own magic and header, about 14
@@ -39,6 +45,11 @@ pub const FORMAT_2: u8 = 2;
 const TAG_PLAIN: u8 = 0;
 const TAG_SCALED: u8 = 1;
 const TAG_GAPS: u8 = 2;
+/// Flag on an integer column's tag: the body is one LEB128 value, every
+/// entry's.
+const BODY_CONST: u8 = 0x40;
+/// Flag on an integer column's tag: the body is each entry as LEB128.
+const BODY_VARINTS: u8 = 0x20;
 /// Entries of a chunk, at most.
 const MAX_ENTRIES: usize = 1 << 24;
 /// Fixed-point bits of a [`TAG_SCALED`] ratio.
@@ -153,6 +164,31 @@ impl Writer {
         dst
     }
 
+    /// An integer column's body, whichever is smallest: pco, one value when
+    /// every entry has it, or LEB128 values (a few entries cost less than
+    /// pco's metadata). Returns the tag's flag and the body.
+    fn int_body(&self, nums: &[u64]) -> (u8, Vec<u8>) {
+        if nums.is_empty() {
+            return (0, Vec::new());
+        }
+        if let Some(&first) = nums.first()
+            && nums.iter().all(|&x| x == first)
+        {
+            let mut b = Vec::new();
+            put_varint(&mut b, first);
+            return (BODY_CONST, b);
+        }
+        let body = self.pco(nums);
+        let mut b = Vec::new();
+        for &x in nums {
+            put_varint(&mut b, x);
+            if b.len() >= body.len() {
+                return (0, body);
+            }
+        }
+        (BODY_VARINTS, b)
+    }
+
     fn put(&mut self, head: &[u8], body: &[u8]) {
         self.out.extend_from_slice(head);
         put_varint(&mut self.out, body.len() as u64);
@@ -170,7 +206,8 @@ impl Writer {
     /// the times (the first integer column) when `by_gaps`, whichever is
     /// smallest. Returns the column's index for later `bases`.
     pub fn ints(&mut self, nums: Vec<u64>, bases: &[usize], by_gaps: bool) -> usize {
-        let mut best = (vec![TAG_PLAIN], self.pco(&nums));
+        let (flag, body) = self.int_body(&nums);
+        let mut best = (vec![TAG_PLAIN | flag], body);
         let sum = |v: &[u64]| v.iter().map(|&x| u128::from(x)).sum::<u128>();
         let total = sum(&nums);
         for &b in bases {
@@ -185,9 +222,9 @@ impl Writer {
                 continue;
             };
             if let Some(r) = residuals(&nums, scaled(base, q)) {
-                let mut head = vec![TAG_SCALED, b as u8];
+                let (flag, body) = self.int_body(&r);
+                let mut head = vec![TAG_SCALED | flag, b as u8];
                 put_varint(&mut head, q);
-                let body = self.pco(&r);
                 if head.len() + body.len() < best.0.len() + best.1.len() {
                     best = (head, body);
                 }
@@ -197,9 +234,9 @@ impl Writer {
             && let Some(times) = self.ints.first()
             && let Some(r) = residuals(&nums, gaps(times))
         {
-            let body = self.pco(&r);
+            let (flag, body) = self.int_body(&r);
             if 1 + body.len() < best.0.len() + best.1.len() {
-                best = (vec![TAG_GAPS], body);
+                best = (vec![TAG_GAPS | flag], body);
             }
         }
         self.put(&best.0, &best.1);
@@ -315,7 +352,12 @@ impl<'a> Reader<'a> {
     /// A format-2 integer column, appended to [`Reader::ints`]; returns its
     /// index there.
     pub fn ints(&mut self) -> Result<usize, DecodeError> {
-        let tag = self.byte()?;
+        let tagged = self.byte()?;
+        let flag = tagged & (BODY_CONST | BODY_VARINTS);
+        let tag = tagged & !flag;
+        if self.format != FORMAT_2 || flag == BODY_CONST | BODY_VARINTS {
+            return Err(damaged());
+        }
         let pred: Option<Vec<u64>> = match tag {
             TAG_PLAIN => None,
             TAG_SCALED => {
@@ -328,7 +370,28 @@ impl<'a> Reader<'a> {
             _ => return Err(damaged()),
         };
         let body = self.body()?;
-        let mut v: Vec<u64> = self.pco(body)?;
+        let mut v: Vec<u64> = match flag {
+            BODY_CONST => {
+                let mut at = 0;
+                let x = get_varint(body, &mut at)?;
+                if at != body.len() {
+                    return Err(damaged());
+                }
+                vec![x; self.n]
+            }
+            BODY_VARINTS => {
+                let mut at = 0;
+                let mut v = Vec::with_capacity(self.n.min(body.len()));
+                for _ in 0..self.n {
+                    v.push(get_varint(body, &mut at)?);
+                }
+                if at != body.len() {
+                    return Err(damaged());
+                }
+                v
+            }
+            _ => self.pco(body)?,
+        };
         if let Some(pred) = pred {
             for (x, p) in v.iter_mut().zip(pred) {
                 let back = i128::from(p) + i128::from(unzigzag(*x));
@@ -411,5 +474,37 @@ mod tests {
             let ok = r.ints().and_then(|_| r.ints()).and_then(|_| r.done());
             assert!(ok.is_err(), "truncated at {k}");
         }
+    }
+
+    #[test]
+    fn a_constant_or_short_column_is_stored_without_pco_metadata() {
+        let cols = [vec![1000u64; 1800], vec![5, 70_000, 3], vec![7]];
+        for c in cols {
+            let mut w = Writer::new(c.len());
+            w.ints(c.clone(), &[], false);
+            let out = w.finish();
+            // The same chunk with a pco body: header, tag, length, body.
+            let pco_only = {
+                let w = Writer::new(c.len());
+                w.pco(&c).len() + 2 + Writer::new(c.len()).finish().len()
+            };
+            assert!(out.len() < pco_only, "{} {pco_only}", out.len());
+            let mut r = Reader::new(&out).unwrap();
+            r.ints().unwrap();
+            r.done().unwrap();
+            assert_eq!(r.ints[0], c);
+            for k in 0..out.len() {
+                if let Ok(mut r) = Reader::new(&out[..k]) {
+                    assert!(r.ints().and_then(|_| r.done()).is_err(), "truncated at {k}");
+                }
+            }
+        }
+        // Both flags at once is no layout.
+        let mut w = Writer::new(1);
+        w.ints(vec![7], &[], false);
+        let mut out = w.finish();
+        let tag = out.len() - 3;
+        out[tag] |= BODY_CONST | BODY_VARINTS;
+        assert!(Reader::new(&out).unwrap().ints().is_err());
     }
 }
