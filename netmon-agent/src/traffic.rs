@@ -22,7 +22,7 @@
 //! entry grows again only the growth is counted: no frame twice.
 
 use std::{
-    collections::{HashMap, VecDeque, hash_map::Entry},
+    collections::{HashMap, VecDeque},
     net::{IpAddr, Ipv6Addr},
     time::{Duration, Instant, SystemTime},
 };
@@ -36,7 +36,8 @@ use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
 /// unseeded hash (Fx) they could craft collisions that stall the drain.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-use self::fold::{CachePair, DeviceMemo};
+use self::fold::DeviceMemo;
+pub use self::update::Fold;
 use crate::{
     ifaces::Subnets,
     lru::{Keyed, Lru},
@@ -44,6 +45,7 @@ use crate::{
 };
 
 mod fold;
+mod update;
 
 /// How many addresses a device remembers, most recently seen first.
 pub const MAX_IPS_PER_DEVICE: usize = 16;
@@ -105,8 +107,33 @@ pub struct Flow {
     active_at: Instant,
     /// Its entry in the kernel's flow map, if it has one (frames the flow
     /// cache could not hold): the cumulative value at the last read, and
-    /// the read that saw it.
-    kernel: Option<(Counter, u64)>,
+    /// the read that saw it ([`tag`]; 0: none). Two fields rather than an
+    /// `Option<(Counter, u64)>`: 20 bytes a flow instead of 32.
+    kernel_last: Counter,
+    kernel_seen: u32,
+}
+
+impl Flow {
+    /// Its kernel flow-map entry's last value and the read that saw it.
+    fn kernel(&self) -> Option<(Counter, u32)> {
+        (self.kernel_seen != 0).then_some((self.kernel_last, self.kernel_seen))
+    }
+
+    fn set_kernel(&mut self, kernel: Option<(Counter, u32)>) {
+        (self.kernel_last, self.kernel_seen) = kernel.unwrap_or_default();
+    }
+}
+
+/// A read's number in 32 bits, never 0: consecutive reads have consecutive
+/// tags (modulo 2^32 - 1), so "this read or the one before" stays exact
+/// when the count wraps.
+fn tag(generation: u64) -> u32 {
+    (generation % u64::from(u32::MAX)) as u32 + 1
+}
+
+/// Whether a read tagged `seen` is read `generation` or the one before.
+fn recent(seen: u32, generation: u64) -> bool {
+    seen == tag(generation) || seen == tag(generation.wrapping_sub(1))
 }
 
 impl Keyed for Flow {
@@ -119,9 +146,9 @@ impl Keyed for Flow {
 /// The kernel value of `kernel` to count from, if that entry was in the
 /// previous read (or this one): an entry missing from a read was evicted
 /// or deleted, and a new one counts from zero.
-fn baseline(kernel: Option<(Counter, u64)>, generation: u64) -> Option<Counter> {
+fn baseline(kernel: Option<(Counter, u32)>, generation: u64) -> Option<Counter> {
     kernel
-        .filter(|&(_, g)| g + 1 >= generation)
+        .filter(|&(_, seen)| recent(seen, generation))
         .map(|(last, _)| last)
 }
 
@@ -403,170 +430,6 @@ impl Traffic {
             .collect()
     }
 
-    /// Folds one full read of the maps, taken at `now` (`wall` on the
-    /// system clock), into the totals and rates. Returns the entries idle
-    /// for the expiry time, which the caller deletes from the kernel.
-    pub fn update(
-        &mut self,
-        now: Instant,
-        wall: SystemTime,
-        reading: &MapCounts,
-        subnets: &Subnets,
-    ) -> Expired {
-        self.generation += 1;
-        let generation = self.generation;
-        let elapsed = self
-            .last_update
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        self.interval = elapsed;
-        let previous = self.last_update.replace(now);
-
-        for &(key, value) in &reading.macs {
-            let d = match self.macs.entry(key) {
-                Entry::Occupied(mut e) => {
-                    let t = e.get_mut();
-                    let d = delta(t.last, value);
-                    t.last = value;
-                    t.generation = generation;
-                    if d.packets != 0 {
-                        t.active_at = now;
-                    }
-                    d
-                }
-                Entry::Vacant(e) => {
-                    e.insert(Tracked {
-                        last: value,
-                        generation,
-                        active_at: now,
-                    });
-                    value
-                }
-            };
-            self.count_frames(key.ifindex, key.direction, key.src, key.dst, d, now, wall);
-        }
-
-        // The flow cache's counts are the interval's own: no baseline.
-        // First the devices and interfaces, before any flow (so the devices
-        // exist for the flows' addresses). Slots of one MAC pair come in
-        // runs (a CPU's slots, many flows between the same two hosts or a
-        // host and its gateway): a run counts once, with its sum, for two
-        // device lookups a run rather than a slot.
-        let mut run: Option<(CachePair, Counter)> = None;
-        for &(key, d) in &reading.cached {
-            let pair = CachePair::of(&key);
-            match &mut run {
-                Some((p, sum)) if *p == pair => {
-                    sum.bytes += d.bytes;
-                    sum.packets += d.packets;
-                }
-                _ => {
-                    if let Some((p, sum)) = run.replace((pair, d)) {
-                        self.count_frames(p.ifindex, p.direction, p.src, p.dst, sum, now, wall);
-                    }
-                }
-            }
-        }
-        if let Some((p, sum)) = run {
-            self.count_frames(p.ifindex, p.direction, p.src, p.dst, sum, now, wall);
-        }
-        // Then the flows, in the order of the flow table's index (see
-        // fold::order). A MAC pair's aggregate of flows the maps could not
-        // take counted in its devices and interface above, and is no flow.
-        let mut memo = DeviceMemo::default();
-        let order = fold::order(&self.flows, &reading.cached, |k| k.other == 0);
-        for (j, &(hash, i)) in order.iter().enumerate() {
-            if let Some(&next) = order.get(j + fold::AHEAD) {
-                fold::prefetch_entry(&self.flows, &reading.cached, next);
-            }
-            let (key, d) = reading.cached[i as usize];
-            let counted = Counted::Delta(d);
-            self.count_flow(key, hash, counted, now, wall, subnets, &mut memo);
-        }
-        let order = fold::order(&self.flows, &reading.flows, |_| true);
-        for (j, &(hash, i)) in order.iter().enumerate() {
-            if let Some(&next) = order.get(j + fold::AHEAD) {
-                fold::prefetch_entry(&self.flows, &reading.flows, next);
-            }
-            let (key, value) = reading.flows[i as usize];
-            let counted = Counted::Total(value);
-            self.count_flow(key, hash, counted, now, wall, subnets, &mut memo);
-        }
-
-        let expiry = self.idle_expiry;
-        let idle = |active_at: Instant| now.saturating_duration_since(active_at) >= expiry;
-        let mut expired = Expired::default();
-        // Entries not in this reading were evicted (or deleted) from the
-        // kernel: forget them. Idle ones are returned for deletion.
-        self.macs.retain(|key, t| {
-            if t.generation != generation {
-                return false;
-            }
-            if idle(t.active_at) {
-                expired.macs.push(*key);
-                return false;
-            }
-            true
-        });
-        // Only flows that counted something in this interval or the one
-        // before have a delta, a rate or a last interval to close: those
-        // were touched at `now` or `previous` and lead the table's order
-        // of activity. The rest closed to zero when they went idle.
-        self.flows.newest_while(|f| {
-            if previous.is_some_and(|p| f.active_at < p) {
-                return false;
-            }
-            f.last = f.meter.close(elapsed);
-            true
-        });
-        // The table is in order of activity: the idle ones are the oldest.
-        while let Some(f) = self.flows.oldest().filter(|f| idle(f.active_at)) {
-            // Only entries in this reading are still in the kernel map.
-            if f.kernel.is_some_and(|(_, g)| g == generation) {
-                expired.flows.push(f.key);
-            }
-            self.flows.pop_oldest();
-        }
-        // Baselines of evicted flows whose kernel entries are gone (not in
-        // this reading) are dropped; idle ones are deleted like any entry.
-        self.orphans.retain(|key, t| {
-            if t.generation != generation {
-                return false;
-            }
-            if idle(t.active_at) {
-                expired.flows.push(*key);
-                return false;
-            }
-            true
-        });
-        for d in self.devices.values_mut() {
-            d.tx.close(elapsed);
-            d.rx.close(elapsed);
-        }
-        while self.devices.oldest().is_some_and(|d| idle(d.active_at)) {
-            self.devices.pop_oldest();
-        }
-        for iface in self.interfaces.values_mut() {
-            iface.rx.close(elapsed);
-            iface.tx.close(elapsed);
-        }
-
-        self.globals = reading.globals;
-        self.mac_map.capacity = reading.mac_capacity;
-        self.flow_map.capacity = reading.flow_capacity;
-        self.mac_map
-            .update(reading.macs.len() as u64, reading.globals.mac_inserts);
-        self.flow_map
-            .update(reading.flows.len() as u64, reading.globals.flow_inserts);
-        self.flow_cache = CacheStats {
-            slots_used: reading.cached.len() as u64,
-            capacity: reading.cache_capacity,
-            misses: reading.globals.cache_misses,
-        };
-        self.flow_table.entries = self.flows.len() as u64;
-        self.device_table.entries = self.devices.len() as u64;
-        expired
-    }
-
     /// Records that the caller deleted these many expired entries (which
     /// leaves the eviction count unchanged).
     pub fn deleted(&mut self, macs: u64, flows: u64) {
@@ -621,7 +484,7 @@ impl Traffic {
             None => {
                 // A flow evicted earlier keeps its kernel entry's baseline.
                 let orphan = self.orphans.remove(&key);
-                let kernel = orphan.map(|t| (t.last, t.generation));
+                let kernel = orphan.map(|t| (t.last, tag(t.generation)));
                 if let (Counted::Total(value), Some(last)) = (counted, baseline(kernel, generation))
                     && delta(last, value).packets == 0
                 {
@@ -638,14 +501,19 @@ impl Traffic {
                     );
                     return;
                 }
-                let found = self.flows.insert_or_find(key, || Flow {
-                    key,
-                    meter: Meter::default(),
-                    last: Counter::default(),
-                    first_seen: wall,
-                    last_seen: wall,
-                    active_at: now,
-                    kernel,
+                let found = self.flows.insert_or_find(key, || {
+                    let mut flow = Flow {
+                        key,
+                        meter: Meter::default(),
+                        last: Counter::default(),
+                        first_seen: wall,
+                        last_seen: wall,
+                        active_at: now,
+                        kernel_last: Counter::default(),
+                        kernel_seen: 0,
+                    };
+                    flow.set_kernel(kernel);
+                    flow
                 });
                 if let Some(gone) = found.evicted {
                     self.evicted(gone);
@@ -657,11 +525,11 @@ impl Traffic {
         let d = match counted {
             Counted::Delta(d) => d,
             Counted::Total(value) => {
-                let d = match baseline(flow.kernel, generation) {
+                let d = match baseline(flow.kernel(), generation) {
                     Some(last) => delta(last, value),
                     None => value,
                 };
-                flow.kernel = Some((value, generation));
+                flow.set_kernel(Some((value, tag(generation))));
                 d
             }
         };
@@ -704,9 +572,15 @@ impl Traffic {
             .or_default()
             .other
             .evicted_flows += 1;
-        if let Some((last, generation)) = gone.kernel
-            && generation + 1 >= self.generation
+        if let Some((last, seen)) = gone.kernel()
+            && recent(seen, self.generation)
         {
+            // The read that saw it, in full.
+            let generation = if seen == tag(self.generation) {
+                self.generation
+            } else {
+                self.generation - 1
+            };
             self.orphans.insert(
                 k,
                 Tracked {
@@ -1060,6 +934,27 @@ mod tests {
 
     /// A flow evicted while its kernel flow-map entry lives on: re-reading
     /// that entry never counts what was already counted.
+    #[test]
+    fn read_tags_are_never_zero_and_consecutive_across_the_wrap() {
+        let wrap = u64::from(u32::MAX);
+        assert_ne!(tag(0), 0);
+        for g in [
+            2,
+            3,
+            wrap - 1,
+            wrap,
+            wrap + 1,
+            wrap + 2,
+            2 * wrap,
+            2 * wrap + 1,
+        ] {
+            assert_ne!(tag(g), 0);
+            assert!(recent(tag(g), g) && recent(tag(g - 1), g));
+            assert!(!recent(tag(g - 2), g), "{g}");
+        }
+        assert!(size_of::<Flow>() <= 184, "{}", size_of::<Flow>());
+    }
+
     #[test]
     fn an_evicted_flow_with_a_kernel_entry_is_never_counted_twice() {
         let clk = clock();

@@ -14,14 +14,18 @@ use netmon_agent::{
     ifaces,
     snapshot::{LISTED_FLOWS, Shared, Snapshot},
     store::record::Recorder,
-    traffic::{MapCounts, Traffic},
+    traffic::{Flow, MapCounts, Traffic},
 };
-use netmon_common::PROG_XDP;
+use netmon_common::{Counter, FlowKey, PROG_XDP};
 
 use crate::harness::{LIVE_BYTES, clock_time, flood_frame, median, ms};
 
 /// Drains timed per size in part 3 (after one untimed drain).
 const DRAINS: usize = 10;
+/// Untimed reads before part 3 measures a size: the flow cache's tables of
+/// both halves grow to hold the flows (a half grows after a generation
+/// with misses), and the buffers with them.
+const WARM_READS: usize = 3;
 const FLOW_COUNTS: [usize; 3] = [1_000, 10_000, 100_000];
 const PART3_FLOW_CAPACITY: u32 = 131_072;
 /// `--store-flows-per-interval`'s default.
@@ -46,6 +50,9 @@ pub struct DrainResult {
     /// Heap bytes of the agent's traffic core holding these flows (its
     /// flow table sized to them), map-read buffers and snapshot aside.
     table_bytes: usize,
+    /// Heap bytes of the reading's buffers after the last drain (kept
+    /// between drains: the flow cache's slots, the maps' entries).
+    read_bytes: usize,
 }
 
 impl DrainResult {
@@ -175,13 +182,17 @@ pub fn part3() -> Vec<DrainResult> {
     };
     let mut results = Vec::new();
     for n in FLOW_COUNTS {
-        // One read to size the read buffers for these flows' map entries
-        // (it ends a generation of the flow cache), then every flow again:
-        // the heap measured below is the traffic core's alone.
-        touch(&mut kernel, n);
+        // Reads to size the read buffers for these flows (each ends a
+        // generation of the flow cache, and the tables of both halves grow
+        // to hold every flow), then every flow again: the heap measured
+        // below is the traffic core's alone.
         let mut reading = MapCounts::default();
-        kernel.read(&mut reading).expect("reading the maps");
+        for _ in 0..WARM_READS {
+            touch(&mut kernel, n);
+            kernel.read(&mut reading).expect("reading the maps");
+        }
         touch(&mut kernel, n);
+        let read_bytes0 = read_buffer_bytes(&reading);
         let heap0 = LIVE_BYTES.load(Ordering::Relaxed);
         // A flow table of exactly n (a full table: the cost per flow at
         // the cap), devices at the minimum (one MAC pair here).
@@ -196,9 +207,9 @@ pub fn part3() -> Vec<DrainResult> {
             &state,
             &mut recorder,
         );
-        // Fewer than `n` when the flows outgrew the flow cache's index
-        // (sized by the interval before) and the insert budget: the rest
-        // went to the aggregate until the index grew.
+        // Fewer than `n` when the flows outgrew the flow cache's table
+        // (sized by the generations before) and the insert budget: the
+        // rest went to MAC-pair aggregates until the table grew.
         let first_flows = traffic.flows.len();
         let mut samples = Vec::new();
         for _ in 0..DRAINS {
@@ -216,7 +227,12 @@ pub fn part3() -> Vec<DrainResult> {
         // The API's answers and the recorder's baselines are not the
         // traffic core's.
         drop((state, recorder));
-        let table_bytes = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap0);
+        // The reading's buffers, sized before, may still grow (more slots
+        // than in the warm-up): theirs is not the traffic core's heap.
+        let read_bytes = read_buffer_bytes(&reading);
+        let table_bytes = LIVE_BYTES
+            .load(Ordering::Relaxed)
+            .saturating_sub(heap0 + read_bytes.saturating_sub(read_bytes0));
         let med = |f: fn(&Steps) -> Duration| median(samples.iter().map(|s| ms(f(s))).collect());
         let max_wall = samples.iter().map(|s| ms(s.read_wall)).fold(0.0, f64::max);
         let result = DrainResult {
@@ -230,6 +246,7 @@ pub fn part3() -> Vec<DrainResult> {
             recorder_ms: med(|s| s.recorder),
             read_wall_ms: (med(|s| s.read_wall), max_wall),
             table_bytes,
+            read_bytes,
         };
         println!(
             "  {n:>7} flows sent, {flows:>7} flows tracked ({first_flows} after the first drain): drain {:.2} ms (first {:.2} ms)",
@@ -238,12 +255,12 @@ pub fn part3() -> Vec<DrainResult> {
         results.push(result);
     }
     println!(
-        "\n| flow entries | batch read ms (wall: median, max) | update ms | snapshot ms | prebuilt answers ms | drain ms (median of {DRAINS}) | ns/entry | first drain ms | recorder ms (history thread) | traffic core heap (table = flows) | bytes/flow |"
+        "\n| flow entries | batch read ms (wall: median, max) | update ms | snapshot ms | prebuilt answers ms | drain ms (median of {DRAINS}) | ns/entry | first drain ms | recorder ms (history thread) | traffic core heap (table = flows) | bytes/flow | read buffers (bytes/flow) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         println!(
-            "| {} | {:.2} ({:.1}, {:.1}) | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} MiB | {:.0} |",
+            "| {} | {:.2} ({:.1}, {:.1}) | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} MiB | {:.0} | {:.1} MiB ({:.0}) |",
             r.flows,
             r.read_ms,
             r.read_wall_ms.0,
@@ -256,7 +273,9 @@ pub fn part3() -> Vec<DrainResult> {
             r.first_ms,
             r.recorder_ms,
             r.table_bytes as f64 / 1048576.0,
-            r.table_bytes as f64 / r.flows.max(1) as f64
+            r.table_bytes as f64 / r.flows.max(1) as f64,
+            r.read_bytes as f64 / 1048576.0,
+            r.read_bytes as f64 / r.flows.max(1) as f64
         );
     }
     println!(
@@ -264,8 +283,15 @@ pub fn part3() -> Vec<DrainResult> {
          last drain, its flow table sized to the flows sent (full), snapshot dropped and \
          map-read buffers sized before; bytes/flow includes the fixed part (MAC-pair \
          baselines, interfaces). Marginal: {:.0} bytes per flow between the smallest and \
-         largest size.",
-        marginal_bytes_per_flow(&results)
+         largest size. Of it, the flow table's values: {} bytes a flow ({} of them the \
+         key), 8 bytes of recency links and about 5 bytes an index bucket (one or two a \
+         flow). Read buffers: the reading's vectors (the flow cache's slots of the \
+         interval and the flow map's entries, {} bytes each), kept between drains: in the \
+         RSS, not in the traffic core.",
+        marginal_bytes_per_flow(&results),
+        size_of::<Flow>(),
+        size_of::<FlowKey>(),
+        size_of::<(FlowKey, Counter)>()
     );
     results
 }
@@ -279,4 +305,11 @@ pub fn marginal_bytes_per_flow(results: &[DrainResult]) -> f64 {
         }
         _ => f64::NAN,
     }
+}
+
+/// Heap bytes of a reading's buffers (their capacity).
+fn read_buffer_bytes(r: &MapCounts) -> usize {
+    r.cached.capacity() * size_of::<(FlowKey, Counter)>()
+        + r.flows.capacity() * size_of::<(FlowKey, Counter)>()
+        + r.macs.capacity() * size_of::<(netmon_common::MacKey, Counter)>()
 }

@@ -25,11 +25,16 @@ const AGENT_FLOOD: Duration = Duration::from_secs(5);
 /// collectors (whose cost part 6 measures) and the history (part 7) are off.
 const COLLECTORS: &str = "system,interfaces,discovery,latency";
 
-/// Part 5: distinct flows sent to the agent, and its flow map size.
+/// Part 5: distinct flows sent to the agent (with default options).
 const RSS_FLOWS: usize = 100_000;
-const RSS_FLOW_CAPACITY: &str = "131072";
-/// Times part 5 sends its burst of new sources.
-const RSS_PASSES: usize = 3;
+/// Part 5 sends a frame from each source once per this period, as long as
+/// [`RSS_SEND_FOR`] at most: 100,000 concurrent flows, each active in
+/// every interval, as a busy gateway's are.
+const RSS_PERIOD: Duration = Duration::from_millis(500);
+/// How long part 5 keeps its flows active at most: until the agent
+/// tracks every one of them (the flow cache's tables size up over a few
+/// intervals; frames beyond them meanwhile count in MAC-pair aggregates).
+const RSS_SEND_FOR: Duration = Duration::from_secs(30);
 
 /// The total CPU time of process `pid`, all threads, from its CPU clock.
 pub fn process_cpu(pid: u32) -> Duration {
@@ -166,6 +171,9 @@ pub struct AgentRss {
     rss_kib: u64,
     entries: u64,
     sent: u64,
+    /// Passes over the sources, and how long they took.
+    passes: u32,
+    active_for: Duration,
     /// The kernel memory of the agent's BPF maps (not in its RSS).
     maps_kib: u64,
 }
@@ -204,17 +212,13 @@ fn bpf_maps_kib(pid: u32) -> u64 {
 }
 
 pub fn part5() -> AgentRss {
-    println!(
-        "\n## Part 5: agent peak RSS with {RSS_FLOWS} flows (--flow-entries {RSS_FLOW_CAPACITY})\n"
-    );
+    println!("\n## Part 5: agent peak RSS with {RSS_FLOWS} flows (default options)\n");
     let pair = Pair::new();
     let agent = Agent::start(
         pair.b().ns(),
         &[
             "--interval",
             AGENT_INTERVAL,
-            "--flow-entries",
-            RSS_FLOW_CAPACITY,
             "--disable",
             COLLECTORS,
             "--no-history",
@@ -227,15 +231,17 @@ pub fn part5() -> AgentRss {
     let frames: Vec<Vec<u8>> = (0..RSS_FLOWS)
         .map(|i| flood_frame(Ipv4Addr::from(0x0a01_0000 + i as u32)))
         .collect();
-    // The burst, then twice more a few intervals apart: a burst of new
-    // flows beyond the flow cache's table and the interval's flow-map
-    // inserts is counted in MAC-pair aggregates, and the table grows for
-    // the next interval, so the later passes give every source a flow.
-    let mut sent = 0;
-    for pass in 0..RSS_PASSES {
-        if pass > 0 {
-            thread::sleep(Duration::from_millis(2500));
-        }
+    // Flows the agent tracks (in the flow cache's last generation or in
+    // the flow map).
+    let entries = |agent: &Agent| {
+        agent.get("/api/v1/flows?limit=1")["total"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // Every source once per period, until the agent tracks them all.
+    let (started, mut sent, mut passes) = (Instant::now(), 0, 0);
+    while started.elapsed() < RSS_SEND_FOR {
+        let pass = Instant::now();
         sent += pair.a().ns().run(|| {
             let sock = RawSocket::open(Pair::IFNAME);
             let mut sent = 0;
@@ -249,26 +255,13 @@ pub fn part5() -> AgentRss {
             }
             sent
         });
-    }
-    // Flows the agent tracks (in the flow cache's last generation or in
-    // the flow map).
-    let entries = |agent: &Agent| {
-        agent.get("/api/v1/flows?limit=1")["total"]
-            .as_u64()
-            .unwrap_or(0)
-    };
-    // Until the agent has drained them all, or the count stops growing.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut last, mut since) = (entries(&agent), Instant::now());
-    while last < RSS_FLOWS as u64 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(250));
-        let now = entries(&agent);
-        if now != last {
-            (last, since) = (now, Instant::now());
-        } else if since.elapsed() > Duration::from_secs(3) {
+        passes += 1;
+        if entries(&agent) >= RSS_FLOWS as u64 {
             break;
         }
+        thread::sleep(RSS_PERIOD.saturating_sub(pass.elapsed()));
     }
+    let active_for = started.elapsed();
     // One more drain with every entry present.
     thread::sleep(Duration::from_millis(1200));
     let r = AgentRss {
@@ -277,15 +270,20 @@ pub fn part5() -> AgentRss {
         rss_kib: vm_kib(pid, "VmRSS"),
         entries: entries(&agent),
         sent,
+        passes,
+        active_for,
         maps_kib: bpf_maps_kib(pid),
     };
     println!(
-        "| frames sent ({RSS_FLOWS} sources, {RSS_PASSES} passes) | flows the agent tracks | VmHWM after start | VmHWM | VmRSS now | kernel BPF maps (memlock, not in the RSS) |"
+        "| frames sent ({RSS_FLOWS} sources, each every {} ms) | passes (seconds) | flows the agent tracks | VmHWM after start | VmHWM | VmRSS now | kernel BPF maps (memlock, not in the RSS) |",
+        RSS_PERIOD.as_millis()
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+        "| {} | {} ({:.1} s) | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
         r.sent,
+        r.passes,
+        r.active_for.as_secs_f64(),
         r.entries,
         r.start_hwm_kib as f64 / 1024.0,
         r.hwm_kib as f64 / 1024.0,

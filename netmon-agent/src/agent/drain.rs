@@ -60,6 +60,9 @@ pub(super) struct Published<'a> {
     pub(super) prebuild: &'a dyn Fn(&Arc<Snapshot>),
 }
 
+/// Flow-cache slots the drain folds at a time (72 bytes each: 1.1 MiB).
+const CACHE_PART: usize = 16_384;
+
 pub(super) fn drain_loop(
     cfg: &Config,
     mut kernel: Kernel,
@@ -76,6 +79,7 @@ pub(super) fn drain_loop(
     // The recorder picks the interval's top flows from the listed ones.
     let listed = snapshot::LISTED_FLOWS.max(cfg.store.store_flows_per_interval as usize);
     let mut reading = MapCounts::default();
+    let mut part = Vec::with_capacity(CACHE_PART);
     let mut names: HashMap<u32, String> = HashMap::new();
     let mut own_macs: HashMap<u32, Option<[u8; 6]>> = HashMap::new();
     let mut next = Instant::now();
@@ -109,8 +113,8 @@ pub(super) fn drain_loop(
         for gone in watcher.removed.drain(..) {
             traffic.forget_interface(gone);
         }
-        match kernel.read(&mut reading) {
-            Ok(()) => {
+        match kernel.read_maps(&mut reading) {
+            Ok(done) => {
                 // The interval is measured to the moment its counts were
                 // cut (the flow cache's flip, just before the maps are read),
                 // not to the end of a read that waited for a grace period.
@@ -118,7 +122,22 @@ pub(super) fn drain_loop(
                 let wall = SystemTime::now()
                     .checked_sub(now.elapsed())
                     .unwrap_or_else(SystemTime::now);
-                let expired = traffic.update(now, wall, &reading, &subnets);
+                // The flow cache's slots are folded CACHE_PART at a time as
+                // they are read, never all held at once.
+                let mut fold = traffic.begin(now, wall, &reading.macs);
+                let cached = kernel.read_cache_parts(done, &mut part, CACHE_PART, |p| {
+                    traffic.fold_cached(&mut fold, p, &subnets)
+                });
+                traffic.fold_cached(&mut fold, &part, &subnets);
+                part.clear();
+                if let Err(e) = cached {
+                    // What was read of the cache is counted; the maps too.
+                    warn!(
+                        error = %format!("{:#}", anyhow::Error::from(e)),
+                        "Reading the flow cache failed."
+                    );
+                }
+                let expired = traffic.finish(fold, &reading, &subnets);
                 let (macs, flows) = kernel.delete(&expired);
                 traffic.deleted(macs, flows);
                 let lingering = names.keys().any(|i| !attachments.contains_key(i));

@@ -9,6 +9,7 @@ mod batch;
 mod cache;
 pub mod preflight;
 mod read;
+pub use read::CacheRead;
 mod testrun;
 
 use std::{collections::HashMap, io};

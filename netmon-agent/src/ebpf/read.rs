@@ -18,10 +18,24 @@ use crate::{
     traffic::{Expired, MapCounts},
 };
 
+/// What [`Kernel::read_maps`] leaves for [`Kernel::read_cache_parts`]: the
+/// flow cache's generation it ended, if the cache is on.
+#[must_use]
+pub struct CacheRead(Option<u32>);
+
 impl Kernel {
     /// Reads the flow cache's last generation, both counting maps and the
     /// globals into `r`, summing per-CPU values. Buffers in `r` are reused.
     pub fn read(&mut self, r: &mut MapCounts) -> Result<(), ReadError> {
+        let done = self.read_maps(r)?;
+        self.read_cache_parts(done, &mut r.cached, usize::MAX, |_| {})
+    }
+
+    /// The first part of [`Kernel::read`]: ends the interval (the flow
+    /// cache's flip) and reads both counting maps and the globals into
+    /// `r` (its `cached` left empty). Then [`Kernel::read_cache_parts`]
+    /// with what this returns reads the flow cache.
+    pub fn read_maps(&mut self, r: &mut MapCounts) -> Result<CacheRead, ReadError> {
         r.macs.clear();
         r.flows.clear();
         r.cached.clear();
@@ -61,10 +75,25 @@ impl Kernel {
         r.mac_capacity = u64::from(self.sizes.mac_entries);
         r.flow_capacity = u64::from(self.sizes.flow_entries);
         r.cache_capacity = u64::from(self.sizes.flow_cache_slots) * self.ncpus as u64;
-        if let Some(done) = done {
-            self.read_cache(done, &mut r.cached)?;
+        Ok(CacheRead(done))
+    }
+
+    /// Reads the flow cache's generation that [`Kernel::read_maps`] ended
+    /// into `buf`, passing it to `part` and emptying it each time it holds
+    /// `limit` slots (what remains is left in `buf`): with a bounded
+    /// `limit`, the caller folds the slots a part at a time and never
+    /// holds a whole drain's (72 bytes a slot). Done once per `read_maps`.
+    pub fn read_cache_parts(
+        &mut self,
+        done: CacheRead,
+        buf: &mut Vec<(FlowKey, Counter)>,
+        limit: usize,
+        part: impl FnMut(&[(FlowKey, Counter)]),
+    ) -> Result<(), ReadError> {
+        match done.0 {
+            Some(done) => self.read_cache(done, buf, limit, part),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Moves the programs to the flow cache's next generation (the other
@@ -87,7 +116,8 @@ impl Kernel {
 
     /// Appends what the flow cache's generation `done`, ended by
     /// [`Kernel::flip`], counted to `out`: one (key, counter) per slot and
-    /// CPU that the generation claimed. These are exact counts of the
+    /// CPU that the generation claimed (`out` handed to `part` and emptied
+    /// whenever it holds `limit`). These are exact counts of the
     /// interval, not running totals.
     ///
     /// The programs were moved to the next generation (the other half of
@@ -105,6 +135,8 @@ impl Kernel {
         &mut self,
         done: u32,
         out: &mut Vec<(FlowKey, Counter)>,
+        limit: usize,
+        mut part: impl FnMut(&[(FlowKey, Counter)]),
     ) -> Result<(), ReadError> {
         self.grace_period();
         let half = (done & 1) as usize;
@@ -117,7 +149,11 @@ impl Kernel {
                         bytes: s.bytes,
                         packets: u64::from(s.packets),
                     },
-                ))
+                ));
+                if out.len() >= limit {
+                    part(out);
+                    out.clear();
+                }
             });
             let claimed = match drained {
                 Ok(claimed) => claimed,

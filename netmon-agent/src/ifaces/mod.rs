@@ -6,7 +6,7 @@
 mod routes;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     fs, io,
     net::IpAddr,
     os::fd::AsRawFd as _,
@@ -295,16 +295,23 @@ pub fn addresses_by_name() -> Result<BTreeMap<String, NamedAddrs>, String> {
 /// remote address; only addresses on the link describe the device).
 #[derive(Clone, Debug, Default)]
 pub struct Subnets {
-    by_ifindex: HashMap<u32, Vec<(IpAddr, u8)>>,
+    /// Sorted by interface index: a few interfaces, searched once per flow
+    /// of each drain (a SipHash map lookup was about a fifth of the fold's
+    /// samples at 100,000 flows).
+    by_ifindex: Vec<(u32, Vec<(IpAddr, u8)>)>,
 }
 
 impl Subnets {
     /// Records that `ifindex` has address `addr` with prefix length `prefix`.
     pub fn add(&mut self, ifindex: u32, addr: IpAddr, prefix: u8) {
-        self.by_ifindex
-            .entry(ifindex)
-            .or_default()
-            .push((addr, prefix));
+        let at = match self.by_ifindex.binary_search_by_key(&ifindex, |e| e.0) {
+            Ok(at) => at,
+            Err(at) => {
+                self.by_ifindex.insert(at, (ifindex, Vec::new()));
+                at
+            }
+        };
+        self.by_ifindex[at].1.push((addr, prefix));
     }
 
     /// Whether `ip` is on one of `ifindex`'s networks. Link-local addresses
@@ -318,10 +325,12 @@ impl Subnets {
         if link_local {
             return true;
         }
-        match self.by_ifindex.get(&ifindex) {
-            None => true,
-            Some(nets) if nets.is_empty() => true,
-            Some(nets) => nets.iter().any(|&(net, prefix)| in_prefix(ip, net, prefix)),
+        match self.by_ifindex.binary_search_by_key(&ifindex, |e| e.0) {
+            Err(_) => true,
+            Ok(at) => {
+                let nets = &self.by_ifindex[at].1;
+                nets.is_empty() || nets.iter().any(|&(net, prefix)| in_prefix(ip, net, prefix))
+            }
         }
     }
 }
