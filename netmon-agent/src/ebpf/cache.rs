@@ -223,10 +223,12 @@ pub(super) fn room(table: u32) -> u32 {
 /// [`CacheMap::next_table`] for a half that used `table` slots of at most
 /// `most`: two slots per flow it held ([`SLOTS_PER_FLOW`]), shrinking by
 /// half at most per generation, not shrinking after frames found no slot.
-/// When the claims ran out (`tally.full`), eight slots per flow that
-/// repeated (a burst of flows is held within a few intervals), but never
-/// more for keys seen once: a random-source flood keeps a small table
-/// ([`FLOOD_TABLE_SLOTS`]) and its frames go to their MAC pair's
+/// When the claims ran out (`tally.full`) and at least half the claimed
+/// slots held flows that repeat, sixteen times as many slots (a burst of
+/// flows is held within a few intervals, and few of them go to the flow
+/// map meanwhile); when fewer did, eight slots per flow that repeated,
+/// never more for keys seen once: a random-source flood keeps a small
+/// table ([`FLOOD_TABLE_SLOTS`]) and its frames go to their MAC pair's
 /// aggregate. A small table keeps what the frames touch in few pages.
 pub(super) fn next_table_slots(
     table: u32,
@@ -238,7 +240,11 @@ pub(super) fn next_table_slots(
     let table = u64::from(table);
     let fit = claimed * SLOTS_PER_FLOW;
     let want = if missed && tally.full {
-        (tally.repeating * 4 * SLOTS_PER_FLOW).max(FLOOD_TABLE_SLOTS)
+        if tally.repeating * 2 >= claimed {
+            fit.max(table * 16)
+        } else {
+            (tally.repeating * 4 * SLOTS_PER_FLOW).max(FLOOD_TABLE_SLOTS)
+        }
     } else if missed {
         fit.max(table)
     } else {
@@ -430,7 +436,10 @@ mod tests {
         let t = next_table_slots(65_536, 49_152, true, tally(true, 49_152), MOST);
         assert_eq!(t, MOST);
         let t = next_table_slots(2_000, 1_500, true, tally(true, 1_500), MOST);
-        assert_eq!(t, 12_000);
+        assert_eq!(t, 32_000);
+        // Half of them repeat: still a burst of flows.
+        let t = next_table_slots(2_000, 1_500, true, tally(true, 750), MOST);
+        assert_eq!(t, 32_000);
     }
 
     #[test]
@@ -439,6 +448,8 @@ mod tests {
         assert_eq!(u64::from(t), FLOOD_TABLE_SLOTS);
         // A few hundred flows that repeat beside it keep room.
         let t = next_table_slots(1024, 768, true, tally(true, 300), MOST);
+        assert_eq!(t, 2_400);
+        let t = next_table_slots(2_400, 1_800, true, tally(true, 300), MOST);
         assert_eq!(t, 2_400);
     }
 
