@@ -62,6 +62,14 @@ pub(super) struct CacheMap {
     /// current one (fingerprints), to tell flows that repeat from keys
     /// seen once.
     seen: [Vec<u64>; 2],
+    /// Whether the generation being read notes its keys: only while
+    /// frames found no slot in it or the one before (a table may have to
+    /// grow), so a steady drain pays nothing for them.
+    noting: bool,
+    /// Whether `seen[0]` holds the keys of the generation before.
+    noted: bool,
+    /// Whether frames found no slot in the generation read last.
+    missed_before: bool,
 }
 
 /// What one generation's halves held, for the sizing of their tables.
@@ -73,6 +81,9 @@ pub(super) struct Tally {
     /// than one frame in the generation, or a key the generation before
     /// held too.
     pub repeating: u64,
+    /// Whether the generation before noted its keys (otherwise
+    /// `repeating` counts only slots of more than one frame).
+    pub known: bool,
 }
 
 impl CacheMap {
@@ -105,6 +116,9 @@ impl CacheMap {
             starts: Vec::new(),
             tally: Tally::default(),
             seen: [vec![0; SEEN_BITS / 64], vec![0; SEEN_BITS / 64]],
+            noting: true,
+            noted: false,
+            missed_before: false,
         })
     }
 
@@ -175,7 +189,11 @@ impl CacheMap {
             for &i in group {
                 let slot = slots.read(i as usize - start);
                 if slot.key.ifindex != 0 {
-                    repeating += u64::from(note_seen(&mut self.seen, &slot));
+                    repeating += u64::from(if self.noting {
+                        note_seen(&mut self.seen, &slot)
+                    } else {
+                        slot.packets > 1
+                    });
                     f(&slot);
                     slots.write(i as usize - start, CacheSlot::default());
                 }
@@ -199,10 +217,16 @@ impl CacheMap {
     /// given the most flow slots a CPU claimed in it and whether frames
     /// found none (see [`next_table_slots`]). Starts the next tally.
     pub(super) fn next_table(&mut self, half: usize, claimed: u64, missed: bool) -> (u32, u32) {
-        let tally = std::mem::take(&mut self.tally);
-        let [before, now] = &mut self.seen;
-        std::mem::swap(before, now);
-        now.fill(0);
+        let mut tally = std::mem::take(&mut self.tally);
+        tally.known = self.noted;
+        self.noted = self.noting;
+        if self.noting {
+            let [before, now] = &mut self.seen;
+            std::mem::swap(before, now);
+            now.fill(0);
+        }
+        self.noting = missed || self.missed_before;
+        self.missed_before = missed;
         let table = next_table_slots(self.table[half], claimed, missed, tally, self.half);
         (table, room(table))
     }
@@ -229,7 +253,9 @@ pub(super) fn room(table: u32) -> u32 {
 /// map meanwhile); when fewer did, eight slots per flow that repeated,
 /// never more for keys seen once: a random-source flood keeps a small
 /// table ([`FLOOD_TABLE_SLOTS`]) and its frames go to their MAC pair's
-/// aggregate. A small table keeps what the frames touch in few pages.
+/// aggregate (a half whose generation before did not note its keys
+/// grows: the next generations tell). A small table keeps what the
+/// frames touch in few pages.
 pub(super) fn next_table_slots(
     table: u32,
     claimed: u64,
@@ -240,7 +266,9 @@ pub(super) fn next_table_slots(
     let table = u64::from(table);
     let fit = claimed * SLOTS_PER_FLOW;
     let want = if missed && tally.full {
-        if tally.repeating * 2 >= claimed {
+        // Where the generation before did not note its keys, which keys
+        // repeat is unknown: grow, and the next generations will tell.
+        if tally.repeating * 2 >= claimed || !tally.known {
             fit.max(table * 16)
         } else {
             (tally.repeating * 4 * SLOTS_PER_FLOW).max(FLOOD_TABLE_SLOTS)
@@ -400,7 +428,11 @@ mod tests {
     const MOST: u32 = 233_000;
 
     fn tally(full: bool, repeating: u64) -> Tally {
-        Tally { full, repeating }
+        Tally {
+            full,
+            repeating,
+            known: true,
+        }
     }
 
     #[test]
@@ -451,6 +483,13 @@ mod tests {
         assert_eq!(t, 2_400);
         let t = next_table_slots(2_400, 1_800, true, tally(true, 300), MOST);
         assert_eq!(t, 2_400);
+        // Keys of one frame after a steady generation, which noted none:
+        // the table grows until the next generations tell.
+        let unknown = Tally {
+            known: false,
+            ..tally(true, 0)
+        };
+        assert_eq!(next_table_slots(2_000, 1_500, true, unknown, MOST), 32_000);
     }
 
     #[test]
