@@ -25,9 +25,10 @@ pub const GLOBALS_MAP: &str = "GLOBALS";
 /// `(2c + h) * FLOW_CACHE_SLOTS`), created memory-mappable
 /// (`BPF_F_MMAPABLE`) so the agent reads and clears it without syscalls.
 pub const FLOW_CACHE_MAP: &str = "FLOW_CACHE";
-/// Name of the three-entry `u32` array that steers the flow cache: the
+/// Name of the five-entry `u32` array that steers the flow cache: the
 /// current generation (0 turns the cache off), then the table slots in use
-/// (at most the flow slots) for half 0 and for half 1.
+/// (at most the flow slots) for half 0 and for half 1, then the flow slots
+/// each half may claim in a generation (its claim limit; 0: half the table).
 pub const CONTROL_MAP: &str = "CONTROL";
 /// Name of the load-time global (a `u32`) giving the flow slots in each
 /// half of [`FLOW_CACHE_MAP`].
@@ -46,8 +47,8 @@ pub const FLOW_INSERT_BUDGET: &str = "FLOW_INSERT_BUDGET";
 
 /// Slots a key may take in the flow cache's table: the slot its hash
 /// picks and the next ones (linear probing, wrapping at the table's end).
-/// With the table at most half full (a quarter as the agent sizes it), a
-/// key almost never finds sixteen others in its way.
+/// With the table half full (as the agent sizes it), about one key in
+/// 2,500 finds sixteen others in its way (and goes to the hash maps).
 pub const CACHE_PROBES: u32 = 16;
 /// Slots per half and CPU, after the flow slots, that hold only aggregate
 /// keys ([`FlowKey::other`]), so that a flood which takes every flow slot
@@ -178,7 +179,8 @@ const _: () = assert!(size_of::<FlowKey>() == 52);
 /// agent), and the key is in that slot or one of the next
 /// [`CACHE_PROBES`] - 1 (a frame of a known flow mostly touches one line).
 /// A new flow takes the first free one of those, as long as the
-/// generation has claimed fewer than half the table, and records it in
+/// generation has claimed fewer than its claim limit (three quarters of
+/// the table as the agent sets it, in [`CONTROL_MAP`]), and records it in
 /// the half's claim list ([`CACHE_CLAIMS_MAP`]). The agent counts in generations,
 /// the half in use being the low bit of the generation in [`CONTROL_MAP`]:
 /// it moves the programs to the next generation (the other half), waits
@@ -187,8 +189,8 @@ const _: () = assert!(size_of::<FlowKey>() == 52);
 /// long as its header's counts), which hold exactly that generation's
 /// counts, and zeroes them and the counts. It sizes each half's table for
 /// its next generation by what it held in this one. An IP frame that
-/// finds no slot (the slots its key may take are other keys', half the
-/// table is claimed, or its slot's packet count would overflow) goes to
+/// finds no slot (the slots its key may take are other keys', the claim
+/// limit is reached, or its slot's packet count would overflow) goes to
 /// [`MAC_MAP`] and [`FLOW_MAP`] instead, or,
 /// once the CPU has made [`FLOW_INSERT_BUDGET`] flow-map entries in the
 /// generation, to its MAC pair's aggregate key ([`FlowKey::other`]) in the

@@ -26,9 +26,10 @@ pub struct Cache {
     base: u32,
     /// Slots of the table the generation uses (from the half's first).
     table: u32,
-    /// Flow slots the generation may claim: half the table (a quarter
-    /// when the agent sized it), so a key's probes soon meet a free slot
-    /// and a flood of new keys pays a few probes each; a small table whole.
+    /// Flow slots the generation may claim, as the agent set it (at most
+    /// the table; half the table, or a small table whole, when unset), so
+    /// a key's probes soon meet a free slot and a flood of new keys pays a
+    /// few probes each.
     room: u32,
     /// Index of the half's header in [`CACHE_HEADERS`].
     header: u32,
@@ -47,6 +48,10 @@ impl Cache {
         let half = generation & 1;
         let slots = FLOW_CACHE_SLOTS.load();
         let table = (*CONTROL.get(1 + half)?).clamp(1, slots);
+        let room = match *CONTROL.get(3 + half)? {
+            0 => (table / 2).max(table.min(MIN_TABLE_SLOTS)),
+            room => room.min(table),
+        };
         // SAFETY: a helper without arguments or side effects (inlined by the
         // verifier).
         let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -54,7 +59,7 @@ impl Cache {
         Some(Cache {
             base: region * CacheLayout::slots(slots),
             table,
-            room: (table / 2).max(table.min(MIN_TABLE_SLOTS)),
+            room,
             header: region * CacheLayout::HEADER,
             slots,
         })

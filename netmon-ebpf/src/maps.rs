@@ -55,9 +55,10 @@ pub static CACHE_HEADERS: Array<u64> =
     Array::with_max_entries(2 * CacheLayout::HEADER, BPF_F_MMAPABLE);
 
 /// Index 0: the flow cache's current generation, set by the agent; 0 while
-/// the cache is off. Index 1 + h: the table slots half h uses.
+/// the cache is off. Index 1 + h: the table slots half h uses; 3 + h: the
+/// flow slots half h may claim in a generation (0: half the table).
 #[map]
-pub static CONTROL: Array<u32> = Array::with_max_entries(3, 0);
+pub static CONTROL: Array<u32> = Array::with_max_entries(5, 0);
 
 /// Flow slots per half of [`FLOW_CACHE`], set at load time (read-only to
 /// the programs, so the verifier knows its value).

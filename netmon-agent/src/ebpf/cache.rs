@@ -10,7 +10,7 @@ use std::{
 use aya::{Ebpf, maps::MapData};
 use netmon_common::{
     CACHE_CLAIMS_MAP, CACHE_HEADERS_MAP, CONTROL_MAP, CacheLayout, CacheSlot, FLOW_CACHE_MAP,
-    MIN_TABLE_SLOTS,
+    FlowKey, MIN_TABLE_SLOTS,
 };
 
 /// Table slots a half starts with (16,384 flows at a quarter full, 32,768
@@ -19,6 +19,19 @@ use netmon_common::{
 const INITIAL_TABLE_SLOTS: u32 = 65_536;
 /// Slots the agent maps at a time while it reads a half (1 MiB).
 const WINDOW_SLOTS: usize = 16_384;
+/// Table slots per flow a half held: the table is half full, so most
+/// frames find their flow's slot in the first line they touch (1.5 lines
+/// on average) while the flows' lines and pages are half as many as at a
+/// quarter full.
+const SLOTS_PER_FLOW: u64 = 2;
+/// The table of a half whose claims were mostly keys seen once (a
+/// random-source flood): 64 KiB, whose lines stay in the CPU's caches, so
+/// a flood's new key probes hot lines to a free slot or the claim limit
+/// and goes to its MAC pair's aggregate, instead of probing lines of a
+/// table grown to the whole budget.
+const FLOOD_TABLE_SLOTS: u64 = 1024;
+/// Bits of each generation's key fingerprints (256 KiB).
+const SEEN_BITS: usize = 1 << 21;
 
 /// The flow cache's arrays. The headers stay memory-mapped; the slots
 /// and the claim lists are mapped only for a drain, and only the ranges
@@ -43,6 +56,34 @@ pub(super) struct CacheMap {
     claimed: Vec<u32>,
     grouped: Vec<u32>,
     bits: Vec<u64>,
+    /// What the halves read since the last sizing held, for the next.
+    tally: Tally,
+    /// The keys of the generation read before the current one and of the
+    /// current one (fingerprints), to tell flows that repeat from keys
+    /// seen once.
+    seen: [Vec<u64>; 2],
+    /// Whether the generation being read notes its keys: only while
+    /// frames found no slot in it or the one before (a table may have to
+    /// grow), so a steady drain pays nothing for them.
+    noting: bool,
+    /// Whether `seen[0]` holds the keys of the generation before.
+    noted: bool,
+    /// Whether frames found no slot in the generation read last.
+    missed_before: bool,
+}
+
+/// What one generation's halves held, for the sizing of their tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Tally {
+    /// Some CPU's half claimed as many slots as it could.
+    pub full: bool,
+    /// The most slots a CPU's half claimed for flows that repeat: more
+    /// than one frame in the generation, or a key the generation before
+    /// held too.
+    pub repeating: u64,
+    /// Whether the generation before noted its keys (otherwise
+    /// `repeating` counts only slots of more than one frame).
+    pub known: bool,
 }
 
 impl CacheMap {
@@ -73,6 +114,11 @@ impl CacheMap {
             claimed: Vec::new(),
             grouped: Vec::new(),
             bits: Vec::new(),
+            tally: Tally::default(),
+            seen: [vec![0; SEEN_BITS / 64], vec![0; SEEN_BITS / 64]],
+            noting: true,
+            noted: false,
+            missed_before: false,
         })
     }
 
@@ -117,6 +163,17 @@ impl CacheMap {
             region_slots,
             &mut self.grouped,
         );
+        let mut repeating = 0;
+        let noting = self.noting;
+        let seen = &mut self.seen;
+        let mut each = |slot: &CacheSlot| {
+            repeating += u64::from(if noting {
+                note_seen(seen, slot)
+            } else {
+                slot.packets > 1
+            });
+            f(slot);
+        };
         let mut rest = &self.grouped[..];
         while let Some(&first) = rest.first() {
             let start = first as usize / WINDOW_SLOTS * WINDOW_SLOTS;
@@ -125,7 +182,7 @@ impl CacheMap {
             let (group, after) = rest.split_at(n);
             rest = after;
             let mut slots = self.slots.window(first_slot + start, end - start)?;
-            read_window(&mut slots, start, group, &mut f);
+            read_window(&mut slots, start, group, &mut each);
         }
         for w in [
             CacheLayout::COUNT,
@@ -135,18 +192,40 @@ impl CacheMap {
         ] {
             self.headers.write(word(w), 0);
         }
+        let room = room(self.table[region & 1]) as usize;
+        self.tally.full |= flows >= room;
+        self.tally.repeating = self.tally.repeating.max(repeating);
         Ok((flows as u64, missed))
     }
 
-    /// The table slots for a half's next generation, given the most flow
-    /// slots a CPU claimed in it and whether frames found none: four slots
-    /// a flow, so the table is a quarter full and a key's probes rarely
-    /// meet four others (most frames find their flow in the first slot);
-    /// sixteen times as many after misses (a burst of flows is held within
-    /// a few intervals); shrinking by half at most per generation. A small
-    /// table keeps what the frames touch in few pages.
-    pub(super) fn next_table(&self, half: usize, claimed: u64, missed: bool) -> u32 {
-        next_table_slots(self.table[half], claimed, missed, self.half)
+    /// The table slots and the claim limit for a half's next generation,
+    /// given the most flow slots a CPU claimed in it and whether frames
+    /// found none (see [`next_table_slots`]). Starts the next tally.
+    pub(super) fn next_table(&mut self, half: usize, claimed: u64, missed: bool) -> (u32, u32) {
+        let mut tally = std::mem::take(&mut self.tally);
+        tally.known = self.noted;
+        self.noted = self.noting;
+        if self.noting {
+            let [before, now] = &mut self.seen;
+            std::mem::swap(before, now);
+            now.fill(0);
+        }
+        self.noting = missed || self.missed_before;
+        self.missed_before = missed;
+        let table = next_table_slots(self.table[half], claimed, missed, tally, self.half);
+        (table, room(table))
+    }
+}
+
+/// The flow slots a generation may claim in a table of `table` slots:
+/// three quarters (a small table whole), so the flows it was sized for
+/// (half the table) may grow by half before their claims run out, and a
+/// new key's probes (linear, up to 16) rarely meet 16 taken slots.
+pub(super) fn room(table: u32) -> u32 {
+    if table <= MIN_TABLE_SLOTS {
+        table
+    } else {
+        table - table / 4
     }
 }
 
@@ -198,13 +277,69 @@ fn read_window(
 }
 
 /// [`CacheMap::next_table`] for a half that used `table` slots of at most
-/// `most`.
-pub(super) fn next_table_slots(table: u32, claimed: u64, missed: bool, most: u32) -> u32 {
+/// `most`: two slots per flow it held ([`SLOTS_PER_FLOW`]), shrinking by
+/// half at most per generation, not shrinking after frames found no slot.
+/// When the claims ran out (`tally.full`) and at least half the claimed
+/// slots held flows that repeat, sixteen times as many slots (a burst of
+/// flows is held within a few intervals, and few of them go to the flow
+/// map meanwhile); when fewer did, eight slots per flow that repeated,
+/// never more for keys seen once: a random-source flood keeps a small
+/// table ([`FLOOD_TABLE_SLOTS`]) and its frames go to their MAC pair's
+/// aggregate (a half whose generation before did not note its keys
+/// grows: the next generations tell). A small table keeps what the
+/// frames touch in few pages.
+pub(super) fn next_table_slots(
+    table: u32,
+    claimed: u64,
+    missed: bool,
+    tally: Tally,
+    most: u32,
+) -> u32 {
     let table = u64::from(table);
-    let fit = (claimed * 4).max(table / 2);
-    let want = if missed { fit.max(table * 16) } else { fit };
+    let fit = claimed * SLOTS_PER_FLOW;
+    let want = if missed && tally.full {
+        // Where the generation before did not note its keys, which keys
+        // repeat is unknown: grow, and the next generations will tell.
+        if tally.repeating * 2 >= claimed || !tally.known {
+            fit.max(table * 16)
+        } else {
+            (tally.repeating * 4 * SLOTS_PER_FLOW).max(FLOOD_TABLE_SLOTS)
+        }
+    } else if missed {
+        fit.max(table)
+    } else {
+        fit.max(table / 2)
+    };
     let most = u64::from(most);
     want.clamp(u64::from(MIN_TABLE_SLOTS).min(most), most) as u32
+}
+
+/// Notes the slot's key as seen in this generation (`seen[1]`); whether
+/// it repeats: more than one frame, or seen in the generation before
+/// (`seen[0]`; a fingerprint, so a key seen once may pass for one that
+/// repeats: about one in ten when 200,000 keys were seen).
+fn note_seen(seen: &mut [Vec<u64>; 2], slot: &CacheSlot) -> bool {
+    let bit = fingerprint(&slot.key) as usize % SEEN_BITS;
+    let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+    seen[1][word] |= mask;
+    slot.packets > 1 || seen[0][word] & mask != 0
+}
+
+/// A fingerprint of a flow key: its addresses' last eight bytes (all of
+/// an IPv4 address), interface, direction, protocol and MACs, mixed.
+fn fingerprint(key: &FlowKey) -> u64 {
+    let word = |b: &[u8]| {
+        let mut w = [0; 8];
+        w[..b.len()].copy_from_slice(b);
+        u64::from_le_bytes(w)
+    };
+    let h = word(&key.src[8..]).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ word(&key.dst[8..]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ word(&key.src_mac).wrapping_mul(0x1656_67b1_9e37_79f9)
+        ^ word(&key.dst_mac).wrapping_mul(0x85eb_ca77_c2b2_ae63)
+        ^ (u64::from(key.ifindex) | u64::from(key.direction) << 32 | u64::from(key.proto) << 40)
+            .wrapping_mul(0x27d4_eb2f_1656_67c5);
+    h ^ (h >> 29) ^ (h >> 43)
 }
 
 /// A `BPF_F_MMAPABLE` array of `len` elements of `T`, through its own
@@ -343,5 +478,98 @@ mod tests {
         claimed.extend([5, 1]);
         sort_slots(&mut claimed, &mut bits, 701, &mut sorted);
         assert_eq!(sorted, [1, 5]);
+    }
+
+    const MOST: u32 = 233_000;
+
+    fn tally(full: bool, repeating: u64) -> Tally {
+        Tally {
+            full,
+            repeating,
+            known: true,
+        }
+    }
+
+    #[test]
+    fn a_table_holds_two_slots_per_flow_and_shrinks_by_half_at_most() {
+        assert_eq!(
+            next_table_slots(65_536, 10_000, false, tally(false, 0), MOST),
+            32_768
+        );
+        assert_eq!(
+            next_table_slots(32_768, 10_000, false, tally(false, 0), MOST),
+            20_000
+        );
+        assert_eq!(
+            next_table_slots(20_000, 10_000, false, tally(false, 0), MOST),
+            20_000
+        );
+        // A few keys past their sixteenth slot: the table keeps its size.
+        assert_eq!(
+            next_table_slots(20_000, 9_000, true, tally(false, 0), MOST),
+            20_000
+        );
+        assert_eq!(
+            next_table_slots(20_000, 11_000, true, tally(false, 0), MOST),
+            22_000
+        );
+        assert_eq!(next_table_slots(128, 0, false, tally(false, 0), MOST), 64);
+        assert_eq!(next_table_slots(64, 0, false, tally(false, 0), 32), 32);
+    }
+
+    #[test]
+    fn repeating_flows_that_ran_out_of_claims_grow_the_table() {
+        // 49,152 claims (the limit of 65,536), all of flows that repeat.
+        let t = next_table_slots(65_536, 49_152, true, tally(true, 49_152), MOST);
+        assert_eq!(t, MOST);
+        let t = next_table_slots(2_000, 1_500, true, tally(true, 1_500), MOST);
+        assert_eq!(t, 32_000);
+        // Half of them repeat: still a burst of flows.
+        let t = next_table_slots(2_000, 1_500, true, tally(true, 750), MOST);
+        assert_eq!(t, 32_000);
+    }
+
+    #[test]
+    fn a_flood_of_keys_seen_once_keeps_a_small_table() {
+        let t = next_table_slots(MOST, 174_750, true, tally(true, 0), MOST);
+        assert_eq!(u64::from(t), FLOOD_TABLE_SLOTS);
+        // A few hundred flows that repeat beside it keep room.
+        let t = next_table_slots(1024, 768, true, tally(true, 300), MOST);
+        assert_eq!(t, 2_400);
+        let t = next_table_slots(2_400, 1_800, true, tally(true, 300), MOST);
+        assert_eq!(t, 2_400);
+        // Keys of one frame after a steady generation, which noted none:
+        // the table grows until the next generations tell.
+        let unknown = Tally {
+            known: false,
+            ..tally(true, 0)
+        };
+        assert_eq!(next_table_slots(2_000, 1_500, true, unknown, MOST), 32_000);
+    }
+
+    #[test]
+    fn the_claim_limit_is_three_quarters_of_a_table_or_a_small_table_whole() {
+        assert_eq!(room(20_000), 15_000);
+        assert_eq!(room(64), 64);
+        assert_eq!(room(32), 32);
+        assert_eq!(room(1024), 768);
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100_000u32 {
+            let mut key = FlowKey {
+                ifindex: 2,
+                proto: 17,
+                ..FlowKey::default()
+            };
+            key.src = netmon_common::v4_mapped((0x0a40_0000 + i).to_be_bytes());
+            key.dst = netmon_common::v4_mapped([10, 0, 0, 2]);
+            seen.insert(fingerprint(&key) as usize % SEEN_BITS);
+        }
+        // Distinct bits for nearly every key (a uniform hash leaves about
+        // 2.3% in shared bits at this load).
+        assert!(seen.len() > 96_000, "{}", seen.len());
     }
 }

@@ -275,7 +275,9 @@ impl Kernel {
         }
         let cache = CacheMap::map(&ebpf, ncpus, half).map_err(LoadError::Mmap)?;
         for h in 0..2 {
-            set_control(&mut ebpf, 1 + h, cache.table[h as usize]).map_err(LoadError::Control)?;
+            let table = cache.table[h as usize];
+            set_control(&mut ebpf, 1 + h, table).map_err(LoadError::Control)?;
+            set_control(&mut ebpf, 3 + h, cache::room(table)).map_err(LoadError::Control)?;
         }
         let generation = u32::from(sizes.flow_cache_slots != 0);
         set_control(&mut ebpf, 0, generation).map_err(LoadError::Control)?;
@@ -327,9 +329,7 @@ pub type Attachments = HashMap<u32, Attachment>;
 
 #[cfg(test)]
 mod tests {
-    use netmon_common::MIN_TABLE_SLOTS;
-
-    use super::{cache::next_table_slots, *};
+    use super::*;
 
     #[test]
     fn the_cache_memory_is_shared_by_the_cpus_in_whole_slots() {
@@ -347,25 +347,5 @@ mod tests {
             "at least a few slots"
         );
         assert_eq!(cache_slots_for(1 << 40, 1), MAX_FLOW_CACHE_SLOTS);
-    }
-
-    #[test]
-    fn a_table_fits_its_flows_grows_fast_and_shrinks_by_half() {
-        let most = 200_000;
-        // Four slots a flow: 2,000 flows in 8,000 slots.
-        assert_eq!(next_table_slots(8000, 2000, false, most), 8000);
-        // Fewer flows: at most half as many slots at once.
-        assert_eq!(next_table_slots(16_384, 10, false, most), 8192);
-        // Misses: sixteen times as many slots, or what the flows need.
-        assert_eq!(next_table_slots(1024, 2000, true, most), 16_384);
-        assert_eq!(next_table_slots(1024, 45_000, true, most), 180_000);
-        // Within bounds.
-        assert_eq!(next_table_slots(50_000, 1_000_000, true, most), most);
-        assert_eq!(next_table_slots(64, 0, false, most), MIN_TABLE_SLOTS);
-        assert_eq!(
-            next_table_slots(4, 0, false, 4),
-            4,
-            "a tiny cache's whole table"
-        );
     }
 }

@@ -177,9 +177,11 @@ impl Kernel {
         }
         // Size this half's table for its next generation by what it held
         // in this one; the flip after next hands it out.
-        let table = self.cache.next_table(half, most, missed);
-        set_control(&mut self.ebpf, 1 + half as u32, table)
-            .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        let (table, room) = self.cache.next_table(half, most, missed);
+        for (entry, value) in [(1, table), (3, room)] {
+            set_control(&mut self.ebpf, entry + half as u32, value)
+                .map_err(|e| ReadError::Map(CONTROL_MAP, e))?;
+        }
         self.cache.table[half] = table;
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
