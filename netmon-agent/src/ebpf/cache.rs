@@ -62,14 +62,16 @@ pub(super) struct CacheMap {
     /// current one (fingerprints), to tell flows that repeat from keys
     /// seen once.
     seen: [Vec<u64>; 2],
-    /// Whether the generation being read notes its keys: only while
-    /// frames found no slot in it or the one before (a table may have to
-    /// grow), so a steady drain pays nothing for them.
-    noting: bool,
-    /// Whether `seen[0]` holds the keys of the generation before.
-    noted: bool,
-    /// Whether frames found no slot in the generation read last.
+    /// Whether frames found no slot in the generation read last: the
+    /// halves of the one being read note their keys then, and those
+    /// whose own frames found none (a table may have to grow), so a
+    /// steady drain pays nothing for them.
     missed_before: bool,
+    /// Whether `seen[0]` holds keys of the generation before (of the
+    /// halves that noted theirs).
+    noted: bool,
+    /// Whether some half read since the last sizing noted its keys.
+    noted_any: bool,
 }
 
 /// What one generation's halves held, for the sizing of their tables.
@@ -116,9 +118,9 @@ impl CacheMap {
             bits: Vec::new(),
             tally: Tally::default(),
             seen: [vec![0; SEEN_BITS / 64], vec![0; SEEN_BITS / 64]],
-            noting: true,
+            missed_before: true,
             noted: false,
-            missed_before: false,
+            noted_any: false,
         })
     }
 
@@ -143,6 +145,8 @@ impl CacheMap {
         let aggregates = (self.headers.read(word(CacheLayout::AGGREGATES)) as usize)
             .min(CacheLayout::slots(0) as usize);
         let missed = self.headers.read(word(CacheLayout::MISSES));
+        let noting = self.missed_before || missed != 0;
+        self.noted_any |= noting;
         self.claimed.clear();
         for (first, n) in [(0, flows), (flow_slots, aggregates)] {
             if n == 0 {
@@ -164,7 +168,6 @@ impl CacheMap {
             &mut self.grouped,
         );
         let mut repeating = 0;
-        let noting = self.noting;
         let seen = &mut self.seen;
         let mut each = |slot: &CacheSlot| {
             repeating += u64::from(if noting {
@@ -204,13 +207,13 @@ impl CacheMap {
     pub(super) fn next_table(&mut self, half: usize, claimed: u64, missed: bool) -> (u32, u32) {
         let mut tally = std::mem::take(&mut self.tally);
         tally.known = self.noted;
-        self.noted = self.noting;
-        if self.noting {
+        self.noted = self.noted_any;
+        if self.noted_any {
             let [before, now] = &mut self.seen;
             std::mem::swap(before, now);
             now.fill(0);
         }
-        self.noting = missed || self.missed_before;
+        self.noted_any = false;
         self.missed_before = missed;
         let table = next_table_slots(self.table[half], claimed, missed, tally, self.half);
         (table, room(table))
