@@ -34,7 +34,7 @@ use netmon_common::{Counter, FlowKey, Globals, MacKey, direction};
 /// randomisation, time and allocator addresses; not cryptographic). That
 /// matters: remote senders choose the addresses in these keys, and with an
 /// unseeded hash (Fx) they could craft collisions that stall the drain.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use self::fold::DeviceMemo;
 pub use self::update::Fold;

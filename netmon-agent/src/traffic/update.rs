@@ -12,7 +12,7 @@ use std::{
 use netmon_common::{Counter, FlowKey, MacKey};
 
 use super::{
-    CacheStats, Counted, Expired, MapCounts, Tracked, Traffic,
+    CacheStats, Counted, Expired, FastMap, MapCounts, Tracked, Traffic,
     fold::{self, CachePair, DeviceMemo},
     tag,
 };
@@ -162,16 +162,7 @@ impl Traffic {
         let mut expired = Expired::default();
         // Entries not in this reading were evicted (or deleted) from the
         // kernel: forget them. Idle ones are returned for deletion.
-        self.macs.retain(|key, t| {
-            if t.generation != generation {
-                return false;
-            }
-            if idle(t.active_at) {
-                expired.macs.push(*key);
-                return false;
-            }
-            true
-        });
+        retain_read(&mut self.macs, generation, &idle, &mut expired.macs);
         // Only flows that counted something in this interval or the one
         // before have a delta, a rate or a last interval to close: those
         // were touched at `now` or `previous` and lead the table's order
@@ -193,16 +184,7 @@ impl Traffic {
         }
         // Baselines of evicted flows whose kernel entries are gone (not in
         // this reading) are dropped; idle ones are deleted like any entry.
-        self.orphans.retain(|key, t| {
-            if t.generation != generation {
-                return false;
-            }
-            if idle(t.active_at) {
-                expired.flows.push(*key);
-                return false;
-            }
-            true
-        });
+        retain_read(&mut self.orphans, generation, &idle, &mut expired.flows);
         for d in self.devices.values_mut() {
             d.tx.close(elapsed);
             d.rx.close(elapsed);
@@ -231,6 +213,27 @@ impl Traffic {
         self.device_table.entries = self.devices.len() as u64;
         expired
     }
+}
+
+/// Forgets the entries of `map` that the reading `generation` did not
+/// see (evicted or deleted from the kernel), and the idle ones, whose
+/// keys go to `expired` for deletion from the kernel.
+fn retain_read<K: Copy + Eq + std::hash::Hash>(
+    map: &mut FastMap<K, Tracked>,
+    generation: u64,
+    idle: &impl Fn(Instant) -> bool,
+    expired: &mut Vec<K>,
+) {
+    map.retain(|key, t| {
+        if t.generation != generation {
+            return false;
+        }
+        if idle(t.active_at) {
+            expired.push(*key);
+            return false;
+        }
+        true
+    });
 }
 
 #[cfg(test)]
