@@ -9,10 +9,12 @@
 //! report (a total that went down was reset: all of it is new). One
 //! without a previous total is new when it cannot have been counted
 //! before: a device the previous report did not list, a flow first seen
-//! after the previous report's interval, or anything of an agent that
-//! started while this hub ran (its totals are all since then). Otherwise
-//! (the first report after the hub started, a flow back among the listed
-//! ones) only its last interval is taken, from its rate. Reports older
+//! after the previous report's interval, or anything in the first report
+//! of an agent that started while this hub ran (its totals are all since
+//! then). Otherwise (the first report after the hub started, a flow back
+//! among the listed ones, even of an agent the hub saw start: its total
+//! was taken while it was listed) only its last interval is taken, from
+//! its rate. Reports older
 //! than the newest taken add nothing here: the newer totals include them.
 
 use std::collections::HashMap;
@@ -134,9 +136,12 @@ impl Totals {
             };
             let d = match prev {
                 Some(_) => delta(prev, now),
-                None if all_new || (!first && new_since(self.end_ms)) => now,
-                // Listed again, or first seen by this hub: its last
-                // interval, from the rate.
+                // New: in the first report of an agent this hub saw
+                // start, or first seen since the previous report.
+                None if (first && all_new) || (!first && new_since(self.end_ms)) => now,
+                // Listed again (its total was taken before it left the
+                // listed ones, whatever the agent's start), or first seen
+                // by this hub: its last interval, from the rate.
                 None => {
                     let of = |k: &str, per: f64| {
                         let r = f.get(k).and_then(Value::as_f64).unwrap_or(0.0);
@@ -265,6 +270,44 @@ mod tests {
         assert_eq!(
             got,
             [("device/eth0/02:00:00:00:00:01".into(), vec![10, 2, 5, 1])]
+        );
+    }
+
+    #[test]
+    fn a_flow_back_among_the_listed_ones_is_not_counted_again() {
+        // An agent that started after the hub lists a flow, leaves it out
+        // of one report (it fell out of the top --push-flows) and lists it
+        // again with the same total: only its last interval, from its
+        // rate, is new, never the whole total again.
+        let mut t = Totals::default();
+        let started = "2026-01-01T00:00:01Z";
+        let seen = "2026-01-01T00:00:01.5Z";
+        let d = doc("2026-01-01T00:00:02Z", started, 100, 1000, seen);
+        let got = deltas(&t.samples(&d, 1000, T0));
+        assert_eq!(got[1].1, vec![1000, 3]);
+        let mut d = doc("2026-01-01T00:00:03Z", started, 100, 1000, seen);
+        d["flows"]["flows"] = json!([]);
+        assert!(deltas(&t.samples(&d, 1000, T0)).is_empty());
+        let d = doc("2026-01-01T00:00:04Z", started, 100, 1000, seen);
+        let got = deltas(&t.samples(&d, 1000, T0));
+        assert_eq!(
+            got,
+            [("flow/eth0/egress/17/10.0.0.1/10.0.0.2".into(), vec![100, 1])]
+        );
+        // A flow first seen after the previous report is new in full.
+        let d = doc(
+            "2026-01-01T00:00:05Z",
+            started,
+            100,
+            700,
+            "2026-01-01T00:00:04.5Z",
+        );
+        let mut t2 = t.clone();
+        t2.flows.clear();
+        let got = deltas(&t2.samples(&d, 1000, T0));
+        assert_eq!(
+            got,
+            [("flow/eth0/egress/17/10.0.0.1/10.0.0.2".into(), vec![700, 3])]
         );
     }
 }
